@@ -1,0 +1,86 @@
+"""Frozen configs. `ModelConfig` is saved inside every checkpoint and rebuilds the network.
+
+Every SPEC §3 hyperparameter is a field here with the SPEC default; the command line builds its
+`--set key=value` overrides from these fields, so each default is written once.
+"""
+
+from dataclasses import asdict, dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    d_s: int = 128  # single representation width (SPEC §3)
+    d_z: int = 32  # pair representation width; pair features are bias and value in IPA
+    n_blocks: int = 8  # IPA blocks; frames stay fixed, so depth only mixes information
+    n_heads: int = 4
+    c_head: int = 8  # scalar query/key/value width per head
+    n_qk_points: int = 4  # query/key points per head (N_qk); sets w_C = sqrt(2 / (9 N_qk))
+    n_v_points: int = 8  # value points per head (N_v)
+    n_components: int = 5  # von Mises mixture components K
+    n_chi: int = 4  # χ slots D; residues with fewer χ mask the rest
+    kappa_min: float = 0.01  # concentration floor: keeps κ > 0 and VonMises sampling from hanging
+    dropout: float = 0.2
+    # Pair features (all SE(3)-invariant).
+    relpos_clip: int = 32  # relative sequence position within a chain, clipped to ±this
+    n_rbf: int = 16  # radial basis functions over CA–CA distance
+    rbf_max: float = 20.0  # Å; centre of the last basis function
+    # Optional single features beyond the SPEC's three inputs, kept only where validation says so.
+    use_backbone_angles: bool = True  # φ/ψ/ω as sin/cos; rotamer preferences depend on them
+    # Memory: attend only to the nearest `max_neighbours` residues (by CA distance) when N is
+    # larger; 0 attends to all. Keeps a 3000-residue structure inside a laptop's memory.
+    max_neighbours: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            from .errors import CheckpointError
+
+            raise CheckpointError(
+                f"checkpoint has model settings this version does not know: {sorted(unknown)}; "
+                "it was written by a newer or different qfitlatent"
+            )
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    lr: float = 3e-4  # AdamW (SPEC §3); cosine annealing to lr/100 over the whole run
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    min_altlocs: int = 2  # 2: train on R (SPEC §5); 1: single-conformer residues teach rigidity
+    crop_size: int = 384  # spatial crop for training only, never at inference
+    val_fraction: float = 0.1  # share of structures held out, split by PDB id
+    seed: int = 0
+    freeze_trunk: bool = False  # fine-tuning: train the head only
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def with_overrides(cfg, overrides: list[str]):
+    """Apply `key=value` strings to a frozen config, casting to each field's type."""
+    types = {f.name: f.type for f in fields(cfg)}
+    changes = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in types:
+            raise ValueError(f"unknown setting {key!r}; known: {', '.join(sorted(types))}")
+        kind = types[key]
+        kind = kind if isinstance(kind, type) else {"int": int, "float": float, "bool": bool}[kind]
+        if kind is bool:
+            changes[key] = value.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            changes[key] = kind(value)
+    return replace(cfg, **changes)

@@ -1,0 +1,13 @@
+"""The one exception the package raises for input a user can fix."""
+
+
+class StructureError(ValueError):
+    """A structure file that cannot be used, with a message a biologist understands.
+
+    Raised for unreadable, empty, truncated or binary files, files with no usable protein,
+    absurd coordinates, and anything else that is about the input rather than a bug.
+    """
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into this version of the model."""

@@ -1,0 +1,94 @@
+"""`Features`: everything the model, the loss and the writers need from one structure.
+
+`featurize(parsed)` turns a `structure.ParsedStructure` into tensors. All geometry that reaches
+the model is invariant by construction: frames (R, t) are used only relative to each other.
+"""
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from . import residues
+from .geometry import backbone_frames, dihedral
+
+
+@dataclass
+class Features:
+    """Per-residue tensors of one structure (N residues, A altloc slots, D = 4 χ).
+
+    Residue identity (chain, resnum, icode, resname) is kept so predictions can be written back
+    onto the right residues.
+    """
+
+    name: str  # file name without extensions, e.g. "1abc"
+    aatype: torch.Tensor  # [N] long, 0…19 standard, 20 other
+    rot: torch.Tensor  # [N, 3, 3] backbone frame rotations (rows = local axes)
+    trans: torch.Tensor  # [N, 3] CA positions, Å
+    chi: torch.Tensor  # [N, A, D] radians, per observed side-chain altloc (0 where undefined)
+    chi_mask: torch.Tensor  # [N, A, D] bool, χ defined for that altloc
+    occ: torch.Tensor  # [N, A] occupancies normalised to sum 1 per residue (0 on padding)
+    n_obs: torch.Tensor  # [N] long, distinct side-chain conformers observed
+    chain_index: torch.Tensor  # [N] long, index into the order chains appear
+    resnum: torch.Tensor  # [N] long, author residue numbers
+    chain_break: torch.Tensor  # [N] bool, residue i is not peptide-bonded to residue i-1
+    bb_angles: torch.Tensor  # [N, 3] φ, ψ, ω radians (0 where undefined)
+    bb_mask: torch.Tensor  # [N, 3] bool
+    chain_id: list[str]
+    icode: list[str]
+    resname: list[str]  # as in the file (MSE stays MSE; its token is MET's)
+
+    @property
+    def n_res(self) -> int:
+        return int(self.aatype.shape[0])
+
+    @property
+    def chi_defined(self) -> torch.Tensor:
+        """[N, D] bool: χ the residue type defines (whatever the file holds)."""
+        defined, _ = residues.chi_table_tensors()
+        return defined[self.aatype]
+
+    @property
+    def pi_symmetric(self) -> torch.Tensor:
+        """[N, D] bool: χ whose density is π-periodic (ASP χ2, GLU χ3, PHE χ2, TYR χ2)."""
+        _, symmetric = residues.chi_table_tensors()
+        return symmetric[self.aatype]
+
+    def valid(self, min_altlocs: int = 2) -> torch.Tensor:
+        """[N] bool: the residues that count in the loss (SPEC §5's R when min_altlocs = 2)."""
+        return (self.n_obs >= min_altlocs) & self.chi_mask.any(dim=(1, 2))
+
+    def residue_ids(self) -> list[tuple[str, int, str]]:
+        return [(c, int(r), i) for c, r, i in zip(self.chain_id, self.resnum.tolist(), self.icode)]
+
+    def to(self, device) -> "Features":
+        kw = {
+            f.name: (getattr(self, f.name).to(device) if torch.is_tensor(getattr(self, f.name)) else getattr(self, f.name))
+            for f in fields(self)
+        }
+        return Features(**kw)
+
+    def select(self, index: torch.Tensor) -> "Features":
+        """The residues at `index` [M] (a crop), in that order; chain breaks re-derived."""
+        index = index.sort().values
+        kw = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if torch.is_tensor(v):
+                kw[f.name] = v[index]
+            elif isinstance(v, list):
+                kw[f.name] = [v[i] for i in index.tolist()]
+            else:
+                kw[f.name] = v
+        out = Features(**kw)
+        # A gap in the crop breaks the chain even where the full structure was continuous.
+        gap = torch.ones_like(index, dtype=torch.bool)
+        gap[1:] = index[1:] != index[:-1] + 1
+        out.chain_break = out.chain_break | gap
+        return out
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Features":
+        return cls(**{f.name: d[f.name] for f in fields(cls)})

@@ -1,0 +1,121 @@
+"""Pure rigid-body and angle maths (torch), shared by the data code, the model and the builder.
+
+Shape alphabet used across the package: N residues, A altlocs, K mixture components, D = 4 χ,
+H heads, C channels, P points, S samples; `...` for leading dims.
+
+Frame convention (SPEC §2), stated once: a frame is (R [..., 3, 3], t [..., 3]) where the rows
+of R are the local axes x̂, ŷ, ẑ and t is the CA position. Then
+
+    local  = (x - t) @ R.T
+    global = local @ R + t
+
+so CA is the origin, C lies on +x and N in the xy-plane with y > 0.
+"""
+
+import math
+
+import torch
+
+TWO_PI = 2.0 * math.pi
+
+
+def backbone_frames(
+    n: torch.Tensor, ca: torch.Tensor, c: torch.Tensor, eps: float = 1e-8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backbone frames from N, CA, C.
+
+    Args:
+        n, ca, c: [..., 3] atom positions.
+    Returns:
+        R: [..., 3, 3] rotations, rows are the local axes; t: [..., 3], the CA positions.
+    """
+    x = c - ca
+    x = x / (x.norm(dim=-1, keepdim=True) + eps)
+    z = torch.cross(x, n - ca, dim=-1)
+    z = z / (z.norm(dim=-1, keepdim=True) + eps)
+    y = torch.cross(z, x, dim=-1)
+    return torch.stack([x, y, z], dim=-2), ca
+
+
+def to_local(x: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+    """Global points [..., 3] into the frame (rot [..., 3, 3], trans [..., 3])."""
+    return torch.einsum("...j,...ij->...i", x - trans, rot)
+
+
+def to_global(x: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+    """Local points [..., 3] of the frame (rot [..., 3, 3], trans [..., 3]) into global ones."""
+    return torch.einsum("...i,...ij->...j", x, rot) + trans
+
+
+def dihedral(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Dihedral angle a-b-c-d in radians, (−π, π], IUPAC sign (as gemmi.calculate_dihedral).
+
+    Args:
+        a, b, c, d: [..., 3] positions.
+    Returns:
+        [...] angles.
+    """
+    b0 = a - b
+    b1 = c - b
+    b2 = d - c
+    b1n = b1 / b1.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    v = b0 - (b0 * b1n).sum(-1, keepdim=True) * b1n
+    w = b2 - (b2 * b1n).sum(-1, keepdim=True) * b1n
+    x = (v * w).sum(-1)
+    y = (torch.cross(b1n, v, dim=-1) * w).sum(-1)
+    return torch.atan2(y, x)
+
+
+def wrap(angle: torch.Tensor) -> torch.Tensor:
+    """Angles into (−π, π]."""
+    return torch.atan2(torch.sin(angle), torch.cos(angle))
+
+
+def circ_diff(a: torch.Tensor, b: torch.Tensor, pi_periodic: torch.Tensor | bool = False) -> torch.Tensor:
+    """Absolute circular distance |a − b| on the circle, in [0, π].
+
+    Where `pi_periodic` is True the angles are taken modulo π, so the distance is in [0, π/2].
+    """
+    d = wrap(a - b).abs()
+    if isinstance(pi_periodic, bool) and not pi_periodic:
+        return d
+    folded = torch.minimum(d, math.pi - d)
+    return torch.where(torch.as_tensor(pi_periodic, device=d.device), folded, d)
+
+
+def rotation_matrix(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotation by `angle` [...] about unit-normalised `axis` [..., 3] (Rodrigues), [..., 3, 3].
+
+    Acts on column vectors: x' = M @ x.
+    """
+    k = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    kx, ky, kz = k.unbind(-1)
+    zero = torch.zeros_like(kx)
+    K = torch.stack(
+        [
+            torch.stack([zero, -kz, ky], -1),
+            torch.stack([kz, zero, -kx], -1),
+            torch.stack([-ky, kx, zero], -1),
+        ],
+        -2,
+    )  # [..., 3, 3]
+    s = torch.sin(angle)[..., None, None]
+    c = torch.cos(angle)[..., None, None]
+    eye = torch.eye(3, dtype=axis.dtype, device=axis.device).expand_as(K)
+    return eye + s * K + (1 - c) * (K @ K)
+
+
+def rotate_about(points: torch.Tensor, origin: torch.Tensor, axis: torch.Tensor, angle) -> torch.Tensor:
+    """Rotate points [..., P, 3] by `angle` about the line through origin [..., 3] along axis [..., 3]."""
+    angle = torch.as_tensor(angle, dtype=points.dtype, device=points.device)
+    m = rotation_matrix(axis, angle)  # [..., 3, 3]
+    return (points - origin[..., None, :]) @ m.transpose(-1, -2) + origin[..., None, :]
+
+
+def random_rotation(generator: torch.Generator | None = None, dtype=torch.float64) -> torch.Tensor:
+    """A uniformly random proper rotation [3, 3] (QR of a Gaussian matrix, sign-fixed)."""
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=dtype))
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q

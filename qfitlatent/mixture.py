@@ -1,0 +1,135 @@
+"""Von Mises mixture over χ1…χ4 (SPEC §4–§5): density, sampling, mode, entropy.
+
+A mixture is (logits [..., K], mu [..., K, D], kappa [..., K, D]). Component k places an
+independent von Mises on every χ; the mixture carries the correlations. π-symmetric χ use the
+π-periodic density exp(κ cos 2Δ) / (2π I0(κ)), which integrates to 1 on the circle.
+The loss, the metrics, the baselines, sampling and the app all use these functions.
+"""
+
+import math
+from typing import NamedTuple
+
+import torch
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+class Mixture(NamedTuple):
+    logits: torch.Tensor  # [..., K]
+    mu: torch.Tensor  # [..., K, D] radians in (−π, π)
+    kappa: torch.Tensor  # [..., K, D] > 0
+
+    def index(self, i) -> "Mixture":
+        return Mixture(self.logits[i], self.mu[i], self.kappa[i])
+
+    def detach(self) -> "Mixture":
+        return Mixture(self.logits.detach(), self.mu.detach(), self.kappa.detach())
+
+    def to(self, *args, **kwargs) -> "Mixture":
+        return Mixture(*(t.to(*args, **kwargs) for t in self))
+
+
+def log_i0(kappa: torch.Tensor) -> torch.Tensor:
+    """log I0(κ), finite for large κ: log i0e(κ) + κ."""
+    return torch.log(torch.special.i0e(kappa)) + kappa
+
+
+def log_von_mises(x, mu, kappa, pi_symmetric) -> torch.Tensor:
+    """Log density of one von Mises per element; π-periodic where `pi_symmetric` is True.
+
+    All arguments broadcast together; returns their broadcast shape.
+    """
+    delta = x - mu
+    delta = torch.where(pi_symmetric, 2.0 * delta, delta)
+    return kappa * torch.cos(delta) - LOG_2PI - log_i0(kappa)
+
+
+def log_prob(
+    chi: torch.Tensor,  # [..., D]
+    mix: Mixture,  # logits [..., K], mu/kappa [..., K, D]
+    chi_mask: torch.Tensor,  # [..., D] bool: which χ enter the product
+    pi_symmetric: torch.Tensor,  # [..., D] bool
+) -> torch.Tensor:
+    """Log density of χ under the mixture, over the masked χ only. Returns [...]."""
+    per_chi = log_von_mises(chi[..., None, :], mix.mu, mix.kappa, pi_symmetric[..., None, :])
+    per_chi = per_chi * chi_mask[..., None, :]  # [..., K, D]
+    log_weights = torch.log_softmax(mix.logits, dim=-1)  # [..., K]
+    return torch.logsumexp(log_weights + per_chi.sum(-1), dim=-1)
+
+
+def sample(
+    mix: Mixture,  # logits [N, K], mu/kappa [N, K, D]
+    n_samples: int,
+    pi_symmetric: torch.Tensor | None = None,  # [N, D] bool
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw component k ~ π, then each χ_d ~ VonMises(μ_kd, κ_kd) (SPEC §7).
+
+    `temperature` > 1 flattens the mixture (weights and concentrations), < 1 sharpens it.
+    Returns χ [S, N, D] in (−π, π] and the drawn components [S, N].
+    Sampling runs on the CPU in float64: torch's VonMises rejection sampler is slow on small
+    float32 κ (pytorch#88443); κ_min keeps us clear of its hang and float64 keeps us well clear.
+    """
+    logits = mix.logits.detach().double().cpu() / temperature
+    mu = mix.mu.detach().double().cpu()
+    kappa = (mix.kappa.detach().double().cpu() / temperature).clamp_min(1e-4)
+    n, k = logits.shape
+    comp = torch.multinomial(torch.softmax(logits, -1), n_samples, replacement=True, generator=generator)
+    comp = comp.T  # [S, N]
+    idx = comp[..., None, None].expand(n_samples, n, 1, mu.shape[-1])
+    mu_s = mu.expand(n_samples, n, k, -1).gather(2, idx).squeeze(2)  # [S, N, D]
+    kappa_s = kappa.expand(n_samples, n, k, -1).gather(2, idx).squeeze(2)  # [S, N, D]
+    delta = _von_mises_draw(kappa_s, generator)  # [S, N, D] around 0
+    if pi_symmetric is not None:
+        sym = pi_symmetric.cpu()[None].expand_as(delta)
+        # π-periodic density: θ = 2Δ is von Mises(0, κ); each half-turn is equally likely.
+        half = torch.randint(0, 2, delta.shape, generator=generator, dtype=torch.float64) * math.pi
+        delta = torch.where(sym, delta / 2.0 + half, delta)
+    chi = torch.atan2(torch.sin(mu_s + delta), torch.cos(mu_s + delta))
+    return chi.float(), comp
+
+
+def _von_mises_draw(kappa: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Samples of VonMises(0, κ) for every element of κ (Best & Fisher 1979 rejection)."""
+    tau = 1.0 + torch.sqrt(1.0 + 4.0 * kappa**2)
+    rho = (tau - torch.sqrt(2.0 * tau)) / (2.0 * kappa)
+    r = (1.0 + rho**2) / (2.0 * rho)
+    out = torch.empty_like(kappa)
+    todo = torch.ones_like(kappa, dtype=torch.bool)
+    while todo.any():
+        u1, u2, u3 = (torch.rand(kappa.shape, generator=generator, dtype=kappa.dtype) for _ in range(3))
+        z = torch.cos(math.pi * u1)
+        f = (1.0 + r * z) / (r + z)
+        c = kappa * (r - f)
+        accept = (c * (2.0 - c) - u2 > 0) | (torch.log(c / u2) + 1.0 - c >= 0)
+        theta = torch.sign(u3 - 0.5) * torch.acos(f.clamp(-1.0, 1.0))
+        take = todo & accept
+        out[take] = theta[take]
+        todo &= ~accept
+    return out
+
+
+def mode(mix: Mixture) -> torch.Tensor:
+    """χ of the heaviest component [..., D]: the deterministic "most likely" conformer."""
+    k = mix.logits.argmax(-1)  # [...]
+    return mix.mu.gather(-2, k[..., None, None].expand(*k.shape, 1, mix.mu.shape[-1])).squeeze(-2)
+
+
+def entropy(
+    mix: Mixture,  # logits [N, K], mu/kappa [N, K, D]
+    chi_defined: torch.Tensor,  # [N, D] bool
+    pi_symmetric: torch.Tensor,  # [N, D] bool
+    n_samples: int = 256,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Differential entropy (nats) over each residue's defined χ, Monte Carlo. Returns [N].
+
+    Residues with no defined χ get 0. The same seed gives the same estimate.
+    """
+    g = torch.Generator().manual_seed(seed)
+    chi, _ = sample(mix, n_samples, pi_symmetric, generator=g)  # [S, N, D]
+    mix_cpu = mix.detach().to("cpu", torch.float64)
+    lp = log_prob(chi.double(), mix_cpu, chi_defined.cpu(), pi_symmetric.cpu())  # [S, N]
+    h = -lp.mean(0)
+    return torch.where(chi_defined.cpu().any(-1), h, torch.zeros_like(h)).float()
