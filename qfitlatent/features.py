@@ -92,3 +92,73 @@ class Features:
     @classmethod
     def from_dict(cls, d: dict) -> "Features":
         return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+def featurize(parsed) -> Features:
+    """Tensors of a `structure.ParsedStructure` (SPEC §2, §5, §6)."""
+    import numpy as np
+
+    recs = parsed.residues
+    n = len(recs)
+    a_max = max(r.n_obs for r in recs)
+    bb = torch.tensor(np.array([[r.backbone[k] for k in ("N", "CA", "C")] for r in recs]))  # [N, 3, 3]
+    rot, trans = backbone_frames(bb[:, 0], bb[:, 1], bb[:, 2])
+
+    # χ atoms of every conformer: [N, A, D, 4 atoms, 3] with a presence mask.
+    quads = torch.zeros(n, a_max, residues.N_CHI_MAX, 4, 3, dtype=torch.float64)
+    chi_mask = torch.zeros(n, a_max, residues.N_CHI_MAX, dtype=torch.bool)
+    occ = torch.zeros(n, a_max)
+    for i, rec in enumerate(recs):
+        chi_atoms = residues.CHI_ATOMS.get(rec.parent, [])
+        for a, conf in enumerate(rec.conformers):
+            occ[i, a] = conf.occ
+            for d, names in enumerate(chi_atoms):
+                if all(x in conf.atoms for x in names):
+                    quads[i, a, d] = torch.tensor(np.array([conf.atoms[x] for x in names]))
+                    chi_mask[i, a, d] = True
+    chi = dihedral(*quads.unbind(-2))  # [N, A, D]
+    chi = torch.where(chi_mask, chi, torch.zeros_like(chi))
+
+    chain_break = torch.tensor([r.chain_break for r in recs])
+    bb_angles, bb_mask = _backbone_torsions(bb, chain_break)
+    chain_order = {c: k for k, c in enumerate(dict.fromkeys(r.chain for r in recs))}
+    return Features(
+        name=parsed.name,
+        aatype=torch.tensor([residues.token(r.parent) for r in recs]),
+        rot=rot.float(),
+        trans=trans.float(),
+        chi=chi.float(),
+        chi_mask=chi_mask,
+        occ=occ,
+        n_obs=torch.tensor([r.n_obs for r in recs]),
+        chain_index=torch.tensor([chain_order[r.chain] for r in recs]),
+        resnum=torch.tensor([r.resnum for r in recs]),
+        chain_break=chain_break,
+        bb_angles=bb_angles.float(),
+        bb_mask=bb_mask,
+        chain_id=[r.chain for r in recs],
+        icode=[r.icode for r in recs],
+        resname=[r.resname for r in recs],
+    )
+
+
+def _backbone_torsions(bb: torch.Tensor, chain_break: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """φ, ψ, ω per residue from N, CA, C [N, 3, 3]; ω is the peptide bond before residue i."""
+    n_, ca, c = bb.unbind(1)
+    bonded = ~chain_break[1:]  # [N-1]: residue i+1 is bonded to residue i
+    angles = torch.zeros(bb.shape[0], 3, dtype=bb.dtype)
+    mask = torch.zeros(bb.shape[0], 3, dtype=torch.bool)
+    phi = dihedral(c[:-1], n_[1:], ca[1:], c[1:])
+    psi = dihedral(n_[:-1], ca[:-1], c[:-1], n_[1:])
+    omega = dihedral(ca[:-1], c[:-1], n_[1:], ca[1:])
+    angles[1:, 0], mask[1:, 0] = phi, bonded
+    angles[:-1, 1], mask[:-1, 1] = psi, bonded
+    angles[1:, 2], mask[1:, 2] = omega, bonded
+    return torch.where(mask, angles, torch.zeros_like(angles)), mask
+
+
+def load_features(source, name: str | None = None) -> Features:
+    """Read a structure (path or bytes) and featurize it."""
+    from .structure import read_structure
+
+    return featurize(read_structure(source, name=name))

@@ -1,0 +1,178 @@
+"""A folder of structures as training data: feature cache, structure-level split, data report.
+
+Each file is featurised once and cached under a key made from its bytes (an edited file is read
+again) and FEATURE_VERSION (bump it when featurisation changes). Files that cannot be used are
+skipped with their reason, and the reason is cached too.
+"""
+
+import hashlib
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from . import residues
+from .errors import StructureError
+from .features import Features, load_features
+from .structure import SUFFIXES, structure_id
+
+FEATURE_VERSION = 1
+PDB_ID = re.compile(r"^[0-9][a-z0-9]{3}", re.IGNORECASE)
+
+__all__ = ["FeatureCache", "data_report", "format_report", "list_structure_files", "load_dataset",
+           "pdb_group", "split_names", "structure_id"]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("QFITLATENT_CACHE", Path.home() / ".cache" / "qfitlatent" / "features"))
+
+
+def list_structure_files(data_dir: str | Path) -> list[Path]:
+    """Structure files directly in a folder (or the one file given), sorted by name."""
+    data_dir = Path(data_dir)
+    if data_dir.is_file():
+        return [data_dir]
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: no such folder")
+    exts = tuple(SUFFIXES) + tuple(s + ".gz" for s in SUFFIXES)
+    return sorted(p for p in data_dir.iterdir() if p.is_file() and p.name.lower().endswith(exts))
+
+
+def pdb_group(name: str) -> str:
+    """What must not straddle the split: the PDB id when the name starts with one."""
+    m = PDB_ID.match(name)
+    return m.group(0).lower() if m else name
+
+
+def split_names(names: list[str], val_fraction: float = 0.1, seed: int = 0) -> dict[str, list[str]]:
+    """Deterministic structure-level split: a PDB id goes to validation when its hash falls low.
+
+    Each id decides alone, so adding files never moves existing ones between splits.
+    """
+    val = []
+    train = []
+    for name in sorted(names):
+        h = hashlib.sha256(f"{seed}:{pdb_group(name)}".encode()).digest()
+        (val if int.from_bytes(h[:8], "big") / 2**64 < val_fraction else train).append(name)
+    return {"train": train, "val": val}
+
+
+class FeatureCache:
+    """Features per file, keyed by content hash."""
+
+    def __init__(self, cache_dir: str | Path | None = None):
+        self.dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _key(self, data: bytes) -> str:
+        return hashlib.sha256(data + f"v{FEATURE_VERSION}".encode()).hexdigest()[:32]
+
+    def load(self, path: str | Path) -> Features:
+        """Features of one file; raises StructureError (cached too) when it cannot be used."""
+        path = Path(path)
+        data = path.read_bytes()
+        key = self._key(data)
+        ok, err = self.dir / f"{key}.pt", self.dir / f"{key}.err"
+        if ok.exists():
+            feats = Features.from_dict(torch.load(ok, weights_only=True))
+            feats.name = structure_id(path)
+            return feats
+        if err.exists():
+            raise StructureError(err.read_text())
+        try:
+            feats = load_features(data, name=path.name)
+        except StructureError as e:
+            _atomic_write_text(err, str(e))
+            raise
+        tmp = ok.with_suffix(f".tmp{os.getpid()}")
+        torch.save(feats.to_dict(), tmp)
+        os.replace(tmp, ok)
+        return feats
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_dataset(
+    data_dir: str | Path, cache_dir: str | Path | None = None, names: list[str] | None = None
+) -> tuple[list[Features], list[tuple[str, str]]]:
+    """Features of every usable file in a folder (only `names` when given), and the skipped ones.
+
+    Returns (features, skipped) where skipped holds (file name, reason) pairs.
+    """
+    cache = FeatureCache(cache_dir)
+    wanted = set(names) if names is not None else None
+    feats, skipped = [], []
+    for path in list_structure_files(data_dir):
+        if wanted is not None and structure_id(path) not in wanted:
+            continue
+        try:
+            feats.append(cache.load(path))
+        except StructureError as err:
+            skipped.append((path.name, str(err)))
+    return feats, skipped
+
+
+def data_report(data_dir: str | Path, cache_dir: str | Path | None = None) -> dict:
+    """What a folder holds for training (issue 2 §5)."""
+    feats, skipped = load_dataset(data_dir, cache_dir)
+    per_aa: Counter = Counter()
+    n_obs_hist: Counter = Counter()
+    chi_per_slot = [0, 0, 0, 0]
+    chi_values = 0
+    residues_total = 0
+    valid_total = 0
+    for f in feats:
+        residues_total += f.n_res
+        has_chi = f.chi_mask.any(dim=(1, 2))
+        for v in f.n_obs[has_chi].tolist():
+            n_obs_hist[v] += 1
+        valid = f.valid(2)
+        valid_total += int(valid.sum())
+        for t in f.aatype[valid].tolist():
+            per_aa[residues.AA3[t] if t < 20 else "UNK"] += 1
+        m = f.chi_mask[valid] & (f.occ[valid] > 0)[..., None]  # [R, A, D]
+        chi_values += int(m.sum())
+        for d in range(4):
+            chi_per_slot[d] += int(m[..., d].any(1).sum())
+    return {
+        "data": str(Path(data_dir).name),
+        "structures": len(feats),
+        "skipped": [{"file": name, "reason": reason} for name, reason in skipped],
+        "residues": residues_total,
+        "valid_residues": valid_total,
+        "valid_per_aa": dict(sorted(per_aa.items())),
+        "n_obs_histogram": {str(k): n_obs_hist[k] for k in sorted(n_obs_hist)},
+        "chi_values": chi_values,
+        "valid_residues_per_chi": {f"chi{d + 1}": chi_per_slot[d] for d in range(4)},
+    }
+
+
+def format_report(r: dict) -> str:
+    lines = [
+        f"structures read     {r['structures']}",
+        f"skipped             {len(r['skipped'])}",
+        *[f"  {s['file']}: {s['reason']}" for s in r["skipped"]],
+        f"protein residues    {r['residues']}",
+        f"residues in R       {r['valid_residues']}   (>= 2 side-chain altlocs, >= 1 chi)",
+        f"chi values in R     {r['chi_values']}   (altloc x chi observations)",
+        "residues in R with  " + "  ".join(f"{k} {v}" for k, v in r["valid_residues_per_chi"].items()),
+        "",
+        "residues in R per amino acid",
+        *[f"  {aa}  {n:6d}" for aa, n in r["valid_per_aa"].items()],
+        "",
+        "distinct side-chain conformers per residue with chi (n_obs)",
+        *[f"  {k:>2}  {v:7d}" for k, v in r["n_obs_histogram"].items()],
+    ]
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write JSON atomically (the split and other run files are read back by other processes)."""
+    _atomic_write_text(Path(path), json.dumps(obj, indent=1))

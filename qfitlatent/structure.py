@@ -1,0 +1,343 @@
+"""Reading PDB/mmCIF files with gemmi, keeping the alternate locations that are our signal.
+
+`read_structure` returns a cleaned gemmi.Structure (first model, no hydrogens, waters or
+ligands; altlocs kept) and one `ResidueRecord` per usable protein residue. Each record holds the
+primary-altloc backbone (SPEC §2) and every distinct side-chain conformer with its occupancy
+(SPEC §6), decided here once so features, writers and the app agree.
+
+How messy files are handled, deliberately:
+- Occupancies that do not sum to 1 per residue are normalised; atoms of one altloc with
+  different occupancies are averaged.
+- Altlocs whose side chains coincide (duplicates with identical coordinates, or altlocs that
+  split only the backbone) are merged: they are one side-chain conformer.
+- qFit writes every atom per altloc, other programs split only the side chain: an altloc's
+  side chain is its own atoms plus the blank ones, and its χ1 uses its own N/CA when split.
+- Altlocs of zero total occupancy are dropped when others carry weight.
+"""
+
+import gzip
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gemmi
+import numpy as np
+
+from . import residues
+from .errors import StructureError
+
+MAX_BYTES = int(os.environ.get("QFITLATENT_MAX_MB", "10")) * 2**20  # uncompressed
+SAME_CONFORMER_TOL = 0.05  # Å: side chains closer than this on every atom are one conformer
+MAX_ABS_COORD = 9999.0  # Å: beyond what a PDB file can hold, so not a real position
+SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
+BLANK = ""
+
+
+@dataclass
+class Conformer:
+    """One distinct side-chain conformer of a residue."""
+
+    altloc: str  # "" for a residue with no side-chain altlocs
+    occ: float  # normalised over the residue's conformers
+    atoms: dict[str, np.ndarray]  # name -> [3] Å: side-chain atoms plus N, CA of this altloc
+
+
+@dataclass
+class ResidueRecord:
+    chain: str
+    resnum: int
+    icode: str  # "" when none
+    resname: str  # as in the file (MSE stays MSE)
+    parent: str  # standard residue whose token and χ table apply ("" when none)
+    chain_idx: int  # indices into structure[0], for writers that edit the gemmi model
+    res_idx: int
+    backbone: dict[str, np.ndarray]  # N, CA, C (and O when present) of the primary altloc
+    primary_altloc: str
+    conformers: list[Conformer]
+    chain_break: bool = False  # not peptide-bonded to the previous record
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.conformers)
+
+
+@dataclass
+class ParsedStructure:
+    name: str
+    structure: gemmi.Structure
+    residues: list[ResidueRecord]
+    warnings: list[str] = field(default_factory=list)
+
+
+def structure_id(path: str | Path) -> str:
+    """File name without its structure and compression extensions: "1abc.pdb.gz" -> "1abc"."""
+    name = Path(path).name
+    for ext in (".gz", *SUFFIXES):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+    return name
+
+
+def read_structure(source: str | Path | bytes, name: str | None = None, max_bytes: int = MAX_BYTES) -> ParsedStructure:
+    """Read a structure from a path or raw bytes (.pdb, .cif, .mmcif, .ent, gzipped or not).
+
+    Raises StructureError with a message about the file, never a parser traceback.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise StructureError(f"{path}: no such file")
+        name = name or path.name
+        data = path.read_bytes()
+    else:
+        data = bytes(source)
+        name = name or "upload"
+    text = _decode(data, name, max_bytes)
+    st = _parse(text, name)
+    warnings = _clean(st, name)
+    records = _residue_records(st, name, warnings)
+    return ParsedStructure(name=structure_id(name), structure=st, residues=records, warnings=warnings)
+
+
+def _decode(data: bytes, name: str, max_bytes: int) -> str:
+    if not data.strip():
+        raise StructureError(f"{name}: the file is empty")
+    if data[:2] == b"\x1f\x8b":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+                data = fh.read(max_bytes + 1)
+        except (OSError, EOFError) as err:
+            raise StructureError(f"{name}: the gzip file is damaged or cut short ({err})") from None
+        if not data.strip():
+            raise StructureError(f"{name}: the file is empty")
+    if len(data) > max_bytes:
+        raise StructureError(
+            f"{name}: the file is larger than {max_bytes // 2**20} MB; "
+            "split the structure or keep only the chains you need"
+        )
+    if b"\x00" in data[:65536]:
+        raise StructureError(f"{name}: this is a binary file, not a PDB or mmCIF text file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+        if sum(not (c.isprintable() or c in "\r\n\t") for c in text[:65536]) > 100:
+            raise StructureError(f"{name}: this is a binary file, not a PDB or mmCIF text file") from None
+        return text
+
+
+def _looks_like_cif(text: str) -> bool:
+    for line in text.splitlines()[:200]:
+        s = line.strip()
+        if s.startswith("data_"):
+            return True
+        if s and not s.startswith("#"):
+            if s.startswith(("_", "loop_")):
+                return True
+            if s[:6].rstrip() in ("HEADER", "ATOM", "HETATM", "REMARK", "CRYST1", "MODEL", "TITLE", "COMPND"):
+                return False
+    return False
+
+
+def _parse(text: str, name: str) -> gemmi.Structure:
+    try:
+        if _looks_like_cif(text):
+            doc = gemmi.cif.read_string(text)
+            st = gemmi.make_structure_from_block(doc.sole_block())
+        else:
+            st = gemmi.read_pdb_string(text)
+    except (RuntimeError, ValueError, IndexError) as err:
+        raise StructureError(f"{name}: not a readable PDB or mmCIF file ({err})") from None
+    if len(st) == 0 or st[0].count_atom_sites() == 0:
+        raise StructureError(f"{name}: no atoms found; is this a PDB or mmCIF coordinate file?")
+    return st
+
+
+def _clean(st: gemmi.Structure, name: str) -> list[str]:
+    warnings = []
+    if len(st) > 1:
+        warnings.append(f"{name} holds {len(st)} models; only the first is used")
+        while len(st) > 1:
+            del st[1]
+    st.setup_entities()
+    st.merge_chain_parts()
+    st.remove_hydrogens()
+    for chain in st[0]:
+        for i in reversed(range(len(chain))):
+            if not _is_amino_acid(chain[i].name):
+                del chain[i]
+    st.remove_empty_chains()
+    # Never remove_alternative_conformations: the altlocs are the ground truth.
+    return warnings
+
+
+def _is_amino_acid(resname: str) -> bool:
+    info = gemmi.find_tabulated_residue(resname)
+    return bool(info and info.is_amino_acid())
+
+
+def parent_residue(resname: str) -> str:
+    """The standard residue a name maps to ("" if none): itself, or the parent gemmi knows."""
+    if resname in residues.TOKEN:
+        return resname
+    info = gemmi.find_tabulated_residue(resname)
+    if info and info.is_amino_acid() and info.one_letter_code.islower():
+        letter = info.one_letter_code.upper()
+        if letter in residues.AA1:
+            return residues.AA3[residues.AA1.index(letter)]
+    return ""
+
+
+def _atoms_by_altloc(res: gemmi.Residue) -> dict[str, dict[str, gemmi.Atom]]:
+    """name -> {altloc ("" for blank): atom}, with modified-residue atom names renamed."""
+    renames = residues.ATOM_RENAMES.get(res.name, {})
+    out: dict[str, dict[str, gemmi.Atom]] = {}
+    for atom in res:
+        if atom.is_hydrogen():
+            continue
+        alt = atom.altloc if atom.has_altloc() else BLANK
+        out.setdefault(renames.get(atom.name, atom.name), {})[alt] = atom
+    return out
+
+
+def _xyz(atom: gemmi.Atom) -> np.ndarray:
+    return np.array(atom.pos.tolist(), dtype=np.float64)
+
+
+def _pick(by_alt: dict[str, gemmi.Atom], altloc: str, fallback: str) -> gemmi.Atom | None:
+    """The atom of `altloc`, else the blank one, else the primary's, else the first altloc's."""
+    for alt in (altloc, BLANK, fallback, *sorted(by_alt)):
+        if alt in by_alt:
+            return by_alt[alt]
+    return None
+
+
+def _primary_altloc(atoms: dict[str, dict[str, gemmi.Atom]]) -> str | None:
+    """Blank where N, CA, C all have blank copies, else the heaviest backbone altloc."""
+    bb = [atoms.get(n, {}) for n in ("N", "CA", "C")]
+    if any(not group for group in bb):
+        return None
+    if all(BLANK in group for group in bb):
+        return BLANK
+    weights: dict[str, list[float]] = {}
+    for group in bb:
+        for alt, atom in group.items():
+            if alt != BLANK:
+                weights.setdefault(alt, []).append(atom.occ)
+    # Heaviest mean backbone occupancy; ties go to the first letter.
+    return max(sorted(weights), key=lambda alt: (np.mean(weights[alt]), -ord(alt[0])))
+
+
+def _conformers(atoms: dict[str, dict[str, gemmi.Atom]], primary: str) -> list[Conformer]:
+    sc_names = [n for n in atoms if n not in residues.BACKBONE_ATOMS]
+    altlocs = sorted({alt for n in sc_names for alt in atoms[n] if alt != BLANK})
+
+    def side_chain(alt: str) -> dict[str, np.ndarray]:
+        out = {}
+        for n in ("N", "CA", *sc_names):
+            atom = _pick(atoms[n], alt, primary) if n in atoms else None
+            if atom is not None:
+                out[n] = _xyz(atom)
+        return out
+
+    if not altlocs:
+        return [Conformer(BLANK, 1.0, side_chain(primary))]
+
+    conformers = []
+    for alt in altlocs:
+        own = [atoms[n][alt] for n in sc_names if alt in atoms[n]]
+        conformers.append(Conformer(alt, float(np.mean([a.occ for a in own])), side_chain(alt)))
+
+    merged: list[Conformer] = []
+    for conf in conformers:
+        twin = next((m for m in merged if _same_side_chain(m.atoms, conf.atoms)), None)
+        if twin is None:
+            merged.append(conf)
+        else:
+            twin.occ += conf.occ
+    if any(c.occ > 0 for c in merged):
+        merged = [c for c in merged if c.occ > 0]
+    total = sum(c.occ for c in merged)
+    for c in merged:
+        c.occ = c.occ / total if total > 0 else 1.0 / len(merged)
+    return merged
+
+
+def _same_side_chain(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    shared = [n for n in a if n in b and n not in ("N", "CA")]
+    return all(np.abs(a[n] - b[n]).max() < SAME_CONFORMER_TOL for n in shared)
+
+
+def _residue_records(st: gemmi.Structure, name: str, warnings: list[str]) -> list[ResidueRecord]:
+    records: list[ResidueRecord] = []
+    n_protein = 0
+    only_ca = True
+    dropped = 0
+    absurd = 0
+    for ci, chain in enumerate(st[0]):
+        prev_c: np.ndarray | None = None
+        for ri, res in enumerate(chain):
+            n_protein += 1
+            atoms = _atoms_by_altloc(res)
+            if set(atoms) - {"CA"}:
+                only_ca = False
+            primary = _primary_altloc(atoms)
+            if primary is None:
+                dropped += 1
+                prev_c = None
+                continue
+            bb = {n: _xyz(_pick(atoms[n], primary, primary)) for n in ("N", "CA", "C", "O") if n in atoms}
+            coords = np.array([_xyz(a) for group in atoms.values() for a in group.values()])
+            if not np.isfinite(coords).all() or np.abs(coords).max() > MAX_ABS_COORD:
+                absurd += 1
+                prev_c = None
+                continue
+            if not (0.8 < np.linalg.norm(bb["N"] - bb["CA"]) < 2.5 and 0.8 < np.linalg.norm(bb["C"] - bb["CA"]) < 2.5):
+                absurd += 1
+                prev_c = None
+                continue
+            parent = parent_residue(res.name)
+            if parent and res.name != parent:
+                missing = [a for a in residues.SIDECHAIN_ATOMS[parent] if a not in atoms]
+                if missing:  # side chain differs from the parent's: keep it, but as "other"
+                    parent = ""
+            breaks = prev_c is None or np.linalg.norm(bb["N"] - prev_c) > 2.0
+            records.append(
+                ResidueRecord(
+                    chain=chain.name,
+                    resnum=res.seqid.num,
+                    icode=res.seqid.icode.strip(),
+                    resname=res.name,
+                    parent=parent,
+                    chain_idx=ci,
+                    res_idx=ri,
+                    backbone=bb,
+                    primary_altloc=primary,
+                    conformers=_conformers(atoms, primary),
+                    chain_break=bool(breaks),
+                )
+            )
+            prev_c = bb["C"]
+    if n_protein == 0:
+        raise StructureError(f"{name}: no protein residues found (only waters, ligands or nucleic acids)")
+    if only_ca:
+        raise StructureError(
+            f"{name}: only CA atoms (a CA trace); qfitlatent needs N, CA and C of each residue"
+        )
+    if absurd and absurd >= max(1, len(records)):
+        raise StructureError(
+            f"{name}: coordinates are missing (NaN) or impossible (beyond ±{MAX_ABS_COORD:g} Å, "
+            "or backbone bonds far from 1.5 Å)"
+        )
+    if len(records) < 2:
+        raise StructureError(
+            f"{name}: only {len(records)} protein residue(s) with N, CA and C; "
+            "qfitlatent needs a protein chain of at least 2 residues"
+        )
+    if dropped:
+        warnings.append(f"{dropped} residue(s) without N, CA and C were left out; the chain is marked broken there")
+    if absurd:
+        warnings.append(f"{absurd} residue(s) with impossible coordinates were left out")
+    return records
+
