@@ -1,0 +1,183 @@
+"""SPEC §8 metrics for any per-residue `Mixture`: the model and the baselines are scored alike.
+
+Per structure, `score_structure` returns per-item tensors (per residue in R, per altloc, per
+residue with χ1); `summarize` pools them over structures, so means are over residues and altlocs
+of the whole set, not means of per-structure means.
+
+- NLL: L_i = −Σ_a o_a log p(χ_a) over the altloc's defined χ (the loss's density), mean over R.
+- coverage@S: share of observed altlocs in R with at least one of S samples within 20° on every
+  defined χ (circular distance, π-folded where symmetric).
+- χ1 mode accuracy: share of residues in R whose highest-occupancy altloc has χ1 within 20° of
+  the heaviest component's mean χ1.
+- flexibility AUROC: predicted entropy separating n_obs ≥ 2 from n_obs = 1, over residues with χ1.
+- calibration: for nominal level q, the share of observed altlocs inside the predicted
+  highest-density region of mass q (HDR thresholds from Monte Carlo samples per residue).
+"""
+
+import math
+
+import torch
+
+from .features import Features
+from .geometry import circ_diff
+from .mixture import Mixture, entropy, log_prob, sample
+
+TOLERANCE = math.radians(20.0)
+CALIBRATION_LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 10))
+
+
+def occupancy_nll(
+    mix: Mixture,  # logits [N, K], mu/kappa [N, K, D]
+    chi: torch.Tensor,  # [N, A, D]
+    chi_mask: torch.Tensor,  # [N, A, D] bool
+    occ: torch.Tensor,  # [N, A], sums to 1 per residue
+    pi_symmetric: torch.Tensor,  # [N, D] bool
+) -> torch.Tensor:
+    """L_i = −Σ_a o_a log p(χ_a) per residue [N] (SPEC §5), over each altloc's defined χ."""
+    per_alt = Mixture(mix.logits[:, None], mix.mu[:, None], mix.kappa[:, None])  # [N, 1, K(, D)]
+    lp = log_prob(chi, per_alt, chi_mask, pi_symmetric[:, None, :].expand_as(chi_mask))  # [N, A]
+    used = chi_mask.any(-1) & (occ > 0)
+    return -(torch.where(used, occ * lp, torch.zeros_like(lp))).sum(-1)
+
+
+def altloc_covered(
+    samples: torch.Tensor,  # [S, N, D]
+    chi: torch.Tensor,  # [N, A, D]
+    chi_mask: torch.Tensor,  # [N, A, D] bool
+    pi_symmetric: torch.Tensor,  # [N, D] bool
+    tol: float = TOLERANCE,
+) -> torch.Tensor:
+    """[N, A] bool: some sample is within `tol` of the altloc on every χ the altloc defines."""
+    d = circ_diff(samples[:, :, None, :], chi[None], pi_symmetric[None, :, None, :])  # [S, N, A, D]
+    close = (d <= tol) | ~chi_mask[None]
+    return close.all(-1).any(0)
+
+
+def chi1_mode_hit(
+    mix: Mixture, chi: torch.Tensor, chi_mask: torch.Tensor, occ: torch.Tensor, tol: float = TOLERANCE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heaviest component's mean χ1 vs the highest-occupancy altloc's χ1.
+
+    Returns hit [N] bool and defined [N] bool (the top altloc has a χ1).
+    """
+    # Ties in occupancy go to the first altloc; padding has occupancy 0.
+    top = occ.argmax(-1)  # [N]
+    rows = torch.arange(chi.shape[0])
+    obs = chi[rows, top, 0]  # [N]
+    defined = chi_mask[rows, top, 0] & (occ[rows, top] > 0)
+    k = mix.logits.argmax(-1)  # [N]
+    pred = mix.mu[rows, k, 0]  # [N]
+    return (circ_diff(pred, obs) <= tol) & defined, defined
+
+
+def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Area under the ROC curve: P(score of a positive > score of a negative), ties count ½.
+
+    Mann–Whitney U from mid-ranks; NaN where either class is empty.
+    """
+    scores = scores.double().flatten()
+    labels = labels.bool().flatten()
+    n_pos = int(labels.sum())
+    n_neg = labels.numel() - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    # Mid-ranks: every member of a tie group gets the mean of the ranks the group spans.
+    _, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
+    start = torch.cumsum(counts, 0) - counts  # ranks below each group
+    mid = (start + (counts + 1) / 2.0).double()[inverse]
+    u = mid[labels].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
+
+
+def hdr_rank(
+    mix: Mixture,  # logits [N, K], mu/kappa [N, K, D]
+    chi: torch.Tensor,  # [N, A, D]
+    chi_mask: torch.Tensor,  # [N, A, D] bool
+    pi_symmetric: torch.Tensor,  # [N, D] bool
+    n_samples: int = 200,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """u [N, A]: the predicted mass of χ with lower density than the altloc's (Monte Carlo).
+
+    The altloc lies inside the highest-density region of mass q exactly when u ≥ 1 − q. Each
+    altloc is judged on the marginal over the χ it defines (a product of von Mises per component
+    marginalises by dropping factors, so log_prob with the altloc's mask is that marginal). Ties
+    (a flat density) are broken uniformly at random, so a flat prediction scores u ~ U(0, 1).
+    """
+    draws, _ = sample(mix, n_samples, pi_symmetric, generator=generator)  # [S, N, D]
+    mix64 = mix.detach().to("cpu", torch.float64)
+    sym = pi_symmetric.cpu()[:, None, :].expand_as(chi_mask)  # [N, A, D]
+    per_alt = Mixture(mix64.logits[:, None], mix64.mu[:, None], mix64.kappa[:, None])
+    lp_obs = log_prob(chi.double().cpu(), per_alt, chi_mask.cpu(), sym)  # [N, A]
+    lp_draw = log_prob(
+        draws.double()[:, :, None, :].expand(-1, -1, chi.shape[1], -1), per_alt, chi_mask.cpu(), sym
+    )  # [S, N, A]
+    below = (lp_draw < lp_obs).double().mean(0)
+    tied = (lp_draw == lp_obs).double().mean(0)
+    jitter = torch.rand(below.shape, generator=generator, dtype=torch.float64)
+    return below + jitter * tied
+
+
+def calibration_curve(
+    u: torch.Tensor, weight: torch.Tensor | None = None, levels=CALIBRATION_LEVELS
+) -> list[dict]:
+    """[{level q, observed}]: the (weighted) share of altlocs with u ≥ 1 − q, i.e. inside HDR_q."""
+    u = u.double().flatten()
+    w = torch.ones_like(u) if weight is None else weight.double().flatten()
+    out = []
+    for q in levels:
+        inside = (u >= 1.0 - q - 1e-12).double()
+        out.append({"level": q, "observed": float((w * inside).sum() / w.sum()) if w.sum() > 0 else float("nan")})
+    return out
+
+
+def score_structure(
+    mix: Mixture,
+    feats: Features,
+    n_samples: int = 10,
+    n_calibration_samples: int = 200,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Per-item scores of one structure's prediction; pool with `summarize`."""
+    mix = mix.detach().to("cpu", torch.float32)
+    g = torch.Generator().manual_seed(seed)
+    in_r = feats.valid(2)  # [N] SPEC §5's R
+    alt = in_r[:, None] & feats.chi_mask.any(-1) & (feats.occ > 0)  # [N, A] altlocs in R
+    sym = feats.pi_symmetric
+    nll = occupancy_nll(mix, feats.chi, feats.chi_mask, feats.occ, sym)  # [N]
+    draws, _ = sample(mix, n_samples, sym, generator=g)  # [S, N, D]
+    covered = altloc_covered(draws, feats.chi, feats.chi_mask, sym)  # [N, A]
+    hit, has_chi1 = chi1_mode_hit(mix, feats.chi, feats.chi_mask, feats.occ)
+    with_chi1 = feats.chi_mask[:, :, 0].any(-1)  # [N] residues with a χ1 in the file
+    ent = entropy(mix, feats.chi_defined, sym, seed=seed)  # [N]
+    u = hdr_rank(mix, feats.chi, feats.chi_mask, sym, n_calibration_samples, g)  # [N, A]
+    # Each residue in R counts once in the occupancy-weighted calibration, as in the NLL.
+    return {
+        "nll": nll[in_r],
+        "covered": covered[alt],
+        "chi1_hit": hit[in_r & has_chi1],
+        "entropy": ent[with_chi1],
+        "flexible": (feats.n_obs >= 2)[with_chi1],
+        "hdr_u": u[alt],
+        "hdr_occ": feats.occ[alt],
+    }
+
+
+def summarize(scores: list[dict[str, torch.Tensor]], n_samples: int = 10) -> dict:
+    """Pool per-structure scores into the SPEC §8 numbers (means over residues/altlocs)."""
+    cat = {k: torch.cat([s[k] for s in scores]) for k in scores[0]}
+
+    def mean(t):
+        return float(t.double().mean()) if t.numel() else float("nan")
+
+    return {
+        "nll": mean(cat["nll"]),
+        f"coverage@{n_samples}": mean(cat["covered"]),
+        "chi1_mode_acc": mean(cat["chi1_hit"]),
+        "flex_auroc": auroc(cat["entropy"], cat["flexible"]),
+        "residues": int(cat["nll"].numel()),
+        "altlocs": int(cat["covered"].numel()),
+        "flex_residues": int(cat["flexible"].numel()),
+        "calibration": calibration_curve(cat["hdr_u"]),
+        "calibration_occ_weighted": calibration_curve(cat["hdr_u"], cat["hdr_occ"]),
+    }
