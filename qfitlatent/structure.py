@@ -148,7 +148,8 @@ def _parse(text: str, name: str) -> gemmi.Structure:
         else:
             st = gemmi.read_pdb_string(text)
     except (RuntimeError, ValueError, IndexError) as err:
-        raise StructureError(f"{name}: not a readable PDB or mmCIF file ({err})") from None
+        cut = "" if text.endswith("\n") else "; the file seems cut short (its last line is incomplete)"
+        raise StructureError(f"{name}: not a readable PDB or mmCIF file ({err}){cut}") from None
     if len(st) == 0 or st[0].count_atom_sites() == 0:
         raise StructureError(f"{name}: no atoms found; is this a PDB or mmCIF coordinate file?")
     return st

@@ -1,0 +1,25 @@
+"""Shared fixtures: the real multiconformer structures beside the repository (../shared/data)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "multiconf"
+
+# Two cores are all CI has; keep torch from oversubscribing them under pytest.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def data_file(name: str) -> Path:
+    path = DATA / name
+    if not path.exists():
+        pytest.skip(f"real structure {name} not found in {DATA.name}/ (../shared/data is absent)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own feature cache, so no test reads another's results."""
+    monkeypatch.setenv("QFITLATENT_CACHE", str(tmp_path_factory.mktemp("feature-cache")))
