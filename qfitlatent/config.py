@@ -20,10 +20,15 @@ class ModelConfig:
     n_chi: int = 4  # χ slots D; residues with fewer χ mask the rest
     kappa_min: float = 0.01  # concentration floor: keeps κ > 0 and VonMises sampling from hanging
     dropout: float = 0.2
+    # Transition MLP hidden width = this × d_s; 2 keeps the CPU cost of a block dominated by attention.
+    transition_mult: int = 2
     # Pair features (all SE(3)-invariant).
     relpos_clip: int = 32  # relative sequence position within a chain, clipped to ±this
     n_rbf: int = 16  # radial basis functions over CA–CA distance
     rbf_max: float = 20.0  # Å; centre of the last basis function
+    # Direction of j's CA and j's axes seen from i's frame: invariant, and they tell a residue
+    # which side of its backbone a neighbour sits on, which distances alone cannot.
+    use_frame_pair_features: bool = True
     # Optional single features beyond the SPEC's three inputs, kept only where validation says so.
     use_backbone_angles: bool = True  # φ/ψ/ω as sin/cos; rotamer preferences depend on them
     # Memory: attend only to the nearest `max_neighbours` residues (by CA distance) when N is
@@ -58,6 +63,8 @@ class TrainConfig:
     val_fraction: float = 0.1  # share of structures held out, split by PDB id
     seed: int = 0
     freeze_trunk: bool = False  # fine-tuning: train the head only
+    save_every: int = 100  # steps between last.pt writes, so an interrupted run loses little
+    log_every: int = 10  # steps between metrics.jsonl lines (and plain progress lines)
 
     def to_dict(self) -> dict:
         return asdict(self)

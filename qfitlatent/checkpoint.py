@@ -1,0 +1,142 @@
+"""Checkpoints: one file holding everything needed to rebuild, resume or audit a model.
+
+Only plain types are stored (dicts, lists, tensors, strings, numbers), so every load goes through
+`torch.load(weights_only=True)` and a checkpoint file can never run code.
+"""
+
+import datetime
+import os
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .config import ModelConfig
+from .errors import CheckpointError
+
+FORMAT = "qfitlatent-checkpoint-1"
+# Settings that change no parameter shape or meaning; everything else is architecture.
+NON_ARCHITECTURE = ("dropout", "max_neighbours")
+
+
+def default_weights() -> Path:
+    """The shipped weights: weights/qfitlatent-v1.pt beside the package (may not exist yet)."""
+    return Path(__file__).resolve().parents[1] / "weights" / "qfitlatent-v1.pt"
+
+
+def metadata(command: str | None = None, **extra) -> dict:
+    meta = {
+        "qfitlatent_version": __version__,
+        "torch_version": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command or "",
+    }
+    meta.update(extra)
+    return meta
+
+
+def save_checkpoint(
+    path,
+    *,
+    model_cfg: ModelConfig,
+    model: torch.nn.Module,
+    train_cfg: dict | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
+    step: int = 0,
+    epoch: int = 0,
+    split: dict | None = None,
+    meta: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write the checkpoint atomically (temporary file, then os.replace): a crash or a Stop
+    during the write leaves the previous file intact.
+    """
+    path = Path(path)
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    state = {
+        "format": FORMAT,
+        "config": model_cfg.to_dict(),
+        "train_config": dict(train_cfg or {}),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "step": int(step),
+        "epoch": int(epoch),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        "split": {k: list(v) for k, v in (split or {}).items()},
+        "meta": meta or metadata(),
+        "extra": extra or {},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """The checkpoint dict, loaded with weights_only=True. Raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # a truncated file, a pickle with code, or not a checkpoint at all
+        raise CheckpointError(f"{path.name} is not a readable qfitlatent checkpoint ({err})") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path.name} is not a {FORMAT} file (found {found!r})")
+    return ckpt
+
+
+def check_compatible(saved: ModelConfig, wanted: ModelConfig) -> None:
+    """Refuse architecture changes between a checkpoint's config and the one asked for."""
+    diff = {
+        k: (v, getattr(wanted, k))
+        for k, v in saved.to_dict().items()
+        if k not in NON_ARCHITECTURE and getattr(wanted, k) != v
+    }
+    if diff:
+        detail = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+        raise CheckpointError(
+            f"checkpoint is incompatible with the requested model ({detail}); "
+            f"only {', '.join(NON_ARCHITECTURE)} may change when loading a checkpoint"
+        )
+
+
+def build_model(ckpt: dict, overrides: ModelConfig | None = None):
+    """(model, cfg) from a loaded checkpoint; `overrides` may change only non-architecture fields."""
+    from .model import QFitLatent
+
+    cfg = ModelConfig.from_dict(ckpt["config"])
+    if overrides is not None:
+        check_compatible(cfg, overrides)
+        cfg = overrides
+    model = QFitLatent(cfg)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"checkpoint weights do not fit the model its config describes "
+            f"(written by qfitlatent {ckpt.get('meta', {}).get('qfitlatent_version', '?')}): {err}"
+        ) from err
+    return model, cfg
+
+
+def load_model(path=None, device="cpu"):
+    """(model in eval mode on `device`, info dict) from a checkpoint; default: the shipped weights.
+
+    info holds config, train_config, split, meta, step and epoch.
+    """
+    path = Path(path) if path is not None else default_weights()
+    ckpt = load_checkpoint(path, map_location="cpu")
+    model, cfg = build_model(ckpt)
+    model.to(device).eval()
+    info = {k: ckpt.get(k) for k in ("train_config", "split", "meta", "step", "epoch")}
+    info["config"] = cfg
+    info["path"] = str(path)
+    return model, info

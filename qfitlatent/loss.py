@@ -1,0 +1,32 @@
+"""Training loss (SPEC §5): occupancy-weighted von Mises mixture NLL over the residues in R."""
+
+import torch
+
+from .features import Features
+from .mixture import Mixture, log_prob
+
+
+def residue_nll(mix: Mixture, feats: Features) -> torch.Tensor:
+    """L_i = −Σ_a o_a log p(χ_a) for every residue [N] (0 where nothing is observed).
+
+    χ [N, A, D] are scored against the residue's mixture broadcast over altlocs; only the χ
+    defined for each altloc enter the product (chi_mask), and π-symmetric χ use the π-periodic
+    density.
+    """
+    params = Mixture(mix.logits[:, None], mix.mu[:, None], mix.kappa[:, None])  # [N, 1, K, (D)]
+    sym = feats.pi_symmetric.to(mix.mu.device)[:, None, :].expand_as(feats.chi)  # [N, A, D]
+    lp = log_prob(feats.chi.to(mix.mu.dtype), params, feats.chi_mask, sym)  # [N, A]
+    # An altloc with no defined χ has an empty product, log Σ_k π_k = 0: it adds nothing.
+    return -(feats.occ.to(lp.dtype) * lp).sum(-1)
+
+
+def mixture_nll(mix: Mixture, feats: Features, min_altlocs: int = 2):
+    """Mean L_i over R = feats.valid(min_altlocs).
+
+    Returns (loss scalar, per-residue L [N], valid [N] bool). With no residue in R the loss is
+    0 times the graph (finite, zero gradient) so distributed ranks still run backward together.
+    """
+    per_residue = residue_nll(mix, feats)  # [N]
+    valid = feats.valid(min_altlocs).to(per_residue.device)
+    total = torch.where(valid, per_residue, torch.zeros_like(per_residue)).sum()
+    return total / valid.sum().clamp_min(1), per_residue, valid

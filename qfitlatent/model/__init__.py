@@ -1,0 +1,5 @@
+"""The network: IPA encoder over fixed backbone frames and a von Mises mixture head."""
+
+from .network import QFitLatent
+
+__all__ = ["QFitLatent"]

@@ -1,0 +1,85 @@
+"""Single and pair embeddings (SPEC §2–§3). Everything here is SE(3)-invariant by construction:
+geometry enters only as distances and as positions/axes of j expressed in i's frame.
+"""
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..features import Features
+from ..residues import N_TOKENS
+from .ipa import keys
+
+
+def neighbours(trans: torch.Tensor, max_neighbours: int) -> torch.Tensor | None:
+    """Indices [N, M] of each residue's nearest residues by CA distance (itself included),
+    or None when every residue attends to every other (max_neighbours 0 or N ≤ max_neighbours).
+    """
+    n = trans.shape[0]
+    if max_neighbours <= 0 or n <= max_neighbours:
+        return None
+    nbr = []
+    # Row chunks so the [N, N] distance matrix never exists at once for huge N.
+    for start in range(0, n, 1024):
+        d = torch.cdist(trans[start : start + 1024], trans)  # [n_chunk, N]
+        nbr.append(d.topk(max_neighbours, dim=-1, largest=False).indices)
+    return torch.cat(nbr)  # [N, M]
+
+
+class SingleEmbedding(nn.Module):
+    """Amino-acid token, plus sin/cos of φ/ψ/ω (masked where undefined) when configured."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.aatype = nn.Embedding(N_TOKENS, cfg.d_s)
+        self.use_angles = cfg.use_backbone_angles
+        if self.use_angles:
+            self.angles = nn.Linear(9, cfg.d_s)  # sin, cos and mask for φ, ψ, ω
+        self.norm = nn.LayerNorm(cfg.d_s)
+
+    def forward(self, feats: Features) -> torch.Tensor:
+        s = self.aatype(feats.aatype)  # [N, C_s]
+        if self.use_angles:
+            mask = feats.bb_mask.to(s.dtype)  # [N, 3]
+            ang = feats.bb_angles.to(s.dtype)
+            x = torch.cat([torch.sin(ang) * mask, torch.cos(ang) * mask, mask], dim=-1)  # [N, 9]
+            s = s + self.angles(x)
+        return self.norm(s)
+
+
+class PairEmbedding(nn.Module):
+    """Relative position within a chain (clipped, plus an "other chain" bin), CA–CA distance in
+    radial basis functions, and optionally j's CA direction and axes in i's frame.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.clip = cfg.relpos_clip
+        self.relpos = nn.Embedding(2 * cfg.relpos_clip + 2, cfg.d_z)
+        self.register_buffer("rbf_centres", torch.linspace(0.0, cfg.rbf_max, cfg.n_rbf), persistent=False)
+        self.rbf_width = cfg.rbf_max / max(cfg.n_rbf - 1, 1)
+        self.rbf = nn.Linear(cfg.n_rbf, cfg.d_z)
+        self.use_frames = cfg.use_frame_pair_features
+        if self.use_frames:
+            self.frames = nn.Linear(3 + 9, cfg.d_z)  # unit direction of CA_j, R_i R_jᵀ
+        self.norm = nn.LayerNorm(cfg.d_z)
+
+    def forward(self, feats: Features, nbr: torch.Tensor | None) -> torch.Tensor:
+        """Pair features [N, M, C_z]: M = N (nbr None) or nbr's width."""
+        i_side = lambda x: x[:, None]  # noqa: E731  [N, 1, ...]
+        j_side = lambda x: keys(x, nbr) if nbr is not None else x[None]  # noqa: E731  [1|N, M, ...]
+        same_chain = i_side(feats.chain_index) == j_side(feats.chain_index)  # [N, M]
+        offset = (j_side(feats.resnum) - i_side(feats.resnum)).clamp(-self.clip, self.clip) + self.clip
+        other_chain = torch.full_like(offset, 2 * self.clip + 1)
+        z = self.relpos(torch.where(same_chain, offset, other_chain))  # [N, M, C_z]
+
+        delta = j_side(feats.trans) - i_side(feats.trans)  # [N, M, 3] global, Å
+        dist = delta.norm(dim=-1, keepdim=True)  # [N, M, 1]
+        rbf = torch.exp(-(((dist - self.rbf_centres) / self.rbf_width) ** 2))  # [N, M, n_rbf]
+        z = z + self.rbf(rbf)
+        if self.use_frames:
+            rot = feats.rot
+            direction = torch.einsum("imj,ikj->imk", delta, rot) / dist.clamp_min(1e-3)  # [N, M, 3]
+            rel_rot = torch.einsum("iab,imcb->imac", rot, j_side(rot).expand(*delta.shape[:2], 3, 3))
+            z = z + self.frames(torch.cat([direction, rel_rot.flatten(-2)], dim=-1))
+        return self.norm(z)

@@ -1,0 +1,133 @@
+"""Invariant Point Attention with fixed frames (SPEC §3), and the block around it.
+
+Keys can be all residues (`nbr=None`, dense matmuls) or each query's own neighbour list
+(`nbr` [N, M] indices, gathered): the second keeps memory at O(N·M) for very large structures.
+Pair tensors follow the same layout, [N, N, ...] or [N, M, ...].
+Positions are in nanometres inside IPA (AlphaFold2): callers pass `trans` in Å.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+
+
+def keys(x: torch.Tensor, nbr: torch.Tensor | None) -> torch.Tensor:
+    """Per-residue tensor [N, ...] as seen by each query: [N, ...] (all) or [N, M, ...] (nbr)."""
+    return x if nbr is None else x[nbr]
+
+
+def pair_dot(q: torch.Tensor, k: torch.Tensor, nbr: torch.Tensor | None) -> torch.Tensor:
+    """q [N, H, X] · k over keys: k [N, H, X] (all) or [N, M, H, X] (gathered). Returns [N, H, M]."""
+    if nbr is None:
+        return torch.einsum("ihx,jhx->ihj", q, k)
+    return torch.einsum("ihx,imhx->ihm", q, k)
+
+
+def aggregate(a: torch.Tensor, v: torch.Tensor, nbr: torch.Tensor | None) -> torch.Tensor:
+    """Σ_j a_hij v_hj: a [N, H, M], v [N, H, X] (all) or [N, M, H, X] (gathered). Returns [N, H, X]."""
+    if nbr is None:
+        return torch.einsum("ihj,jhx->ihx", a, v)
+    return torch.einsum("ihm,imhx->ihx", a, v)
+
+
+def local_to_global(p: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+    """Points p [N, H, P, 3] in residue frames into global coordinates (x = local @ R + t)."""
+    return torch.einsum("nhpi,nij->nhpj", p, rot) + trans[:, None, None, :]
+
+
+def global_to_local(p: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+    """Global points p [N, H, P, 3] into each residue's frame (local = (x - t) @ R.T)."""
+    return torch.einsum("nhpj,nij->nhpi", p - trans[:, None, None, :], rot)
+
+
+class InvariantPointAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        h, c, pqk, pv = cfg.n_heads, cfg.c_head, cfg.n_qk_points, cfg.n_v_points
+        self.h, self.c, self.pqk, self.pv = h, c, pqk, pv
+        self.linear_qkv = nn.Linear(cfg.d_s, 3 * h * c)
+        self.linear_qk_points = nn.Linear(cfg.d_s, 2 * h * pqk * 3)
+        self.linear_v_points = nn.Linear(cfg.d_s, h * pv * 3)
+        self.linear_bias = nn.Linear(cfg.d_z, h)
+        # softplus(γ) = 1 at init: log(e - 1).
+        self.head_weights = nn.Parameter(torch.full((h,), math.log(math.e - 1.0)))
+        self.w_l = math.sqrt(1.0 / 3.0)
+        self.w_c = math.sqrt(2.0 / (9.0 * pqk))
+        out_dim = h * (c + cfg.d_z + pv * 3 + pv)
+        self.linear_out = nn.Linear(out_dim, cfg.d_s)
+
+    def _project(self, s, rot, trans_nm):
+        n, h = s.shape[0], self.h
+        # [N, H, C] each
+        q, k, v = self.linear_qkv(s).view(n, h, 3, self.c).unbind(2)
+        # Point geometry in fp32 even under autocast: squared distances lose too much in bf16.
+        with torch.autocast(device_type=s.device.type, enabled=False):
+            qk_pts = self.linear_qk_points(s.float()).view(n, h, 2 * self.pqk, 3)
+            v_pts = self.linear_v_points(s.float()).view(n, h, self.pv, 3)
+            qk_pts = local_to_global(qk_pts, rot, trans_nm)  # [N, H, 2P, 3]
+            v_pts = local_to_global(v_pts, rot, trans_nm)  # [N, H, Pv, 3]
+        q_pts, k_pts = qk_pts.split(self.pqk, dim=2)  # [N, H, P, 3] each
+        return q, k, v, q_pts, k_pts, v_pts
+
+    def _logits(self, q, k, q_pts, k_pts, z, nbr):
+        """Attention logits [N, H, M] (SPEC §3)."""
+        n = q.shape[0]
+        scalar = pair_dot(q, keys(k, nbr), nbr) / math.sqrt(self.c)  # [N, H, M]
+        bias = self.linear_bias(z).permute(0, 2, 1)  # [N, H, M]
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            qp = q_pts.reshape(n, self.h, -1)  # [N, H, P*3]
+            kp = k_pts.reshape(n, self.h, -1)
+            # |q - k|² = |q|² + |k|² - 2 q·k, without materialising [N, M, H, P, 3].
+            sq_q = qp.square().sum(-1)[..., None]  # [N, H, 1]
+            sq_k = keys(kp.square().sum(-1), nbr)  # [N, H] or [N, M, H]
+            sq_k = sq_k.T[None] if nbr is None else sq_k.permute(0, 2, 1)  # [1|N, H, M]
+            dist2 = (sq_q + sq_k - 2.0 * pair_dot(qp, keys(kp, nbr), nbr)).clamp_min(0.0)
+            gamma = F.softplus(self.head_weights)[None, :, None]  # [1, H, 1]
+            point = gamma * (self.w_c / 2.0) * dist2  # [N, H, M]
+        return self.w_l * (scalar + bias - point)
+
+    def attention(self, s, z, rot, trans, nbr=None) -> torch.Tensor:
+        """Attention weights [N, H, M] (for inspection and tests)."""
+        q, k, _, q_pts, k_pts, _ = self._project(s, rot, trans / 10.0)
+        return torch.softmax(self._logits(q, k, q_pts, k_pts, z, nbr).float(), dim=-1)
+
+    def forward(self, s, z, rot, trans, nbr=None) -> torch.Tensor:
+        """s [N, C_s], z [N, M, C_z], rot [N, 3, 3], trans [N, 3] Å, nbr [N, M] or None. Returns [N, C_s]."""
+        n, h = s.shape[0], self.h
+        trans_nm = trans / 10.0
+        q, k, v, q_pts, k_pts, v_pts = self._project(s, rot, trans_nm)
+        a = torch.softmax(self._logits(q, k, q_pts, k_pts, z, nbr).float(), dim=-1)  # [N, H, M]
+        o = aggregate(a.to(v.dtype), keys(v, nbr), nbr)  # [N, H, C]
+        # Σ_j a_hij z_ij: batched over queries i.
+        o_pair = torch.einsum("ihm,imc->ihc", a.to(z.dtype), z)  # [N, H, C_z]
+        with torch.autocast(device_type=s.device.type, enabled=False):
+            vp = keys(v_pts.reshape(n, h, -1), nbr)  # [N, H, Pv*3] or [N, M, H, Pv*3]
+            o_pts = aggregate(a, vp, nbr).view(n, h, self.pv, 3)  # [N, H, Pv, 3] global
+            o_pts = global_to_local(o_pts, rot, trans_nm)  # back into frame i
+            o_norm = torch.sqrt(o_pts.square().sum(-1) + 1e-8)  # [N, H, Pv]
+        feats = [o.reshape(n, -1), o_pair.reshape(n, -1), o_pts.reshape(n, -1), o_norm.reshape(n, -1)]
+        return self.linear_out(torch.cat([f.to(o.dtype) for f in feats], dim=-1))
+
+
+class IPABlock(nn.Module):
+    """IPA → dropout → LayerNorm → transition MLP → dropout → LayerNorm, residual around both."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ipa = InvariantPointAttention(cfg)
+        self.norm_attn = nn.LayerNorm(cfg.d_s)
+        self.transition = nn.Sequential(
+            nn.Linear(cfg.d_s, cfg.transition_mult * cfg.d_s),
+            nn.ReLU(),
+            nn.Linear(cfg.transition_mult * cfg.d_s, cfg.d_s),
+        )
+        self.norm_ff = nn.LayerNorm(cfg.d_s)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, s, z, rot, trans, nbr=None) -> torch.Tensor:
+        s = self.norm_attn(s + self.dropout(self.ipa(s, z, rot, trans, nbr)))
+        return self.norm_ff(s + self.dropout(self.transition(s)))

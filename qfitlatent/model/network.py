@@ -1,0 +1,37 @@
+"""QFitLatent: embeddings → L IPA blocks over fixed frames → von Mises mixture head."""
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..features import Features
+from ..mixture import Mixture
+from .embed import PairEmbedding, SingleEmbedding, neighbours
+from .head import VonMisesMixtureHead
+from .ipa import IPABlock
+
+
+class QFitLatent(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.single = SingleEmbedding(cfg)
+        self.pair = PairEmbedding(cfg)
+        self.blocks = nn.ModuleList(IPABlock(cfg) for _ in range(cfg.n_blocks))
+        self.head = VonMisesMixtureHead(cfg)
+
+    def trunk(self, feats: Features) -> torch.Tensor:
+        """Single representation [N, C_s] after the IPA blocks."""
+        rot, trans = feats.rot.float(), feats.trans.float()
+        nbr = neighbours(trans, self.cfg.max_neighbours)  # [N, M] or None (all pairs)
+        # bf16 on CUDA for the matmuls; point geometry and the head stay fp32 (see ipa.py).
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=trans.is_cuda):
+            s = self.single(feats)  # [N, C_s]
+            z = self.pair(feats, nbr)  # [N, M, C_z]
+            for block in self.blocks:
+                s = block(s, z, rot, trans, nbr)
+        return s
+
+    def forward(self, feats: Features) -> Mixture:
+        """Per-residue mixture: logits [N, K], mu [N, K, D], kappa [N, K, D] (fp32)."""
+        return self.head(self.trunk(feats))
