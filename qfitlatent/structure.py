@@ -93,8 +93,11 @@ def read_structure(source: str | Path | bytes, name: str | None = None, max_byte
     else:
         data = bytes(source)
         name = name or "upload"
-    text = _decode(data, name, max_bytes)
-    st = _parse(text, name)
+    return from_gemmi(_parse(_decode(data, name, max_bytes), name), name)
+
+
+def from_gemmi(st: gemmi.Structure, name: str) -> ParsedStructure:
+    """Clean a gemmi.Structure already in memory (it is modified) and record its residues."""
     warnings = _clean(st, name)
     records = _residue_records(st, name, warnings)
     return ParsedStructure(name=structure_id(name), structure=st, residues=records, warnings=warnings)
