@@ -1,0 +1,92 @@
+"""Per-residue flexibility summary: which side chains the model thinks move, ranked.
+
+Columns, for every residue with at least one χ:
+- entropy: differential entropy of the mixture over the residue's defined χ (nats, Monte Carlo,
+  `mixture.entropy`). Higher means a broader or more multimodal density. It sums over χ, so a
+  four-χ lysine and a one-χ serine are on different scales; rank within a type where that matters.
+- n_modes: mixture components with weight ≥ the threshold (default 0.1).
+- chi1_spread_deg: circular standard deviation of the χ1 marginal, sqrt(−2 ln R), computed
+  exactly from the mixture: R = |Σ_k π_k A(κ_k) e^{iμ_k}| with A(κ) = I1(κ)/I0(κ).
+- n_obs: side-chain conformers observed in the input (1 without altlocs).
+"""
+
+import csv
+import io
+import math
+
+import torch
+
+from .features import Features
+from .mixture import Mixture, entropy
+
+COLUMNS = ("rank", "chain", "resnum", "icode", "resname", "n_chi", "entropy", "n_modes", "chi1_spread_deg", "n_obs")
+MODE_WEIGHT = 0.1  # a component counts as a mode from this weight on
+
+
+def chi1_spread(mix: Mixture) -> torch.Tensor:
+    """Circular standard deviation of each residue's χ1 marginal in degrees, [N].
+
+    The mixture's first trigonometric moment is Σ_k π_k A(κ_k1) e^{iμ_k1}, A(κ) = I1(κ)/I0(κ),
+    computed with the exponentially scaled Bessel functions so large κ stays finite.
+    """
+    w = torch.softmax(mix.logits.double(), -1)  # [N, K]
+    mu, kappa = mix.mu[..., 0].double(), mix.kappa[..., 0].double()  # [N, K]
+    a = torch.special.i1e(kappa) / torch.special.i0e(kappa)
+    re = (w * a * torch.cos(mu)).sum(-1)
+    im = (w * a * torch.sin(mu)).sum(-1)
+    r = torch.sqrt(re**2 + im**2).clamp(1e-300, 1.0)
+    return torch.rad2deg(torch.sqrt(-2.0 * torch.log(r))).float()
+
+
+def n_modes(mix: Mixture, threshold: float = MODE_WEIGHT) -> torch.Tensor:
+    """Components per residue whose weight is at least `threshold`, [N] long."""
+    return (torch.softmax(mix.logits, -1) >= threshold).sum(-1)
+
+
+def flexibility_table(
+    features: Features,
+    mix: Mixture,  # logits [N, K], mu/kappa [N, K, D]
+    residue_entropy: torch.Tensor | None = None,  # [N]; computed here when not given
+    threshold: float = MODE_WEIGHT,
+) -> list[dict]:
+    """One row per residue with at least one χ, most flexible (highest entropy) first.
+
+    Each row also carries `index`, the residue's position in `features`, so callers can go from
+    a row back to the residue.
+    """
+    defined = features.chi_defined  # [N, D]
+    if residue_entropy is None:
+        residue_entropy = entropy(mix, defined, features.pi_symmetric)
+    modes = n_modes(mix, threshold)
+    spread = chi1_spread(mix)
+    rows = []
+    for i in torch.nonzero(defined.any(-1)).flatten().tolist():
+        rows.append(
+            {
+                "chain": features.chain_id[i],
+                "resnum": int(features.resnum[i]),
+                "icode": features.icode[i],
+                "resname": features.resname[i],
+                "n_chi": int(defined[i].sum()),
+                "entropy": round(float(residue_entropy[i]), 4),
+                "n_modes": int(modes[i]),
+                "chi1_spread_deg": round(float(spread[i]), 2),
+                "n_obs": int(features.n_obs[i]),
+                "index": i,
+            }
+        )
+    rows.sort(key=lambda r: (-r["entropy"], r["index"]))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+def table_csv(rows: list[dict]) -> str:
+    """The table as CSV text: the COLUMNS first, then any extra keys the rows carry."""
+    extra = [k for k in (rows[0] if rows else {}) if k not in COLUMNS and k != "index"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=[*COLUMNS, *extra], extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+    return out.getvalue()

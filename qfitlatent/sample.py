@@ -1,0 +1,134 @@
+"""Sampling rotamer ensembles from the predicted mixtures (SPEC §7).
+
+`sample_chis` draws S conformers per residue (component k ~ π, then χ_d ~ VonMises(μ_kd, κ_kd)),
+seeded so the same seed gives the same ensemble. `most_likely` is the deterministic conformer:
+the mean of the heaviest component. `sample_ensemble` groups near-identical draws into distinct
+conformers (one altloc each) with occupancies from how often they were drawn.
+"""
+
+import math
+import string
+from dataclasses import dataclass
+
+import torch
+
+from .geometry import circ_diff
+from .mixture import Mixture, mode, sample
+
+ALTLOCS = string.ascii_uppercase  # the PDB format allows one character; 26 letters at most
+SAME_CONFORMER_DEG = 20.0  # draws within this on every defined χ are one conformer
+MAX_CONFORMERS = 6  # altlocs per residue in a written model; qFit models rarely exceed 5
+
+
+@dataclass
+class Ensemble:
+    """Distinct side-chain conformers per residue (N residues, M_i conformers each).
+
+    A residue with one conformer is written without altloc. Residues that cannot be rebuilt
+    (no χ, proline, modified residues with extra atoms) have one conformer whose χ are NaN,
+    meaning "as observed in the input".
+    """
+
+    chi: list[torch.Tensor]  # per residue [M_i, D] radians, heaviest conformer first
+    occ: list[torch.Tensor]  # per residue [M_i], sums to 1
+
+    def __len__(self) -> int:
+        return len(self.chi)
+
+    def n_conformers(self, i: int) -> int:
+        return int(self.chi[i].shape[0])
+
+    def labels(self, i: int) -> list[str]:
+        """Altloc letters of residue i: [""] for a single conformer, else "A", "B", …."""
+        m = self.n_conformers(i)
+        return [""] if m == 1 else list(ALTLOCS[:m])
+
+    def as_observed(self, i: int) -> bool:
+        return bool(torch.isnan(self.chi[i]).all())
+
+
+def sample_chis(
+    mix: Mixture,  # logits [N, K], mu/kappa [N, K, D]
+    pi_symmetric: torch.Tensor,  # [N, D] bool
+    n_samples: int = 10,
+    seed: int = 0,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """S sampled conformers per residue, [S, N, D] radians; the same seed gives the same draws.
+
+    `temperature` > 1 flattens the mixture (more diverse draws), < 1 sharpens it.
+    """
+    if n_samples < 1:
+        raise ValueError("n_samples must be at least 1")
+    if temperature <= 0:
+        raise ValueError("temperature must be positive")
+    g = torch.Generator().manual_seed(seed)
+    chi, _ = sample(mix, n_samples, pi_symmetric, generator=g, temperature=temperature)
+    return chi
+
+
+def most_likely(mix: Mixture) -> torch.Tensor:
+    """The deterministic "most likely" conformer [N, D]: μ of each residue's heaviest component."""
+    return mode(mix)
+
+
+def cluster_conformers(
+    chi: torch.Tensor,  # [S, D] draws of one residue
+    defined: torch.Tensor,  # [D] bool
+    pi_symmetric: torch.Tensor,  # [D] bool
+    tol_deg: float = SAME_CONFORMER_DEG,
+    max_conformers: int = MAX_CONFORMERS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct conformers among S draws and their frequencies.
+
+    Draws within `tol_deg` of each other on every defined χ (π-folded where symmetric) are one
+    conformer. Greedy: the draw with the most unassigned neighbours becomes a centre and takes
+    them; repeat. Each conformer's χ is its centre draw (a real sample, not an average, so it is
+    a conformer the mixture actually proposes). Beyond `max_conformers`, the rarest conformers'
+    draws join the nearest kept one, so occupancies still count every draw.
+    Returns χ [M, D] and occupancies [M] summing to 1, most frequent first.
+    """
+    if not 1 <= max_conformers <= len(ALTLOCS):
+        raise ValueError(f"max_conformers must be between 1 and {len(ALTLOCS)}")
+    s = chi.shape[0]
+    # [S, S, D] circular distance of every pair, π-folded where symmetric.
+    dist = circ_diff(chi[:, None], chi[None], pi_symmetric[None, None])
+    dist = torch.where(defined[None, None], dist, torch.zeros_like(dist)).amax(-1)  # [S, S]
+    near = dist <= math.radians(tol_deg)
+    free = torch.ones(s, dtype=torch.bool)
+    centres, counts = [], []
+    while free.any():
+        score = (near & free[None]).sum(1).masked_fill(~free, -1)  # [S]
+        c = int(score.argmax())
+        centres.append(c)
+        counts.append(int(score[c]))
+        free &= ~near[c]
+    order = sorted(range(len(centres)), key=lambda j: -counts[j])[:max_conformers]
+    kept = torch.tensor([centres[j] for j in order])
+    # Every draw goes to its nearest kept centre: same as above for kept ones, reassigns the rest.
+    assign = dist[:, kept].argmin(1)  # [S]
+    occ = torch.bincount(assign, minlength=len(kept)).double() / s
+    occ, rank = occ.sort(descending=True, stable=True)
+    return chi[kept[rank]], occ.float()
+
+
+def sample_ensemble(
+    chi: torch.Tensor,  # [S, N, D] draws
+    chi_defined: torch.Tensor,  # [N, D] bool
+    pi_symmetric: torch.Tensor,  # [N, D] bool
+    rebuildable: torch.Tensor,  # [N] bool: residues whose χ the builder can set
+    tol_deg: float = SAME_CONFORMER_DEG,
+    max_conformers: int = MAX_CONFORMERS,
+) -> Ensemble:
+    """Distinct conformers with occupancies for every residue, from S draws each."""
+    chis, occs = [], []
+    nan = torch.full((1, chi.shape[-1]), float("nan"))
+    for i in range(chi.shape[1]):
+        if not bool(rebuildable[i]):
+            chis.append(nan.clone())
+            occs.append(torch.ones(1))
+            continue
+        c, o = cluster_conformers(chi[:, i], chi_defined[i], pi_symmetric[i], tol_deg, max_conformers)
+        chis.append(c)
+        occs.append(o)
+    return Ensemble(chi=chis, occ=occs)
