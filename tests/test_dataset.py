@@ -116,3 +116,12 @@ def test_data_report_cli_json(folder, capsys):
     assert out["skipped"][0]["file"] == "notes.pdb"
     assert main(["data-report", str(folder)]) == 0
     assert "residues in R" in capsys.readouterr().out
+
+
+def test_full_data_report_matches_the_independent_count():
+    """The figures the README quotes: every file of ../shared/data/multiconf, counted twice."""
+    if not DATA.exists():
+        pytest.skip("../shared/data/multiconf is absent")
+    report = data_report(DATA)
+    assert report["skipped"] == []
+    assert report["valid_residues"] == sum(_independent_count(p) for p in sorted(DATA.glob("*.gz")))
