@@ -1,0 +1,154 @@
+"""`predict` and `qfitlatent predict`: the four output files, their formats, batch mode."""
+
+import csv
+import io
+import json
+import math
+import shutil
+
+import gemmi
+import pytest
+import torch
+from conftest import data_file
+
+from qfitlatent import cli
+from qfitlatent.build import measure_chis
+from qfitlatent.checkpoint import save_checkpoint
+from qfitlatent.config import ModelConfig
+from qfitlatent.model.network import QFitLatent
+from qfitlatent.predict import (
+    MIXTURE_FORMAT,
+    ensemble_pdb,
+    mixture_json,
+    predict,
+    residue_conformers,
+    table_csv,
+    write_outputs,
+)
+
+SMALL = "2i4a.pdb.gz"  # 107 residues, every standard type
+SMALL_2 = "1ab1.pdb.gz"  # 46 residues
+TABLE_KEYS = {"chain", "resnum", "icode", "resname", "n_chi", "entropy", "n_modes", "chi1_spread_deg", "n_obs", "rank"}
+CFG = ModelConfig(d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return QFitLatent(CFG).eval()
+
+
+@pytest.fixture(scope="module")
+def pred(model):
+    return predict(model, data_file(SMALL), n_samples=12, seed=1)
+
+
+def validate_mixture_json(doc: dict) -> list[str]:
+    """Problems with a mixture.json document (empty when it has the agreed shape)."""
+    problems = []
+
+    def need(cond, msg):
+        if not cond:
+            problems.append(msg)
+
+    need(doc.get("format") == MIXTURE_FORMAT, "format")
+    need(isinstance(doc.get("structure"), str) and doc["structure"], "structure")
+    need(isinstance(doc.get("weights"), str), "weights")
+    need(isinstance(doc.get("residues"), list), "residues")
+    for r in doc.get("residues", []):
+        where = f"{r.get('chain')}{r.get('resnum')}"
+        need(isinstance(r.get("chain"), str) and isinstance(r.get("icode"), str), f"{where}: ids")
+        need(isinstance(r.get("resnum"), int) and isinstance(r.get("resname"), str), f"{where}: ids")
+        need(isinstance(r.get("n_chi"), int) and 1 <= r["n_chi"] <= 4, f"{where}: n_chi")
+        w = r.get("weights", [])
+        k = len(w)
+        need(k >= 1 and all(isinstance(x, float) and x >= 0 for x in w), f"{where}: weights")
+        need(abs(sum(w) - 1) < 1e-6, f"{where}: weights sum")
+        for key in ("mu", "kappa"):
+            rows = r.get(key, [])
+            need(len(rows) == k and all(len(row) == 4 for row in rows), f"{where}: {key} shape")
+            need(all(isinstance(x, float) and math.isfinite(x) for row in rows for x in row), f"{where}: {key} numbers")
+        need(all(abs(x) <= math.pi + 1e-6 for row in r.get("mu", []) for x in row), f"{where}: mu range")
+        need(all(x > 0 for row in r.get("kappa", []) for x in row), f"{where}: kappa > 0")
+        need(isinstance(r.get("entropy"), float) and math.isfinite(r["entropy"]), f"{where}: entropy")
+    return problems
+
+
+def test_validator_catches_a_broken_document(pred):
+    doc = mixture_json(pred, "tiny.pt")
+    assert validate_mixture_json(doc) == []
+    bad = json.loads(json.dumps(doc))
+    bad["residues"][0]["weights"][0] += 0.5
+    del bad["residues"][1]["kappa"][0][3]
+    assert len(validate_mixture_json(bad)) == 2
+
+
+def test_predict_writes_the_four_files(pred, tmp_path):
+    paths = write_outputs(pred, tmp_path / "2i4a", "tiny.pt")
+    assert sorted(p.name for p in paths.values()) == ["ensemble.cif", "ensemble.pdb", "mixture.json", "residues.csv"]
+    doc = json.loads(paths["mixture"].read_text())
+    assert validate_mixture_json(doc) == []
+    assert doc["structure"] == SMALL and doc["weights"] == "tiny.pt"
+    with_chi = [i for i in range(pred.features.n_res) if pred.features.chi_defined[i].any()]
+    assert [(r["chain"], r["resnum"]) for r in doc["residues"]] == [
+        (pred.features.chain_id[i], int(pred.features.resnum[i])) for i in with_chi
+    ]
+    rows = list(csv.DictReader(io.StringIO(paths["table"].read_text())))
+    assert len(rows) == len(with_chi) and TABLE_KEYS <= set(rows[0])
+    entropies = [float(r["entropy"]) for r in rows]
+    assert entropies == sorted(entropies, reverse=True) and [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert gemmi.read_structure(str(paths["pdb"]))[0].count_atom_sites() > 0
+    assert gemmi.read_structure(str(paths["cif"]))[0].count_atom_sites() > 0
+
+
+def test_prediction_shapes_and_reproducibility(model, pred):
+    n = pred.features.n_res
+    assert pred.samples.shape == (12, n, 4)
+    assert pred.mixture.logits.dtype == torch.float32 and pred.mixture.mu.shape[:1] == (n,)
+    assert TABLE_KEYS <= set(pred.table[0])
+    again = predict(model, data_file(SMALL), n_samples=12, seed=1)
+    assert ensemble_pdb(again) == ensemble_pdb(pred) and table_csv(again) == table_csv(pred)
+    other = predict(model, data_file(SMALL), n_samples=12, seed=2)
+    assert not torch.equal(other.samples, pred.samples)
+
+
+def test_residue_conformers_are_the_written_ones(pred):
+    i = next(i for i in range(len(pred.ensemble)) if pred.ensemble.n_conformers(i) > 1)
+    confs = residue_conformers(pred, i)
+    assert [c[0] for c in confs] == pred.ensemble.labels(i)
+    assert sum(c[1] for c in confs) == pytest.approx(1.0)
+    rec = pred.parsed.residues[i]
+    for (_, _, atoms), chi in zip(confs, pred.ensemble.chi[i]):
+        assert {"N", "CA", "C", "CB"} <= set(atoms)
+        got = measure_chis({k: torch.tensor(v) for k, v in atoms.items()}, rec.parent)
+        n = int(pred.features.chi_defined[i].sum())
+        assert torch.allclose(got[:n], chi[:n].double(), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def weights(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    return save_checkpoint(path, model_cfg=CFG, model=model, meta={"command": "tests/test_predict.py"})
+
+
+def test_batch_mode_skips_a_broken_file_and_exits_nonzero(weights, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(data_file(SMALL), folder / SMALL)
+    shutil.copy(data_file(SMALL_2), folder / SMALL_2)
+    (folder / "broken.pdb").write_text("this is not a structure\n")
+    out = tmp_path / "out"
+    code = cli.main(["predict", str(folder), "--weights", str(weights), "--out", str(out), "--samples", "4"])
+    assert code == 1
+    assert "broken.pdb" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["1ab1", "2i4a"]
+    for sub in out.iterdir():
+        assert sorted(p.name for p in sub.iterdir()) == ["ensemble.cif", "ensemble.pdb", "mixture.json", "residues.csv"]
+
+
+def test_all_good_files_exit_zero_and_missing_weights_say_so(weights, tmp_path, capsys):
+    args = ["predict", str(data_file(SMALL_2)), "--out", str(tmp_path / "o"), "--samples", "3"]
+    assert cli.main([*args, "--weights", str(weights)]) == 0
+    assert (tmp_path / "o" / "1ab1" / "mixture.json").is_file()
+    assert cli.main([*args, "--weights", str(tmp_path / "nothing.pt")]) == 2
+    assert "no model weights" in capsys.readouterr().err
