@@ -417,10 +417,10 @@ def _supervise(run_dir: Path) -> int:
         rc, message = 127, f"could not start the trainer: {err}"
     job = _job_from(json.loads((run_dir / "job.json").read_text()))  # stop() may have written
     job.returncode, job.ended = rc, time.time()
-    if rc == 0:
+    if stopping or job.stop_requested:
+        job.status = "stopped"  # the trainer exits 0 after saving last.pt on SIGTERM
+    elif rc == 0:
         job.status = "finished"
-    elif stopping or job.stop_requested:
-        job.status = "stopped"
     else:
         job.status = "failed"
         job.message = message or f"the trainer exited with code {rc}; see train.log"

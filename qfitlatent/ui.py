@@ -1,0 +1,225 @@
+"""Streamlit glue for the pages: cached model and predictions, structure input, viewer, errors.
+
+The only module of the package that imports streamlit. Science lives elsewhere (predict, viz,
+runs); this file decides what is cached, what a visitor sees when something goes wrong, and
+how widgets map onto those functions.
+"""
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import streamlit as st
+
+from . import runs, viz
+from .errors import CheckpointError, StructureError
+from .structure import MAX_BYTES
+
+WEIGHTS_ENV = "QFITLATENT_WEIGHTS"  # overrides the shipped weights (tests, private models)
+EXAMPLE_FILE = "3k0n_qfit.pdb.gz"
+EXAMPLE_TITLE = "Cyclophilin A (PDB 3K0N), qFit multiconformer model"
+MAX_MB = MAX_BYTES // 2**20
+SHIPPED = "qfitlatent v1 (shipped weights)"
+
+
+def page_setup(title: str) -> None:
+    st.set_page_config(page_title=f"qfitlatent · {title}", page_icon="🧬", layout="wide")
+    # Tighter top padding and tabular numbers: this is a dense scientific page.
+    st.markdown(
+        "<style>.block-container{padding-top:2.2rem}"
+        "[data-testid=stMetricValue]{font-variant-numeric:tabular-nums;font-size:1.5rem}</style>",
+        unsafe_allow_html=True,
+    )
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_label(dev: str) -> str:
+    if dev == "cuda":
+        import torch
+
+        return f"GPU ({torch.cuda.get_device_name(0)})"
+    return "CPU"
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+def default_weights() -> Path:
+    from .checkpoint import default_weights as shipped
+
+    return Path(os.environ.get(WEIGHTS_ENV) or shipped())
+
+
+def weights_options() -> dict[str, Path]:
+    """{label: checkpoint} for the model choice: shipped weights, then finished fine-tunes."""
+    options = {}
+    if default_weights().is_file():
+        options[SHIPPED] = default_weights()
+    for name, path in runs.finished_checkpoints().items():
+        options[f"fine-tune: {name}"] = path
+    return options
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load_model(path: str, mtime: float, dev: str):
+    from .checkpoint import load_model
+
+    return load_model(path, dev)
+
+
+def load_model(path: Path, dev: str):
+    """(model, info), loaded once per server for each (file, version on disk, device)."""
+    return _load_model(str(path), path.stat().st_mtime, dev)
+
+
+# --- predictions -------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """A prediction plus everything the page draws or offers for download, computed once."""
+
+    pred: object  # predict.Prediction
+    viewer_pdb: str  # the input re-written by gemmi for the viewer (never the raw upload)
+    downloads: dict[str, tuple[str, str, str]]  # key -> (file name, text, mime)
+    weights_label: str
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _predict(data: bytes, name: str, weights: str, mtime: float, weights_label: str,
+             n_samples: int, seed: int, temperature: float, dev: str) -> Result:  # fmt: skip
+    import json
+
+    from . import predict
+
+    model, _ = _load_model(weights, mtime, dev)
+    pred = predict.predict(model, data, name=name, n_samples=n_samples, seed=seed,
+                           temperature=temperature, device=dev)  # fmt: skip
+    stem = pred.parsed.name
+    mixture = json.dumps(predict.mixture_json(pred, Path(weights).name), indent=1) + "\n"
+    downloads = {
+        "pdb": (f"{stem}_ensemble.pdb", predict.ensemble_pdb(pred), "chemical/x-pdb"),
+        "cif": (f"{stem}_ensemble.cif", predict.ensemble_cif(pred), "chemical/x-mmcif"),
+        "csv": (f"{stem}_residues.csv", predict.table_csv(pred), "text/csv"),
+        "json": (f"{stem}_mixture.json", mixture, "application/json"),
+    }
+    return Result(pred, viz.viewer_pdb(pred.parsed.structure), downloads, weights_label)
+
+
+def predict_cached(data: bytes, name: str, weights: Path, weights_label: str, *,
+                   n_samples: int, seed: int, temperature: float) -> Result:  # fmt: skip
+    """Prediction for (file bytes, model file and its mtime, settings), cached across reruns
+    and visitors. Raises StructureError for unusable input."""
+    return _predict(data, name, str(weights), weights.stat().st_mtime, weights_label,
+                    int(n_samples), int(seed), float(temperature), device())  # fmt: skip
+
+
+# --- structure input ---------------------------------------------------------------------------
+
+
+def example_bytes() -> bytes:
+    return resources.files("qfitlatent").joinpath("data", EXAMPLE_FILE).read_bytes()
+
+
+def _choose(source: str) -> None:
+    st.session_state["source"] = source
+
+
+def structure_input() -> tuple[str, bytes] | None:
+    """Sidebar: upload a file or open the bundled example. Returns (file name, bytes) or None.
+
+    The most recent action wins: opening the example after an upload shows the example, and a
+    new upload replaces it.
+    """
+    st.sidebar.button("Open the example: cyclophilin A", key="example", type="primary",
+                      on_click=_choose, args=("example",), width="stretch",
+                      help=EXAMPLE_TITLE + ", 163 residues, 43 with side-chain altlocs")  # fmt: skip
+    upload = st.sidebar.file_uploader(
+        "…or upload a structure",
+        key="upload",
+        on_change=_choose,
+        args=("upload",),
+        help=f"PDB or mmCIF (.pdb, .cif, .ent; .gz too), up to {MAX_MB} MB uncompressed. "
+        "Waters, ligands and hydrogens are ignored; altlocs are kept and shown.",
+    )
+    st.sidebar.caption(f"PDB or mmCIF, optionally gzipped · up to {MAX_MB} MB uncompressed")
+    if st.session_state.get("source") == "example":
+        return EXAMPLE_FILE, example_bytes()
+    if upload is not None:
+        return upload.name, upload.getvalue()
+    return None
+
+
+def error_box(err: Exception) -> None:
+    """A plain-language error for input the visitor can fix; never a traceback."""
+    if isinstance(err, StructureError):
+        st.error(f"**This file cannot be used.** {err}", icon="⚠️")
+    elif isinstance(err, CheckpointError):
+        st.error(f"**This model cannot be loaded.** {err}", icon="⚠️")
+    else:
+        st.error(f"**Something went wrong.** {err}", icon="⚠️")
+
+
+# --- viewer ------------------------------------------------------------------------------------
+
+
+def show_view(view, height: int) -> None:
+    """Embed a py3Dmol view; its HTML is stable across reruns, so the camera survives them."""
+    st.iframe(viz.view_html(view), height=height + 8)
+
+
+# --- training page -----------------------------------------------------------------------------
+
+
+def bundled_training_data() -> Path:
+    return Path(str(resources.files("qfitlatent").joinpath("data", "train_sample")))
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+STATUS_ICON = {"running": "🟢", "starting": "🟡", "finished": "✅", "stopped": "⏹️", "failed": "❌"}
+
+
+def job_report(job: runs.Job) -> None:
+    """Progress, curves and log tail of one run (called inside a polling fragment)."""
+    import pandas as pd
+
+    records = runs.read_metrics(job)
+    done, eta = runs.progress(job, records)
+    st.progress(done, text=f"{STATUS_ICON.get(job.status, '')} **{job.name}**: {job.status} · "
+                f"{done:.0%} · ETA {format_seconds(eta) if job.active else '–'}")  # fmt: skip
+    if job.message:
+        (st.error if job.status == "failed" else st.info)(job.message)
+    steps = [r for r in records if r.get("train_loss") is not None and "best_val_nll" not in r]
+    epochs = [r for r in records if "best_val_nll" in r]
+    c1, c2 = st.columns(2)
+    with c1:
+        st.caption("training loss (NLL, nats per residue) by step")
+        if steps:
+            st.line_chart(pd.DataFrame(steps).set_index("step")[["train_loss"]], height=220)
+        else:
+            st.caption("waiting for the first logged step…")
+    with c2:
+        st.caption("per epoch: mean training loss and validation NLL")
+        if epochs:
+            frame = pd.DataFrame(epochs).set_index("epoch")
+            st.line_chart(frame[[c for c in ("train_loss", "val_nll") if c in frame]], height=220)
+        else:
+            st.caption("no finished epoch yet")
+    with st.expander("train.log (last lines)", expanded=job.status == "failed"):
+        st.code(runs.log_tail(job) or "(empty)", language=None)

@@ -1,0 +1,205 @@
+"""Both pages headless with streamlit's AppTest: example, residue selection, plots, viewer HTML,
+downloads, bad uploads, and a real (tiny) fine-tune launched from the training page.
+
+A tiny untrained checkpoint stands in for the shipped weights (QFITLATENT_WEIGHTS), and runs go
+to a temporary QFITLATENT_RUNS, so nothing here depends on or touches the real model or runs.
+"""
+
+import gzip
+import json
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from qfitlatent import runs
+from qfitlatent.structure import MAX_BYTES
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 120  # the first run imports torch and predicts on 2 shared cores
+EXAMPLE = ROOT / "qfitlatent" / "data" / "3k0n_qfit.pdb.gz"
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    import torch
+
+    from qfitlatent.checkpoint import save_checkpoint
+    from qfitlatent.config import ModelConfig
+    from qfitlatent.model import QFitLatent
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_s=16, d_z=8, n_blocks=1, dropout=0.0)
+    return save_checkpoint(path, model_cfg=cfg, model=QFitLatent(cfg), meta={"note": "test"})
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("app")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QFITLATENT_WEIGHTS", str(tiny_checkpoint(tmp / "tiny.pt")))
+        mp.setenv("QFITLATENT_RUNS", str(tmp / "runs"))
+        mp.setenv("QFITLATENT_CACHE", str(tmp / "cache"))
+        mp.setenv("OMP_NUM_THREADS", "1")
+        st.cache_data.clear()  # caches outlive AppTest instances within one pytest process
+        st.cache_resource.clear()
+        yield tmp
+
+
+def app(env) -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+
+
+@pytest.fixture(scope="module")
+def example(env):
+    at = app(env)
+    assert not at.exception
+    at.button(key="example").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def chart_traces(at) -> list[int]:
+    return [len(json.loads(c.proto.spec)["data"]) for c in at.get("plotly_chart")]
+
+
+def residue_box(at):
+    return next(s for s in at.selectbox if s.key and s.key.startswith("residue:"))
+
+
+def test_landing_page_asks_for_a_structure(env):
+    at = app(env)
+    assert not at.exception and not at.error
+    assert any("Open the bundled example" in i.value for i in at.info)
+
+
+def test_example_predicts_and_draws(example):
+    assert not example.error
+    # χ circles, χ1–χ2 torus (the most flexible residue has ≥ 2 χ here) and the profile.
+    traces = chart_traces(example)
+    assert len(traces) == 3 and min(traces) > 0
+    frame = example.get("iframe")[0].proto
+    html = frame.srcdoc
+    assert "/app/static/3Dmol-min.js" in html and "cdn.jsdelivr" not in html
+    assert html.count("addModel") >= 3  # structure + sampled + observed conformers
+    tables = example.dataframe
+    assert len(tables) == 2  # input conformers of the residue, flexibility table
+    assert {d.proto.label for d in example.get("download_button")} == {
+        "3k0n_qfit_ensemble.pdb", "3k0n_qfit_ensemble.cif", "3k0n_qfit_residues.csv",
+        "3k0n_qfit_mixture.json",
+    }  # fmt: skip
+
+
+def test_viewer_html_is_stable_across_reruns(example):
+    before = example.get("iframe")[0].proto.srcdoc
+    example.run()
+    assert example.get("iframe")[0].proto.srcdoc == before  # no reload, camera kept
+
+
+def test_selecting_a_residue_updates_plots_and_viewer(example):
+    box = residue_box(example)
+    target = next(o for o in box.options if o.endswith(" PHE"))  # a π-symmetric χ2
+    box.set_value(target).run()
+    assert not example.exception
+    circle = json.loads(example.get("plotly_chart")[0].proto.spec)
+    assert target in circle["layout"]["title"]["text"]
+    assert any("π-symmetric" in a["text"] for a in circle["layout"]["annotations"])
+    chain, resnum = target[0], int(target.split()[0][1:])
+    assert f'"chain": "{chain}", "resi": {resnum}' in example.get("iframe")[0].proto.srcdoc
+
+
+def test_table_row_selection_selects_the_residue(example):
+    key = example.dataframe[1].key
+    assert key.startswith("table:")
+    # What a click on the fifth row sends (rows are positions in the unsorted table).
+    example.session_state[key] = {"selection": {"rows": [4], "columns": [], "cells": []}}
+    example.run()
+    assert not example.exception
+    box = residue_box(example)
+    assert box.value == box.options[4] == example.dataframe[1].value.residue[4]
+
+
+def test_single_chi_residue_has_no_torus(example):
+    box = residue_box(example)
+    box.set_value(next(o for o in box.options if o.endswith(" SER"))).run()
+    assert len(chart_traces(example)) == 2  # χ circle and profile only
+
+
+def test_uploaded_structure_is_read_and_remarks_never_reach_the_viewer(env):
+    text = gzip.decompress(EXAMPLE.read_bytes()).decode()
+    evil = "REMARK   1 </script><script>alert('x')</script>\n" + text
+    at = app(env)
+    at.file_uploader(key="upload").set_value(("evil.pdb", evil.encode(), "chemical/x-pdb")).run()
+    assert not at.exception and not at.error
+    html = at.get("iframe")[0].proto.srcdoc
+    assert "alert(" not in html and "REMARK" not in html
+
+
+def no_protein_pdb() -> bytes:
+    lines = [f"HETATM{i:5d}  O   HOH W{i:4d}    {i:8.3f}{0:8.3f}{0:8.3f}  1.00 10.00           O"
+             for i in range(1, 30)]  # fmt: skip
+    return ("\n".join(lines) + "\nEND\n").encode()
+
+
+@pytest.mark.parametrize(
+    "name, data, expect",
+    [
+        ("notes.pdb", b"these are my lab notes, not coordinates\n" * 20, "cannot be used"),
+        ("empty.pdb", b"", "empty"),
+        ("water.pdb", no_protein_pdb(), "cannot be used"),
+        ("huge.pdb", b"REMARK 999 padding\n" * (MAX_BYTES // 19 + 10), "larger than"),
+        ("picture.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40, "binary"),
+    ],
+    ids=["not-a-structure", "empty", "no-protein", "oversize", "binary"],
+)
+def test_bad_uploads_show_an_error_and_the_app_keeps_working(env, name, data, expect):
+    at = app(env)
+    at.file_uploader(key="upload").set_value((name, data, "application/octet-stream")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.error and expect in at.error[0].value, [e.value for e in at.error]
+    assert not at.get("plotly_chart")
+    at.button(key="example").click().run()  # still usable afterwards
+    assert not at.exception and not at.error and at.get("plotly_chart")
+
+
+def test_train_page_runs_a_tiny_fine_tune_that_appears_in_the_model_choice(env):
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    sample = sorted((ROOT / "qfitlatent" / "data" / "train_sample").glob("*.pdb.gz"))[:2]
+    at.radio(key="data_kind").set_value("upload structures or a .zip")
+    at.file_uploader(key="train_upload").set_value([(p.name, p.read_bytes(), "application/gzip")
+                                                    for p in sample])  # fmt: skip
+    at.text_input(key="run_name").set_value("tiny run")
+    at.number_input(key="epochs").set_value(1)
+    at.selectbox(key="init").set_value("from scratch (random initialisation)")
+    at.text_input(key="extra").set_value("n_blocks=1 d_s=16 d_z=8 crop_size=96")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_dir = runs.runs_root() / "tiny-run"
+    assert sorted(p.name for p in (run_dir / "data").iterdir()) == [p.name for p in sample]
+    assert any("Running: tiny-run" in h.value for h in at.subheader)
+    deadline = time.time() + 150
+    while runs.load_job(run_dir).active and time.time() < deadline:
+        time.sleep(0.5)
+    job = runs.load_job(run_dir)
+    assert job.status == "finished", runs.log_tail(job)
+    at.run()  # what a visitor sees after the run: no live panel, the run listed as finished
+    assert not at.exception
+    assert not any(h.value.startswith("Running") for h in at.subheader)
+    listed = at.dataframe[0].value
+    assert listed.loc[listed.run == "tiny-run", "status"].item().endswith("finished")
+    main = app(env)
+    assert "fine-tune: tiny-run" in main.selectbox(key="weights").options
+
+
+def test_train_page_refuses_bad_settings_without_launching(env):
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
+    at.text_input(key="run_name").set_value("../escape")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert at.error and "not allowed" in at.error[0].value
+    at.text_input(key="run_name").set_value("ok-name")
+    at.text_input(key="extra").set_value("no_such_setting=3")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert at.error and "unknown setting" in at.error[0].value
+    assert not (runs.runs_root() / "ok-name").exists()

@@ -1,0 +1,176 @@
+"""The app in a real browser: streamlit on a free port, Debian's chromium driven by Playwright.
+
+Checks what AppTest cannot: 3Dmol.js really loads from the app's static folder (offline) and
+draws (pixel variance of the viewer), plotly charts really render with traces, and a bad upload
+shows an error in the page. Screenshots go to test-artifacts/ (gitignored) for a human to look
+at. Prints the time from clicking "Open the example" to the full page (viewer + plots drawn).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) or shutil.which("chromium")),
+    reason="chromium is not installed (apt-get install chromium; `make test` does it as root)",
+)
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    import torch
+
+    from qfitlatent.checkpoint import save_checkpoint
+    from qfitlatent.config import ModelConfig
+    from qfitlatent.model import QFitLatent
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_s=16, d_z=8, n_blocks=1, dropout=0.0)
+    return save_checkpoint(path, model_cfg=cfg, model=QFitLatent(cfg), meta={"note": "test"})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    env = dict(os.environ, QFITLATENT_RUNS=str(tmp / "runs"), OMP_NUM_THREADS="1")
+    shipped = ROOT / "weights" / "qfitlatent-v1.pt"
+    if not shipped.is_file():  # the app's default model; a tiny one keeps the test fast
+        env["QFITLATENT_WEIGHTS"] = str(tiny_checkpoint(tmp / "tiny.pt"))
+    port = free_port()
+    log = open(tmp / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("streamlit did not start:\n" + (tmp / "streamlit.log").read_text())
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        pg = browser.new_page(viewport={"width": 1440, "height": 1000})
+        pg.set_default_timeout(120_000)
+        yield pg
+        browser.close()
+
+
+def wait_idle(page) -> None:
+    page.wait_for_function(
+        "() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
+        " return !w || !w.innerText.includes('Running'); }"
+    )
+
+
+def full_screenshot(page, name: str, height: int = 2900) -> None:
+    """Streamlit scrolls inside its own container, so grow the viewport to capture it all."""
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": height})
+    page.wait_for_timeout(1200)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    page.set_viewport_size(size)
+
+
+def canvas_variance(page) -> float:
+    """Pixel variance of the viewer iframe's screenshot: ~0 for a blank (white) viewer."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    shot = page.locator("iframe").first.screenshot()
+    return float(np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=float).var())
+
+
+def test_example_renders_viewer_and_plots(server, page):
+    page.goto(server)
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.get_by_role("button", name="Open the example").wait_for()
+    wait_idle(page)
+    t0 = time.perf_counter()
+    page.get_by_role("button", name="Open the example").click()
+    page.wait_for_selector(".js-plotly-plot .main-svg")
+    frame = page.frame_locator("iframe").first
+    frame.locator("canvas").wait_for()
+    # 3Dmol draws after its script loads from /app/static; wait until the canvas has content.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('iframe')].some(f => { try {"
+        " const c = f.contentDocument.querySelector('canvas'); return c && c.width > 0; }"
+        " catch (e) { return false; } })"
+    )
+    wait_idle(page)
+    page.wait_for_selector(".js-plotly-plot .scatterlayer .trace, .js-plotly-plot .barlayer .trace")
+    elapsed = time.perf_counter() - t0
+    page.wait_for_timeout(800)
+    print(f"\nexample: click → viewer + plots drawn in {elapsed:.1f} s")
+    page.locator("iframe").first.screenshot(path=str(ARTIFACTS / "app_viewer.png"))
+    full_screenshot(page, "app_example.png")
+
+    assert canvas_variance(page) > 50.0, "the 3D viewer is blank"
+    n_traces = page.evaluate(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].map(p => (p.data || []).length)"
+    )
+    assert n_traces and max(n_traces) > 0, "plotly charts have no traces"
+    src = page.locator("iframe").first.get_attribute("srcdoc") or ""
+    assert "/app/static/3Dmol-min.js" in src and "cdn.jsdelivr" not in src
+    assert page.get_by_text("Flexibility table").count() == 1
+
+
+def test_bad_upload_shows_error_and_app_recovers(server, page, tmp_path):
+    bad = tmp_path / "notes.pdb"
+    bad.write_text("these are my lab notes, not coordinates\n" * 20)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
+    page.wait_for_selector('[data-testid="stAlertContentError"]')
+    wait_idle(page)
+    text = page.locator('[data-testid="stAlertContentError"]').first.inner_text()
+    full_screenshot(page, "app_bad_upload.png", 1000)
+    assert "cannot be used" in text and "Traceback" not in page.content()
+    # The example still opens after the failed upload.
+    page.get_by_role("button", name="Open the example").click()
+    page.wait_for_selector(".js-plotly-plot .main-svg")
+    wait_idle(page)
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+
+
+def test_train_page_renders(server, page):
+    page.goto(server + "/Train")
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.get_by_text("Fine-tune").first.wait_for()
+    wait_idle(page)
+    full_screenshot(page, "train_page.png", 1800)
+    assert page.locator('[data-testid="stException"]').count() == 0
