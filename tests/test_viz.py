@@ -1,0 +1,177 @@
+"""Pure picture builders: densities against scipy, figure contents, viewer HTML safety/stability."""
+
+import math
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import pytest
+from scipy import stats
+
+from qfitlatent import viz
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = np.linspace(-math.pi, math.pi, 3600, endpoint=False)
+STEP = 2 * math.pi / GRID.size
+
+
+def mixture(k=3, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=k)
+    mu = rng.uniform(-math.pi, math.pi, size=(k, d))
+    kappa = np.exp(rng.uniform(np.log(0.05), np.log(60.0), size=(k, d)))
+    return logits, mu, kappa
+
+
+def test_chi_density_matches_scipy_von_mises_and_integrates_to_one():
+    logits, mu, kappa = mixture()
+    sym = np.array([False, True, False, False])
+    total, per = viz.chi_density(logits, mu, kappa, sym, GRID)
+    w = np.exp(logits) / np.exp(logits).sum()
+    for d in range(4):
+        if sym[d]:  # π-periodic density exp(κ cos 2Δ) / (2π I0(κ)) = vonmises.pdf(2x; 2μ, κ)
+            ref = sum(w[k] * stats.vonmises.pdf(2 * GRID, kappa[k, d], loc=2 * mu[k, d]) for k in range(3))
+        else:
+            ref = sum(w[k] * stats.vonmises.pdf(GRID, kappa[k, d], loc=mu[k, d]) for k in range(3))
+        np.testing.assert_allclose(total[d], ref, rtol=1e-6, atol=1e-9)
+        assert total[d].sum() * STEP == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(per.sum(0), total, rtol=1e-12)
+    assert per[:, 0].sum(-1) * STEP == pytest.approx(w, abs=1e-6)  # each curve carries π_k
+
+
+def test_joint_density_is_normalised_and_marginalises_to_chi1():
+    logits, mu, kappa = mixture(seed=1)
+    sym = np.zeros(4, dtype=bool)
+    grid = np.linspace(-math.pi, math.pi, 720, endpoint=False)
+    step = 2 * math.pi / grid.size
+    joint = viz.joint_density(logits, mu, kappa, sym, grid)  # [χ2, χ1]
+    assert joint.sum() * step**2 == pytest.approx(1.0, abs=1e-5)
+    total, _ = viz.chi_density(logits, mu, kappa, sym, grid)
+    np.testing.assert_allclose(joint.sum(0) * step, total[0], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(joint.sum(1) * step, total[1], rtol=1e-5, atol=1e-8)
+
+
+def test_circle_figure_has_one_panel_per_chi_with_wells_means_and_altlocs():
+    logits, mu, kappa = mixture(k=2)
+    logits = np.array([0.0, 0.0])
+    observed = [
+        {"chi": np.radians([-65.0, 170.0, 0, 0]), "mask": np.array([1, 1, 0, 0], bool), "occ": 0.6, "altloc": "A"},
+        {"chi": np.radians([178.0, 60.0, 0, 0]), "mask": np.array([1, 1, 0, 0], bool), "occ": 0.4, "altloc": "B"},
+    ]  # fmt: skip
+    fig = viz.chi_circle_figure(logits, mu, kappa, 2, np.zeros(4, bool), observed=observed,
+                                samples=np.zeros((5, 4)), title="A99 LEU")  # fmt: skip
+    layout = fig.to_dict()["layout"]
+    assert "polar" in layout and "polar2" in layout and "polar3" not in layout
+    ticks = layout["polar"]["angularaxis"]["ticktext"]
+    assert {"g+ 60°", "t 180°", "g− −60°"} <= set(ticks)
+    assert layout["polar"]["angularaxis"]["tickvals"][ticks.index("g− −60°")] % 360 == 300
+    obs = [t for t in fig.data if t.name == "observed altloc (occupancy)"]
+    assert len(obs) == 2  # one per panel
+    np.testing.assert_allclose(obs[0].theta, [-65.0, 178.0])
+    assert list(obs[0].text) == ["A 0.60", "B 0.40"]
+    spokes = [t for t in fig.data if t.mode == "lines" and len(t.theta) == 2 and t.subplot == "polar"]
+    np.testing.assert_allclose(sorted(s.theta[0] for s in spokes),
+                               sorted(viz._wrap_deg(np.degrees(mu[:, 0]))), atol=1e-9)  # fmt: skip
+
+
+def test_pi_symmetric_chi_draws_both_means():
+    logits, mu, kappa = np.zeros(1), np.zeros((1, 4)), np.full((1, 4), 5.0)
+    fig = viz.chi_circle_figure(logits, mu, kappa, 2, np.array([False, True, False, False]))
+    spokes2 = [t.theta[0] for t in fig.data if t.mode == "lines" and len(t.theta) == 2 and t.subplot == "polar2"]
+    assert sorted(spokes2) == [0.0, 180.0]
+
+
+def test_torus_figure_heatmap_is_the_joint_density():
+    logits, mu, kappa = mixture(seed=2)
+    fig = viz.torus_figure(logits, mu, kappa, np.zeros(4, bool), n_grid=60)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (60, 60) and (z > 0).all()
+    assert z.sum() * (2 * math.pi / 60) ** 2 == pytest.approx(1.0, rel=1e-3)
+
+
+def test_flexibility_colours_run_from_rigid_to_flexible():
+    assert viz.flexibility_colour(0.0).lower() == viz.FLEX_STOPS[0].lower()
+    assert viz.flexibility_colour(1.0).lower() == viz.FLEX_STOPS[-1].lower()
+    scaled = viz.flexibility_scale(np.arange(100.0))
+    assert scaled.min() == 0.0 and scaled.max() == 1.0 and (np.diff(scaled) >= 0).all()
+
+
+def test_atoms_pdb_reads_back_with_gemmi_and_has_no_angle_brackets():
+    atoms = {"CA": np.array([1.0, 2.0, 3.0]), "CB": np.array([2.5, 2.0, 3.0]), "SG": np.array([3.0, 3.5, 3.0])}
+    text = viz.atoms_pdb(atoms, "</s", "A", 42, "B", occ=0.35)
+    assert "<" not in text and ">" not in text
+    st = gemmi.read_pdb_string(text)
+    res = st[0]["A"][0]
+    assert (res.seqid.num, res.seqid.icode) == (42, "B")
+    assert [a.name for a in res] == ["CA", "CB", "SG"]
+    assert res["SG"][0].pos.dist(gemmi.Position(3.0, 3.5, 3.0)) < 1e-3
+    assert res["CB"][0].occ == pytest.approx(0.35)
+
+
+def test_viewer_pdb_drops_remarks_so_uploaded_text_cannot_run():
+    text = (
+        "REMARK   1 </script><script>alert(1)</script>\n"
+        "ATOM      1  N   GLY A   1       0.000   0.000   0.000  1.00  0.00           N\n"
+        "ATOM      2  CA  GLY A   1       1.458   0.000   0.000  1.00  0.00           C\n"
+        "END\n"
+    )
+    out = viz.viewer_pdb(gemmi.read_pdb_string(text))
+    assert "script" not in out and "REMARK" not in out and "<" not in out
+    assert out.count("ATOM") == 2
+
+
+def small_view(sampled_colour="#E69F00"):
+    pdb = viz.atoms_pdb({"N": np.zeros(3), "CA": np.array([1.46, 0, 0]), "C": np.array([2.0, 1.4, 0])},
+                        "GLY", "A", 1)  # fmt: skip
+    side = viz.atoms_pdb({"CA": np.array([1.46, 0, 0]), "CB": np.array([2.0, -1.4, 0])}, "ALA", "A", 1)
+    return viz.ensemble_view(pdb, focus=("A", 1, ""), sampled=[{"pdb": side, "colour": sampled_colour}],
+                             observed=[{"pdb": side}], labels=[(("A", 1, ""), "A1 ALA")])  # fmt: skip
+
+
+def test_view_html_is_offline_and_stable_across_builds():
+    a, b = viz.view_html(small_view()), viz.view_html(small_view())
+    assert a == b  # py3Dmol's own ids come from time.time(); ours from the content
+    assert viz.view_html(small_view("#56B4E9")) != a
+    assert "/app/static/3Dmol-min.js" in a and "cdn.jsdelivr" not in a
+    assert a.count("addModel") == 3 and "zoomTo" in a and "#E69F00" in a
+
+
+def test_legend_html_escapes_labels():
+    html = viz.legend_html([("<b>A</b>", "#000")])
+    assert "<b>A</b>" not in html and "&lt;b&gt;" in html
+
+
+@pytest.fixture(scope="module")
+def prediction(tmp_path_factory):
+    import torch
+
+    from qfitlatent.checkpoint import load_model, save_checkpoint
+    from qfitlatent.config import ModelConfig
+    from qfitlatent.model import QFitLatent
+    from qfitlatent.predict import predict
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_s=16, d_z=8, n_blocks=1, dropout=0.0)
+    path = save_checkpoint(tmp_path_factory.mktemp("viz") / "tiny.pt", model_cfg=cfg,
+                           model=QFitLatent(cfg), meta={"note": "test"})  # fmt: skip
+    model, _ = load_model(path, "cpu")
+    return predict(model, ROOT / "qfitlatent" / "data" / "train_sample" / "2ppn.pdb.gz", n_samples=8)
+
+
+def test_structure_view_and_figures_from_a_prediction(prediction):
+    pred = prediction
+    i = next(j for j in range(pred.features.n_res)
+             if pred.parsed.residues[j].n_obs >= 2 and pred.features.chi_defined[j].sum() >= 2)  # fmt: skip
+    view, legend = viz.structure_view(pred, viz.viewer_pdb(pred.parsed.structure), i,
+                                      also=[pred.table[0]["index"]], colour_by_flexibility=True)  # fmt: skip
+    html = viz.view_html(view)
+    n_conf = pred.ensemble.n_conformers(i)
+    assert len(legend) == n_conf + 1 and legend[-1][1] == viz.OBSERVED_CARBON
+    chain, resnum, _ = viz.residue_id(pred, i)
+    assert f'"chain": "{chain}", "resi": {resnum}' in html
+    circle, torus = viz.residue_figures(pred, i)
+    n_chi = int(pred.features.chi_defined[i].sum())
+    assert sum(k.startswith("polar") for k in circle.to_dict()["layout"]) == n_chi
+    assert torus is not None
+    obs = [t for t in circle.data if t.name == "observed altloc (occupancy)"]
+    assert len(obs[0].theta) == pred.parsed.residues[i].n_obs
