@@ -97,12 +97,13 @@ def set_chis(atoms: Atoms, resname: str, chi: torch.Tensor) -> Atoms:
         raise ValueError(f"{resname}: χ cannot be set by rotation (kept as observed)")
     chi = torch.as_tensor(chi, dtype=torch.float64)
     out = complete_sidechain(atoms, resname, chi)
-    for d, (_, b, c, last) in enumerate(residues.CHI_ATOMS[resname]):
-        delta = chi[d] - dihedral(*(out[x] for x in residues.CHI_ATOMS[resname][d]))
+    for d, quad in enumerate(residues.CHI_ATOMS[resname]):
+        b, c = quad[1], quad[2]
+        delta = chi[d] - dihedral(*(out[x] for x in quad))
         names = moved_by(resname, d)
         # [P, 3]: everything beyond the b–c bond turns rigidly about it.
         turned = rotate_about(torch.stack([out[x] for x in names]), out[c], out[c] - out[b], delta)
-        out.update(zip(names, turned))
+        out.update(zip(names, turned, strict=True))
     return out
 
 

@@ -72,7 +72,9 @@ def build_model(
     They are reported, not removed.
     """
     if len(ensemble) != len(parsed.residues):
-        raise ValueError(f"ensemble has {len(ensemble)} residues, the structure {len(parsed.residues)}")
+        raise ValueError(
+            f"ensemble has {len(ensemble)} residues, the structure {len(parsed.residues)}"
+        )
     st = parsed.structure.clone()
     for chain in st[0]:  # residues outside the records (no backbone) keep one conformer too
         for res in chain:
@@ -87,7 +89,10 @@ def build_model(
         confs = [conformer_atoms(rec, chi) for chi in ensemble.chi[i]]
         moving = moving_atoms(rec)
         clashes.append(
-            [count_clashes(c, moving, fixed[0], ns, (rec.chain_idx, rec.res_idx), clash_cutoff) for c in confs]
+            [
+                count_clashes(c, moving, fixed[0], ns, (rec.chain_idx, rec.res_idx), clash_cutoff)
+                for c in confs
+            ]
         )
         res = st[0][rec.chain_idx][rec.res_idx]
         _replace_atoms(res, rec, confs, ensemble.labels(i), _round_occ(ensemble.occ[i]), moving)
@@ -147,9 +152,17 @@ def _replace_atoms(
         del res[k]
     split = len(confs) > 1
     for name in order:
-        copies = zip(confs, labels, occ) if (split and name in moving) else [(confs[0], "", 1.0)]
+        copies = (
+            zip(confs, labels, occ, strict=True)
+            if (split and name in moving)
+            else [(confs[0], "", 1.0)]
+        )
         for atoms, label, o in copies:
-            atom = template[name].clone() if name in template else _new_atom(back.get(name, name), b_mean)
+            atom = (
+                template[name].clone()
+                if name in template
+                else _new_atom(back.get(name, name), b_mean)
+            )
             if name in atoms:
                 atom.pos = gemmi.Position(*atoms[name].tolist())
             atom.altloc = label or "\0"

@@ -19,7 +19,18 @@ import torch
 from .features import Features
 from .mixture import Mixture, entropy
 
-COLUMNS = ("rank", "chain", "resnum", "icode", "resname", "n_chi", "entropy", "n_modes", "chi1_spread_deg", "n_obs")
+COLUMNS = (
+    "rank",
+    "chain",
+    "resnum",
+    "icode",
+    "resname",
+    "n_chi",
+    "entropy",
+    "n_modes",
+    "chi1_spread_deg",
+    "n_obs",
+)
 MODE_WEIGHT = 0.1  # a component counts as a mode from this weight on
 
 
@@ -85,8 +96,12 @@ def table_csv(rows: list[dict]) -> str:
     """The table as CSV text: the COLUMNS first, then any extra keys the rows carry."""
     extra = [k for k in (rows[0] if rows else {}) if k not in COLUMNS and k != "index"]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=[*COLUMNS, *extra], extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        out, fieldnames=[*COLUMNS, *extra], extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+        writer.writerow(
+            {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        )
     return out.getvalue()

@@ -23,7 +23,12 @@ from .sample import MAX_CONFORMERS, SAME_CONFORMER_DEG, Ensemble, sample_chis, s
 from .structure import ParsedStructure, read_structure, structure_id
 
 MIXTURE_FORMAT = "qfitlatent.mixture/1"
-OUTPUT_FILES = {"mixture": "mixture.json", "table": "residues.csv", "pdb": "ensemble.pdb", "cif": "ensemble.cif"}
+OUTPUT_FILES = {
+    "mixture": "mixture.json",
+    "table": "residues.csv",
+    "pdb": "ensemble.pdb",
+    "cif": "ensemble.cif",
+}
 
 
 @dataclass
@@ -41,7 +46,7 @@ class Prediction:
 
 
 def resolve_device(device: str) -> str:
-    """"auto" → cuda where available, else cpu."""
+    """ "auto" → cuda where available, else cpu."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
@@ -108,7 +113,12 @@ def mixture_json(pred: Prediction, weights_name: str) -> dict:
                 "entropy": float(pred.entropy[i]),
             }
         )
-    return {"format": MIXTURE_FORMAT, "structure": pred.source_name, "weights": weights_name, "residues": out}
+    return {
+        "format": MIXTURE_FORMAT,
+        "structure": pred.source_name,
+        "weights": weights_name,
+        "residues": out,
+    }
 
 
 def ensemble_pdb(pred: Prediction) -> str:
@@ -152,7 +162,12 @@ def residue_conformers(pred: Prediction, residue_index: int) -> list[tuple[str, 
     back = {v: k for k, v in export.residues.ATOM_RENAMES.get(rec.resname, {}).items()}
     ens = pred.ensemble
     out = []
-    for label, occ, chi in zip(ens.labels(residue_index), ens.occ[residue_index].tolist(), ens.chi[residue_index]):
+    for label, occ, chi in zip(
+        ens.labels(residue_index),
+        ens.occ[residue_index].tolist(),
+        ens.chi[residue_index],
+        strict=True,
+    ):
         atoms = export.conformer_atoms(rec, chi)
         out.append((label, float(occ), {back.get(n, n): x.numpy() for n, x in atoms.items()}))
     return out
@@ -193,8 +208,13 @@ def predict_from_args(args) -> int:
             skipped += 1
             continue
         out = write_outputs(pred, Path(args.out) / structure_id(path), weights.name)
-        top = ", ".join(f"{r['chain']}{r['resnum']}{r['icode']} {r['resname']}" for r in pred.table[:5])
-        print(f"{path.name}: {len(pred.features.aatype)} residues → {out['pdb'].parent}  (most flexible: {top})")
+        top = ", ".join(
+            f"{r['chain']}{r['resnum']}{r['icode']} {r['resname']}" for r in pred.table[:5]
+        )
+        print(
+            f"{path.name}: {pred.features.n_res} residues → {out['pdb'].parent}"
+            f"  (most flexible: {top})"
+        )
     if skipped:
         print(f"{skipped} of {len(files)} structure(s) skipped", file=sys.stderr)
     return 1 if skipped else 0

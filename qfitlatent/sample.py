@@ -128,7 +128,9 @@ def sample_ensemble(
             chis.append(nan.clone())
             occs.append(torch.ones(1))
             continue
-        c, o = cluster_conformers(chi[:, i], chi_defined[i], pi_symmetric[i], tol_deg, max_conformers)
+        c, o = cluster_conformers(
+            chi[:, i], chi_defined[i], pi_symmetric[i], tol_deg, max_conformers
+        )
         chis.append(c)
         occs.append(o)
     return Ensemble(chi=chis, occ=occs)

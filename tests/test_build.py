@@ -9,7 +9,14 @@ import torch
 from conftest import data_file
 
 from qfitlatent import residues
-from qfitlatent.build import can_rebuild, complete_sidechain, count_clashes, measure_chis, place_atom, set_chis
+from qfitlatent.build import (
+    can_rebuild,
+    complete_sidechain,
+    count_clashes,
+    measure_chis,
+    place_atom,
+    set_chis,
+)
 from qfitlatent.export import base_atoms
 from qfitlatent.ideal import IDEAL, moved_by
 from qfitlatent.structure import read_structure
@@ -63,11 +70,17 @@ def test_place_atom_matches_gemmi_geometry():
     g = torch.Generator().manual_seed(1)
     for _ in range(20):
         a, b, c = (torch.randn(3, generator=g, dtype=torch.float64) * 2 for _ in range(3))
-        bond, angle, torsion = 1.2 + torch.rand(1, generator=g).item(), math.radians(100 + 30 * torch.rand(1, generator=g).item()), 3 * (torch.rand(1, generator=g).item() - 0.5) * 2
+        bond, angle, torsion = (
+            1.2 + torch.rand(1, generator=g).item(),
+            math.radians(100 + 30 * torch.rand(1, generator=g).item()),
+            3 * (torch.rand(1, generator=g).item() - 0.5) * 2,
+        )
         d = place_atom(a, b, c, bond, angle, torsion)
         assert (d - c).norm().item() == pytest.approx(bond, abs=1e-9)
         assert gemmi.calculate_angle(_pos(b), _pos(c), _pos(d)) == pytest.approx(angle, abs=1e-9)
-        assert gemmi.calculate_dihedral(_pos(a), _pos(b), _pos(c), _pos(d)) == pytest.approx(torsion, abs=1e-9)
+        assert gemmi.calculate_dihedral(_pos(a), _pos(b), _pos(c), _pos(d)) == pytest.approx(
+            torsion, abs=1e-9
+        )
 
 
 def test_atoms_beyond_each_chi_bond():
@@ -100,7 +113,9 @@ def test_set_chis_hits_targets_and_keeps_bond_geometry_on_every_residue_type(rec
             assert abs((got - want + 180) % 360 - 180) < 0.01, (rec.resname, d, got, want)
         bonds = _bonds(atoms)
         for a, b in bonds:
-            assert (out[a] - out[b]).norm().item() == pytest.approx((atoms[a] - atoms[b]).norm().item(), abs=1e-9)
+            assert (out[a] - out[b]).norm().item() == pytest.approx(
+                (atoms[a] - atoms[b]).norm().item(), abs=1e-9
+            )
         for i, j, k in _angles(bonds):
             assert _angle(out, i, j, k) == pytest.approx(_angle(atoms, i, j, k), abs=1e-6)
         for name in ("N", "CA", "C", "CB"):
@@ -123,12 +138,17 @@ def test_missing_atoms_follow_the_ideal_table(records):
         chi = torch.tensor([1.0, -2.0, 2.5, -0.5], dtype=torch.float64)
         built = complete_sidechain(bare, rec.resname, chi)
         for row in IDEAL[rec.resname]:
-            assert (built[row.name] - built[row.c]).norm().item() == pytest.approx(row.bond, abs=1e-9)
+            assert (built[row.name] - built[row.c]).norm().item() == pytest.approx(
+                row.bond, abs=1e-9
+            )
             assert _angle(built, row.b, row.c, row.name) == pytest.approx(row.angle, abs=1e-6)
             torsion = _gemmi_dihedral(built, (row.a, row.b, row.c, row.name))
             want = math.degrees(chi[row.group - 1]) if row.torsion is None else row.torsion
             assert abs((torsion - want + 180) % 360 - 180) < 1e-6
-        assert torch.allclose(measure_chis(built, rec.resname)[: residues.n_chi(rec.resname)], chi[: residues.n_chi(rec.resname)])
+        assert torch.allclose(
+            measure_chis(built, rec.resname)[: residues.n_chi(rec.resname)],
+            chi[: residues.n_chi(rec.resname)],
+        )
 
 
 def test_rebuilt_side_chains_match_real_ones(records):
@@ -159,7 +179,9 @@ def test_set_chis_builds_truncated_side_chains(records):
     out = set_chis(atoms, "LYS", target)
     assert set(residues.SIDECHAIN_ATOMS["LYS"]) <= set(out)
     assert torch.allclose(measure_chis(out, "LYS"), target, atol=1e-9)
-    assert (out["CB"] - out["CG"]).norm().item() == pytest.approx((atoms["CB"] - atoms["CG"]).norm().item(), abs=1e-9)
+    assert (out["CB"] - out["CG"]).norm().item() == pytest.approx(
+        (atoms["CB"] - atoms["CG"]).norm().item(), abs=1e-9
+    )
 
 
 def test_count_clashes_sees_overlaps_with_other_residues():

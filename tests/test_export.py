@@ -1,4 +1,4 @@
-"""Multiconformer export: χ per altloc survive a round trip through gemmi and Biopython reads it."""
+"""Multiconformer export: χ per altloc survive a gemmi round trip; Biopython reads the files."""
 
 import io
 import math
@@ -46,7 +46,9 @@ def _atoms_of(res: gemmi.Residue, label: str) -> dict[str, torch.Tensor]:
     out = {}
     for atom in res:
         if atom.altloc in ("\0", label or "\0"):
-            out[renames.get(atom.name, atom.name)] = torch.tensor(atom.pos.tolist(), dtype=torch.float64)
+            out[renames.get(atom.name, atom.name)] = torch.tensor(
+                atom.pos.tolist(), dtype=torch.float64
+            )
     return out
 
 
@@ -65,15 +67,24 @@ def _check_round_trip(st: gemmi.Structure, parsed, ens):
             if want is not None and not torch.isnan(want).all():
                 got = measure_chis(_atoms_of(res, ""), rec.parent)
                 ok = ~torch.isnan(want)
-                assert torch.rad2deg((got[ok] - want[ok] + math.pi) % (2 * math.pi) - math.pi).abs().max() < 0.1
+                assert (
+                    torch.rad2deg((got[ok] - want[ok] + math.pi) % (2 * math.pi) - math.pi)
+                    .abs()
+                    .max()
+                    < 0.1
+                )
             continue
         n_chi = residues.n_chi(rec.parent)
         occ_by_label = {}
-        for label, chi in zip(labels, ens.chi[i]):
+        for label, chi in zip(labels, ens.chi[i], strict=True):
             got = measure_chis(_atoms_of(res, label), rec.parent)[:n_chi]
             diff = torch.rad2deg((got - chi[:n_chi].double() + math.pi) % (2 * math.pi) - math.pi)
             assert diff.abs().max() < 0.1, (rec.resname, rec.resnum, label, diff)
-            occ_by_label[label] = next(a.occ for a in res if a.altloc == (label or "\0") and a.name not in ("N", "CA", "C", "O", "CB"))
+            occ_by_label[label] = next(
+                a.occ
+                for a in res
+                if a.altloc == (label or "\0") and a.name not in ("N", "CA", "C", "O", "CB")
+            )
         assert sum(occ_by_label.values()) == pytest.approx(1.0, abs=1e-6)
         n_split += len(labels) > 1
     assert n_split > 50

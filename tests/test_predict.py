@@ -28,8 +28,21 @@ from qfitlatent.predict import (
 
 SMALL = "2i4a.pdb.gz"  # 107 residues, every standard type
 SMALL_2 = "1ab1.pdb.gz"  # 46 residues
-TABLE_KEYS = {"chain", "resnum", "icode", "resname", "n_chi", "entropy", "n_modes", "chi1_spread_deg", "n_obs", "rank"}
-CFG = ModelConfig(d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, dropout=0.0)
+TABLE_KEYS = {
+    "chain",
+    "resnum",
+    "icode",
+    "resname",
+    "n_chi",
+    "entropy",
+    "n_modes",
+    "chi1_spread_deg",
+    "n_obs",
+    "rank",
+}
+CFG = ModelConfig(
+    d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, dropout=0.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +71,9 @@ def validate_mixture_json(doc: dict) -> list[str]:
     for r in doc.get("residues", []):
         where = f"{r.get('chain')}{r.get('resnum')}"
         need(isinstance(r.get("chain"), str) and isinstance(r.get("icode"), str), f"{where}: ids")
-        need(isinstance(r.get("resnum"), int) and isinstance(r.get("resname"), str), f"{where}: ids")
+        need(
+            isinstance(r.get("resnum"), int) and isinstance(r.get("resname"), str), f"{where}: ids"
+        )
         need(isinstance(r.get("n_chi"), int) and 1 <= r["n_chi"] <= 4, f"{where}: n_chi")
         w = r.get("weights", [])
         k = len(w)
@@ -67,10 +82,18 @@ def validate_mixture_json(doc: dict) -> list[str]:
         for key in ("mu", "kappa"):
             rows = r.get(key, [])
             need(len(rows) == k and all(len(row) == 4 for row in rows), f"{where}: {key} shape")
-            need(all(isinstance(x, float) and math.isfinite(x) for row in rows for x in row), f"{where}: {key} numbers")
-        need(all(abs(x) <= math.pi + 1e-6 for row in r.get("mu", []) for x in row), f"{where}: mu range")
+            need(
+                all(isinstance(x, float) and math.isfinite(x) for row in rows for x in row),
+                f"{where}: {key} numbers",
+            )
+        need(
+            all(abs(x) <= math.pi + 1e-6 for row in r.get("mu", []) for x in row),
+            f"{where}: mu range",
+        )
         need(all(x > 0 for row in r.get("kappa", []) for x in row), f"{where}: kappa > 0")
-        need(isinstance(r.get("entropy"), float) and math.isfinite(r["entropy"]), f"{where}: entropy")
+        need(
+            isinstance(r.get("entropy"), float) and math.isfinite(r["entropy"]), f"{where}: entropy"
+        )
     return problems
 
 
@@ -85,7 +108,12 @@ def test_validator_catches_a_broken_document(pred):
 
 def test_predict_writes_the_four_files(pred, tmp_path):
     paths = write_outputs(pred, tmp_path / "2i4a", "tiny.pt")
-    assert sorted(p.name for p in paths.values()) == ["ensemble.cif", "ensemble.pdb", "mixture.json", "residues.csv"]
+    assert sorted(p.name for p in paths.values()) == [
+        "ensemble.cif",
+        "ensemble.pdb",
+        "mixture.json",
+        "residues.csv",
+    ]
     doc = json.loads(paths["mixture"].read_text())
     assert validate_mixture_json(doc) == []
     assert doc["structure"] == SMALL and doc["weights"] == "tiny.pt"
@@ -96,7 +124,9 @@ def test_predict_writes_the_four_files(pred, tmp_path):
     rows = list(csv.DictReader(io.StringIO(paths["table"].read_text())))
     assert len(rows) == len(with_chi) and TABLE_KEYS <= set(rows[0])
     entropies = [float(r["entropy"]) for r in rows]
-    assert entropies == sorted(entropies, reverse=True) and [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert entropies == sorted(entropies, reverse=True) and [int(r["rank"]) for r in rows] == list(
+        range(1, len(rows) + 1)
+    )
     assert gemmi.read_structure(str(paths["pdb"]))[0].count_atom_sites() > 0
     assert gemmi.read_structure(str(paths["cif"]))[0].count_atom_sites() > 0
 
@@ -118,7 +148,7 @@ def test_residue_conformers_are_the_written_ones(pred):
     assert [c[0] for c in confs] == pred.ensemble.labels(i)
     assert sum(c[1] for c in confs) == pytest.approx(1.0)
     rec = pred.parsed.residues[i]
-    for (_, _, atoms), chi in zip(confs, pred.ensemble.chi[i]):
+    for (_, _, atoms), chi in zip(confs, pred.ensemble.chi[i], strict=True):
         assert {"N", "CA", "C", "CB"} <= set(atoms)
         got = measure_chis({k: torch.tensor(v) for k, v in atoms.items()}, rec.parent)
         n = int(pred.features.chi_defined[i].sum())
@@ -128,7 +158,9 @@ def test_residue_conformers_are_the_written_ones(pred):
 @pytest.fixture(scope="module")
 def weights(model, tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    return save_checkpoint(path, model_cfg=CFG, model=model, meta={"command": "tests/test_predict.py"})
+    return save_checkpoint(
+        path, model_cfg=CFG, model=model, meta={"command": "tests/test_predict.py"}
+    )
 
 
 def test_batch_mode_skips_a_broken_file_and_exits_nonzero(weights, tmp_path, capsys):
@@ -138,12 +170,19 @@ def test_batch_mode_skips_a_broken_file_and_exits_nonzero(weights, tmp_path, cap
     shutil.copy(data_file(SMALL_2), folder / SMALL_2)
     (folder / "broken.pdb").write_text("this is not a structure\n")
     out = tmp_path / "out"
-    code = cli.main(["predict", str(folder), "--weights", str(weights), "--out", str(out), "--samples", "4"])
+    code = cli.main(
+        ["predict", str(folder), "--weights", str(weights), "--out", str(out), "--samples", "4"]
+    )
     assert code == 1
     assert "broken.pdb" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["1ab1", "2i4a"]
     for sub in out.iterdir():
-        assert sorted(p.name for p in sub.iterdir()) == ["ensemble.cif", "ensemble.pdb", "mixture.json", "residues.csv"]
+        assert sorted(p.name for p in sub.iterdir()) == [
+            "ensemble.cif",
+            "ensemble.pdb",
+            "mixture.json",
+            "residues.csv",
+        ]
 
 
 def test_all_good_files_exit_zero_and_missing_weights_say_so(weights, tmp_path, capsys):

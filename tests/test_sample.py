@@ -19,7 +19,11 @@ SYM = torch.tensor([[False, True, False, False]])
 
 
 def _mix(n=1) -> Mixture:
-    return Mixture(WEIGHTS.log().expand(n, 2).clone(), MU.expand(n, 2, 4).clone(), KAPPA.expand(n, 2, 4).clone())
+    return Mixture(
+        WEIGHTS.log().expand(n, 2).clone(),
+        MU.expand(n, 2, 4).clone(),
+        KAPPA.expand(n, 2, 4).clone(),
+    )
 
 
 def _marginal_density(x, d, periodic):
@@ -71,8 +75,21 @@ def test_most_likely_is_the_heaviest_component():
 
 
 def test_cluster_conformers_groups_near_draws_and_counts_them():
-    deg = torch.tensor([[60, 0], [62, 5], [58, -5], [65, 3], [55, 1], [61, 2],
-                        [180, 90], [-178, 95], [175, 85], [-100, 0]], dtype=torch.float64)  # fmt: skip
+    deg = torch.tensor(
+        [
+            [60, 0],
+            [62, 5],
+            [58, -5],
+            [65, 3],
+            [55, 1],
+            [61, 2],
+            [180, 90],
+            [-178, 95],
+            [175, 85],
+            [-100, 0],
+        ],
+        dtype=torch.float64,
+    )
     chi = torch.deg2rad(deg)
     chi = torch.cat([chi, torch.zeros(10, 2, dtype=torch.float64)], 1)  # [S, D]
     defined = torch.tensor([True, True, False, False])
@@ -95,7 +112,9 @@ def test_sample_ensemble_keeps_unbuildable_residues_as_observed():
     mix = _mix(2)
     sym = SYM.expand(2, 4)
     draws = sample_chis(mix, sym, n_samples=20, seed=0)
-    ens = sample_ensemble(draws, torch.ones(2, 4, dtype=torch.bool), sym, torch.tensor([True, False]))
+    ens = sample_ensemble(
+        draws, torch.ones(2, 4, dtype=torch.bool), sym, torch.tensor([True, False])
+    )
     assert ens.n_conformers(0) >= 2 and float(ens.occ[0].sum()) == pytest.approx(1.0)
     assert ens.labels(0)[:2] == ["A", "B"]
     assert ens.as_observed(1) and ens.labels(1) == [""] and ens.occ[1].tolist() == [1.0]
