@@ -96,6 +96,7 @@ def build_model(
         )
         res = st[0][rec.chain_idx][rec.res_idx]
         _replace_atoms(res, rec, confs, ensemble.labels(i), _round_occ(ensemble.occ[i]), moving)
+    st.assign_label_seq_id()  # mmCIF readers that go by label_seq_id (Mol*) need it
     return st, clashes
 
 
@@ -164,7 +165,8 @@ def _replace_atoms(
                 else _new_atom(back.get(name, name), b_mean)
             )
             if name in atoms:
-                atom.pos = gemmi.Position(*atoms[name].tolist())
+                # PDB precision in both formats, so the PDB and mmCIF files hold one model.
+                atom.pos = gemmi.Position(*(round(v, 3) for v in atoms[name].tolist()))
             atom.altloc = label or "\0"
             atom.occ = o
             res.add_atom(atom)
