@@ -28,6 +28,7 @@ from qfitlatent.predict import (
 
 SMALL = "2i4a.pdb.gz"  # 107 residues, every standard type
 SMALL_2 = "1ab1.pdb.gz"  # 46 residues
+SMALL_3 = "1ejg.pdb.gz"  # crambin, 48 residues, 0.54 Å, many altlocs
 TABLE_KEYS = {
     "chain",
     "resnum",
@@ -136,10 +137,13 @@ def test_prediction_shapes_and_reproducibility(model, pred):
     assert pred.samples.shape == (12, n, 4)
     assert pred.mixture.logits.dtype == torch.float32 and pred.mixture.mu.shape[:1] == (n,)
     assert TABLE_KEYS <= set(pred.table[0])
-    again = predict(model, data_file(SMALL), n_samples=12, seed=1)
-    assert ensemble_pdb(again) == ensemble_pdb(pred) and table_csv(again) == table_csv(pred)
-    other = predict(model, data_file(SMALL), n_samples=12, seed=2)
-    assert not torch.equal(other.samples, pred.samples)
+    # Same seed, same files; from bytes as the app passes them.
+    first = predict(model, data_file(SMALL_2), n_samples=6, seed=1)
+    again = predict(model, data_file(SMALL_2).read_bytes(), name=SMALL_2, n_samples=6, seed=1)
+    assert ensemble_pdb(again) == ensemble_pdb(first) and table_csv(again) == table_csv(first)
+    assert mixture_json(again, "w") == mixture_json(first, "w")
+    other = predict(model, data_file(SMALL_2), n_samples=6, seed=2)
+    assert not torch.equal(other.samples, first.samples)
 
 
 def test_residue_conformers_are_the_written_ones(pred):
@@ -166,7 +170,7 @@ def weights(model, tmp_path_factory):
 def test_batch_mode_skips_a_broken_file_and_exits_nonzero(weights, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
-    shutil.copy(data_file(SMALL), folder / SMALL)
+    shutil.copy(data_file(SMALL_3), folder / SMALL_3)
     shutil.copy(data_file(SMALL_2), folder / SMALL_2)
     (folder / "broken.pdb").write_text("this is not a structure\n")
     out = tmp_path / "out"
@@ -175,7 +179,7 @@ def test_batch_mode_skips_a_broken_file_and_exits_nonzero(weights, tmp_path, cap
     )
     assert code == 1
     assert "broken.pdb" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["1ab1", "2i4a"]
+    assert sorted(p.name for p in out.iterdir()) == ["1ab1", "1ejg"]
     for sub in out.iterdir():
         assert sorted(p.name for p in sub.iterdir()) == [
             "ensemble.cif",
