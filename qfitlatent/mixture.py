@@ -91,23 +91,28 @@ def sample(
 
 
 def _von_mises_draw(kappa: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Samples of VonMises(0, κ) for every element of κ (Best & Fisher 1979 rejection)."""
+    """Samples of VonMises(0, κ) for every element of κ (Best & Fisher 1979 rejection).
+
+    Each round redraws only the still-rejected elements: a full-size redraw per round made a
+    million draws cost ~15 full passes (the slowest of a million geometric waits).
+    """
     tau = 1.0 + torch.sqrt(1.0 + 4.0 * kappa**2)
     rho = (tau - torch.sqrt(2.0 * tau)) / (2.0 * kappa)
-    r = (1.0 + rho**2) / (2.0 * rho)
-    out = torch.empty_like(kappa)
-    todo = torch.ones_like(kappa, dtype=torch.bool)
-    while todo.any():
-        u1, u2, u3 = (torch.rand(kappa.shape, generator=generator, dtype=kappa.dtype) for _ in range(3))
+    r = ((1.0 + rho**2) / (2.0 * rho)).flatten()
+    kappa_flat = kappa.flatten()
+    out = torch.empty_like(kappa_flat)
+    todo = torch.arange(kappa_flat.numel())
+    while todo.numel():
+        u1, u2, u3 = (torch.rand(todo.shape, generator=generator, dtype=kappa.dtype) for _ in range(3))
+        rt, kt = r[todo], kappa_flat[todo]
         z = torch.cos(math.pi * u1)
-        f = (1.0 + r * z) / (r + z)
-        c = kappa * (r - f)
+        f = (1.0 + rt * z) / (rt + z)
+        c = kt * (rt - f)
         accept = (c * (2.0 - c) - u2 > 0) | (torch.log(c / u2) + 1.0 - c >= 0)
         theta = torch.sign(u3 - 0.5) * torch.acos(f.clamp(-1.0, 1.0))
-        take = todo & accept
-        out[take] = theta[take]
-        todo &= ~accept
-    return out
+        out[todo[accept]] = theta[accept]
+        todo = todo[~accept]
+    return out.view_as(kappa)
 
 
 def mode(mix: Mixture) -> torch.Tensor:
