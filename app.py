@@ -1,7 +1,5 @@
 """qfitlatent: which side chains move, and how. Structure in → flexibility, rotamers in 3D, χ plots."""
 
-import hashlib
-
 import pandas as pd
 import streamlit as st
 
@@ -51,8 +49,10 @@ if not rows:
 for warning in pred.parsed.warnings:
     st.caption(f"⚠️ {warning}")
 
-# One key per (file, model), so a new upload never shows a stale residue label.
-tag = hashlib.sha1(data).hexdigest()[:10] + weights_label
+# Widgets are keyed per (file, model), so a new upload never shows a stale residue label, while
+# a change of sampling settings keeps the residue; figures are cached per settings too.
+tag = ui.result_key(data, weights_label)
+fig_key = ui.result_key(data, weights_label, n_samples=n_samples, seed=seed, temperature=temperature)
 labels = [viz.residue_label(pred, r["index"]) for r in rows]
 # A click in the table (below) selects that residue in the box (above): the table's selection
 # is in session_state before this run reaches the box. Only a new click moves the box.
@@ -91,7 +91,7 @@ with info_col:
     st.html(viz.legend_html(legend + ([("rigid → flexible cartoon", "linear-gradient(90deg,"
             + ",".join(viz.FLEX_STOPS) + ")")] if flex_colour else [])))  # fmt: skip
 
-circle, torus = viz.residue_figures(pred, i)
+circle, torus = ui.residue_figures(fig_key, i, result)
 st.plotly_chart(circle, key="circle")
 torus_col, profile_col = st.columns(2) if torus is not None else (None, st.container())
 if torus is not None:

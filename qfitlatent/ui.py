@@ -120,6 +120,21 @@ def predict_cached(data: bytes, name: str, weights: Path, weights_label: str, *,
                     int(n_samples), int(seed), float(temperature), device())  # fmt: skip
 
 
+def result_key(data: bytes, weights_label: str, **settings) -> str:
+    """A short id of (file, model, settings): keys widgets and the per-residue figure cache."""
+    import hashlib
+
+    text = f"{hashlib.sha1(data).hexdigest()}|{weights_label}|{sorted(settings.items())}"
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def residue_figures(key: str, i: int, _result: Result):
+    """viz.residue_figures, cached per (result key, residue): building plotly figures costs
+    ~0.4 s, so revisiting a residue or toggling a display option stays instant."""
+    return viz.residue_figures(_result.pred, i)
+
+
 # --- structure input ---------------------------------------------------------------------------
 
 
@@ -192,34 +207,24 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-STATUS_ICON = {"running": "🟢", "starting": "🟡", "finished": "✅", "stopped": "⏹️", "failed": "❌"}
+STATUS_ICON = {"running": ":material/sync:", "starting": ":material/hourglass_top:",
+               "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
+               "failed": ":material/error:"}  # fmt: skip
 
 
-def job_report(job: runs.Job) -> None:
-    """Progress, curves and log tail of one run (called inside a polling fragment)."""
-    import pandas as pd
-
+def job_report(job: runs.Job, key: str) -> None:
+    """Progress, loss curves and log tail of one run (inside the polling fragment while live)."""
     records = runs.read_metrics(job)
     done, eta = runs.progress(job, records)
-    st.progress(done, text=f"{STATUS_ICON.get(job.status, '')} **{job.name}**: {job.status} · "
-                f"{done:.0%} · ETA {format_seconds(eta) if job.active else '–'}")  # fmt: skip
+    status = "stopping (the trainer saves last.pt first)…" if job.active and job.stop_requested else job.status
+    eta_text = f" · about {format_seconds(eta)} left" if job.active and eta is not None else ""
+    st.progress(done, text=f"{STATUS_ICON.get(job.status, '')} **{job.name}**: {status} · "
+                f"{done:.0%}{eta_text}")  # fmt: skip
     if job.message:
-        (st.error if job.status == "failed" else st.info)(job.message)
-    steps = [r for r in records if r.get("train_loss") is not None and "best_val_nll" not in r]
-    epochs = [r for r in records if "best_val_nll" in r]
-    c1, c2 = st.columns(2)
-    with c1:
-        st.caption("training loss (NLL, nats per residue) by step")
-        if steps:
-            st.line_chart(pd.DataFrame(steps).set_index("step")[["train_loss"]], height=220)
-        else:
-            st.caption("waiting for the first logged step…")
-    with c2:
-        st.caption("per epoch: mean training loss and validation NLL")
-        if epochs:
-            frame = pd.DataFrame(epochs).set_index("epoch")
-            st.line_chart(frame[[c for c in ("train_loss", "val_nll") if c in frame]], height=220)
-        else:
-            st.caption("no finished epoch yet")
+        (st.error if job.status == "failed" else st.caption)(job.message)
+    if records:
+        st.plotly_chart(viz.training_curves(records), key=f"curves:{key}")
+    else:
+        st.caption("Waiting for the first logged step (reading the structures comes first)…")
     with st.expander("train.log (last lines)", expanded=job.status == "failed"):
         st.code(runs.log_tail(job) or "(empty)", language=None)

@@ -117,27 +117,32 @@ def canvas_variance(page) -> float:
     return float(np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=float).var())
 
 
-def test_example_renders_viewer_and_plots(server, page):
-    page.goto(server)
+def open_example(page, url: str) -> float:
+    """Load the page, click "Open the example", wait for viewer + plots; seconds from the click."""
+    page.goto(url)
     page.wait_for_selector('[data-testid="stApp"]')
-    page.get_by_role("button", name="Open the example").wait_for()
+    button = page.get_by_role("button", name="Open the example")
+    button.wait_for()
     wait_idle(page)
     t0 = time.perf_counter()
-    page.get_by_role("button", name="Open the example").click()
+    button.click()
     page.wait_for_selector(".js-plotly-plot .main-svg")
-    frame = page.frame_locator("iframe").first
-    frame.locator("canvas").wait_for()
-    # 3Dmol draws after its script loads from /app/static; wait until the canvas has content.
-    page.wait_for_function(
+    page.frame_locator("iframe").first.locator("canvas").wait_for()
+    wait_idle(page)
+    page.wait_for_selector(".js-plotly-plot .scatterlayer .trace")
+    page.wait_for_function(  # 3Dmol has drawn: its canvas got a size after the script loaded
         "() => [...document.querySelectorAll('iframe')].some(f => { try {"
         " const c = f.contentDocument.querySelector('canvas'); return c && c.width > 0; }"
         " catch (e) { return false; } })"
     )
-    wait_idle(page)
-    page.wait_for_selector(".js-plotly-plot .scatterlayer .trace, .js-plotly-plot .barlayer .trace")
-    elapsed = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def test_example_renders_viewer_and_plots(server, page):
+    cold = open_example(page, server)  # predicts: model load, featurize, sample, build
+    cached = open_example(page, server)  # a fresh page: the prediction comes from the cache
+    print(f"\nexample: click → viewer + plots drawn: {cold:.1f} s (first), {cached:.1f} s (cached)")
     page.wait_for_timeout(800)
-    print(f"\nexample: click → viewer + plots drawn in {elapsed:.1f} s")
     page.locator("iframe").first.screenshot(path=str(ARTIFACTS / "app_viewer.png"))
     full_screenshot(page, "app_example.png")
 
@@ -145,7 +150,7 @@ def test_example_renders_viewer_and_plots(server, page):
     n_traces = page.evaluate(
         "() => [...document.querySelectorAll('.js-plotly-plot')].map(p => (p.data || []).length)"
     )
-    assert n_traces and max(n_traces) > 0, "plotly charts have no traces"
+    assert n_traces and min(n_traces) > 0, "a plotly chart has no traces"
     src = page.locator("iframe").first.get_attribute("srcdoc") or ""
     assert "/app/static/3Dmol-min.js" in src and "cdn.jsdelivr" not in src
     assert page.get_by_text("Flexibility table").count() == 1
