@@ -38,38 +38,41 @@ def place_atom(a, b, c, bond: float, angle: float, torsion) -> torch.Tensor:
     """Position of d with |c–d| = bond, angle b–c–d = angle and dihedral a–b–c–d = torsion.
 
     Args:
-        a, b, c: [3] positions; bond in Å; angle, torsion in radians.
+        a, b, c: [..., 3] positions; bond in Å; angle in radians; torsion [...] or a number,
+            radians.
     Returns:
-        [3] position (the natural extension reference frame, NeRF).
+        [..., 3] positions (the natural extension reference frame, NeRF).
     """
-    torsion = torch.as_tensor(torsion, dtype=c.dtype)
+    torsion = torch.as_tensor(torsion, dtype=c.dtype).expand(c.shape[:-1])
     bc = c - b
-    bc = bc / bc.norm()
+    bc = bc / bc.norm(dim=-1, keepdim=True)
     n = torch.linalg.cross(b - a, bc)
-    n = n / n.norm()
-    m = torch.stack([bc, torch.linalg.cross(n, bc), n], dim=1)  # [3, 3], columns are the axes
+    n = n / n.norm(dim=-1, keepdim=True)
+    m = torch.stack([bc, torch.linalg.cross(n, bc), n], dim=-1)  # [..., 3, 3], columns are axes
     local = torch.stack(
         [
-            -bond * math.cos(angle) * torch.ones_like(torsion),
+            torch.full_like(torsion, -bond * math.cos(angle)),
             bond * math.sin(angle) * torch.cos(torsion),
             bond * math.sin(angle) * torch.sin(torsion),
-        ]
-    )
-    return c + m @ local
+        ],
+        dim=-1,
+    )  # [..., 3]
+    return c + (m @ local[..., None])[..., 0]
 
 
 def complete_sidechain(atoms: Atoms, resname: str, chi: torch.Tensor | None = None) -> Atoms:
     """A copy of `atoms` with every missing side-chain atom built from ideal geometry.
 
-    Atoms that define a χ are placed at `chi` [D] (radians) where given, else at 180°.
-    N, CA and C must be present. Returns the input atoms unchanged where nothing is missing.
+    Atoms that define a χ are placed at `chi` [..., D] (radians) where given, else at 180°.
+    N, CA and C must be present. Positions may carry leading dims [..., 3] (several conformers
+    at once). Returns the input atoms unchanged where nothing is missing.
     """
     out = dict(atoms)
     for row in IDEAL.get(resname, ()):
         if row.name in out:
             continue
         if row.torsion is None:
-            torsion = chi[row.group - 1] if chi is not None else math.pi
+            torsion = chi[..., row.group - 1] if chi is not None else math.pi
         else:
             torsion = math.radians(row.torsion)
         out[row.name] = place_atom(
@@ -79,31 +82,34 @@ def complete_sidechain(atoms: Atoms, resname: str, chi: torch.Tensor | None = No
 
 
 def measure_chis(atoms: Atoms, resname: str) -> torch.Tensor:
-    """χ of a residue [D] in radians, NaN where the residue lacks the χ or its atoms."""
-    out = torch.full((residues.N_CHI_MAX,), float("nan"), dtype=torch.float64)
+    """χ of a residue [..., D] in radians, NaN where the residue lacks the χ or its atoms."""
+    batch = next(iter(atoms.values())).shape[:-1] if atoms else ()
+    out = torch.full((*batch, residues.N_CHI_MAX), float("nan"), dtype=torch.float64)
     for d, quad in enumerate(residues.CHI_ATOMS.get(resname, ())):
         if all(x in atoms for x in quad):
-            out[d] = dihedral(*(atoms[x] for x in quad))
+            out[..., d] = dihedral(*(atoms[x] for x in quad))
     return out
 
 
 def set_chis(atoms: Atoms, resname: str, chi: torch.Tensor) -> Atoms:
-    """The residue with its side chain turned to `chi` [D] (radians); entries past n_chi unused.
+    """The residue with its side chain turned to `chi` [..., D] (radians); slots past n_chi unused.
 
     Starts from the given side chain (missing atoms built first) and rotates, in order χ1→χn,
-    the atoms beyond each χ bond about that bond. Returns a new dict; `atoms` is not modified.
+    the atoms beyond each χ bond about that bond. With chi [M, D] and atoms [3] each, returns M
+    conformers at once (positions [M, 3]). Returns a new dict; `atoms` is not modified.
     """
     if not can_rebuild(resname):
         raise ValueError(f"{resname}: χ cannot be set by rotation (kept as observed)")
     chi = torch.as_tensor(chi, dtype=torch.float64)
-    out = complete_sidechain(atoms, resname, chi)
+    out = {k: v.expand(*chi.shape[:-1], 3) for k, v in atoms.items()}
+    out = complete_sidechain(out, resname, chi)
     for d, quad in enumerate(residues.CHI_ATOMS[resname]):
-        b, c = quad[1], quad[2]
-        delta = chi[d] - dihedral(*(out[x] for x in quad))
+        b, c = out[quad[1]], out[quad[2]]
+        delta = chi[..., d] - dihedral(*(out[x] for x in quad))  # [...]
         names = moved_by(resname, d)
-        # [P, 3]: everything beyond the b–c bond turns rigidly about it.
-        turned = rotate_about(torch.stack([out[x] for x in names]), out[c], out[c] - out[b], delta)
-        out.update(zip(names, turned, strict=True))
+        # [..., P, 3]: everything beyond the b–c bond turns rigidly about it.
+        turned = rotate_about(torch.stack([out[x] for x in names], dim=-2), c, c - b, delta)
+        out.update(zip(names, turned.unbind(-2), strict=True))
     return out
 
 

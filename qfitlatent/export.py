@@ -49,12 +49,16 @@ def base_atoms(rec: ResidueRecord) -> Atoms:
     return atoms
 
 
-def conformer_atoms(rec: ResidueRecord, chi: torch.Tensor) -> Atoms:
-    """The residue built at `chi` [D] (radians), or as observed where `chi` is NaN."""
+def conformer_atoms(rec: ResidueRecord, chi: torch.Tensor) -> list[Atoms]:
+    """The residue built at each row of `chi` [M, D] (radians), one dict per conformer.
+
+    A residue whose χ are NaN (kept as observed) gives its primary input conformer.
+    """
     base = base_atoms(rec)
     if torch.isnan(chi).all() or not rebuildable(rec):
-        return base
-    return set_chis(base, rec.parent, chi.double())
+        return [base] * chi.shape[0]
+    built = set_chis(base, rec.parent, chi.double())  # every conformer in one batched pass
+    return [{n: x[m] for n, x in built.items()} for m in range(chi.shape[0])]
 
 
 def moving_atoms(rec: ResidueRecord) -> tuple[str, ...]:
@@ -86,7 +90,7 @@ def build_model(
     ns = gemmi.NeighborSearch(fixed[0], gemmi.UnitCell(), 5.0).populate()
     clashes = []
     for i, rec in enumerate(parsed.residues):
-        confs = [conformer_atoms(rec, chi) for chi in ensemble.chi[i]]
+        confs = conformer_atoms(rec, ensemble.chi[i])
         moving = moving_atoms(rec)
         clashes.append(
             [

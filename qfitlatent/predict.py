@@ -162,13 +162,12 @@ def residue_conformers(pred: Prediction, residue_index: int) -> list[tuple[str, 
     back = {v: k for k, v in export.residues.ATOM_RENAMES.get(rec.resname, {}).items()}
     ens = pred.ensemble
     out = []
-    for label, occ, chi in zip(
+    for label, occ, atoms in zip(
         ens.labels(residue_index),
         ens.occ[residue_index].tolist(),
-        ens.chi[residue_index],
+        export.conformer_atoms(rec, ens.chi[residue_index]),
         strict=True,
     ):
-        atoms = export.conformer_atoms(rec, chi)
         out.append((label, float(occ), {back.get(n, n): x.numpy() for n, x in atoms.items()}))
     return out
 

@@ -197,3 +197,14 @@ def test_count_clashes_sees_overlaps_with_other_residues():
     # Put one atom on top of another residue's CA: exactly one clashing atom.
     atoms[side_chain[-1]] = torch.tensor(other["CA"][0].pos.tolist(), dtype=torch.float64)
     assert count_clashes(atoms, side_chain, model, ns, own) == 1
+
+
+def test_batched_conformers_equal_one_at_a_time(records):
+    arg = next(r for r in records if r.resname == "ARG")
+    atoms = base_atoms(arg)
+    chi = torch.tensor([[1.0, 2.0, -1.0, 0.5], [-1.0, 3.0, 3.0, -2.0], [0.2, -0.2, 1.5, 3.1]])
+    batched = set_chis(atoms, "ARG", chi)
+    for m in range(3):
+        one = set_chis(atoms, "ARG", chi[m])
+        assert all(torch.allclose(batched[n][m], one[n], atol=1e-12) for n in one)
+    assert torch.allclose(measure_chis(batched, "ARG"), chi.double(), atol=1e-9)
