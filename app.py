@@ -1,6 +1,5 @@
 """qfitlatent: which side chains move, and how. Structure in → flexibility, rotamers in 3D, χ plots."""
 
-import pandas as pd
 import streamlit as st
 
 from qfitlatent import ui, viz
@@ -70,17 +69,7 @@ with info_col:
     label = st.selectbox("Residue (most flexible first)", labels, key=f"residue:{tag}")
     row = rows[labels.index(label)]
     i = row["index"]
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("entropy", f"{row['entropy']:.2f}", help="nats over the residue's χ; higher = broader")
-    m2.metric("modes", row["n_modes"], help="mixture components with weight ≥ 10%")
-    m3.metric("χ1 spread", f"{row['chi1_spread_deg']:.0f}°", help="circular SD of χ1")
-    m4.metric("input altlocs", row["n_obs"])
-    conformers = [{"conformer": c["altloc"] or "–", "occupancy": c["occ"],
-                   **{f"χ{d + 1}": round(float(viz._deg(c["chi"][d])), 1)
-                      for d in range(row["n_chi"]) if c["mask"][d]}}
-                  for c in viz.observed_altlocs(pred, i)]  # fmt: skip
-    st.caption("Input side-chain conformers")
-    st.dataframe(pd.DataFrame(conformers), hide_index=True, width="stretch")
+    ui.residue_summary(pred, row)
 top = [r["index"] for r in rows[:top_n]]
 view, legend = viz.structure_view(pred, result.viewer_pdb, i, also=top, height=500,
                                   colour_by_flexibility=flex_colour, show_observed=show_observed)  # fmt: skip
@@ -88,8 +77,7 @@ with view_col:
     ui.show_view(view, 500)
 with info_col:
     st.caption("In the viewer")
-    st.html(viz.legend_html(legend + ([("rigid → flexible cartoon", "linear-gradient(90deg,"
-            + ",".join(viz.FLEX_STOPS) + ")")] if flex_colour else [])))  # fmt: skip
+    st.html(viz.legend_html(legend + ([viz.FLEX_LEGEND] if flex_colour else [])))
 
 circle, torus = ui.residue_figures(fig_key, i, result)
 st.plotly_chart(circle, key="circle")
@@ -98,26 +86,12 @@ if torus is not None:
     torus_col.plotly_chart(torus, key="torus")
 with profile_col:
     st.markdown("**Predicted flexibility along the chain**")
-    order = sorted(range(len(rows)), key=lambda k: rows[k]["index"])
-    st.plotly_chart(viz.flexibility_profile([labels[k] for k in order],
-                    pred.entropy[[rows[k]["index"] for k in order]].numpy(),
-                    pred.features.n_obs[[rows[k]["index"] for k in order]].numpy(),
-                    selected=order.index(labels.index(label))), key="profile")  # fmt: skip
+    st.plotly_chart(viz.profile_figure(pred, i), key="profile")
 
 st.subheader("Flexibility table")
 st.caption("Click a row to show that residue above; click a column header to sort.")
-table = pd.DataFrame([{"rank": r["rank"], "residue": lab, "n_chi": r["n_chi"], "entropy": r["entropy"],
-                       "modes": r["n_modes"], "χ1 spread (°)": r["chi1_spread_deg"],
-                       "input altlocs": r["n_obs"], "sampled conformers": r["n_conformers"],
-                       "clashing": r["clashing_conformers"]} for r, lab in zip(rows, labels)])  # fmt: skip
-st.dataframe(table, key=f"table:{tag}", on_select="rerun", selection_mode="single-row", height=320,
-             hide_index=True, width="stretch",
-             column_config={"entropy": st.column_config.ProgressColumn(
-                 "entropy", format="%.2f", min_value=float(table.entropy.min()),
-                 max_value=float(table.entropy.max()))})  # fmt: skip
+ui.flexibility_table(rows, labels, key=f"table:{tag}")
 
 st.subheader("Downloads")
 st.caption("The same files `qfitlatent predict` writes: sampled multiconformer model, table, mixtures.")
-for col, (key, (fname, text, mime)) in zip(st.columns(4), result.downloads.items()):
-    col.download_button(fname, text, file_name=fname, mime=mime, key=f"dl-{key}", on_click="ignore",
-                        icon=":material/download:", width="stretch")  # fmt: skip
+ui.downloads(result)

@@ -5,6 +5,7 @@ runs); this file decides what is cached, what a visitor sees when something goes
 how widgets map onto those functions.
 """
 
+import math
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -179,6 +180,59 @@ def error_box(err: Exception) -> None:
         st.error(f"**This model cannot be loaded.** {err}", icon="⚠️")
     else:
         st.error(f"**Something went wrong.** {err}", icon="⚠️")
+
+
+# --- residue and table widgets ------------------------------------------------------------------
+
+
+def residue_summary(pred, row: dict) -> None:
+    """Key numbers of the selected residue and the χ of its input conformers."""
+    import pandas as pd
+
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("entropy", f"{row['entropy']:.2f}", help="nats over the residue's χ; higher = broader")
+    m2.metric("modes", row["n_modes"], help="mixture components with weight ≥ 10%")
+    m3.metric("χ1 spread", f"{row['chi1_spread_deg']:.0f}°", help="circular SD of the χ1 marginal")
+    m4.metric("input altlocs", row["n_obs"], help="side-chain conformers modelled in the file")
+    conformers = [{"conformer": c["altloc"] or "–", "occupancy": round(c["occ"], 2),
+                   **{f"χ{d + 1}": round(math.degrees(float(c["chi"][d])), 1)
+                      for d in range(row["n_chi"]) if c["mask"][d]}}
+                  for c in viz.observed_altlocs(pred, row["index"])]  # fmt: skip
+    st.caption("Input side-chain conformers (χ in degrees)")
+    st.dataframe(pd.DataFrame(conformers), hide_index=True, width="stretch")
+
+
+def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
+    """The sortable per-residue table; a row click reruns with the selection under `key`."""
+    import pandas as pd
+
+    table = pd.DataFrame([{"rank": r["rank"], "residue": lab, "n_chi": r["n_chi"],
+                           "entropy": r["entropy"], "modes": r["n_modes"],
+                           "χ1 spread (°)": r["chi1_spread_deg"], "input altlocs": r["n_obs"],
+                           "sampled conformers": r["n_conformers"],
+                           "clashing": r["clashing_conformers"]}
+                          for r, lab in zip(rows, labels)])  # fmt: skip
+    number = st.column_config.NumberColumn
+    st.dataframe(table, key=key, on_select="rerun", selection_mode="single-row", height=320,
+                 hide_index=True, width="stretch", column_config={
+        "entropy": st.column_config.ProgressColumn(
+            "entropy", format="%.2f", min_value=float(table.entropy.min()),
+            max_value=float(table.entropy.max()),
+            help="differential entropy over the residue's χ (nats); it sums over χ, so compare "
+                 "residues of one type"),
+        "χ1 spread (°)": number(format="%.0f°", help="circular SD of the χ1 marginal"),
+        "modes": number(help="mixture components with weight ≥ 10%"),
+        "input altlocs": number(help="distinct side-chain conformers modelled in the file"),
+        "sampled conformers": number(help="distinct conformers among the S samples (≤ 6)"),
+        "clashing": number(help="sampled conformers with an atom within 2.5 Å of the rest of the structure"),
+    })  # fmt: skip
+
+
+def downloads(result: Result) -> None:
+    """The files `qfitlatent predict` writes, from the same functions."""
+    for col, (key, (fname, text, mime)) in zip(st.columns(4), result.downloads.items()):
+        col.download_button(fname, text, file_name=fname, mime=mime, key=f"dl-{key}",
+                            on_click="ignore", icon=":material/download:", width="stretch")  # fmt: skip
 
 
 # --- viewer ------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ ELEMENT_COLOURS = {"C": OBSERVED_CARBON, "N": "#3050F8", "O": "#FF0D0D", "S": "#
 CARTOON_GREY = "#cfd4da"
 # Rigid → flexible, for the cartoon: a sequential blue-to-red map, light in the middle.
 FLEX_STOPS = ("#2c7bb6", "#abd9e9", "#ffffbf", "#fdae61", "#d7191c")
-ROTAMER_WELLS = {"g+": 60.0, "t": 180.0, "g−": -60.0}
+FLEX_LEGEND = ("rigid → flexible cartoon", f"linear-gradient(90deg,{','.join(FLEX_STOPS)})")
 
 
 def conformer_colour(m: int) -> str:
@@ -330,7 +330,8 @@ def torus_figure(
     if samples is not None and len(samples):
         s = np.asarray(samples)
         fig.add_trace(go.Scatter(x=_deg(s[:, 0]), y=_deg(s[:, 1]), mode="markers", name="sampled",
-                                 marker=dict(symbol="x", size=7, color="white")))  # fmt: skip
+                                 marker=dict(symbol="x", size=8, color="white",
+                                             line=dict(color="#222", width=1))))  # fmt: skip
     obs = [o for o in observed if np.asarray(o["mask"])[:2].all()]
     if obs:
         fig.add_trace(go.Scatter(
@@ -369,11 +370,13 @@ def flexibility_profile(
             customdata=[labels[i] for i in multi], hovertemplate="%{customdata}: altlocs<extra></extra>",
         ))  # fmt: skip
     if selected is not None:
-        fig.add_vline(x=selected, line=dict(color="#d62728", width=1.5, dash="dash"))
+        fig.add_vline(x=selected, line=dict(color="#111", width=1.5, dash="dot"))
+        fig.add_annotation(x=selected, y=1.0, yref="paper", yanchor="bottom", text=labels[selected],
+                           showarrow=False, font=dict(size=11, color="#111"), bgcolor="white")  # fmt: skip
     step = max(1, len(labels) // 20)
     fig.update_layout(
-        height=230, margin=dict(l=50, r=10, t=10, b=40), bargap=0.1, paper_bgcolor="white",
-        plot_bgcolor="white", legend=dict(orientation="h", y=1.15, x=0.0),
+        height=260, margin=dict(l=50, r=10, t=50, b=40), bargap=0.1, paper_bgcolor="white",
+        plot_bgcolor="white", legend=dict(orientation="h", y=1.25, x=0.0),
         xaxis=dict(tickmode="array", tickvals=x[::step], ticktext=labels[::step], tickangle=-45),
         yaxis=dict(title="entropy (nats)", gridcolor="#eee"),
     )  # fmt: skip
@@ -518,3 +521,11 @@ def training_curves(records: list[dict]) -> go.Figure:
     fig.update_layout(height=300, margin=dict(l=60, r=10, t=40, b=40), plot_bgcolor="white",
                       paper_bgcolor="white", legend=dict(orientation="h", y=-0.25, x=0.0))  # fmt: skip
     return fig
+
+
+def profile_figure(pred, i: int) -> go.Figure:
+    """`flexibility_profile` of a prediction in sequence order, residue i marked."""
+    order = sorted(r["index"] for r in pred.table)  # residues with χ, in file order
+    return flexibility_profile([residue_label(pred, j) for j in order], pred.entropy[order].numpy(),
+                               pred.features.n_obs[order].numpy(),
+                               selected=order.index(i) if i in order else None)  # fmt: skip
