@@ -27,7 +27,7 @@ def default_weights() -> Path:
 def metadata(command: str | None = None, **extra) -> dict:
     meta = {
         "qfitlatent_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # TorchVersion is not a plain type
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": command or "",
     }
