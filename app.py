@@ -1,4 +1,4 @@
-"""qfitlatent: which side chains move, and how. Structure in → flexibility, rotamers in 3D, χ plots."""
+"""qfitlatent: which side chains move, and how? Structure in → flexibility, 3D rotamers, χ plots."""
 
 import streamlit as st
 
@@ -7,22 +7,33 @@ from qfitlatent.errors import CheckpointError, StructureError
 
 ui.page_setup("side-chain ensembles")
 st.title("qfitlatent: which side chains move, and how?")
-st.caption("Predicted von Mises mixtures over χ1…χ4 for every residue, from an invariant-point-"
-           "attention network trained on multiconformer crystal structures.")  # fmt: skip
+st.caption(
+    "Predicted von Mises mixtures over χ1…χ4 for every residue, from an invariant-point-"
+    "attention network trained on multiconformer crystal structures."
+)
 
 source = ui.structure_input()
 st.sidebar.subheader("Model")
 options = ui.weights_options()
 if not options:
-    st.warning(f"No model weights found at `{ui.default_weights()}`. Fine-tune one on the "
-               f"**Train** page, or point `{ui.WEIGHTS_ENV}` at a checkpoint.")  # fmt: skip
+    st.warning(
+        f"No model weights found at `{ui.default_weights()}`. Fine-tune one on the "
+        f"**Train** page, or point `{ui.WEIGHTS_ENV}` at a checkpoint."
+    )
     st.stop()
 weights_label = st.sidebar.selectbox("weights", list(options), key="weights")
 st.sidebar.caption(f"Runs on **{ui.device_label(ui.device())}**")
 st.sidebar.subheader("Sampling")
 n_samples = st.sidebar.slider("samples S per residue", 1, 50, 10, key="samples")
-temperature = st.sidebar.slider("temperature", 0.5, 2.0, 1.0, 0.1, key="temperature",
-                                help=">1 flattens the mixture, <1 sharpens it")  # fmt: skip
+temperature = st.sidebar.slider(
+    "temperature",
+    0.5,
+    2.0,
+    1.0,
+    0.1,
+    key="temperature",
+    help=">1 flattens the mixture, <1 sharpens it",
+)
 seed = st.sidebar.number_input("seed", 0, 2**31 - 1, 0, key="seed")
 st.sidebar.subheader("Display")
 top_n = st.sidebar.slider("also show the N most flexible residues", 0, 10, 0, key="top_n")
@@ -35,8 +46,15 @@ if source is None:
 name, data = source
 try:
     with st.spinner(f"Predicting {name} on {ui.device_label(ui.device())}…"):
-        result = ui.predict_cached(data, name, options[weights_label], weights_label,
-                                   n_samples=n_samples, seed=seed, temperature=temperature)  # fmt: skip
+        result = ui.predict_cached(
+            data,
+            name,
+            options[weights_label],
+            weights_label,
+            n_samples=n_samples,
+            seed=seed,
+            temperature=temperature,
+        )
 except (StructureError, CheckpointError) as err:
     ui.error_box(err)
     st.stop()
@@ -51,7 +69,9 @@ for warning in pred.parsed.warnings:
 # Widgets are keyed per (file, model), so a new upload never shows a stale residue label, while
 # a change of sampling settings keeps the residue; figures are cached per settings too.
 tag = ui.result_key(data, weights_label)
-fig_key = ui.result_key(data, weights_label, n_samples=n_samples, seed=seed, temperature=temperature)
+fig_key = ui.result_key(
+    data, weights_label, n_samples=n_samples, seed=seed, temperature=temperature
+)
 labels = [viz.residue_label(pred, r["index"]) for r in rows]
 # A click in the table (below) selects that residue in the box (above): the table's selection
 # is in session_state before this run reaches the box. Only a new click moves the box.
@@ -61,9 +81,11 @@ if picked and picked[0] != st.session_state.get(f"picked:{tag}"):
     st.session_state[f"residue:{tag}"] = labels[picked[0]]
 
 n_multi = sum(r["n_obs"] >= 2 for r in rows)
-st.markdown(f"**{pred.parsed.name}** · {pred.features.n_res} residues in "
-            f"{len(set(pred.features.chain_id))} chain(s) · {n_multi} with side-chain altlocs in the "
-            f"input · model: {weights_label} · {n_samples} samples")  # fmt: skip
+st.markdown(
+    f"**{pred.parsed.name}** · {pred.features.n_res} residues in "
+    f"{len(set(pred.features.chain_id))} chain(s) · {n_multi} with side-chain altlocs in the "
+    f"input · model: {weights_label} · {n_samples} samples"
+)
 view_col, info_col = st.columns([3, 2], gap="medium")
 with info_col:
     label = st.selectbox("Residue (most flexible first)", labels, key=f"residue:{tag}")
@@ -71,8 +93,15 @@ with info_col:
     i = row["index"]
     ui.residue_summary(pred, row)
 top = [r["index"] for r in rows[:top_n]]
-view, legend = viz.structure_view(pred, result.viewer_pdb, i, also=top, height=500,
-                                  colour_by_flexibility=flex_colour, show_observed=show_observed)  # fmt: skip
+view, legend = viz.structure_view(
+    pred,
+    result.viewer_pdb,
+    i,
+    also=top,
+    height=500,
+    colour_by_flexibility=flex_colour,
+    show_observed=show_observed,
+)
 with view_col:
     ui.show_view(view, 500)
 with info_col:
@@ -93,5 +122,7 @@ st.caption("Click a row to show that residue above; click a column header to sor
 ui.flexibility_table(rows, labels, key=f"table:{tag}")
 
 st.subheader("Downloads")
-st.caption("The same files `qfitlatent predict` writes: sampled multiconformer model, table, mixtures.")
+st.caption(
+    "The same files `qfitlatent predict` writes: sampled multiconformer model, table, mixtures."
+)
 ui.downloads(result)

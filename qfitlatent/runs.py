@@ -225,8 +225,20 @@ def train_command(
     freeze_trunk: bool = False,
     overrides: list[str] | tuple[str, ...] = (),
 ) -> list[str]:
-    cmd = [sys.executable, "-m", "qfitlatent", "train", "--data", str(data), "--out", str(run_dir),
-           "--epochs", str(int(epochs)), "--lr", repr(float(lr))]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "qfitlatent",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(run_dir),
+        "--epochs",
+        str(int(epochs)),
+        "--lr",
+        repr(float(lr)),
+    ]
     if init_from is not None:
         cmd += ["--init-from", str(init_from)]
     if freeze_trunk:
@@ -298,20 +310,34 @@ def launch(
             raise ValueError(f"a run called {name!r} exists already; pick another name") from None
         if isinstance(data, list):
             if stage_uploads(run_dir / "data", data) == 0:
-                raise ValueError("no structure files (.pdb, .cif, .ent, optionally .gz) in the upload")
+                raise ValueError(
+                    "no structure files (.pdb, .cif, .ent, optionally .gz) in the upload"
+                )
             data = run_dir / "data"
         elif not Path(data).is_dir():
             raise ValueError(f"training data folder {str(data)!r} does not exist")
-        cmd = train_command(run_dir, Path(data), epochs=epochs, lr=lr, init_from=init_from,
-                            freeze_trunk=freeze_trunk, overrides=list(overrides))  # fmt: skip
+        cmd = train_command(
+            run_dir,
+            Path(data),
+            epochs=epochs,
+            lr=lr,
+            init_from=init_from,
+            freeze_trunk=freeze_trunk,
+            overrides=list(overrides),
+        )
         job = Job(
             name=name,
             dir=str(run_dir.resolve()),
             command=cmd,
-            settings={"data": str(data), "epochs": int(epochs), "lr": float(lr),
-                      "init_from": str(init_from) if init_from else None,
-                      "freeze_trunk": bool(freeze_trunk), "overrides": list(overrides)},
-        )  # fmt: skip
+            settings={
+                "data": str(data),
+                "epochs": int(epochs),
+                "lr": float(lr),
+                "init_from": str(init_from) if init_from else None,
+                "freeze_trunk": bool(freeze_trunk),
+                "overrides": list(overrides),
+            },
+        )
         job.save()
         env = dict(os.environ)
         n = threads or max(1, (os.cpu_count() or 2) - 1)
@@ -319,9 +345,13 @@ def launch(
         with open(job.log_path, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "qfitlatent.runs", job.dir],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env=env, cwd=os.getcwd(),
-            )  # fmt: skip
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+                cwd=os.getcwd(),
+            )
         _set_lock(root, proc.pid)
     except BaseException:
         _release_lock(root, os.getpid())
@@ -411,8 +441,11 @@ def _supervise(run_dir: Path) -> int:
     message = ""
     try:
         # stop() may have come before we were listening; then there is nothing to run.
-        rc = -signal.SIGTERM if job.stop_requested or stopping else \
-            subprocess.Popen(job.command, stdin=subprocess.DEVNULL).wait()
+        rc = (
+            -signal.SIGTERM
+            if job.stop_requested or stopping
+            else subprocess.Popen(job.command, stdin=subprocess.DEVNULL).wait()
+        )
     except OSError as err:
         rc, message = 127, f"could not start the trainer: {err}"
     job = _job_from(json.loads((run_dir / "job.json").read_text()))  # stop() may have written

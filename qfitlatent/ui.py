@@ -93,15 +93,25 @@ class Result:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _predict(data: bytes, name: str, weights: str, mtime: float, weights_label: str,
-             n_samples: int, seed: int, temperature: float, dev: str) -> Result:  # fmt: skip
+def _predict(
+    data: bytes,
+    name: str,
+    weights: str,
+    mtime: float,
+    weights_label: str,
+    n_samples: int,
+    seed: int,
+    temperature: float,
+    dev: str,
+) -> Result:
     import json
 
     from . import predict
 
     model, _ = _load_model(weights, mtime, dev)
-    pred = predict.predict(model, data, name=name, n_samples=n_samples, seed=seed,
-                           temperature=temperature, device=dev)  # fmt: skip
+    pred = predict.predict(
+        model, data, name=name, n_samples=n_samples, seed=seed, temperature=temperature, device=dev
+    )
     stem = pred.parsed.name
     mixture = json.dumps(predict.mixture_json(pred, Path(weights).name), indent=1) + "\n"
     downloads = {
@@ -113,12 +123,29 @@ def _predict(data: bytes, name: str, weights: str, mtime: float, weights_label: 
     return Result(pred, viz.viewer_pdb(pred.parsed.structure), downloads, weights_label)
 
 
-def predict_cached(data: bytes, name: str, weights: Path, weights_label: str, *,
-                   n_samples: int, seed: int, temperature: float) -> Result:  # fmt: skip
+def predict_cached(
+    data: bytes,
+    name: str,
+    weights: Path,
+    weights_label: str,
+    *,
+    n_samples: int,
+    seed: int,
+    temperature: float,
+) -> Result:
     """Prediction for (file bytes, model file and its mtime, settings), cached across reruns
     and visitors. Raises StructureError for unusable input."""
-    return _predict(data, name, str(weights), weights.stat().st_mtime, weights_label,
-                    int(n_samples), int(seed), float(temperature), device())  # fmt: skip
+    return _predict(
+        data,
+        name,
+        str(weights),
+        weights.stat().st_mtime,
+        weights_label,
+        int(n_samples),
+        int(seed),
+        float(temperature),
+        device(),
+    )
 
 
 def result_key(data: bytes, weights_label: str, **settings) -> str:
@@ -153,9 +180,15 @@ def structure_input() -> tuple[str, bytes] | None:
     The most recent action wins: opening the example after an upload shows the example, and a
     new upload replaces it.
     """
-    st.sidebar.button("Open the example: cyclophilin A", key="example", type="primary",
-                      on_click=_choose, args=("example",), width="stretch",
-                      help=EXAMPLE_TITLE + ", 163 residues, 43 with side-chain altlocs")  # fmt: skip
+    st.sidebar.button(
+        "Open the example: cyclophilin A",
+        key="example",
+        type="primary",
+        on_click=_choose,
+        args=("example",),
+        width="stretch",
+        help=EXAMPLE_TITLE + ", 163 residues, 43 with side-chain altlocs",
+    )
     upload = st.sidebar.file_uploader(
         "…or upload a structure",
         key="upload",
@@ -190,14 +223,24 @@ def residue_summary(pred, row: dict) -> None:
     import pandas as pd
 
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("entropy", f"{row['entropy']:.2f}", help="nats over the residue's χ; higher = broader")
+    m1.metric(
+        "entropy", f"{row['entropy']:.2f}", help="nats over the residue's χ; higher = broader"
+    )
     m2.metric("modes", row["n_modes"], help="mixture components with weight ≥ 10%")
     m3.metric("χ1 spread", f"{row['chi1_spread_deg']:.0f}°", help="circular SD of the χ1 marginal")
     m4.metric("input altlocs", row["n_obs"], help="side-chain conformers modelled in the file")
-    conformers = [{"conformer": c["altloc"] or "–", "occupancy": round(c["occ"], 2),
-                   **{f"χ{d + 1}": round(math.degrees(float(c["chi"][d])), 1)
-                      for d in range(row["n_chi"]) if c["mask"][d]}}
-                  for c in viz.observed_altlocs(pred, row["index"])]  # fmt: skip
+    conformers = [
+        {
+            "conformer": c["altloc"] or "–",
+            "occupancy": round(c["occ"], 2),
+            **{
+                f"χ{d + 1}": round(math.degrees(float(c["chi"][d])), 1)
+                for d in range(row["n_chi"])
+                if c["mask"][d]
+            },
+        }
+        for c in viz.observed_altlocs(pred, row["index"])
+    ]
     st.caption("Input side-chain conformers (χ in degrees)")
     st.dataframe(pd.DataFrame(conformers), hide_index=True, width="stretch")
 
@@ -206,33 +249,66 @@ def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
     """The sortable per-residue table; a row click reruns with the selection under `key`."""
     import pandas as pd
 
-    table = pd.DataFrame([{"rank": r["rank"], "residue": lab, "n_chi": r["n_chi"],
-                           "entropy": r["entropy"], "modes": r["n_modes"],
-                           "χ1 spread (°)": r["chi1_spread_deg"], "input altlocs": r["n_obs"],
-                           "sampled conformers": r["n_conformers"],
-                           "clashing": r["clashing_conformers"]}
-                          for r, lab in zip(rows, labels)])  # fmt: skip
+    table = pd.DataFrame(
+        [
+            {
+                "rank": r["rank"],
+                "residue": lab,
+                "n_chi": r["n_chi"],
+                "entropy": r["entropy"],
+                "modes": r["n_modes"],
+                "χ1 spread (°)": r["chi1_spread_deg"],
+                "input altlocs": r["n_obs"],
+                "sampled conformers": r["n_conformers"],
+                "clashing": r["clashing_conformers"],
+            }
+            for r, lab in zip(rows, labels, strict=True)
+        ]
+    )
     number = st.column_config.NumberColumn
-    st.dataframe(table, key=key, on_select="rerun", selection_mode="single-row", height=320,
-                 hide_index=True, width="stretch", column_config={
-        "entropy": st.column_config.ProgressColumn(
-            "entropy", format="%.2f", min_value=float(table.entropy.min()),
-            max_value=float(table.entropy.max()),
-            help="differential entropy over the residue's χ (nats); it sums over χ, so compare "
-                 "residues of one type"),
-        "χ1 spread (°)": number(format="%.0f°", help="circular SD of the χ1 marginal"),
-        "modes": number(help="mixture components with weight ≥ 10%"),
-        "input altlocs": number(help="distinct side-chain conformers modelled in the file"),
-        "sampled conformers": number(help="distinct conformers among the S samples (≤ 6)"),
-        "clashing": number(help="sampled conformers with an atom within 2.5 Å of the rest of the structure"),
-    })  # fmt: skip
+    st.dataframe(
+        table,
+        key=key,
+        on_select="rerun",
+        selection_mode="single-row",
+        height=320,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "entropy": st.column_config.ProgressColumn(
+                "entropy",
+                format="%.2f",
+                min_value=float(table.entropy.min()),
+                max_value=float(table.entropy.max()),
+                help="differential entropy over the residue's χ (nats); it sums over χ, so compare "
+                "residues of one type",
+            ),
+            "χ1 spread (°)": number(format="%.0f°", help="circular SD of the χ1 marginal"),
+            "modes": number(help="mixture components with weight ≥ 10%"),
+            "input altlocs": number(help="distinct side-chain conformers modelled in the file"),
+            "sampled conformers": number(help="distinct conformers among the S samples (≤ 6)"),
+            "clashing": number(
+                help="sampled conformers with an atom within 2.5 Å of the rest of the structure"
+            ),
+        },
+    )
 
 
 def downloads(result: Result) -> None:
     """The files `qfitlatent predict` writes, from the same functions."""
-    for col, (key, (fname, text, mime)) in zip(st.columns(4), result.downloads.items()):
-        col.download_button(fname, text, file_name=fname, mime=mime, key=f"dl-{key}",
-                            on_click="ignore", icon=":material/download:", width="stretch")  # fmt: skip
+    for col, (key, (fname, text, mime)) in zip(
+        st.columns(4), result.downloads.items(), strict=True
+    ):
+        col.download_button(
+            fname,
+            text,
+            file_name=fname,
+            mime=mime,
+            key=f"dl-{key}",
+            on_click="ignore",
+            icon=":material/download:",
+            width="stretch",
+        )
 
 
 # --- viewer ------------------------------------------------------------------------------------
@@ -261,19 +337,29 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-STATUS_ICON = {"running": ":material/sync:", "starting": ":material/hourglass_top:",
-               "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
-               "failed": ":material/error:"}  # fmt: skip
+STATUS_ICON = {
+    "running": ":material/sync:",
+    "starting": ":material/hourglass_top:",
+    "finished": ":material/check_circle:",
+    "stopped": ":material/stop_circle:",
+    "failed": ":material/error:",
+}
 
 
 def job_report(job: runs.Job, key: str) -> None:
     """Progress, loss curves and log tail of one run (inside the polling fragment while live)."""
     records = runs.read_metrics(job)
     done, eta = runs.progress(job, records)
-    status = "stopping (the trainer saves last.pt first)…" if job.active and job.stop_requested else job.status
+    status = (
+        "stopping (the trainer saves last.pt first)…"
+        if job.active and job.stop_requested
+        else job.status
+    )
     eta_text = f" · about {format_seconds(eta)} left" if job.active and eta is not None else ""
-    st.progress(done, text=f"{STATUS_ICON.get(job.status, '')} **{job.name}**: {status} · "
-                f"{done:.0%}{eta_text}")  # fmt: skip
+    st.progress(
+        done,
+        text=f"{STATUS_ICON.get(job.status, '')} **{job.name}**: {status} · {done:.0%}{eta_text}",
+    )
     if job.message:
         (st.error if job.status == "failed" else st.caption)(job.message)
     if records:

@@ -22,15 +22,40 @@ JS_URL = "/app/static/3Dmol-min.js"  # served by streamlit's static serving: wor
 
 # Distinct, colour-blind-friendly hues (Okabe–Ito, then Tol's muted) for sampled conformers.
 SAMPLE_COLOURS = (
-    "#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#0072B2", "#D55E00", "#F0E442",
-    "#882255", "#44AA99", "#999933", "#AA4499", "#332288",
-)  # fmt: skip
+    "#E69F00",
+    "#56B4E9",
+    "#009E73",
+    "#CC79A7",
+    "#0072B2",
+    "#D55E00",
+    "#F0E442",
+    "#882255",
+    "#44AA99",
+    "#999933",
+    "#AA4499",
+    "#332288",
+)
 # Mixture components in the χ plots: Tol's muted scheme, kept apart from the conformer colours
 # above because a component and a sampled conformer are different things.
-COMPONENT_COLOURS = ("#332288", "#CC6677", "#117733", "#DDCC77", "#88CCEE", "#AA4499", "#44AA99",
-                     "#999933", "#882255")  # fmt: skip
+COMPONENT_COLOURS = (
+    "#332288",
+    "#CC6677",
+    "#117733",
+    "#DDCC77",
+    "#88CCEE",
+    "#AA4499",
+    "#44AA99",
+    "#999933",
+    "#882255",
+)
 OBSERVED_CARBON = "#3a3a3a"  # observed altlocs: element colours with dark carbons
-ELEMENT_COLOURS = {"C": OBSERVED_CARBON, "N": "#3050F8", "O": "#FF0D0D", "S": "#C8A800", "SE": "#C8A800"}
+ELEMENT_COLOURS = {
+    "C": OBSERVED_CARBON,
+    "N": "#3050F8",
+    "O": "#FF0D0D",
+    "S": "#C8A800",
+    "SE": "#C8A800",
+}
 CARTOON_GREY = "#cfd4da"
 # Rigid → flexible, for the cartoon: a sequential blue-to-red map, light in the middle.
 FLEX_STOPS = ("#2c7bb6", "#abd9e9", "#ffffbf", "#fdae61", "#d7191c")
@@ -66,8 +91,14 @@ def _safe(text: str, width: int) -> str:
     return out[:width]
 
 
-def atoms_pdb(atoms: dict[str, np.ndarray], resname: str, chain: str, resnum: int,
-              icode: str = "", occ: float = 1.0) -> str:  # fmt: skip
+def atoms_pdb(
+    atoms: dict[str, np.ndarray],
+    resname: str,
+    chain: str,
+    resnum: int,
+    icode: str = "",
+    occ: float = 1.0,
+) -> str:
     """ATOM records for one residue's atoms {name: [3] Å} (element from the name's first letter)."""
     lines = []
     for serial, (name, xyz) in enumerate(atoms.items(), start=1):
@@ -75,9 +106,9 @@ def atoms_pdb(atoms: dict[str, np.ndarray], resname: str, chain: str, resnum: in
         atom_col = f" {name:<3}" if len(name) < 4 else name[:4]
         x, y, z = (float(v) for v in xyz)
         lines.append(
-            f"ATOM  {serial:5d} {_safe(atom_col, 4):<4} {_safe(resname, 3):>3} {_safe(chain, 1) or 'A'}"
-            f"{int(resnum):4d}{_safe(icode, 1) or ' '}   {x:8.3f}{y:8.3f}{z:8.3f}{occ:6.2f}{0:6.2f}"
-            f"          {element:>2}"
+            f"ATOM  {serial:5d} {_safe(atom_col, 4):<4} {_safe(resname, 3):>3} "
+            f"{_safe(chain, 1) or 'A'}{int(resnum):4d}{_safe(icode, 1) or ' '}   "
+            f"{x:8.3f}{y:8.3f}{z:8.3f}{occ:6.2f}{0:6.2f}          {element:>2}"
         )
     return "\n".join(lines) + "\nEND\n"
 
@@ -142,24 +173,43 @@ def ensemble_view(
         for (chain, resnum, _icode), colour in residue_colours.items():
             by_colour.setdefault((chain, colour), []).append(int(resnum))
         for (chain, colour), resis in by_colour.items():
-            view.setStyle({"model": 0, "chain": chain, "resi": resis}, {"cartoon": {"color": colour}})
+            view.setStyle(
+                {"model": 0, "chain": chain, "resi": resis}, {"cartoon": {"color": colour}}
+            )
     focus_sel = {"model": 0, **_sel(*focus)}
     # Context: side chains within 5 Å of the focus residue as thin lines.
     view.addStyle(
-        {"model": 0, "within": {"distance": 5.0, "sel": focus_sel}, "not": {"atom": ["N", "C", "O"]}},
+        {
+            "model": 0,
+            "within": {"distance": 5.0, "sel": focus_sel},
+            "not": {"atom": ["N", "C", "O"]},
+        },
         {"line": {"colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}, "opacity": 0.6}},
     )
     for conf in observed or ():
         view.addModel(conf["pdb"], "pdb")
-        view.setStyle({"model": -1}, {"stick": {"radius": 0.22,
-                      "colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}}})  # fmt: skip
+        view.setStyle(
+            {"model": -1},
+            {"stick": {"radius": 0.22, "colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}}},
+        )
     for conf in sampled or ():
         view.addModel(conf["pdb"], "pdb")
-        view.setStyle({"model": -1}, {"stick": {"radius": 0.13, "color": conf["colour"], "opacity": 0.9}})
+        view.setStyle(
+            {"model": -1}, {"stick": {"radius": 0.13, "color": conf["colour"], "opacity": 0.9}}
+        )
     for rid, text in labels:
-        view.addLabel(text, {"fontSize": 12, "fontColor": "black", "backgroundColor": "white",
-                             "backgroundOpacity": 0.75, "borderThickness": 0, "inFront": True},
-                      {"model": 0, **_sel(*rid), "atom": "CA"})  # fmt: skip
+        view.addLabel(
+            text,
+            {
+                "fontSize": 12,
+                "fontColor": "black",
+                "backgroundColor": "white",
+                "backgroundOpacity": 0.75,
+                "borderThickness": 0,
+                "inFront": True,
+            },
+            {"model": 0, **_sel(*rid), "atom": "CA"},
+        )
     view.setBackgroundColor("white")
     # Frame the residue's neighbourhood, then put the residue itself in the centre.
     view.zoomTo({"model": 0, "within": {"distance": 10.0, "sel": focus_sel}})
@@ -248,10 +298,15 @@ def chi_circle_figure(
     total, per = chi_density(logits, mu, kappa, pi_symmetric, grid)
     w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
     theta = np.append(_deg(grid), _deg(grid[0]) + 360.0)  # closed curves
-    fig = make_subplots(rows=1, cols=n_chi, specs=[[{"type": "polar"}] * n_chi],
-                        horizontal_spacing=0.07,
-                        subplot_titles=[f"χ{d + 1}" + (" (π-symmetric)" if pi_symmetric[d] else "")
-                                        for d in range(n_chi)])  # fmt: skip
+    fig = make_subplots(
+        rows=1,
+        cols=n_chi,
+        specs=[[{"type": "polar"}] * n_chi],
+        horizontal_spacing=0.07,
+        subplot_titles=[
+            f"χ{d + 1}" + (" (π-symmetric)" if pi_symmetric[d] else "") for d in range(n_chi)
+        ],
+    )
     for d in range(n_chi):
         col = d + 1
         r_max = float(total[d].max()) * 1.18
@@ -259,127 +314,241 @@ def chi_circle_figure(
         for k in np.argsort(-w):
             if w[k] < 0.02:
                 continue  # components with under 2% weight add clutter, not information
-            fig.add_trace(go.Scatterpolar(
-                r=np.append(per[k, d], per[k, d, 0]), theta=theta, mode="lines",
-                line=dict(color=component_colour(int(k)), width=1, dash="dot"),
-                name=f"component {k + 1} ({w[k]:.0%})", legendgroup=f"c{k}", showlegend=first,
-                hovertemplate=f"component {k + 1}<br>χ{d + 1} %{{theta:.0f}}°<br>%{{r:.3f}}<extra></extra>",
-            ), row=1, col=col)  # fmt: skip
+            fig.add_trace(
+                go.Scatterpolar(
+                    r=np.append(per[k, d], per[k, d, 0]),
+                    theta=theta,
+                    mode="lines",
+                    line=dict(color=component_colour(int(k)), width=1, dash="dot"),
+                    name=f"component {k + 1} ({w[k]:.0%})",
+                    legendgroup=f"c{k}",
+                    showlegend=first,
+                    hovertemplate=f"component {k + 1}<br>χ{d + 1} %{{theta:.0f}}°<br>"
+                    "%{r:.3f}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
             mean = _wrap_deg(_deg(mu[k, d]))
             means = [mean, mean + 180.0] if pi_symmetric[d] else [mean]
             for m in means:
-                fig.add_trace(go.Scatterpolar(
-                    r=[0, r_max * 0.92], theta=[m, m], mode="lines",
-                    line=dict(color=component_colour(int(k)), width=2), legendgroup=f"c{k}",
-                    showlegend=False, hovertemplate=f"component {k + 1} mean {m:.0f}°, "
-                    f"κ {kappa[k, d]:.1f}<extra></extra>",
-                ), row=1, col=col)  # fmt: skip
-        fig.add_trace(go.Scatterpolar(
-            r=np.append(total[d], total[d, 0]), theta=theta, mode="lines", fill="toself",
-            line=dict(color="#1f3b73", width=2.5), fillcolor="rgba(31,59,115,0.15)",
-            name="predicted density", legendgroup="total", showlegend=first,
-            hovertemplate=f"χ{d + 1} %{{theta:.0f}}°<br>density %{{r:.3f}} /rad<extra></extra>",
-        ), row=1, col=col)  # fmt: skip
+                fig.add_trace(
+                    go.Scatterpolar(
+                        r=[0, r_max * 0.92],
+                        theta=[m, m],
+                        mode="lines",
+                        line=dict(color=component_colour(int(k)), width=2),
+                        legendgroup=f"c{k}",
+                        showlegend=False,
+                        hovertemplate=f"component {k + 1} mean {m:.0f}°, "
+                        f"κ {kappa[k, d]:.1f}<extra></extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
+        fig.add_trace(
+            go.Scatterpolar(
+                r=np.append(total[d], total[d, 0]),
+                theta=theta,
+                mode="lines",
+                fill="toself",
+                line=dict(color="#1f3b73", width=2.5),
+                fillcolor="rgba(31,59,115,0.15)",
+                name="predicted density",
+                legendgroup="total",
+                showlegend=first,
+                hovertemplate=f"χ{d + 1} %{{theta:.0f}}°<br>density %{{r:.3f}} /rad<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
         if samples is not None and len(samples):
             s = _deg(np.asarray(samples)[:, d])
-            fig.add_trace(go.Scatterpolar(
-                r=np.full(len(s), r_max), theta=s, mode="markers",
-                marker=dict(symbol="line-ns-open", size=10, color="#555", line=dict(width=1.5)),
-                name="sampled χ", legendgroup="samples", showlegend=first,
-                hovertemplate="sample %{theta:.0f}°<extra></extra>",
-            ), row=1, col=col)  # fmt: skip
+            fig.add_trace(
+                go.Scatterpolar(
+                    r=np.full(len(s), r_max),
+                    theta=s,
+                    mode="markers",
+                    marker=dict(symbol="line-ns-open", size=10, color="#555", line=dict(width=1.5)),
+                    name="sampled χ",
+                    legendgroup="samples",
+                    showlegend=first,
+                    hovertemplate="sample %{theta:.0f}°<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         obs = [o for o in observed if bool(np.asarray(o["mask"])[d])]
         if obs:
-            fig.add_trace(go.Scatterpolar(
-                r=[r_max] * len(obs), theta=[float(_deg(o["chi"][d])) for o in obs],
-                mode="markers+text", text=[f"{o['altloc'] or 'input'} {o['occ']:.2f}" for o in obs],
-                textposition="top center", textfont=dict(size=10, color="#111"),
-                marker=dict(symbol="diamond", size=12, color="#111", line=dict(color="white", width=1)),
-                name="observed altloc (occupancy)", legendgroup="obs", showlegend=first,
-                hovertemplate="altloc %{text}<br>χ %{theta:.0f}°<extra></extra>",
-            ), row=1, col=col)  # fmt: skip
+            fig.add_trace(
+                go.Scatterpolar(
+                    r=[r_max] * len(obs),
+                    theta=[float(_deg(o["chi"][d])) for o in obs],
+                    mode="markers+text",
+                    text=[f"{o['altloc'] or 'input'} {o['occ']:.2f}" for o in obs],
+                    textposition="top center",
+                    textfont=dict(size=10, color="#111"),
+                    marker=dict(
+                        symbol="diamond", size=12, color="#111", line=dict(color="white", width=1)
+                    ),
+                    name="observed altloc (occupancy)",
+                    legendgroup="obs",
+                    showlegend=first,
+                    hovertemplate="altloc %{text}<br>χ %{theta:.0f}°<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
     polar = dict(
-        angularaxis=dict(rotation=90, direction="counterclockwise", thetaunit="degrees",
-                         gridcolor="#e5e5e5", **CHI_TICKS),
+        angularaxis=dict(
+            rotation=90,
+            direction="counterclockwise",
+            thetaunit="degrees",
+            gridcolor="#e5e5e5",
+            **CHI_TICKS,
+        ),
         radialaxis=dict(showticklabels=False, ticks="", gridcolor="#eeeeee", rangemode="tozero"),
         bgcolor="white",
-    )  # fmt: skip
+    )
     for note in fig.layout.annotations:  # subplot titles clear of the 0° tick label
         note.update(yshift=22, font=dict(size=13))
     fig.update_layout(
         {f"polar{d + 1 if d else ''}": polar for d in range(n_chi)},
         title=dict(text=title, x=0.0, font=dict(size=15)),
-        height=360, margin=dict(l=40, r=40, t=80, b=30), paper_bgcolor="white",
+        height=360,
+        margin=dict(l=40, r=40, t=80, b=30),
+        paper_bgcolor="white",
         legend=dict(orientation="h", yanchor="top", y=-0.05, x=0.0, font=dict(size=11)),
-    )  # fmt: skip
+    )
     return fig
 
 
 def torus_figure(
-    logits, mu, kappa, pi_symmetric, *, observed: list[dict] = (), samples=None,
-    title: str = "", n_grid: int = 90,
-) -> go.Figure:  # fmt: skip
+    logits,
+    mu,
+    kappa,
+    pi_symmetric,
+    *,
+    observed: list[dict] = (),
+    samples=None,
+    title: str = "",
+    n_grid: int = 90,
+) -> go.Figure:
     """χ1–χ2 joint density as a heat map on the torus (−180°…180° both ways)."""
     grid = np.linspace(-math.pi, math.pi, n_grid, endpoint=False) + math.pi / n_grid
     dens = joint_density(logits, mu, kappa, pi_symmetric, grid)  # [G, G]
     deg = _deg(grid)
-    fig = go.Figure(go.Heatmap(
-        x=deg, y=deg, z=dens, colorscale="Viridis", colorbar=dict(title="density"),
-        hovertemplate="χ1 %{x:.0f}°<br>χ2 %{y:.0f}°<br>%{z:.3f}<extra></extra>",
-    ))  # fmt: skip
+    fig = go.Figure(
+        go.Heatmap(
+            x=deg,
+            y=deg,
+            z=dens,
+            colorscale="Viridis",
+            colorbar=dict(title="density"),
+            hovertemplate="χ1 %{x:.0f}°<br>χ2 %{y:.0f}°<br>%{z:.3f}<extra></extra>",
+        )
+    )
     if samples is not None and len(samples):
         s = np.asarray(samples)
-        fig.add_trace(go.Scatter(x=_deg(s[:, 0]), y=_deg(s[:, 1]), mode="markers", name="sampled",
-                                 marker=dict(symbol="x", size=8, color="white",
-                                             line=dict(color="#222", width=1))))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=_deg(s[:, 0]),
+                y=_deg(s[:, 1]),
+                mode="markers",
+                name="sampled",
+                marker=dict(symbol="x", size=8, color="white", line=dict(color="#222", width=1)),
+            )
+        )
     obs = [o for o in observed if np.asarray(o["mask"])[:2].all()]
     if obs:
-        fig.add_trace(go.Scatter(
-            x=[float(_deg(o["chi"][0])) for o in obs], y=[float(_deg(o["chi"][1])) for o in obs],
-            mode="markers+text", text=[f"{o['altloc'] or 'input'} {o['occ']:.2f}" for o in obs],
-            textposition="top center", textfont=dict(color="white"), name="observed altloc",
-            marker=dict(symbol="diamond", size=11, color="#ff5a5f", line=dict(color="white", width=1)),
-        ))  # fmt: skip
-    ticks = dict(tickmode="array", tickvals=[-180, -120, -60, 0, 60, 120, 180],
-                 ticktext=["−180°", "−120°", "g− −60°", "0°", "g+ 60°", "120°", "t 180°"],
-                 range=[-180, 180], zeroline=False)  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[float(_deg(o["chi"][0])) for o in obs],
+                y=[float(_deg(o["chi"][1])) for o in obs],
+                mode="markers+text",
+                text=[f"{o['altloc'] or 'input'} {o['occ']:.2f}" for o in obs],
+                textposition="top center",
+                textfont=dict(color="white"),
+                name="observed altloc",
+                marker=dict(
+                    symbol="diamond", size=11, color="#ff5a5f", line=dict(color="white", width=1)
+                ),
+            )
+        )
+    ticks = dict(
+        tickmode="array",
+        tickvals=[-180, -120, -60, 0, 60, 120, 180],
+        ticktext=["−180°", "−120°", "g− −60°", "0°", "g+ 60°", "120°", "t 180°"],
+        range=[-180, 180],
+        zeroline=False,
+    )
     fig.update_layout(
-        title=dict(text=title, x=0.0, font=dict(size=15)), height=420,
-        xaxis=dict(title="χ1", **ticks), yaxis=dict(title="χ2", scaleanchor="x", **ticks),
-        margin=dict(l=60, r=20, t=50, b=50), paper_bgcolor="white",
+        title=dict(text=title, x=0.0, font=dict(size=15)),
+        height=420,
+        xaxis=dict(title="χ1", **ticks),
+        yaxis=dict(title="χ2", scaleanchor="x", **ticks),
+        margin=dict(l=60, r=20, t=50, b=50),
+        paper_bgcolor="white",
         legend=dict(orientation="h", y=-0.18, x=0.0),
-    )  # fmt: skip
+    )
     return fig
 
 
 def flexibility_profile(
-    labels: list[str], entropy: np.ndarray, n_obs: np.ndarray, selected: int | None = None,
-) -> go.Figure:  # fmt: skip
+    labels: list[str],
+    entropy: np.ndarray,
+    n_obs: np.ndarray,
+    selected: int | None = None,
+) -> go.Figure:
     """Predicted entropy along the sequence; residues the input models with altlocs marked."""
     x = np.arange(len(labels))
-    fig = go.Figure(go.Bar(x=x, y=entropy, marker_color=[flexibility_colour(v)
-                           for v in flexibility_scale(entropy)], customdata=labels,
-                           name="predicted entropy",
-                           hovertemplate="%{customdata}<br>entropy %{y:.2f} nats<extra></extra>"))  # fmt: skip
+    fig = go.Figure(
+        go.Bar(
+            x=x,
+            y=entropy,
+            marker_color=[flexibility_colour(v) for v in flexibility_scale(entropy)],
+            customdata=labels,
+            name="predicted entropy",
+            hovertemplate="%{customdata}<br>entropy %{y:.2f} nats<extra></extra>",
+        )
+    )
     multi = np.flatnonzero(np.asarray(n_obs) >= 2)
     if multi.size:
         top = float(np.max(entropy)) if len(entropy) else 1.0
-        fig.add_trace(go.Scatter(
-            x=multi, y=np.full(multi.size, top * 1.08), mode="markers", name="altlocs in the input",
-            marker=dict(symbol="triangle-down", size=7, color="#111"),
-            customdata=[labels[i] for i in multi], hovertemplate="%{customdata}: altlocs<extra></extra>",
-        ))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=multi,
+                y=np.full(multi.size, top * 1.08),
+                mode="markers",
+                name="altlocs in the input",
+                marker=dict(symbol="triangle-down", size=7, color="#111"),
+                customdata=[labels[i] for i in multi],
+                hovertemplate="%{customdata}: altlocs<extra></extra>",
+            )
+        )
     if selected is not None:
         fig.add_vline(x=selected, line=dict(color="#111", width=1.5, dash="dot"))
-        fig.add_annotation(x=selected, y=1.0, yref="paper", yanchor="bottom", text=labels[selected],
-                           showarrow=False, font=dict(size=11, color="#111"), bgcolor="white")  # fmt: skip
+        fig.add_annotation(
+            x=selected,
+            y=1.0,
+            yref="paper",
+            yanchor="bottom",
+            text=labels[selected],
+            showarrow=False,
+            font=dict(size=11, color="#111"),
+            bgcolor="white",
+        )
     step = max(1, len(labels) // 20)
     fig.update_layout(
-        height=260, margin=dict(l=50, r=10, t=50, b=40), bargap=0.1, paper_bgcolor="white",
-        plot_bgcolor="white", legend=dict(orientation="h", y=1.25, x=0.0),
+        height=260,
+        margin=dict(l=50, r=10, t=50, b=40),
+        bargap=0.1,
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        legend=dict(orientation="h", y=1.25, x=0.0),
         xaxis=dict(tickmode="array", tickvals=x[::step], ticktext=labels[::step], tickangle=-45),
         yaxis=dict(title="entropy (nats)", gridcolor="#eee"),
-    )  # fmt: skip
+    )
     return fig
 
 
@@ -405,7 +574,7 @@ def residue_id(pred, i: int) -> tuple[str, int, str]:
 
 
 def residue_label(pred, i: int) -> str:
-    """"A99 SER" style label (chain, number, insertion code, name)."""
+    """ "A99 SER" style label (chain, number, insertion code, name)."""
     chain, resnum, icode = residue_id(pred, i)
     return f"{chain}{resnum}{icode} {pred.features.resname[i]}"
 
@@ -414,15 +583,24 @@ def observed_altlocs(pred, i: int) -> list[dict]:
     """The input's side-chain conformers of residue i: χ [D] rad, mask [D], occupancy, altloc."""
     f, rec = pred.features, pred.parsed.residues[i]
     return [
-        {"chi": f.chi[i, a].numpy(), "mask": f.chi_mask[i, a].numpy(), "occ": float(f.occ[i, a]),
-         "altloc": conf.altloc}
+        {
+            "chi": f.chi[i, a].numpy(),
+            "mask": f.chi_mask[i, a].numpy(),
+            "occ": float(f.occ[i, a]),
+            "altloc": conf.altloc,
+        }
         for a, conf in enumerate(rec.conformers)
-    ]  # fmt: skip
+    ]
 
 
 def _mixture_arrays(pred, i: int):
     mix = pred.mixture.index(i)
-    return mix.logits.numpy(), mix.mu.numpy(), mix.kappa.numpy(), pred.features.pi_symmetric[i].numpy()
+    return (
+        mix.logits.numpy(),
+        mix.mu.numpy(),
+        mix.kappa.numpy(),
+        pred.features.pi_symmetric[i].numpy(),
+    )
 
 
 def residue_figures(pred, i: int) -> tuple[go.Figure | None, go.Figure | None]:
@@ -434,12 +612,27 @@ def residue_figures(pred, i: int) -> tuple[go.Figure | None, go.Figure | None]:
     observed = observed_altlocs(pred, i)
     samples = pred.samples[:, i].numpy()  # [S, D]
     label = residue_label(pred, i)
-    circle = chi_circle_figure(logits, mu, kappa, n_chi, sym, observed=observed, samples=samples,
-                               title=f"{label}: predicted χ densities")  # fmt: skip
+    circle = chi_circle_figure(
+        logits,
+        mu,
+        kappa,
+        n_chi,
+        sym,
+        observed=observed,
+        samples=samples,
+        title=f"{label}: predicted χ densities",
+    )
     torus = None
     if n_chi >= 2:
-        torus = torus_figure(logits, mu, kappa, sym, observed=observed, samples=samples,
-                             title=f"{label}: χ1–χ2 joint density")  # fmt: skip
+        torus = torus_figure(
+            logits,
+            mu,
+            kappa,
+            sym,
+            observed=observed,
+            samples=samples,
+            title=f"{label}: χ1–χ2 joint density",
+        )
     return circle, torus
 
 
@@ -479,20 +672,40 @@ def structure_view(
                     legend.append((f"sampled {altloc or 'conformer'} · {occ:.0%}", colour))
         if show_observed:
             for conf in pred.parsed.residues[j].conformers:
-                observed.append({"pdb": atoms_pdb(_side_chain(conf.atoms), resname, chain, resnum,
-                                                  icode, conf.occ)})  # fmt: skip
+                observed.append(
+                    {
+                        "pdb": atoms_pdb(
+                            _side_chain(conf.atoms), resname, chain, resnum, icode, conf.occ
+                        )
+                    }
+                )
     if show_observed:
         n_obs = pred.parsed.residues[i].n_obs
-        legend.append((f"input side chain{'s' if n_obs > 1 else ''} ({n_obs} altloc"
-                       f"{'s' if n_obs > 1 else ''})", OBSERVED_CARBON))  # fmt: skip
+        legend.append(
+            (
+                f"input side chain{'s' if n_obs > 1 else ''} ({n_obs} altloc"
+                f"{'s' if n_obs > 1 else ''})",
+                OBSERVED_CARBON,
+            )
+        )
     colours = None
     if colour_by_flexibility:
         idx = [r["index"] for r in pred.table]
         scaled = flexibility_scale(pred.entropy[idx].numpy())
-        colours = {residue_id(pred, j): flexibility_colour(v) for j, v in zip(idx, scaled)}
+        colours = {
+            residue_id(pred, j): flexibility_colour(v) for j, v in zip(idx, scaled, strict=True)
+        }
     labels = [(residue_id(pred, j), residue_label(pred, j)) for j in shown]
-    view = ensemble_view(viewer_text, focus=residue_id(pred, i), sampled=sampled, observed=observed,
-                         residue_colours=colours, labels=labels, height=height, js_url=js_url)  # fmt: skip
+    view = ensemble_view(
+        viewer_text,
+        focus=residue_id(pred, i),
+        sampled=sampled,
+        observed=observed,
+        residue_colours=colours,
+        labels=labels,
+        height=height,
+        js_url=js_url,
+    )
     return view, legend
 
 
@@ -502,30 +715,67 @@ def training_curves(records: list[dict]) -> go.Figure:
     point (the first epoch) is visible too."""
     steps = [r for r in records if r.get("train_loss") is not None and "best_val_nll" not in r]
     epochs = [r for r in records if "best_val_nll" in r]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=["training loss by step", "per epoch"])  # fmt: skip
-    fig.add_trace(go.Scatter(x=[r["step"] for r in steps], y=[r["train_loss"] for r in steps],
-                             mode="lines+markers", name="training loss (window)",
-                             line=dict(color="#1f3b73"), marker=dict(size=4)), row=1, col=1)  # fmt: skip
-    fig.add_trace(go.Scatter(x=[r["epoch"] for r in epochs], y=[r.get("train_loss") for r in epochs],
-                             mode="lines+markers", name="training loss (epoch mean)",
-                             line=dict(color="#1f3b73", dash="dot")), row=1, col=2)  # fmt: skip
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.1,
+        subplot_titles=["training loss by step", "per epoch"],
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[r["step"] for r in steps],
+            y=[r["train_loss"] for r in steps],
+            mode="lines+markers",
+            name="training loss (window)",
+            line=dict(color="#1f3b73"),
+            marker=dict(size=4),
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[r["epoch"] for r in epochs],
+            y=[r.get("train_loss") for r in epochs],
+            mode="lines+markers",
+            name="training loss (epoch mean)",
+            line=dict(color="#1f3b73", dash="dot"),
+        ),
+        row=1,
+        col=2,
+    )
     val = [r for r in epochs if r.get("val_nll") is not None]
-    fig.add_trace(go.Scatter(x=[r["epoch"] for r in val], y=[r["val_nll"] for r in val],
-                             mode="lines+markers", name="validation NLL",
-                             line=dict(color="#CC6677")), row=1, col=2)  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=[r["epoch"] for r in val],
+            y=[r["val_nll"] for r in val],
+            mode="lines+markers",
+            name="validation NLL",
+            line=dict(color="#CC6677"),
+        ),
+        row=1,
+        col=2,
+    )
     fig.update_xaxes(title_text="step", row=1, col=1, gridcolor="#eee")
     fig.update_xaxes(title_text="epoch", row=1, col=2, gridcolor="#eee", dtick=1)
     fig.update_yaxes(title_text="NLL (nats / residue)", row=1, col=1, gridcolor="#eee")
     fig.update_yaxes(gridcolor="#eee", row=1, col=2)
-    fig.update_layout(height=300, margin=dict(l=60, r=10, t=40, b=40), plot_bgcolor="white",
-                      paper_bgcolor="white", legend=dict(orientation="h", y=-0.25, x=0.0))  # fmt: skip
+    fig.update_layout(
+        height=300,
+        margin=dict(l=60, r=10, t=40, b=40),
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        legend=dict(orientation="h", y=-0.25, x=0.0),
+    )
     return fig
 
 
 def profile_figure(pred, i: int) -> go.Figure:
     """`flexibility_profile` of a prediction in sequence order, residue i marked."""
     order = sorted(r["index"] for r in pred.table)  # residues with χ, in file order
-    return flexibility_profile([residue_label(pred, j) for j in order], pred.entropy[order].numpy(),
-                               pred.features.n_obs[order].numpy(),
-                               selected=order.index(i) if i in order else None)  # fmt: skip
+    return flexibility_profile(
+        [residue_label(pred, j) for j in order],
+        pred.entropy[order].numpy(),
+        pred.features.n_obs[order].numpy(),
+        selected=order.index(i) if i in order else None,
+    )

@@ -86,9 +86,11 @@ def test_example_predicts_and_draws(example):
     tables = example.dataframe
     assert len(tables) == 2  # input conformers of the residue, flexibility table
     assert {d.proto.label for d in example.get("download_button")} == {
-        "3k0n_qfit_ensemble.pdb", "3k0n_qfit_ensemble.cif", "3k0n_qfit_residues.csv",
+        "3k0n_qfit_ensemble.pdb",
+        "3k0n_qfit_ensemble.cif",
+        "3k0n_qfit_residues.csv",
         "3k0n_qfit_mixture.json",
-    }  # fmt: skip
+    }
 
 
 def test_viewer_html_is_stable_across_reruns(example):
@@ -137,8 +139,10 @@ def test_uploaded_structure_is_read_and_remarks_never_reach_the_viewer(env):
 
 
 def no_protein_pdb() -> bytes:
-    lines = [f"HETATM{i:5d}  O   HOH W{i:4d}    {i:8.3f}{0:8.3f}{0:8.3f}  1.00 10.00           O"
-             for i in range(1, 30)]  # fmt: skip
+    lines = [
+        f"HETATM{i:5d}  O   HOH W{i:4d}    {i:8.3f}{0:8.3f}{0:8.3f}  1.00 10.00           O"
+        for i in range(1, 30)
+    ]
     return ("\n".join(lines) + "\nEND\n").encode()
 
 
@@ -168,8 +172,9 @@ def test_train_page_runs_a_tiny_fine_tune_that_appears_in_the_model_choice(env):
     assert not at.exception
     sample = sorted((ROOT / "qfitlatent" / "data" / "train_sample").glob("*.pdb.gz"))[:2]
     at.radio(key="data_kind").set_value("upload structures or a .zip")
-    at.file_uploader(key="train_upload").set_value([(p.name, p.read_bytes(), "application/gzip")
-                                                    for p in sample])  # fmt: skip
+    at.file_uploader(key="train_upload").set_value(
+        [(p.name, p.read_bytes(), "application/gzip") for p in sample]
+    )
     at.text_input(key="run_name").set_value("tiny run")
     at.number_input(key="epochs").set_value(1)
     at.selectbox(key="init").set_value("from scratch (random initialisation)")

@@ -32,7 +32,9 @@ def data_dir(tmp_path):
 
 def fake_trainer(monkeypatch, code: str):
     """Make launch() run `python -c code` instead of `qfitlatent train`."""
-    monkeypatch.setattr(runs, "train_command", lambda run_dir, data, **kw: [sys.executable, "-c", code])
+    monkeypatch.setattr(
+        runs, "train_command", lambda run_dir, data, **kw: [sys.executable, "-c", code]
+    )
 
 
 def wait_for(predicate, timeout=20.0):
@@ -50,9 +52,24 @@ def test_runs_root_from_env(root):
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "   ", "..", "../evil", "a/../../b", "/etc/passwd", "a/b", "a\\b", ".hidden",
-            "-rf", "x" * 65, "run\x00", "näme", "a..b"],
-)  # fmt: skip
+    "bad",
+    [
+        "",
+        "   ",
+        "..",
+        "../evil",
+        "a/../../b",
+        "/etc/passwd",
+        "a/b",
+        "a\\b",
+        ".hidden",
+        "-rf",
+        "x" * 65,
+        "run\x00",
+        "näme",
+        "a..b",
+    ],
+)
 def test_clean_name_rejects_path_escapes_and_odd_names(bad):
     with pytest.raises(ValueError):
         runs.clean_name(bad)
@@ -71,9 +88,15 @@ def test_launch_refuses_bad_name_without_touching_disk(root, data_dir):
 
 
 def test_train_command_is_an_argument_list(tmp_path):
-    cmd = runs.train_command(tmp_path / "r", tmp_path / "d", epochs=3, lr=1e-4,
-                             init_from=tmp_path / "w.pt", freeze_trunk=True,
-                             overrides=["n_blocks=1", "d_s=16"])  # fmt: skip
+    cmd = runs.train_command(
+        tmp_path / "r",
+        tmp_path / "d",
+        epochs=3,
+        lr=1e-4,
+        init_from=tmp_path / "w.pt",
+        freeze_trunk=True,
+        overrides=["n_blocks=1", "d_s=16"],
+    )
     assert cmd[:4] == [sys.executable, "-m", "qfitlatent", "train"]
     assert cmd[cmd.index("--epochs") + 1] == "3"
     assert float(cmd[cmd.index("--lr") + 1]) == 1e-4
@@ -161,8 +184,9 @@ def test_uploads_are_staged_without_path_escape(root, tmp_path, monkeypatch):
         zf.writestr("sub/dir/inner.cif.gz", b"\x1f\x8b")
         zf.writestr("notes.txt", "not a structure")
     fake_trainer(monkeypatch, "pass")
-    job = runs.launch("up", data=[("a.pdb", b"ATOM\n"), ("set.zip", buf.getvalue())],
-                      epochs=1, lr=1e-3)  # fmt: skip
+    job = runs.launch(
+        "up", data=[("a.pdb", b"ATOM\n"), ("set.zip", buf.getvalue())], epochs=1, lr=1e-3
+    )
     staged = sorted(p.name for p in (job.path / "data").iterdir())
     assert staged == ["a.pdb", "escape.pdb", "inner.cif.gz"]
     assert not (root.parent / "escape.pdb").exists() and not (tmp_path / "escape.pdb").exists()
@@ -178,7 +202,9 @@ def test_upload_without_structures_is_refused_and_frees_the_lock(root):
 def test_progress_and_metrics_from_jsonl(root, data_dir, monkeypatch):
     fake_trainer(monkeypatch, "import time; time.sleep(60)")
     job = runs.launch("prog", data=data_dir, epochs=4, lr=1e-3)
-    job.metrics_path.write_text('{"epoch": 1, "train_loss": 2.0}\n{"epoch": 2, "train_loss": 1.5}\n{"ep')
+    job.metrics_path.write_text(
+        '{"epoch": 1, "train_loss": 2.0}\n{"epoch": 2, "train_loss": 1.5}\n{"ep'
+    )
     records = runs.read_metrics(job)
     assert [r["epoch"] for r in records] == [1, 2]  # the half-written line is skipped
     done, eta = runs.progress(runs.load_job(job.path), records)

@@ -30,7 +30,9 @@ def test_chi_density_matches_scipy_von_mises_and_integrates_to_one():
     w = np.exp(logits) / np.exp(logits).sum()
     for d in range(4):
         if sym[d]:  # π-periodic density exp(κ cos 2Δ) / (2π I0(κ)) = vonmises.pdf(2x; 2μ, κ)
-            ref = sum(w[k] * stats.vonmises.pdf(2 * GRID, kappa[k, d], loc=2 * mu[k, d]) for k in range(3))
+            ref = sum(
+                w[k] * stats.vonmises.pdf(2 * GRID, kappa[k, d], loc=2 * mu[k, d]) for k in range(3)
+            )
         else:
             ref = sum(w[k] * stats.vonmises.pdf(GRID, kappa[k, d], loc=mu[k, d]) for k in range(3))
         np.testing.assert_allclose(total[d], ref, rtol=1e-6, atol=1e-9)
@@ -55,11 +57,29 @@ def test_circle_figure_has_one_panel_per_chi_with_wells_means_and_altlocs():
     logits, mu, kappa = mixture(k=2)
     logits = np.array([0.0, 0.0])
     observed = [
-        {"chi": np.radians([-65.0, 170.0, 0, 0]), "mask": np.array([1, 1, 0, 0], bool), "occ": 0.6, "altloc": "A"},
-        {"chi": np.radians([178.0, 60.0, 0, 0]), "mask": np.array([1, 1, 0, 0], bool), "occ": 0.4, "altloc": "B"},
-    ]  # fmt: skip
-    fig = viz.chi_circle_figure(logits, mu, kappa, 2, np.zeros(4, bool), observed=observed,
-                                samples=np.zeros((5, 4)), title="A99 LEU")  # fmt: skip
+        {
+            "chi": np.radians([-65.0, 170.0, 0, 0]),
+            "mask": np.array([1, 1, 0, 0], bool),
+            "occ": 0.6,
+            "altloc": "A",
+        },
+        {
+            "chi": np.radians([178.0, 60.0, 0, 0]),
+            "mask": np.array([1, 1, 0, 0], bool),
+            "occ": 0.4,
+            "altloc": "B",
+        },
+    ]
+    fig = viz.chi_circle_figure(
+        logits,
+        mu,
+        kappa,
+        2,
+        np.zeros(4, bool),
+        observed=observed,
+        samples=np.zeros((5, 4)),
+        title="A99 LEU",
+    )
     layout = fig.to_dict()["layout"]
     assert "polar" in layout and "polar2" in layout and "polar3" not in layout
     ticks = layout["polar"]["angularaxis"]["ticktext"]
@@ -69,15 +89,22 @@ def test_circle_figure_has_one_panel_per_chi_with_wells_means_and_altlocs():
     assert len(obs) == 2  # one per panel
     np.testing.assert_allclose(obs[0].theta, [-65.0, 178.0])
     assert list(obs[0].text) == ["A 0.60", "B 0.40"]
-    spokes = [t for t in fig.data if t.mode == "lines" and len(t.theta) == 2 and t.subplot == "polar"]
-    np.testing.assert_allclose(sorted(s.theta[0] for s in spokes),
-                               sorted(viz._wrap_deg(np.degrees(mu[:, 0]))), atol=1e-9)  # fmt: skip
+    spokes = [
+        t for t in fig.data if t.mode == "lines" and len(t.theta) == 2 and t.subplot == "polar"
+    ]
+    np.testing.assert_allclose(
+        sorted(s.theta[0] for s in spokes), sorted(viz._wrap_deg(np.degrees(mu[:, 0]))), atol=1e-9
+    )
 
 
 def test_pi_symmetric_chi_draws_both_means():
     logits, mu, kappa = np.zeros(1), np.zeros((1, 4)), np.full((1, 4), 5.0)
     fig = viz.chi_circle_figure(logits, mu, kappa, 2, np.array([False, True, False, False]))
-    spokes2 = [t.theta[0] for t in fig.data if t.mode == "lines" and len(t.theta) == 2 and t.subplot == "polar2"]
+    spokes2 = [
+        t.theta[0]
+        for t in fig.data
+        if t.mode == "lines" and len(t.theta) == 2 and t.subplot == "polar2"
+    ]
     assert sorted(spokes2) == [0.0, 180.0]
 
 
@@ -97,7 +124,11 @@ def test_flexibility_colours_run_from_rigid_to_flexible():
 
 
 def test_atoms_pdb_reads_back_with_gemmi_and_has_no_angle_brackets():
-    atoms = {"CA": np.array([1.0, 2.0, 3.0]), "CB": np.array([2.5, 2.0, 3.0]), "SG": np.array([3.0, 3.5, 3.0])}
+    atoms = {
+        "CA": np.array([1.0, 2.0, 3.0]),
+        "CB": np.array([2.5, 2.0, 3.0]),
+        "SG": np.array([3.0, 3.5, 3.0]),
+    }
     text = viz.atoms_pdb(atoms, "</s", "A", 42, "B", occ=0.35)
     assert "<" not in text and ">" not in text
     st = gemmi.read_pdb_string(text)
@@ -121,11 +152,22 @@ def test_viewer_pdb_drops_remarks_so_uploaded_text_cannot_run():
 
 
 def small_view(sampled_colour="#E69F00"):
-    pdb = viz.atoms_pdb({"N": np.zeros(3), "CA": np.array([1.46, 0, 0]), "C": np.array([2.0, 1.4, 0])},
-                        "GLY", "A", 1)  # fmt: skip
-    side = viz.atoms_pdb({"CA": np.array([1.46, 0, 0]), "CB": np.array([2.0, -1.4, 0])}, "ALA", "A", 1)
-    return viz.ensemble_view(pdb, focus=("A", 1, ""), sampled=[{"pdb": side, "colour": sampled_colour}],
-                             observed=[{"pdb": side}], labels=[(("A", 1, ""), "A1 ALA")])  # fmt: skip
+    pdb = viz.atoms_pdb(
+        {"N": np.zeros(3), "CA": np.array([1.46, 0, 0]), "C": np.array([2.0, 1.4, 0])},
+        "GLY",
+        "A",
+        1,
+    )
+    side = viz.atoms_pdb(
+        {"CA": np.array([1.46, 0, 0]), "CB": np.array([2.0, -1.4, 0])}, "ALA", "A", 1
+    )
+    return viz.ensemble_view(
+        pdb,
+        focus=("A", 1, ""),
+        sampled=[{"pdb": side, "colour": sampled_colour}],
+        observed=[{"pdb": side}],
+        labels=[(("A", 1, ""), "A1 ALA")],
+    )
 
 
 def test_view_html_is_offline_and_stable_across_builds():
@@ -152,18 +194,32 @@ def prediction(tmp_path_factory):
 
     torch.manual_seed(0)
     cfg = ModelConfig(d_s=16, d_z=8, n_blocks=1, dropout=0.0)
-    path = save_checkpoint(tmp_path_factory.mktemp("viz") / "tiny.pt", model_cfg=cfg,
-                           model=QFitLatent(cfg), meta={"note": "test"})  # fmt: skip
+    path = save_checkpoint(
+        tmp_path_factory.mktemp("viz") / "tiny.pt",
+        model_cfg=cfg,
+        model=QFitLatent(cfg),
+        meta={"note": "test"},
+    )
     model, _ = load_model(path, "cpu")
-    return predict(model, ROOT / "qfitlatent" / "data" / "train_sample" / "2ppn.pdb.gz", n_samples=8)
+    return predict(
+        model, ROOT / "qfitlatent" / "data" / "train_sample" / "2ppn.pdb.gz", n_samples=8
+    )
 
 
 def test_structure_view_and_figures_from_a_prediction(prediction):
     pred = prediction
-    i = next(j for j in range(pred.features.n_res)
-             if pred.parsed.residues[j].n_obs >= 2 and pred.features.chi_defined[j].sum() >= 2)  # fmt: skip
-    view, legend = viz.structure_view(pred, viz.viewer_pdb(pred.parsed.structure), i,
-                                      also=[pred.table[0]["index"]], colour_by_flexibility=True)  # fmt: skip
+    i = next(
+        j
+        for j in range(pred.features.n_res)
+        if pred.parsed.residues[j].n_obs >= 2 and pred.features.chi_defined[j].sum() >= 2
+    )
+    view, legend = viz.structure_view(
+        pred,
+        viz.viewer_pdb(pred.parsed.structure),
+        i,
+        also=[pred.table[0]["index"]],
+        colour_by_flexibility=True,
+    )
     html = viz.view_html(view)
     n_conf = pred.ensemble.n_conformers(i)
     assert len(legend) == n_conf + 1 and legend[-1][1] == viz.OBSERVED_CARBON
