@@ -115,6 +115,7 @@ if torus is not None:
     torus_col.plotly_chart(torus, key="torus")
 with profile_col:
     st.markdown("**Predicted flexibility along the chain**")
+    st.caption("Bars: entropy per residue (cartoon colours); ▼ residues with altlocs in the file.")
     st.plotly_chart(viz.profile_figure(pred, i), key="profile")
 
 st.subheader("Flexibility table")

@@ -228,7 +228,7 @@ def residue_summary(pred, row: dict) -> None:
     )
     m2.metric("modes", row["n_modes"], help="mixture components with weight ≥ 10%")
     m3.metric("χ1 spread", f"{row['chi1_spread_deg']:.0f}°", help="circular SD of the χ1 marginal")
-    m4.metric("input altlocs", row["n_obs"], help="side-chain conformers modelled in the file")
+    m4.metric("altlocs", row["n_obs"], help="side-chain conformers modelled in the input file")
     conformers = [
         {
             "conformer": c["altloc"] or "–",

@@ -270,6 +270,29 @@ def _wrap_deg(deg) -> np.ndarray:
     return (np.asarray(deg, dtype=float) + 180.0) % 360.0 - 180.0
 
 
+def merge_altlocs(observed: list[dict], dims: list[int], tol_deg: float = 3.0) -> list[dict]:
+    """Observed altlocs defined on every χ in `dims`, those within `tol_deg` of each other there
+    merged into one mark ("A+B 0.69"), so labels of coinciding altlocs do not overprint.
+    Returns [{"deg": [len(dims)] degrees, "occ": summed occupancy, "text": label}]."""
+    groups: list[dict] = []
+    for o in observed:
+        mask = np.asarray(o["mask"])
+        if not all(mask[d] for d in dims):
+            continue
+        deg = [float(_wrap_deg(_deg(o["chi"][d]))) for d in dims]
+        for g in groups:
+            if all(abs(_wrap_deg(a - b)) <= tol_deg for a, b in zip(deg, g["deg"], strict=True)):
+                g["names"].append(o["altloc"] or "input")
+                g["occ"] += o["occ"]
+                break
+        else:
+            groups.append({"deg": deg, "names": [o["altloc"] or "input"], "occ": o["occ"]})
+    return [
+        {"deg": g["deg"], "occ": g["occ"], "text": f"{'+'.join(g['names'])} {g['occ']:.2f}"}
+        for g in groups
+    ]
+
+
 CHI_TICKS = dict(
     tickmode="array",
     tickvals=[0, 60, 120, 180, 240, 300],
@@ -378,23 +401,34 @@ def chi_circle_figure(
                 row=1,
                 col=col,
             )
-        obs = [o for o in observed if bool(np.asarray(o["mask"])[d])]
+        obs = merge_altlocs(observed, [d])
         if obs:
+            # Label a mark only when no labelled mark sits within 25°; the rest say it on hover.
+            shown: list[float] = []
+            labels = []
+            for o in obs:
+                free = all(abs(_wrap_deg(o["deg"][0] - a)) >= 25.0 for a in shown)
+                labels.append(o["text"] if free else "")
+                shown += [o["deg"][0]] if free else []
             fig.add_trace(
                 go.Scatterpolar(
                     r=[r_max] * len(obs),
-                    theta=[float(_deg(o["chi"][d])) for o in obs],
+                    theta=[o["deg"][0] for o in obs],
                     mode="markers+text",
-                    text=[f"{o['altloc'] or 'input'} {o['occ']:.2f}" for o in obs],
+                    text=labels,
+                    customdata=[o["text"] for o in obs],
                     textposition="top center",
                     textfont=dict(size=10, color="#111"),
                     marker=dict(
-                        symbol="diamond", size=12, color="#111", line=dict(color="white", width=1)
+                        symbol="diamond",
+                        size=[8 + 8 * o["occ"] for o in obs],  # area follows occupancy
+                        color="#111",
+                        line=dict(color="white", width=1),
                     ),
                     name="observed altloc (occupancy)",
                     legendgroup="obs",
                     showlegend=first,
-                    hovertemplate="altloc %{text}<br>χ %{theta:.0f}°<extra></extra>",
+                    hovertemplate="altloc %{customdata}<br>χ %{theta:.0f}°<extra></extra>",
                 ),
                 row=1,
                 col=col,
@@ -459,14 +493,14 @@ def torus_figure(
                 marker=dict(symbol="x", size=8, color="white", line=dict(color="#222", width=1)),
             )
         )
-    obs = [o for o in observed if np.asarray(o["mask"])[:2].all()]
+    obs = merge_altlocs(observed, [0, 1])
     if obs:
         fig.add_trace(
             go.Scatter(
-                x=[float(_deg(o["chi"][0])) for o in obs],
-                y=[float(_deg(o["chi"][1])) for o in obs],
+                x=[o["deg"][0] for o in obs],
+                y=[o["deg"][1] for o in obs],
                 mode="markers+text",
-                text=[f"{o['altloc'] or 'input'} {o['occ']:.2f}" for o in obs],
+                text=[o["text"] for o in obs],
                 textposition="top center",
                 textfont=dict(color="white"),
                 name="observed altloc",
@@ -484,12 +518,12 @@ def torus_figure(
     )
     fig.update_layout(
         title=dict(text=title, x=0.0, font=dict(size=15)),
-        height=420,
+        height=450,
         xaxis=dict(title="χ1", **ticks),
         yaxis=dict(title="χ2", scaleanchor="x", **ticks),
-        margin=dict(l=60, r=20, t=50, b=50),
+        margin=dict(l=60, r=20, t=50, b=90),
         paper_bgcolor="white",
-        legend=dict(orientation="h", y=-0.18, x=0.0),
+        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0.0),
     )
     return fig
 
@@ -545,7 +579,7 @@ def flexibility_profile(
         bargap=0.1,
         paper_bgcolor="white",
         plot_bgcolor="white",
-        legend=dict(orientation="h", y=1.25, x=0.0),
+        showlegend=False,
         xaxis=dict(tickmode="array", tickvals=x[::step], ticktext=labels[::step], tickangle=-45),
         yaxis=dict(title="entropy (nats)", gridcolor="#eee"),
     )

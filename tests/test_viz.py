@@ -244,3 +244,15 @@ def test_training_curves_split_step_and_epoch_records():
     assert list(by_name["training loss (window)"].x) == [2, 4]
     assert list(by_name["validation NLL"].y) == [4.9]  # one epoch: still drawn, as a marker
     assert "markers" in by_name["validation NLL"].mode
+
+
+def test_coinciding_altlocs_share_one_label():
+    mask = np.array([1, 1, 0, 0], bool)
+    observed = [
+        {"chi": np.radians([-67.0, 170.0, 0, 0]), "mask": mask, "occ": 0.37, "altloc": "A"},
+        {"chi": np.radians([-66.0, -60.0, 0, 0]), "mask": mask, "occ": 0.32, "altloc": "B"},
+        {"chi": np.radians([180.0, -179.0, 0, 0]), "mask": mask, "occ": 0.31, "altloc": "C"},
+    ]
+    assert [o["text"] for o in viz.merge_altlocs(observed, [0])] == ["A+B 0.69", "C 0.31"]
+    assert len(viz.merge_altlocs(observed, [0, 1])) == 3
+    assert [o["text"] for o in viz.merge_altlocs(observed, [1])] == ["A 0.37", "B 0.32", "C 0.31"]
