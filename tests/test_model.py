@@ -64,8 +64,8 @@ def test_attention_entropy_at_init_is_well_above_zero(protein):
     model = QFitLatent(ModelConfig()).eval()  # the default, full-size network
     with torch.no_grad():
         s = model.single(protein)
-        z = model.pair(protein, None)
-        a = model.blocks[0].ipa.attention(s, z, protein.rot, protein.trans)  # [N, H, N]
+        bias = model.pair_bias(model.pair(protein, None))[..., : model.cfg.n_heads]  # block 0
+        a = model.blocks[0].ipa.attention(s, bias, protein.rot, protein.trans)  # [N, H, N]
     entropy = -(a * a.clamp_min(1e-30).log()).sum(-1)  # [N, H]
     assert torch.allclose(a.sum(-1), torch.ones_like(entropy), atol=1e-5)
     # log N = 4.06 nats is uniform attention; one-hot attention would be 0.
@@ -82,8 +82,10 @@ def test_neighbour_path_equals_dense_path_when_every_residue_is_a_neighbour(prot
     nbr = torch.stack([torch.randperm(n) for _ in range(n)])  # [N, N], every key, shuffled per query
     with torch.no_grad():
         s = model.single(protein)
-        dense = model.blocks[0](s, model.pair(protein, None), protein.rot, protein.trans, None)
-        sparse = model.blocks[0](s, model.pair(protein, nbr), protein.rot, protein.trans, nbr)
+        z_dense, z_sparse = model.pair(protein, None), model.pair(protein, nbr)
+        b_dense, b_sparse = (model.pair_bias(z)[..., : model.cfg.n_heads] for z in (z_dense, z_sparse))
+        dense = model.blocks[0](s, z_dense, b_dense, protein.rot, protein.trans, None)
+        sparse = model.blocks[0](s, z_sparse, b_sparse, protein.rot, protein.trans, nbr)
     assert torch.allclose(dense, sparse, atol=1e-5)
 
 

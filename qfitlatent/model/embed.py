@@ -58,10 +58,9 @@ class PairEmbedding(nn.Module):
         self.relpos = nn.Embedding(2 * cfg.relpos_clip + 2, cfg.d_z)
         self.register_buffer("rbf_centres", torch.linspace(0.0, cfg.rbf_max, cfg.n_rbf), persistent=False)
         self.rbf_width = cfg.rbf_max / max(cfg.n_rbf - 1, 1)
-        self.rbf = nn.Linear(cfg.n_rbf, cfg.d_z)
         self.use_frames = cfg.use_frame_pair_features
-        if self.use_frames:
-            self.frames = nn.Linear(3 + 9, cfg.d_z)  # unit direction of CA_j, R_i R_jᵀ
+        # RBFs, and the unit direction of CA_j and R_i R_jᵀ when used, in one Linear.
+        self.geometry = nn.Linear(cfg.n_rbf + (3 + 9 if self.use_frames else 0), cfg.d_z)
         self.norm = nn.LayerNorm(cfg.d_z)
 
     def forward(self, feats: Features, nbr: torch.Tensor | None) -> torch.Tensor:
@@ -75,11 +74,10 @@ class PairEmbedding(nn.Module):
 
         delta = j_side(feats.trans) - i_side(feats.trans)  # [N, M, 3] global, Å
         dist = delta.norm(dim=-1, keepdim=True)  # [N, M, 1]
-        rbf = torch.exp(-(((dist - self.rbf_centres) / self.rbf_width) ** 2))  # [N, M, n_rbf]
-        z = z + self.rbf(rbf)
+        geometry = [torch.exp(-(((dist - self.rbf_centres) / self.rbf_width) ** 2))]  # [N, M, n_rbf]
         if self.use_frames:
             rot = feats.rot
             direction = torch.einsum("imj,ikj->imk", delta, rot) / dist.clamp_min(1e-3)  # [N, M, 3]
             rel_rot = torch.einsum("iab,imcb->imac", rot, j_side(rot).expand(*delta.shape[:2], 3, 3))
-            z = z + self.frames(torch.cat([direction, rel_rot.flatten(-2)], dim=-1))
-        return self.norm(z)
+            geometry += [direction, rel_rot.flatten(-2)]  # [N, M, 3], [N, M, 9]
+        return self.norm(z + self.geometry(torch.cat(geometry, dim=-1)))

@@ -1,5 +1,7 @@
 """Invariant Point Attention with fixed frames (SPEC §3), and the block around it.
 
+The pair bias b_hij = Linear(z_ij) of every block is computed by the network in one matmul
+(z is fixed across blocks) and passed in as `bias` [N, M, H].
 Keys can be all residues (`nbr=None`, dense matmuls) or each query's own neighbour list
 (`nbr` [N, M] indices, gathered): the second keeps memory at O(N·M) for very large structures.
 Pair tensors follow the same layout, [N, N, ...] or [N, M, ...].
@@ -52,7 +54,6 @@ class InvariantPointAttention(nn.Module):
         self.linear_qkv = nn.Linear(cfg.d_s, 3 * h * c)
         self.linear_qk_points = nn.Linear(cfg.d_s, 2 * h * pqk * 3)
         self.linear_v_points = nn.Linear(cfg.d_s, h * pv * 3)
-        self.linear_bias = nn.Linear(cfg.d_z, h)
         # softplus(γ) = 1 at init: log(e - 1).
         self.head_weights = nn.Parameter(torch.full((h,), math.log(math.e - 1.0)))
         self.w_l = math.sqrt(1.0 / 3.0)
@@ -73,11 +74,11 @@ class InvariantPointAttention(nn.Module):
         q_pts, k_pts = qk_pts.split(self.pqk, dim=2)  # [N, H, P, 3] each
         return q, k, v, q_pts, k_pts, v_pts
 
-    def _logits(self, q, k, q_pts, k_pts, z, nbr):
+    def _logits(self, q, k, q_pts, k_pts, bias, nbr):
         """Attention logits [N, H, M] (SPEC §3)."""
         n = q.shape[0]
         scalar = pair_dot(q, keys(k, nbr), nbr) / math.sqrt(self.c)  # [N, H, M]
-        bias = self.linear_bias(z).permute(0, 2, 1)  # [N, H, M]
+        bias = bias.permute(0, 2, 1)  # [N, H, M]
         with torch.autocast(device_type=q.device.type, enabled=False):
             qp = q_pts.reshape(n, self.h, -1)  # [N, H, P*3]
             kp = k_pts.reshape(n, self.h, -1)
@@ -90,17 +91,20 @@ class InvariantPointAttention(nn.Module):
             point = gamma * (self.w_c / 2.0) * dist2  # [N, H, M]
         return self.w_l * (scalar + bias - point)
 
-    def attention(self, s, z, rot, trans, nbr=None) -> torch.Tensor:
+    def attention(self, s, bias, rot, trans, nbr=None) -> torch.Tensor:
         """Attention weights [N, H, M] (for inspection and tests)."""
         q, k, _, q_pts, k_pts, _ = self._project(s, rot, trans / 10.0)
-        return torch.softmax(self._logits(q, k, q_pts, k_pts, z, nbr).float(), dim=-1)
+        return torch.softmax(self._logits(q, k, q_pts, k_pts, bias, nbr).float(), dim=-1)
 
-    def forward(self, s, z, rot, trans, nbr=None) -> torch.Tensor:
-        """s [N, C_s], z [N, M, C_z], rot [N, 3, 3], trans [N, 3] Å, nbr [N, M] or None. Returns [N, C_s]."""
+    def forward(self, s, z, bias, rot, trans, nbr=None) -> torch.Tensor:
+        """s [N, C_s], z [N, M, C_z], bias [N, M, H], rot [N, 3, 3], trans [N, 3] Å, nbr [N, M] or None.
+
+        Returns the update [N, C_s].
+        """
         n, h = s.shape[0], self.h
         trans_nm = trans / 10.0
         q, k, v, q_pts, k_pts, v_pts = self._project(s, rot, trans_nm)
-        a = torch.softmax(self._logits(q, k, q_pts, k_pts, z, nbr).float(), dim=-1)  # [N, H, M]
+        a = torch.softmax(self._logits(q, k, q_pts, k_pts, bias, nbr).float(), dim=-1)  # [N, H, M]
         o = aggregate(a.to(v.dtype), keys(v, nbr), nbr)  # [N, H, C]
         # Σ_j a_hij z_ij: batched over queries i.
         o_pair = torch.einsum("ihm,imc->ihc", a.to(z.dtype), z)  # [N, H, C_z]
@@ -128,6 +132,6 @@ class IPABlock(nn.Module):
         self.norm_ff = nn.LayerNorm(cfg.d_s)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, s, z, rot, trans, nbr=None) -> torch.Tensor:
-        s = self.norm_attn(s + self.dropout(self.ipa(s, z, rot, trans, nbr)))
+    def forward(self, s, z, bias, rot, trans, nbr=None) -> torch.Tensor:
+        s = self.norm_attn(s + self.dropout(self.ipa(s, z, bias, rot, trans, nbr)))
         return self.norm_ff(s + self.dropout(self.transition(s)))

@@ -18,6 +18,9 @@ class QFitLatent(nn.Module):
         self.single = SingleEmbedding(cfg)
         self.pair = PairEmbedding(cfg)
         self.blocks = nn.ModuleList(IPABlock(cfg) for _ in range(cfg.n_blocks))
+        # b_hij = Linear(z_ij) for every block at once: one pass over the [N, M, C_z] pair tensor
+        # instead of one per block (the pair tensor dominates memory traffic on CPU).
+        self.pair_bias = nn.Linear(cfg.d_z, cfg.n_blocks * cfg.n_heads)
         self.head = VonMisesMixtureHead(cfg)
 
     def trunk(self, feats: Features) -> torch.Tensor:
@@ -28,8 +31,9 @@ class QFitLatent(nn.Module):
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=trans.is_cuda):
             s = self.single(feats)  # [N, C_s]
             z = self.pair(feats, nbr)  # [N, M, C_z]
-            for block in self.blocks:
-                s = block(s, z, rot, trans, nbr)
+            biases = self.pair_bias(z).chunk(len(self.blocks), dim=-1)  # L × [N, M, H]
+            for block, bias in zip(self.blocks, biases):
+                s = block(s, z, bias, rot, trans, nbr)
         return s
 
     def forward(self, feats: Features) -> Mixture:
