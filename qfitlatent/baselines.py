@@ -112,10 +112,14 @@ def fit_von_mises_mixture(
     n_components: int = 5,
     n_iter: int = 100,
     seed: int = 0,
+    pseudo_count: float = 1.0,
 ) -> tuple[Mixture, float]:
     """Weighted EM for a mixture of products of von Mises (π-periodic on symmetric χ).
 
     Deterministic for a given seed. χ that no sample defines keep κ = κ_min (uniform).
+    `pseudo_count` adds that many uniformly spread samples to every component's mean resultant
+    length (R̄ = |Σ w e^{iχ}| / (Σ w + n0)): a component that owns two identical altlocs gets
+    κ ≈ 2, not κ_max, so a held-out altloc a little off it is not scored at −500 nats.
     Returns the fitted Mixture (logits [K], mu [K, D], kappa [K, D]) and the weighted mean
     log-likelihood per sample on the data.
     """
@@ -143,7 +147,7 @@ def fit_von_mises_mixture(
         c_kd = wr.T @ (cos * mf)
         seen = n_kd > 1e-9
         mu = torch.where(seen, torch.atan2(s_kd, c_kd) / freq, mu)
-        rbar = torch.sqrt(s_kd**2 + c_kd**2) / n_kd.clamp_min(1e-12)
+        rbar = torch.sqrt(s_kd**2 + c_kd**2) / (n_kd + pseudo_count).clamp_min(1e-12)
         kappa = torch.where(seen, inverse_bessel_ratio(rbar).clamp(KAPPA_MIN, KAPPA_MAX), kappa)
     # Dimensions no sample defines carry no information: make them uniform.
     undefined = ~m.any(0)  # [D]
@@ -189,7 +193,14 @@ class PerResidueTypeMixture:
         self.train_loglik = train_loglik  # residue name → weighted mean log-likelihood
 
     @classmethod
-    def fit(cls, samples: TrainingSamples, n_components: int = 5, n_iter: int = 100, seed: int = 0):
+    def fit(
+        cls,
+        samples: TrainingSamples,
+        n_components: int = 5,
+        n_iter: int = 100,
+        seed: int = 0,
+        pseudo_count: float = 1.0,
+    ):
         _, symmetric = residues.chi_table_tensors()
         uniform = _uniform_mixture(residues.N_TOKENS, n_components)
         logits, mu, kappa = (t.double().clone() for t in uniform)
@@ -201,7 +212,7 @@ class PerResidueTypeMixture:
                 continue
             mix, ll = fit_von_mises_mixture(
                 samples.chi[sel], samples.chi_mask[sel], samples.weight[sel], symmetric[tok],
-                n_components, n_iter, seed,
+                n_components, n_iter, seed, pseudo_count,
             )  # fmt: skip
             logits[tok], mu[tok], kappa[tok] = mix
             train_ll[name] = ll
@@ -280,10 +291,13 @@ def fit_baselines(
     n_components: int = 5,
     bin_deg: float = 30.0,
     prior_strength: float = 10.0,
+    pseudo_count: float = 1.0,
     seed: int = 0,
 ) -> dict:
     """The three SPEC §8 baselines fitted on `train`: {"uniform", "per_aa", "bb_dependent"}."""
     samples = training_samples(train, min_altlocs)
-    per_aa = PerResidueTypeMixture.fit(samples, n_components=n_components, seed=seed)
+    per_aa = PerResidueTypeMixture.fit(
+        samples, n_components=n_components, seed=seed, pseudo_count=pseudo_count
+    )
     bb = BackboneDependentMixture.fit(samples, per_aa, bin_deg, prior_strength)
     return {"uniform": UniformBaseline(), "per_aa": per_aa, "bb_dependent": bb}

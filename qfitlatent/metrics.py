@@ -4,7 +4,7 @@ Per structure, `score_structure` returns per-item tensors (per residue in R, per
 residue with χ1); `summarize` pools them over structures, so means are over residues and altlocs
 of the whole set, not means of per-structure means.
 
-- NLL: L_i = −Σ_a o_a log p(χ_a) over the altloc's defined χ (the loss's density), mean over R.
+- NLL: L_i = −Σ_a o_a log p(χ_a) over the altloc's defined χ (loss.residue_nll), mean over R.
 - coverage@S: share of observed altlocs in R with at least one of S samples within 20° on every
   defined χ (circular distance, π-folded where symmetric).
 - χ1 mode accuracy: share of residues in R whose highest-occupancy altloc has χ1 within 20° of
@@ -20,24 +20,11 @@ import torch
 
 from .features import Features
 from .geometry import circ_diff
+from .loss import residue_nll
 from .mixture import Mixture, entropy, log_prob, sample
 
 TOLERANCE = math.radians(20.0)
 CALIBRATION_LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 10))
-
-
-def occupancy_nll(
-    mix: Mixture,  # logits [N, K], mu/kappa [N, K, D]
-    chi: torch.Tensor,  # [N, A, D]
-    chi_mask: torch.Tensor,  # [N, A, D] bool
-    occ: torch.Tensor,  # [N, A], sums to 1 per residue
-    pi_symmetric: torch.Tensor,  # [N, D] bool
-) -> torch.Tensor:
-    """L_i = −Σ_a o_a log p(χ_a) per residue [N] (SPEC §5), over each altloc's defined χ."""
-    per_alt = Mixture(mix.logits[:, None], mix.mu[:, None], mix.kappa[:, None])  # [N, 1, K(, D)]
-    lp = log_prob(chi, per_alt, chi_mask, pi_symmetric[:, None, :].expand_as(chi_mask))  # [N, A]
-    used = chi_mask.any(-1) & (occ > 0)
-    return -(torch.where(used, occ * lp, torch.zeros_like(lp))).sum(-1)
 
 
 def altloc_covered(
@@ -141,16 +128,18 @@ def score_structure(
     """Per-item scores of one structure's prediction; pool with `summarize`."""
     mix = mix.detach().to("cpu", torch.float32)
     g = torch.Generator().manual_seed(seed)
-    in_r = feats.valid(2)  # [N] SPEC §5's R
-    alt = in_r[:, None] & feats.chi_mask.any(-1) & (feats.occ > 0)  # [N, A] altlocs in R
-    sym = feats.pi_symmetric
-    nll = occupancy_nll(mix, feats.chi, feats.chi_mask, feats.occ, sym)  # [N]
-    draws, _ = sample(mix, n_samples, sym, generator=g)  # [S, N, D]
-    covered = altloc_covered(draws, feats.chi, feats.chi_mask, sym)  # [N, A]
+    nll = residue_nll(mix, feats)  # [N], the training loss's L_i
     hit, has_chi1 = chi1_mode_hit(mix, feats.chi, feats.chi_mask, feats.occ)
     with_chi1 = feats.chi_mask[:, :, 0].any(-1)  # [N] residues with a χ1 in the file
-    ent = entropy(mix, feats.chi_defined, sym, seed=seed)  # [N]
-    u = hdr_rank(mix, feats.chi, feats.chi_mask, sym, n_calibration_samples, g)  # [N, A]
+    ent = entropy(mix, feats.chi_defined, feats.pi_symmetric, seed=seed)  # [N]
+    # Sampling metrics only on R (a few percent of residues): the rest cannot count.
+    in_r = feats.valid(2)  # [N] SPEC §5's R
+    mix_r = mix.index(in_r)
+    chi, chi_mask, occ, sym = feats.chi[in_r], feats.chi_mask[in_r], feats.occ[in_r], feats.pi_symmetric[in_r]
+    alt = chi_mask.any(-1) & (occ > 0)  # [R, A] observed altlocs
+    draws, _ = sample(mix_r, n_samples, sym, generator=g)  # [S, R, D]
+    covered = altloc_covered(draws, chi, chi_mask, sym)  # [R, A]
+    u = hdr_rank(mix_r, chi, chi_mask, sym, n_calibration_samples, g)  # [R, A]
     # Each residue in R counts once in the occupancy-weighted calibration, as in the NLL.
     return {
         "nll": nll[in_r],
@@ -159,7 +148,7 @@ def score_structure(
         "entropy": ent[with_chi1],
         "flexible": (feats.n_obs >= 2)[with_chi1],
         "hdr_u": u[alt],
-        "hdr_occ": feats.occ[alt],
+        "hdr_occ": occ[alt],
     }
 
 

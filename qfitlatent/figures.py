@@ -1,0 +1,122 @@
+"""Model-card figures as PNG: learning curve of a run and calibration of an evaluation.
+
+matplotlib is an optional dependency (the `docs` extra), so it is imported inside the functions.
+
+    python -m qfitlatent.figures learning-curve RUN/metrics.jsonl out.png
+    python -m qfitlatent.figures calibration eval.json out.png
+"""
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_metrics(path) -> list[dict]:
+    """Rows of a run's metrics.jsonl; blank or half-written lines (a live run) are skipped."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _series(rows: list[dict], key: str, x_key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for r in rows:
+        x, y = r.get(x_key), r.get(key)
+        if isinstance(x, int | float) and isinstance(y, int | float) and math.isfinite(y):
+            xs.append(x)
+            ys.append(y)
+    return xs, ys
+
+
+def learning_curve(metrics_path, path) -> Path:
+    """Training loss and validation NLL against step (or epoch when rows carry no step)."""
+    rows = read_metrics(metrics_path)
+    x_key = "step" if any("step" in r for r in rows) else "epoch"
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    plotted = False
+    for key, label, style in (("train_loss", "training loss", "-"), ("val_nll", "validation NLL", "o-")):
+        xs, ys = _series(rows, key, x_key)
+        if xs:
+            ax.plot(xs, ys, style, label=label, markersize=3, linewidth=1)
+            plotted = True
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("NLL (nats per residue)")
+    ax.set_title("learning curve")
+    if plotted:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no train_loss or val_nll rows yet", ha="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def calibration_plot(results: dict, path) -> Path:
+    """Observed share of altlocs inside the predicted HDR vs its nominal mass, model and baselines.
+
+    `results` is evaluate()'s dict (or its JSON); a calibrated predictor lies on the diagonal,
+    an over-confident one below it.
+    """
+    curves = {}
+    if "calibration" in results:
+        curves["model"] = results["calibration"]
+    for name, r in results.get("baselines", {}).items():
+        if "calibration" in r:
+            curves[name] = r["calibration"]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="calibrated")
+    for name, curve in curves.items():
+        ax.plot([c["level"] for c in curve], [c["observed"] for c in curve], "o-", label=name,
+                markersize=3, linewidth=1.5 if name == "model" else 1)  # fmt: skip
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("nominal mass q of the highest-density region")
+    ax.set_ylabel("observed share of altlocs inside")
+    ax.set_title("calibration")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m qfitlatent.figures", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="figure", required=True)
+    lc = sub.add_parser("learning-curve", help="train loss and val NLL from RUN/metrics.jsonl")
+    lc.add_argument("metrics", type=Path)
+    lc.add_argument("out", type=Path)
+    cal = sub.add_parser("calibration", help="reliability plot from `qfitlatent evaluate --json` output")
+    cal.add_argument("results", type=Path)
+    cal.add_argument("out", type=Path)
+    args = p.parse_args(argv)
+    if args.figure == "learning-curve":
+        learning_curve(args.metrics, args.out)
+    else:
+        calibration_plot(json.loads(args.results.read_text()), args.out)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
