@@ -177,6 +177,34 @@ def test_example_renders_viewer_and_plots(server, page):
     assert page.get_by_text("Flexibility table").count() == 1
 
 
+def circle_title(page) -> str:
+    return page.evaluate("() => document.querySelector('.js-plotly-plot').layout.title.text")
+
+
+def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page):
+    before = circle_title(page)
+    grid = page.locator('[data-testid="stDataFrame"]').nth(1)  # [0] is the residue's altlocs
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    row3 = (box["x"] + 20, box["y"] + 36 * 3 + 18)  # selection checkbox of the third data row
+    page.mouse.click(*row3)
+    page.wait_for_function(
+        f"() => document.querySelector('.js-plotly-plot').layout.title.text != {before!r}"
+    )
+    wait_idle(page)
+    after = circle_title(page)
+    assert after != before
+    # A rerun that changes nothing the viewer shows (un-ticking the same row) must not reload
+    # it: a marker set inside the viewer's window survives (the camera would too).
+    page.evaluate("() => { document.querySelector('iframe').contentWindow.__kept = 1; }")
+    page.mouse.click(*row3)
+    page.wait_for_timeout(500)
+    wait_idle(page)
+    page.wait_for_timeout(500)
+    assert circle_title(page) == after
+    assert page.evaluate("() => document.querySelector('iframe').contentWindow.__kept") == 1
+
+
 def test_bad_upload_shows_error_and_app_recovers(server, page, tmp_path):
     bad = tmp_path / "notes.pdb"
     bad.write_text("these are my lab notes, not coordinates\n" * 20)
