@@ -222,10 +222,16 @@ def view_html(view: py3Dmol.view) -> str:
 
     py3Dmol names its div after time.time(), so the HTML would differ on every rerun and the
     browser would rebuild the viewer (losing the camera) on any unrelated widget change.
+    Also escapes every '<' inside the script as \\u003c. py3Dmol's own script has none, so any '<'
+    there comes from data (a chain id, a label, a name from an mmCIF) inside a JSON string, where
+    the escape means the same character but can never close the script tag.
     """
     html = view._make_html()
     digest = hashlib.sha1(html.replace(view.uniqueid, "").encode()).hexdigest()[:12]
-    return html.replace(view.uniqueid, digest)
+    html = html.replace(view.uniqueid, digest)
+    start = html.index("<script>") + len("<script>")
+    end = html.rindex("</script>")
+    return html[:start] + html[start:end].replace("<", "\\u003c") + html[end:]
 
 
 # --- χ densities -------------------------------------------------------------------------------

@@ -256,3 +256,16 @@ def test_coinciding_altlocs_share_one_label():
     assert [o["text"] for o in viz.merge_altlocs(observed, [0])] == ["A+B 0.69", "C 0.31"]
     assert len(viz.merge_altlocs(observed, [0, 1])) == 3
     assert [o["text"] for o in viz.merge_altlocs(observed, [1])] == ["A 0.37", "B 0.32", "C 0.31"]
+
+
+def test_view_html_escapes_markup_from_any_data_field():
+    # A chain id or label from an mmCIF can be any string; none may close the script tag.
+    pdb = viz.atoms_pdb({"N": np.zeros(3), "CA": np.array([1.46, 0, 0])}, "GLY", "A", 1)
+    view = viz.ensemble_view(pdb, focus=("</script><script>alert(1)//", 1, ""),
+                             labels=[(("A", 1, ""), "</script><b>x</b>")])  # fmt: skip
+    html = viz.view_html(view)
+    script = html[html.index("<script>") + 8 : html.rindex("</script>")]
+    assert "<" not in script and "\\u003c/script>" in script
+    # py3Dmol's own script has no '<' (so every escaped one was inside a JSON string).
+    plain = viz.view_html(viz.ensemble_view(pdb, focus=("A", 1, "")))
+    assert "\\u003c" not in plain
