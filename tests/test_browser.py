@@ -121,6 +121,7 @@ def wait_idle(page) -> None:
 def full_screenshot(page, name: str, height: int = 2900) -> None:
     """Streamlit scrolls inside its own container, so grow the viewport to capture it all."""
     size = page.viewport_size
+    page.mouse.move(size["width"] - 5, 5)  # no hover tooltip in the picture
     page.set_viewport_size({"width": size["width"], "height": height})
     page.wait_for_timeout(1200)
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
