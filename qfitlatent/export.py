@@ -105,6 +105,11 @@ def build_model(
 
 
 def to_pdb(st: gemmi.Structure) -> str:
+    """PDB text. Chain names longer than the format holds (mmCIF's "AAA") are shortened the way
+    gemmi does it (`shorten_chain_names`); the mmCIF file keeps the originals."""
+    if any(len(chain.name) > 1 for chain in st[0]):
+        st = st.clone()
+        st.shorten_chain_names()
     return st.make_pdb_string(gemmi.PdbWriteOptions(minimal=True))
 
 

@@ -144,3 +144,16 @@ def test_biopython_reads_both_formats_without_complaint(written):
         assert moving, "the split side chain must read as disordered atoms"
         assert sorted(moving[0].disordered_get_id_list()) == ens.labels(split)
         assert not res["CA"].is_disordered()
+
+
+def test_long_mmcif_chain_names_are_shortened_for_pdb_only(written):
+    _, _, st, _ = written
+    long = st.clone()
+    long[0][0].name = "AAA"  # as mmCIF files from large assemblies have
+    back = gemmi.read_pdb_string(to_pdb(long))
+    assert len(back[0][0].name) == 1
+    assert back[0].count_atom_sites() == long[0].count_atom_sites()
+    assert (
+        gemmi.cif.read_string(to_cif(long)).sole_block().find_values("_atom_site.auth_asym_id")[0]
+        == "AAA"
+    )
