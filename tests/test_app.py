@@ -208,3 +208,34 @@ def test_train_page_refuses_bad_settings_without_launching(env):
     next(b for b in at.button if b.label == "Start training").click().run()
     assert at.error and "unknown setting" in at.error[0].value
     assert not (runs.runs_root() / "ok-name").exists()
+
+
+def test_without_any_model_the_page_says_how_to_get_one(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("QFITLATENT_WEIGHTS", str(tmp_path / "missing.pt"))
+    monkeypatch.setenv("QFITLATENT_RUNS", str(tmp_path / "no-runs"))
+    at = app(env)
+    assert not at.exception
+    assert at.warning and "No model weights" in at.warning[0].value
+
+
+def test_a_broken_checkpoint_shows_an_error_not_a_traceback(env, tmp_path, monkeypatch):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("QFITLATENT_WEIGHTS", str(broken))
+    at = app(env)
+    at.button(key="example").click().run()
+    assert not at.exception
+    assert at.error and "cannot be loaded" in at.error[0].value
+
+
+def test_the_latest_choice_of_structure_wins(env):
+    other = ROOT / "qfitlatent" / "data" / "train_sample" / "2ppn.pdb.gz"
+    at = app(env)
+    at.file_uploader(key="upload").set_value((other.name, other.read_bytes(), "application/gzip"))
+    at.run()
+    assert any(m.value.startswith("**2ppn**") for m in at.markdown)
+    at.button(key="example").click().run()  # the upload stays in the box, the example shows
+    assert any(m.value.startswith("**3k0n_qfit**") for m in at.markdown)
+    at.file_uploader(key="upload").set_value((other.name, other.read_bytes(), "application/gzip"))
+    at.run()  # a new upload replaces the example
+    assert any(m.value.startswith("**2ppn**") for m in at.markdown)
