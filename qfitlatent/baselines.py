@@ -61,7 +61,7 @@ def training_samples(feats: list[Features], min_altlocs: int = 1) -> TrainingSam
         )
     if not parts:
         raise ValueError("no training structures to fit the baselines on")
-    return TrainingSamples(*(torch.cat(p) for p in zip(*parts)))
+    return TrainingSamples(*(torch.cat(p) for p in zip(*parts, strict=True)))
 
 
 # ---------------------------------------------------------------- EM for one von Mises mixture

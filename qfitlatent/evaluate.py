@@ -51,7 +51,9 @@ def evaluate(
             mix = model(f.to(device)).to("cpu", torch.float32)
             scores["model"].append(score_structure(mix, f, n_samples, seed=seed))
         for name in BASELINE_NAMES:
-            scores[name].append(score_structure(baselines[name].predict(f), f, n_samples, seed=seed))
+            scores[name].append(
+                score_structure(baselines[name].predict(f), f, n_samples, seed=seed)
+            )
     if not feats_val:
         raise ValueError("no structures to evaluate")
     out = summarize(scores["model"], n_samples) if model is not None else {}
@@ -89,17 +91,19 @@ def evaluation_split(info: dict, names: list[str], which: str) -> tuple[list[str
 def format_table(res: dict, n_samples: int = N_SAMPLES) -> str:
     cov = f"coverage@{n_samples}"
     rows = ([("model", res)] if "nll" in res else []) + list(res["baselines"].items())
+    first = rows[0][1]
     lines = [
-        f"{res['structures']} structures, {rows[0][1]['residues']} residues in R "
-        f"(n_obs >= 2), {rows[0][1]['altlocs']} altlocs, {rows[0][1]['flex_residues']} residues with chi1",
+        f"{res['structures']} structures, {first['residues']} residues in R (n_obs >= 2), "
+        f"{first['altlocs']} altlocs, {first['flex_residues']} residues with chi1",
         "",
         f"{'':14}{'NLL (nats)':>12}{cov:>14}{'chi1 mode acc':>15}{'flex AUROC':>12}",
     ]
     for name, r in rows:
         lines.append(
-            f"{name:14}{r['nll']:12.3f}{r[cov]:14.3f}{r['chi1_mode_acc']:15.3f}{r['flex_auroc']:12.3f}"
+            f"{name:14}{r['nll']:12.3f}{r[cov]:14.3f}"
+            f"{r['chi1_mode_acc']:15.3f}{r['flex_auroc']:12.3f}"
         )
-    levels = [c["level"] for c in rows[0][1]["calibration"]]
+    levels = [c["level"] for c in first["calibration"]]
     lines += ["", "calibration: share of altlocs inside the predicted HDR of mass q",
               f"{'q':14}" + "".join(f"{q:6.1f}" for q in levels)]  # fmt: skip
     for name, r in rows:

@@ -52,7 +52,10 @@ def learning_curve(metrics_path, path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     plotted = False
-    for key, label, style in (("train_loss", "training loss", "-"), ("val_nll", "validation NLL", "o-")):
+    for key, label, style in (
+        ("train_loss", "training loss", "-"),
+        ("val_nll", "validation NLL", "o-"),
+    ):
         xs, ys = _series(rows, key, x_key)
         if xs:
             ax.plot(xs, ys, style, label=label, markersize=3, linewidth=1)
@@ -101,12 +104,16 @@ def calibration_plot(results: dict, path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m qfitlatent.figures", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m qfitlatent.figures", description=__doc__.split("\n")[0]
+    )
     sub = p.add_subparsers(dest="figure", required=True)
     lc = sub.add_parser("learning-curve", help="train loss and val NLL from RUN/metrics.jsonl")
     lc.add_argument("metrics", type=Path)
     lc.add_argument("out", type=Path)
-    cal = sub.add_parser("calibration", help="reliability plot from `qfitlatent evaluate --json` output")
+    cal = sub.add_parser(
+        "calibration", help="reliability plot from `qfitlatent evaluate --json` output"
+    )
     cal.add_argument("results", type=Path)
     cal.add_argument("out", type=Path)
     args = p.parse_args(argv)

@@ -41,7 +41,11 @@ def altloc_covered(
 
 
 def chi1_mode_hit(
-    mix: Mixture, chi: torch.Tensor, chi_mask: torch.Tensor, occ: torch.Tensor, tol: float = TOLERANCE
+    mix: Mixture,
+    chi: torch.Tensor,
+    chi_mask: torch.Tensor,
+    occ: torch.Tensor,
+    tol: float = TOLERANCE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Heaviest component's mean χ1 vs the highest-occupancy altloc's χ1.
 
@@ -114,7 +118,12 @@ def calibration_curve(
     out = []
     for q in levels:
         inside = (u >= 1.0 - q - 1e-12).double()
-        out.append({"level": q, "observed": float((w * inside).sum() / w.sum()) if w.sum() > 0 else float("nan")})
+        out.append(
+            {
+                "level": q,
+                "observed": float((w * inside).sum() / w.sum()) if w.sum() > 0 else float("nan"),
+            }
+        )
     return out
 
 
@@ -131,11 +140,14 @@ def score_structure(
     nll = residue_nll(mix, feats)  # [N], the training loss's L_i
     hit, has_chi1 = chi1_mode_hit(mix, feats.chi, feats.chi_mask, feats.occ)
     with_chi1 = feats.chi_mask[:, :, 0].any(-1)  # [N] residues with a χ1 in the file
-    ent = entropy(mix, feats.chi_defined, feats.pi_symmetric, seed=seed)  # [N]
+    ent = entropy(
+        mix.index(with_chi1), feats.chi_defined[with_chi1], feats.pi_symmetric[with_chi1], seed=seed
+    )  # [N'] residues with χ1 only: the rest do not enter the AUROC
     # Sampling metrics only on R (a few percent of residues): the rest cannot count.
     in_r = feats.valid(2)  # [N] SPEC §5's R
     mix_r = mix.index(in_r)
-    chi, chi_mask, occ, sym = feats.chi[in_r], feats.chi_mask[in_r], feats.occ[in_r], feats.pi_symmetric[in_r]
+    chi, chi_mask, occ = feats.chi[in_r], feats.chi_mask[in_r], feats.occ[in_r]
+    sym = feats.pi_symmetric[in_r]
     alt = chi_mask.any(-1) & (occ > 0)  # [R, A] observed altlocs
     draws, _ = sample(mix_r, n_samples, sym, generator=g)  # [S, R, D]
     covered = altloc_covered(draws, chi, chi_mask, sym)  # [R, A]
@@ -145,7 +157,7 @@ def score_structure(
         "nll": nll[in_r],
         "covered": covered[alt],
         "chi1_hit": hit[in_r & has_chi1],
-        "entropy": ent[with_chi1],
+        "entropy": ent,
         "flexible": (feats.n_obs >= 2)[with_chi1],
         "hdr_u": u[alt],
         "hdr_occ": occ[alt],

@@ -4,15 +4,17 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import data_file
+
 from qfitlatent.checkpoint import metadata, save_checkpoint
 from qfitlatent.cli import main
 from qfitlatent.config import ModelConfig, TrainConfig
 from qfitlatent.evaluate import evaluation_split
 from qfitlatent.model import QFitLatent
 
-TINY = ModelConfig(d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8)
+TINY = ModelConfig(
+    d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8
+)
 # Three small real structures with side-chain altlocs (46–58 residues).
 FILES = ("1ejg.pdb.gz", "1g6x.pdb.gz", "4npd.pdb.gz")
 METRICS = ("nll", "coverage@10", "chi1_mode_acc", "flex_auroc", "residues", "calibration")
@@ -27,7 +29,8 @@ def run(tmp_path):
         shutil.copy(data_file(name), data / name)
     torch.manual_seed(0)
     ckpt = save_checkpoint(
-        tmp_path / "tiny.pt", model_cfg=TINY, model=QFitLatent(TINY), train_cfg=TrainConfig().to_dict(),
+        tmp_path / "tiny.pt", model_cfg=TINY, model=QFitLatent(TINY),
+        train_cfg=TrainConfig().to_dict(),
         split={"train": ["1ejg", "1g6x"], "val": ["4npd"]}, meta=metadata("test"),
     )  # fmt: skip
     return data, ckpt
@@ -46,9 +49,15 @@ def test_evaluate_json_scores_model_and_baselines(run, capsys, tmp_path):
             assert key in r
         assert r["residues"] == res["residues"] > 0
         assert math.isfinite(r["nll"]) and 0 <= r["coverage@10"] <= 1
-        assert [c["level"] for c in r["calibration"]] == pytest.approx([0.1 * i for i in range(1, 10)])
+        assert [c["level"] for c in r["calibration"]] == pytest.approx(
+            [0.1 * i for i in range(1, 10)]
+        )
     # Uniform: L_i = D_i log 2π, so its mean lies between 1 and 4 times log 2π.
-    assert math.log(2 * math.pi) - 1e-6 <= res["baselines"]["uniform"]["nll"] <= 4 * math.log(2 * math.pi)
+    assert (
+        math.log(2 * math.pi) - 1e-6
+        <= res["baselines"]["uniform"]["nll"]
+        <= 4 * math.log(2 * math.pi)
+    )
     # A rotamer library fitted on two structures still beats uniform on the third.
     assert res["baselines"]["per_aa"]["nll"] < res["baselines"]["uniform"]["nll"]
     assert res["baseline_fit"]["train_structures"] == 2
@@ -61,7 +70,9 @@ def test_evaluate_json_scores_model_and_baselines(run, capsys, tmp_path):
 
 def test_split_falls_back_to_split_names_and_needs_training_structures():
     names = [f"{i}abc" for i in range(1, 10)]
-    train, val, note = evaluation_split({"split": {}, "train_config": {"val_fraction": 0.3}}, names, "val")
+    train, val, note = evaluation_split(
+        {"split": {}, "train_config": {"val_fraction": 0.3}}, names, "val"
+    )
     assert sorted(train + val) == names and val and "recomputed" in note
     from qfitlatent.errors import CheckpointError
 
@@ -77,11 +88,13 @@ def test_figures_write_pngs(tmp_path):
     rows = [{"step": 1, "epoch": 0, "train_loss": 3.0, "lr": 3e-4}, {"step": 2, "train_loss": 2.5},
             {"step": 2, "epoch": 1, "val_nll": 2.7}]  # fmt: skip
     metrics = tmp_path / "metrics.jsonl"
-    metrics.write_text("\n".join(json.dumps(r) for r in rows) + "\n{\"step\": 3, \"trai")  # a live run
+    metrics.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 3, "trai')  # a live run
     curve = [{"level": q / 10, "observed": q / 12} for q in range(1, 10)]
     results = {"calibration": curve, "baselines": {"uniform": {"calibration": curve}}}
     (tmp_path / "eval.json").write_text(json.dumps(results))
     assert learning_curve(metrics, tmp_path / "lc.png").read_bytes()[:4] == b"\x89PNG"
     assert calibration_plot(results, tmp_path / "cal.png").read_bytes()[:4] == b"\x89PNG"
-    assert figures_main(["calibration", str(tmp_path / "eval.json"), str(tmp_path / "cal2.png")]) == 0
+    assert (
+        figures_main(["calibration", str(tmp_path / "eval.json"), str(tmp_path / "cal2.png")]) == 0
+    )
     assert (tmp_path / "cal2.png").stat().st_size > 1000

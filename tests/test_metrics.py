@@ -4,6 +4,7 @@ import math
 import numpy as np
 import torch
 from scipy.stats import vonmises
+from test_baselines import make_features
 
 from qfitlatent.metrics import (
     altloc_covered,
@@ -11,7 +12,6 @@ from qfitlatent.metrics import (
     calibration_curve,
     chi1_mode_hit,
     hdr_rank,
-    occupancy_nll,
     score_structure,
     summarize,
 )
@@ -32,16 +32,22 @@ def test_uniform_nll_is_d_log_2pi():
     mask[1, :, :2] = True  # D = 2
     mask[2, :, :4] = True  # D = 4
     occ = torch.tensor([[0.5, 0.5], [0.7, 0.3], [0.2, 0.8]])
-    nll = occupancy_nll(mix, chi, mask, occ, torch.zeros(3, 4, dtype=torch.bool))
-    np.testing.assert_allclose(nll.numpy(), np.array([1, 2, 4]) * math.log(2 * math.pi), rtol=1e-6)
+    f = make_features([15, 10, 11], chi, mask, occ, [2, 2, 2])  # SER, LEU, LYS
+    s = score_structure(mix, f)
+    np.testing.assert_allclose(
+        s["nll"].numpy(), np.array([1, 2, 4]) * math.log(2 * math.pi), rtol=1e-6
+    )
 
 
 def test_nll_matches_scipy_reference():
-    mix = one_residue([0.3, -0.2], [[1.0, -2.0, 0, 0], [-1.0, 0.5, 0, 0]], [[4.0, 2.0, 1, 1], [9.0, 0.5, 1, 1]])
+    mix = one_residue(
+        [0.3, -0.2], [[1.0, -2.0, 0, 0], [-1.0, 0.5, 0, 0]], [[4.0, 2.0, 1, 1], [9.0, 0.5, 1, 1]]
+    )
     chi = torch.tensor([[[0.8, -1.5, 0, 0], [-0.7, 2.9, 0, 0]]])
     mask = torch.tensor([[[True, True, False, False], [True, False, False, False]]])
     occ = torch.tensor([[0.65, 0.35]])
-    sym = torch.tensor([[False, True, False, False]])  # χ2 π-periodic
+    f = make_features([3], chi, mask, occ, [2])  # ASP: χ2 π-periodic
+    sym = f.pi_symmetric
     w = torch.softmax(mix.logits[0], -1).numpy()
 
     def dens(x, m, k, periodic):
@@ -55,10 +61,15 @@ def test_nll_matches_scipy_reference():
             term = w[k]
             for d in range(4):
                 if mask[0, a, d]:
-                    term *= dens(float(chi[0, a, d]), float(mix.mu[0, k, d]), float(mix.kappa[0, k, d]), bool(sym[0, d]))
+                    term *= dens(
+                        float(chi[0, a, d]),
+                        float(mix.mu[0, k, d]),
+                        float(mix.kappa[0, k, d]),
+                        bool(sym[0, d]),
+                    )
             p += term
         ref -= float(occ[0, a]) * math.log(p)
-    got = occupancy_nll(mix, chi, mask, occ, sym)
+    got = score_structure(mix, f)["nll"]
     np.testing.assert_allclose(got.numpy(), [ref], rtol=1e-5)
 
 
@@ -94,7 +105,9 @@ def test_chi1_mode_uses_heaviest_component_and_top_altloc():
     assert not hit.item()
     # Wrap-around: 179° and −179° are 2° apart.
     mix = one_residue([0.0], [[math.radians(179), 0, 0, 0]], [[10.0] * 4])
-    hit, _ = chi1_mode_hit(mix, torch.tensor([[[math.radians(-179), 0, 0, 0]]]), mask[:, :1], torch.ones(1, 1))
+    hit, _ = chi1_mode_hit(
+        mix, torch.tensor([[[math.radians(-179), 0, 0, 0]]]), mask[:, :1], torch.ones(1, 1)
+    )
     assert hit.item()
 
 
@@ -143,14 +156,14 @@ def test_flat_prediction_is_calibrated_by_tie_breaking():
     mix = Mixture(torch.zeros(n, 1), torch.zeros(n, 1, 4), torch.zeros(n, 1, 4))
     chi = torch.rand(n, 1, 4) * 6 - 3
     mask = torch.ones(n, 1, 4, dtype=torch.bool)
-    u = hdr_rank(mix, chi, mask, torch.zeros(n, 4, dtype=torch.bool), 50, torch.Generator().manual_seed(0))
+    u = hdr_rank(
+        mix, chi, mask, torch.zeros(n, 4, dtype=torch.bool), 50, torch.Generator().manual_seed(0)
+    )
     for row in calibration_curve(u):
         assert abs(row["observed"] - row["level"]) < 0.07, row
 
 
 def test_score_and_summarize_pool_over_structures():
-    from test_baselines import make_features  # noqa: I001
-
     chi = torch.zeros(3, 2, 4)
     chi[:, :, 0] = torch.tensor([[1.0, 1.1], [3.0, 0.0], [-1.0, 0.0]])
     mask = torch.zeros(3, 2, 4, dtype=torch.bool)
