@@ -35,28 +35,42 @@ def read_metrics(path) -> list[dict]:
     return rows
 
 
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _series(rows: list[dict], key: str, x_key: str) -> tuple[list[float], list[float]]:
-    xs, ys = [], []
+    """(x, y) of the rows that carry both, in file order, without the history a resume replaced.
+
+    A resumed run continues from its checkpoint's step, so rows logged after that step by the
+    interrupted process are stale: a row whose x does not advance drops the earlier rows at or
+    beyond its x.
+    """
+    points: list[tuple[float, float]] = []
     for r in rows:
         x, y = r.get(x_key), r.get(key)
-        if isinstance(x, int | float) and isinstance(y, int | float) and math.isfinite(y):
-            xs.append(x)
-            ys.append(y)
-    return xs, ys
+        if _number(x) and _number(y):
+            while points and points[-1][0] >= x:
+                points.pop()
+            points.append((x, y))
+    return [p[0] for p in points], [p[1] for p in points]
 
 
 def learning_curve(metrics_path, path) -> Path:
     """Training loss and validation NLL against step (or epoch when rows carry no step)."""
     rows = read_metrics(metrics_path)
-    x_key = "step" if any("step" in r for r in rows) else "epoch"
+    x_key = "step" if any(_number(r.get("step")) for r in rows) else "epoch"
+    # Epoch summaries (rows with a val_nll) repeat the epoch's mean training loss at the last
+    # step; the per-step rows already draw it, so take the training loss from those when present.
+    step_rows = [r for r in rows if not _number(r.get("val_nll"))]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     plotted = False
-    for key, label, style in (
-        ("train_loss", "training loss", "-"),
-        ("val_nll", "validation NLL", "o-"),
+    for key, label, style, source in (
+        ("train_loss", "training loss", "-", step_rows or rows),
+        ("val_nll", "validation NLL", "o-", rows),
     ):
-        xs, ys = _series(rows, key, x_key)
+        xs, ys = _series(source, key, x_key)
         if xs:
             ax.plot(xs, ys, style, label=label, markersize=3, linewidth=1)
             plotted = True

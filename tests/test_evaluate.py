@@ -98,3 +98,18 @@ def test_figures_write_pngs(tmp_path):
         figures_main(["calibration", str(tmp_path / "eval.json"), str(tmp_path / "cal2.png")]) == 0
     )
     assert (tmp_path / "cal2.png").stat().st_size > 1000
+
+
+def test_learning_curve_series_drops_history_a_resume_replaced():
+    from qfitlatent.figures import _series
+
+    rows = [
+        {"step": 10, "train_loss": 3.0},
+        {"step": 20, "train_loss": 2.9},
+        {"step": 30, "train_loss": 2.8, "val_nll": None},
+        {"step": 20, "train_loss": 2.7},  # resumed from the step-20 checkpoint
+        {"step": 30, "lr": 1e-4},  # no loss on this row
+        {"step": 40, "train_loss": float("nan")},
+        {"step": 50, "train_loss": 2.5},
+    ]
+    assert _series(rows, "train_loss", "step") == ([10, 20, 50], [3.0, 2.7, 2.5])
