@@ -195,3 +195,15 @@ def test_all_good_files_exit_zero_and_missing_weights_say_so(weights, tmp_path, 
     assert (tmp_path / "o" / "1ab1" / "mixture.json").is_file()
     assert cli.main([*args, "--weights", str(tmp_path / "nothing.pt")]) == 2
     assert "no model weights" in capsys.readouterr().err
+
+
+def test_shipped_weights_predict_a_real_structure(tmp_path):
+    from qfitlatent.checkpoint import default_weights, load_model
+
+    if not default_weights().is_file():
+        pytest.skip("weights/qfitlatent-v1.pt is not in this checkout")
+    model, _ = load_model(default_weights(), "cpu")
+    pred = predict(model, data_file(SMALL_2), n_samples=4)
+    doc = mixture_json(pred, default_weights().name)
+    assert validate_mixture_json(doc) == []
+    assert len(write_outputs(pred, tmp_path, default_weights().name)) == 4
