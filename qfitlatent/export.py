@@ -82,7 +82,7 @@ def build_model(
     st = parsed.structure.clone()
     for chain in st[0]:  # residues outside the records (no backbone) keep one conformer too
         for res in chain:
-            _keep_first_conformer(res)
+            _keep_heaviest_conformer(res)
     for rec in parsed.residues:
         res = st[0][rec.chain_idx][rec.res_idx]
         _replace_atoms(res, rec, [base_atoms(rec)], [""], [1.0], ())
@@ -124,7 +124,7 @@ def _round_occ(occ: torch.Tensor) -> list[float]:
     return out
 
 
-def _keep_first_conformer(res: gemmi.Residue) -> None:
+def _keep_heaviest_conformer(res: gemmi.Residue) -> None:
     """Drop every altloc but the blank atoms and the most occupied letter; clear the labels."""
     occ: dict[str, list[float]] = {}
     for atom in res:

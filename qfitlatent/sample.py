@@ -18,6 +18,7 @@ from .mixture import Mixture, mode, sample
 ALTLOCS = string.ascii_uppercase  # the PDB format allows one character; 26 letters at most
 SAME_CONFORMER_DEG = 20.0  # draws within this on every defined χ are one conformer
 MAX_CONFORMERS = 6  # altlocs per residue in a written model; qFit models rarely exceed 5
+MIN_OCC = 0.01  # rarer conformers would be written with occupancy 0.00: they join a kept one
 
 
 @dataclass
@@ -84,8 +85,9 @@ def cluster_conformers(
     Draws within `tol_deg` of each other on every defined χ (π-folded where symmetric) are one
     conformer. Greedy: the draw with the most unassigned neighbours becomes a centre and takes
     them; repeat. Each conformer's χ is its centre draw (a real sample, not an average, so it is
-    a conformer the mixture actually proposes). Beyond `max_conformers`, the rarest conformers'
-    draws join the nearest kept one, so occupancies still count every draw.
+    a conformer the mixture actually proposes). Beyond `max_conformers`, and below an occupancy
+    of 0.01, the rarest conformers' draws join the nearest kept one, so occupancies still count
+    every draw.
     Returns χ [M, D] and occupancies [M] summing to 1, most frequent first.
     """
     if not 1 <= max_conformers <= len(ALTLOCS):
@@ -104,6 +106,7 @@ def cluster_conformers(
         counts.append(int(score[c]))
         free &= ~near[c]
     order = sorted(range(len(centres)), key=lambda j: -counts[j])[:max_conformers]
+    order = order[:1] + [j for j in order[1:] if counts[j] / s >= MIN_OCC]
     kept = torch.tensor([centres[j] for j in order])
     # Every draw goes to its nearest kept centre: same as above for kept ones, reassigns the rest.
     assign = dist[:, kept].argmin(1)  # [S]

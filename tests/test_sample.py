@@ -131,3 +131,13 @@ def test_chi1_spread_matches_samples_and_single_von_mises():
     assert chi1_spread(sharp).item() == pytest.approx(math.degrees(1 / 20), rel=0.01)
     assert n_modes(mix).tolist() == [2]
     assert n_modes(mix, threshold=0.5).tolist() == [1]
+
+
+def test_rare_conformers_join_a_kept_one():
+    # 300 draws: 299 at χ1 = 60°, one at −60°, which alone would be written at occupancy 0.00.
+    chi = torch.zeros(300, 4, dtype=torch.float64)
+    chi[:, 0] = math.radians(60)
+    chi[0, 0] = math.radians(-60)
+    defined = torch.tensor([True, False, False, False])
+    centres, occ = cluster_conformers(chi, defined, torch.zeros(4, dtype=torch.bool))
+    assert occ.tolist() == [1.0] and torch.rad2deg(centres[0, 0]).item() == pytest.approx(60)
