@@ -113,7 +113,10 @@ def _predict(
         model, data, name=name, n_samples=n_samples, seed=seed, temperature=temperature, device=dev
     )
     stem = pred.parsed.name
-    mixture = json.dumps(predict.mixture_json(pred, Path(weights).name), indent=1) + "\n"
+    # "qfitlatent-v1.pt", or "<run>/best.pt" for a fine-tune (every run's file is best.pt).
+    path = Path(weights)
+    weights_name = f"{path.parent.name}/{path.name}" if path.name == "best.pt" else path.name
+    mixture = json.dumps(predict.mixture_json(pred, weights_name), indent=1) + "\n"
     downloads = {
         "pdb": (f"{stem}_ensemble.pdb", predict.ensemble_pdb(pred), "chemical/x-pdb"),
         "cif": (f"{stem}_ensemble.cif", predict.ensemble_cif(pred), "chemical/x-mmcif"),

@@ -239,3 +239,21 @@ def test_the_latest_choice_of_structure_wins(env):
     at.file_uploader(key="upload").set_value((other.name, other.read_bytes(), "application/gzip"))
     at.run()  # a new upload replaces the example
     assert any(m.value.startswith("**2ppn**") for m in at.markdown)
+
+
+def test_downloads_are_the_files_the_command_line_writes(env, tmp_path):
+    from qfitlatent import ui
+    from qfitlatent.cli import main
+
+    path = ROOT / "qfitlatent" / "data" / "train_sample" / "2ppn.pdb.gz"
+    weights = ui.default_weights()
+    result = ui.predict_cached(path.read_bytes(), path.name, weights, ui.SHIPPED, n_samples=10,
+                               seed=0, temperature=1.0)  # fmt: skip
+    assert main(["predict", str(path), "--weights", str(weights), "--out", str(tmp_path),
+                 "--device", "auto"]) == 0  # fmt: skip
+    written = {"pdb": "ensemble.pdb", "cif": "ensemble.cif", "csv": "residues.csv",
+               "json": "mixture.json"}  # fmt: skip
+    for key, fname in written.items():
+        name, text, _ = result.downloads[key]
+        assert name == f"2ppn_{fname}"
+        assert text == (tmp_path / "2ppn" / fname).read_text(), key
