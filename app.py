@@ -50,13 +50,15 @@ try:
             data,
             name,
             options[weights_label],
-            weights_label,
             n_samples=n_samples,
             seed=seed,
             temperature=temperature,
         )
 except (StructureError, CheckpointError) as err:
     ui.error_box(err)
+    st.stop()
+except Exception as err:  # a file the reader lets through but featurizing chokes on: say so
+    ui.error_box(err, log=True)
     st.stop()
 pred = result.pred
 rows = pred.table

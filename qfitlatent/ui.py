@@ -35,9 +35,10 @@ def page_setup(title: str) -> None:
 
 
 def device() -> str:
-    import torch
+    """Where predictions run: the GPU when torch sees one, else the CPU (predict's own rule)."""
+    from .predict import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device("auto")
 
 
 def device_label(dev: str) -> str:
@@ -69,14 +70,10 @@ def weights_options() -> dict[str, Path]:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _load_model(path: str, mtime: float, dev: str):
+    """(model, info), loaded once per server for each (file, version on disk, device)."""
     from .checkpoint import load_model
 
     return load_model(path, dev)
-
-
-def load_model(path: Path, dev: str):
-    """(model, info), loaded once per server for each (file, version on disk, device)."""
-    return _load_model(str(path), path.stat().st_mtime, dev)
 
 
 # --- predictions -------------------------------------------------------------------------------
@@ -89,7 +86,6 @@ class Result:
     pred: object  # predict.Prediction
     viewer_pdb: str  # the input re-written by gemmi for the viewer (never the raw upload)
     downloads: dict[str, tuple[str, str, str]]  # key -> (file name, text, mime)
-    weights_label: str
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -98,7 +94,6 @@ def _predict(
     name: str,
     weights: str,
     mtime: float,
-    weights_label: str,
     n_samples: int,
     seed: int,
     temperature: float,
@@ -123,14 +118,13 @@ def _predict(
         "csv": (f"{stem}_residues.csv", predict.table_csv(pred), "text/csv"),
         "json": (f"{stem}_mixture.json", mixture, "application/json"),
     }
-    return Result(pred, viz.viewer_pdb(pred.parsed.structure), downloads, weights_label)
+    return Result(pred, viz.viewer_pdb(pred.parsed.structure), downloads)
 
 
 def predict_cached(
     data: bytes,
     name: str,
     weights: Path,
-    weights_label: str,
     *,
     n_samples: int,
     seed: int,
@@ -143,7 +137,6 @@ def predict_cached(
         name,
         str(weights),
         weights.stat().st_mtime,
-        weights_label,
         int(n_samples),
         int(seed),
         float(temperature),
@@ -208,14 +201,20 @@ def structure_input() -> tuple[str, bytes] | None:
     return None
 
 
-def error_box(err: Exception) -> None:
-    """A plain-language error for input the visitor can fix; never a traceback."""
+def error_box(err: Exception, log: bool = False) -> None:
+    """A plain-language error, never a traceback on the page. `log` also writes the traceback
+    to the server log, for errors that are ours rather than the file's."""
     if isinstance(err, StructureError):
         st.error(f"**This file cannot be used.** {err}", icon="⚠️")
     elif isinstance(err, CheckpointError):
         st.error(f"**This model cannot be loaded.** {err}", icon="⚠️")
     else:
-        st.error(f"**Something went wrong.** {err}", icon="⚠️")
+        st.error(f"**Something went wrong with this file** ({type(err).__name__}: {err}). "
+                 "Please report it with the file attached.", icon="⚠️")  # fmt: skip
+    if log:
+        import logging
+
+        logging.getLogger("qfitlatent.app").exception("prediction failed", exc_info=err)
 
 
 # --- residue and table widgets ------------------------------------------------------------------

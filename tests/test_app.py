@@ -247,7 +247,7 @@ def test_downloads_are_the_files_the_command_line_writes(env, tmp_path):
 
     path = ROOT / "qfitlatent" / "data" / "train_sample" / "2ppn.pdb.gz"
     weights = ui.default_weights()
-    result = ui.predict_cached(path.read_bytes(), path.name, weights, ui.SHIPPED, n_samples=10,
+    result = ui.predict_cached(path.read_bytes(), path.name, weights, n_samples=10,
                                seed=0, temperature=1.0)  # fmt: skip
     assert main(["predict", str(path), "--weights", str(weights), "--out", str(tmp_path),
                  "--device", "auto"]) == 0  # fmt: skip
@@ -257,3 +257,18 @@ def test_downloads_are_the_files_the_command_line_writes(env, tmp_path):
         name, text, _ = result.downloads[key]
         assert name == f"2ppn_{fname}"
         assert text == (tmp_path / "2ppn" / fname).read_text(), key
+
+
+def test_an_unexpected_failure_is_reported_in_the_page(env, monkeypatch):
+    from qfitlatent import predict
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("featurize choked")
+
+    monkeypatch.setattr(predict, "predict", broken)
+    path = ROOT / "qfitlatent" / "data" / "train_sample" / "1unq.pdb.gz"
+    at = app(env)
+    at.file_uploader(key="upload").set_value((path.name, path.read_bytes(), "application/gzip"))
+    at.run()
+    assert not at.exception
+    assert at.error and "featurize choked" in at.error[0].value
