@@ -53,6 +53,10 @@ def default_name() -> str:
     return time.strftime("run-%Y%m%d-%H%M%S")
 
 
+# Supervisors started by this process, so they are reaped when they end (no zombie holds the lock).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
 # --- process liveness --------------------------------------------------------------------------
 
 
@@ -60,6 +64,11 @@ def pid_alive(pid: int | None) -> bool:
     """True while process `pid` runs. Reaps it first if it is our exited child (a zombie still
     answers `kill(pid, 0)`), and treats other zombies as gone."""
     if not pid or pid <= 0:
+        return False
+    if pid in _CHILDREN:  # launched by this process: poll() reaps it and keeps Popen content
+        if _CHILDREN[pid].poll() is None:
+            return True
+        del _CHILDREN[pid]
         return False
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
@@ -352,6 +361,7 @@ def launch(
                 env=env,
                 cwd=os.getcwd(),
             )
+        _CHILDREN[proc.pid] = proc
         _set_lock(root, proc.pid)
     except BaseException:
         _release_lock(root, os.getpid())
