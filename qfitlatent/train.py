@@ -4,6 +4,11 @@ A run folder holds split.json, metrics.jsonl, last.pt and best.pt. Everything ra
 from (seed, step), so a run resumed from last.pt reaches the same weights as one never stopped.
 Under `torchrun` each process trains on its share of the proteins (DistributedDataParallel) and
 only rank 0 writes files.
+
+CPU threads: $QFITLATENT_THREADS, else $OMP_NUM_THREADS, else all cores (shared among torchrun
+processes). On a
+machine that other jobs keep busy, 1 thread is often several times faster than 2: a parallel
+region waits for its slowest thread, and a descheduled thread stalls all of them.
 """
 
 import json
@@ -48,33 +53,41 @@ def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
 
 
 def train_from_args(args) -> int:
-    """`qfitlatent train`: returns the process exit status."""
+    """`qfitlatent train`: returns the process exit status (2 for settings a user can fix)."""
+    try:
+        model_cfg, train_cfg = configs_from_args(args)
+        result = train(
+            args.data,
+            args.out,
+            model_cfg,
+            train_cfg,
+            init_from=args.init_from,
+            resume=args.resume,
+            device=args.device,
+            max_structures=args.max_structures,
+            cache_dir=args.cache,
+            command="qfitlatent " + shlex.join(sys.argv[1:]),
+        )
+    except (FileExistsError, ValueError) as err:  # CheckpointError is a ValueError too
+        print(f"qfitlatent train: {err}", file=sys.stderr)
+        return 2
+    return 1 if result["status"] == "failed" else 0
+
+
+def configs_from_args(args) -> tuple[ModelConfig, TrainConfig]:
+    """ModelConfig and TrainConfig from the flags and `--set key=value` items."""
     model_sets, train_sets = split_overrides(list(args.set or []))
     train_cfg = with_overrides(TrainConfig(), train_sets)
-    for flag, key in (("epochs", "epochs"), ("lr", "lr"), ("seed", "seed")):
-        if getattr(args, flag, None) is not None:
-            train_cfg = replace(train_cfg, **{key: getattr(args, flag)})
+    for key in ("epochs", "lr", "seed"):
+        if getattr(args, key, None) is not None:
+            train_cfg = replace(train_cfg, **{key: getattr(args, key)})
     if args.freeze_trunk:
         train_cfg = replace(train_cfg, freeze_trunk=True)
     if args.init_from is not None:
         # Architecture comes from the checkpoint; --set may change only what check_compatible allows.
         saved = ModelConfig.from_dict(load_checkpoint(args.init_from)["config"])
-        model_cfg = with_overrides(saved, model_sets)
-    else:
-        model_cfg = with_overrides(ModelConfig(), model_sets)
-    result = train(
-        args.data,
-        args.out,
-        model_cfg,
-        train_cfg,
-        init_from=args.init_from,
-        resume=args.resume,
-        device=args.device,
-        max_structures=args.max_structures,
-        cache_dir=args.cache,
-        command="qfitlatent " + shlex.join(sys.argv[1:]),
-    )
-    return 1 if result["status"] == "failed" else 0
+        return with_overrides(saved, model_sets), train_cfg
+    return with_overrides(ModelConfig(), model_sets), train_cfg
 
 
 # --- pieces of a step --------------------------------------------------------------------------
@@ -166,7 +179,8 @@ def _resolve_device(device: str, local_rank: int) -> torch.device:
 
 
 def _set_threads(local_world: int) -> None:
-    env = os.environ.get("QFITLATENT_THREADS")
+    """$QFITLATENT_THREADS, else $OMP_NUM_THREADS (the app caps it), else the cores per process."""
+    env = os.environ.get("QFITLATENT_THREADS") or os.environ.get("OMP_NUM_THREADS")
     n = int(env) if env else max(1, (os.cpu_count() or 1) // max(local_world, 1))
     torch.set_num_threads(n)
 
@@ -223,6 +237,8 @@ def train(
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = _resolve_device(device, local_rank)
     if world > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     if dev.type == "cpu":
         _set_threads(int(os.environ.get("LOCAL_WORLD_SIZE", world)))
@@ -232,6 +248,8 @@ def train(
 
     # Configs, weights and split: from last.pt (resume), a checkpoint (fine-tune) or fresh.
     ckpt, init_ckpt = None, None
+    if not resume and any((out_dir / f).exists() for f in ("last.pt", "metrics.jsonl")):
+        raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume or choose another --out")
     if resume:
         last = out_dir / "last.pt"
         if not last.exists():
@@ -387,7 +405,7 @@ def train(
                 val = validate(net, val_items, 2, dev, world)
                 train_mean = epoch_loss / max(epoch_n, 1)
                 epoch_loss, epoch_n = 0.0, 0
-                t_last = time.perf_counter()  # validation time is not training time
+                t_last = window_t = time.perf_counter()  # validation time is not training time
                 improved = val is not None and (best is None or val < best)
                 best = val if improved else best
                 summary = {"step": step, "epoch": epoch + 1, "train_loss": train_mean, "val_nll": val,

@@ -157,3 +157,12 @@ def test_distributed_training_with_two_gloo_processes(data_dir, cache, tmp_path)
     n_train = len(ckpt["split"]["train"])
     assert ckpt["step"] == 2 * -(-n_train // 2)
     assert done.stdout.count("epoch 2/2") == 1  # only rank 0 prints
+
+
+def test_a_new_run_never_overwrites_an_old_one(data_dir, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(data_dir, tmp_path / "run", TINY, FAST, device="cpu")
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        train(data_dir, tmp_path / "other", resume=True, device="cpu")
