@@ -1,7 +1,8 @@
 """Pictures of a prediction: py3Dmol views and plotly χ figures. Pure: no streamlit here.
 
-Every builder takes plain numbers (numpy arrays, dicts of atom coordinates) and returns a
-`py3Dmol.view` or a `plotly.graph_objects.Figure`, so tests can inspect what would be drawn.
+The builders take plain numbers (numpy arrays, dicts of atom coordinates) and return a
+`py3Dmol.view` or a `plotly.graph_objects.Figure`, so tests can inspect what would be drawn; the
+functions at the end adapt a `predict.Prediction` to them.
 Angles are radians in, degrees on screen. Densities come from `mixture.log_von_mises`, the
 function the loss uses, so the plots show exactly what the model was trained on.
 """
@@ -20,34 +21,15 @@ from .mixture import log_von_mises
 
 JS_URL = "/app/static/3Dmol-min.js"  # served by streamlit's static serving: works offline
 
+# fmt: off
 # Distinct, colour-blind-friendly hues (Okabe–Ito, then Tol's muted) for sampled conformers.
-SAMPLE_COLOURS = (
-    "#E69F00",
-    "#56B4E9",
-    "#009E73",
-    "#CC79A7",
-    "#0072B2",
-    "#D55E00",
-    "#F0E442",
-    "#882255",
-    "#44AA99",
-    "#999933",
-    "#AA4499",
-    "#332288",
-)
+SAMPLE_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#0072B2", "#D55E00", "#F0E442",
+                  "#882255", "#44AA99", "#999933", "#AA4499", "#332288")
 # Mixture components in the χ plots: Tol's muted scheme, kept apart from the conformer colours
 # above because a component and a sampled conformer are different things.
-COMPONENT_COLOURS = (
-    "#332288",
-    "#CC6677",
-    "#117733",
-    "#DDCC77",
-    "#88CCEE",
-    "#AA4499",
-    "#44AA99",
-    "#999933",
-    "#882255",
-)
+COMPONENT_COLOURS = ("#332288", "#CC6677", "#117733", "#DDCC77", "#88CCEE", "#AA4499", "#44AA99",
+                     "#999933", "#882255")
+# fmt: on
 OBSERVED_CARBON = "#3a3a3a"  # observed altlocs: element colours with dark carbons
 ELEMENT_COLOURS = {
     "C": OBSERVED_CARBON,
