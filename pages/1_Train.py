@@ -3,7 +3,6 @@
 import time
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from qfitlatent import runs, ui
@@ -37,6 +36,13 @@ if active is not None:
 
     live(active.name)
 
+SCRATCH = "from scratch (random initialisation)"
+
+
+def start_options() -> dict[str, Path | None]:
+    return {**ui.weights_options(), SCRATCH: None}
+
+
 BUNDLED, UPLOAD, FOLDER = (
     "bundled sample (4 small structures)",
     "upload structures or a .zip",
@@ -66,7 +72,7 @@ def start() -> None:
             data=data,
             epochs=int(s.epochs),
             lr=float(s.lr),
-            init_from=starts[s.init],
+            init_from=start_options()[s.init],
             freeze_trunk=s.freeze,
             overrides=extra,
         )
@@ -78,7 +84,6 @@ def start() -> None:
 
 
 st.subheader("New run")
-starts = {**ui.weights_options(), "from scratch (random initialisation)": None}
 with st.form("new_run", border=True):
     st.radio("Training data", [BUNDLED, UPLOAD, FOLDER], key="data_kind", horizontal=True)
     st.file_uploader(
@@ -92,7 +97,7 @@ with st.form("new_run", border=True):
     c1.text_input("Run name", key="run_name")
     c2.number_input("Epochs", 1, 1000, 5, key="epochs")
     c3.number_input("Learning rate", 1e-6, 1e-1, 1e-4, format="%.1e", key="lr")
-    c1.selectbox("Start from", list(starts), key="init")
+    c1.selectbox("Start from", list(start_options()), key="init")
     c2.checkbox("Freeze the trunk (train the output head only)", key="freeze")
     c3.text_input(
         "More settings (KEY=VALUE …)",
@@ -110,29 +115,7 @@ jobs = runs.list_jobs()
 if not jobs:
     st.caption("No runs yet.")
 else:
-    table = pd.DataFrame(
-        [
-            {
-                "run": j.name,
-                "status": j.status,
-                "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(j.started)),
-                "duration": ui.format_seconds((j.ended or time.time()) - j.started),
-                "epochs": j.settings.get("epochs"),
-                "lr": j.settings.get("lr"),
-                "best val NLL": next(
-                    (
-                        r.get("best_val_nll")
-                        for r in reversed(runs.read_metrics(j))
-                        if "best_val_nll" in r
-                    ),
-                    None,
-                ),
-                "best.pt": j.best_path.is_file(),
-            }
-            for j in jobs
-        ]
-    )
-    st.dataframe(table, hide_index=True, width="stretch", key="runs_table")
+    ui.runs_table(jobs)
     ended = [j for j in jobs if not j.active]
     if ended:
         shown = st.selectbox("Details of run", [j.name for j in ended], key="detail")

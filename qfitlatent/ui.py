@@ -348,6 +348,25 @@ STATUS_ICON = {
 }
 
 
+def runs_table(jobs: list[runs.Job]) -> None:
+    """One row per run: status, timing, settings, best validation NLL, whether best.pt exists."""
+    import time
+
+    import pandas as pd
+
+    def best_val(job: runs.Job):
+        ends = [r["best_val_nll"] for r in runs.read_metrics(job) if "best_val_nll" in r]
+        return ends[-1] if ends else None
+
+    rows = [{"run": j.name, "status": j.status,
+             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(j.started)),
+             "duration": format_seconds((j.ended or time.time()) - j.started),
+             "epochs": j.settings.get("epochs"), "lr": j.settings.get("lr"),
+             "best val NLL": best_val(j), "best.pt": j.best_path.is_file()}
+            for j in jobs]  # fmt: skip
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table")
+
+
 def job_report(job: runs.Job, key: str) -> None:
     """Progress, loss curves and log tail of one run (inside the polling fragment while live)."""
     records = runs.read_metrics(job)

@@ -272,3 +272,26 @@ def test_an_unexpected_failure_is_reported_in_the_page(env, monkeypatch):
     at.run()
     assert not at.exception
     assert at.error and "featurize choked" in at.error[0].value
+
+
+def test_a_running_job_is_seen_by_a_new_visitor_and_stopped_from_the_page(env, monkeypatch):
+    import sys
+
+    # A stand-in trainer that just waits: this test is about the page, not about training.
+    monkeypatch.setattr(
+        runs, "train_command", lambda *a, **k: [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
+    first = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
+    first.text_input(key="run_name").set_value("to-stop")
+    next(b for b in first.button if b.label == "Start training").click().run()
+    assert not first.error, [e.value for e in first.error]
+    visitor = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
+    assert any(h.value == "Running: to-stop" for h in visitor.subheader)
+    start = next(b for b in visitor.button if b.label == "Start training")
+    assert start.disabled  # one run at a time
+    visitor.button(key="stop").click().run()
+    run_dir = runs.runs_root() / "to-stop"
+    deadline = time.time() + 30
+    while runs.load_job(run_dir).active and time.time() < deadline:
+        time.sleep(0.2)
+    assert runs.load_job(run_dir).status == "stopped"
