@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from .baselines import fit_baselines
+from .baselines import BaselineOptions, fit_baselines
 from .checkpoint import load_model
 from .dataset import list_structure_files, load_dataset, split_names, structure_id
 from .errors import CheckpointError
@@ -35,14 +35,15 @@ def evaluate(
     device: str = "cpu",
     n_samples: int = N_SAMPLES,
     seed: int = 0,
-    baseline_options: dict | None = None,
+    baseline_options: BaselineOptions | None = None,
 ) -> dict:
     """Metrics of `model` (skipped when None) and of the baselines fitted on `feats_train`.
 
     Returns {nll, coverage@S, chi1_mode_acc, flex_auroc, residues, altlocs, flex_residues,
     calibration, calibration_occ_weighted, structures, baselines: {name: same keys}}.
     """
-    baselines = fit_baselines(feats_train, seed=seed, **(baseline_options or {}))
+    options = baseline_options or BaselineOptions()
+    baselines = fit_baselines(feats_train, options)
     scores: dict[str, list] = {name: [] for name in ("model", *BASELINE_NAMES)}
     if model is not None:
         model.eval()
@@ -62,7 +63,7 @@ def evaluate(
     out["baseline_fit"] = {
         "train_structures": len(feats_train),
         "per_aa_train_loglik": baselines["per_aa"].train_loglik,
-        **(baseline_options or {}),
+        **options.to_dict(),
     }
     return out
 

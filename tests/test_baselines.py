@@ -8,6 +8,7 @@ from scipy.special import i0e, i1e
 from qfitlatent import residues
 from qfitlatent.baselines import (
     BackboneDependentMixture,
+    BaselineOptions,
     PerResidueTypeMixture,
     UniformBaseline,
     fit_baselines,
@@ -158,7 +159,7 @@ def test_backbone_dependent_weights_follow_phi_and_back_off():
 
 def test_baselines_predict_one_mixture_per_residue():
     train = _ser_features(300, 0)
-    fitted = fit_baselines([train], n_components=3)
+    fitted = fit_baselines([train], BaselineOptions(n_components=3))
     test = _ser_features(7, 1)
     for name, base in fitted.items():
         mix = base.predict(test)
