@@ -65,7 +65,7 @@ def test_attention_entropy_at_init_is_well_above_zero(protein):
     with torch.no_grad():
         s = model.single(protein)
         bias = model.pair_bias(model.pair(protein, None))[..., : model.cfg.n_heads]  # block 0
-        a = model.blocks[0].ipa.attention(s, bias, protein.rot, protein.trans)  # [N, H, N]
+        a = model.blocks[0].ipa.attention(s, bias.transpose(1, 2), protein.rot, protein.trans)  # [N, H, N]
     entropy = -(a * a.clamp_min(1e-30).log()).sum(-1)  # [N, H]
     assert torch.allclose(a.sum(-1), torch.ones_like(entropy), atol=1e-5)
     # log N = 4.06 nats is uniform attention; one-hot attention would be 0.
@@ -83,7 +83,7 @@ def test_neighbour_path_equals_dense_path_when_every_residue_is_a_neighbour(prot
     with torch.no_grad():
         s = model.single(protein)
         z_dense, z_sparse = model.pair(protein, None), model.pair(protein, nbr)
-        b_dense, b_sparse = (model.pair_bias(z)[..., : model.cfg.n_heads] for z in (z_dense, z_sparse))
+        b_dense, b_sparse = (model.pair_bias(z)[..., : model.cfg.n_heads].transpose(1, 2) for z in (z_dense, z_sparse))
         dense = model.blocks[0](s, z_dense, b_dense, protein.rot, protein.trans, None)
         sparse = model.blocks[0](s, z_sparse, b_sparse, protein.rot, protein.trans, nbr)
     assert torch.allclose(dense, sparse, atol=1e-5)

@@ -149,14 +149,22 @@ def test_distributed_training_with_two_gloo_processes(data_dir, cache, tmp_path)
            "-m", "qfitlatent", "train", "--data", str(data_dir), "--out", str(out), "--epochs", "2",
            "--device", "cpu", "--cache", str(cache), *tiny_sets(val_fraction=0.3, seed=3)]
     env = {**os.environ, "QFITLATENT_THREADS": "1"}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 processes" in done.stdout
+    # Own session, so a hung run can be killed with all its worker processes.
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stdout + stderr
+    assert "2 processes" in stdout
     ckpt = load_checkpoint(out / "last.pt")
     # 5 structures, 1 or 2 held out: each process takes a share, so an epoch has fewer steps.
     n_train = len(ckpt["split"]["train"])
     assert ckpt["step"] == 2 * -(-n_train // 2)
-    assert done.stdout.count("epoch 2/2") == 1  # only rank 0 prints
+    assert stdout.count("epoch 2/2") == 1  # only rank 0 prints
 
 
 def test_a_new_run_never_overwrites_an_old_one(data_dir, tmp_path):

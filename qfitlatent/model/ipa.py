@@ -1,7 +1,7 @@
 """Invariant Point Attention with fixed frames (SPEC §3), and the block around it.
 
 The pair bias b_hij = Linear(z_ij) of every block is computed by the network in one matmul
-(z is fixed across blocks) and passed in as `bias` [N, M, H].
+(z is fixed across blocks) and passed in as `bias` [N, H, M].
 Keys can be all residues (`nbr=None`, dense matmuls) or each query's own neighbour list
 (`nbr` [N, M] indices, gathered): the second keeps memory at O(N·M) for very large structures.
 Pair tensors follow the same layout, [N, N, ...] or [N, M, ...].
@@ -75,46 +75,50 @@ class InvariantPointAttention(nn.Module):
         return q, k, v, q_pts, k_pts, v_pts
 
     def _logits(self, q, k, q_pts, k_pts, bias, nbr):
-        """Attention logits [N, H, M] (SPEC §3)."""
-        n = q.shape[0]
-        scalar = pair_dot(q, keys(k, nbr), nbr) / math.sqrt(self.c)  # [N, H, M]
-        bias = bias.permute(0, 2, 1)  # [N, H, M]
+        """Attention logits [N, H, M] (SPEC §3), every term in one dot product per pair.
+
+        −γ w_C/2 |q_p − k_p|² = γ w_C q_p·k_p − γ w_C/2 |q_p|² − γ w_C/2 |k_p|², so queries and
+        keys extended by their points and squared norms give scalar and point terms in a single
+        matmul: no [N, M, H, P, 3] differences and one pass over [N, H, M] instead of eight.
+        Computed in fp32 (bf16 would lose the squared distances).
+        """
+        n, h = q.shape[:2]
         with torch.autocast(device_type=q.device.type, enabled=False):
-            qp = q_pts.reshape(n, self.h, -1)  # [N, H, P*3]
-            kp = k_pts.reshape(n, self.h, -1)
-            # |q - k|² = |q|² + |k|² - 2 q·k, without materialising [N, M, H, P, 3].
-            sq_q = qp.square().sum(-1)[..., None]  # [N, H, 1]
-            sq_k = keys(kp.square().sum(-1), nbr)  # [N, H] or [N, M, H]
-            sq_k = sq_k.T[None] if nbr is None else sq_k.permute(0, 2, 1)  # [1|N, H, M]
-            dist2 = (sq_q + sq_k - 2.0 * pair_dot(qp, keys(kp, nbr), nbr)).clamp_min(0.0)
-            gamma = F.softplus(self.head_weights)[None, :, None]  # [1, H, 1]
-            point = gamma * (self.w_c / 2.0) * dist2  # [N, H, M]
-        return self.w_l * (scalar + bias - point)
+            gamma = F.softplus(self.head_weights)[None, :, None] * self.w_c  # [1, H, 1]
+            qp = q_pts.reshape(n, h, -1)  # [N, H, P*3]
+            kp = k_pts.reshape(n, h, -1)
+            one = qp.new_ones(n, h, 1)
+            q_ext = self.w_l * torch.cat(
+                [q.float() / math.sqrt(self.c), gamma * qp, -0.5 * gamma * qp.square().sum(-1, keepdim=True), one],
+                dim=-1,
+            )  # [N, H, C + 3P + 2]
+            k_ext = torch.cat([k.float(), kp, one, -0.5 * gamma * kp.square().sum(-1, keepdim=True)], dim=-1)
+            return pair_dot(q_ext, keys(k_ext, nbr), nbr) + self.w_l * bias.float()  # [N, H, M]
 
     def attention(self, s, bias, rot, trans, nbr=None) -> torch.Tensor:
         """Attention weights [N, H, M] (for inspection and tests)."""
         q, k, _, q_pts, k_pts, _ = self._project(s, rot, trans / 10.0)
-        return torch.softmax(self._logits(q, k, q_pts, k_pts, bias, nbr).float(), dim=-1)
+        return torch.softmax(self._logits(q, k, q_pts, k_pts, bias, nbr), dim=-1)
 
     def forward(self, s, z, bias, rot, trans, nbr=None) -> torch.Tensor:
-        """s [N, C_s], z [N, M, C_z], bias [N, M, H], rot [N, 3, 3], trans [N, 3] Å, nbr [N, M] or None.
+        """s [N, C_s], z [N, M, C_z], bias [N, H, M], rot [N, 3, 3], trans [N, 3] Å, nbr [N, M] or None.
 
         Returns the update [N, C_s].
         """
-        n, h = s.shape[0], self.h
+        n, h, c = s.shape[0], self.h, self.c
         trans_nm = trans / 10.0
         q, k, v, q_pts, k_pts, v_pts = self._project(s, rot, trans_nm)
-        a = torch.softmax(self._logits(q, k, q_pts, k_pts, bias, nbr).float(), dim=-1)  # [N, H, M]
-        o = aggregate(a.to(v.dtype), keys(v, nbr), nbr)  # [N, H, C]
+        a = torch.softmax(self._logits(q, k, q_pts, k_pts, bias, nbr), dim=-1)  # [N, H, M] fp32
         # Σ_j a_hij z_ij: batched over queries i.
         o_pair = torch.einsum("ihm,imc->ihc", a.to(z.dtype), z)  # [N, H, C_z]
         with torch.autocast(device_type=s.device.type, enabled=False):
-            vp = keys(v_pts.reshape(n, h, -1), nbr)  # [N, H, Pv*3] or [N, M, H, Pv*3]
-            o_pts = aggregate(a, vp, nbr).view(n, h, self.pv, 3)  # [N, H, Pv, 3] global
-            o_pts = global_to_local(o_pts, rot, trans_nm)  # back into frame i
+            # Scalar and point values aggregated together: one matmul over the attention.
+            values = torch.cat([v.float(), v_pts.reshape(n, h, -1)], dim=-1)  # [N, H, C + Pv*3]
+            o, o_pts = aggregate(a, keys(values, nbr), nbr).split([c, 3 * self.pv], dim=-1)
+            o_pts = global_to_local(o_pts.reshape(n, h, self.pv, 3), rot, trans_nm)  # into frame i
             o_norm = torch.sqrt(o_pts.square().sum(-1) + 1e-8)  # [N, H, Pv]
         feats = [o.reshape(n, -1), o_pair.reshape(n, -1), o_pts.reshape(n, -1), o_norm.reshape(n, -1)]
-        return self.linear_out(torch.cat([f.to(o.dtype) for f in feats], dim=-1))
+        return self.linear_out(torch.cat([f.to(o_pair.dtype) for f in feats], dim=-1))
 
 
 class IPABlock(nn.Module):

@@ -26,12 +26,16 @@ class QFitLatent(nn.Module):
     def trunk(self, feats: Features) -> torch.Tensor:
         """Single representation [N, C_s] after the IPA blocks."""
         rot, trans = feats.rot.float(), feats.trans.float()
+        # Centred: the model is translation-invariant anyway, and IPA's |q|² + |k|² − 2q·k keeps
+        # more precision near the origin.
+        trans = trans - trans.mean(0)
         nbr = neighbours(trans, self.cfg.max_neighbours)  # [N, M] or None (all pairs)
         # bf16 on CUDA for the matmuls; point geometry and the head stay fp32 (see ipa.py).
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=trans.is_cuda):
             s = self.single(feats)  # [N, C_s]
             z = self.pair(feats, nbr)  # [N, M, C_z]
-            biases = self.pair_bias(z).chunk(len(self.blocks), dim=-1)  # L × [N, M, H]
+            # [N, L*H, M]: keys last, so each block adds its bias to the logits in one contiguous pass.
+            biases = self.pair_bias(z).transpose(1, 2).contiguous().chunk(len(self.blocks), dim=1)
             for block, bias in zip(self.blocks, biases):
                 s = block(s, z, bias, rot, trans, nbr)
         return s
