@@ -221,7 +221,7 @@ def error_box(err: Exception, log: bool = False) -> None:
 
 
 def residue_summary(pred, row: dict) -> None:
-    """Key numbers of the selected residue and the χ of its input conformers."""
+    """Key numbers of the selected residue, and χ of its input and sampled conformers."""
     import pandas as pd
 
     m1, m2, m3, m4 = st.columns(4)
@@ -231,20 +231,23 @@ def residue_summary(pred, row: dict) -> None:
     m2.metric("modes", row["n_modes"], help="mixture components with weight ≥ 10%")
     m3.metric("χ1 spread", f"{row['chi1_spread_deg']:.0f}°", help="circular SD of the χ1 marginal")
     m4.metric("altlocs", row["n_obs"], help="side-chain conformers modelled in the input file")
-    conformers = [
-        {
-            "conformer": c["altloc"] or "–",
-            "occupancy": round(c["occ"], 2),
-            **{
-                f"χ{d + 1}": round(math.degrees(float(c["chi"][d])), 1)
-                for d in range(row["n_chi"])
-                if c["mask"][d]
-            },
-        }
-        for c in viz.observed_altlocs(pred, row["index"])
-    ]
+    n_chi, i = row["n_chi"], row["index"]
+
+    def chis(chi, mask) -> dict:
+        return {f"χ{d + 1}": round(math.degrees(float(chi[d])), 1) for d in range(n_chi) if mask[d]}
+
+    observed = [{"altloc": c["altloc"] or "–", "occupancy": round(c["occ"], 2),
+                 **chis(c["chi"], c["mask"])} for c in viz.observed_altlocs(pred, i)]  # fmt: skip
     st.caption("Input side-chain conformers (χ in degrees)")
-    st.dataframe(pd.DataFrame(conformers), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(observed), hide_index=True, width="stretch")
+    if not pred.ensemble.as_observed(i):
+        ens = pred.ensemble
+        sampled = [{"conformer": f"sampled {label or 'conformer'}", "occupancy": round(float(o), 2),
+                    **chis(chi, [True] * n_chi), "clashing atoms": clashes}
+                   for label, o, chi, clashes in zip(ens.labels(i), ens.occ[i], ens.chi[i],
+                                                     pred.clashes[i], strict=True)]  # fmt: skip
+        st.caption(f"Sampled conformers ({pred.samples.shape[0]} draws, clustered at 20°)")
+        st.dataframe(pd.DataFrame(sampled), hide_index=True, width="stretch")
 
 
 def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:

@@ -64,6 +64,10 @@ def chart_traces(at) -> list[int]:
     return [len(json.loads(c.proto.spec)["data"]) for c in at.get("plotly_chart")]
 
 
+def flex_table(at):
+    return next(d for d in at.dataframe if d.key and d.key.startswith("table:"))
+
+
 def residue_box(at):
     return next(s for s in at.selectbox if s.key and s.key.startswith("residue:"))
 
@@ -83,8 +87,11 @@ def test_example_predicts_and_draws(example):
     html = frame.srcdoc
     assert "/app/static/3Dmol-min.js" in html and "cdn.jsdelivr" not in html
     assert html.count("addModel") >= 3  # structure + sampled + observed conformers
-    tables = example.dataframe
-    assert len(tables) == 2  # input conformers of the residue, flexibility table
+    # Input and sampled conformers of the residue, then the flexibility table.
+    assert len(example.dataframe) == 3
+    sampled = example.dataframe[1].value
+    assert sampled.occupancy.sum() == pytest.approx(1.0, abs=0.02)
+    assert list(flex_table(example).value.residue) == residue_box(example).options
     assert {d.proto.label for d in example.get("download_button")} == {
         "3k0n_qfit_ensemble.pdb",
         "3k0n_qfit_ensemble.cif",
@@ -112,14 +119,14 @@ def test_selecting_a_residue_updates_plots_and_viewer(example):
 
 
 def test_table_row_selection_selects_the_residue(example):
-    key = example.dataframe[1].key
-    assert key.startswith("table:")
+    table = flex_table(example)
+    key = table.key
     # What a click on the fifth row sends (rows are positions in the unsorted table).
     example.session_state[key] = {"selection": {"rows": [4], "columns": [], "cells": []}}
     example.run()
     assert not example.exception
     box = residue_box(example)
-    assert box.value == box.options[4] == example.dataframe[1].value.residue[4]
+    assert box.value == box.options[4] == flex_table(example).value.residue[4]
 
 
 def test_single_chi_residue_has_no_torus(example):

@@ -184,7 +184,7 @@ def circle_title(page) -> str:
 
 def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page):
     before = circle_title(page)
-    grid = page.locator('[data-testid="stDataFrame"]').nth(1)  # [0] is the residue's altlocs
+    grid = page.locator('[data-testid="stDataFrame"]').last  # the flexibility table
     grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
     row3 = (box["x"] + 20, box["y"] + 36 * 3 + 18)  # selection checkbox of the third data row
@@ -195,6 +195,13 @@ def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page
     wait_idle(page)
     after = circle_title(page)
     assert after != before
+    # The new residue's viewer loads its document; mark its window only once it has drawn.
+    page.wait_for_function(
+        "() => { const f = document.querySelector('iframe'); const d = f && f.contentDocument;"
+        " const c = d && d.readyState === 'complete' && d.querySelector('canvas');"
+        " return c && c.width > 0; }"
+    )
+    page.wait_for_timeout(500)
     # A rerun that changes nothing the viewer shows (un-ticking the same row) must not reload
     # it: a marker set inside the viewer's window survives (the camera would too).
     page.evaluate("() => { document.querySelector('iframe').contentWindow.__kept = 1; }")
@@ -203,7 +210,8 @@ def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page
     wait_idle(page)
     page.wait_for_timeout(500)
     assert circle_title(page) == after
-    assert page.evaluate("() => document.querySelector('iframe').contentWindow.__kept") == 1
+    kept = page.evaluate("() => document.querySelector('iframe').contentWindow.__kept")
+    assert kept == 1, "the viewer was reloaded by a rerun that did not change it"
 
 
 def test_bad_upload_shows_error_and_app_recovers(server, page, tmp_path):
