@@ -236,18 +236,20 @@ def residue_summary(pred, row: dict) -> None:
     def chis(chi, mask) -> dict:
         return {f"χ{d + 1}": round(math.degrees(float(chi[d])), 1) for d in range(n_chi) if mask[d]}
 
-    observed = [{"altloc": c["altloc"] or "–", "occupancy": round(c["occ"], 2),
+    observed = [{"input": c["altloc"] or "–", "occ": round(c["occ"], 2),
                  **chis(c["chi"], c["mask"])} for c in viz.observed_altlocs(pred, i)]  # fmt: skip
     st.caption("Input side-chain conformers (χ in degrees)")
     st.dataframe(pd.DataFrame(observed), hide_index=True, width="stretch")
     if not pred.ensemble.as_observed(i):
         ens = pred.ensemble
-        sampled = [{"conformer": f"sampled {label or 'conformer'}", "occupancy": round(float(o), 2),
-                    **chis(chi, [True] * n_chi), "clashing atoms": clashes}
+        sampled = [{"sampled": label or "–", "occ": round(float(o), 2),
+                    **chis(chi, [True] * n_chi), "clashes": clashes}
                    for label, o, chi, clashes in zip(ens.labels(i), ens.occ[i], ens.chi[i],
                                                      pred.clashes[i], strict=True)]  # fmt: skip
         st.caption(f"Sampled conformers ({pred.samples.shape[0]} draws, clustered at 20°)")
-        st.dataframe(pd.DataFrame(sampled), hide_index=True, width="stretch")
+        help_clash = "atoms of this conformer within 2.5 Å of the rest of the structure"
+        config = {"clashes": st.column_config.NumberColumn(help=help_clash)}
+        st.dataframe(pd.DataFrame(sampled), hide_index=True, width="stretch", column_config=config)
 
 
 def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:

@@ -90,7 +90,7 @@ def test_example_predicts_and_draws(example):
     # Input and sampled conformers of the residue, then the flexibility table.
     assert len(example.dataframe) == 3
     sampled = example.dataframe[1].value
-    assert sampled.occupancy.sum() == pytest.approx(1.0, abs=0.02)
+    assert sampled.occ.sum() == pytest.approx(1.0, abs=0.02)
     assert list(flex_table(example).value.residue) == residue_box(example).options
     assert {d.proto.label for d in example.get("download_button")} == {
         "3k0n_qfit_ensemble.pdb",
