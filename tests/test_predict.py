@@ -162,9 +162,7 @@ def test_residue_conformers_are_the_written_ones(pred):
 @pytest.fixture(scope="module")
 def weights(model, tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    return save_checkpoint(
-        path, model_cfg=CFG, model=model, meta={"command": "tests/test_predict.py"}
-    )
+    return save_checkpoint(path, model_cfg=CFG, model=model)
 
 
 def test_batch_mode_skips_a_broken_file_and_exits_nonzero(weights, tmp_path, capsys):
