@@ -86,7 +86,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # a truncated file, a pickle with code, or not a checkpoint at all
-        raise CheckpointError(f"{path.name} is not a readable qfitlatent checkpoint ({err})") from err
+        raise CheckpointError(
+            f"{path.name} is not a readable qfitlatent checkpoint ({err})"
+        ) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path.name} is not a {FORMAT} file (found {found!r})")
@@ -101,7 +103,9 @@ def check_compatible(saved: ModelConfig, wanted: ModelConfig) -> None:
         if k not in NON_ARCHITECTURE and getattr(wanted, k) != v
     }
     if diff:
-        detail = ", ".join(f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
+        detail = ", ".join(
+            f"{k}: checkpoint {a!r} vs requested {b!r}" for k, (a, b) in diff.items()
+        )
         raise CheckpointError(
             f"checkpoint is incompatible with the requested model ({detail}); "
             f"only {', '.join(NON_ARCHITECTURE)} may change when loading a checkpoint"
@@ -109,7 +113,7 @@ def check_compatible(saved: ModelConfig, wanted: ModelConfig) -> None:
 
 
 def build_model(ckpt: dict, overrides: ModelConfig | None = None):
-    """(model, cfg) from a loaded checkpoint; `overrides` may change only non-architecture fields."""
+    """(model, cfg) from a loaded checkpoint; `overrides` may differ in non-architecture fields."""
     from .model import QFitLatent
 
     cfg = ModelConfig.from_dict(ckpt["config"])

@@ -32,7 +32,6 @@ from .features import Features
 from .loss import mixture_nll
 from .model import QFitLatent
 
-
 # --- command line ------------------------------------------------------------------------------
 
 
@@ -48,7 +47,9 @@ def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
         elif key in train_keys:
             train_sets.append(item)
         else:
-            raise ValueError(f"unknown setting {key!r}; known: {', '.join(sorted(model_keys | train_keys))}")
+            raise ValueError(
+                f"unknown setting {key!r}; known: {', '.join(sorted(model_keys | train_keys))}"
+            )
     return model_sets, train_sets
 
 
@@ -84,7 +85,7 @@ def configs_from_args(args) -> tuple[ModelConfig, TrainConfig]:
     if args.freeze_trunk:
         train_cfg = replace(train_cfg, freeze_trunk=True)
     if args.init_from is not None:
-        # Architecture comes from the checkpoint; --set may change only what check_compatible allows.
+        # Architecture comes from the checkpoint; --set may change what check_compatible allows.
         saved = ModelConfig.from_dict(load_checkpoint(args.init_from)["config"])
         return with_overrides(saved, model_sets), train_cfg
     return with_overrides(ModelConfig(), model_sets), train_cfg
@@ -93,7 +94,9 @@ def configs_from_args(args) -> tuple[ModelConfig, TrainConfig]:
 # --- pieces of a step --------------------------------------------------------------------------
 
 
-def spatial_crop(feats: Features, crop_size: int, min_altlocs: int, generator: torch.Generator) -> Features:
+def spatial_crop(
+    feats: Features, crop_size: int, min_altlocs: int, generator: torch.Generator
+) -> Features:
     """At most `crop_size` residues nearest (by CA) to a random centre in R (training only)."""
     if crop_size <= 0 or feats.n_res <= crop_size:
         return feats
@@ -112,7 +115,9 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
 
 def epoch_order(n_items: int, epoch: int, seed: int, world: int, rank: int) -> list[int]:
     """This rank's protein order for `epoch`: a seeded permutation padded to a multiple of world."""
-    perm = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 7_919 + epoch)).tolist()
+    perm = torch.randperm(
+        n_items, generator=torch.Generator().manual_seed(seed * 7_919 + epoch)
+    ).tolist()
     pad = (-len(perm)) % world
     perm = perm + perm[:pad]
     return perm[rank::world]
@@ -121,11 +126,15 @@ def epoch_order(n_items: int, epoch: int, seed: int, world: int, rank: int) -> l
 def cosine_scheduler(optimizer, total_steps: int):
     """Cosine annealing from lr to lr/100 over the whole run (one step per optimizer step)."""
     lr = optimizer.param_groups[0]["lr"]
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1), eta_min=lr / 100.0)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(total_steps, 1), eta_min=lr / 100.0
+    )
 
 
 @torch.no_grad()
-def validate(model, items: list[Features], min_altlocs: int, device, world: int = 1) -> float | None:
+def validate(
+    model, items: list[Features], min_altlocs: int, device, world: int = 1
+) -> float | None:
     """Mean L_i over R of the held-out proteins (pooled over residues, SPEC §8)."""
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)  # Σ L_i, |R|
@@ -249,7 +258,9 @@ def train(
     # Configs, weights and split: from last.pt (resume), a checkpoint (fine-tune) or fresh.
     ckpt, init_ckpt = None, None
     if not resume and any((out_dir / f).exists() for f in ("last.pt", "metrics.jsonl")):
-        raise FileExistsError(f"{out_dir} already holds a run; continue it with --resume or choose another --out")
+        raise FileExistsError(
+            f"{out_dir} already holds a run; continue it with --resume or choose another --out"
+        )
     if resume:
         last = out_dir / "last.pt"
         if not last.exists():
@@ -285,13 +296,19 @@ def train(
         out.line(f"skipped {name}: {reason}")
     by_name = {f.name: f for f in feats}
     min_alt = train_cfg.min_altlocs
-    train_items = [by_name[n] for n in split["train"] if n in by_name and by_name[n].valid(min_alt).any()]
-    val_items = [by_name[n] for n in split["val"] if n in by_name and by_name[n].valid(min_alt).any()]
+    train_items = [
+        by_name[n] for n in split["train"] if n in by_name and by_name[n].valid(min_alt).any()
+    ]
+    val_items = [
+        by_name[n] for n in split["val"] if n in by_name and by_name[n].valid(min_alt).any()
+    ]
     n_empty = sum(1 for f in feats if not f.valid(min_alt).any())
     if n_empty:
         out.line(f"skipped {n_empty} structures with no residue in R (min_altlocs={min_alt})")
     if not train_items:
-        raise ValueError(f"no training structure in {data_dir} has a residue in R (min_altlocs={min_alt})")
+        raise ValueError(
+            f"no training structure in {data_dir} has a residue in R (min_altlocs={min_alt})"
+        )
     out.line(
         f"{len(train_items)} training and {len(val_items)} validation structures; "
         f"{sum(p.numel() for p in model.parameters())} parameters on {dev}"
@@ -316,13 +333,17 @@ def train(
         best = ckpt["extra"].get("best_val_nll")
         history = ckpt["extra"].get("history", [])
         if ckpt["extra"].get("steps_per_epoch") != steps_per_epoch:
-            raise CheckpointError("the training data changed since last.pt was written; cannot resume")
+            raise CheckpointError(
+                "the training data changed since last.pt was written; cannot resume"
+            )
         if main_rank:
             _truncate_metrics(out_dir / "metrics.jsonl", step)
 
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
 
     def save(name: str, epoch: int) -> Path:
         path = out_dir / name
@@ -338,8 +359,12 @@ def train(
                 epoch=epoch,
                 split=split,
                 meta=metadata(command, metrics=history, best_val_nll=best),
-                extra={"seconds": elapsed, "best_val_nll": best, "history": history,
-                       "steps_per_epoch": steps_per_epoch},
+                extra={
+                    "seconds": elapsed,
+                    "best_val_nll": best,
+                    "history": history,
+                    "steps_per_epoch": steps_per_epoch,
+                },
             )
         return path
 
@@ -372,8 +397,10 @@ def train(
             loss_value = float(loss_value)
             if not math.isfinite(loss_value):
                 status = "failed"
-                message = (f"loss became {loss_value} at step {step} (protein {item.name}); stopped. "
-                           f"The last good checkpoint is {out_dir / 'last.pt'}; try a lower --lr.")
+                message = (
+                    f"loss became {loss_value} at step {step} (protein {item.name}); stopped. "
+                    f"The last good checkpoint is {out_dir / 'last.pt'}; try a lower --lr."
+                )
                 out.line(message)
                 break
             torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)
@@ -388,15 +415,29 @@ def train(
             epoch_loss += loss_value
             epoch_n += 1
             lr_now = optimizer.param_groups[0]["lr"]
-            record = {"step": step, "epoch": round(step / steps_per_epoch, 4), "train_loss": loss_value,
-                      "val_nll": None, "lr": lr_now, "seconds": round(elapsed, 2)}
+            record = {
+                "step": step,
+                "epoch": round(step / steps_per_epoch, 4),
+                "train_loss": loss_value,
+                "val_nll": None,
+                "lr": lr_now,
+                "seconds": round(elapsed, 2),
+            }
             epoch_done = step % steps_per_epoch == 0
             if step % train_cfg.log_every == 0 or epoch_done:
                 rate = window_n * world / max(now - window_t, 1e-9)
-                log({**record, "train_loss": window_loss / window_n, "proteins_per_s": round(rate, 3)})
+                log(
+                    {
+                        **record,
+                        "train_loss": window_loss / window_n,
+                        "proteins_per_s": round(rate, 3),
+                    }
+                )
                 if not out.tty:
-                    out.line(f"step {step}/{total_steps} epoch {record['epoch']:.2f} "
-                             f"loss {window_loss / window_n:.4f} lr {lr_now:.2e} {rate:.2f} proteins/s")
+                    out.line(
+                        f"step {step}/{total_steps} epoch {record['epoch']:.2f} "
+                        f"loss {window_loss / window_n:.4f} lr {lr_now:.2e} {rate:.2f} proteins/s"
+                    )
                 window_loss, window_n, window_t = 0.0, 0, now
             out.progress(_bar(epoch + 1, train_cfg.epochs, pos + 1, steps_per_epoch, loss_value))
             if epoch_done:
@@ -408,13 +449,22 @@ def train(
                 t_last = window_t = time.perf_counter()  # validation time is not training time
                 improved = val is not None and (best is None or val < best)
                 best = val if improved else best
-                summary = {"step": step, "epoch": epoch + 1, "train_loss": train_mean, "val_nll": val,
-                           "lr": lr_now, "seconds": round(elapsed, 2), "best_val_nll": best}
+                summary = {
+                    "step": step,
+                    "epoch": epoch + 1,
+                    "train_loss": train_mean,
+                    "val_nll": val,
+                    "lr": lr_now,
+                    "seconds": round(elapsed, 2),
+                    "best_val_nll": best,
+                }
                 history.append(summary)
                 log(summary)
                 val_text = "n/a (no validation structures)" if val is None else f"{val:.4f}"
-                out.line(f"epoch {epoch + 1}/{train_cfg.epochs} train {train_mean:.4f} val NLL {val_text}"
-                         f" ({elapsed:.0f} s)")
+                out.line(
+                    f"epoch {epoch + 1}/{train_cfg.epochs} train {train_mean:.4f} "
+                    f"val NLL {val_text} ({elapsed:.0f} s)"
+                )
                 if improved or (val is None):
                     save("best.pt", epoch + 1)
                 save("last.pt", epoch + 1)
@@ -435,8 +485,15 @@ def train(
         out.line(f"done: {step} steps, best val NLL {best}")
     if world > 1:
         dist.barrier()
-    return {"status": status, "message": message, "step": step, "epoch": step / max(steps_per_epoch, 1),
-            "best_val_nll": best, "last": str(out_dir / "last.pt"), "best": str(out_dir / "best.pt")}
+    return {
+        "status": status,
+        "message": message,
+        "step": step,
+        "epoch": step / max(steps_per_epoch, 1),
+        "best_val_nll": best,
+        "last": str(out_dir / "last.pt"),
+        "best": str(out_dir / "best.pt"),
+    }
 
 
 def _bar(epoch: int, epochs: int, pos: int, n: int, loss: float, width: int = 30) -> str:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_loss import random_features
 
 import qfitlatent
 from qfitlatent.checkpoint import (
@@ -19,9 +20,10 @@ from qfitlatent.config import ModelConfig, TrainConfig
 from qfitlatent.errors import CheckpointError
 from qfitlatent.model import QFitLatent
 from qfitlatent.train import cosine_scheduler
-from test_loss import random_features
 
-TINY = ModelConfig(d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8)
+TINY = ModelConfig(
+    d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8
+)
 SPLIT = {"train": ["1abc", "2xyz"], "val": ["3def"]}
 
 
@@ -51,7 +53,9 @@ def test_round_trip_restores_model_optimizer_and_run_state(tmp_path):
     assert ckpt["train_config"] == TrainConfig().to_dict()
     assert ckpt["meta"]["qfitlatent_version"] == qfitlatent.__version__
     assert ckpt["meta"]["torch_version"] == torch.__version__
-    assert ckpt["meta"]["best_val_nll"] == 2.5 and ckpt["meta"]["command"].startswith("qfitlatent train")
+    assert ckpt["meta"]["best_val_nll"] == 2.5 and ckpt["meta"]["command"].startswith(
+        "qfitlatent train"
+    )
     assert ckpt["rng"]["torch"].dtype == torch.uint8  # torch's RNG state, restorable as is
     assert ckpt["optimizer"]["state"] and ckpt["scheduler"]["last_epoch"] == 1
 
@@ -60,7 +64,7 @@ def test_round_trip_restores_model_optimizer_and_run_state(tmp_path):
     f = random_features(n=12, seed=3)
     model.eval()
     with torch.no_grad():
-        for a, b in zip(model(f), loaded(f)):
+        for a, b in zip(model(f), loaded(f), strict=True):
             assert torch.equal(a, b)
     # The optimizer resumes exactly.
     opt = torch.optim.AdamW(loaded.parameters(), lr=1e-3)

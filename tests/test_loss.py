@@ -35,9 +35,10 @@ def random_features(n=16, a=3, seed=0) -> Features:
     )  # fmt: skip
 
 
-def random_mixture(n, k=5, seed=1, log_kappa=(math.log(0.01), math.log(1e4))) -> Mixture:
+def random_mixture(n, k=5, seed=1) -> Mixture:
+    """κ log-uniform over [0.01, 1e4], the range the loss must handle."""
     g = torch.Generator().manual_seed(seed)
-    lo, hi = log_kappa
+    lo, hi = math.log(0.01), math.log(1e4)
     return Mixture(
         torch.randn(n, k, generator=g, dtype=torch.float64),
         (torch.rand(n, k, 4, generator=g, dtype=torch.float64) * 2 - 1) * math.pi,
@@ -113,7 +114,9 @@ def test_no_residue_in_r_gives_zero_loss_with_a_graph():
     f = random_features(seed=7)
     f.n_obs = torch.ones_like(f.n_obs)
     mu = torch.zeros(f.n_res, 5, 4, requires_grad=True)
-    loss, _, valid = mixture_nll(Mixture(torch.zeros(f.n_res, 5), mu, torch.ones(f.n_res, 5, 4)), f, 2)
+    loss, _, valid = mixture_nll(
+        Mixture(torch.zeros(f.n_res, 5), mu, torch.ones(f.n_res, 5, 4)), f, 2
+    )
     assert not valid.any() and float(loss.detach()) == 0.0
     loss.backward()  # distributed ranks must still be able to run backward
     assert torch.equal(mu.grad, torch.zeros_like(mu))

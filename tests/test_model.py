@@ -14,7 +14,9 @@ from qfitlatent.loss import mixture_nll
 from qfitlatent.model import QFitLatent
 from qfitlatent.model.embed import neighbours
 
-TINY = ModelConfig(d_s=16, d_z=8, n_blocks=2, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8)
+TINY = ModelConfig(
+    d_s=16, d_z=8, n_blocks=2, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,9 @@ def test_attention_entropy_at_init_is_well_above_zero(protein):
     with torch.no_grad():
         s = model.single(protein)
         bias = model.pair_bias(model.pair(protein, None))[..., : model.cfg.n_heads]  # block 0
-        a = model.blocks[0].ipa.attention(s, bias.transpose(1, 2), protein.rot, protein.trans)  # [N, H, N]
+        a = model.blocks[0].ipa.attention(
+            s, bias.transpose(1, 2), protein.rot, protein.trans
+        )  # [N, H, N]
     entropy = -(a * a.clamp_min(1e-30).log()).sum(-1)  # [N, H]
     assert torch.allclose(a.sum(-1), torch.ones_like(entropy), atol=1e-5)
     # log N = 4.06 nats is uniform attention; one-hot attention would be 0.
@@ -75,15 +79,20 @@ def test_attention_entropy_at_init_is_well_above_zero(protein):
 
 
 def test_neighbour_path_equals_dense_path_when_every_residue_is_a_neighbour(protein):
-    """Gathered keys in any order give the dense result: checks the sparse maths, not just shapes."""
+    """Gathered keys in any order give the dense result: the sparse maths, not just its shapes."""
     torch.manual_seed(0)
     model = QFitLatent(TINY).eval()
     n = protein.n_res
-    nbr = torch.stack([torch.randperm(n) for _ in range(n)])  # [N, N], every key, shuffled per query
+    nbr = torch.stack(
+        [torch.randperm(n) for _ in range(n)]
+    )  # [N, N], every key, shuffled per query
     with torch.no_grad():
         s = model.single(protein)
         z_dense, z_sparse = model.pair(protein, None), model.pair(protein, nbr)
-        b_dense, b_sparse = (model.pair_bias(z)[..., : model.cfg.n_heads].transpose(1, 2) for z in (z_dense, z_sparse))
+        b_dense, b_sparse = (
+            model.pair_bias(z)[..., : model.cfg.n_heads].transpose(1, 2)
+            for z in (z_dense, z_sparse)
+        )
         dense = model.blocks[0](s, z_dense, b_dense, protein.rot, protein.trans, None)
         sparse = model.blocks[0](s, z_sparse, b_sparse, protein.rot, protein.trans, nbr)
     assert torch.allclose(dense, sparse, atol=1e-5)

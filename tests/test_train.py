@@ -16,9 +16,11 @@ from conftest import DATA, ROOT
 from qfitlatent import train as train_module
 from qfitlatent.checkpoint import load_checkpoint
 from qfitlatent.config import ModelConfig, TrainConfig
-from qfitlatent.train import epoch_order, split_overrides, spatial_crop, train
+from qfitlatent.train import epoch_order, spatial_crop, split_overrides, train
 
-TINY = ModelConfig(d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8)
+TINY = ModelConfig(
+    d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8
+)
 # Small real structures with side-chain altlocs (46–61 residues); crop_size 32 exercises the crop.
 FILES = ["1ab1.pdb.gz", "1ejg.pdb.gz", "4npd.pdb.gz", "2igd.pdb.gz", "1g6x.pdb.gz"]
 FAST = TrainConfig(epochs=2, crop_size=32, save_every=2, log_every=1, val_fraction=0.3, seed=3)
@@ -48,8 +50,15 @@ def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(data_dir, 
     full = train(data_dir, tmp_path / "full", TINY, FAST, device="cpu", cache_dir=cache)
     assert full["status"] == "finished"
     stop_at = 3  # mid-epoch, between two save_every checkpoints' worth of steps
-    part = train(data_dir, tmp_path / "part", TINY, FAST, device="cpu", cache_dir=cache,
-                 on_step=lambda r: r["step"] >= stop_at)
+    part = train(
+        data_dir,
+        tmp_path / "part",
+        TINY,
+        FAST,
+        device="cpu",
+        cache_dir=cache,
+        on_step=lambda r: r["step"] >= stop_at,
+    )
     assert part["status"] == "stopped" and part["step"] == stop_at
     assert load_checkpoint(tmp_path / "part" / "last.pt")["step"] == stop_at
     resumed = train(data_dir, tmp_path / "part", resume=True, device="cpu", cache_dir=cache)
@@ -58,15 +67,20 @@ def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(data_dir, 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["best_val_nll"] == full["best_val_nll"]
     # metrics.jsonl: one record per logged step, none duplicated by the resume.
-    steps = [r["step"] for r in map(json.loads, (tmp_path / "part" / "metrics.jsonl").read_text().splitlines())
-             if isinstance(r["epoch"], float)]
+    steps = [
+        r["step"]
+        for r in map(json.loads, (tmp_path / "part" / "metrics.jsonl").read_text().splitlines())
+        if isinstance(r["epoch"], float)
+    ]
     assert steps == sorted(set(steps)) and steps[-1] == full["step"]
     split = json.loads((tmp_path / "full" / "split.json").read_text())
     assert split == load_checkpoint(tmp_path / "full" / "best.pt")["split"]
     assert not set(split["train"]) & set(split["val"])
 
 
-def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, cache, tmp_path, monkeypatch):
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    data_dir, cache, tmp_path, monkeypatch
+):
     real = train_module.mixture_nll
     calls = {"n": 0}
 
@@ -76,7 +90,14 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, cac
         return (loss * float("nan") if calls["n"] == 4 else loss), per_residue, valid
 
     monkeypatch.setattr(train_module, "mixture_nll", poisoned)
-    result = train(data_dir, tmp_path / "run", TINY, replace(FAST, val_fraction=0.0), device="cpu", cache_dir=cache)
+    result = train(
+        data_dir,
+        tmp_path / "run",
+        TINY,
+        replace(FAST, val_fraction=0.0),
+        device="cpu",
+        cache_dir=cache,
+    )
     assert result["status"] == "failed" and "nan" in result["message"]
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["step"] == 2  # written at save_every, before the bad step
@@ -84,16 +105,27 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, cac
 
 
 def test_fine_tuning_with_a_frozen_trunk_changes_only_the_head(data_dir, cache, tmp_path):
-    base = train(data_dir, tmp_path / "base", TINY, replace(FAST, epochs=1), device="cpu", cache_dir=cache)
-    tuned = train(data_dir, tmp_path / "tuned", replace(TINY, dropout=0.0),
-                  replace(FAST, epochs=1, freeze_trunk=True), init_from=base["last"], device="cpu",
-                  cache_dir=cache)
+    base = train(
+        data_dir, tmp_path / "base", TINY, replace(FAST, epochs=1), device="cpu", cache_dir=cache
+    )
+    tuned = train(
+        data_dir,
+        tmp_path / "tuned",
+        replace(TINY, dropout=0.0),
+        replace(FAST, epochs=1, freeze_trunk=True),
+        init_from=base["last"],
+        device="cpu",
+        cache_dir=cache,
+    )
     assert tuned["status"] == "finished"
     a, b = weights(Path(base["last"])), weights(Path(tuned["last"]))
     for k in a:
         assert torch.equal(a[k], b[k]) != k.startswith("head."), k
     # The split of the checkpoint is kept for the same data.
-    assert json.loads((tmp_path / "tuned" / "split.json").read_text()) == load_checkpoint(base["last"])["split"]
+    assert (
+        json.loads((tmp_path / "tuned" / "split.json").read_text())
+        == load_checkpoint(base["last"])["split"]
+    )
     assert load_checkpoint(tuned["last"])["config"]["dropout"] == 0.0
 
 
@@ -117,20 +149,49 @@ def test_crop_keeps_nearest_residues_around_a_centre_in_r(data_dir):
 
 def _cli(args, **kw):
     env = {**os.environ, "QFITLATENT_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "qfitlatent", "train", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "qfitlatent", "train", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def tiny_sets(**extra):
-    sets = {"d_s": 16, "d_z": 8, "n_blocks": 1, "n_heads": 2, "c_head": 4, "n_qk_points": 2,
-            "n_v_points": 2, "n_rbf": 8, "crop_size": 32, "log_every": 1, **extra}
+    sets = {
+        "d_s": 16,
+        "d_z": 8,
+        "n_blocks": 1,
+        "n_heads": 2,
+        "c_head": 4,
+        "n_qk_points": 2,
+        "n_v_points": 2,
+        "n_rbf": 8,
+        "crop_size": 32,
+        "log_every": 1,
+        **extra,
+    }
     return ["--set", *[f"{k}={v}" for k, v in sets.items()]]
 
 
 def test_sigterm_saves_last_checkpoint_before_exiting(data_dir, cache, tmp_path):
     out = tmp_path / "run"
-    proc = _cli(["--data", str(data_dir), "--out", str(out), "--epochs", "1000", "--cache", str(cache),
-                 *tiny_sets()])
+    proc = _cli(
+        [
+            "--data",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--epochs",
+            "1000",
+            "--cache",
+            str(cache),
+            *tiny_sets(),
+        ]
+    )
     deadline = time.time() + 120
     while not (out / "metrics.jsonl").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -145,13 +206,38 @@ def test_sigterm_saves_last_checkpoint_before_exiting(data_dir, cache, tmp_path)
 def test_distributed_training_with_two_gloo_processes(data_dir, cache, tmp_path):
     """torchrun with 2 CPU processes: each trains on its share, both end with identical weights."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-           "-m", "qfitlatent", "train", "--data", str(data_dir), "--out", str(out), "--epochs", "2",
-           "--device", "cpu", "--cache", str(cache), *tiny_sets(val_fraction=0.3, seed=3)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        "-m",
+        "qfitlatent",
+        "train",
+        "--data",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--cache",
+        str(cache),
+        *tiny_sets(val_fraction=0.3, seed=3),
+    ]
     env = {**os.environ, "QFITLATENT_THREADS": "1"}
     # Own session, so a hung run can be killed with all its worker processes.
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=300)
     except subprocess.TimeoutExpired:

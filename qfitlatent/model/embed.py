@@ -56,7 +56,9 @@ class PairEmbedding(nn.Module):
         super().__init__()
         self.clip = cfg.relpos_clip
         self.relpos = nn.Embedding(2 * cfg.relpos_clip + 2, cfg.d_z)
-        self.register_buffer("rbf_centres", torch.linspace(0.0, cfg.rbf_max, cfg.n_rbf), persistent=False)
+        self.register_buffer(
+            "rbf_centres", torch.linspace(0.0, cfg.rbf_max, cfg.n_rbf), persistent=False
+        )
         self.rbf_width = cfg.rbf_max / max(cfg.n_rbf - 1, 1)
         self.use_frames = cfg.use_frame_pair_features
         # RBFs, and the unit direction of CA_j and R_i R_jᵀ when used, in one Linear.
@@ -68,16 +70,22 @@ class PairEmbedding(nn.Module):
         i_side = lambda x: x[:, None]  # noqa: E731  [N, 1, ...]
         j_side = lambda x: keys(x, nbr) if nbr is not None else x[None]  # noqa: E731  [1|N, M, ...]
         same_chain = i_side(feats.chain_index) == j_side(feats.chain_index)  # [N, M]
-        offset = (j_side(feats.resnum) - i_side(feats.resnum)).clamp(-self.clip, self.clip) + self.clip
+        offset = (j_side(feats.resnum) - i_side(feats.resnum)).clamp(
+            -self.clip, self.clip
+        ) + self.clip
         other_chain = torch.full_like(offset, 2 * self.clip + 1)
         z = self.relpos(torch.where(same_chain, offset, other_chain))  # [N, M, C_z]
 
         delta = j_side(feats.trans) - i_side(feats.trans)  # [N, M, 3] global, Å
         dist = delta.norm(dim=-1, keepdim=True)  # [N, M, 1]
-        geometry = [torch.exp(-(((dist - self.rbf_centres) / self.rbf_width) ** 2))]  # [N, M, n_rbf]
+        geometry = [
+            torch.exp(-(((dist - self.rbf_centres) / self.rbf_width) ** 2))
+        ]  # [N, M, n_rbf]
         if self.use_frames:
             rot = feats.rot
             direction = torch.einsum("imj,ikj->imk", delta, rot) / dist.clamp_min(1e-3)  # [N, M, 3]
-            rel_rot = torch.einsum("iab,imcb->imac", rot, j_side(rot).expand(*delta.shape[:2], 3, 3))
+            rel_rot = torch.einsum(
+                "iab,imcb->imac", rot, j_side(rot).expand(*delta.shape[:2], 3, 3)
+            )
             geometry += [direction, rel_rot.flatten(-2)]  # [N, M, 3], [N, M, 9]
         return self.norm(z + self.geometry(torch.cat(geometry, dim=-1)))

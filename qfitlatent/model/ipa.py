@@ -23,14 +23,14 @@ def keys(x: torch.Tensor, nbr: torch.Tensor | None) -> torch.Tensor:
 
 
 def pair_dot(q: torch.Tensor, k: torch.Tensor, nbr: torch.Tensor | None) -> torch.Tensor:
-    """q [N, H, X] · k over keys: k [N, H, X] (all) or [N, M, H, X] (gathered). Returns [N, H, M]."""
+    """q [N, H, X] · keys k [N, H, X] (all) or [N, M, H, X] (gathered). Returns [N, H, M]."""
     if nbr is None:
         return torch.einsum("ihx,jhx->ihj", q, k)
     return torch.einsum("ihx,imhx->ihm", q, k)
 
 
 def aggregate(a: torch.Tensor, v: torch.Tensor, nbr: torch.Tensor | None) -> torch.Tensor:
-    """Σ_j a_hij v_hj: a [N, H, M], v [N, H, X] (all) or [N, M, H, X] (gathered). Returns [N, H, X]."""
+    """Σ_j a_hij v_hj: a [N, H, M], v [N, H, X] (all) or [N, M, H, X] (gathered). → [N, H, X]."""
     if nbr is None:
         return torch.einsum("ihj,jhx->ihx", a, v)
     return torch.einsum("ihm,imhx->ihx", a, v)
@@ -89,10 +89,17 @@ class InvariantPointAttention(nn.Module):
             kp = k_pts.reshape(n, h, -1)
             one = qp.new_ones(n, h, 1)
             q_ext = self.w_l * torch.cat(
-                [q.float() / math.sqrt(self.c), gamma * qp, -0.5 * gamma * qp.square().sum(-1, keepdim=True), one],
+                [
+                    q.float() / math.sqrt(self.c),
+                    gamma * qp,
+                    -0.5 * gamma * qp.square().sum(-1, keepdim=True),
+                    one,
+                ],
                 dim=-1,
             )  # [N, H, C + 3P + 2]
-            k_ext = torch.cat([k.float(), kp, one, -0.5 * gamma * kp.square().sum(-1, keepdim=True)], dim=-1)
+            k_ext = torch.cat(
+                [k.float(), kp, one, -0.5 * gamma * kp.square().sum(-1, keepdim=True)], dim=-1
+            )
             return pair_dot(q_ext, keys(k_ext, nbr), nbr) + self.w_l * bias.float()  # [N, H, M]
 
     def attention(self, s, bias, rot, trans, nbr=None) -> torch.Tensor:
@@ -101,9 +108,9 @@ class InvariantPointAttention(nn.Module):
         return torch.softmax(self._logits(q, k, q_pts, k_pts, bias, nbr), dim=-1)
 
     def forward(self, s, z, bias, rot, trans, nbr=None) -> torch.Tensor:
-        """s [N, C_s], z [N, M, C_z], bias [N, H, M], rot [N, 3, 3], trans [N, 3] Å, nbr [N, M] or None.
+        """The update [N, C_s] of s [N, C_s].
 
-        Returns the update [N, C_s].
+        z [N, M, C_z], bias [N, H, M], rot [N, 3, 3], trans [N, 3] Å, nbr [N, M] or None.
         """
         n, h, c = s.shape[0], self.h, self.c
         trans_nm = trans / 10.0
@@ -117,7 +124,12 @@ class InvariantPointAttention(nn.Module):
             o, o_pts = aggregate(a, keys(values, nbr), nbr).split([c, 3 * self.pv], dim=-1)
             o_pts = global_to_local(o_pts.reshape(n, h, self.pv, 3), rot, trans_nm)  # into frame i
             o_norm = torch.sqrt(o_pts.square().sum(-1) + 1e-8)  # [N, H, Pv]
-        feats = [o.reshape(n, -1), o_pair.reshape(n, -1), o_pts.reshape(n, -1), o_norm.reshape(n, -1)]
+        feats = [
+            o.reshape(n, -1),
+            o_pair.reshape(n, -1),
+            o_pts.reshape(n, -1),
+            o_norm.reshape(n, -1),
+        ]
         return self.linear_out(torch.cat([f.to(o_pair.dtype) for f in feats], dim=-1))
 
 

@@ -34,9 +34,9 @@ class QFitLatent(nn.Module):
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=trans.is_cuda):
             s = self.single(feats)  # [N, C_s]
             z = self.pair(feats, nbr)  # [N, M, C_z]
-            # [N, L*H, M]: keys last, so each block adds its bias to the logits in one contiguous pass.
+            # [N, L*H, M]: keys last, so a block adds its bias to the logits in one contiguous pass.
             biases = self.pair_bias(z).transpose(1, 2).contiguous().chunk(len(self.blocks), dim=1)
-            for block, bias in zip(self.blocks, biases):
+            for block, bias in zip(self.blocks, biases, strict=True):
                 s = block(s, z, bias, rot, trans, nbr)
         return s
 
