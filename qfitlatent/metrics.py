@@ -24,6 +24,7 @@ from .loss import residue_nll
 from .mixture import Mixture, entropy, log_prob, sample
 
 TOLERANCE = math.radians(20.0)
+ENTROPY_CHUNK = 512  # residues per Monte Carlo entropy call
 CALIBRATION_LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
 
@@ -127,6 +128,30 @@ def calibration_curve(
     return out
 
 
+def unique_entropy(
+    mix: Mixture,  # logits [N, K], mu/kappa [N, K, D]
+    chi_defined: torch.Tensor,  # [N, D] bool
+    pi_symmetric: torch.Tensor,  # [N, D] bool
+    seed: int = 0,
+) -> torch.Tensor:
+    """mixture.entropy [N], estimated once per distinct (mixture, χ set) and in chunks.
+
+    A rotamer library gives every residue of a type (and φ/ψ bin) the same mixture, so its
+    Monte Carlo entropy costs a few estimates instead of thousands; chunks bound the
+    [256, n, K, D] tensors of large structures.
+    """
+    key = torch.cat(
+        [mix.logits, mix.mu.flatten(1), mix.kappa.flatten(1), chi_defined, pi_symmetric], -1
+    )  # [N, K(1 + 2D) + 2D]
+    uniq, inverse = torch.unique(key.float(), dim=0, return_inverse=True)
+    first = torch.zeros(len(uniq), dtype=torch.long).scatter_(0, inverse, torch.arange(len(key)))
+    parts = [
+        entropy(mix.index(c), chi_defined[c], pi_symmetric[c], seed=seed)
+        for c in first.split(ENTROPY_CHUNK)
+    ]
+    return torch.cat([torch.zeros(0), *parts])[inverse]
+
+
 def score_structure(
     mix: Mixture,
     feats: Features,
@@ -140,9 +165,10 @@ def score_structure(
     nll = residue_nll(mix, feats)  # [N], the training loss's L_i
     hit, has_chi1 = chi1_mode_hit(mix, feats.chi, feats.chi_mask, feats.occ)
     with_chi1 = feats.chi_mask[:, :, 0].any(-1)  # [N] residues with a χ1 in the file
-    ent = entropy(
-        mix.index(with_chi1), feats.chi_defined[with_chi1], feats.pi_symmetric[with_chi1], seed=seed
-    )  # [N'] residues with χ1 only: the rest do not enter the AUROC
+    # Entropy of the residues with χ1 only: the rest do not enter the AUROC.
+    ent = unique_entropy(
+        mix.index(with_chi1), feats.chi_defined[with_chi1], feats.pi_symmetric[with_chi1], seed
+    )  # [N']
     # Sampling metrics only on R (a few percent of residues): the rest cannot count.
     in_r = feats.valid(2)  # [N] SPEC §5's R
     mix_r = mix.index(in_r)

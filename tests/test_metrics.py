@@ -14,8 +14,9 @@ from qfitlatent.metrics import (
     hdr_rank,
     score_structure,
     summarize,
+    unique_entropy,
 )
-from qfitlatent.mixture import Mixture, sample
+from qfitlatent.mixture import Mixture, entropy, sample
 
 NO_SYM = torch.zeros(1, 4, dtype=torch.bool)
 
@@ -179,3 +180,23 @@ def test_score_and_summarize_pool_over_structures():
     assert out["residues"] == 2 and out["altlocs"] == 4
     assert out["coverage@10"] == 1.0 and out["chi1_mode_acc"] == 1.0
     assert out["flex_residues"] == 6 and len(out["calibration"]) == 9
+
+
+def test_unique_entropy_estimates_each_distinct_mixture_once():
+    g = torch.Generator().manual_seed(0)
+    base = Mixture(
+        torch.randn(3, 4, generator=g),
+        torch.rand(3, 4, 4, generator=g) * 6 - 3,
+        torch.rand(3, 4, 4, generator=g) * 10 + 0.1,
+    )
+    idx = torch.tensor([0, 1, 2, 1, 0, 0, 2])
+    chi_defined = torch.ones(7, 4, dtype=torch.bool)
+    chi_defined[:, 3] = False
+    sym = torch.zeros(7, 4, dtype=torch.bool)
+    got = unique_entropy(base.index(idx), chi_defined, sym)
+    assert torch.equal(got[idx == 0], got[0].expand(3)) and got[1] == got[3]
+    ref = entropy(base, chi_defined[:3], sym[:3], n_samples=4096)
+    np.testing.assert_allclose(got[:3].numpy(), ref.numpy(), atol=0.2)
+    # The same mixture with a different χ set is a different entropy.
+    chi_defined[6, 2] = False
+    assert unique_entropy(base.index(idx), chi_defined, sym)[6] < got[6] - 0.5
