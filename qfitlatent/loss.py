@@ -13,9 +13,11 @@ def residue_nll(mix: Mixture, feats: Features) -> torch.Tensor:
     defined for each altloc enter the product (chi_mask), and π-symmetric χ use the π-periodic
     density.
     """
-    params = Mixture(mix.logits[:, None], mix.mu[:, None], mix.kappa[:, None])  # [N, 1, K, (D)]
-    sym = feats.pi_symmetric.to(mix.mu.device)[:, None, :].expand_as(feats.chi)  # [N, A, D]
-    lp = log_prob(feats.chi.to(mix.mu.dtype), params, feats.chi_mask, sym)  # [N, A]
+    # At least fp32 whatever the network ran in (SPEC: loss in fp32); float64 stays float64.
+    logits, mu, kappa = (t if t.dtype == torch.float64 else t.float() for t in mix)
+    params = Mixture(logits[:, None], mu[:, None], kappa[:, None])  # [N, 1, K, (D)]
+    sym = feats.pi_symmetric.to(mu.device)[:, None, :].expand_as(feats.chi)  # [N, A, D]
+    lp = log_prob(feats.chi.to(mu.dtype), params, feats.chi_mask, sym)  # [N, A]
     # An altloc with no defined χ has an empty product, log Σ_k π_k = 0: it adds nothing.
     return -(feats.occ.to(lp.dtype) * lp).sum(-1)
 

@@ -24,7 +24,9 @@ class VonMisesMixtureHead(nn.Module):
     def forward(self, s: torch.Tensor) -> Mixture:
         """s [N, C_s] → Mixture(logits [N, K], mu [N, K, D], kappa [N, K, D]), in fp32."""
         n = s.shape[0]
-        s = s.float()
-        mu = math.pi * torch.tanh(self.mu(s)).view(n, self.k, self.d)  # (−π, π)
-        kappa = F.softplus(self.kappa(s)).view(n, self.k, self.d) + self.kappa_min
-        return Mixture(self.logits(s), mu, kappa)
+        # fp32 even inside an autocast region: κ up to 1e4 and the loss need the precision.
+        with torch.autocast(device_type=s.device.type, enabled=False):
+            s = s.float()
+            mu = math.pi * torch.tanh(self.mu(s)).view(n, self.k, self.d)  # (−π, π)
+            kappa = F.softplus(self.kappa(s)).view(n, self.k, self.d) + self.kappa_min
+            return Mixture(self.logits(s), mu, kappa)
