@@ -325,6 +325,7 @@ def train(
     total_steps = steps_per_epoch * train_cfg.epochs
     scheduler = cosine_scheduler(optimizer, total_steps)
     step, elapsed, best, history = 0, 0.0, None, []
+    epoch_loss, epoch_n = 0.0, 0  # running sum for the epoch's mean train loss
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -332,6 +333,7 @@ def train(
         elapsed = ckpt["extra"].get("seconds", 0.0)
         best = ckpt["extra"].get("best_val_nll")
         history = ckpt["extra"].get("history", [])
+        epoch_loss, epoch_n = ckpt["extra"].get("epoch_loss", 0.0), ckpt["extra"].get("epoch_n", 0)
         if ckpt["extra"].get("steps_per_epoch") != steps_per_epoch:
             raise CheckpointError(
                 "the training data changed since last.pt was written; cannot resume"
@@ -364,6 +366,8 @@ def train(
                     "best_val_nll": best,
                     "history": history,
                     "steps_per_epoch": steps_per_epoch,
+                    "epoch_loss": epoch_loss,
+                    "epoch_n": epoch_n,
                 },
             )
         return path
@@ -375,7 +379,6 @@ def train(
 
     status, message = "finished", ""
     window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
-    epoch_loss, epoch_n = 0.0, 0
     with _StopFlag() as stop:
         t_last = time.perf_counter()
         while step < total_steps:

@@ -66,6 +66,10 @@ def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(data_dir, 
     a, b = weights(tmp_path / "full" / "last.pt"), weights(tmp_path / "part" / "last.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["best_val_nll"] == full["best_val_nll"]
+    history = [
+        load_checkpoint(tmp_path / run / "last.pt")["meta"]["metrics"] for run in ("full", "part")
+    ]
+    assert [h["train_loss"] for h in history[0]] == [h["train_loss"] for h in history[1]]
     # metrics.jsonl: one record per logged step, none duplicated by the resume.
     steps = [
         r["step"]
