@@ -15,15 +15,10 @@ from .dataset import list_structure_files, load_dataset, split_names, structure_
 from .errors import CheckpointError
 from .features import Features
 from .metrics import score_structure, summarize
+from .predict import resolve_device
 
 N_SAMPLES = 10  # coverage@S with S = 10 (SPEC §8)
 BASELINE_NAMES = ("uniform", "per_aa", "bb_dependent")
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 @torch.no_grad()
