@@ -140,6 +140,8 @@ def load_model(path=None, device="cpu"):
     ckpt = load_checkpoint(path, map_location="cpu")
     model, cfg = build_model(ckpt)
     model.to(device).eval()
+    # As in training: denormal floats (tiny attention weights) slow x86 CPUs many times over.
+    torch.set_flush_denormal(True)
     info = {k: ckpt.get(k) for k in ("train_config", "split", "meta", "step", "epoch")}
     info["config"] = cfg
     info["path"] = str(path)

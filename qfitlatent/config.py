@@ -20,7 +20,7 @@ class ModelConfig:
     n_chi: int = 4  # χ slots D; residues with fewer χ mask the rest
     kappa_min: float = 0.01  # concentration floor: keeps κ > 0 and VonMises sampling from hanging
     dropout: float = 0.2
-    # Transition MLP hidden width = this × d_s; 2 keeps the CPU cost of a block dominated by attention.
+    # Transition MLP hidden width = this × d_s; 2 keeps a block's CPU cost mostly attention.
     transition_mult: int = 2
     # Pair features (all SE(3)-invariant).
     relpos_clip: int = 32  # relative sequence position within a chain, clipped to ±this
