@@ -42,13 +42,15 @@ def evaluate(
     scores: dict[str, list] = {name: [] for name in ("model", *BASELINE_NAMES)}
     if model is not None:
         model.eval()
-    for f in feats_val:
+    # One seed per structure, shared by the model and the baselines (common random numbers);
+    # a single seed for all would repeat the same draws in every structure.
+    for i, f in enumerate(feats_val):
         if model is not None:
             mix = model(f.to(device)).to("cpu", torch.float32)
-            scores["model"].append(score_structure(mix, f, n_samples, seed=seed))
+            scores["model"].append(score_structure(mix, f, n_samples, seed=seed + i))
         for name in BASELINE_NAMES:
             scores[name].append(
-                score_structure(baselines[name].predict(f), f, n_samples, seed=seed)
+                score_structure(baselines[name].predict(f), f, n_samples, seed=seed + i)
             )
     if not feats_val:
         raise ValueError("no structures to evaluate")
