@@ -37,6 +37,8 @@ def evaluate(
     Returns {nll, coverage@S, chi1_mode_acc, flex_auroc, residues, altlocs, flex_residues,
     calibration, calibration_occ_weighted, structures, baselines: {name: same keys}}.
     """
+    if not feats_val:
+        raise ValueError("no structures to evaluate")
     options = baseline_options or BaselineOptions()
     baselines = fit_baselines(feats_train, options)
     scores: dict[str, list] = {name: [] for name in ("model", *BASELINE_NAMES)}
@@ -52,8 +54,6 @@ def evaluate(
             scores[name].append(
                 score_structure(baselines[name].predict(f), f, n_samples, seed=seed + i)
             )
-    if not feats_val:
-        raise ValueError("no structures to evaluate")
     out = summarize(scores["model"], n_samples) if model is not None else {}
     out["structures"] = len(feats_val)
     out["baselines"] = {name: summarize(scores[name], n_samples) for name in BASELINE_NAMES}
@@ -75,7 +75,8 @@ def evaluation_split(info: dict, names: list[str], which: str) -> tuple[list[str
         s = split_names(names, tc.get("val_fraction", 0.1), tc.get("seed", 0))
         train, val = s["train"], s["val"]
         note = "checkpoint holds no split: recomputed with split_names"
-    train = [n for n in train if n in set(names)]
+    present = set(names)
+    train = [n for n in train if n in present]
     if not train:
         raise CheckpointError(
             "none of the checkpoint's training structures are in this folder; the baselines are "
@@ -83,7 +84,7 @@ def evaluation_split(info: dict, names: list[str], which: str) -> tuple[list[str
         )
     if which == "all":
         return train, list(names), note + "; all structures (training ones included) evaluated"
-    return train, [n for n in val if n in set(names)], note
+    return train, [n for n in val if n in present], note
 
 
 def format_table(res: dict, n_samples: int = N_SAMPLES) -> str:
