@@ -184,6 +184,7 @@ def main() -> None:
 
         impl, n, device, backward, threads = args.child
         torch.set_num_threads(int(threads))
+        torch.set_flush_denormal(True)  # as train() and load_model() do, for both models
         print(json.dumps(child(impl, int(n), device, bool(int(backward)))))
         return
 
