@@ -12,11 +12,27 @@ import torch
 
 from . import __version__
 from .config import ModelConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, DeviceError
 
 FORMAT = "qfitlatent-checkpoint-1"
 # Settings that change no parameter shape or meaning; everything else is architecture.
 NON_ARCHITECTURE = ("dropout", "max_neighbours")
+
+
+def resolve_device(device: "str | torch.device" = "auto", local_rank: int = 0) -> torch.device:
+    """ "auto" → this rank's GPU when torch sees one, else the CPU; "cuda" without CUDA is an error.
+
+    A torch.device passes through unchanged, so resolved devices can be handed on.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError("--device cuda was asked for, but torch sees no CUDA device here")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
 
 
 def default_weights() -> Path:

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import CheckpointError, StructureError
+from .errors import CheckpointError, DeviceError, StructureError
 
 
 def cmd_data_report(args) -> int:
@@ -57,8 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--init-from", type=Path, default=None, help="checkpoint to start from")
     t.add_argument("--freeze-trunk", action="store_true", help="train the output head only")
-    t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="model or training settings, e.g. n_blocks=2 min_altlocs=1")
+    t.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model or training settings, e.g. n_blocks=2 min_altlocs=1",
+    )
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (StructureError, CheckpointError, FileNotFoundError) as err:
+    except (StructureError, CheckpointError, DeviceError, FileNotFoundError) as err:
         print(f"qfitlatent {args.command}: {err}", file=sys.stderr)
         return 2
 

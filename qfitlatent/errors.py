@@ -9,5 +9,9 @@ class StructureError(ValueError):
     """
 
 
+class DeviceError(RuntimeError):
+    """A device was asked for that this machine does not have (e.g. --device cuda without CUDA)."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded into this version of the model."""

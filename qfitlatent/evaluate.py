@@ -10,12 +10,11 @@ import sys
 import torch
 
 from .baselines import BaselineOptions, fit_baselines
-from .checkpoint import load_model
+from .checkpoint import load_model, resolve_device
 from .dataset import list_structure_files, load_dataset, split_names, structure_id
 from .errors import CheckpointError
 from .features import Features
 from .metrics import score_structure, summarize
-from .predict import resolve_device
 
 N_SAMPLES = 10  # coverage@S with S = 10 (SPEC §8)
 BASELINE_NAMES = ("uniform", "per_aa", "bb_dependent")

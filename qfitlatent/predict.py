@@ -13,6 +13,7 @@ import gemmi
 import torch
 
 from . import export
+from .checkpoint import resolve_device
 from .dataset import list_structure_files
 from .errors import CheckpointError, StructureError
 from .features import Features, featurize
@@ -43,13 +44,6 @@ class Prediction:
     clashes: list[list[int]]  # per residue, per conformer: moving atoms within 2.5 Å of others
     ensemble_structure: gemmi.Structure  # the multiconformer model that ensemble_pdb/cif write
     source_name: str  # the input's file name ("1abc.pdb.gz"), or the name given for bytes
-
-
-def resolve_device(device: str) -> str:
-    """ "auto" → cuda where available, else cpu."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .checkpoint import build_model, load_checkpoint, metadata, save_checkpoint
+from .checkpoint import build_model, load_checkpoint, metadata, resolve_device, save_checkpoint
 from .config import ModelConfig, TrainConfig, with_overrides
 from .dataset import list_structure_files, load_dataset, split_names, structure_id, write_json
 from .errors import CheckpointError
@@ -177,16 +177,6 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
-def _resolve_device(device: str, local_rank: int) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
 def _set_threads(local_world: int) -> None:
     """$QFITLATENT_THREADS, else $OMP_NUM_THREADS (the app caps it), else the cores per process."""
     env = os.environ.get("QFITLATENT_THREADS") or os.environ.get("OMP_NUM_THREADS")
@@ -244,7 +234,7 @@ def train(
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = _resolve_device(device, local_rank)
+    dev = resolve_device(device, local_rank)
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)

@@ -36,9 +36,9 @@ def page_setup(title: str) -> None:
 
 def device() -> str:
     """Where predictions run: the GPU when torch sees one, else the CPU (predict's own rule)."""
-    from .predict import resolve_device
+    from .checkpoint import resolve_device
 
-    return resolve_device("auto")
+    return str(resolve_device("auto"))
 
 
 def device_label(dev: str) -> str:
