@@ -4,6 +4,8 @@ Everything here is data. χ atoms follow SPEC §6 (IUPAC order, the one `gemmi.c
 gives the usual g+ ≈ +60°, t ≈ 180°, g− ≈ −60° for).
 """
 
+import functools
+
 # AlphaFold2 order; token 20 is "anything else".
 AA3 = (
     "ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE",
@@ -98,8 +100,13 @@ def pi_symmetric(resname: str) -> tuple[bool, bool, bool, bool]:
     return PI_SYMMETRIC.get(resname, NO_SYMMETRY)
 
 
+@functools.cache
 def chi_table_tensors():
-    """[21, 4] n_chi-style mask and π-symmetry flags per token, for batched lookups."""
+    """[21, 4] n_chi-style mask and π-symmetry flags per token, for batched lookups.
+
+    Built once: the loss and the metrics look these up for every structure. Callers index the
+    tables (which copies) and must not write into them.
+    """
     import torch
 
     defined = torch.zeros(N_TOKENS, N_CHI_MAX, dtype=torch.bool)
