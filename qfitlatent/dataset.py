@@ -22,12 +22,22 @@ from .structure import SUFFIXES, structure_id
 FEATURE_VERSION = 1
 PDB_ID = re.compile(r"^[0-9][a-z0-9]{3}", re.IGNORECASE)
 
-__all__ = ["FeatureCache", "data_report", "format_report", "list_structure_files", "load_dataset",
-           "pdb_group", "split_names", "structure_id"]
+__all__ = [
+    "FeatureCache",
+    "data_report",
+    "format_report",
+    "list_structure_files",
+    "load_dataset",
+    "pdb_group",
+    "split_names",
+    "structure_id",
+]
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("QFITLATENT_CACHE", Path.home() / ".cache" / "qfitlatent" / "features"))
+    return Path(
+        os.environ.get("QFITLATENT_CACHE", Path.home() / ".cache" / "qfitlatent" / "features")
+    )
 
 
 def list_structure_files(data_dir: str | Path) -> list[Path]:
@@ -162,7 +172,8 @@ def format_report(r: dict) -> str:
         f"protein residues    {r['residues']}",
         f"residues in R       {r['valid_residues']}   (>= 2 side-chain altlocs, >= 1 chi)",
         f"chi values in R     {r['chi_values']}   (altloc x chi observations)",
-        "residues in R with  " + "  ".join(f"{k} {v}" for k, v in r["valid_residues_per_chi"].items()),
+        "residues in R with  "
+        + "  ".join(f"{k} {v}" for k, v in r["valid_residues_per_chi"].items()),
         "",
         "residues in R per amino acid",
         *[f"  {aa}  {n:6d}" for aa, n in r["valid_per_aa"].items()],

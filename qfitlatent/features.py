@@ -58,11 +58,18 @@ class Features:
         return (self.n_obs >= min_altlocs) & self.chi_mask.any(dim=(1, 2))
 
     def residue_ids(self) -> list[tuple[str, int, str]]:
-        return [(c, int(r), i) for c, r, i in zip(self.chain_id, self.resnum.tolist(), self.icode)]
+        return [
+            (c, int(r), i)
+            for c, r, i in zip(self.chain_id, self.resnum.tolist(), self.icode, strict=True)
+        ]
 
     def to(self, device) -> "Features":
         kw = {
-            f.name: (getattr(self, f.name).to(device) if torch.is_tensor(getattr(self, f.name)) else getattr(self, f.name))
+            f.name: (
+                getattr(self, f.name).to(device)
+                if torch.is_tensor(getattr(self, f.name))
+                else getattr(self, f.name)
+            )
             for f in fields(self)
         }
         return Features(**kw)
@@ -101,7 +108,9 @@ def featurize(parsed) -> Features:
     recs = parsed.residues
     n = len(recs)
     a_max = max(r.n_obs for r in recs)
-    bb = torch.tensor(np.array([[r.backbone[k] for k in ("N", "CA", "C")] for r in recs]))  # [N, 3, 3]
+    bb = torch.tensor(
+        np.array([[r.backbone[k] for k in ("N", "CA", "C")] for r in recs])
+    )  # [N, 3, 3]
     rot, trans = backbone_frames(bb[:, 0], bb[:, 1], bb[:, 2])
 
     # χ atoms of every conformer: [N, A, D, 4 atoms, 3] with a presence mask.
@@ -142,7 +151,9 @@ def featurize(parsed) -> Features:
     )
 
 
-def _backbone_torsions(bb: torch.Tensor, chain_break: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _backbone_torsions(
+    bb: torch.Tensor, chain_break: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """φ, ψ, ω per residue from N, CA, C [N, 3, 3]; ω is the peptide bond before residue i."""
     n_, ca, c = bb.unbind(1)
     bonded = ~chain_break[1:]  # [N-1]: residue i+1 is bonded to residue i

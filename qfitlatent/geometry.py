@@ -71,7 +71,9 @@ def wrap(angle: torch.Tensor) -> torch.Tensor:
     return torch.atan2(torch.sin(angle), torch.cos(angle))
 
 
-def circ_diff(a: torch.Tensor, b: torch.Tensor, pi_periodic: torch.Tensor | bool = False) -> torch.Tensor:
+def circ_diff(
+    a: torch.Tensor, b: torch.Tensor, pi_periodic: torch.Tensor | bool = False
+) -> torch.Tensor:
     """Absolute circular distance |a − b| on the circle, in [0, π].
 
     Where `pi_periodic` is True the angles are taken modulo π, so the distance is in [0, π/2].
@@ -105,8 +107,11 @@ def rotation_matrix(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     return eye + s * K + (1 - c) * (K @ K)
 
 
-def rotate_about(points: torch.Tensor, origin: torch.Tensor, axis: torch.Tensor, angle) -> torch.Tensor:
-    """Rotate points [..., P, 3] by `angle` about the line through origin [..., 3] along axis [..., 3]."""
+def rotate_about(
+    points: torch.Tensor, origin: torch.Tensor, axis: torch.Tensor, angle
+) -> torch.Tensor:
+    """Rotate points [..., P, 3] by `angle` about the line through origin [..., 3]
+    along axis [..., 3]."""
     angle = torch.as_tensor(angle, dtype=points.dtype, device=points.device)
     m = rotation_matrix(axis, angle)  # [..., 3, 3]
     return (points - origin[..., None, :]) @ m.transpose(-1, -2) + origin[..., None, :]

@@ -75,7 +75,8 @@ def sample(
     mu = mix.mu.detach().double().cpu()
     kappa = (mix.kappa.detach().double().cpu() / temperature).clamp_min(1e-4)
     n, k = logits.shape
-    comp = torch.multinomial(torch.softmax(logits, -1), n_samples, replacement=True, generator=generator)
+    weights = torch.softmax(logits, -1)
+    comp = torch.multinomial(weights, n_samples, replacement=True, generator=generator)
     comp = comp.T  # [S, N]
     idx = comp[..., None, None].expand(n_samples, n, 1, mu.shape[-1])
     mu_s = mu.expand(n_samples, n, k, -1).gather(2, idx).squeeze(2)  # [S, N, D]
@@ -103,7 +104,8 @@ def _von_mises_draw(kappa: torch.Tensor, generator: torch.Generator | None) -> t
     out = torch.empty_like(kappa_flat)
     todo = torch.arange(kappa_flat.numel())
     while todo.numel():
-        u1, u2, u3 = (torch.rand(todo.shape, generator=generator, dtype=kappa.dtype) for _ in range(3))
+        shape = todo.shape
+        u1, u2, u3 = (torch.rand(shape, generator=generator, dtype=kappa.dtype) for _ in range(3))
         rt, kt = r[todo], kappa_flat[todo]
         z = torch.cos(math.pi * u1)
         f = (1.0 + rt * z) / (rt + z)

@@ -79,7 +79,9 @@ def structure_id(path: str | Path) -> str:
     return name
 
 
-def read_structure(source: str | Path | bytes, name: str | None = None, max_bytes: int = MAX_BYTES) -> ParsedStructure:
+def read_structure(
+    source: str | Path | bytes, name: str | None = None, max_bytes: int = MAX_BYTES
+) -> ParsedStructure:
     """Read a structure from a path or raw bytes (.pdb, .cif, .mmcif, .ent, gzipped or not).
 
     Raises StructureError with a message about the file, never a parser traceback.
@@ -100,7 +102,9 @@ def from_gemmi(st: gemmi.Structure, name: str) -> ParsedStructure:
     """Clean a gemmi.Structure already in memory (it is modified) and record its residues."""
     warnings = _clean(st, name)
     records = _residue_records(st, name, warnings)
-    return ParsedStructure(name=structure_id(name), structure=st, residues=records, warnings=warnings)
+    return ParsedStructure(
+        name=structure_id(name), structure=st, residues=records, warnings=warnings
+    )
 
 
 def _decode(data: bytes, name: str, max_bytes: int) -> str:
@@ -126,7 +130,9 @@ def _decode(data: bytes, name: str, max_bytes: int) -> str:
     except UnicodeDecodeError:
         text = data.decode("latin-1")
         if sum(not (c.isprintable() or c in "\r\n\t") for c in text[:65536]) > 100:
-            raise StructureError(f"{name}: this is a binary file, not a PDB or mmCIF text file") from None
+            raise StructureError(
+                f"{name}: this is a binary file, not a PDB or mmCIF text file"
+            ) from None
         return text
 
 
@@ -138,7 +144,16 @@ def _looks_like_cif(text: str) -> bool:
         if s and not s.startswith("#"):
             if s.startswith(("_", "loop_")):
                 return True
-            if s[:6].rstrip() in ("HEADER", "ATOM", "HETATM", "REMARK", "CRYST1", "MODEL", "TITLE", "COMPND"):
+            if s[:6].rstrip() in (
+                "HEADER",
+                "ATOM",
+                "HETATM",
+                "REMARK",
+                "CRYST1",
+                "MODEL",
+                "TITLE",
+                "COMPND",
+            ):
                 return False
     return False
 
@@ -151,7 +166,11 @@ def _parse(text: str, name: str) -> gemmi.Structure:
         else:
             st = gemmi.read_pdb_string(text)
     except (RuntimeError, ValueError, IndexError) as err:
-        cut = "" if text.endswith("\n") else "; the file seems cut short (its last line is incomplete)"
+        cut = (
+            ""
+            if text.endswith("\n")
+            else "; the file seems cut short (its last line is incomplete)"
+        )
         raise StructureError(f"{name}: not a readable PDB or mmCIF file ({err}){cut}") from None
     if len(st) == 0 or st[0].count_atom_sites() == 0:
         raise StructureError(f"{name}: no atoms found; is this a PDB or mmCIF coordinate file?")
@@ -291,13 +310,20 @@ def _residue_records(st: gemmi.Structure, name: str, warnings: list[str]) -> lis
                 dropped += 1
                 prev_c = None
                 continue
-            bb = {n: _xyz(_pick(atoms[n], primary, primary)) for n in ("N", "CA", "C", "O") if n in atoms}
+            bb = {
+                n: _xyz(_pick(atoms[n], primary, primary))
+                for n in ("N", "CA", "C", "O")
+                if n in atoms
+            }
             coords = np.array([_xyz(a) for group in atoms.values() for a in group.values()])
             if not np.isfinite(coords).all() or np.abs(coords).max() > MAX_ABS_COORD:
                 absurd += 1
                 prev_c = None
                 continue
-            if not (0.8 < np.linalg.norm(bb["N"] - bb["CA"]) < 2.5 and 0.8 < np.linalg.norm(bb["C"] - bb["CA"]) < 2.5):
+            if not (
+                0.8 < np.linalg.norm(bb["N"] - bb["CA"]) < 2.5
+                and 0.8 < np.linalg.norm(bb["C"] - bb["CA"]) < 2.5
+            ):
                 absurd += 1
                 prev_c = None
                 continue
@@ -324,7 +350,9 @@ def _residue_records(st: gemmi.Structure, name: str, warnings: list[str]) -> lis
             )
             prev_c = bb["C"]
     if n_protein == 0:
-        raise StructureError(f"{name}: no protein residues found (only waters, ligands or nucleic acids)")
+        raise StructureError(
+            f"{name}: no protein residues found (only waters, ligands or nucleic acids)"
+        )
     if only_ca:
         raise StructureError(
             f"{name}: only CA atoms (a CA trace); qfitlatent needs N, CA and C of each residue"
@@ -340,8 +368,10 @@ def _residue_records(st: gemmi.Structure, name: str, warnings: list[str]) -> lis
             "qfitlatent needs a protein chain of at least 2 residues"
         )
     if dropped:
-        warnings.append(f"{dropped} residue(s) without N, CA and C were left out; the chain is marked broken there")
+        warnings.append(
+            f"{dropped} residue(s) without N, CA and C were left out; "
+            "the chain is marked broken there"
+        )
     if absurd:
         warnings.append(f"{absurd} residue(s) with impossible coordinates were left out")
     return records
-

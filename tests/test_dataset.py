@@ -52,7 +52,9 @@ def test_bad_files_are_skipped_with_reasons(folder):
 
 
 def test_split_is_deterministic_disjoint_by_pdb_id_and_stable_when_files_are_added():
-    names = [p.name.split(".")[0] for p in sorted(DATA.glob("*.gz"))] or [f"{i}abc" for i in range(100)]
+    names = [p.name.split(".")[0] for p in sorted(DATA.glob("*.gz"))] or [
+        f"{i}abc" for i in range(100)
+    ]
     names += ["1a2p", "1a2p_qfit"]
     s1, s2 = split_names(names, 0.1, seed=0), split_names(list(reversed(names)), 0.1, seed=0)
     assert s1 == s2
@@ -76,15 +78,25 @@ def _independent_count(path) -> int:
             info = gemmi.find_tabulated_residue(res.name)
             if not info or not info.is_amino_acid():
                 continue
-            parent = res.name if res.name in residues.TOKEN else (
-                residues.AA3[residues.AA1.index(info.one_letter_code.upper())]
-                if info.one_letter_code.islower() and info.one_letter_code.upper() in residues.AA1 else "")
+            parent = (
+                res.name
+                if res.name in residues.TOKEN
+                else (
+                    residues.AA3[residues.AA1.index(info.one_letter_code.upper())]
+                    if info.one_letter_code.islower()
+                    and info.one_letter_code.upper() in residues.AA1
+                    else ""
+                )
+            )
             chi_names = residues.CHI_ATOMS.get(parent, [])
             if not chi_names or not {"N", "CA", "C"} <= {a.name for a in res}:
                 continue
             rename = residues.ATOM_RENAMES.get(res.name, {})
-            atoms = [(rename.get(a.name, a.name), a.altloc, a.occ, np.array(a.pos.tolist()))
-                     for a in res if a.name not in ("N", "CA", "C", "O", "OXT")]
+            atoms = [
+                (rename.get(a.name, a.name), a.altloc, a.occ, np.array(a.pos.tolist()))
+                for a in res
+                if a.name not in ("N", "CA", "C", "O", "OXT")
+            ]
             alts = sorted({alt for _, alt, _, _ in atoms if alt != "\0"})
             confs = []
             for alt in alts:
@@ -92,7 +104,10 @@ def _independent_count(path) -> int:
                 if np.mean([x[2] for x in own]) <= 0:
                     continue
                 coords = {n: xyz for n, a, _, xyz in atoms if a in (alt, "\0")}
-                if not any(all(np.abs(coords[n] - c[n]).max() < 0.05 for n in coords if n in c) for c in confs):
+                if not any(
+                    all(np.abs(coords[n] - c[n]).max() < 0.05 for n in coords if n in c)
+                    for c in confs
+                ):
                     confs.append(coords)
             names_present = {n for n, _, _, _ in atoms} | {"N", "CA"}
             if len(confs) >= 2 and set(chi_names[0]) <= names_present:

@@ -23,7 +23,9 @@ def test_frames_are_proper_rotations_with_the_spec_convention(name):
     eye = torch.eye(3).expand(f.n_res, 3, 3)
     assert torch.allclose(f.rot @ f.rot.transpose(1, 2), eye, atol=1e-5)
     assert torch.allclose(torch.det(f.rot), torch.ones(f.n_res), atol=1e-5)
-    bb = torch.tensor(np.array([[r.backbone[k] for k in ("N", "CA", "C")] for r in parsed.residues]))
+    bb = torch.tensor(
+        np.array([[r.backbone[k] for k in ("N", "CA", "C")] for r in parsed.residues])
+    )
     bb = bb.float()
     n, ca, c = (to_local(bb[:, k], f.rot, f.trans) for k in range(3))
     assert torch.allclose(ca, torch.zeros_like(ca), atol=1e-4)
@@ -43,7 +45,9 @@ def test_chi_matches_gemmi_dihedrals_for_every_altloc(name):
             for d, names in enumerate(residues.CHI_ATOMS.get(rec.parent, [])):
                 if not f.chi_mask[i, a, d]:
                     continue
-                atoms = [_gemmi_atom(res, n, conf.altloc, rec.primary_altloc, renames) for n in names]
+                atoms = [
+                    _gemmi_atom(res, n, conf.altloc, rec.primary_altloc, renames) for n in names
+                ]
                 ref = gemmi.calculate_dihedral(*(x.pos for x in atoms))
                 assert abs(math.remainder(f.chi[i, a, d].item() - ref, 2 * math.pi)) < 1e-4
                 checked += 1
@@ -51,7 +55,7 @@ def test_chi_matches_gemmi_dihedrals_for_every_altloc(name):
 
 
 def _gemmi_atom(res, name, altloc, primary, renames):
-    """The atom a crystallographer would take: this altloc's, else the blank one, else the primary's."""
+    """The atom a crystallographer would take: this altloc's, else blank, else the primary's."""
     inverse = {v: k for k, v in renames.items()}
     cands = [a for a in res if a.name == inverse.get(name, name)]
     for want in (altloc, "\0", primary):
@@ -63,7 +67,9 @@ def _gemmi_atom(res, name, altloc, primary, renames):
 
 def test_known_altloc_residue_features():
     f = load_features(data_file("2igd.pdb.gz"))
-    i = [k for k, (c, r, _) in enumerate(f.residue_ids()) if (c, r) == ("A", 5)][0]  # VAL 5, A 0.55 / B 0.45
+    i = [k for k, (c, r, _) in enumerate(f.residue_ids()) if (c, r) == ("A", 5)][
+        0
+    ]  # VAL 5, A 0.55 / B 0.45
     assert f.resname[i] == "VAL" and f.aatype[i] == residues.TOKEN["VAL"]
     assert f.n_obs[i] == 2 and f.valid()[i]
     assert f.occ[i, :2].tolist() == pytest.approx([0.55, 0.45])
@@ -76,12 +82,16 @@ def test_backbone_torsions_match_gemmi():
     chain = parsed.structure[0][0]
     for i, rec in enumerate(parsed.residues[1:-1], start=1):
         res = chain[rec.res_idx]
-        phi, psi = gemmi.calculate_phi_psi(chain.previous_residue(res), res, chain.next_residue(res))
+        phi, psi = gemmi.calculate_phi_psi(
+            chain.previous_residue(res), res, chain.next_residue(res)
+        )
         if f.bb_mask[i, 0] and rec.primary_altloc == "":
             assert abs(math.remainder(f.bb_angles[i, 0].item() - phi, 2 * math.pi)) < 1e-4
         if f.bb_mask[i, 1] and rec.primary_altloc == "":
             assert abs(math.remainder(f.bb_angles[i, 1].item() - psi, 2 * math.pi)) < 1e-4
-    assert not f.bb_mask[0, 0] and not f.bb_mask[-1, 1]  # no φ before the first, no ψ after the last
+    assert (
+        not f.bb_mask[0, 0] and not f.bb_mask[-1, 1]
+    )  # no φ before the first, no ψ after the last
 
 
 def _moved(st: gemmi.Structure, seed: int) -> gemmi.Structure:

@@ -1,7 +1,6 @@
 """Reading real multiconformer files: altlocs, occupancies, messy cases, bad input."""
 
 import gzip
-import math
 
 import gemmi
 import numpy as np
@@ -13,7 +12,9 @@ from qfitlatent.structure import read_structure, structure_id
 
 
 def _record(parsed, chain, resnum, icode=""):
-    return next(r for r in parsed.residues if (r.chain, r.resnum, r.icode) == (chain, resnum, icode))
+    return next(
+        r for r in parsed.residues if (r.chain, r.resnum, r.icode) == (chain, resnum, icode)
+    )
 
 
 def _pdb_text(path) -> str:
@@ -100,7 +101,7 @@ def test_altlocs_on_the_backbone_only_are_one_side_chain_conformer():
 
 
 def test_split_side_chain_only_and_split_everything_agree():
-    # The same VAL 5 written the qFit way (every atom per altloc) and the usual way (side chain only).
+    # VAL 5 written the qFit way (every atom per altloc) and the usual way (side chain only).
     text = _pdb_text(data_file("2igd.pdb.gz"))
     usual = _record(read_structure(text.encode(), name="usual.pdb"), "A", 5)
     lines = []
@@ -112,7 +113,7 @@ def test_split_side_chain_only_and_split_everything_agree():
             lines.append(line)
     qfit_like = _record(read_structure("\n".join(lines).encode(), name="qfit.pdb"), "A", 5)
     assert [c.occ for c in qfit_like.conformers] == pytest.approx([c.occ for c in usual.conformers])
-    for a, b in zip(qfit_like.conformers, usual.conformers):
+    for a, b in zip(qfit_like.conformers, usual.conformers, strict=True):
         assert a.atoms.keys() == b.atoms.keys()
         assert all(np.allclose(a.atoms[k], b.atoms[k]) for k in a.atoms)
 
@@ -172,9 +173,14 @@ def _cases():
     real = data_file("2igd.pdb.gz")
     text = _pdb_text(real)
     raw = gzip.open(real, "rb").read()
-    water_only = "\n".join(line for line in text.splitlines() if "HOH" in line or not line.startswith(("ATOM", "HETATM")))
+    water_only = "\n".join(
+        line
+        for line in text.splitlines()
+        if "HOH" in line or not line.startswith(("ATOM", "HETATM"))
+    )
     nan = "\n".join(
-        (line[:30] + "     nan" + line[38:]) if line.startswith("ATOM") else line for line in text.splitlines()
+        (line[:30] + "     nan" + line[38:]) if line.startswith("ATOM") else line
+        for line in text.splitlines()
     )
     absurd = "".join(
         gemmi.read_pdb_string(text).make_mmcif_document().as_string().replace(" 2.844 ", " 2e7 ")
@@ -209,8 +215,21 @@ def _cases():
 
 @pytest.mark.parametrize(
     "case",
-    ["empty", "whitespace", "not a structure", "truncated gzip", "truncated mmcif", "binary", "png",
-     "no protein", "only CA", "NaN coordinates", "absurd coordinates", "single residue", "10 MB+"],
+    [
+        "empty",
+        "whitespace",
+        "not a structure",
+        "truncated gzip",
+        "truncated mmcif",
+        "binary",
+        "png",
+        "no protein",
+        "only CA",
+        "NaN coordinates",
+        "absurd coordinates",
+        "single residue",
+        "10 MB+",
+    ],
 )
 def test_bad_input_raises_one_clear_error(case):
     data, phrase = _cases()[case]
