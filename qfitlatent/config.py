@@ -34,6 +34,11 @@ class ModelConfig:
     # Memory: attend only to the nearest `max_neighbours` residues (by CA distance) when N is
     # larger; 0 attends to all. Keeps a 3000-residue structure inside a laptop's memory.
     max_neighbours: int = 0
+    # Backbone-dependent rotamer library as M extra mixture components that the network reweights
+    # and rescales per residue (model/prior.py); fitted on the training split when a run starts.
+    # 0: the SPEC head alone.
+    prior_components: int = 0
+    prior_bin_deg: float = 20.0  # φ/ψ bin width of that library
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,6 +64,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     min_altlocs: int = 2  # 2: train on R (SPEC §5); 1: single-conformer residues teach rigidity
+    # With min_altlocs 1: the share of each step's loss that comes from R (loss.training_loss);
+    # 0 is the plain mean over every residue with a χ.
+    r_share: float = 0.0
     crop_size: int = 384  # spatial crop for training only, never at inference
     val_fraction: float = 0.1  # share of structures held out, split by PDB id
     seed: int = 0

@@ -32,3 +32,22 @@ def mixture_nll(mix: Mixture, feats: Features, min_altlocs: int = 2):
     valid = feats.valid(min_altlocs).to(per_residue.device)
     total = torch.where(valid, per_residue, torch.zeros_like(per_residue)).sum()
     return total / valid.sum().clamp_min(1), per_residue, valid
+
+
+def training_loss(
+    mix: Mixture, feats: Features, min_altlocs: int = 2, r_share: float = 0.0
+) -> torch.Tensor:
+    """The training objective: mean L_i over feats.valid(min_altlocs), or with `r_share` > 0
+    (and min_altlocs 1) a blend that gives the residues in R that share of the loss.
+
+    With min_altlocs 1, R is ~4% of the residues, so the plain mean mostly teaches rigid side
+    chains and sharpens every prediction; the blend keeps that teaching while the flexible
+    residues, the ones the NLL metric scores, keep a fixed say.
+    """
+    loss, per_residue, valid = mixture_nll(mix, feats, min_altlocs)
+    if r_share <= 0.0 or min_altlocs >= 2:
+        return loss
+    in_r = feats.valid(2).to(per_residue.device)
+    loss_r = torch.where(in_r, per_residue, torch.zeros_like(per_residue)).sum()
+    loss_r = loss_r / in_r.sum().clamp_min(1)
+    return (1.0 - r_share) * loss + r_share * loss_r

@@ -24,12 +24,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .baselines import BaselineOptions, fit_baselines
 from .checkpoint import build_model, load_checkpoint, metadata, resolve_device, save_checkpoint
 from .config import ModelConfig, TrainConfig, with_overrides
 from .dataset import list_structure_files, load_dataset, split_names, structure_id, write_json
 from .errors import CheckpointError
 from .features import Features
-from .loss import mixture_nll
+from .loss import mixture_nll, training_loss
 from .model import QFitLatent
 
 # --- command line ------------------------------------------------------------------------------
@@ -147,6 +148,25 @@ def validate(
         dist.all_reduce(total)
     model.train()
     return float(total[0] / total[1]) if total[1] > 0 else None
+
+
+def fit_library_prior(model, train_feats: list[Features], out=None) -> None:
+    """Fit the backbone-dependent library on the training structures into the model's head.
+
+    The same fit, on the same structures and options, as `qfitlatent evaluate`'s bb_dependent
+    baseline: the evaluation then measures exactly what the network adds to the library.
+    """
+    cfg = model.cfg
+    options = BaselineOptions(n_components=cfg.prior_components, bin_deg=cfg.prior_bin_deg)
+    t0 = time.perf_counter()
+    library = fit_baselines(train_feats, options)["bb_dependent"]
+    model.head.prior.load_library(library)
+    if out is not None:
+        out.line(
+            f"fitted the rotamer-library prior ({cfg.prior_components} components per amino "
+            f"acid, {cfg.prior_bin_deg:g}° φ/ψ bins) on {len(train_feats)} training structures "
+            f"in {time.perf_counter() - t0:.0f} s"
+        )
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -295,6 +315,8 @@ def train(
     val_items = [
         by_name[n] for n in split["val"] if n in by_name and by_name[n].valid(min_alt).any()
     ]
+    if ckpt is None and init_ckpt is None and model_cfg.prior_components > 0:
+        fit_library_prior(model, [by_name[n] for n in split["train"] if n in by_name], out)
     n_empty = sum(1 for f in feats if not f.valid(min_alt).any())
     if n_empty:
         out.line(f"skipped {n_empty} structures with no residue in R (min_altlocs={min_alt})")
@@ -383,7 +405,7 @@ def train(
             f = spatial_crop(item, train_cfg.crop_size, min_alt, g).to(dev)
 
             net.train()
-            loss, _, _ = mixture_nll(net(f), f, min_alt)
+            loss = training_loss(net(f), f, min_alt, train_cfg.r_share)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             loss_value = loss.detach().clone()

@@ -8,7 +8,7 @@ from scipy import special, stats
 
 from qfitlatent import residues
 from qfitlatent.features import Features
-from qfitlatent.loss import mixture_nll
+from qfitlatent.loss import mixture_nll, training_loss
 from qfitlatent.mixture import Mixture
 
 
@@ -120,3 +120,19 @@ def test_no_residue_in_r_gives_zero_loss_with_a_graph():
     assert not valid.any() and float(loss.detach()) == 0.0
     loss.backward()  # distributed ranks must still be able to run backward
     assert torch.equal(mu.grad, torch.zeros_like(mu))
+
+
+def test_blended_loss_gives_r_its_share():
+    f = random_features(n=40, seed=3)
+    mix = random_mixture(f.n_res, seed=3)
+    _, per_residue, _ = mixture_nll(mix, f, 1)
+    with_chi = f.valid(1)
+    in_r = f.valid(2)
+    assert in_r.any() and (with_chi & ~in_r).any()
+    mean_all = per_residue[with_chi].mean()
+    mean_r = per_residue[in_r].mean()
+    assert torch.allclose(training_loss(mix, f, 1, 0.0), mean_all)
+    assert torch.allclose(training_loss(mix, f, 1, 0.5), 0.5 * mean_all + 0.5 * mean_r)
+    assert torch.allclose(training_loss(mix, f, 1, 1.0), mean_r)
+    # With min_altlocs 2 the loss is already over R: the share changes nothing.
+    assert torch.allclose(training_loss(mix, f, 2, 0.5), mean_r)

@@ -41,5 +41,6 @@ class QFitLatent(nn.Module):
         return s
 
     def forward(self, feats: Features) -> Mixture:
-        """Per-residue mixture: logits [N, K], mu [N, K, D], kappa [N, K, D] (fp32)."""
-        return self.head(self.trunk(feats))
+        """Per-residue mixture: logits [N, K'], mu [N, K', D], kappa [N, K', D] (fp32); K' = K,
+        or K + prior_components with the rotamer-library prior (model/prior.py)."""
+        return self.head(self.trunk(feats), feats)
