@@ -279,10 +279,20 @@ class BackboneDependentMixture:
 
     def predict(self, feats: Features) -> Mixture:
         mix = self.per_aa.predict(feats)
-        bins = phi_psi_bins(feats.bb_angles[:, :2], self.bin_deg)  # [N]
-        ok = feats.bb_mask[:, :2].all(-1)
-        logits = torch.where(ok[:, None], self.bin_logits[feats.aatype, bins], mix.logits)
+        logits = backbone_dependent_logits(self.bin_logits, mix.logits, feats, self.bin_deg)
         return Mixture(logits, mix.mu, mix.kappa)
+
+
+def backbone_dependent_logits(
+    bin_logits: torch.Tensor,  # [21, B², K]
+    fallback: torch.Tensor,  # [N, K]: the per-AA logits of each residue
+    feats: Features,
+    bin_deg: float,
+) -> torch.Tensor:
+    """Each residue's φ/ψ-bin weights [N, K]; chain ends and breaks (no φ or ψ) keep `fallback`."""
+    bins = phi_psi_bins(feats.bb_angles[:, :2].float(), bin_deg)  # [N]
+    has_bb = feats.bb_mask[:, :2].all(-1)  # [N]
+    return torch.where(has_bb[:, None], bin_logits[feats.aatype, bins], fallback)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ Everything here depends on the amino acid and φ/ψ only, so the model stays SE(
 import torch
 from torch import nn
 
-from ..baselines import phi_psi_bins
+from ..baselines import backbone_dependent_logits
 from ..config import ModelConfig
 from ..features import Features
 from ..mixture import Mixture
@@ -59,9 +59,9 @@ class RotamerLibraryPrior(nn.Module):
     def library(self, feats: Features) -> Mixture:
         """The library's own mixture per residue: logits [N, M], mu/kappa [N, M, D]."""
         aa = feats.aatype
-        bins = phi_psi_bins(feats.bb_angles[:, :2].float(), self.bin_deg)  # [N]
-        has_bb = feats.bb_mask[:, :2].all(-1)  # [N]: chain ends and breaks fall back to per-AA
-        logits = torch.where(has_bb[:, None], self.bin_logits[aa, bins], self.aa_logits[aa])
+        logits = backbone_dependent_logits(
+            self.bin_logits, self.aa_logits[aa], feats, self.bin_deg
+        )  # [N, M]
         return Mixture(logits, self.mu[aa], self.kappa[aa])
 
     def forward(self, s: torch.Tensor, feats: Features) -> Mixture:
