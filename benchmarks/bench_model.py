@@ -72,7 +72,7 @@ def child(impl: str, n: int, device: str, backward: bool) -> dict:
         model = QFitLatent(cfg).to(device)
 
         def run(train: bool):
-            return mixture_nll(model(feats), feats)[0] if train else model(feats)
+            return mixture_nll(model(feats).mixture, feats)[0] if train else model(feats)
     else:
         from invariant_point_attention import IPABlock
 

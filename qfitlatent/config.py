@@ -39,6 +39,8 @@ class ModelConfig:
     # 0: the SPEC head alone.
     prior_components: int = 0
     prior_bin_deg: float = 20.0  # φ/ψ bin width of that library
+    # SPEC §5b: a per-residue logit for "the side chain has >= 2 distinct conformers".
+    flex_head: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,6 +49,8 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
+        # Checkpoints written before the flexibility head existed have none.
+        d = {"flex_head": False, **d}
         if unknown:
             from .errors import CheckpointError
 
@@ -67,6 +71,7 @@ class TrainConfig:
     # With min_altlocs 1: the share of each step's loss that comes from R (loss.training_loss);
     # 0 is the plain mean over every residue with a χ.
     r_share: float = 0.0
+    flex_weight: float = 1.0  # weight of the flexibility BCE next to the χ NLL
     crop_size: int = 384  # spatial crop for training only, never at inference
     val_fraction: float = 0.1  # share of structures held out, split by PDB id
     seed: int = 0

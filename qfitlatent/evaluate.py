@@ -47,7 +47,7 @@ def evaluate(
     # a single seed for all would repeat the same draws in every structure.
     for i, f in enumerate(feats_val):
         if model is not None:
-            mix = model(f.to(device)).to("cpu", torch.float32)
+            mix = model(f.to(device)).mixture.to("cpu", torch.float32)
             scores["model"].append(score_structure(mix, f, n_samples, seed=seed + i))
         for name in BASELINE_NAMES:
             scores[name].append(

@@ -1,6 +1,8 @@
-"""Training loss (SPEC §5): occupancy-weighted von Mises mixture NLL over the residues in R."""
+"""Training loss (SPEC §5): occupancy-weighted von Mises mixture NLL over the residues in R, and
+the flexibility head's binary cross-entropy (SPEC §5b)."""
 
 import torch
+import torch.nn.functional as F
 
 from .features import Features
 from .mixture import Mixture, log_prob
@@ -51,3 +53,26 @@ def training_loss(
     loss_r = torch.where(in_r, per_residue, torch.zeros_like(per_residue)).sum()
     loss_r = loss_r / in_r.sum().clamp_min(1)
     return (1.0 - r_share) * loss + r_share * loss_r
+
+
+def flex_labels(feats: Features) -> tuple[torch.Tensor, torch.Tensor]:
+    """(label [N] float, mask [N] bool) for the flexibility head.
+
+    Label 1: the side chain has >= 2 distinct observed conformers. Counted only for residues
+    with χ1 whose side chain was observed, and only in structures whose modellers built
+    side-chain altlocs somewhere: a structure with none says more about its refinement than
+    about its side chains, so it teaches nothing about "rigid".
+    """
+    observed = feats.chi_mask[:, :, 0].any(-1)  # [N] χ1 seen in some altloc
+    flexible = feats.n_obs >= 2
+    modelled = bool((flexible & observed).any())
+    mask = observed & feats.chi_defined[:, 0].to(observed.device) & modelled
+    return flexible.float(), mask
+
+
+def flex_loss(flex_logit: torch.Tensor, feats: Features) -> torch.Tensor:
+    """Mean binary cross-entropy over the labelled residues (0 times the graph when none)."""
+    label, mask = flex_labels(feats)
+    label, mask = label.to(flex_logit.device), mask.to(flex_logit.device)
+    bce = F.binary_cross_entropy_with_logits(flex_logit.float(), label, reduction="none")  # [N]
+    return torch.where(mask, bce, torch.zeros_like(bce)).sum() / mask.sum().clamp_min(1)

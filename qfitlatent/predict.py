@@ -44,6 +44,9 @@ class Prediction:
     clashes: list[list[int]]  # per residue, per conformer: moving atoms within 2.5 Å of others
     ensemble_structure: gemmi.Structure  # the multiconformer model that ensemble_pdb/cif write
     source_name: str  # the input's file name ("1abc.pdb.gz"), or the name given for bytes
+    # [N] probability that the side chain has >= 2 distinct conformers (SPEC §5b); None for
+    # weights without a flexibility head.
+    p_flexible: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -68,8 +71,9 @@ def predict(
     features = featurize(parsed)
     device = resolve_device(device)
     model.eval()
-    mix = model(features.to(device))
-    mix = Mixture(*(t.detach().float().cpu() for t in mix))
+    out = model(features.to(device))
+    mix = Mixture(*(t.detach().float().cpu() for t in out.mixture))
+    p_flexible = None if out.flex_logit is None else torch.sigmoid(out.flex_logit.float()).cpu()
     defined, symmetric = features.chi_defined, features.pi_symmetric
     h = entropy(mix, defined, symmetric, seed=seed)
     samples = sample_chis(mix, symmetric, n_samples=n_samples, seed=seed, temperature=temperature)
@@ -81,7 +85,9 @@ def predict(
         i = row["index"]
         row["n_conformers"] = ensemble.n_conformers(i) if rebuildable[i] else 0
         row["clashing_conformers"] = sum(c > 0 for c in clashes[i])
-    return Prediction(parsed, features, mix, table, samples, ensemble, h, clashes, st, source_name)
+    return Prediction(
+        parsed, features, mix, table, samples, ensemble, h, clashes, st, source_name, p_flexible
+    )
 
 
 def mixture_json(pred: Prediction, weights_name: str) -> dict:

@@ -30,7 +30,7 @@ from .config import ModelConfig, TrainConfig, with_overrides
 from .dataset import list_structure_files, load_dataset, split_names, structure_id, write_json
 from .errors import CheckpointError
 from .features import Features
-from .loss import mixture_nll, training_loss
+from .loss import flex_loss, mixture_nll, training_loss
 from .model import QFitLatent
 
 # --- command line ------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def validate(
     total = torch.zeros(2, dtype=torch.float64, device=device)  # Σ L_i, |R|
     for f in items:
         f = f.to(device)
-        _, per_residue, valid = mixture_nll(model(f), f, min_altlocs)
+        _, per_residue, valid = mixture_nll(model(f).mixture, f, min_altlocs)
         total[0] += per_residue[valid].double().sum()
         total[1] += valid.sum()
     if world > 1:
@@ -405,7 +405,10 @@ def train(
             f = spatial_crop(item, train_cfg.crop_size, min_alt, g).to(dev)
 
             net.train()
-            loss = training_loss(net(f), f, min_alt, train_cfg.r_share)
+            pred = net(f)
+            loss = training_loss(pred.mixture, f, min_alt, train_cfg.r_share)
+            if pred.flex_logit is not None:
+                loss = loss + train_cfg.flex_weight * flex_loss(pred.flex_logit, f)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             loss_value = loss.detach().clone()

@@ -33,7 +33,7 @@ def saved(tmp_path, cfg=TINY, **kw) -> tuple[Path, QFitLatent]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sched = cosine_scheduler(opt, 10)
     f = random_features(n=12)
-    model(f).mu.sum().backward()  # gives the optimizer state to save
+    model(f).mixture.mu.sum().backward()  # gives the optimizer state to save
     opt.step()
     sched.step()
     path = save_checkpoint(
@@ -64,7 +64,7 @@ def test_round_trip_restores_model_optimizer_and_run_state(tmp_path):
     f = random_features(n=12, seed=3)
     model.eval()
     with torch.no_grad():
-        for a, b in zip(model(f), loaded(f), strict=True):
+        for a, b in zip(model(f).mixture, loaded(f).mixture, strict=True):
             assert torch.equal(a, b)
     # The optimizer resumes exactly.
     opt = torch.optim.AdamW(loaded.parameters(), lr=1e-3)

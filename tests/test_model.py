@@ -38,8 +38,8 @@ def test_outputs_invariant_under_rotation_and_translation(protein, max_neighbour
     torch.manual_seed(0)
     model = QFitLatent(replace(TINY, max_neighbours=max_neighbours)).eval()
     with torch.no_grad():
-        a = model(protein)
-        b = model(moved(protein))
+        a = model(protein).mixture
+        b = model(moved(protein)).mixture
     weights_a, weights_b = torch.softmax(a.logits, -1), torch.softmax(b.logits, -1)
     assert torch.allclose(weights_a, weights_b, atol=1e-4)
     assert torch.allclose(a.mu, b.mu, atol=1e-4)
@@ -47,13 +47,15 @@ def test_outputs_invariant_under_rotation_and_translation(protein, max_neighbour
     # Invariance must not come from ignoring the geometry.
     shuffled = replace(protein, trans=protein.trans[torch.randperm(protein.n_res)])
     with torch.no_grad():
-        assert not torch.allclose(model(shuffled).mu, a.mu, atol=1e-3)
+        assert not torch.allclose(model(shuffled).mixture.mu, a.mu, atol=1e-3)
 
 
 def test_output_ranges(protein):
     cfg = replace(TINY, kappa_min=0.05)
-    mix = QFitLatent(cfg).eval()(protein)
+    out = QFitLatent(cfg).eval()(protein)
+    mix = out.mixture
     n = protein.n_res
+    assert out.flex_logit.shape == (n,) and out.flex_logit.dtype == torch.float32
     assert mix.logits.shape == (n, cfg.n_components)
     assert mix.mu.shape == mix.kappa.shape == (n, cfg.n_components, cfg.n_chi)
     assert (mix.mu.abs() < math.pi).all() and (mix.kappa >= cfg.kappa_min).all()
@@ -126,14 +128,14 @@ def test_tiny_model_overfits_one_real_protein(protein):
     model = QFitLatent(replace(TINY, dropout=0.0))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     with torch.no_grad():
-        start = float(mixture_nll(model(protein), protein)[0])
+        start = float(mixture_nll(model(protein).mixture, protein)[0])
     for _ in range(100):
-        loss, _, _ = mixture_nll(model(protein), protein)
+        loss, _, _ = mixture_nll(model(protein).mixture, protein)
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        end = float(mixture_nll(model.eval()(protein), protein)[0])
+        end = float(mixture_nll(model.eval()(protein).mixture, protein)[0])
     assert end < start - 2.0, (start, end)
 
 
@@ -142,15 +144,15 @@ def test_bf16_autocast_keeps_head_and_loss_in_fp32(protein):
     torch.manual_seed(0)
     model = QFitLatent(TINY)
     with torch.no_grad():
-        reference = model.eval()(protein)
+        reference = model.eval()(protein).mixture
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        mix = model.train()(protein)
+        mix = model.train()(protein).mixture
         loss, _, _ = mixture_nll(mix, protein)
     assert all(t.dtype == torch.float32 for t in mix) and loss.dtype == torch.float32
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        low = model.eval()(protein)
+        low = model.eval()(protein).mixture
     assert torch.allclose(low.mu, reference.mu, atol=0.1)
     assert torch.allclose(
         torch.softmax(low.logits, -1), torch.softmax(reference.logits, -1), atol=0.05

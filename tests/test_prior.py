@@ -50,7 +50,7 @@ def _with_library(library, cfg=TINY):
 def test_untrained_library_components_are_the_bb_dependent_baseline(library, protein):
     model = _with_library(library)
     with torch.no_grad():
-        mix = model(protein)
+        mix = model(protein).mixture
     k, m = TINY.n_components, TINY.prior_components
     assert mix.logits.shape == (protein.n_res, k + m)
     assert mix.mu.shape == mix.kappa.shape == (protein.n_res, k + m, TINY.n_chi)
@@ -72,7 +72,7 @@ def test_model_with_prior_stays_se3_invariant(library, protein):
 
     model = _with_library(library)
     with torch.no_grad():
-        a, b = model(protein), model(moved(protein))
+        a, b = model(protein).mixture, model(moved(protein)).mixture
     assert torch.allclose(torch.softmax(a.logits, -1), torch.softmax(b.logits, -1), atol=1e-4)
     assert torch.allclose(a.kappa, b.kappa, atol=1e-3)
 
@@ -80,10 +80,10 @@ def test_model_with_prior_stays_se3_invariant(library, protein):
 def test_prior_corrections_move_weights_and_concentrations(library, protein):
     model = _with_library(library)
     with torch.no_grad():
-        before = model(protein)
+        before = model(protein).mixture
         model.head.prior.reweight.bias[0] = 2.0
         model.head.prior.kappa_scale.bias[0] = 1.0
-        after = model(protein)
+        after = model(protein).mixture
     k = TINY.n_components
     assert torch.allclose(after.logits[:, k], before.logits[:, k] + 2.0)
     # κ of χ1 scaled by e (bounded tanh: 3·tanh(1/3)), floored at κ_min.
@@ -96,7 +96,7 @@ def test_mixture_with_prior_is_a_density(library, protein):
     """Every residue's χ1 marginal integrates to 1 on a fine grid (the others are masked)."""
     model = _with_library(library)
     with torch.no_grad():
-        mix = model(protein)
+        mix = model(protein).mixture
     grid = torch.linspace(-torch.pi, torch.pi, 4001)[:-1]  # [G]
     n = protein.n_res
     chi = torch.zeros(grid.numel(), n, TINY.n_chi)
@@ -113,11 +113,11 @@ def test_library_travels_inside_the_checkpoint(library, protein, tmp_path):
     path = save_checkpoint(tmp_path / "prior.pt", model_cfg=TINY, model=model)
     loaded, info = load_model(path, "cpu")
     with torch.no_grad():
-        a, b = model(protein), loaded(protein)
+        a, b = model(protein).mixture, loaded(protein).mixture
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     # A fresh model of the same config predicts something else: the buffers carried the library.
     with torch.no_grad():
-        fresh = QFitLatent(TINY).eval()(protein)
+        fresh = QFitLatent(TINY).eval()(protein).mixture
     assert not torch.allclose(fresh.kappa, a.kappa)
 
 
@@ -156,6 +156,6 @@ def test_training_fits_the_prior_on_the_training_split_and_improves_it(tmp_path)
     assert model.head.prior.reweight.weight.abs().max() > 0
     untrained = _with_library(lib)
     with torch.no_grad():
-        after = sum(float(mixture_nll(model(f), f, 1)[0]) for f in train_feats)
-        before = sum(float(mixture_nll(untrained(f), f, 1)[0]) for f in train_feats)
+        after = sum(float(mixture_nll(model(f).mixture, f, 1)[0]) for f in train_feats)
+        before = sum(float(mixture_nll(untrained(f).mixture, f, 1)[0]) for f in train_feats)
     assert after < before

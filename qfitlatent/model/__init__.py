@@ -1,5 +1,5 @@
 """The network: IPA encoder over fixed backbone frames and a von Mises mixture head."""
 
-from .network import QFitLatent
+from .network import ModelOutput, QFitLatent
 
-__all__ = ["QFitLatent"]
+__all__ = ["ModelOutput", "QFitLatent"]

@@ -1,4 +1,7 @@
-"""QFitLatent: embeddings → L IPA blocks over fixed frames → von Mises mixture head."""
+"""QFitLatent: embeddings → L IPA blocks over fixed frames → von Mises mixture head and a
+flexibility logit."""
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -9,6 +12,11 @@ from ..mixture import Mixture
 from .embed import PairEmbedding, SingleEmbedding, neighbours
 from .head import VonMisesMixtureHead
 from .ipa import IPABlock
+
+
+class ModelOutput(NamedTuple):
+    mixture: Mixture  # logits [N, K'], mu/kappa [N, K', D], fp32
+    flex_logit: torch.Tensor | None  # [N] fp32 logit of p_flexible; None without a flex head
 
 
 class QFitLatent(nn.Module):
@@ -22,6 +30,7 @@ class QFitLatent(nn.Module):
         # instead of one per block (the pair tensor dominates memory traffic on CPU).
         self.pair_bias = nn.Linear(cfg.d_z, cfg.n_blocks * cfg.n_heads)
         self.head = VonMisesMixtureHead(cfg)
+        self.flex = nn.Linear(cfg.d_s, 1) if cfg.flex_head else None
 
     def trunk(self, feats: Features) -> torch.Tensor:
         """Single representation [N, C_s] after the IPA blocks."""
@@ -40,7 +49,12 @@ class QFitLatent(nn.Module):
                 s = block(s, z, bias, rot, trans, nbr)
         return s
 
-    def forward(self, feats: Features) -> Mixture:
-        """Per-residue mixture: logits [N, K'], mu [N, K', D], kappa [N, K', D] (fp32); K' = K,
-        or K + prior_components with the rotamer-library prior (model/prior.py)."""
-        return self.head(self.trunk(feats), feats)
+    def forward(self, feats: Features) -> ModelOutput:
+        """Per-residue mixture (K' = K, or K + prior_components with the rotamer-library prior,
+        model/prior.py) and the flexibility logit (fp32, like the mixture)."""
+        s = self.trunk(feats)
+        flex = None
+        if self.flex is not None:
+            with torch.autocast(device_type=s.device.type, enabled=False):
+                flex = self.flex(s.float()).squeeze(-1)  # [N]
+        return ModelOutput(self.head(s, feats), flex)
