@@ -33,7 +33,7 @@ def synthetic_structure(n: int, device):
     import torch
 
     from qfitlatent.features import Features
-    from qfitlatent.geometry import backbone_frames
+    from qfitlatent.geometry import backbone_frames, burial_counts
 
     g = torch.Generator().manual_seed(0)
     steps = torch.randn(n, 3, generator=g)
@@ -51,7 +51,8 @@ def synthetic_structure(n: int, device):
         n_obs=torch.full((n,), 2), chain_index=torch.zeros(n, dtype=torch.long),
         resnum=torch.arange(n), chain_break=torch.zeros(n, dtype=torch.bool),
         bb_angles=torch.rand(n, 3, generator=g) * 6 - 3,
-        bb_mask=torch.ones(n, 3, dtype=torch.bool), chain_id=["A"] * n, icode=[""] * n,
+        bb_mask=torch.ones(n, 3, dtype=torch.bool), burial=burial_counts(rot, trans),
+        chain_id=["A"] * n, icode=[""] * n,
         resname=["ALA"] * n,
     )  # fmt: skip
     return feats.to(device)

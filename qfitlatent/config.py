@@ -31,6 +31,9 @@ class ModelConfig:
     use_frame_pair_features: bool = True
     # Optional single features beyond the SPEC's three inputs, kept only where validation says so.
     use_backbone_angles: bool = True  # φ/ψ/ω as sin/cos; rotamer preferences depend on them
+    # Neighbour counts around the virtual Cβ (geometry.burial_counts): how packed a side chain
+    # is, which a few IPA blocks over a crop would otherwise have to count for themselves.
+    use_burial: bool = True
     # Memory: attend only to the nearest `max_neighbours` residues (by CA distance) when N is
     # larger; 0 attends to all. Keeps a 3000-residue structure inside a laptop's memory.
     max_neighbours: int = 0
@@ -49,8 +52,8 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
-        # Checkpoints written before the flexibility head existed have none.
-        d = {"flex_head": False, **d}
+        # Checkpoints written before the flexibility head and burial input existed have neither.
+        d = {"flex_head": False, "use_burial": False, **d}
         if unknown:
             from .errors import CheckpointError
 

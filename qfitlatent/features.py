@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from . import residues
-from .geometry import backbone_frames, dihedral
+from .geometry import backbone_frames, burial_counts, dihedral
 
 
 @dataclass
@@ -33,6 +33,9 @@ class Features:
     chain_break: torch.Tensor  # [N] bool, residue i is not peptide-bonded to residue i-1
     bb_angles: torch.Tensor  # [N, 3] φ, ψ, ω radians (0 where undefined)
     bb_mask: torch.Tensor  # [N, 3] bool
+    # [N, 3] neighbour counts around the virtual Cβ (geometry.burial_counts), over the whole
+    # structure, so a training crop sees the same values as inference on the full file.
+    burial: torch.Tensor
     chain_id: list[str]
     icode: list[str]
     resname: list[str]  # as in the file (MSE stays MSE; its token is MET's)
@@ -145,6 +148,7 @@ def featurize(parsed) -> Features:
         chain_break=chain_break,
         bb_angles=bb_angles.float(),
         bb_mask=bb_mask,
+        burial=burial_counts(rot, trans),
         chain_id=[r.chain for r in recs],
         icode=[r.icode for r in recs],
         resname=[r.resname for r in recs],

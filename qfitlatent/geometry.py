@@ -37,6 +37,61 @@ def backbone_frames(
     return torch.stack([x, y, z], dim=-2), ca
 
 
+def _ideal_cb_local() -> torch.Tensor:
+    """Cβ of an ideal L-residue in its backbone frame [3], Å.
+
+    From ideal N, CA, C (Engh & Huber: N–CA 1.458, CA–C 1.525 Å, N–CA–C 111.2°) with the
+    linear combination that places Cβ at 1.52 Å with tetrahedral angles (the virtual Cβ of
+    trRosetta and ProteinMPNN).
+    """
+    ang = math.radians(111.2)
+    n = torch.tensor([1.458 * math.cos(ang), 1.458 * math.sin(ang), 0.0], dtype=torch.float64)
+    ca = torch.zeros(3, dtype=torch.float64)
+    c = torch.tensor([1.525, 0.0, 0.0], dtype=torch.float64)
+    b, cc = ca - n, c - ca
+    a = torch.linalg.cross(b, cc)
+    return -0.58273431 * a + 0.56802827 * b - 0.54067466 * cc + ca
+
+
+CB_LOCAL = _ideal_cb_local()  # [3]
+
+
+def virtual_cb(rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+    """Ideal Cβ positions [..., 3] from frames (rot [..., 3, 3], trans [..., 3]); defined for
+    glycine too, so every residue has a side-chain direction."""
+    return to_global(CB_LOCAL.to(rot.dtype), rot, trans)
+
+
+# Burial counts (Å): virtual Cβ within 8 and 10 of Cβ_i, and CA within 13 in the half-space
+# that Cβ_i points into (half-sphere exposure, Hamelryck 2005). A side chain with many
+# neighbours on its own side is packed; one with few is exposed and freer to move.
+BURIAL_RADII = (8.0, 10.0, 13.0)
+
+
+def burial_counts(rot: torch.Tensor, trans: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """[N, 3] counts (float) of other residues around each residue's virtual Cβ: Cβ within
+    8 Å, Cβ within 10 Å, CA within 13 Å on the Cβ side. Invariant to rigid motions.
+
+    rot [N, 3, 3], trans [N, 3]; rows in chunks so no [N, N] matrix exists for large N.
+    """
+    cb = virtual_cb(rot, trans)  # [N, 3]
+    up = cb - trans  # [N, 3] CA→Cβ
+    n = trans.shape[0]
+    out = torch.zeros(n, 3, dtype=torch.float32)
+    for start in range(0, n, chunk):
+        sl = slice(start, min(start + chunk, n))
+        d_cb = torch.cdist(cb[sl], cb)  # [n_chunk, N]
+        d_ca = torch.cdist(trans[sl], trans)  # [n_chunk, N]
+        side = torch.einsum("ik,ijk->ij", up[sl], trans[None] - trans[sl, None]) > 0  # [n_chunk, N]
+        idx = torch.arange(sl.start, sl.stop)
+        not_self = torch.ones_like(d_cb, dtype=torch.bool)
+        not_self[torch.arange(len(idx)), idx] = False
+        out[sl, 0] = ((d_cb < BURIAL_RADII[0]) & not_self).sum(-1).float()
+        out[sl, 1] = ((d_cb < BURIAL_RADII[1]) & not_self).sum(-1).float()
+        out[sl, 2] = ((d_ca < BURIAL_RADII[2]) & side & not_self).sum(-1).float()
+    return out
+
+
 def to_local(x: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
     """Global points [..., 3] into the frame (rot [..., 3, 3], trans [..., 3])."""
     return torch.einsum("...j,...ij->...i", x - trans, rot)

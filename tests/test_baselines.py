@@ -29,7 +29,7 @@ def make_features(aatype, chi, chi_mask, occ, n_obs, bb_angles=None) -> Features
         trans=torch.zeros(n, 3), chi=chi.float(), chi_mask=chi_mask.bool(), occ=occ.float(),
         n_obs=torch.as_tensor(n_obs), chain_index=torch.zeros(n, dtype=torch.long),
         resnum=torch.arange(n), chain_break=torch.zeros(n, dtype=torch.bool), bb_angles=bb,
-        bb_mask=torch.full((n, 3), bb_angles is not None),
+        bb_mask=torch.full((n, 3), bb_angles is not None), burial=torch.zeros(n, 3),
         chain_id=["A"] * n, icode=[""] * n, resname=[residues.AA3[a] for a in aatype],
     )  # fmt: skip
 

@@ -10,7 +10,7 @@ from conftest import data_file
 
 from qfitlatent import residues
 from qfitlatent.features import featurize, load_features
-from qfitlatent.geometry import random_rotation, to_local
+from qfitlatent.geometry import burial_counts, random_rotation, to_local, virtual_cb
 from qfitlatent.structure import from_gemmi, read_structure
 
 FILES = ["2igd.pdb.gz", "1a2p_qfit.pdb.gz", "2r2z.pdb.gz"]
@@ -144,3 +144,34 @@ def test_select_crops_and_marks_gaps():
     crop = f.select(torch.tensor([10, 11, 12, 20, 21]))
     assert crop.n_res == 5 and crop.resnum.tolist() == f.resnum[[10, 11, 12, 20, 21]].tolist()
     assert crop.chain_break.tolist() == [True, False, False, True, False]
+
+
+def test_virtual_cb_lies_on_the_observed_cb():
+    """The ideal Cβ from the frame against the real CB atoms of a real structure."""
+    parsed = read_structure(data_file("2igd.pdb.gz"))
+    f = featurize(parsed)
+    observed = [(i, r.conformers[0].atoms.get("CB")) for i, r in enumerate(parsed.residues)]
+    idx = [i for i, cb in observed if cb is not None]
+    real = torch.tensor(np.array([cb for _, cb in observed if cb is not None])).float()
+    dev = (virtual_cb(f.rot, f.trans)[idx] - real).norm(dim=-1)
+    assert len(idx) > 40
+    assert float(dev.median()) < 0.15 and float(dev.max()) < 0.6
+
+
+def test_burial_counts_match_a_brute_force_count():
+    f = load_features(data_file("2igd.pdb.gz"))
+    cb = virtual_cb(f.rot, f.trans).double().numpy()
+    ca = f.trans.double().numpy()
+    expected = np.zeros((f.n_res, 3))
+    for i in range(f.n_res):
+        for j in range(f.n_res):
+            if i == j:
+                continue
+            d_cb = np.linalg.norm(cb[i] - cb[j])
+            expected[i, 0] += d_cb < 8.0
+            expected[i, 1] += d_cb < 10.0
+            on_cb_side = np.dot(cb[i] - ca[i], ca[j] - ca[i]) > 0
+            expected[i, 2] += np.linalg.norm(ca[i] - ca[j]) < 13.0 and on_cb_side
+    assert np.array_equal(f.burial.numpy(), expected)
+    # Chunking is only a memory bound: any chunk size gives the same counts.
+    assert torch.equal(burial_counts(f.rot, f.trans, chunk=7), f.burial)

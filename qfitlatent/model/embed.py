@@ -27,7 +27,8 @@ def neighbours(trans: torch.Tensor, max_neighbours: int) -> torch.Tensor | None:
 
 
 class SingleEmbedding(nn.Module):
-    """Amino-acid token, plus sin/cos of φ/ψ/ω (masked where undefined) when configured."""
+    """Amino-acid token, plus sin/cos of φ/ψ/ω (masked where undefined) and burial counts when
+    configured."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -35,6 +36,9 @@ class SingleEmbedding(nn.Module):
         self.use_angles = cfg.use_backbone_angles
         if self.use_angles:
             self.angles = nn.Linear(9, cfg.d_s)  # sin, cos and mask for φ, ψ, ω
+        self.use_burial = cfg.use_burial
+        if self.use_burial:
+            self.burial = nn.Linear(3, cfg.d_s)
         self.norm = nn.LayerNorm(cfg.d_s)
 
     def forward(self, feats: Features) -> torch.Tensor:
@@ -44,6 +48,9 @@ class SingleEmbedding(nn.Module):
             ang = feats.bb_angles.to(s.dtype)
             x = torch.cat([torch.sin(ang) * mask, torch.cos(ang) * mask, mask], dim=-1)  # [N, 9]
             s = s + self.angles(x)
+        if self.use_burial:
+            # Counts run 0–60; log1p keeps a buried residue from dwarfing the token embedding.
+            s = s + self.burial(torch.log1p(feats.burial.to(s.dtype)))  # [N, C_s]
         return self.norm(s)
 
 
