@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train or fine-tune a model")
     t.add_argument("--data", type=Path, required=True)
     t.add_argument("--out", type=Path, required=True, help="run folder")
+    t.add_argument(
+        "--pretrain",
+        type=Path,
+        default=None,
+        help="extra folder of structures used for training only (never validation); with a "
+        "MANIFEST.tsv, structures whose closest_multiconf (>= 50%% identity) is a validation "
+        "structure are left out",
+    )
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--init-from", type=Path, default=None, help="checkpoint to start from")

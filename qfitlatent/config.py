@@ -76,6 +76,9 @@ class TrainConfig:
     r_share: float = 0.0
     flex_weight: float = 1.0  # weight of the flexibility BCE next to the χ NLL
     crop_size: int = 384  # spatial crop for training only, never at inference
+    # Proteins (crops) whose gradients are summed into one optimizer step: a step that sees
+    # several proteins is less noisy than one that sees a single crop.
+    batch_proteins: int = 1
     val_fraction: float = 0.1  # share of structures held out, split by PDB id
     seed: int = 0
     freeze_trunk: bool = False  # fine-tuning: train the head only

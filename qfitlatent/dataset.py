@@ -80,6 +80,11 @@ class FeatureCache:
     def _key(self, data: bytes) -> str:
         return hashlib.sha256(data + f"v{FEATURE_VERSION}".encode()).hexdigest()[:32]
 
+    def cached(self, path: str | Path) -> bool:
+        """Whether `path`'s features (or its reason for being skipped) are in the cache."""
+        key = self._key(Path(path).read_bytes())
+        return (self.dir / f"{key}.pt").exists() or (self.dir / f"{key}.err").exists()
+
     def load(self, path: str | Path) -> Features:
         """Features of one file; raises StructureError (cached too) when it cannot be used."""
         path = Path(path)
@@ -109,19 +114,45 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _featurize_into_cache(args: tuple[str, str]) -> None:
+    """Worker: featurise one file into the cache (errors are cached by FeatureCache.load)."""
+    path, cache_dir = args
+    torch.set_num_threads(1)
+    try:
+        FeatureCache(cache_dir).load(path)
+    except StructureError:
+        pass
+
+
 def load_dataset(
-    data_dir: str | Path, cache_dir: str | Path | None = None, names: list[str] | None = None
+    data_dir: str | Path,
+    cache_dir: str | Path | None = None,
+    names: list[str] | None = None,
+    workers: int | None = None,
 ) -> tuple[list[Features], list[tuple[str, str]]]:
     """Features of every usable file in a folder (only `names` when given), and the skipped ones.
 
+    Files not yet in the cache are featurised first by `workers` processes (default: one per
+    core), so a thousand-structure set is read once in parallel; later calls only load tensors.
     Returns (features, skipped) where skipped holds (file name, reason) pairs.
     """
     cache = FeatureCache(cache_dir)
     wanted = set(names) if names is not None else None
+    paths = [
+        p
+        for p in list_structure_files(data_dir)
+        if wanted is None or structure_id(p) in wanted
+    ]
+    missing = [p for p in paths if not cache.cached(p)]
+    workers = workers or os.cpu_count() or 1
+    if len(missing) > 1 and workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, len(missing))) as pool:
+            jobs = [(str(p), str(cache.dir)) for p in missing]
+            list(pool.map(_featurize_into_cache, jobs, chunksize=4))
     feats, skipped = [], []
-    for path in list_structure_files(data_dir):
-        if wanted is not None and structure_id(path) not in wanted:
-            continue
+    for path in paths:
         try:
             feats.append(cache.load(path))
         except StructureError as err:

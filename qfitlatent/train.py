@@ -27,10 +27,19 @@ import torch.distributed as dist
 from .baselines import BaselineOptions, fit_baselines
 from .checkpoint import build_model, load_checkpoint, metadata, resolve_device, save_checkpoint
 from .config import ModelConfig, TrainConfig, with_overrides
-from .dataset import list_structure_files, load_dataset, split_names, structure_id, write_json
+from .dataset import (
+    list_structure_files,
+    load_dataset,
+    pdb_group,
+    split_names,
+    structure_id,
+    write_json,
+)
 from .errors import CheckpointError
 from .features import Features
-from .loss import flex_loss, mixture_nll, training_loss
+from .loss import flex_labels, flex_loss, mixture_nll, training_loss
+from .metrics import auroc, chi1_mode_hit
+from .mixture import Mixture
 from .model import QFitLatent
 
 # --- command line ------------------------------------------------------------------------------
@@ -68,6 +77,7 @@ def train_from_args(args) -> int:
             device=args.device,
             max_structures=args.max_structures,
             cache_dir=args.cache,
+            pretrain_dir=args.pretrain,
             command="qfitlatent " + shlex.join(sys.argv[1:]),
         )
     except (FileExistsError, ValueError) as err:  # CheckpointError is a ValueError too
@@ -135,19 +145,73 @@ def cosine_scheduler(optimizer, total_steps: int):
 @torch.no_grad()
 def validate(
     model, items: list[Features], min_altlocs: int, device, world: int = 1
-) -> float | None:
-    """Mean L_i over R of the held-out proteins (pooled over residues, SPEC §8)."""
+) -> tuple[float | None, dict]:
+    """Mean L_i over R of the held-out proteins (pooled over residues), and what a user meets:
+    {"val_chi1_acc40": share of residues with χ1 whose heaviest altloc is within 40° of the
+    predicted mode, "val_flex_auroc": mean over structures with both classes of the
+    p_flexible AUROC (None without a flexibility head)}.
+    """
     model.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=device)  # Σ L_i, |R|
+    total = torch.zeros(4, dtype=torch.float64, device=device)  # Σ L_i, |R|, χ1 hits, χ1 n
+    aurocs = []
     for f in items:
         f = f.to(device)
-        _, per_residue, valid = mixture_nll(model(f).mixture, f, min_altlocs)
+        out = model(f)
+        _, per_residue, valid = mixture_nll(out.mixture, f, min_altlocs)
         total[0] += per_residue[valid].double().sum()
         total[1] += valid.sum()
+        hit, defined = chi1_mode_hit(
+            Mixture(*(t.cpu() for t in out.mixture)), f.chi.cpu(), f.chi_mask.cpu(),
+            f.occ.cpu(), tol=math.radians(40.0),
+        )  # fmt: skip
+        total[2] += hit.sum()
+        total[3] += defined.sum()
+        if out.flex_logit is not None:
+            label, mask = flex_labels(f)
+            a = auroc(out.flex_logit[mask].cpu(), label[mask].cpu())
+            if math.isfinite(a):
+                aurocs.append(a)
     if world > 1:
         dist.all_reduce(total)
     model.train()
-    return float(total[0] / total[1]) if total[1] > 0 else None
+    nll = float(total[0] / total[1]) if total[1] > 0 else None
+    extra = {
+        "val_chi1_acc40": float(total[2] / total[3]) if total[3] > 0 else None,
+        # Rank 0's structures only under DDP: a monitor for the log, not the selection rule.
+        "val_flex_auroc": sum(aurocs) / len(aurocs) if aurocs else None,
+    }
+    return nll, extra
+
+
+def pretrain_names(pretrain_dir, val_names: list[str]) -> tuple[list[str], list[str]]:
+    """(names to train on, names left out) of an extra training folder.
+
+    With the folder's MANIFEST.tsv (columns filename, closest_multiconf,
+    max_identity_to_multiconf), a structure with a chain at least 50% identical to one of a
+    validation structure is left out: otherwise validation would report memory, not skill.
+    """
+    names = [structure_id(p) for p in list_structure_files(pretrain_dir)]
+    manifest = Path(pretrain_dir) / "MANIFEST.tsv"
+    if not manifest.is_file():
+        return names, []
+    val_ids = {pdb_group(n) for n in val_names}
+    close = set()
+    rows = manifest.read_text().splitlines()
+    header = rows[0].split("\t")
+    for line in rows[1:]:
+        row = dict(zip(header, line.split("\t"), strict=False))
+        ident = float(row.get("max_identity_to_multiconf") or 0.0)
+        if ident >= 0.5 and pdb_group(row.get("closest_multiconf", "")) in val_ids:
+            close.add(structure_id(row["filename"]))
+    return [n for n in names if n not in close], sorted(close & set(names))
+
+
+def _protein_loss(pred, f: Features, train_cfg: TrainConfig) -> torch.Tensor:
+    """χ NLL (blended as train_cfg says) plus the weighted flexibility BCE of one crop."""
+    loss = training_loss(pred.mixture, f, train_cfg.min_altlocs, train_cfg.r_share)
+    if pred.flex_logit is not None:
+        loss = loss + train_cfg.flex_weight * flex_loss(pred.flex_logit, f)
+    return loss
 
 
 def fit_library_prior(model, train_feats: list[Features], out=None) -> None:
@@ -241,6 +305,7 @@ def train(
     device: str = "auto",
     max_structures: int | None = None,
     cache_dir=None,
+    pretrain_dir=None,
     command: str | None = None,
     on_step=None,
 ) -> dict:
@@ -300,6 +365,12 @@ def train(
         split = ckpt["split"]
     else:
         split = _choose_split(names, train_cfg, init_ckpt["split"] if init_ckpt else None)
+        if pretrain_dir is not None:
+            split["pretrain"], split["pretrain_left_out"] = pretrain_names(
+                pretrain_dir, split["val"]
+            )
+    if split.get("pretrain") and pretrain_dir is None:
+        raise ValueError("this run trains on a --pretrain folder too; pass it again to resume")
     if main_rank:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "split.json", split)
@@ -315,8 +386,17 @@ def train(
     val_items = [
         by_name[n] for n in split["val"] if n in by_name and by_name[n].valid(min_alt).any()
     ]
+    library_feats = [by_name[n] for n in split["train"] if n in by_name]
+    if split.get("pretrain"):
+        extra, extra_skipped = load_dataset(pretrain_dir, cache_dir, names=split["pretrain"])
+        out.line(
+            f"pretraining folder: {len(extra)} structures ({len(extra_skipped)} unreadable, "
+            f"{len(split.get('pretrain_left_out', []))} left out as close to validation ones)"
+        )
+        train_items += [f for f in extra if f.valid(min_alt).any()]
+        library_feats += extra
     if ckpt is None and init_ckpt is None and model_cfg.prior_components > 0:
-        fit_library_prior(model, [by_name[n] for n in split["train"] if n in by_name], out)
+        fit_library_prior(model, library_feats, out)
     n_empty = sum(1 for f in feats if not f.valid(min_alt).any())
     if n_empty:
         out.line(f"skipped {n_empty} structures with no residue in R (min_altlocs={min_alt})")
@@ -336,7 +416,8 @@ def train(
             p.requires_grad_(name.startswith("head."))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_items) / world)
+    per_step = world * train_cfg.batch_proteins
+    steps_per_epoch = math.ceil(len(train_items) / per_step)
     total_steps = steps_per_epoch * train_cfg.epochs
     scheduler = cosine_scheduler(optimizer, total_steps)
     step, elapsed, best, history = 0, 0.0, None, []
@@ -399,19 +480,19 @@ def train(
         while step < total_steps:
             epoch, pos = divmod(step, steps_per_epoch)
             order = epoch_order(len(train_items), epoch, train_cfg.seed, world, rank)
-            item = train_items[order[pos]]
-            g = torch.Generator().manual_seed(step_seed(train_cfg.seed, step, rank))
-            torch.manual_seed(step_seed(train_cfg.seed, step, rank))
-            f = spatial_crop(item, train_cfg.crop_size, min_alt, g).to(dev)
-
             net.train()
-            pred = net(f)
-            loss = training_loss(pred.mixture, f, min_alt, train_cfg.r_share)
-            if pred.flex_logit is not None:
-                loss = loss + train_cfg.flex_weight * flex_loss(pred.flex_logit, f)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            loss_value = loss.detach().clone()
+            loss_value = torch.zeros((), device=dev)
+            n_micro = train_cfg.batch_proteins
+            for b in range(n_micro):
+                micro = step * n_micro + b
+                item = train_items[order[(pos * n_micro + b) % len(order)]]
+                g = torch.Generator().manual_seed(step_seed(train_cfg.seed, micro, rank))
+                torch.manual_seed(step_seed(train_cfg.seed, micro, rank))
+                f = spatial_crop(item, train_cfg.crop_size, min_alt, g).to(dev)
+                loss = _protein_loss(net(f), f, train_cfg) / n_micro
+                loss.backward()
+                loss_value += loss.detach()
             if world > 1:
                 dist.all_reduce(loss_value)
                 loss_value /= world
@@ -446,7 +527,7 @@ def train(
             }
             epoch_done = step % steps_per_epoch == 0
             if step % train_cfg.log_every == 0 or epoch_done:
-                rate = window_n * world / max(now - window_t, 1e-9)
+                rate = window_n * per_step / max(now - window_t, 1e-9)
                 log(
                     {
                         **record,
@@ -464,7 +545,7 @@ def train(
             if epoch_done:
                 # Model selection always scores R (SPEC §8), whatever min_altlocs trains on, so
                 # runs with min_altlocs 1 and 2 are compared on the same footing.
-                val = validate(net, val_items, 2, dev, world)
+                val, val_extra = validate(net, val_items, 2, dev, world)
                 train_mean = epoch_loss / max(epoch_n, 1)
                 epoch_loss, epoch_n = 0.0, 0
                 t_last = window_t = time.perf_counter()  # validation time is not training time
@@ -475,6 +556,7 @@ def train(
                     "epoch": epoch + 1,
                     "train_loss": train_mean,
                     "val_nll": val,
+                    **val_extra,
                     "lr": lr_now,
                     "seconds": round(elapsed, 2),
                     "best_val_nll": best,
@@ -484,7 +566,9 @@ def train(
                 val_text = "n/a (no validation structures)" if val is None else f"{val:.4f}"
                 out.line(
                     f"epoch {epoch + 1}/{train_cfg.epochs} train {train_mean:.4f} "
-                    f"val NLL {val_text} ({elapsed:.0f} s)"
+                    f"val NLL {val_text}"
+                    + "".join(f" {k[4:]} {v:.3f}" for k, v in val_extra.items() if v is not None)
+                    + f" ({elapsed:.0f} s)"
                 )
                 if improved or (val is None):
                     save("best.pt", epoch + 1)

@@ -8,7 +8,7 @@ from scipy import special, stats
 
 from qfitlatent import residues
 from qfitlatent.features import Features
-from qfitlatent.loss import mixture_nll, training_loss
+from qfitlatent.loss import flex_labels, flex_loss, mixture_nll, training_loss
 from qfitlatent.mixture import Mixture
 
 
@@ -136,3 +136,36 @@ def test_blended_loss_gives_r_its_share():
     assert torch.allclose(training_loss(mix, f, 1, 1.0), mean_r)
     # With min_altlocs 2 the loss is already over R: the share changes nothing.
     assert torch.allclose(training_loss(mix, f, 2, 0.5), mean_r)
+
+
+def test_flex_labels_count_only_residues_with_chi1_in_structures_with_altlocs():
+    # GLY (no χ), SER flexible, SER rigid, VAL rigid but its χ1 atoms absent in the file.
+    aatype = torch.tensor([residues.AA3.index(a) for a in ("GLY", "SER", "SER", "VAL")])
+    chi_mask = torch.zeros(4, 2, 4, dtype=torch.bool)
+    chi_mask[1, :, 0] = True
+    chi_mask[2, 0, 0] = True
+    n_obs = torch.tensor([1, 2, 1, 1])
+    f = random_features(4, 2, seed=0)
+    f.aatype, f.chi_mask, f.n_obs = aatype, chi_mask, n_obs
+    label, mask = flex_labels(f)
+    assert mask.tolist() == [False, True, True, False]
+    assert label[mask].tolist() == [1.0, 0.0]
+    # The same residues in a structure where nobody built an altloc teach nothing.
+    f.n_obs = torch.ones(4, dtype=torch.long)
+    assert not flex_labels(f)[1].any()
+    logit = torch.zeros(4, requires_grad=True)
+    loss = flex_loss(logit, f)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and logit.grad is not None
+
+
+def test_flex_loss_is_the_mean_bce_over_labelled_residues():
+    f = random_features(50, 3, seed=4)
+    logit = torch.randn(50, generator=torch.Generator().manual_seed(0))
+    label, mask = flex_labels(f)
+    assert mask.any() and (~mask).any()
+    p = 1.0 / (1.0 + np.exp(-logit.double().numpy()))
+    y = label.double().numpy()
+    m = mask.numpy()
+    expected = -np.mean(y[m] * np.log(p[m]) + (1 - y[m]) * np.log(1 - p[m]))
+    assert math.isclose(float(flex_loss(logit, f)), expected, rel_tol=1e-5)

@@ -264,3 +264,46 @@ def test_a_new_run_never_overwrites_an_old_one(data_dir, tmp_path):
         train(data_dir, tmp_path / "run", TINY, FAST, device="cpu")
     with pytest.raises(FileNotFoundError, match="cannot resume"):
         train(data_dir, tmp_path / "other", resume=True, device="cpu")
+
+
+PRETRAIN = DATA.parent / "pretrain"
+
+
+def test_pretraining_folder_trains_leaves_out_validation_homologs_and_resumes(
+    data_dir, cache, tmp_path
+):
+    """A --pretrain folder joins training; a structure whose closest multiconf chain belongs to
+    a validation structure stays out; several proteins per step resume to the same weights."""
+    if not PRETRAIN.is_dir():
+        pytest.skip("../shared/data/pretrain is absent")
+    extra = tmp_path / "pretrain"
+    extra.mkdir()
+    for name in ("1bpi.pdb.gz", "1duc.pdb.gz", "1bx8.pdb.gz"):
+        (extra / name).symlink_to(PRETRAIN / name)
+    val = train_module.split_names([f.split(".")[0] for f in FILES], 0.3, 3)["val"]
+    assert val, "the split of FILES must hold a validation structure for this test"
+    (extra / "MANIFEST.tsv").write_text(
+        "filename\tmax_identity_to_multiconf\tclosest_multiconf\n"
+        f"1bpi.pdb.gz\t1.000\t{val[0]}\n"  # a homolog of a validation structure: left out
+        "1duc.pdb.gz\t0.400\t1ab1\n"  # below 50% identity: kept
+        "1bx8.pdb.gz\t0.000\t\n"
+    )
+    cfg = replace(FAST, batch_proteins=2)
+    kw = dict(device="cpu", cache_dir=cache, pretrain_dir=extra)
+    full = train(data_dir, tmp_path / "full", TINY, cfg, **kw)
+    split = json.loads((tmp_path / "full" / "split.json").read_text())
+    assert split["pretrain"] == ["1bx8", "1duc"] and split["pretrain_left_out"] == ["1bpi"]
+    assert not set(split["pretrain"]) & set(split["val"])
+    # (3 multiconf training structures with R + 2 pretraining ones with χ) / 2 per step, 2 epochs.
+    assert full["step"] == 2 * 3
+    part = train(data_dir, tmp_path / "part", TINY, cfg, on_step=lambda r: r["step"] >= 2, **kw)
+    assert part["status"] == "stopped"
+    with pytest.raises(ValueError, match="--pretrain"):
+        train(data_dir, tmp_path / "part", resume=True, device="cpu", cache_dir=cache)
+    resumed = train(data_dir, tmp_path / "part", resume=True, **kw)
+    assert resumed["status"] == "finished"
+    a, b = weights(tmp_path / "full" / "last.pt"), weights(tmp_path / "part" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    summary = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in summary if "best_val_nll" in r]
+    assert all(0.0 <= r["val_chi1_acc40"] <= 1.0 for r in epochs)
