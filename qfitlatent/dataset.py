@@ -19,7 +19,7 @@ from .errors import StructureError
 from .features import Features, load_features
 from .structure import SUFFIXES, structure_id
 
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 PDB_ID = re.compile(r"^[0-9][a-z0-9]{3}", re.IGNORECASE)
 
 __all__ = [
