@@ -161,13 +161,16 @@ def format_table(res: dict, n_samples: int = N_SAMPLES) -> str:
     rows += list(res["baselines"].items()) + list(res.get("flex_baselines", {}).items())
     first = res["baselines"]["uniform"]
     lines = [
-        f"{res['structures']} structures, {first['residues']} residues in R (n_obs >= 2), "
-        f"{first['altlocs']} altlocs, {first['chi1_residues']} residues with chi1",
-        f"flexibility labels on {first['flex_residues']} residues with chi1 in structures with "
-        f"side-chain altlocs; AUROC/str is the mean over the {first['flex_auroc_structures']} "
-        "structures that hold both classes",
-        f"flexibility score: {res.get('flex_score', '–')} for the model, entropy for the chi "
-        "baselines, the fitted rate for residue_type and logistic",
+        f"{res['structures']} structures: {first['residues']} residues in R (n_obs >= 2) with "
+        f"{first['altlocs']} altlocs; {first['chi1_residues']} residues with chi1",
+        "chi1 mode: heaviest altloc's chi1 within 20 deg of the mode's, over R; chi1<=20, <=40: "
+        "the same,",
+        "  over every residue with chi1 (as side-chain packers report it)",
+        f"AUROC: flexibility (n_obs >= 2) on {first['flex_residues']} residues with chi1 in "
+        "structures with side-chain altlocs;",
+        f"  AUROC/str: mean over the {first['flex_auroc_structures']} structures holding both "
+        f"classes. Score: {res.get('flex_score', '–')} for the model,",
+        "  entropy for the chi baselines, the training-split fit for residue_type and logistic",
         "",
         f"{'':14}" + "".join(f"{h:>{w}}" for _, h, w in columns),
     ]
