@@ -163,14 +163,14 @@ def format_table(res: dict, n_samples: int = N_SAMPLES) -> str:
     lines = [
         f"{res['structures']} structures: {first['residues']} residues in R (n_obs >= 2) with "
         f"{first['altlocs']} altlocs; {first['chi1_residues']} residues with chi1",
-        "chi1 mode: heaviest altloc's chi1 within 20 deg of the mode's, over R; chi1<=20, <=40: "
-        "the same,",
-        "  over every residue with chi1 (as side-chain packers report it)",
-        f"AUROC: flexibility (n_obs >= 2) on {first['flex_residues']} residues with chi1 in "
+        "chi1 mode: heaviest altloc's chi1 within 20 deg of the predicted mode, over R;",
+        "chi1<=20, chi1<=40: the same over every residue with chi1 (as side-chain packers report);",
+        f"AUROC: flexibility (n_obs >= 2) over {first['flex_residues']} residues with chi1 in "
         "structures with side-chain altlocs;",
-        f"  AUROC/str: mean over the {first['flex_auroc_structures']} structures holding both "
-        f"classes. Score: {res.get('flex_score', '–')} for the model,",
-        "  entropy for the chi baselines, the training-split fit for residue_type and logistic",
+        f"AUROC/str: its mean over the {first['flex_auroc_structures']} structures holding both "
+        "classes.",
+        f"Flexibility score: {res.get('flex_score', '–')} for the model, entropy for the chi "
+        "baselines.",
         "",
         f"{'':14}" + "".join(f"{h:>{w}}" for _, h, w in columns),
     ]
