@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cache", type=Path, default=None, help="feature cache folder")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="SPEC §8 metrics against rotamer-library baselines")
+    e = sub.add_parser(
+        "evaluate", help="metrics of a model against rotamer-library and flexibility baselines"
+    )
     e.add_argument("--weights", type=Path, required=True)
     e.add_argument("--data", type=Path, required=True)
     e.add_argument("--split", choices=["val", "all"], default="val")

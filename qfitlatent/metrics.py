@@ -1,4 +1,4 @@
-"""SPEC §8 metrics for any per-residue `Mixture`: the model and the baselines are scored alike.
+"""Evaluation metrics for any per-residue `Mixture`: the model and the baselines are scored alike.
 
 Per structure, `score_structure` returns per-item tensors (per residue in R, per altloc, per
 residue with χ1); `summarize` pools them over structures, so means are over residues and altlocs
@@ -9,7 +9,12 @@ of the whole set, not means of per-structure means.
   defined χ (circular distance, π-folded where symmetric).
 - χ1 mode accuracy: share of residues in R whose highest-occupancy altloc has χ1 within 20° of
   the heaviest component's mean χ1.
-- flexibility AUROC: predicted entropy separating n_obs ≥ 2 from n_obs = 1, over residues with χ1.
+- packer-style χ1 accuracy: share of every residue with χ1 whose highest-occupancy altloc has χ1
+  within 20° (40°) of the predicted mode (the heaviest component's mean, `mixture.mode`).
+- flexibility AUROC: a per-residue score (the model's p_flexible, or the mixture's entropy)
+  separating n_obs ≥ 2 from n_obs = 1, over the residues `loss.flex_labels` labels (χ1 observed,
+  in structures with side-chain altlocs somewhere): pooled over all structures, and as the mean
+  over the structures that hold both classes, since a user ranks residues within one structure.
 - calibration: for nominal level q, the share of observed altlocs inside the predicted
   highest-density region of mass q (HDR thresholds from Monte Carlo samples per residue).
 """
@@ -20,10 +25,11 @@ import torch
 
 from .features import Features
 from .geometry import circ_diff
-from .loss import residue_nll
-from .mixture import Mixture, entropy, log_prob, sample
+from .loss import flex_labels, residue_nll
+from .mixture import Mixture, entropy, log_prob, mode, sample
 
 TOLERANCE = math.radians(20.0)
+PACKER_TOLERANCES_DEG = (20, 40)  # χ1 accuracy thresholds side-chain packers report
 ENTROPY_CHUNK = 512  # residues per Monte Carlo entropy call
 CALIBRATION_LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 
@@ -62,6 +68,26 @@ def chi1_mode_hit(
     return (circ_diff(pred, obs) <= tol) & defined, defined
 
 
+def chi1_error(
+    mix: Mixture,  # logits [N, K], mu [N, K, D]
+    chi: torch.Tensor,  # [N, A, D]
+    chi_mask: torch.Tensor,  # [N, A, D] bool
+    occ: torch.Tensor,  # [N, A]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Circular distance [N] (radians, in [0, π]) between the predicted mode's χ1 and the
+    highest-occupancy altloc's χ1, and defined [N] bool (that altloc has a χ1).
+
+    χ1 is never π-symmetric, so the distance is the plain one on the circle.
+    """
+    # Ties in occupancy go to the first altloc; padding has occupancy 0.
+    top = occ.argmax(-1)  # [N]
+    rows = torch.arange(chi.shape[0])
+    obs = chi[rows, top, 0]  # [N]
+    defined = chi_mask[rows, top, 0] & (occ[rows, top] > 0)
+    err = circ_diff(mode(mix)[:, 0].float(), obs.float())  # [N]
+    return err, defined
+
+
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """Area under the ROC curve: P(score of a positive > score of a negative), ties count ½.
 
@@ -79,6 +105,18 @@ def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     mid = (start + (counts + 1) / 2.0).double()[inverse]
     u = mid[labels].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
+
+
+def per_structure_auroc(
+    scores: list[torch.Tensor], labels: list[torch.Tensor]
+) -> tuple[float, int]:
+    """Mean AUROC over the structures that hold both classes, and how many structures that is.
+
+    NaN (and 0) when no structure holds both classes.
+    """
+    values = [auroc(s, y) for s, y in zip(scores, labels, strict=True)]
+    values = [v for v in values if not math.isnan(v)]
+    return (sum(values) / len(values) if values else float("nan")), len(values)
 
 
 def hdr_rank(
@@ -152,23 +190,37 @@ def unique_entropy(
     return torch.cat([torch.zeros(0), *parts])[inverse]
 
 
+def score_flexibility(score: torch.Tensor, feats: Features) -> dict[str, torch.Tensor]:
+    """A per-residue flexibility score [N] on the residues `loss.flex_labels` labels.
+
+    Returns {"flex_score": [L], "flexible": [L] bool}; a structure without side-chain altlocs
+    gives L = 0 (no label says "rigid" where nobody modelled altlocs).
+    """
+    label, labelled = flex_labels(feats)  # [N], [N]
+    return {"flex_score": score.float().cpu()[labelled], "flexible": label[labelled].bool()}
+
+
 def score_structure(
     mix: Mixture,
     feats: Features,
     n_samples: int = 10,
     n_calibration_samples: int = 200,
     seed: int = 0,
+    flex_score: torch.Tensor | None = None,  # [N] e.g. p_flexible; None: the entropy
 ) -> dict[str, torch.Tensor]:
     """Per-item scores of one structure's prediction; pool with `summarize`."""
     mix = mix.detach().to("cpu", torch.float32)
     g = torch.Generator().manual_seed(seed)
     nll = residue_nll(mix, feats)  # [N], the training loss's L_i
     hit, has_chi1 = chi1_mode_hit(mix, feats.chi, feats.chi_mask, feats.occ)
-    with_chi1 = feats.chi_mask[:, :, 0].any(-1)  # [N] residues with a χ1 in the file
-    # Entropy of the residues with χ1 only: the rest do not enter the AUROC.
-    ent = unique_entropy(
-        mix.index(with_chi1), feats.chi_defined[with_chi1], feats.pi_symmetric[with_chi1], seed
-    )  # [N']
+    chi1_err, top_has_chi1 = chi1_error(mix, feats.chi, feats.chi_mask, feats.occ)  # [N], [N]
+    _, labelled = flex_labels(feats)  # [N]
+    # Entropy of the labelled residues only: the rest do not enter the AUROC.
+    ent = torch.zeros(feats.n_res)
+    ent[labelled] = unique_entropy(
+        mix.index(labelled), feats.chi_defined[labelled], feats.pi_symmetric[labelled], seed
+    )
+    flex = score_flexibility(ent if flex_score is None else flex_score, feats)
     # Sampling metrics only on R (a few percent of residues): the rest cannot count.
     in_r = feats.valid(2)  # [N] SPEC §5's R
     mix_r = mix.index(in_r)
@@ -183,28 +235,49 @@ def score_structure(
         "nll": nll[in_r],
         "covered": covered[alt],
         "chi1_hit": hit[in_r & has_chi1],
-        "entropy": ent,
-        "flexible": (feats.n_obs >= 2)[with_chi1],
+        "chi1_err": chi1_err[top_has_chi1],
+        "entropy": ent[labelled],
+        **flex,
         "hdr_u": u[alt],
         "hdr_occ": occ[alt],
     }
 
 
+def summarize_flexibility(scores: list[dict[str, torch.Tensor]], key: str = "flex_score") -> dict:
+    """Flexibility AUROC of `key` pooled, and its mean over structures with both classes."""
+    score = [s[key] for s in scores]
+    label = [s["flexible"] for s in scores]
+    per_structure, n_structures = per_structure_auroc(score, label)
+    return {
+        "flex_auroc": auroc(torch.cat(score), torch.cat(label)),
+        "flex_auroc_per_structure": per_structure,
+        "flex_auroc_structures": n_structures,
+        "flex_residues": sum(int(y.numel()) for y in label),
+    }
+
+
 def summarize(scores: list[dict[str, torch.Tensor]], n_samples: int = 10) -> dict:
-    """Pool per-structure scores into the SPEC §8 numbers (means over residues/altlocs)."""
+    """Pool per-structure scores into the reported numbers (means over residues/altlocs)."""
     cat = {k: torch.cat([s[k] for s in scores]) for k in scores[0]}
 
     def mean(t):
         return float(t.double().mean()) if t.numel() else float("nan")
 
+    entropy_flex = summarize_flexibility(scores, "entropy")
     return {
         "nll": mean(cat["nll"]),
         f"coverage@{n_samples}": mean(cat["covered"]),
         "chi1_mode_acc": mean(cat["chi1_hit"]),
-        "flex_auroc": auroc(cat["entropy"], cat["flexible"]),
+        **{
+            f"chi1_acc@{t}": mean(cat["chi1_err"] <= math.radians(t))
+            for t in PACKER_TOLERANCES_DEG
+        },
+        **summarize_flexibility(scores),
+        "entropy_auroc": entropy_flex["flex_auroc"],
+        "entropy_auroc_per_structure": entropy_flex["flex_auroc_per_structure"],
         "residues": int(cat["nll"].numel()),
         "altlocs": int(cat["covered"].numel()),
-        "flex_residues": int(cat["flexible"].numel()),
+        "chi1_residues": int(cat["chi1_err"].numel()),
         "calibration": calibration_curve(cat["hdr_u"]),
         "calibration_occ_weighted": calibration_curve(cat["hdr_u"], cat["hdr_occ"]),
     }

@@ -9,10 +9,15 @@ from qfitlatent import residues
 from qfitlatent.baselines import (
     BackboneDependentMixture,
     BaselineOptions,
+    FlexRows,
+    LogisticFlexibility,
     PerResidueTypeMixture,
+    ResidueTypeRate,
     UniformBaseline,
     fit_baselines,
+    fit_flex_baselines,
     fit_von_mises_mixture,
+    flex_rows,
     inverse_bessel_ratio,
     training_samples,
 )
@@ -180,3 +185,87 @@ def test_training_samples_min_altlocs():
     f = make_features([15, 15, 15], chi, mask, occ, [1, 2, 2])
     assert training_samples([f], 1).weight.tolist() == pytest.approx([1.0, 0.6, 0.4, 0.5, 0.5])
     assert training_samples([f], 2).weight.tolist() == pytest.approx([0.6, 0.4, 0.5, 0.5])
+
+
+def _flex_structure(aatype, n_obs, burial=None) -> Features:
+    """Residues with χ1 observed in one altloc each; n_obs sets the flexibility label."""
+    n = len(aatype)
+    mask = torch.zeros(n, 1, 4, dtype=torch.bool)
+    mask[:, 0, 0] = True
+    f = make_features(aatype, torch.zeros(n, 1, 4), mask, torch.ones(n, 1), n_obs)
+    if burial is not None:
+        f.burial = burial
+    return f
+
+
+def test_flex_rows_take_labels_only_from_structures_with_altlocs():
+    ser, leu, ala = (residues.TOKEN[x] for x in ("SER", "LEU", "ALA"))
+    with_alt = _flex_structure([ser, ser, ala, leu], [2, 1, 1, 1])
+    without = _flex_structure([ser, leu, leu], [1, 1, 1])
+    rows = flex_rows([with_alt, without])
+    assert rows.aatype.tolist() == [ser, ser, leu]  # ALA has no χ1; `without` gives nothing
+    assert rows.label.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_residue_type_rate_by_hand():
+    ser, leu, val = (residues.TOKEN[x] for x in ("SER", "LEU", "VAL"))
+    rows = flex_rows([_flex_structure([ser, ser, ser, leu, leu], [2, 1, 1, 2, 2])])
+    rate = ResidueTypeRate.fit(rows)
+    # SER 1 of 3, LEU 2 of 2; VAL unseen gets the overall 3 of 5.
+    got = rate.predict_flex(_flex_structure([ser, leu, val], [1, 1, 1]))
+    np.testing.assert_allclose(got.numpy(), [1 / 3, 1.0, 3 / 5], rtol=1e-6)
+
+
+def _synthetic_flex_rows(m: int, seed: int) -> FlexRows:
+    """Labels from a known logistic model: buried residues move less, LYS/ARG more."""
+    g = torch.Generator().manual_seed(seed)
+    aatype = torch.randint(0, 19, (m,), generator=g)  # VAL (19) and UNK (20) never occur
+    burial = torch.randint(0, 40, (m, 3), generator=g).float()
+    z = -1.0 - 0.08 * (burial[:, 1] - 20) + 1.5 * ((aatype == 1) | (aatype == 11)).float()
+    label = (torch.rand(m, generator=g) < torch.sigmoid(z)).float()
+    return FlexRows(aatype, burial, label)
+
+
+def test_logistic_baseline_matches_an_independent_scipy_fit():
+    from scipy.optimize import minimize
+
+    rows = _synthetic_flex_rows(1500, 0)
+    l2 = 0.01
+    fitted = LogisticFlexibility.fit(rows, l2=l2)
+    # The same penalised log-likelihood, written in numpy and minimised by L-BFGS.
+    logb = np.log1p(rows.burial.numpy().astype(np.float64))
+    b = (logb - logb.mean(0)) / logb.std(0, ddof=1)
+    x = np.hstack([np.ones((len(b), 1)), np.eye(21)[rows.aatype.numpy()], b])
+    y = rows.label.numpy().astype(np.float64)
+    pen = np.r_[0.0, np.full(x.shape[1] - 1, l2)]
+
+    def objective(w):
+        z = x @ w
+        p = 1 / (1 + np.exp(-z))
+        f = np.mean(np.logaddexp(0, z) - y * z) + 0.5 * np.sum(pen * w**2)
+        return f, x.T @ (p - y) / len(y) + pen * w
+
+    ref = minimize(objective, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B",
+                   options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10000})  # fmt: skip
+    np.testing.assert_allclose(fitted.weight.numpy(), ref.x, atol=1e-5)
+    # VAL and UNK (one-hot columns 1 + 19, 1 + 20) never occur: the penalty holds them at 0.
+    assert fitted.weight[20:22].abs().max() < 1e-12
+    # Probabilities on new structures come from the same weights.
+    f = _flex_structure(rows.aatype[:5].tolist(), [1] * 5, rows.burial[:5])
+    np.testing.assert_allclose(
+        fitted.predict_flex(f).numpy(), 1 / (1 + np.exp(-(x[:5] @ ref.x))), atol=1e-6
+    )
+
+
+def test_logistic_baseline_ranks_better_than_residue_type_when_burial_matters():
+    from qfitlatent.metrics import auroc
+
+    def structure(rows):  # label 1 <=> n_obs 2
+        return _flex_structure(rows.aatype.tolist(), (rows.label + 1).long().tolist(), rows.burial)
+
+    test = _synthetic_flex_rows(1000, 2)
+    f = structure(test)
+    fitted = fit_flex_baselines([structure(_synthetic_flex_rows(3000, 1))])
+    logistic = auroc(fitted["logistic"].predict_flex(f), test.label)
+    by_type = auroc(fitted["residue_type"].predict_flex(f), test.label)
+    assert logistic > by_type + 0.1 and by_type > 0.55

@@ -17,7 +17,10 @@ TINY = ModelConfig(
 )
 # Three small real structures with side-chain altlocs (46–58 residues).
 FILES = ("1ejg.pdb.gz", "1g6x.pdb.gz", "4npd.pdb.gz")
-METRICS = ("nll", "coverage@10", "chi1_mode_acc", "flex_auroc", "residues", "calibration")
+# Metrics a flexibility-only baseline has no value for (null), and those every predictor has.
+CHI_ONLY = ("nll", "coverage@10", "chi1_mode_acc", "chi1_acc@20", "chi1_acc@40", "calibration")
+FLEX = ("flex_auroc", "flex_auroc_per_structure", "flex_auroc_structures", "flex_score")
+METRICS = (*CHI_ONLY, *FLEX, "entropy_auroc", "entropy_auroc_per_structure", "residues")
 
 
 @pytest.fixture
@@ -61,11 +64,56 @@ def test_evaluate_json_scores_model_and_baselines(run, capsys, tmp_path):
     # A rotamer library fitted on two structures still beats uniform on the third.
     assert res["baselines"]["per_aa"]["nll"] < res["baselines"]["uniform"]["nll"]
     assert res["baseline_fit"]["train_structures"] == 2
+    # The tiny model has a flexibility head: its p_flexible is the score, entropy rides along.
+    assert res["flex_score"] == "p_flexible" and res["chi1_residues"] > res["residues"]
+    assert res["baselines"]["per_aa"]["flex_auroc"] == res["baselines"]["per_aa"]["entropy_auroc"]
+    # Flexibility-only baselines: every metric key, null where it does not apply.
+    assert set(res["flex_baselines"]) == {"residue_type", "logistic"}
+    for r in res["flex_baselines"].values():
+        assert set(METRICS) <= set(r)
+        assert all(r[k] is None for k in (*CHI_ONLY, "entropy_auroc", "chi1_residues"))
+        assert 0 <= r["flex_auroc"] <= 1 and r["flex_residues"] == res["flex_residues"]
+    assert len(res["flex_baseline_fit"]["logistic"]["weight"]) == 25
 
     # --split all scores every structure; the table prints without --json.
     assert main([*argv, "--split", "all"]) == 0
     out = capsys.readouterr().out
     assert "3 structures" in out and "bb_dependent" in out and "calibration" in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "model entropy" in out and rows["logistic"].count("–") == 5
+
+
+def _auroc_by_pairs(scores, labels) -> float:
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+@pytest.mark.parametrize("flex_head", [True, False])
+def test_model_flexibility_score_is_p_flexible_or_entropy(flex_head):
+    from qfitlatent.evaluate import evaluate
+    from qfitlatent.features import load_features
+
+    torch.manual_seed(0)
+    model = QFitLatent(ModelConfig(**{**TINY.__dict__, "flex_head": flex_head}))
+    train = [load_features(data_file(n)) for n in FILES[:2]]
+    val = load_features(data_file(FILES[2]))
+    res = evaluate(model, [val], train)
+    # Labels by hand: χ1 observed, n_obs >= 2; 4npd has side-chain altlocs, so all count.
+    labelled = val.chi_mask[:, :, 0].any(-1)
+    flexible = (val.n_obs >= 2)[labelled].tolist()
+    assert 0 < sum(flexible) < len(flexible) == res["flex_residues"]
+    if flex_head:
+        with torch.no_grad():
+            p = torch.sigmoid(model(val).flex_logit)[labelled].tolist()
+        assert res["flex_score"] == "p_flexible"
+        assert res["flex_auroc"] == pytest.approx(_auroc_by_pairs(p, flexible), abs=1e-12)
+    else:  # old weights: the entropy ranking, as before the head existed
+        assert res["flex_score"] == "entropy" and res["flex_auroc"] == res["entropy_auroc"]
+    # One structure: its own AUROC is the per-structure mean.
+    assert res["flex_auroc_per_structure"] == res["flex_auroc"]
+    assert res["flex_auroc_structures"] == 1
 
 
 def test_split_falls_back_to_split_names_and_needs_training_structures():

@@ -2,6 +2,7 @@ import itertools
 import math
 
 import numpy as np
+import pytest
 import torch
 from scipy.stats import vonmises
 from test_baselines import make_features
@@ -10,10 +11,14 @@ from qfitlatent.metrics import (
     altloc_covered,
     auroc,
     calibration_curve,
+    chi1_error,
     chi1_mode_hit,
     hdr_rank,
+    per_structure_auroc,
+    score_flexibility,
     score_structure,
     summarize,
+    summarize_flexibility,
     unique_entropy,
 )
 from qfitlatent.mixture import Mixture, entropy, sample
@@ -200,3 +205,79 @@ def test_unique_entropy_estimates_each_distinct_mixture_once():
     # The same mixture with a different χ set is a different entropy.
     chi_defined[6, 2] = False
     assert unique_entropy(base.index(idx), chi_defined, sym)[6] < got[6] - 0.5
+
+
+def test_per_structure_auroc_by_hand():
+    # A: positive 0.9 above both negatives                          -> 1
+    # B: positives {0.1, 0.6} vs negatives {0.3, 0.6}: 0 + 0 + 1 + ½ -> 1.5 / 4 = 0.375
+    # C: no positive                                                 -> left out
+    # Mean over the two structures with both classes: (1 + 0.375) / 2 = 0.6875.
+    # Pooled, positives {0.9, 0.1, 0.6} vs negatives {0.2, 0.5, 0.3, 0.6, 0.95, 0.05}:
+    # 0.9 beats 5, 0.1 beats 1 (0.05), 0.6 beats 4 and ties 1 -> 10.5 / 18.
+    scores = [torch.tensor([0.9, 0.2, 0.5]), torch.tensor([0.1, 0.3, 0.6, 0.6]),
+              torch.tensor([0.95, 0.05])]  # fmt: skip
+    labels = [torch.tensor([1, 0, 0]), torch.tensor([1, 0, 1, 0]), torch.tensor([0, 0])]
+    assert per_structure_auroc(scores, labels) == (0.6875, 2)
+    out = summarize_flexibility(
+        [{"flex_score": s, "flexible": y.bool()} for s, y in zip(scores, labels, strict=True)]
+    )
+    assert out["flex_auroc_per_structure"] == 0.6875 and out["flex_auroc_structures"] == 2
+    assert out["flex_auroc"] == pytest.approx(10.5 / 18) and out["flex_residues"] == 9
+    nan, n = per_structure_auroc([torch.tensor([1.0])], [torch.tensor([1])])
+    assert math.isnan(nan) and n == 0
+
+
+def _chi1_structure():
+    """SER, SER, SER, ALA with a two-component mixture each; χ1 only (degrees in comments)."""
+    deg = math.radians
+    chi = torch.zeros(4, 2, 4)
+    chi[0, 0, 0] = deg(-179)  # one altloc
+    chi[1, :, 0] = torch.tensor([deg(60), deg(-35)])  # top altloc (0.7) is the second
+    chi[2, 0, 0] = deg(170)
+    mask = torch.zeros(4, 2, 4, dtype=torch.bool)
+    mask[0, 0, 0] = mask[1, :, 0] = mask[2, 0, 0] = True  # ALA has no χ1
+    occ = torch.tensor([[1.0, 0.0], [0.3, 0.7], [1.0, 0.0], [1.0, 0.0]])
+    f = make_features([15, 15, 15, 0], chi, mask, occ, [1, 2, 1, 1])
+    mu = torch.zeros(4, 2, 4)
+    mu[0, :, 0] = torch.tensor([deg(179), 0.0])  # heaviest 179°: 2° from −179° across ±180°
+    # The light component sits on the altloc, the heavy one 25° away: the mode is the heavy one.
+    mu[1, :, 0] = torch.tensor([deg(-35), deg(-60)])
+    mu[2, :, 0] = torch.tensor([deg(-145), deg(170)])  # heavy −145°: 45° from 170° (wrapped)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    return Mixture(logits, mu, torch.full((4, 2, 4), 10.0)), f
+
+
+def test_chi1_packer_accuracy_by_hand_with_wrap_around():
+    mix, f = _chi1_structure()
+    err, defined = chi1_error(mix, f.chi, f.chi_mask, f.occ)
+    assert defined.tolist() == [True, True, True, False]
+    np.testing.assert_allclose(np.degrees(err[:3].numpy()), [2.0, 25.0, 45.0], atol=1e-4)
+    out = summarize([score_structure(mix, f)])
+    # Over the 3 residues with χ1: within 20° only the first, within 40° the first two.
+    assert out["chi1_residues"] == 3
+    assert out["chi1_acc@20"] == pytest.approx(1 / 3) and out["chi1_acc@40"] == pytest.approx(2 / 3)
+    # The old mode accuracy counts R only: residue 1, 25° off.
+    assert out["chi1_mode_acc"] == 0.0
+
+
+def test_flexibility_labels_follow_the_training_rule():
+    mix, f = _chi1_structure()
+    # Residue 1 is flexible; ALA has no χ1: three labelled residues, one positive.
+    s = score_flexibility(torch.tensor([0.1, 0.9, 0.2, 5.0]), f)
+    assert s["flexible"].tolist() == [False, True, False]
+    assert s["flex_score"].tolist() == pytest.approx([0.1, 0.9, 0.2])
+    # The same residues without altlocs: nobody modelled any, so nothing is labelled "rigid".
+    f.n_obs = torch.ones(4, dtype=torch.long)
+    assert score_flexibility(torch.rand(4), f)["flexible"].numel() == 0
+    scored = score_structure(mix, f, flex_score=torch.rand(4))
+    assert scored["flex_score"].numel() == scored["entropy"].numel() == 0
+
+
+def test_model_flex_score_replaces_entropy_only_in_flex_auroc():
+    mix, f = _chi1_structure()
+    # A score that ranks the flexible residue first, against the mixture's own entropy.
+    out = summarize([score_structure(mix, f, flex_score=torch.tensor([0.1, 0.9, 0.2, 0.0]))])
+    assert out["flex_auroc"] == 1.0
+    ent = summarize([score_structure(mix, f)])
+    assert out["entropy_auroc"] == ent["flex_auroc"] == ent["entropy_auroc"]
+    assert out["nll"] == ent["nll"]
