@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         "MANIFEST.tsv, structures whose closest_multiconf (>= 50%% identity) is a validation "
         "structure are left out",
     )
+    t.add_argument(
+        "--preset",
+        default=None,
+        help="start from a named configuration, e.g. qfitlatent-v2 (the shipped weights'); "
+        "--set and the flags below override it",
+    )
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--init-from", type=Path, default=None, help="checkpoint to start from")

@@ -94,6 +94,22 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+# The shipped weights' settings by name, so `qfitlatent train --preset NAME` reproduces them and
+# the model card names one thing instead of a list of --set overrides. Data folders and the
+# epoch count are in the card's command.
+PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
+    "qfitlatent-v2": (
+        ModelConfig(
+            n_blocks=4, d_s=128, dropout=0.1, max_neighbours=64, prior_components=16
+        ),
+        TrainConfig(
+            epochs=5, lr=5e-4, crop_size=256, batch_proteins=4, min_altlocs=1, r_share=0.3,
+            flex_weight=1.0, save_every=25,
+        ),
+    ),
+}  # fmt: skip
+
+
 def with_overrides(cfg, overrides: list[str]):
     """Apply `key=value` strings to a frozen config, casting to each field's type."""
     types = {f.name: f.type for f in fields(cfg)}

@@ -17,6 +17,7 @@ import torch
 from . import residues
 from .errors import StructureError
 from .features import Features, load_features
+from .loss import flex_labels
 from .structure import SUFFIXES, structure_id
 
 FEATURE_VERSION = 3
@@ -169,7 +170,13 @@ def data_report(data_dir: str | Path, cache_dir: str | Path | None = None) -> di
     chi_values = 0
     residues_total = 0
     valid_total = 0
+    with_altlocs = 0
+    flex_labelled = flex_positive = 0
     for f in feats:
+        label, mask = flex_labels(f)
+        with_altlocs += bool(mask.any())
+        flex_labelled += int(mask.sum())
+        flex_positive += int(label[mask].sum())
         residues_total += f.n_res
         has_chi = f.chi_mask.any(dim=(1, 2))
         for v in f.n_obs[has_chi].tolist():
@@ -188,6 +195,9 @@ def data_report(data_dir: str | Path, cache_dir: str | Path | None = None) -> di
         "skipped": [{"file": name, "reason": reason} for name, reason in skipped],
         "residues": residues_total,
         "valid_residues": valid_total,
+        "structures_with_altlocs": with_altlocs,
+        "flex_labelled_residues": flex_labelled,
+        "flex_positive_residues": flex_positive,
         "valid_per_aa": dict(sorted(per_aa.items())),
         "n_obs_histogram": {str(k): n_obs_hist[k] for k in sorted(n_obs_hist)},
         "chi_values": chi_values,
@@ -202,6 +212,9 @@ def format_report(r: dict) -> str:
         *[f"  {s['file']}: {s['reason']}" for s in r["skipped"]],
         f"protein residues    {r['residues']}",
         f"residues in R       {r['valid_residues']}   (>= 2 side-chain altlocs, >= 1 chi)",
+        f"with altlocs        {r['structures_with_altlocs']} structures: their "
+        f"{r['flex_labelled_residues']} residues with chi1 carry flexibility labels "
+        f"({r['flex_positive_residues']} flexible)",
         f"chi values in R     {r['chi_values']}   (altloc x chi observations)",
         "residues in R with  "
         + "  ".join(f"{k} {v}" for k, v in r["valid_residues_per_chi"].items()),

@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from .baselines import BaselineOptions, fit_baselines
 from .checkpoint import build_model, load_checkpoint, metadata, resolve_device, save_checkpoint
-from .config import ModelConfig, TrainConfig, with_overrides
+from .config import PRESETS, ModelConfig, TrainConfig, with_overrides
 from .dataset import (
     list_structure_files,
     load_dataset,
@@ -89,7 +89,12 @@ def train_from_args(args) -> int:
 def configs_from_args(args) -> tuple[ModelConfig, TrainConfig]:
     """ModelConfig and TrainConfig from the flags and `--set key=value` items."""
     model_sets, train_sets = split_overrides(list(args.set or []))
-    train_cfg = with_overrides(TrainConfig(), train_sets)
+    model_base, train_base = ModelConfig(), TrainConfig()
+    if getattr(args, "preset", None):
+        if args.preset not in PRESETS:
+            raise ValueError(f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
+        model_base, train_base = PRESETS[args.preset]
+    train_cfg = with_overrides(train_base, train_sets)
     for key in ("epochs", "lr", "seed"):
         if getattr(args, key, None) is not None:
             train_cfg = replace(train_cfg, **{key: getattr(args, key)})
@@ -99,7 +104,7 @@ def configs_from_args(args) -> tuple[ModelConfig, TrainConfig]:
         # Architecture comes from the checkpoint; --set may change what check_compatible allows.
         saved = ModelConfig.from_dict(load_checkpoint(args.init_from)["config"])
         return with_overrides(saved, model_sets), train_cfg
-    return with_overrides(ModelConfig(), model_sets), train_cfg
+    return with_overrides(model_base, model_sets), train_cfg
 
 
 # --- pieces of a step --------------------------------------------------------------------------

@@ -121,6 +121,9 @@ def test_data_report_counts_match_an_independent_count(folder):
     assert report["valid_residues"] == expected
     assert sum(report["valid_per_aa"].values()) == expected
     assert report["structures"] == len(SMALL) and len(report["skipped"]) == 1
+    # Every SMALL structure has altlocs, so every residue in R is a flexible label too.
+    assert report["structures_with_altlocs"] == len(SMALL)
+    assert report["flex_positive_residues"] == expected
 
 
 def test_data_report_cli_json(folder, capsys):

@@ -140,6 +140,24 @@ def test_settings_go_to_the_right_config():
         split_overrides(["n_block=2"])
 
 
+def test_preset_is_the_base_that_flags_and_settings_override():
+    from argparse import Namespace
+
+    from qfitlatent.config import PRESETS
+    from qfitlatent.train import configs_from_args
+
+    args = Namespace(
+        preset="qfitlatent-v2", set=["n_blocks=2", "r_share=0.5"], epochs=1, lr=None, seed=None,
+        freeze_trunk=False, init_from=None,
+    )  # fmt: skip
+    model_cfg, train_cfg = configs_from_args(args)
+    shipped_model, shipped_train = PRESETS["qfitlatent-v2"]
+    assert model_cfg == replace(shipped_model, n_blocks=2)
+    assert train_cfg == replace(shipped_train, r_share=0.5, epochs=1)
+    with pytest.raises(ValueError, match="unknown preset"):
+        configs_from_args(Namespace(**{**vars(args), "preset": "v0"}))
+
+
 def test_crop_keeps_nearest_residues_around_a_centre_in_r(data_dir):
     from qfitlatent.features import load_features
 
