@@ -103,7 +103,7 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
             n_blocks=4, d_s=128, dropout=0.1, max_neighbours=64, prior_components=16
         ),
         TrainConfig(
-            epochs=5, lr=5e-4, crop_size=256, batch_proteins=4, min_altlocs=1, r_share=0.3,
+            epochs=8, lr=5e-4, crop_size=256, batch_proteins=4, min_altlocs=1, r_share=0.3,
             flex_weight=1.0, save_every=25,
         ),
     ),

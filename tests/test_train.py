@@ -296,21 +296,23 @@ def test_pretraining_folder_trains_leaves_out_validation_homologs_and_resumes(
         pytest.skip("../shared/data/pretrain is absent")
     extra = tmp_path / "pretrain"
     extra.mkdir()
-    for name in ("1bpi.pdb.gz", "1duc.pdb.gz", "1bx8.pdb.gz"):
+    for name in ("1bpi.pdb.gz", "1duc.pdb.gz", "1bx8.pdb.gz", "1atg.pdb.gz"):
         (extra / name).symlink_to(PRETRAIN / name)
     val = train_module.split_names([f.split(".")[0] for f in FILES], 0.3, 3)["val"]
     assert val, "the split of FILES must hold a validation structure for this test"
     (extra / "MANIFEST.tsv").write_text(
-        "filename\tmax_identity_to_multiconf\tclosest_multiconf\n"
-        f"1bpi.pdb.gz\t1.000\t{val[0]}\n"  # a homolog of a validation structure: left out
-        "1duc.pdb.gz\t0.400\t1ab1\n"  # below 50% identity: kept
-        "1bx8.pdb.gz\t0.000\t\n"
+        "filename\tmax_identity_to_multiconf\tclosest_multiconf\tcluster90\n"
+        f"1bpi.pdb.gz\t1.000\t{val[0]}\t1BPI_A\n"  # a homolog of a validation structure: out
+        "1duc.pdb.gz\t0.400\t1ab1\t1DUC_A\n"  # below 50% identity: kept
+        "1bx8.pdb.gz\t0.000\t\t1BX8_A\n"
+        "1atg.pdb.gz\t0.000\t\t1ATG_A\n"  # the bundled unseen example's cluster: out
     )
     cfg = replace(FAST, batch_proteins=2)
     kw = dict(device="cpu", cache_dir=cache, pretrain_dir=extra)
     full = train(data_dir, tmp_path / "full", TINY, cfg, **kw)
     split = json.loads((tmp_path / "full" / "split.json").read_text())
-    assert split["pretrain"] == ["1bx8", "1duc"] and split["pretrain_left_out"] == ["1bpi"]
+    assert split["pretrain"] == ["1bx8", "1duc"]
+    assert split["pretrain_left_out"] == ["1atg", "1bpi"]
     assert not set(split["pretrain"]) & set(split["val"])
     # (3 multiconf training structures with R + 2 pretraining ones with χ) / 2 per step, 2 epochs.
     assert full["step"] == 2 * 3
