@@ -59,7 +59,7 @@ def chi_distance(
     d = torch.remainder(a - b, 2.0 * math.pi)
     d = torch.minimum(d, 2.0 * math.pi - d)  # [0, π]
     d = torch.where(pi_symmetric, torch.minimum(d, math.pi - d), d)
-    return (d * defined).amax(-1)
+    return torch.where(defined, d, torch.zeros_like(d)).amax(-1)  # NaN in unused slots is fine
 
 
 def nearest_mass(
@@ -191,3 +191,25 @@ def flexibility_score(
         out = p_flexible.detach().float().cpu()
         return torch.where(chi_defined.cpu().any(-1), out, torch.zeros_like(out))
     return distinct_mass(mix.detach().to("cpu"), chi_defined.cpu(), pi_symmetric.cpu())
+
+
+def iid_selection(
+    samples: torch.Tensor,  # [S, N, D] iid draws
+    chi_defined: torch.Tensor,  # [N, D] bool
+    pi_symmetric: torch.Tensor,  # [N, D] bool
+    separation_deg: float = SEPARATION_DEG,
+) -> Selection:
+    """The iid alternative to `select_conformers`: the S draws clustered at `separation_deg`
+    (sample.cluster_conformers), most frequent first, masses = frequencies among the S draws."""
+    from .sample import ALTLOCS, cluster_conformers
+
+    s, n, d = samples.shape
+    m = min(s, len(ALTLOCS))
+    chi = torch.zeros(n, m, d)
+    mass = torch.zeros(n, m)
+    valid = torch.zeros(n, m, dtype=torch.bool)
+    for i in range(n):
+        c, o = cluster_conformers(samples[:, i], chi_defined[i], pi_symmetric[i], separation_deg, m)
+        chi[i, : len(c)], mass[i, : len(c)], valid[i, : len(c)] = c, o, True
+        chi[i, len(c) :] = c[0]
+    return Selection(chi=chi, mass=mass, valid=valid, draws=samples, entropy=torch.zeros(n))
