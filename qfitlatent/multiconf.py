@@ -167,46 +167,61 @@ class Environment:
                 out |= (self.res[j] == r) & (alt == labels[0])
         return out
 
-    def overlaps(
+    def near(
         self,
         pos: np.ndarray,  # [M, P, 3] moving atoms of M alternatives of one residue
         names: list[str],  # [P]
         radius: np.ndarray,  # [P]
         own: tuple[int, int],
-        labels: list[str],  # [M] the altloc each alternative would get
-    ) -> list[tuple[float, str]]:
-        """Per alternative, the largest vdW overlap (Å) with the environment in its state and
-        the partner atom; (-inf, "") when nothing is near."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Static atoms near any alternative, in one search: (alternative [H], static atom [H],
+        overlap Å [H]), own residue and disulfide SG–SG pairs left out."""
         m, p = pos.shape[:2]
         flat = pos.reshape(-1, 3)
         hits = self.tree.query_ball_point(flat, radius.max() + self.reach)
         src = np.repeat(np.arange(m * p), [len(h) for h in hits])  # [H]
         dst = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=len(src))  # [H]
-        own_idx = self.keys.index(own) if src.size else -1
-        keep = self.res[dst] != own_idx
-        sg = np.array([n == "SG" for n in names])[src % p] & (self.name[dst] == "SG")
-        keep &= ~sg  # disulfide: bonded, not a clash
+        keep = self.res[dst] != self.keys.index(own)
+        keep &= ~(np.array([n == "SG" for n in names])[src % p] & (self.name[dst] == "SG"))
         src, dst = src[keep], dst[keep]
         ov = radius[src % p] + self.radius[dst] - np.linalg.norm(flat[src] - self.pos[dst], axis=1)
-        out = []
-        for k, label in enumerate(labels):
-            sel = (src // p) == k
-            present = self._present(dst[sel], label)
-            worst, partner = -math.inf, ""
-            if present.any():
-                best = np.argmax(np.where(present, ov[sel], -np.inf))
-                worst, partner = float(ov[sel][best]), self.describe(int(dst[sel][best]))
-            for res, alt, apos, arad, adesc in self.added:
-                if res == own or alt != label:  # added ones are B, C, …: present in their state
-                    continue
-                d = np.linalg.norm(pos[k][:, None] - apos[None], axis=-1)  # [P, Q]
-                o = radius[:, None] + arad[None] - d
-                o[np.array([n == "SG" for n in names])[:, None] & (np.array(adesc) == "SG")] = -9
-                q = np.unravel_index(np.argmax(o), o.shape)
-                if o[q] > worst:
-                    worst, partner = float(o[q]), adesc_full(res, alt, adesc[q[1]], self)
-            out.append((worst, partner))
-        return out
+        return src // p, dst, ov
+
+    def worst_overlap(
+        self,
+        near: tuple[np.ndarray, np.ndarray, np.ndarray],  # from `near`
+        k: int,  # which alternative
+        pos: np.ndarray,  # [P, 3] its moving atoms
+        names: list[str],  # [P]
+        radius: np.ndarray,  # [P]
+        own: tuple[int, int],
+        label: str,  # the altloc it would get
+    ) -> tuple[float, str]:
+        """The largest vdW overlap (Å) of alternative k with the environment in state `label`,
+        and the partner atom; (-inf, "") when nothing is near."""
+        alt_k, dst, ov = near
+        sel = alt_k == k
+        dst, ov = dst[sel], ov[sel]
+        present = self._present(dst, label)
+        worst, partner = -math.inf, ""
+        if present.any():
+            best = int(np.argmax(np.where(present, ov, -np.inf)))
+            worst, partner = float(ov[best]), self.describe(int(dst[best]))
+        added = [a for a in self.added if a[1] == label and a[0] != own]
+        if added:  # alternatives with the same letter coexist with this one
+            apos = np.concatenate([a[2] for a in added])  # [Q, 3]
+            arad = np.concatenate([a[3] for a in added])  # [Q]
+            aname = [(a, n) for a in added for n in a[4]]
+            o = radius[:, None] + arad[None] - np.linalg.norm(pos[:, None] - apos[None], axis=-1)
+            sg = np.array([n == "SG" for n in names])[:, None] & np.array(
+                [n == "SG" for _, n in aname]
+            )[None]
+            o[sg] = -math.inf
+            p, q = np.unravel_index(int(np.argmax(o)), o.shape)
+            if o[p, q] > worst:
+                a, n = aname[q]
+                worst, partner = float(o[p, q]), adesc_full(a[0], a[1], n, self)
+        return worst, partner
 
     def split(self, res: tuple[int, int], moving: set[str], labels: list[str]) -> None:
         """Residue `res` now has altlocs `labels`; its static `moving` atoms (names as in the
@@ -304,13 +319,7 @@ def build_multiconformer(
             names = [n for n in moving if n in built]
             pos = np.stack([built[n].numpy() for n in names], axis=1)  # [M', P, 3]
             radius = np.array([vdw_radius(_element(n)) for n in names])  # [P]
-            # An accepted candidate takes the next letter; screen each for every letter it can
-            # get (B … up to max), in one search.
-            letters = ALTLOCS[1 : options.max_conformers]
-            screens = {
-                label: env.overlaps(pos, names, radius, own, [label] * len(cands))
-                for label in letters
-            }
+            near = env.near(pos, names, radius, own)  # one search for all candidates
         for k, chi in enumerate(cands):
             if len(accepted) >= options.max_conformers - 1:
                 break
@@ -323,7 +332,7 @@ def build_multiconformer(
                 )  # fmt: skip
                 continue
             label = ALTLOCS[len(accepted) + 1]
-            worst, partner = screens[label][k]
+            worst, partner = env.worst_overlap(near, k, pos[k], names, radius, own, label)
             if worst >= options.overlap:
                 rejected.append(
                     _row(i, rec, score[i], "", round(float(mass[-1]), 2), chi, d, "predicted",

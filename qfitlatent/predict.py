@@ -244,6 +244,29 @@ def residue_conformers(pred: Prediction, residue_index: int) -> list[tuple[str, 
     return out
 
 
+def residue_proposals(pred: Prediction, i: int) -> list[tuple[str, float, dict, bool]]:
+    """What the app draws for residue i: (label, occupancy or mass, atoms, written?).
+
+    A split residue gives its predicted alternatives as written (B, C, …; A is the input side
+    chain, drawn as observed). Any other rebuildable residue gives the selector's conformers
+    (labelled 1, 2, … with their mixture mass, up to the maximum number of conformers), which
+    the multiconformer model did not write. Residues that cannot be rebuilt give none.
+    """
+    if i in pred.multiconformer.conformers:
+        return [(lab, occ, atoms, True) for lab, occ, atoms in residue_conformers(pred, i)[1:]]
+    rec = pred.parsed.residues[i]
+    if not export.rebuildable(rec):
+        return []
+    chi, mass = pred.selection.conformers(i)
+    m = pred.multiconformer.options.max_conformers
+    chi, mass = chi[:m], mass[:m]
+    back = {v: k for k, v in export.residues.ATOM_RENAMES.get(rec.resname, {}).items()}
+    return [
+        (str(k + 1), float(o), {back.get(n, n): x.numpy() for n, x in atoms.items()}, False)
+        for k, (o, atoms) in enumerate(zip(mass, export.conformer_atoms(rec, chi), strict=True))
+    ]
+
+
 def predict_from_args(args) -> int:
     """`qfitlatent predict|sample`: every structure given (files or folders) into OUT/<name>/.
 
@@ -259,12 +282,17 @@ def predict_from_args(args) -> int:
             "(train one with `qfitlatent train`)"
         )
     device = resolve_device(args.device)
-    options = SplitOptions(
-        threshold=args.threshold,
-        max_conformers=args.max_conformers,
-        min_occupancy=args.min_occupancy,
-        input_altlocs=args.input_altlocs,
-    )
+    given = {
+        "threshold": args.threshold,
+        "max_conformers": args.max_conformers,
+        "min_occupancy": args.min_occupancy,
+        "input_altlocs": args.input_altlocs,
+    }
+    try:
+        options = SplitOptions(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as err:
+        print(f"qfitlatent predict: {err}", file=sys.stderr)
+        return 2
     model, _ = load_model(weights, device)
     files = []
     for item in args.structures:
