@@ -101,6 +101,9 @@ def format_table(res: dict, n_samples: int = N_SAMPLES) -> str:
             f"{name:14}{r['nll']:12.3f}{r[cov]:14.3f}"
             f"{r['chi1_mode_acc']:15.3f}{r['flex_auroc']:12.3f}"
         )
+    sel = f"{cov}_selected"
+    lines += ["", f"{cov} with the conformer selector (distinct peaks) instead of iid draws:"]
+    lines += [f"{name:14}{r[sel]:12.3f}  (iid {r[cov]:.3f})" for name, r in rows]
     levels = [c["level"] for c in first["calibration"]]
     lines += ["", "calibration: share of altlocs inside the predicted HDR of mass q",
               f"{'q':14}" + "".join(f"{q:6.1f}" for q in levels)]  # fmt: skip

@@ -113,6 +113,11 @@ class MulticonformerModel:
     options: SplitOptions
     remarks: list[str] = field(default_factory=list)
 
+    @property
+    def n_multiconformer(self) -> int:
+        """Residues with ≥ 2 side-chain conformers in the file: ours and the input's kept."""
+        return self.n_split + self.n_observed_kept
+
 
 class Environment:
     """Heavy atoms of the model being built, and which of them coexist with altloc L.
@@ -422,6 +427,7 @@ def report_csv(model: MulticonformerModel) -> str:
     out.write(
         f"# expected flexible residues (sum of the flexibility score): "
         f"{model.expected_flexible:.1f}\n"
+        f"# residues with >= 2 conformers in the file: {model.n_multiconformer}\n"
         f"# residues split: {model.n_split} (of {model.n_above_threshold} at or above the "
         f"threshold)\n"
         f"# residues with input altlocs kept as they are: {model.n_observed_kept}\n"
