@@ -258,11 +258,11 @@ def _occupancies(mass: torch.Tensor, min_occ: float) -> list[float]:
 
 
 def _chi_deg(chi: torch.Tensor, n_chi: int) -> dict:
-    """χ in degrees to 0.1 (the report's precision), "" past n_chi or where unmeasurable."""
+    """χ in degrees to 0.01, "" past n_chi or where unmeasurable."""
     out = {}
     for d in range(residues.N_CHI_MAX):
         v = float(chi[d]) if d < n_chi else math.nan
-        out[f"chi{d + 1}"] = "" if math.isnan(v) else round(math.degrees(v), 1)
+        out[f"chi{d + 1}"] = "" if math.isnan(v) else round(math.degrees(v), 2)
     return out
 
 
@@ -321,6 +321,9 @@ def build_multiconformer(
         cands = chi_sel[distinct]  # [M', D] heaviest first
         if len(cands):
             built = set_chis(base, parent, cands.double())  # every candidate in one pass
+            # At the 0.001 Å a PDB file holds, so screened, reported and written atoms are one.
+            built = {n: torch.round(x * 1000.0) / 1000.0 for n, x in built.items()}
+            cands = measure_chis(built, parent).float()  # χ as written (rounding moves ≤ 0.1°)
             names = [n for n in moving if n in built]
             pos = np.stack([built[n].numpy() for n in names], axis=1)  # [M', P, 3]
             radius = np.array([vdw_radius(_element(n)) for n in names])  # [P]

@@ -115,15 +115,6 @@ def flexibility_colour(value: float) -> str:
     return f"#{r:02x}{g:02x}{bl:02x}"
 
 
-def flexibility_scale(values: np.ndarray) -> np.ndarray:
-    """Values → [0, 1] by rank-robust limits (5th–95th percentile), for colouring."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return values
-    lo, hi = np.percentile(values, [5, 95])
-    return np.clip((values - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
-
-
 def ensemble_view(
     pdb_text: str,
     *,
