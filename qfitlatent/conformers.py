@@ -25,7 +25,7 @@ import torch
 from .mixture import LOG_2PI, Mixture, log_i0, sample
 
 SEPARATION_DEG = 20.0  # conformers closer than this on every χ are one (the coverage tolerance)
-N_CANDIDATES = 256  # draws per residue that propose peaks and weigh them (mass resolution 0.4%)
+N_CANDIDATES = 128  # draws per residue that propose peaks and weigh them (mass resolution 0.8%)
 N_SELECT = 10  # conformers kept per residue by default (coverage@10)
 
 

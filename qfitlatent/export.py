@@ -40,8 +40,11 @@ def primary_conformer(rec: ResidueRecord) -> Conformer:
 def base_atoms(rec: ResidueRecord) -> Atoms:
     """Primary backbone plus primary side chain, parent atom names, float64 tensors."""
     conf = primary_conformer(rec)
-    atoms = {n: torch.tensor(x, dtype=torch.float64) for n, x in conf.atoms.items()}
-    atoms.update({n: torch.tensor(x, dtype=torch.float64) for n, x in rec.backbone.items()})
+    # from_numpy: this runs for every residue of every prediction, and torch.tensor is slow.
+    atoms = {n: torch.from_numpy(np.asarray(x, dtype=np.float64)) for n, x in conf.atoms.items()}
+    atoms.update(
+        {n: torch.from_numpy(np.asarray(x, dtype=np.float64)) for n, x in rec.backbone.items()}
+    )
     return atoms
 
 
@@ -73,11 +76,17 @@ def base_structure(parsed: ParsedStructure, keep: set[int] = frozenset()) -> gem
             i = record_at.get((ci, ri))
             if i in keep:
                 continue
+            if i is not None and _plain(res):
+                continue  # no altlocs, full occupancy: already its primary conformer
             _keep_heaviest_conformer(res)
             if i is not None:
                 rec = parsed.residues[i]
                 _replace_atoms(res, rec, [base_atoms(rec)], [""], [1.0], ())
     return st
+
+
+def _plain(res: gemmi.Residue) -> bool:
+    return all(not a.has_altloc() and a.occ == 1.0 for a in res)
 
 
 def samples_model(

@@ -152,11 +152,13 @@ class Environment:
         self.altloc = np.array(alt, dtype="<U1")  # [A], "" for blank
         self.name = np.array(name, dtype="<U4")  # [A]
         self.res = np.array(res_id, dtype=np.int64)  # [A] index into self.keys
+        self.index = {key: k for k, key in enumerate(self.keys)}
         self._desc = desc
         self.tree = cKDTree(self.pos)
         self.reach = max(VDW_RADIUS.values())  # largest partner radius
-        # Alternatives written so far: residue key, altloc, positions [Q, 3], radii [Q], names.
-        self.added: list[tuple[tuple[int, int], str, np.ndarray, np.ndarray, list[str]]] = []
+        # Alternatives written so far, per altloc: positions [Q, 3], radii [Q], residue [Q],
+        # atom names [Q], is-SG [Q].
+        self.added: dict[str, tuple[np.ndarray, ...]] = {}
 
     def describe(self, j: int) -> str:
         """'A45 LEU CD1B': residue, atom name and current altloc of static atom j."""
@@ -186,7 +188,7 @@ class Environment:
         hits = self.tree.query_ball_point(flat, radius.max() + self.reach)
         src = np.repeat(np.arange(m * p), [len(h) for h in hits])  # [H]
         dst = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=len(src))  # [H]
-        keep = self.res[dst] != self.keys.index(own)
+        keep = self.res[dst] != self.index[own]
         keep &= ~(np.array([n == "SG" for n in names])[src % p] & (self.name[dst] == "SG"))
         src, dst = src[keep], dst[keep]
         ov = radius[src % p] + self.radius[dst] - np.linalg.norm(flat[src] - self.pos[dst], axis=1)
@@ -212,20 +214,15 @@ class Environment:
         if present.any():
             best = int(np.argmax(np.where(present, ov, -np.inf)))
             worst, partner = float(ov[best]), self.describe(int(dst[best]))
-        added = [a for a in self.added if a[1] == label and a[0] != own]
-        if added:  # alternatives with the same letter coexist with this one
-            apos = np.concatenate([a[2] for a in added])  # [Q, 3]
-            arad = np.concatenate([a[3] for a in added])  # [Q]
-            aname = [(a, n) for a in added for n in a[4]]
+        if label in self.added:  # alternatives with the same letter coexist with this one
+            apos, arad, ares, aname, asg = self.added[label]
             o = radius[:, None] + arad[None] - np.linalg.norm(pos[:, None] - apos[None], axis=-1)
-            sg = np.array([n == "SG" for n in names])[:, None] & np.array(
-                [n == "SG" for _, n in aname]
-            )[None]
-            o[sg] = -math.inf
+            o[:, ares == self.index[own]] = -math.inf
+            o[np.array([n == "SG" for n in names])[:, None] & asg[None]] = -math.inf
             p, q = np.unravel_index(int(np.argmax(o)), o.shape)
             if o[p, q] > worst:
-                a, n = aname[q]
-                worst, partner = float(o[p, q]), adesc_full(a[0], a[1], n, self)
+                worst = float(o[p, q])
+                partner = adesc_full(self.keys[ares[q]], label, str(aname[q]), self)
         return worst, partner
 
     def split(self, res: tuple[int, int], moving: set[str], labels: list[str]) -> None:
@@ -236,7 +233,18 @@ class Environment:
         self.altloc[a:b] = np.where(np.isin(self.name[a:b], list(moving)), labels[0], "")
 
     def add(self, res, label: str, pos: np.ndarray, radius: np.ndarray, names: list[str]):
-        self.added.append((res, label, pos, radius, names))
+        """An alternative written with altloc `label`: appended to that letter's arrays."""
+        new = (
+            pos,
+            radius,
+            np.full(len(names), self.index[res]),
+            np.array(names, dtype="<U4"),
+            np.array([n == "SG" for n in names]),
+        )
+        old = self.added.get(label)
+        self.added[label] = new if old is None else tuple(
+            np.concatenate([a, b]) for a, b in zip(old, new, strict=True)
+        )
 
 
 def adesc_full(res: tuple[int, int], alt: str, name: str, env: Environment) -> str:
@@ -260,8 +268,9 @@ def _occupancies(mass: torch.Tensor, min_occ: float) -> list[float]:
 def _chi_deg(chi: torch.Tensor, n_chi: int) -> dict:
     """χ in degrees to 0.01, "" past n_chi or where unmeasurable."""
     out = {}
+    values = chi.tolist()
     for d in range(residues.N_CHI_MAX):
-        v = float(chi[d]) if d < n_chi else math.nan
+        v = values[d] if d < n_chi else math.nan
         out[f"chi{d + 1}"] = "" if math.isnan(v) else round(math.degrees(v), 2)
     return out
 
@@ -275,6 +284,7 @@ def build_multiconformer(
     """The multiconformer model and its report (see the module docstring for the rules)."""
     if len(score) != len(parsed.residues):
         raise ValueError(f"{len(score)} scores for {len(parsed.residues)} residues")
+    score = score.tolist()  # [N] floats: read per residue below
     keep = options.input_altlocs == "keep"
     observed = {i for i, rec in enumerate(parsed.residues) if keep and rec.n_obs >= 2}
     st = base_structure(parsed, keep=observed)  # observed altlocs stay exactly as in the input
@@ -288,7 +298,7 @@ def build_multiconformer(
         for i in with_chi
         if i not in observed
         and rebuildable(parsed.residues[i])
-        and float(score[i]) >= options.threshold
+        and score[i] >= options.threshold
     ]
     for i in sorted(observed):
         rec = parsed.residues[i]
@@ -300,50 +310,45 @@ def build_multiconformer(
                 _row(i, rec, score[i], conf.altloc, round(conf.occ, 2), chi, n_chi[i],
                      "observed", "kept as in the input")
             )  # fmt: skip
-    sep = math.radians(SEPARATION_DEG)
-    for i in sorted(candidates, key=lambda j: (-float(score[j]), j)):
+    prepared = _prepare(parsed, selection, candidates)
+    for i in sorted(candidates, key=lambda j: (-score[j], j)):
         rec = parsed.residues[i]
-        parent, d = rec.parent, n_chi[i]
-        defined = torch.arange(residues.N_CHI_MAX) < d  # [D]
-        sym = torch.tensor(residues.pi_symmetric(parent))  # [D]
-        base = base_atoms(rec)
-        chi_in = measure_chis(base, parent).float()  # [D]
+        d = n_chi[i]
+        prep = prepared[i]
+        base, chi_in = prep["base"], prep["chi_in"]
         if torch.isnan(chi_in[:d]).any():
             rows.append(_row(i, rec, score[i], "", "", chi_in, d, "input", "side chain incomplete"))
             continue
-        chi_sel, _ = selection.conformers(i)
-        distinct = chi_distance(chi_sel, chi_in[None], defined, sym) >= sep  # [M]
+        defined = torch.arange(residues.N_CHI_MAX) < d  # [D]
+        sym = torch.tensor(residues.pi_symmetric(rec.parent))  # [D]
         draws = selection.draws[:, i]  # [C, D]
         moving = moving_atoms(rec)
         own = (rec.chain_idx, rec.res_idx)
         accepted: list[tuple[torch.Tensor, dict]] = []
         rejected: list[dict] = []
-        cands = chi_sel[distinct]  # [M', D] heaviest first
-        if len(cands):
-            built = set_chis(base, parent, cands.double())  # every candidate in one pass
-            # At the 0.001 Å a PDB file holds, so screened, reported and written atoms are one.
-            built = {n: torch.round(x * 1000.0) / 1000.0 for n, x in built.items()}
-            cands = measure_chis(built, parent).float()  # χ as written (rounding moves ≤ 0.1°)
+        keep_k = torch.nonzero(prep["distinct"]).flatten().tolist()  # heaviest first
+        if keep_k:
+            built = {n: x[keep_k] for n, x in prep["built"].items()}  # [M', 3] numpy
+            cands = prep["chi"][keep_k]  # [M', D] as written
+            mass_all = prep["mass"][[k + 1 for k in keep_k]]  # [M'] vs input and each other
             names = [n for n in moving if n in built]
-            pos = np.stack([built[n].numpy() for n in names], axis=1)  # [M', P, 3]
+            pos = np.stack([built[n] for n in names], axis=1)  # [M', P, 3]
             radius = np.array([vdw_radius(_element(n)) for n in names])  # [P]
             near = env.near(pos, names, radius, own)  # one search for all candidates
-        for k, chi in enumerate(cands):
+        for k, chi in enumerate(cands if keep_k else []):
             if len(accepted) >= options.max_conformers - 1:
                 break
-            centres = torch.stack([chi_in, *(a[0] for a in accepted), chi])
-            mass = nearest_mass(draws, centres, defined, sym)
-            if mass[-1] < options.min_occupancy:
+            if mass_all[k] < options.min_occupancy:
                 rejected.append(
-                    _row(i, rec, score[i], "", round(float(mass[-1]), 2), chi, d, "predicted",
-                         "below minimum occupancy")
+                    _row(i, rec, score[i], "", round(float(mass_all[k]), 2), chi, d,
+                         "predicted", "below minimum occupancy")
                 )  # fmt: skip
                 continue
             label = ALTLOCS[len(accepted) + 1]
             worst, partner = env.worst_overlap(near, k, pos[k], names, radius, own, label)
             if worst >= options.overlap:
                 rejected.append(
-                    _row(i, rec, score[i], "", round(float(mass[-1]), 2), chi, d, "predicted",
+                    _row(i, rec, score[i], "", round(float(mass_all[k]), 2), chi, d, "predicted",
                          "rejected: clash", overlap=round(worst, 2), partner=partner)
                 )  # fmt: skip
                 continue
@@ -389,13 +394,63 @@ def build_multiconformer(
         structure=st,
         rows=rows,
         conformers=written,
-        expected_flexible=float(sum(float(score[i]) for i in with_chi)),
+        expected_flexible=float(sum(score[i] for i in with_chi)),
         n_split=len(written),
         n_above_threshold=len(candidates),
         n_observed_kept=len(observed),
         options=options,
         remarks=[B_FACTOR_REMARK],
     )
+
+
+def _prepare(parsed: ParsedStructure, selection: Selection, candidates: list[int]) -> dict:
+    """Per candidate residue, everything that does not depend on the other residues, computed
+    in one batched pass per residue type (and set of atoms present):
+
+    base (input atoms), chi_in [D] (input χ), built {atom: [M, 3]} (every proposed conformer,
+    at the 0.001 Å a PDB file holds, so screened, reported and written atoms are one), chi
+    [M, D] (χ as written: rounding moves them by < 0.1°), distinct [M] (a valid proposal ≥ 20°
+    from the input on some χ), mass [1 + M] (share of the draws nearest the input and each
+    distinct proposal).
+    """
+    groups: dict[tuple, list[int]] = {}
+    bases = {}
+    for i in candidates:
+        rec = parsed.residues[i]
+        bases[i] = base_atoms(rec)
+        groups.setdefault((rec.parent, tuple(sorted(bases[i]))), []).append(i)
+    sep = math.radians(SEPARATION_DEG)
+    out = {}
+    for (parent, names), idx in groups.items():
+        stack = {n: torch.stack([bases[i][n] for i in idx]) for n in names}  # [R, 3]
+        chi_in = measure_chis(stack, parent).float()  # [R, D]
+        built = set_chis({n: x[:, None] for n, x in stack.items()}, parent,
+                         selection.chi[idx].double())  # fmt: skip  # [R, M, 3] each
+        built = {n: torch.round(x * 1000.0) / 1000.0 for n, x in built.items()}
+        chi = measure_chis(built, parent).float()  # [R, M, D]
+        d = residues.n_chi(parent)
+        defined = torch.arange(residues.N_CHI_MAX) < d  # [D]
+        sym = torch.tensor(residues.pi_symmetric(parent))  # [D]
+        distinct = selection.valid[idx] & (chi_distance(chi, chi_in[:, None], defined, sym) >= sep)
+        centres = torch.cat([chi_in[:, None], chi], 1)  # [R, 1 + M, D]
+        draws = selection.draws[:, idx].transpose(0, 1)  # [R, C, D]
+        dist = chi_distance(draws[:, :, None], centres[:, None], defined, sym)  # [R, C, 1 + M]
+        allowed = torch.cat([torch.ones(len(idx), 1, dtype=torch.bool), distinct], 1)
+        dist = torch.where(allowed[:, None], dist, torch.full_like(dist, math.inf))
+        near = dist.argmin(-1)  # [R, C]
+        mass = torch.zeros(centres.shape[:2]).scatter_add_(1, near, torch.ones(near.shape))
+        mass = mass / draws.shape[1]
+        built = {n: x.numpy() for n, x in built.items()}
+        for r, i in enumerate(idx):
+            out[i] = {
+                "base": bases[i],
+                "chi_in": chi_in[r],
+                "built": {n: x[r] for n, x in built.items()},
+                "chi": chi[r],
+                "distinct": distinct[r],
+                "mass": mass[r],
+            }
+    return out
 
 
 def _element(name: str) -> str:
