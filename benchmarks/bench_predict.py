@@ -80,9 +80,10 @@ def main() -> None:
         ("output texts (7 files)", t_write),
     ]
     m = t_all[2].multiconformer
+    clashes = sum(r["status"] == "rejected: clash" for r in m.rows)
     print(f"{path.name}: {n} residues, weights {args.weights.name}, 1 thread, median of "
-          f"{args.runs} warm runs; {m.n_split} residues split, "
-          f"{sum(r['status'] == 'rejected: clash' for r in m.rows)} alternatives screened out\n")  # fmt: skip
+          f"{args.runs} warm runs; {m.n_split} residues split, {clashes} alternatives "
+          "screened out\n")  # fmt: skip
     print(f"| step | wall (s) | CPU (s) |\n|---|---|---|")
     for name, (wall, cpu, _) in rows:
         print(f"| {name} | {wall:.3f} | {cpu:.3f} |")

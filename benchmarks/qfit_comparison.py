@@ -118,7 +118,7 @@ def main() -> None:
         out.write(f"\nweights {args.weights.name}, threshold {t:g}\n\n")
         out.write("| structure | residues | qFit split | we split | both | precision | recall "
                   "| Σ flexibility | other qFit altlocs | within 20°: input alone | written "
-                  "| selector top 3 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")  # fmt: skip
+                  "| selector top 3 |\n" + "|---" * 12 + "|\n")  # fmt: skip
         for r in rows:
             prec = r["both"] / r["ours_split"] if r["ours_split"] else float("nan")
             rec = r["both"] / r["qfit_split"] if r["qfit_split"] else float("nan")

@@ -43,9 +43,8 @@ def main() -> None:
     start = time.time()
     for path in files:
         for t in args.thresholds:
-            pred = predict(
-                model, path, n_samples=10, options=SplitOptions(threshold=t, input_altlocs="replace")
-            )
+            options = SplitOptions(threshold=t, input_altlocs="replace")
+            pred = predict(model, path, n_samples=10, options=options)
             m = pred.multiconformer
             rows[t][0] += m.expected_flexible
             rows[t][1] += m.n_above_threshold
@@ -71,6 +70,8 @@ def main() -> None:
     for t, (expected, above, split) in rows.items():
         print(f"{t:10.2f}{expected:15.1f}{above:10d}{split:8d}{split / expected:11.2f}")
     s, e, y = torch.cat(scores), torch.cat(entropies), torch.cat(labels)
+    print(f"\nresidues with χ1: {y.numel()}; with side-chain altlocs in the deposited models: "
+          f"{int(y.sum())} ({y.double().mean():.1%}); Σ flexibility over them: {s.sum():.1f}")
     both = [(a, b) for a, b in per_structure if not math.isnan(a)]
     print(f"\nflexibility AUROC (residues with altlocs vs not): score {auroc(s, y):.3f} pooled, "
           f"{sum(a for a, _ in both) / len(both):.3f} mean per structure; entropy "

@@ -356,7 +356,9 @@ def build_multiconformer(
             accepted.append((chi, {"pos": pos[k], "radius": radius, "names": names, "atoms": atoms,
                                    "overlap": worst, "partner": partner}))  # fmt: skip
         if not accepted and not rejected:
-            rows.append(_row(i, rec, score[i], "", "", chi_in, d, "input", "no distinct alternative"))
+            rows.append(
+                _row(i, rec, score[i], "", "", chi_in, d, "input", "no distinct alternative")
+            )
             continue
         occ = [1.0]
         while accepted:

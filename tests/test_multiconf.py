@@ -116,7 +116,8 @@ def chi_of(res: gemmi.Residue, altloc: str, resname: str) -> list[float]:
 def test_no_written_alternative_overlaps_its_environment(pred):
     alternatives = ours(pred)
     assert len(alternatives) > 10  # the screen had work to do
-    for text, reader in ((multiconformer_pdb(pred), read_pdb), (multiconformer_cif(pred), read_cif)):
+    files = ((multiconformer_pdb(pred), read_pdb), (multiconformer_cif(pred), read_cif))
+    for text, reader in files:
         assert serious_overlaps(reader(text), alternatives) == []
     rejected = [r for r in pred.multiconformer.rows if r["status"] == "rejected: clash"]
     assert rejected and all(r["overlap"] >= SERIOUS for r in rejected)
@@ -164,7 +165,8 @@ def test_occupancies_conformer_counts_and_b_factors(pred):
 
 
 def test_chi_per_altloc_round_trips_to_a_tenth_of_a_degree(pred):
-    for text, reader in ((multiconformer_pdb(pred), read_pdb), (multiconformer_cif(pred), read_cif)):
+    files = ((multiconformer_pdb(pred), read_pdb), (multiconformer_cif(pred), read_cif))
+    for text, reader in files:
         st = reader(text)
         n = 0
         for r in pred.multiconformer.rows:
@@ -250,7 +252,8 @@ def test_input_altlocs_are_kept_or_replaced_never_silently_dropped(model):
     src = kept.parsed.structure
     for i in multi:
         rec = kept.parsed.residues[i]
-        assert _atoms(st[0][rec.chain][str(rec.resnum)][0]) == _atoms(src[0][rec.chain_idx][rec.res_idx])
+        written = st[0][rec.chain][str(rec.resnum)][0]
+        assert _atoms(written) == _atoms(src[0][rec.chain_idx][rec.res_idx])
         assert i not in kept.multiconformer.conformers  # nothing of ours added to them
     observed_rows = [r for r in kept.multiconformer.rows if r["source"] == "observed"]
     assert len(observed_rows) >= 2 * len(multi)  # listed in the report

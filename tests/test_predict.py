@@ -130,14 +130,11 @@ def test_predict_writes_every_file(pred, tmp_path):
     assert flex == sorted(flex, reverse=True) and [int(r["rank"]) for r in rows] == list(
         range(1, len(rows) + 1)
     )
-    p = {(r["chain"], int(r["resnum"])): float(r["p_flexible"]) for r in rows}
-    for r in doc["residues"]:
-        assert r["p_flexible"] == pytest.approx(p[(r["chain"], r["resnum"])], abs=1e-4)
-        assert r["p_flexible"] == pytest.approx(
-            float(pred.p_flexible[next(x["index"] for x in pred.table
-                                       if (x["chain"], x["resnum"]) == (r["chain"], r["resnum"]))]),
-            abs=1e-6,
-        )  # fmt: skip
+    # p_flexible: the network's, in mixture.json (file order) and residues.csv (ranked) alike.
+    in_csv = {(r["chain"], int(r["resnum"])): float(r["p_flexible"]) for r in rows}
+    for r, i in zip(doc["residues"], with_chi, strict=True):
+        assert r["p_flexible"] == pytest.approx(float(pred.p_flexible[i]), abs=1e-6)
+        assert in_csv[(r["chain"], r["resnum"])] == pytest.approx(r["p_flexible"], abs=1e-4)
     for key in ("pdb", "cif", "samples_pdb", "samples_cif"):
         assert gemmi.read_structure(str(paths[key]))[0].count_atom_sites() > 0
     report = paths["report"].read_text()
@@ -147,16 +144,16 @@ def test_predict_writes_every_file(pred, tmp_path):
 def test_without_a_flexibility_head_p_flexible_is_null_and_the_fallback_ranks(pred):
     from dataclasses import replace
 
-    from qfitlatent.conformers import distinct_mass
+    from qfitlatent.conformers import distinct_mass, flexibility_score
 
     f = pred.features
     none = replace(pred, p_flexible=None)
     doc = mixture_json(none, "old.pt")
-    assert validate_mixture_json(doc) == [] and all(r["p_flexible"] is None for r in doc["residues"])
+    assert validate_mixture_json(doc) == []
+    assert all(r["p_flexible"] is None for r in doc["residues"])
     fallback = distinct_mass(pred.mixture, f.chi_defined, f.pi_symmetric)
-    from qfitlatent.conformers import flexibility_score
-
-    assert torch.equal(flexibility_score(pred.mixture, f.chi_defined, f.pi_symmetric, None), fallback)
+    score = flexibility_score(pred.mixture, f.chi_defined, f.pi_symmetric, None)
+    assert torch.equal(score, fallback)
 
 
 def test_prediction_shapes_and_reproducibility(model, pred):
