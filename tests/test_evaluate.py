@@ -49,6 +49,7 @@ def test_evaluate_json_scores_model_and_baselines(run, capsys, tmp_path):
             assert key in r
         assert r["residues"] == res["residues"] > 0
         assert math.isfinite(r["nll"]) and 0 <= r["coverage@10"] <= 1
+        assert 0 <= r["coverage@10_selected"] <= 1  # the same, with the conformer selector
         assert [c["level"] for c in r["calibration"]] == pytest.approx(
             [0.1 * i for i in range(1, 10)]
         )
@@ -66,6 +67,7 @@ def test_evaluate_json_scores_model_and_baselines(run, capsys, tmp_path):
     assert main([*argv, "--split", "all"]) == 0
     out = capsys.readouterr().out
     assert "3 structures" in out and "bb_dependent" in out and "calibration" in out
+    assert "conformer selector" in out
 
 
 def test_split_falls_back_to_split_names_and_needs_training_structures():
