@@ -148,8 +148,12 @@ def _log_density(
     component rather than once per point (log I0 dominated the broadcast version)."""
     log_norm = (LOG_2PI + log_i0(mix.kappa)) * defined[:, None]  # [N, K, D]
     mult = 1.0 + pi_symmetric.float()  # [N, D]: cos 2Δ on π-symmetric χ
-    delta = (chi[:, :, None] - mix.mu[:, None]) * mult[:, None, None]  # [N, C, K, D]
-    per_k = (mix.kappa[:, None] * torch.cos(delta) * defined[:, None, None]).sum(-1)  # [N, C, K]
+    x = chi * mult[:, None]  # [N, C, D]
+    m = mix.mu * mult[:, None]  # [N, K, D]
+    k = mix.kappa * defined[:, None]  # [N, K, D]: undefined χ drop out
+    # Σ_d κ cos(x − m) = Σ_d κ (cos x cos m + sin x sin m): two batched matmuls, no [N, C, K, D].
+    per_k = torch.einsum("ncd,nkd->nck", torch.cos(x), k * torch.cos(m))
+    per_k = per_k + torch.einsum("ncd,nkd->nck", torch.sin(x), k * torch.sin(m))  # [N, C, K]
     per_k = per_k - log_norm.sum(-1)[:, None] + torch.log_softmax(mix.logits, -1)[:, None]
     return torch.logsumexp(per_k, -1)
 

@@ -119,3 +119,23 @@ def test_iid_selection_clusters_the_draws():
     sel = iid_selection(draws, DEFINED_2, NO_SYM)
     chi, mass = sel.conformers(0)
     assert len(chi) == 2 and abs(float(mass.sum()) - 1.0) < 1e-6
+
+
+def test_selector_density_is_mixture_log_prob():
+    from qfitlatent.conformers import _log_density
+    from qfitlatent.mixture import log_prob
+
+    g = torch.Generator().manual_seed(3)
+    n, k, c = 6, 5, 40
+    mix = Mixture(
+        torch.randn(n, k, generator=g),
+        (torch.rand(n, k, 4, generator=g) * 2 - 1) * math.pi,
+        torch.rand(n, k, 4, generator=g) * 30 + 0.01,
+    )
+    defined = torch.tensor([[True] * (1 + i % 4) + [False] * (3 - i % 4) for i in range(n)])
+    sym = torch.rand(n, 4, generator=g) > 0.6
+    chi = (torch.rand(n, c, 4, generator=g) * 2 - 1) * math.pi
+    per = Mixture(*(t[:, None].expand(n, c, *t.shape[1:]) for t in mix))
+    ref = log_prob(chi.double(), per.to(torch.float64), defined[:, None].expand(n, c, 4),
+                   sym[:, None].expand(n, c, 4))  # fmt: skip
+    assert torch.allclose(_log_density(chi, mix, defined, sym).double(), ref, atol=1e-3)
