@@ -28,6 +28,7 @@ Rules, in the order they apply:
 Waters and ligands were removed on reading, so they are neither written nor screened against.
 """
 
+import functools
 import math
 import string
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from scipy.spatial import cKDTree
 
 from . import residues
 from .build import measure_chis, set_chis
-from .conformers import SEPARATION_DEG, Selection, chi_distance, nearest_mass
+from .conformers import SEPARATION_DEG, Selection, chi_distance
 from .export import _replace_atoms, base_atoms, base_structure, moving_atoms, rebuildable
 from .structure import ParsedStructure
 
@@ -254,9 +255,9 @@ def adesc_full(res: tuple[int, int], alt: str, name: str, env: Environment) -> s
     return f"{where} {name}{alt}"
 
 
-def _occupancies(mass: torch.Tensor, min_occ: float) -> list[float]:
+def _occupancies(mass: np.ndarray, min_occ: float) -> list[float]:
     """Mass [M] (input first) → occupancies rounded to 0.01, summing to 1, input ≥ min_occ."""
-    occ = mass.double() / mass.sum()
+    occ = np.asarray(mass, dtype=np.float64) / np.sum(mass)
     if occ[0] < min_occ:  # the observed side chain keeps at least the smallest written share
         occ[1:] = occ[1:] * (1.0 - min_occ) / occ[1:].sum()
         occ[0] = min_occ
@@ -316,21 +317,18 @@ def build_multiconformer(
         d = n_chi[i]
         prep = prepared[i]
         base, chi_in = prep["base"], prep["chi_in"]
-        if torch.isnan(chi_in[:d]).any():
+        if prep["incomplete"]:
             rows.append(_row(i, rec, score[i], "", "", chi_in, d, "input", "side chain incomplete"))
             continue
-        defined = torch.arange(residues.N_CHI_MAX) < d  # [D]
-        sym = torch.tensor(residues.pi_symmetric(rec.parent))  # [D]
-        draws = selection.draws[:, i]  # [C, D]
         moving = moving_atoms(rec)
         own = (rec.chain_idx, rec.res_idx)
         accepted: list[tuple[torch.Tensor, dict]] = []
         rejected: list[dict] = []
-        keep_k = torch.nonzero(prep["distinct"]).flatten().tolist()  # heaviest first
+        keep_k = prep["keep"]  # distinct proposals, heaviest first
         if keep_k:
             built = {n: x[keep_k] for n, x in prep["built"].items()}  # [M', 3] numpy
             cands = prep["chi"][keep_k]  # [M', D] as written
-            mass_all = prep["mass"][[k + 1 for k in keep_k]]  # [M'] vs input and each other
+            mass_all = [prep["mass"][k + 1] for k in keep_k]  # [M'] vs input and each other
             names = [n for n in moving if n in built]
             pos = np.stack([built[n] for n in names], axis=1)  # [M', P, 3]
             radius = np.array([vdw_radius(_element(n)) for n in names])  # [P]
@@ -362,8 +360,8 @@ def build_multiconformer(
             continue
         occ = [1.0]
         while accepted:
-            centres = torch.stack([chi_in, *(a[0] for a in accepted)])
-            occ = _occupancies(nearest_mass(draws, centres, defined, sym), options.min_occupancy)
+            centres = np.stack([prep["chi_in_np"], *(a[0].numpy() for a in accepted)])
+            occ = _occupancies(prep["nearest_mass"](centres), options.min_occupancy)
             if min(occ[1:]) >= options.min_occupancy - 1e-9:
                 break
             chi, _ = accepted.pop()  # the last one: the labels of the others stay as screened
@@ -443,16 +441,34 @@ def _prepare(parsed: ParsedStructure, selection: Selection, candidates: list[int
         mass = torch.zeros(centres.shape[:2]).scatter_add_(1, near, torch.ones(near.shape))
         mass = mass / draws.shape[1]
         built = {n: x.numpy() for n, x in built.items()}
+        incomplete = torch.isnan(chi_in[:, :d]).any(-1).tolist()
+        keep = [torch.nonzero(row).flatten().tolist() for row in distinct]
+        draws_np, defined_np, sym_np = draws.numpy(), defined.numpy(), sym.numpy()
         for r, i in enumerate(idx):
             out[i] = {
                 "base": bases[i],
                 "chi_in": chi_in[r],
+                "chi_in_np": chi_in[r].numpy(),
+                "incomplete": incomplete[r],
                 "built": {n: x[r] for n, x in built.items()},
                 "chi": chi[r],
-                "distinct": distinct[r],
-                "mass": mass[r],
+                "keep": keep[r],
+                "mass": mass[r].tolist(),
+                "nearest_mass": functools.partial(
+                    _nearest_mass, draws_np[r], defined=defined_np, sym=sym_np
+                ),
             }
     return out
+
+
+def _nearest_mass(draws: np.ndarray, centres: np.ndarray, defined, sym) -> np.ndarray:
+    """conformers.nearest_mass in numpy (it runs once per split residue on a few centres):
+    [M] share of draws [C, D] nearest each centre [M, D], ties to the earlier."""
+    d = np.remainder(draws[:, None] - centres[None], 2.0 * np.pi)  # [C, M, D]
+    d = np.minimum(d, 2.0 * np.pi - d)
+    d = np.where(sym, np.minimum(d, np.pi - d), d)
+    near = np.where(defined, d, 0.0).max(-1).argmin(1)  # [C]
+    return np.bincount(near, minlength=len(centres)) / len(draws)
 
 
 def _element(name: str) -> str:
