@@ -163,6 +163,6 @@ ui.flexibility_table(rows, labels, key=f"table:{tag}")
 st.subheader("Downloads")
 st.caption(
     "The same files `qfitlatent predict` writes: the multiconformer model for refinement, the "
-    "sampled ensemble (one model per sample), the split report, the flexibility table, mixtures."
+    "sampled ensemble (one model per sample), the split report, the per-residue table, mixtures."
 )
 ui.downloads(result)
