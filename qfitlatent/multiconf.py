@@ -165,6 +165,12 @@ class Environment:
         """'A45 LEU CD1B': residue, atom name and current altloc of static atom j."""
         return self._desc[j] + self.altloc[j]
 
+    def describe_added(self, res: tuple[int, int], name: str, altloc: str) -> str:
+        """The same for an atom of an alternative written later (its residue's first atom
+        gives the residue part)."""
+        first, _ = self.span[res]
+        return f"{self._desc[first].rsplit(' ', 1)[0]} {name}{altloc}"
+
     def _present(self, j: np.ndarray, label: str) -> np.ndarray:
         """[J] bool: static atoms j that exist in the model's state `label`."""
         alt = self.altloc[j]
@@ -223,7 +229,7 @@ class Environment:
             p, q = np.unravel_index(int(np.argmax(o)), o.shape)
             if o[p, q] > worst:
                 worst = float(o[p, q])
-                partner = adesc_full(self.keys[ares[q]], label, str(aname[q]), self)
+                partner = self.describe_added(self.keys[ares[q]], str(aname[q]), label)
         return worst, partner
 
     def split(self, res: tuple[int, int], moving: set[str], labels: list[str]) -> None:
@@ -246,13 +252,6 @@ class Environment:
         self.added[label] = new if old is None else tuple(
             np.concatenate([a, b]) for a, b in zip(old, new, strict=True)
         )
-
-
-def adesc_full(res: tuple[int, int], alt: str, name: str, env: Environment) -> str:
-    """'A45 LEU CD1B' for an added alternative's atom (chain, number, name, altloc)."""
-    a, _ = env.span[res]
-    where = env._desc[a].rsplit(" ", 1)[0]
-    return f"{where} {name}{alt}"
 
 
 def _occupancies(mass: np.ndarray, min_occ: float) -> list[float]:
