@@ -326,3 +326,17 @@ def test_gates_on_twenty_validation_structures():
             assert chi_round_trip_errors(pred, st) == [], path.name
         assert len(read_pdb(texts["samples.pdb"])) == len(read_cif(texts["samples.cif"])) == 2
         strict_biopython_reads(texts)
+
+
+def test_iid_option_builds_alternatives_from_clustered_draws(model):
+    pred = predict(model, data_file(SMALL), n_samples=8, seed=1, conformers="iid",
+                   options=SplitOptions(threshold=0.0))  # fmt: skip
+    assert pred.multiconformer.n_split > 0
+    assert serious_overlaps(read_pdb(multiconformer_pdb(pred)), ours(pred)) == []
+    # Every written alternative is one of the residue's draws (a cluster centre), as written.
+    for i, confs in pred.multiconformer.conformers.items():
+        d = int(pred.features.chi_defined[i].sum())
+        for _, _, chi in confs[1:]:
+            gap = (pred.samples[:, i, :d] - chi[:d]).remainder(2 * math.pi)
+            gap = torch.minimum(gap, 2 * math.pi - gap).amax(-1).min()
+            assert gap < math.radians(0.2)  # coordinates rounded to 0.001 Å move χ a little
