@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     for name, helptext in (
-        ("predict", "mixture, flexibility table and sampled multiconformer model"),
-        ("sample", "alias of predict: sample a rotamer ensemble and write it"),
+        ("predict", "mixtures, flexibility table, multiconformer model, sampled ensemble"),
+        ("sample", "alias of predict"),
     ):
         q = sub.add_parser(name, help=helptext)
         q.add_argument("structures", nargs="+", type=Path, help="files or folders")
@@ -108,6 +108,34 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--temperature", type=float, default=1.0)
         q.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+        q.add_argument(
+            "--threshold",
+            type=float,
+            default=None,
+            help="split a residue in multiconformer.pdb where its flexibility is at least this "
+            "(default: qfitlatent.multiconf.DEFAULT_THRESHOLD)",
+        )
+        q.add_argument(
+            "--max-conformers",
+            type=int,
+            default=None,
+            help="conformers per split residue, the input's side chain included (default 3)",
+        )
+        q.add_argument(
+            "--min-occupancy", type=float, default=None, help="lightest alternative (0.1)"
+        )
+        q.add_argument(
+            "--input-altlocs",
+            choices=["keep", "replace"],
+            default="keep",
+            help="residues with altlocs in the input: keep them as they are, or replace them",
+        )
+        q.add_argument(
+            "--conformers",
+            choices=["select", "iid"],
+            default="select",
+            help="alternatives from the selector's distinct peaks, or from clustered iid draws",
+        )
         q.set_defaults(func=cmd_predict)
     return p
 

@@ -98,27 +98,44 @@ def _predict(
     seed: int,
     temperature: float,
     dev: str,
+    split: tuple = (),
 ) -> Result:
-    import json
-
     from . import predict
+    from .multiconf import SplitOptions
 
     model, _ = _load_model(weights, mtime, dev)
     pred = predict.predict(
-        model, data, name=name, n_samples=n_samples, seed=seed, temperature=temperature, device=dev
+        model,
+        data,
+        name=name,
+        n_samples=n_samples,
+        seed=seed,
+        temperature=temperature,
+        device=dev,
+        options=SplitOptions(**dict(split)),
     )
     stem = pred.parsed.name
     # "qfitlatent-v1.pt", or "<run>/best.pt" for a fine-tune (every run's file is best.pt).
     path = Path(weights)
     weights_name = f"{path.parent.name}/{path.name}" if path.name == "best.pt" else path.name
-    mixture = json.dumps(predict.mixture_json(pred, weights_name), indent=1) + "\n"
+    texts = predict.output_texts(pred, weights_name)  # the bytes `qfitlatent predict` writes
     downloads = {
-        "pdb": (f"{stem}_ensemble.pdb", predict.ensemble_pdb(pred), "chemical/x-pdb"),
-        "cif": (f"{stem}_ensemble.cif", predict.ensemble_cif(pred), "chemical/x-mmcif"),
-        "csv": (f"{stem}_residues.csv", predict.table_csv(pred), "text/csv"),
-        "json": (f"{stem}_mixture.json", mixture, "application/json"),
+        key: (f"{stem}_{predict.OUTPUT_FILES[key]}", texts[key], DOWNLOAD_MIME[key])
+        for key in DOWNLOAD_ORDER
     }
     return Result(pred, viz.viewer_pdb(pred.parsed.structure), downloads)
+
+
+DOWNLOAD_ORDER = ("pdb", "cif", "samples_pdb", "samples_cif", "report", "table", "mixture")
+DOWNLOAD_MIME = {
+    "pdb": "chemical/x-pdb",
+    "cif": "chemical/x-mmcif",
+    "samples_pdb": "chemical/x-pdb",
+    "samples_cif": "chemical/x-mmcif",
+    "report": "text/csv",
+    "table": "text/csv",
+    "mixture": "application/json",
+}
 
 
 def predict_cached(
@@ -129,9 +146,18 @@ def predict_cached(
     n_samples: int,
     seed: int,
     temperature: float,
+    threshold: float | None = None,
+    max_conformers: int | None = None,
+    input_altlocs: str = "keep",
 ) -> Result:
     """Prediction for (file bytes, model file and its mtime, settings), cached across reruns
-    and visitors. Raises StructureError for unusable input."""
+    and visitors. Raises StructureError for unusable input. The multiconformer settings
+    default to `multiconf.SplitOptions`'s."""
+    split = {"input_altlocs": input_altlocs}
+    if threshold is not None:
+        split["threshold"] = float(threshold)
+    if max_conformers is not None:
+        split["max_conformers"] = int(max_conformers)
     return _predict(
         data,
         name,
@@ -141,6 +167,7 @@ def predict_cached(
         int(seed),
         float(temperature),
         device(),
+        tuple(sorted(split.items())),
     )
 
 
@@ -221,14 +248,24 @@ def error_box(err: Exception, log: bool = False) -> None:
 
 
 def residue_summary(pred, row: dict) -> None:
-    """Key numbers of the selected residue, and χ of its input and sampled conformers."""
+    """Key numbers of the selected residue, χ of its input conformers, and what the
+    multiconformer model did with it (written and rejected alternatives)."""
     import pandas as pd
 
     m1, m2, m3, m4 = st.columns(4)
+    p_flex = row["p_flexible"]
     m1.metric(
-        "entropy", f"{row['entropy']:.2f}", help="nats over the residue's χ; higher = broader"
+        "flexibility",
+        f"{row['flexibility']:.2f}",
+        help="probability of ≥ 2 side-chain conformers: the network's p_flexible"
+        + ("" if isinstance(p_flex, float) and not math.isnan(p_flex) else
+           " (these weights have none: mixture weight off the dominant rotamer)"),
+    )  # fmt: skip
+    m2.metric(
+        "entropy / χ",
+        f"{row['entropy_per_chi']:.2f}",
+        help=f"{row['entropy']:.2f} nats over {row['n_chi']} χ; entropy grows with the χ count",
     )
-    m2.metric("modes", row["n_modes"], help="mixture components with weight ≥ 10%")
     m3.metric("χ1 spread", f"{row['chi1_spread_deg']:.0f}°", help="circular SD of the χ1 marginal")
     m4.metric("altlocs", row["n_obs"], help="side-chain conformers modelled in the input file")
     n_chi, i = row["n_chi"], row["index"]
@@ -240,16 +277,35 @@ def residue_summary(pred, row: dict) -> None:
                  **chis(c["chi"], c["mask"])} for c in viz.observed_altlocs(pred, i)]  # fmt: skip
     st.caption("Input side-chain conformers (χ in degrees)")
     st.dataframe(pd.DataFrame(observed), hide_index=True, width="stretch")
-    if not pred.ensemble.as_observed(i):
-        ens = pred.ensemble
-        sampled = [{"sampled": label or "–", "occ": round(float(o), 2),
-                    **chis(chi, [True] * n_chi), "clashes": clashes}
-                   for label, o, chi, clashes in zip(ens.labels(i), ens.occ[i], ens.chi[i],
-                                                     pred.clashes[i], strict=True)]  # fmt: skip
-        st.caption(f"Sampled conformers ({pred.samples.shape[0]} draws, clustered at 20°)")
-        help_clash = "atoms of this conformer within 2.5 Å of the rest of the structure"
-        config = {"clashes": st.column_config.NumberColumn(help=help_clash)}
-        st.dataframe(pd.DataFrame(sampled), hide_index=True, width="stretch", column_config=config)
+    report = [r for r in pred.multiconformer.rows if r["index"] == i]
+    if report:
+        st.caption("In multiconformer.pdb (the report's rows for this residue)")
+        shown = [{"altloc": r["altloc"] or "–", "occ": r["occupancy"],
+                  **{f"χ{d + 1}": r[f"chi{d + 1}"] for d in range(n_chi)},
+                  "source": r["source"], "status": r["status"], "overlap (Å)": r["overlap"],
+                  "partner": r["partner"]} for r in report]  # fmt: skip
+        st.dataframe(pd.DataFrame(shown).astype(str), hide_index=True, width="stretch")
+    else:
+        t = pred.multiconformer.options.threshold
+        st.caption(f"Not split in multiconformer.pdb (flexibility below {t:g}, or kept as "
+                   "observed). The selector's conformers, with their mixture mass:")  # fmt: skip
+        chi, mass = pred.selection.conformers(i)
+        m = pred.multiconformer.options.max_conformers
+        proposed = [{"proposed": k + 1, "mass": round(float(o), 2), **chis(c, [True] * n_chi)}
+                    for k, (c, o) in enumerate(zip(chi[:m], mass[:m], strict=True))]  # fmt: skip
+        st.dataframe(pd.DataFrame(proposed), hide_index=True, width="stretch")
+
+
+def split_summary(pred) -> str:
+    """One line: residues split next to the expected number of flexible residues."""
+    m = pred.multiconformer
+    return (
+        f"**multiconformer.pdb**: {m.n_split} residues split "
+        f"(expected flexible: Σ flexibility = {m.expected_flexible:.1f}; "
+        f"{m.n_above_threshold} at or above the threshold {m.options.threshold:g}; "
+        f"{sum(r['status'] == 'rejected: clash' for r in m.rows)} alternatives rejected for "
+        f"clashes; {m.n_observed_kept} residues keep the input's altlocs)"
+    )
 
 
 def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
@@ -262,12 +318,14 @@ def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
                 "rank": r["rank"],
                 "residue": lab,
                 "n_chi": r["n_chi"],
+                "flexibility": r["flexibility"],
+                "entropy / χ": r["entropy_per_chi"],
                 "entropy": r["entropy"],
                 "modes": r["n_modes"],
                 "χ1 spread (°)": r["chi1_spread_deg"],
                 "input altlocs": r["n_obs"],
-                "sampled conformers": r["n_conformers"],
-                "clashing": r["clashing_conformers"],
+                "written conformers": r["n_conformers"],
+                "rejected (clash)": r["rejected_clash"],
             }
             for r, lab in zip(rows, labels, strict=True)
         ]
@@ -282,30 +340,42 @@ def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
         hide_index=True,
         width="stretch",
         column_config={
-            "entropy": st.column_config.ProgressColumn(
-                "entropy",
+            "flexibility": st.column_config.ProgressColumn(
+                "flexibility",
                 format="%.2f",
-                min_value=float(table.entropy.min()),
-                max_value=float(table.entropy.max()),
-                help="differential entropy over the residue's χ (nats); it sums over χ, so compare "
-                "residues of one type",
+                min_value=0.0,
+                max_value=1.0,
+                help="probability that the side chain has ≥ 2 conformers (p_flexible; for "
+                "weights without a flexibility head, the mixture weight off the dominant "
+                "rotamer). The table is ranked by it.",
+            ),
+            "entropy / χ": number(
+                format="%.2f",
+                help="entropy divided by the number of χ: comparable across residue types",
+            ),
+            "entropy": number(
+                format="%.2f",
+                help="differential entropy over the residue's χ (nats); it sums over χ, so "
+                "4-χ residues score higher whether or not they move",
             ),
             "χ1 spread (°)": number(format="%.0f°", help="circular SD of the χ1 marginal"),
             "modes": number(help="mixture components with weight ≥ 10%"),
             "input altlocs": number(help="distinct side-chain conformers modelled in the file"),
-            "sampled conformers": number(help="distinct conformers among the S samples (≤ 6)"),
-            "clashing": number(
-                help="sampled conformers with an atom within 2.5 Å of the rest of the structure"
+            "written conformers": number(
+                help="side-chain conformers in multiconformer.pdb (1: not split)"
+            ),
+            "rejected (clash)": number(
+                help="predicted alternatives not written: heavy-atom overlap ≥ 0.4 Å"
             ),
         },
     )
 
 
 def downloads(result: Result) -> None:
-    """The files `qfitlatent predict` writes, from the same functions."""
-    for col, (key, (fname, text, mime)) in zip(
-        st.columns(4), result.downloads.items(), strict=True
-    ):
+    """The files `qfitlatent predict` writes, from the same functions, four to a row."""
+    items = list(result.downloads.items())
+    cols = [c for _ in range(0, len(items), 4) for c in st.columns(4)]
+    for col, (key, (fname, text, mime)) in zip(cols, items, strict=False):
         col.download_button(
             fname,
             text,

@@ -115,15 +115,6 @@ def flexibility_colour(value: float) -> str:
     return f"#{r:02x}{g:02x}{bl:02x}"
 
 
-def flexibility_scale(values: np.ndarray) -> np.ndarray:
-    """Values → [0, 1] by rank-robust limits (5th–95th percentile), for colouring."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return values
-    lo, hi = np.percentile(values, [5, 95])
-    return np.clip((values - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
-
-
 def ensemble_view(
     pdb_text: str,
     *,
@@ -518,25 +509,40 @@ def torus_figure(
 
 def flexibility_profile(
     labels: list[str],
-    entropy: np.ndarray,
+    score: np.ndarray,
     n_obs: np.ndarray,
     selected: int | None = None,
+    split: np.ndarray | None = None,
 ) -> go.Figure:
-    """Predicted entropy along the sequence; residues the input models with altlocs marked."""
+    """Predicted flexibility (a probability, 0–1) along the sequence; residues the input models
+    with altlocs marked, and (`split`, bool) the residues the multiconformer model splits."""
     x = np.arange(len(labels))
     fig = go.Figure(
         go.Bar(
             x=x,
-            y=entropy,
-            marker_color=[flexibility_colour(v) for v in flexibility_scale(entropy)],
+            y=score,
+            marker_color=[flexibility_colour(v) for v in np.clip(score, 0.0, 1.0)],
             customdata=labels,
-            name="predicted entropy",
-            hovertemplate="%{customdata}<br>entropy %{y:.2f} nats<extra></extra>",
+            name="predicted flexibility",
+            hovertemplate="%{customdata}<br>flexibility %{y:.2f}<extra></extra>",
         )
     )
+    if split is not None and np.any(split):
+        idx = np.flatnonzero(split)
+        fig.add_trace(
+            go.Scatter(
+                x=idx,
+                y=np.full(idx.size, -0.04),
+                mode="markers",
+                name="split in multiconformer.pdb",
+                marker=dict(symbol="square", size=5, color="#1f3b73"),
+                customdata=[labels[i] for i in idx],
+                hovertemplate="%{customdata}: split<extra></extra>",
+            )
+        )
     multi = np.flatnonzero(np.asarray(n_obs) >= 2)
     if multi.size:
-        top = float(np.max(entropy)) if len(entropy) else 1.0
+        top = 1.0
         fig.add_trace(
             go.Scatter(
                 x=multi,
@@ -569,7 +575,7 @@ def flexibility_profile(
         plot_bgcolor="white",
         showlegend=False,
         xaxis=dict(tickmode="array", tickvals=x[::step], ticktext=labels[::step], tickangle=-45),
-        yaxis=dict(title="entropy (nats)", gridcolor="#eee"),
+        yaxis=dict(title="flexibility (p ≥ 2 conformers)", gridcolor="#eee", range=[-0.08, 1.15]),
     )
     return fig
 
@@ -678,20 +684,20 @@ def structure_view(
 
     Returns the view and legend items (label, colour) for the selected residue's conformers.
     """
-    from .predict import residue_conformers
+    from .predict import residue_proposals
 
     shown = [i, *[j for j in also if j != i]]
     sampled, observed, legend = [], [], []
     for j in shown:
         chain, resnum, icode = residue_id(pred, j)
         resname = pred.features.resname[j]
-        if not pred.ensemble.as_observed(j):
-            for m, (altloc, occ, atoms) in enumerate(residue_conformers(pred, j)):
-                colour = conformer_colour(m)
-                text = atoms_pdb(_side_chain(atoms), resname, chain, resnum, icode, occ)
-                sampled.append({"pdb": text, "colour": colour})
-                if j == i:
-                    legend.append((f"sampled {altloc or 'conformer'} · {occ:.0%}", colour))
+        for m, (label, occ, atoms, written) in enumerate(residue_proposals(pred, j)):
+            colour = conformer_colour(m)
+            text = atoms_pdb(_side_chain(atoms), resname, chain, resnum, icode, occ)
+            sampled.append({"pdb": text, "colour": colour})
+            if j == i:
+                what = f"written {label}" if written else f"proposed {label} (not written)"
+                legend.append((f"{what} · {occ:.0%}", colour))
         if show_observed:
             for conf in pred.parsed.residues[j].conformers:
                 observed.append(
@@ -711,9 +717,9 @@ def structure_view(
             )
         )
     colours = None
-    if colour_by_flexibility:
+    if colour_by_flexibility:  # the flexibility score is a probability: an absolute scale
         idx = [r["index"] for r in pred.table]
-        scaled = flexibility_scale(pred.entropy[idx].numpy())
+        scaled = np.clip(pred.flexibility[idx].numpy(), 0.0, 1.0)
         colours = {
             residue_id(pred, j): flexibility_colour(v) for j, v in zip(idx, scaled, strict=True)
         }
@@ -797,7 +803,8 @@ def profile_figure(pred, i: int) -> go.Figure:
     order = sorted(r["index"] for r in pred.table)  # residues with χ, in file order
     return flexibility_profile(
         [residue_label(pred, j) for j in order],
-        pred.entropy[order].numpy(),
+        pred.flexibility[order].numpy(),
         pred.features.n_obs[order].numpy(),
         selected=order.index(i) if i in order else None,
+        split=np.array([j in pred.multiconformer.conformers for j in order]),
     )

@@ -80,23 +80,37 @@ def test_landing_page_asks_for_a_structure(env):
 
 def test_example_predicts_and_draws(example):
     assert not example.error
-    # χ circles, χ1–χ2 torus (the most flexible residue has ≥ 2 χ here) and the profile.
+    # χ circles, the χ1–χ2 torus where the first residue has ≥ 2 χ, and the profile.
     traces = chart_traces(example)
-    assert len(traces) == 3 and min(traces) > 0
+    n_chi = int(flex_table(example).value.n_chi[0])
+    assert len(traces) == (3 if n_chi >= 2 else 2) and min(traces) > 0
     frame = example.get("iframe")[0].proto
     html = frame.srcdoc
     assert "/app/static/3Dmol-min.js" in html and "cdn.jsdelivr" not in html
-    assert html.count("addModel") >= 3  # structure + sampled + observed conformers
-    # Input and sampled conformers of the residue, then the flexibility table.
+    assert html.count("addModel") >= 3  # structure + predicted + observed conformers
+    # Input conformers of the residue, what the multiconformer model did with it (report rows,
+    # or the selector's proposals where it was not split), then the flexibility table.
     assert len(example.dataframe) == 3
-    sampled = example.dataframe[1].value
-    assert sampled.occ.sum() == pytest.approx(1.0, abs=0.02)
-    assert list(flex_table(example).value.residue) == residue_box(example).options
+    predicted = example.dataframe[1].value
+    if "mass" in predicted:
+        assert predicted["mass"].sum() <= 1.0 + 1e-6
+    else:
+        assert {"status", "source"} <= set(predicted)
+    table = flex_table(example).value
+    assert list(table.residue) == residue_box(example).options
+    assert list(table.flexibility) == sorted(table.flexibility, reverse=True)  # default sort
+    assert any("residues split" in m.value for m in example.markdown)
     assert {d.proto.label for d in example.get("download_button")} == {
-        "3k0n_qfit_ensemble.pdb",
-        "3k0n_qfit_ensemble.cif",
-        "3k0n_qfit_residues.csv",
-        "3k0n_qfit_mixture.json",
+        f"3k0n_qfit_{name}"
+        for name in (
+            "multiconformer.pdb",
+            "multiconformer.cif",
+            "samples.pdb",
+            "samples.cif",
+            "report.csv",
+            "residues.csv",
+            "mixture.json",
+        )
     }
 
 
@@ -254,13 +268,18 @@ def test_downloads_are_the_files_the_command_line_writes(env, tmp_path):
 
     path = ROOT / "qfitlatent" / "data" / "train_sample" / "2ppn.pdb.gz"
     weights = ui.default_weights()
+    # Non-default multiconformer settings, given to the page's function and to the command.
     result = ui.predict_cached(path.read_bytes(), path.name, weights, n_samples=10,
-                               seed=0, temperature=1.0)  # fmt: skip
+                               seed=0, temperature=1.0, threshold=0.2, max_conformers=2,
+                               input_altlocs="replace")  # fmt: skip
     assert main(["predict", str(path), "--weights", str(weights), "--out", str(tmp_path),
-                 "--device", "auto"]) == 0  # fmt: skip
-    written = {"pdb": "ensemble.pdb", "cif": "ensemble.cif", "csv": "residues.csv",
-               "json": "mixture.json"}  # fmt: skip
-    for key, fname in written.items():
+                 "--device", "auto", "--threshold", "0.2", "--max-conformers", "2",
+                 "--input-altlocs", "replace"]) == 0  # fmt: skip
+    assert "threshold 0.2, max conformers 2" in result.downloads["report"][1]
+    from qfitlatent.predict import OUTPUT_FILES
+
+    assert set(result.downloads) == set(OUTPUT_FILES)
+    for key, fname in OUTPUT_FILES.items():
         name, text, _ = result.downloads[key]
         assert name == f"2ppn_{fname}"
         assert text == (tmp_path / "2ppn" / fname).read_text(), key

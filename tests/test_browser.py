@@ -189,8 +189,10 @@ def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page
     box = grid.bounding_box()
     row3 = (box["x"] + 20, box["y"] + 36 * 3 + 18)  # selection checkbox of the third data row
     page.mouse.click(*row3)
+    # The chart may be absent for a moment while the page reruns: wait, do not fail, then.
     page.wait_for_function(
-        f"() => document.querySelector('.js-plotly-plot').layout.title.text != {before!r}"
+        "() => { const p = document.querySelector('.js-plotly-plot');"
+        f" return p && p.layout && p.layout.title.text != {before!r}; }}"
     )
     wait_idle(page)
     after = circle_title(page)
