@@ -74,7 +74,11 @@ def measure(path: Path, weights: str | None, max_residues: int | None) -> dict:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    said = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln and ln[0] != "\t"]
+    said = [
+        ln
+        for ln in (proc.stdout + proc.stderr).splitlines()
+        if ln and ln[0] != "\t" and not ln.startswith("Command ")  # /usr/bin/time's own lines
+    ]
     return {
         "rc": proc.returncode,
         "peak_gb": int(peak.group(1)) / 2**20 if peak else float("nan"),
@@ -87,7 +91,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--residues", type=int, nargs="+", default=[5000, 15000])
     p.add_argument("--weights", default=None, help="default: the shipped weights")
-    p.add_argument("--max-residues", type=int, default=None)
+    p.add_argument("--max-residues", type=int, default=None, help="default: the server's cap")
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,9 +32,10 @@ class ServerConfig:
     max_file_mb: int = 100
     max_zip_members: int = 5000
     max_structures: int = 2000
-    # predict refuses larger structures before featurizing. 20000 covers every file under the
-    # reader's 10 MB limit (a 15k-residue mmCIF is ~8-9 MB) and keeps a prediction under ~4 GB.
-    max_residues: int = 20000
+    # predict refuses larger structures before featurizing. The network's forward pass grows
+    # ~0.45 GB per 1000 residues (benchmarks/bench_predict_memory.py: 2.6 GB peak at 5k, 6.9 GB
+    # at 15k), so 6000 keeps a prediction near 3 GB, inside a 4 GB budget. 0: no cap.
+    max_residues: int = 6000
 
 
 class ServerConfigError(ValueError):
@@ -86,3 +87,21 @@ def load() -> ServerConfig:
         if f.name != "data_roots" and os.environ.get(env):
             cfg = replace(cfg, **{f.name: _int(env, os.environ[env])})
     return cfg
+
+
+def check_prediction_size(parsed) -> None:
+    """Refuse a structure above the operator's residue cap before any tensor is built.
+
+    Raises StructureError (the error every caller already shows to the user) with the count
+    and the cap, so a visitor knows it is this server's limit and not a broken file.
+    """
+    from .errors import StructureError
+
+    cap, n = load().max_residues, len(parsed.residues)
+    if cap and n > cap:
+        raise StructureError(
+            f"{parsed.name} has {n:,} residues; this server predicts structures of at most "
+            f"{cap:,} to bound memory (about 0.45 GB per 1000 residues). Predict one chain "
+            "or a few at a time, or, with memory to spare, raise the cap with "
+            "QFITLATENT_MAX_RESIDUES (0: none)."
+        )

@@ -159,3 +159,19 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise ArgumentTypeError(f"{text!r} must be 0 or more")
     return value
+
+
+def check_overrides(items: list[str]) -> None:
+    """Check `key=value` items as `qfitlatent train --set` will read them (the Train page calls
+    this before launching, so a bad value is refused in the page, not in the background)."""
+    from .config import ModelConfig, TrainConfig, with_overrides
+
+    model_keys = {f.name for f in fields(ModelConfig)}
+    train_keys = {f.name for f in fields(TrainConfig)}
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not sep or key.strip() not in model_keys | train_keys:
+            known = ", ".join(sorted(model_keys | train_keys))
+            raise SettingsError(f"unknown setting {key.strip()!r} (write KEY=VALUE); known: {known}")
+    with_overrides(ModelConfig(), [i for i in items if i.partition("=")[0].strip() in model_keys])
+    with_overrides(TrainConfig(), [i for i in items if i.partition("=")[0].strip() in train_keys])
