@@ -79,11 +79,12 @@ def measure(path: Path, weights: str | None, max_residues: int | None) -> dict:
         for ln in (proc.stdout + proc.stderr).splitlines()
         if ln and ln[0] != "\t" and not ln.startswith("Command ")  # /usr/bin/time's own lines
     ]
+    said = [ln for ln in said if ln.startswith("skipped ")] or said  # a refusal's reason
     return {
         "rc": proc.returncode,
         "peak_gb": int(peak.group(1)) / 2**20 if peak else float("nan"),
         "wall_s": wall,
-        "said": (said[-1] if said else "")[:90],
+        "said": (said[-1] if said else "").replace(str(path), path.name)[:110],
     }
 
 
