@@ -46,7 +46,9 @@ def _int(key: str, text) -> int:
     try:
         value = int(text)
     except (TypeError, ValueError):
-        raise ServerConfigError(f"server setting {key} must be a whole number, not {text!r}") from None
+        raise ServerConfigError(
+            f"server setting {key} must be a whole number, not {text!r}"
+        ) from None
     if value < 0:
         raise ServerConfigError(f"server setting {key} must be 0 or more, not {value}")
     return value

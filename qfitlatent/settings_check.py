@@ -172,6 +172,8 @@ def check_overrides(items: list[str]) -> None:
         key, sep, _ = item.partition("=")
         if not sep or key.strip() not in model_keys | train_keys:
             known = ", ".join(sorted(model_keys | train_keys))
-            raise SettingsError(f"unknown setting {key.strip()!r} (write KEY=VALUE); known: {known}")
+            raise SettingsError(
+                f"unknown setting {key.strip()!r} (write KEY=VALUE); known: {known}"
+            )
     with_overrides(ModelConfig(), [i for i in items if i.partition("=")[0].strip() in model_keys])
     with_overrides(TrainConfig(), [i for i in items if i.partition("=")[0].strip() in train_keys])

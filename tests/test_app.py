@@ -339,7 +339,9 @@ def test_details_follow_the_run_that_just_ended(env, monkeypatch):
         assert at.selectbox(key="detail").value == name  # not the run before it
 
 
-def test_train_page_hides_server_folders_unless_the_operator_allows_some(env, tmp_path, monkeypatch):
+def test_train_page_hides_server_folders_unless_the_operator_allows_some(
+    env, tmp_path, monkeypatch
+):
     at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
     assert "folder on this server" not in at.radio(key="data_kind").options
     assert not [t for t in at.text_input if t.key == "folder"]

@@ -98,7 +98,8 @@ def _launcher(root, name, start, results):
     os.environ[runs.RUNS_ENV] = str(root)
     # The stand-in trainer runs until the test says so, so the round's run outlives every
     # launcher: a later one cannot succeed merely because the first run already ended.
-    wait = f"import os, time\nwhile not os.path.exists({str(root.parent / 'go')!r}): time.sleep(0.02)"
+    go = str(root.parent / "go")
+    wait = f"import os, time\nwhile not os.path.exists({go!r}): time.sleep(0.02)"
     runs.train_command = lambda run_dir, data, **kw: [sys.executable, "-c", wait]
     start.wait()
     try:
