@@ -8,6 +8,7 @@ field works before anyone gives it a range.
 """
 
 import math
+import numbers
 from argparse import ArgumentTypeError
 from dataclasses import fields
 from typing import NamedTuple
@@ -82,11 +83,11 @@ def check_value(key: str, kind: type, value) -> None:
             raise SettingsError(f"setting {key} must be true or false, not {value!r}")
         return
     if kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
         if not ok:
             raise SettingsError(f"setting {key} must be a whole number, not {value!r}")
     elif kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
         if not ok or not math.isfinite(value):
             raise SettingsError(f"setting {key} must be a finite number, not {value!r}")
     b = BOUNDS.get(key)
