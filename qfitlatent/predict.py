@@ -23,6 +23,7 @@ from .flexibility import table_csv as _table_csv
 from .mixture import Mixture
 from .multiconf import MulticonformerModel, SplitOptions, build_multiconformer, report_csv
 from .sample import sample_chis
+from .server_config import check_prediction_size
 from .structure import ParsedStructure, read_structure, structure_id
 
 MIXTURE_FORMAT = "qfitlatent.mixture/1"
@@ -79,6 +80,7 @@ def predict(
     if conformers not in CONFORMER_SOURCES:
         raise ValueError(f"conformers must be one of {CONFORMER_SOURCES}")
     parsed = source if isinstance(source, ParsedStructure) else read_structure(source, name=name)
+    check_prediction_size(parsed)  # the operator's residue cap, before any tensor is built
     source_name = name or (Path(source).name if isinstance(source, (str, Path)) else parsed.name)
     features = featurize(parsed)
     device = resolve_device(device)
@@ -314,6 +316,8 @@ def predict_from_args(args) -> int:
             print(f"skipped {path}: {err}", file=sys.stderr)
             skipped += 1
             continue
+        for warning in pred.parsed.warnings:  # what the app shows under the structure
+            print(f"{path.name}: warning: {warning}", file=sys.stderr)
         out = write_outputs(pred, Path(args.out) / structure_id(path), weights.name)
         top = ", ".join(
             f"{r['chain']}{r['resnum']}{r['icode']} {r['resname']}" for r in pred.table[:5]

@@ -58,12 +58,21 @@ def default_weights() -> Path:
     return Path(os.environ.get(WEIGHTS_ENV) or shipped())
 
 
+def session_token() -> str:
+    """This browser session's secret: it owns the runs the session launches. Kept in session
+    state only, so it lives as long as the tab's session (a reload starts a new one)."""
+    import secrets
+
+    return st.session_state.setdefault("owner_token", secrets.token_urlsafe(24))
+
+
 def weights_options() -> dict[str, Path]:
-    """{label: checkpoint} for the model choice: shipped weights, then finished fine-tunes."""
+    """{label: checkpoint} for the model choice: shipped weights, then the finished fine-tunes
+    this visitor may use (public ones and their own)."""
     options = {}
     if default_weights().is_file():
         options[SHIPPED] = default_weights()
-    for name, path in runs.finished_checkpoints().items():
+    for name, path in runs.finished_checkpoints(token=session_token()).items():
         options[f"fine-tune: {name}"] = path
     return options
 
@@ -403,6 +412,11 @@ def bundled_training_data() -> Path:
     return Path(str(resources.files("qfitlatent").joinpath("data", "train_sample")))
 
 
+# The split hashes PDB ids (dataset.split_names): with seed 0, 0.25 put none of the 4 bundled
+# structures in validation (no val curve, "best val NLL" None); 0.35 holds out exactly one (1fqt).
+BUNDLED_VAL_FRACTION = 0.35
+
+
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -442,8 +456,9 @@ def runs_table(jobs: list[runs.Job]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table")
 
 
-def job_report(job: runs.Job, key: str) -> None:
-    """Progress, loss curves and log tail of one run (inside the polling fragment while live)."""
+def job_report(job: runs.Job, key: str, show_log: bool = True) -> None:
+    """Progress, loss curves and log tail of one run (inside the polling fragment while live).
+    `show_log` False hides train.log, which names the files of a private run."""
     records = runs.read_metrics(job)
     done, eta = runs.progress(job, records)
     status = (
@@ -462,5 +477,8 @@ def job_report(job: runs.Job, key: str) -> None:
         st.plotly_chart(viz.training_curves(records), key=f"curves:{key}")
     else:
         st.caption("Waiting for the first logged step (reading the structures comes first)…")
+    if not show_log:
+        st.caption("train.log is shown to the visitor who started this run.")
+        return
     with st.expander("train.log (last lines)", expanded=job.status == "failed"):
         st.code(runs.log_tail(job) or "(empty)", language=None)
