@@ -37,8 +37,8 @@ def resolve_device(device: "str | torch.device" = "auto", local_rank: int = 0) -
 
 
 def default_weights() -> Path:
-    """The shipped weights: weights/qfitlatent-v1.pt beside the package (may not exist yet)."""
-    return Path(__file__).resolve().parents[1] / "weights" / "qfitlatent-v1.pt"
+    """The shipped weights: weights/qfitlatent-v2.pt beside the package (may not exist yet)."""
+    return Path(__file__).resolve().parents[1] / "weights" / "qfitlatent-v2.pt"
 
 
 def metadata(command: str | None = None, **extra) -> dict:

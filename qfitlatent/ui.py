@@ -124,7 +124,7 @@ def _predict(
         options=SplitOptions(**dict(split)),
     )
     stem = pred.parsed.name
-    # "qfitlatent-v1.pt", or "<run>/best.pt" for a fine-tune (every run's file is best.pt).
+    # "qfitlatent-v2.pt", or "<run>/best.pt" for a fine-tune (every run's file is best.pt).
     path = Path(weights)
     weights_name = f"{path.parent.name}/{path.name}" if path.name == "best.pt" else path.name
     texts = predict.output_texts(pred, weights_name)  # the bytes `qfitlatent predict` writes

@@ -115,5 +115,5 @@ def test_non_checkpoints_are_refused(tmp_path):
 
 def test_default_weights_live_in_the_repository_weights_folder():
     path = default_weights()
-    assert path.name == "qfitlatent-v1.pt" and path.parent.name == "weights"
+    assert path.name == "qfitlatent-v2.pt" and path.parent.name == "weights"
     assert path.parent.parent == Path(qfitlatent.__file__).resolve().parents[1]
