@@ -281,12 +281,144 @@ def merge_altlocs(observed: list[dict], dims: list[int], tol_deg: float = 3.0) -
     ]
 
 
-CHI_TICKS = dict(
-    tickmode="array",
-    tickvals=[0, 60, 120, 180, 240, 300],
-    ticktext=["0°", "g+ 60°", "120°", "t 180°", "−120°", "g− −60°"],
-    tickfont=dict(size=10, color="#555"),
+# --- names a crystallographer uses ---------------------------------------------------------------
+
+# χ that end in a planar group (and ARG's χ4) have no g+/t/g− wells; rotamer libraries (Lovell
+# et al. 2000, "mt−30") name them by the angle rounded to 10°. Index d of that χ per residue.
+NUMERIC_CHI = {"ASN": 1, "ASP": 1, "HIS": 1, "PHE": 1, "TYR": 1, "TRP": 1, "GLN": 2, "GLU": 2,
+               "ARG": 3}  # fmt: skip
+# A component under this weight is noise for a reader; it still counts in the density.
+MIN_COMPONENT_WEIGHT = 0.05
+MAX_COMPONENTS_SHOWN = 8
+COMPONENT_CAPTION = (
+    "A component is one rotamer the model proposes (one peak on every χ); its % is the share of "
+    "conformations it accounts for. Names: p, t, m = χ near +60° (g+), 180° (t), −60° (g−); "
+    "planar end groups by their angle. Radius: probability density per radian."
 )
+
+
+def chi_well(deg: float) -> str:
+    """p (g+, 0…120°), t (120…240°) or m (g−, −120…0°) for an sp3 χ in degrees."""
+    x = float(_wrap_deg(deg))
+    return "p" if 0.0 <= x < 120.0 else ("m" if -120.0 <= x < 0.0 else "t")
+
+
+def rotamer_name(resname: str, chi_deg, pi_symmetric=(False,) * 4) -> str:
+    """Rotamer-library name of a χ tuple in degrees: "mt", "mt−80", "p90" (π-symmetric χ folded
+    to −90…90°, as its two orientations are one structure)."""
+    parts = []
+    for d, x in enumerate(chi_deg):
+        if NUMERIC_CHI.get(resname) == d:
+            x = float(_wrap_deg(x))
+            if pi_symmetric[d]:
+                x = (x + 90.0) % 180.0 - 90.0
+            parts.append(f"{int(round(x / 10.0)) * 10}".replace("-", "−"))
+        else:
+            parts.append(chi_well(x))
+    return "".join(parts)
+
+
+def component_names(resname, mu_deg, weights, pi_symmetric, n_chi) -> dict[int, str]:
+    """{component: "mt−80 · 41%"} for the components worth showing, heaviest first; a name two
+    components share gets a counter ("mt (2) · 12%")."""
+    keep = [int(k) for k in np.argsort(-weights) if weights[k] >= MIN_COMPONENT_WEIGHT]
+    keep = keep[:MAX_COMPONENTS_SHOWN]
+    seen: dict[str, int] = {}
+    out = {}
+    for k in keep:
+        base = rotamer_name(resname, mu_deg[k, :n_chi], pi_symmetric) if n_chi else "—"
+        seen[base] = seen.get(base, 0) + 1
+        name = base if seen[base] == 1 else f"{base} ({seen[base]})"
+        out[k] = f"{name} · {weights[k]:.0%}"
+    return out
+
+
+# --- text placement in pixels ---------------------------------------------------------------------
+# Figures whose labels must never collide have a fixed pixel size, so a label's box is known
+# here (estimated from its length) and a greedy placer can keep every label clear of the others.
+
+CHAR_W = 0.62  # average glyph width / font size for the sans-serif plotly uses (a safe upper side)
+
+
+def text_box(x, y, text, size, xanchor="center", yanchor="middle") -> tuple:
+    """(x0, y0, x1, y1) in pixels, y down, of one line of `text` anchored at (x, y)."""
+    w, h = len(text) * CHAR_W * size + 4, size * 1.3 + 2
+    x0 = x - w / 2 if xanchor == "center" else (x - w if xanchor == "right" else x)
+    y0 = y - h / 2 if yanchor == "middle" else (y - h if yanchor == "bottom" else y)
+    return (x0, y0, x0 + w, y0 + h)
+
+
+def boxes_overlap(a, b, pad=1.0) -> bool:
+    return a[0] < b[2] + pad and b[0] < a[2] + pad and a[1] < b[3] + pad and b[1] < a[3] + pad
+
+
+def _inside(box, bounds) -> bool:
+    return box[0] >= bounds[0] and box[1] >= bounds[1] and box[2] <= bounds[2] and box[3] <= bounds[3]
+
+
+def place_labels(items, taken, bounds) -> list:
+    """Greedy placement: each item {"text", "size", "candidates": [(x, y, xanchor, yanchor)]}
+    gets the first candidate whose box is inside `bounds` and clear of `taken` (which grows).
+    Returns the chosen (x, y, xanchor, yanchor) per item, None where no candidate was free."""
+    out = []
+    for item in items:
+        chosen = None
+        for x, y, xa, ya in item["candidates"]:
+            box = text_box(x, y, item["text"], item["size"], xa, ya)
+            if _inside(box, bounds) and not any(boxes_overlap(box, t) for t in taken):
+                chosen = (x, y, xa, ya)
+                taken.append(box)
+                break
+        out.append(chosen)
+    return out
+
+
+def _nice(x: float) -> float:
+    """1, 2 or 5 × 10^k at or below x."""
+    if x <= 0:
+        return 1.0
+    e = math.floor(math.log10(x))
+    m = x / 10**e
+    return (5.0 if m >= 5 else 2.0 if m >= 2 else 1.0) * 10**e
+
+
+def _fmt_num(x: float) -> str:
+    return f"{x:.2g}" if x < 10 else f"{x:.0f}"
+
+
+# --- χ circle plots ---------------------------------------------------------------------------------
+
+# Angular ticks: the wells a crystallographer names, and 0° for orientation.
+CHI_TICKS = ((0.0, "0°"), (60.0, "g+ 60°"), (180.0, "t 180°"), (300.0, "g− −60°"))
+PANEL_W = 250  # px per χ panel
+LEGEND_W = 215  # px for the legend column on the right
+CIRCLE_R = 72  # px, polar radius
+PAD = 10
+TITLE_H = 26
+CIRCLE_H = 330
+
+
+def _polar_xy(cx, cy, r, theta_deg):
+    """Screen position of polar (r px, θ) with 0° at the top, angles counter-clockwise."""
+    t = math.radians(theta_deg)
+    return cx - r * math.sin(t), cy - r * math.cos(t)
+
+
+def _outward_anchor(theta_deg):
+    s, c = math.sin(math.radians(theta_deg)), math.cos(math.radians(theta_deg))
+    xa = "center" if abs(s) < 0.3 else ("right" if s > 0 else "left")
+    ya = "bottom" if c > 0.7 else ("top" if c < -0.7 else "middle")
+    return xa, ya
+
+
+def _paper(fig_w, fig_h, x, y, xa, ya, text, size, box=None, **kw) -> dict:
+    """An annotation at pixel (x, y) of the figure (y down). Paper coordinates span the plot
+    area, so `box` (x0, y0, x1, y1) gives that area in pixels where the margins are not 0."""
+    x0, y0, x1, y1 = box or (0, 0, fig_w, fig_h)
+    return dict(x=(x - x0) / (x1 - x0), y=1.0 - (y - y0) / (y1 - y0), xref="paper", yref="paper",
+                xanchor=xa,
+                yanchor=ya, text=text, showarrow=False, font=dict(size=size, color=kw.pop(
+                    "color", "#333")), **kw)  # fmt: skip
 
 
 def chi_circle_figure(
@@ -299,63 +431,65 @@ def chi_circle_figure(
     observed: list[dict] = (),  # {"chi": [D] rad, "mask": [D] bool, "occ": float, "altloc": str}
     samples: np.ndarray | None = None,  # [S, D] rad
     title: str = "",
+    resname: str = "",
+    chi_atoms: list[tuple[str, ...]] = (),
     n_grid: int = 360,
 ) -> go.Figure:
-    """One polar panel per defined χ: mixture density around the circle, each component's
-    weighted contribution (dotted), component means (spokes), the input's altlocs (diamonds,
-    with occupancy) and sampled χ (ticks on the rim). 0° at the top, angles counter-clockwise."""
+    """One polar panel per defined χ: mixture density around the circle (radial scale in
+    density per radian), the components that carry weight (dotted, named by rotamer, with their
+    mean as a spoke), the input's altlocs (diamonds on the rim, letters inside, occupancies
+    under the panel) and sampled χ (ticks on the rim). 0° at the top, counter-clockwise.
+
+    The figure has a fixed pixel size (show it with width="content") so every label is placed
+    in pixels, clear of every other: nothing overlaps and nothing leaves the figure.
+    """
     n_chi = max(1, int(n_chi))
     grid = np.linspace(-math.pi, math.pi, n_grid, endpoint=False)
     total, per = chi_density(logits, mu, kappa, pi_symmetric, grid)
     w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
+    names = component_names(resname, _deg(mu), w, pi_symmetric, n_chi)
     theta = np.append(_deg(grid), _deg(grid[0]) + 360.0)  # closed curves
-    fig = make_subplots(
-        rows=1,
-        cols=n_chi,
-        specs=[[{"type": "polar"}] * n_chi],
-        horizontal_spacing=0.07,
-        subplot_titles=[
-            f"χ{d + 1}" + (" (π-symmetric)" if pi_symmetric[d] else "") for d in range(n_chi)
-        ],
-    )
+    fig_w, fig_h = 2 * PAD + PANEL_W * n_chi + LEGEND_W, CIRCLE_H
+    cy = TITLE_H + 20 + 22 + CIRCLE_R  # title, panel title, room for the top tick label
+    fig = go.Figure()
+    notes = []
+    if title:
+        notes.append(_paper(fig_w, fig_h, PAD, 4, "left", "top", f"<b>{title}</b>", 14,
+                            color="#111"))  # fmt: skip
     for d in range(n_chi):
-        col = d + 1
+        polar = "polar" if d == 0 else f"polar{d + 1}"
+        cx = PAD + PANEL_W * (d + 0.5)
         r_max = float(total[d].max()) * 1.18
         first = d == 0
-        for k in np.argsort(-w):
-            if w[k] < 0.02:
-                continue  # components with under 2% weight add clutter, not information
+        for k, name in names.items():
             fig.add_trace(
                 go.Scatterpolar(
                     r=np.append(per[k, d], per[k, d, 0]),
                     theta=theta,
                     mode="lines",
-                    line=dict(color=component_colour(int(k)), width=1, dash="dot"),
-                    name=f"component {k + 1} ({w[k]:.0%})",
+                    line=dict(color=component_colour(k), width=1, dash="dot"),
+                    name=name,
                     legendgroup=f"c{k}",
                     showlegend=first,
-                    hovertemplate=f"component {k + 1}<br>χ{d + 1} %{{theta:.0f}}°<br>"
-                    "%{r:.3f}<extra></extra>",
-                ),
-                row=1,
-                col=col,
+                    subplot=polar,
+                    hovertemplate=f"{name}<br>χ{d + 1} %{{theta:.0f}}°<br>"
+                    "%{r:.3f} /rad<extra></extra>",
+                )
             )
-            mean = _wrap_deg(_deg(mu[k, d]))
-            means = [mean, mean + 180.0] if pi_symmetric[d] else [mean]
-            for m in means:
+            mean = float(_wrap_deg(_deg(mu[k, d])))
+            for m in [mean, mean + 180.0] if pi_symmetric[d] else [mean]:
                 fig.add_trace(
                     go.Scatterpolar(
                         r=[0, r_max * 0.92],
                         theta=[m, m],
                         mode="lines",
-                        line=dict(color=component_colour(int(k)), width=2),
+                        line=dict(color=component_colour(k), width=2),
                         legendgroup=f"c{k}",
                         showlegend=False,
-                        hovertemplate=f"component {k + 1} mean {m:.0f}°, "
+                        subplot=polar,
+                        hovertemplate=f"{name}: mean {float(_wrap_deg(m)):.0f}°, "
                         f"κ {kappa[k, d]:.1f}<extra></extra>",
-                    ),
-                    row=1,
-                    col=col,
+                    )
                 )
         fig.add_trace(
             go.Scatterpolar(
@@ -368,81 +502,154 @@ def chi_circle_figure(
                 name="predicted density",
                 legendgroup="total",
                 showlegend=first,
+                subplot=polar,
                 hovertemplate=f"χ{d + 1} %{{theta:.0f}}°<br>density %{{r:.3f}} /rad<extra></extra>",
-            ),
-            row=1,
-            col=col,
+            )
         )
         if samples is not None and len(samples):
-            s = _deg(np.asarray(samples)[:, d])
             fig.add_trace(
                 go.Scatterpolar(
-                    r=np.full(len(s), r_max),
-                    theta=s,
+                    r=np.full(len(samples), r_max),
+                    theta=_deg(np.asarray(samples)[:, d]),
                     mode="markers",
                     marker=dict(symbol="line-ns-open", size=10, color="#555", line=dict(width=1.5)),
                     name="sampled χ",
                     legendgroup="samples",
                     showlegend=first,
+                    subplot=polar,
                     hovertemplate="sample %{theta:.0f}°<extra></extra>",
-                ),
-                row=1,
-                col=col,
+                )
             )
         obs = merge_altlocs(observed, [d])
         if obs:
-            # Label a mark only when no labelled mark sits within 25°; the rest say it on hover.
-            shown: list[float] = []
-            labels = []
-            for o in obs:
-                free = all(abs(_wrap_deg(o["deg"][0] - a)) >= 25.0 for a in shown)
-                labels.append(o["text"] if free else "")
-                shown += [o["deg"][0]] if free else []
             fig.add_trace(
                 go.Scatterpolar(
                     r=[r_max] * len(obs),
                     theta=[o["deg"][0] for o in obs],
-                    mode="markers+text",
-                    text=labels,
+                    mode="markers",
                     customdata=[o["text"] for o in obs],
-                    textposition="top center",
-                    textfont=dict(size=10, color="#111"),
                     marker=dict(
                         symbol="diamond",
                         size=[8 + 8 * o["occ"] for o in obs],  # area follows occupancy
                         color="#111",
                         line=dict(color="white", width=1),
                     ),
-                    name="observed altloc (occupancy)",
+                    name="input altloc (occupancy)",
                     legendgroup="obs",
                     showlegend=first,
+                    subplot=polar,
                     hovertemplate="altloc %{customdata}<br>χ %{theta:.0f}°<extra></extra>",
-                ),
-                row=1,
-                col=col,
+                )
             )
-    polar = dict(
-        angularaxis=dict(
-            rotation=90,
-            direction="counterclockwise",
-            thetaunit="degrees",
-            gridcolor="#e5e5e5",
-            **CHI_TICKS,
-        ),
-        radialaxis=dict(showticklabels=False, ticks="", gridcolor="#eeeeee", rangemode="tozero"),
-        bgcolor="white",
-    )
-    for note in fig.layout.annotations:  # subplot titles clear of the 0° tick label
-        note.update(yshift=22, font=dict(size=13))
+        # Labels, all in pixels: panel title, well ticks outside the rim, the radial scale on
+        # its grid circle, altloc letters inside the rim, occupancies under the panel.
+        bounds = (cx - PANEL_W / 2 + 2, TITLE_H, cx + PANEL_W / 2 - 2, fig_h - 2)
+        taken: list[tuple] = []
+        atoms = "–".join(chi_atoms[d]) if d < len(chi_atoms) else ""
+        head = f"χ{d + 1}" + (f" · {atoms}" if atoms else "")
+        head += " (π-symmetric)" if pi_symmetric[d] else ""
+        ty = TITLE_H + 2
+        taken.append(text_box(cx, ty, head, 12, "center", "top"))
+        notes.append(_paper(fig_w, fig_h, cx, ty, "center", "top", head, 12, color="#111"))
+        for angle, text in CHI_TICKS:
+            xa, ya = _outward_anchor(angle)
+            x, y = _polar_xy(cx, cy, CIRCLE_R + 5, angle)
+            taken.append(text_box(x, y, text, 10, xa, ya))
+            notes.append(_paper(fig_w, fig_h, x, y, xa, ya, text, 10, color="#555"))
+        scale = _nice(float(total[d].max()) * 0.6)
+        gaps = [a for a in (30.0, 90.0, 150.0, 210.0, 270.0, 330.0)]
+        obs_deg = [o["deg"][0] for o in obs]
+        scale_angle = max(gaps, key=lambda a: min([abs(_wrap_deg(a - b)) for b in obs_deg] or [0]))
+        sx, sy = _polar_xy(cx, cy, CIRCLE_R * scale / r_max, scale_angle)
+        scale_text = f"{_fmt_num(scale)}/rad"
+        taken.append(text_box(sx, sy, scale_text, 9))
+        notes.append(_paper(fig_w, fig_h, sx, sy, "center", "middle", scale_text, 9,
+                            color="#777", bgcolor="rgba(255,255,255,0.85)"))  # fmt: skip
+        letters = [o["text"].rsplit(" ", 1)[0] for o in obs]
+        items = [
+            {
+                "text": t,
+                "size": 10,
+                "candidates": [
+                    (*_polar_xy(cx, cy, CIRCLE_R * f, o["deg"][0] + da), "center", "middle")
+                    for f in (0.8, 0.62, 0.44, 0.28) for da in (0.0, 12.0, -12.0)
+                ],
+            }
+            for t, o in zip(letters, obs, strict=True)
+        ]
+        for item, spot in zip(items, place_labels(items, taken, bounds), strict=True):
+            if spot is not None:
+                notes.append(_paper(fig_w, fig_h, *spot, item["text"], 10, color="#111",
+                                    bgcolor="rgba(255,255,255,0.7)"))  # fmt: skip
+        # Occupancies under the panel, as many per line as fit.
+        lines, line = [], ""
+        for o in obs:
+            part = o["text"] if not line else f"{line} · {o['text']}"
+            if line and len(part) * CHAR_W * 10 > PANEL_W - 12:
+                lines.append(line)
+                part = o["text"]
+            line = part
+        lines += [line] if line else []
+        y = cy + CIRCLE_R + 26
+        for text in (["input altlocs (occupancy):", *lines] if lines else []):
+            notes.append(_paper(fig_w, fig_h, cx, y, "center", "top", text, 10, color="#333"))
+            y += 14
+        fig.update_layout(
+            {
+                polar: dict(
+                    domain=dict(
+                        x=[(cx - CIRCLE_R) / fig_w, (cx + CIRCLE_R) / fig_w],
+                        y=[1 - (cy + CIRCLE_R) / fig_h, 1 - (cy - CIRCLE_R) / fig_h],
+                    ),
+                    angularaxis=dict(
+                        rotation=90,
+                        direction="counterclockwise",
+                        thetaunit="degrees",
+                        gridcolor="#e5e5e5",
+                        tickmode="array",
+                        tickvals=[0, 60, 120, 180, 240, 300],
+                        showticklabels=False,
+                        ticks="",
+                    ),
+                    radialaxis=dict(
+                        range=[0, r_max],
+                        tickmode="array",
+                        tickvals=[scale],
+                        showticklabels=False,
+                        ticks="",
+                        gridcolor="#d9d9d9",
+                        showline=False,
+                    ),
+                    bgcolor="white",
+                )
+            }
+        )
     fig.update_layout(
-        {f"polar{d + 1 if d else ''}": polar for d in range(n_chi)},
-        title=dict(text=title, x=0.0, font=dict(size=15)),
-        height=360,
-        margin=dict(l=40, r=40, t=80, b=30),
+        annotations=notes,
+        width=fig_w,
+        height=fig_h,
+        autosize=False,
+        margin=dict(l=0, r=0, t=0, b=0),
         paper_bgcolor="white",
-        legend=dict(orientation="h", yanchor="top", y=-0.05, x=0.0, font=dict(size=11)),
+        legend=dict(
+            x=(fig_w - LEGEND_W + 4) / fig_w,
+            y=1 - (TITLE_H + 22) / fig_h,
+            xanchor="left",
+            yanchor="top",
+            font=dict(size=11),
+            bgcolor="rgba(0,0,0,0)",
+        ),
     )
     return fig
+
+
+TORUS_W, TORUS_H = 520, 500
+TORUS_BOX = (60, 40, 420, 400)  # plot area in px (x0, y0, x1, y1): 1 px per degree, square
+
+
+def _torus_xy(chi1: float, chi2: float) -> tuple[float, float]:
+    x0, y0, _, _ = TORUS_BOX
+    return x0 + float(_wrap_deg(chi1)) + 180.0, y0 + 180.0 - float(_wrap_deg(chi2))
 
 
 def torus_figure(
@@ -454,20 +661,29 @@ def torus_figure(
     observed: list[dict] = (),
     samples=None,
     title: str = "",
+    resname: str = "",
+    n_chi: int = 2,
     n_grid: int = 90,
 ) -> go.Figure:
-    """χ1–χ2 joint density as a heat map on the torus (−180°…180° both ways)."""
+    """χ1–χ2 joint density as a heat map on the torus (−180°…180° both ways), with the same
+    vocabulary as the circle plots: wells on the axes, components named by rotamer at their
+    means, input altlocs by letter. Fixed pixel size, labels placed clear of each other."""
     grid = np.linspace(-math.pi, math.pi, n_grid, endpoint=False) + math.pi / n_grid
     dens = joint_density(logits, mu, kappa, pi_symmetric, grid)  # [G, G]
     deg = _deg(grid)
+    w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
+    names = component_names(resname, _deg(mu), w, pi_symmetric, n_chi)
     fig = go.Figure(
         go.Heatmap(
             x=deg,
             y=deg,
             z=dens,
             colorscale="Viridis",
-            colorbar=dict(title="density"),
-            hovertemplate="χ1 %{x:.0f}°<br>χ2 %{y:.0f}°<br>%{z:.3f}<extra></extra>",
+            colorbar=dict(title=dict(text="density (/rad²)", side="right", font=dict(size=11)),
+                          thickness=14,
+                          x=1.0, xanchor="left", xref="paper"),  # fmt: skip
+            hovertemplate="χ1 %{x:.0f}°<br>χ2 %{y:.0f}°<br>%{z:.3f} /rad²<extra></extra>",
+            showlegend=False,
         )
     )
     if samples is not None and len(samples):
@@ -477,99 +693,190 @@ def torus_figure(
                 x=_deg(s[:, 0]),
                 y=_deg(s[:, 1]),
                 mode="markers",
-                name="sampled",
+                name="sampled χ",
                 marker=dict(symbol="x", size=8, color="white", line=dict(color="#222", width=1)),
+                hovertemplate="sample χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
             )
         )
+    items, notes = [], []
+    if names:
+        ks = list(names)
+        fig.add_trace(
+            go.Scatter(
+                x=[float(_wrap_deg(_deg(mu[k, 0]))) for k in ks],
+                y=[float(_wrap_deg(_deg(mu[k, 1]))) for k in ks],
+                mode="markers",
+                name="component mean",
+                customdata=[names[k] for k in ks],
+                marker=dict(symbol="cross", size=10, color=[component_colour(k) for k in ks],
+                            line=dict(color="white", width=1)),  # fmt: skip
+                hovertemplate="%{customdata}<br>χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
+            )
+        )
+        for k in ks:
+            items.append((names[k], _torus_xy(_deg(mu[k, 0]), _deg(mu[k, 1])), "#111"))
     obs = merge_altlocs(observed, [0, 1])
     if obs:
         fig.add_trace(
             go.Scatter(
                 x=[o["deg"][0] for o in obs],
                 y=[o["deg"][1] for o in obs],
-                mode="markers+text",
-                text=[o["text"] for o in obs],
-                textposition="top center",
-                textfont=dict(color="white"),
-                name="observed altloc",
+                mode="markers",
+                name="input altloc",
+                customdata=[o["text"] for o in obs],
                 marker=dict(
                     symbol="diamond", size=11, color="#ff5a5f", line=dict(color="white", width=1)
                 ),
+                hovertemplate="altloc %{customdata}<br>χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
             )
         )
+        # Altloc labels first: they are the data, so they get the best spots.
+        items = [(o["text"], _torus_xy(*o["deg"]), "#b00020") for o in obs] + items
+    placed = place_labels(
+        [
+            {
+                "text": text,
+                "size": 10,
+                "candidates": [
+                    (x + dx, y + dy, "center", "middle")
+                    for dx, dy in ((0, -13), (0, 13), (0, -27), (0, 27), (-40, 0), (40, 0),
+                                   (-40, -20), (40, 20), (-40, 20), (40, -20))
+                ],
+            }
+            for text, (x, y), _ in items
+        ],
+        [],
+        TORUS_BOX,
+    )
+    for (text, _, colour), spot in zip(items, placed, strict=True):
+        if spot is not None:
+            notes.append(_paper(TORUS_W, TORUS_H, *spot, text, 10, box=TORUS_BOX, color=colour,
+                                bgcolor="rgba(255,255,255,0.8)"))  # fmt: skip
     ticks = dict(
         tickmode="array",
-        tickvals=[-180, -120, -60, 0, 60, 120, 180],
-        ticktext=["−180°", "−120°", "g− −60°", "0°", "g+ 60°", "120°", "t 180°"],
+        tickvals=[-180, -60, 0, 60, 180],
+        ticktext=["−180°", "g− −60°", "0°", "g+ 60°", "t 180°"],
         range=[-180, 180],
         zeroline=False,
+        showgrid=False,
+        tickfont=dict(size=10),
     )
+    x0, y0, x1, y1 = TORUS_BOX
     fig.update_layout(
-        title=dict(text=title, x=0.0, font=dict(size=15)),
-        height=450,
-        xaxis=dict(title="χ1", **ticks),
-        yaxis=dict(title="χ2", scaleanchor="x", **ticks),
-        margin=dict(l=60, r=20, t=50, b=90),
+        title=dict(text=title, x=0.0, xref="container", xanchor="left", y=0.985, yanchor="top",
+                   font=dict(size=14)),  # fmt: skip
+        annotations=notes,
+        width=TORUS_W,
+        height=TORUS_H,
+        autosize=False,
+        xaxis=dict(title=dict(text="χ1", standoff=4), **ticks),
+        # −180° once, on χ1: the two axes' −180° would meet in the corner.
+        yaxis=dict(title=dict(text="χ2", standoff=4), **{**ticks, "tickvals": ticks["tickvals"][1:],
+                                                         "ticktext": ticks["ticktext"][1:]}),
+        margin=dict(l=x0, r=TORUS_W - x1, t=y0, b=TORUS_H - y1),
         paper_bgcolor="white",
-        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0.0),
+        legend=dict(orientation="h", yanchor="top", y=-0.14, x=0.0, font=dict(size=11)),
     )
     return fig
 
 
 def flexibility_profile(
-    labels: list[str],
-    entropy: np.ndarray,
-    n_obs: np.ndarray,
+    chains: list[str],  # [N] chain of each residue, sequence order
+    resnum: np.ndarray,  # [N] residue numbers
+    labels: list[str],  # [N] "A99 SER"
+    value: np.ndarray,  # [N] p_flexible in [0, 1], or entropy (nats) without a flexibility head
+    n_obs: np.ndarray,  # [N] side-chain conformers in the input
+    *,
+    is_probability: bool = True,
     selected: int | None = None,
+    index: list[int] | None = None,  # [N] residue index in the prediction (click → residue)
 ) -> go.Figure:
-    """Predicted entropy along the sequence; residues the input models with altlocs marked."""
-    x = np.arange(len(labels))
-    fig = go.Figure(
-        go.Bar(
-            x=x,
-            y=entropy,
-            marker_color=[flexibility_colour(v) for v in flexibility_scale(entropy)],
-            customdata=labels,
-            name="predicted entropy",
-            hovertemplate="%{customdata}<br>entropy %{y:.2f} nats<extra></extra>",
-        )
-    )
-    multi = np.flatnonzero(np.asarray(n_obs) >= 2)
-    if multi.size:
-        top = float(np.max(entropy)) if len(entropy) else 1.0
+    """The flexibility of every residue along its chain, one track per chain, so the ticks are
+    residue numbers plotly spaces for any length. Triangles mark residues the input models with
+    altlocs; the selected residue gets a dotted line. Every point carries its residue index as
+    customdata, so a click can select it."""
+    value = np.asarray(value, dtype=float)
+    n_obs = np.asarray(n_obs)
+    resnum = np.asarray(resnum)
+    index = list(range(len(labels))) if index is None else list(index)
+    order = list(dict.fromkeys(chains))
+    n_rows = max(1, len(order))
+    row_h = 120 if n_rows <= 2 else (80 if n_rows <= 6 else 60)
+    fig = make_subplots(rows=n_rows, cols=1, vertical_spacing=min(0.3, 34 / (row_h * n_rows + 60)))
+    if is_probability:
+        what, unit = "p(flexible)", ""
+        hover = "%{customdata[1]}<br>p(flexible) %{y:.2f}: probability the side chain has ≥ 2 "
+        hover += "conformers<extra></extra>"
+        lo, hi = 0.0, 1.0
+        colours = [flexibility_colour(v) for v in value]
+    else:
+        what, unit = "entropy", " (nats)"
+        hover = "%{customdata[1]}<br>entropy %{y:.2f} nats: spread of the predicted χ density "
+        hover += "(negative = sharper than 1 radian)<extra></extra>"
+        lo, hi = min(0.0, float(value.min(initial=0.0))), float(value.max(initial=1.0))
+        colours = [flexibility_colour(v) for v in flexibility_scale(value)]
+    top = hi + 0.12 * (hi - lo or 1.0)
+    for r, chain in enumerate(order, start=1):
+        sel = [j for j, c in enumerate(chains) if c == chain]
+        custom = [[index[j], labels[j]] for j in sel]
         fig.add_trace(
-            go.Scatter(
-                x=multi,
-                y=np.full(multi.size, top * 1.08),
-                mode="markers",
-                name="altlocs in the input",
-                marker=dict(symbol="triangle-down", size=7, color="#111"),
-                customdata=[labels[i] for i in multi],
-                hovertemplate="%{customdata}: altlocs<extra></extra>",
+            go.Bar(
+                x=resnum[sel],
+                y=value[sel],
+                marker=dict(color=[colours[j] for j in sel], line=dict(width=0)),
+                customdata=custom,
+                name=what,
+                hovertemplate=hover,
+                showlegend=False,
+            ),
+            row=r,
+            col=1,
+        )
+        multi = [j for j in sel if n_obs[j] >= 2]
+        if multi:
+            fig.add_trace(
+                go.Scatter(
+                    x=resnum[multi],
+                    y=np.full(len(multi), top),
+                    mode="markers",
+                    name="altlocs in the input",
+                    marker=dict(symbol="triangle-down", size=7, color="#111"),
+                    customdata=[[index[j], labels[j]] for j in multi],
+                    hovertemplate="%{customdata[1]}: side-chain altlocs in the input"
+                    "<extra></extra>",
+                    showlegend=False,
+                ),
+                row=r,
+                col=1,
             )
-        )
-    if selected is not None:
-        fig.add_vline(x=selected, line=dict(color="#111", width=1.5, dash="dot"))
-        fig.add_annotation(
-            x=selected,
-            y=1.0,
-            yref="paper",
-            yanchor="bottom",
-            text=labels[selected],
-            showarrow=False,
-            font=dict(size=11, color="#111"),
-            bgcolor="white",
-        )
-    step = max(1, len(labels) // 20)
+        if selected is not None and selected in sel:
+            x = float(resnum[selected])
+            axis = "" if r == 1 else str(r)
+            fig.add_vline(x=x, line=dict(color="#111", width=1.5, dash="dot"), row=r, col=1)
+            fig.add_annotation(
+                x=x, y=1.0, xref=f"x{axis}", yref=f"y{axis} domain", xanchor="left",
+                yanchor="top", xshift=4, text=labels[selected], showarrow=False,
+                font=dict(size=11, color="#111"), bgcolor="rgba(255,255,255,0.85)",
+            )  # fmt: skip
+        span = (float(resnum[sel].min()) - 1, float(resnum[sel].max()) + 1)
+        fig.update_xaxes(range=span, row=r, col=1, showgrid=False, ticks="outside", nticks=20,
+                         tickfont=dict(size=10))  # fmt: skip
+        fig.update_yaxes(
+            range=[lo, top + 0.08 * (hi - lo or 1.0)], row=r, col=1, gridcolor="#eee",
+            title=dict(text=f"chain {chain}", font=dict(size=11)), nticks=3,
+            tickfont=dict(size=9),
+        )  # fmt: skip
+    fig.update_xaxes(title=dict(text="residue number", font=dict(size=11)), row=n_rows, col=1)
     fig.update_layout(
-        height=260,
-        margin=dict(l=50, r=10, t=50, b=40),
-        bargap=0.1,
+        height=row_h * n_rows + 70,
+        margin=dict(l=60, r=10, t=10, b=45),
+        bargap=0.05,
         paper_bgcolor="white",
         plot_bgcolor="white",
         showlegend=False,
-        xaxis=dict(tickmode="array", tickvals=x[::step], ticktext=labels[::step], tickangle=-45),
-        yaxis=dict(title="entropy (nats)", gridcolor="#eee"),
+        clickmode="event+select",
+        dragmode=False,
+        hovermode="closest",
     )
     return fig
 
@@ -627,6 +934,8 @@ def _mixture_arrays(pred, i: int):
 
 def residue_figures(pred, i: int) -> tuple[go.Figure | None, go.Figure | None]:
     """(χ circle figure, χ1–χ2 torus or None) for residue i; (None, None) without χ."""
+    from .residues import CHI_ATOMS
+
     n_chi = int(pred.features.chi_defined[i].sum())
     if n_chi == 0:
         return None, None
@@ -634,6 +943,8 @@ def residue_figures(pred, i: int) -> tuple[go.Figure | None, go.Figure | None]:
     observed = observed_altlocs(pred, i)
     samples = pred.samples[:, i].numpy()  # [S, D]
     label = residue_label(pred, i)
+    rec = pred.parsed.residues[i]
+    resname = getattr(rec, "parent", None) or pred.features.resname[i]
     circle = chi_circle_figure(
         logits,
         mu,
@@ -643,6 +954,8 @@ def residue_figures(pred, i: int) -> tuple[go.Figure | None, go.Figure | None]:
         observed=observed,
         samples=samples,
         title=f"{label}: predicted χ densities",
+        resname=resname,
+        chi_atoms=CHI_ATOMS.get(resname, []),
     )
     torus = None
     if n_chi >= 2:
@@ -654,6 +967,8 @@ def residue_figures(pred, i: int) -> tuple[go.Figure | None, go.Figure | None]:
             observed=observed,
             samples=samples,
             title=f"{label}: χ1–χ2 joint density",
+            resname=resname,
+            n_chi=n_chi,
         )
     return circle, torus
 
@@ -792,12 +1107,26 @@ def training_curves(records: list[dict]) -> go.Figure:
     return fig
 
 
-def profile_figure(pred, i: int) -> go.Figure:
-    """`flexibility_profile` of a prediction in sequence order, residue i marked."""
+def flexibility_values(pred) -> tuple[np.ndarray, bool]:
+    """[N] p_flexible when the model has a flexibility head (True), else the entropy (False)."""
+    if getattr(pred, "p_flexible", None) is not None:
+        return pred.p_flexible.float().numpy(), True
+    return pred.entropy.float().numpy(), False
+
+
+def profile_figure(pred, i: int | None) -> go.Figure:
+    """`flexibility_profile` of a prediction in file order, one track per chain, residue i
+    marked; each point's customdata[0] is its residue index in the prediction."""
     order = sorted(r["index"] for r in pred.table)  # residues with χ, in file order
+    values, is_p = flexibility_values(pred)
+    f = pred.features
     return flexibility_profile(
+        [f.chain_id[j] for j in order],
+        f.resnum[order].numpy(),
         [residue_label(pred, j) for j in order],
-        pred.entropy[order].numpy(),
-        pred.features.n_obs[order].numpy(),
+        values[order],
+        f.n_obs[order].numpy(),
+        is_probability=is_p,
         selected=order.index(i) if i in order else None,
+        index=order,
     )
