@@ -61,30 +61,42 @@ def predict(
     device: str = "cpu",
     tol_deg: float = SAME_CONFORMER_DEG,
     max_conformers: int = MAX_CONFORMERS,
+    progress=None,
 ) -> Prediction:
     """Predict one structure: `source` is a path, bytes, or an already read ParsedStructure.
 
+    `progress(fraction, text)`, when given, is called before each step (reading, features,
+    network, entropy, sampling, building), so a page can show where a long structure is.
     Raises StructureError for input that cannot be used.
     """
+    step = progress or (lambda fraction, text: None)
+    step(0.0, "Reading the structure")
     parsed = source if isinstance(source, ParsedStructure) else read_structure(source, name=name)
     source_name = name or (Path(source).name if isinstance(source, (str, Path)) else parsed.name)
+    n = len(parsed.residues)
+    step(0.1, f"Computing features of {n:,} residues")
     features = featurize(parsed)
     device = resolve_device(device)
     model.eval()
+    step(0.25, f"Predicting χ mixtures for {n:,} residues")
     out = model(features.to(device))
     mix = Mixture(*(t.detach().float().cpu() for t in out.mixture))
     p_flexible = None if out.flex_logit is None else torch.sigmoid(out.flex_logit.float()).cpu()
     defined, symmetric = features.chi_defined, features.pi_symmetric
+    step(0.5, "Estimating each residue's entropy")
     h = entropy(mix, defined, symmetric, seed=seed)
+    step(0.6, f"Sampling {n_samples} conformations per residue")
     samples = sample_chis(mix, symmetric, n_samples=n_samples, seed=seed, temperature=temperature)
     rebuildable = torch.tensor([export.rebuildable(r) for r in parsed.residues])
     ensemble = sample_ensemble(samples, defined, symmetric, rebuildable, tol_deg, max_conformers)
+    step(0.7, "Building the sampled side chains and checking clashes")
     st, clashes = export.build_model(parsed, ensemble)
     table = flexibility_table(features, mix, residue_entropy=h)
     for row in table:
         i = row["index"]
         row["n_conformers"] = ensemble.n_conformers(i) if rebuildable[i] else 0
         row["clashing_conformers"] = sum(c > 0 for c in clashes[i])
+    step(1.0, "Done")
     return Prediction(
         parsed, features, mix, table, samples, ensemble, h, clashes, st, source_name, p_flexible
     )

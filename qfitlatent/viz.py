@@ -124,6 +124,22 @@ def flexibility_scale(values: np.ndarray) -> np.ndarray:
     return np.clip((values - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
 
 
+NEIGHBOURHOOD_A = 10.0  # Å around the residue drawn in full and framed by the camera
+CARTOON_A = 14.0  # Å: residues this close keep their cartoon when the rest is switched off
+# Sampled conformers: a sequential green by occupancy (light = rare, dark = dominant), a hue
+# the blue–red flexibility cartoon and the element-coloured altlocs do not use.
+OCC_STOPS = ("#b8e3b1", "#74c476", "#2f9e55", "#006d2c", "#00391a")
+
+
+def occupancy_colour(occ: float) -> str:
+    """Hex colour of an occupancy in [0, 1] on OCC_STOPS (linear in RGB)."""
+    v = min(1.0, max(0.0, float(occ))) * (len(OCC_STOPS) - 1)
+    i = min(int(v), len(OCC_STOPS) - 2)
+    a, b = (np.array([int(c[j : j + 2], 16) for j in (1, 3, 5)]) for c in OCC_STOPS[i : i + 2])
+    r, g, bl = (a + (b - a) * (v - i)).round().astype(int)
+    return f"#{r:02x}{g:02x}{bl:02x}"
+
+
 def ensemble_view(
     pdb_text: str,
     *,
@@ -132,10 +148,12 @@ def ensemble_view(
     observed: list[dict] | None = None,
     residue_colours: dict[tuple[str, int, str], str] | None = None,
     labels: list[tuple[tuple[str, int, str], str]] = (),
+    whole: bool = False,
     height: int = 480,
     js_url: str = JS_URL,
 ) -> py3Dmol.view:
-    """Cartoon of the structure with side-chain conformers drawn as sticks on chosen residues.
+    """The residue in its neighbourhood: cartoon and side chains within about 10 Å drawn in
+    full, sampled and observed conformers as sticks, the camera on the residue.
 
     Args:
         pdb_text: the whole structure, from `viewer_pdb` (never raw upload text).
@@ -146,27 +164,32 @@ def ensemble_view(
         residue_colours: {(chain, resnum, icode): hex} cartoon colour per residue (flexibility);
             residues not listed stay grey.
         labels: (residue id, text) labels to float next to residues.
+        whole: also draw the cartoon of everything farther than CARTOON_A, faded. Off by
+            default: on a large structure other chains' cartoon buries the residue.
     """
     view = py3Dmol.view(width="100%", height=height, js=js_url)
     view.addModel(pdb_text, "pdb")  # model 0: 3Dmol keeps altloc A (or blank) for the cartoon
-    view.setStyle({"model": 0}, {"cartoon": {"color": CARTOON_GREY, "opacity": 0.9}})
+    focus_sel = {"model": 0, **_sel(*focus)}
+    near = {"model": 0, "byres": True, "within": {"distance": CARTOON_A, "sel": focus_sel}}
+    if whole:  # one opacity per model in 3Dmol, so the whole cartoon is faded alike
+        view.setStyle({"model": 0}, {"cartoon": {"color": CARTOON_GREY, "opacity": 0.55}})
+    else:
+        view.setStyle({"model": 0}, {})
+        view.setStyle(near, {"cartoon": {"color": CARTOON_GREY}})
     if residue_colours:
         by_colour: dict[tuple[str, str], list[int]] = {}
         for (chain, resnum, _icode), colour in residue_colours.items():
             by_colour.setdefault((chain, colour), []).append(int(resnum))
         for (chain, colour), resis in by_colour.items():
-            view.setStyle(
-                {"model": 0, "chain": chain, "resi": resis}, {"cartoon": {"color": colour}}
-            )
-    focus_sel = {"model": 0, **_sel(*focus)}
-    # Context: side chains within 5 Å of the focus residue as thin lines.
+            sel = {"model": 0, "chain": chain, "resi": resis}
+            if not whole:
+                sel = {**sel, "byres": True, "within": near["within"]}
+            view.setStyle(sel, {"cartoon": {"color": colour}})
+    # The neighbourhood in full: every residue with an atom within 6 Å of the focus residue
+    # as thin lines (side chains and backbone), so contacts read without rotating.
     view.addStyle(
-        {
-            "model": 0,
-            "within": {"distance": 5.0, "sel": focus_sel},
-            "not": {"atom": ["N", "C", "O"]},
-        },
-        {"line": {"colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}, "opacity": 0.6}},
+        {"model": 0, "byres": True, "within": {"distance": 6.0, "sel": focus_sel}},
+        {"line": {"colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}, "opacity": 0.8}},
     )
     for conf in observed or ():
         view.addModel(conf["pdb"], "pdb")
@@ -177,7 +200,7 @@ def ensemble_view(
     for conf in sampled or ():
         view.addModel(conf["pdb"], "pdb")
         view.setStyle(
-            {"model": -1}, {"stick": {"radius": 0.13, "color": conf["colour"], "opacity": 0.9}}
+            {"model": -1}, {"stick": {"radius": 0.13, "color": conf["colour"], "opacity": 0.95}}
         )
     for rid, text in labels:
         view.addLabel(
@@ -194,12 +217,40 @@ def ensemble_view(
         )
     view.setBackgroundColor("white")
     # Frame the residue's neighbourhood, then put the residue itself in the centre.
-    view.zoomTo({"model": 0, "within": {"distance": 10.0, "sel": focus_sel}})
+    view.zoomTo({"model": 0, "within": {"distance": NEIGHBOURHOOD_A, "sel": focus_sel}})
     view.center(focus_sel)
     return view
 
 
-def view_html(view: py3Dmol.view) -> str:
+# Runs after py3Dmol's own script (same promise, later callback). Exposes the viewer to tests
+# (window.qfitViewer) and keeps the camera's rotation across residues of one structure: a
+# rotation the user made is stored per structure in sessionStorage and re-applied around the
+# newly centred residue, so moving through the table does not undo the user's view.
+CAMERA_JS = """<script>
+$3Dmolpromise.then(function() {
+  var v = viewer_ID, key = "qfitlatent-camera:KEY";
+  window.qfitViewer = v;
+  var saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(key) || "null"); } catch (e) {}
+  if (saved && saved.length >= 8) {
+    var now = v.getView();
+    [4, 5, 6, 7].forEach(function(i) { now[i] = saved[i]; });
+    v.setView(now);
+    v.render();
+  }
+  var save = function() {
+    try { sessionStorage.setItem(key, JSON.stringify(v.getView())); } catch (e) {}
+  };
+  var el = document.getElementById("3dmolviewer_ID");
+  ["mouseup", "touchend"].forEach(function(t) {
+    el.addEventListener(t, function() { setTimeout(save, 30); });
+  });
+  window.qfitReady = true;
+});
+</script>"""
+
+
+def view_html(view: py3Dmol.view, camera_key: str = "") -> str:
     """The view's HTML with its random element id replaced by a content hash.
 
     py3Dmol names its div after time.time(), so the HTML would differ on every rerun and the
@@ -207,13 +258,20 @@ def view_html(view: py3Dmol.view) -> str:
     Also escapes every '<' inside the script as \\u003c. py3Dmol's own script has none, so any '<'
     there comes from data (a chain id, a label, a name from an mmCIF) inside a JSON string, where
     the escape means the same character but can never close the script tag.
+    `camera_key` (a structure id) turns on CAMERA_JS: the user's rotation is kept between views
+    of the same structure.
     """
     html = view._make_html()
     digest = hashlib.sha1(html.replace(view.uniqueid, "").encode()).hexdigest()[:12]
     html = html.replace(view.uniqueid, digest)
     start = html.index("<script>") + len("<script>")
     end = html.rindex("</script>")
-    return html[:start] + html[start:end].replace("<", "\\u003c") + html[end:]
+    html = html[:start] + html[start:end].replace("<", "\\u003c") + html[end:]
+    if camera_key:
+        key = "".join(c for c in camera_key if c.isalnum())[:40]
+        html += CAMERA_JS.replace("viewer_ID", f"viewer_{digest}").replace(
+            "3dmolviewer_ID", f"3dmolviewer_{digest}").replace("KEY", key)  # fmt: skip
+    return html
 
 
 # --- χ densities -------------------------------------------------------------------------------
@@ -312,7 +370,8 @@ def rotamer_name(resname: str, chi_deg, pi_symmetric=(False,) * 4) -> str:
             x = float(_wrap_deg(x))
             if pi_symmetric[d]:
                 x = (x + 90.0) % 180.0 - 90.0
-            parts.append(f"{int(round(x / 10.0)) * 10}".replace("-", "−"))
+            tens = int(math.copysign(math.floor(abs(x) / 10.0 + 0.5), x))  # half away from 0
+            parts.append(f"{tens * 10}".replace("-", "−"))
         else:
             parts.append(chi_well(x))
     return "".join(parts)
@@ -593,7 +652,7 @@ def chi_circle_figure(
         y = cy + CIRCLE_R + 26
         for text in (["input altlocs (occupancy):", *lines] if lines else []):
             notes.append(_paper(fig_w, fig_h, cx, y, "center", "top", text, 10, color="#333"))
-            y += 14
+            y += 15  # one text_box height at size 10
         fig.update_layout(
             {
                 polar: dict(
@@ -986,6 +1045,7 @@ def structure_view(
     also: list[int] = (),
     colour_by_flexibility: bool = False,
     show_observed: bool = True,
+    whole: bool = False,
     height: int = 480,
     js_url: str = JS_URL,
 ) -> tuple[py3Dmol.view, list[tuple[str, str]]]:
@@ -1001,8 +1061,8 @@ def structure_view(
         chain, resnum, icode = residue_id(pred, j)
         resname = pred.features.resname[j]
         if not pred.ensemble.as_observed(j):
-            for m, (altloc, occ, atoms) in enumerate(residue_conformers(pred, j)):
-                colour = conformer_colour(m)
+            for altloc, occ, atoms in residue_conformers(pred, j):
+                colour = occupancy_colour(occ)
                 text = atoms_pdb(_side_chain(atoms), resname, chain, resnum, icode, occ)
                 sampled.append({"pdb": text, "colour": colour})
                 if j == i:
@@ -1028,7 +1088,8 @@ def structure_view(
     colours = None
     if colour_by_flexibility:
         idx = [r["index"] for r in pred.table]
-        scaled = flexibility_scale(pred.entropy[idx].numpy())
+        values, is_p = flexibility_values(pred)
+        scaled = values[idx] if is_p else flexibility_scale(values[idx])
         colours = {
             residue_id(pred, j): flexibility_colour(v) for j, v in zip(idx, scaled, strict=True)
         }
@@ -1040,6 +1101,7 @@ def structure_view(
         observed=observed,
         residue_colours=colours,
         labels=labels,
+        whole=whole,
         height=height,
         js_url=js_url,
     )
@@ -1130,3 +1192,16 @@ def profile_figure(pred, i: int | None) -> go.Figure:
         selected=order.index(i) if i in order else None,
         index=order,
     )
+
+
+def profile_caption(pred) -> str:
+    """What the profile's bars are, in words and units (p_flexible, or the entropy fallback)."""
+    if getattr(pred, "p_flexible", None) is not None:
+        what = ("Bars: p(flexible), the predicted probability (0–1) that the side chain has two "
+                "or more distinct conformers; also the cartoon's colour.")  # fmt: skip
+    else:
+        what = ("Bars: entropy of the predicted χ density (nats, summed over the residue's χ; "
+                "these weights have no flexibility head). It is a differential entropy, so a "
+                "density sharper than one radian gives a negative bar; compare residues of one "
+                "type.")  # fmt: skip
+    return what + " ▼ residues the input models with side-chain altlocs."
