@@ -684,6 +684,7 @@ def chi_circle_figure(
             }
         )
     fig.update_layout(
+        meta="chi-circles",
         annotations=notes,
         width=fig_w,
         height=fig_h,
@@ -824,6 +825,7 @@ def torus_figure(
     fig.update_layout(
         title=dict(text=title, x=0.0, xref="container", xanchor="left", y=0.985, yanchor="top",
                    font=dict(size=14)),  # fmt: skip
+        meta="torus",
         annotations=notes,
         width=TORUS_W,
         height=TORUS_H,
@@ -936,6 +938,7 @@ def flexibility_profile(
         clickmode="event+select",
         dragmode=False,
         hovermode="closest",
+        meta="profile",  # names the chart for tests and page scripts
     )
     return fig
 
