@@ -116,7 +116,7 @@ class Result:
     """A prediction plus everything the page draws or offers for download, computed once."""
 
     pred: object  # predict.Prediction
-    viewer_pdb: str  # the input re-written by gemmi for the viewer (never the raw upload)
+    viewer_pdb: object  # viz.PdbIndex of the input re-written by gemmi (never the raw upload)
     downloads: dict[str, tuple[str, str, str]]  # key -> (file name, text, mime)
 
 
@@ -151,7 +151,7 @@ def _compute(data, name, weights: Path, dev: str, progress, **settings) -> Resul
         "csv": (f"{stem}_residues.csv", predict.table_csv(pred), "text/csv"),
         "json": (f"{stem}_mixture.json", mixture, "application/json"),
     }
-    return Result(pred, viz.viewer_pdb(pred.parsed.structure), downloads)
+    return Result(pred, viz.pdb_index(viz.viewer_pdb(pred.parsed.structure)), downloads)
 
 
 def predict_cached(

@@ -9,6 +9,7 @@ function the loss uses, so the plots show exactly what the model was trained on.
 
 import hashlib
 import math
+from dataclasses import dataclass
 
 import gemmi
 import numpy as np
@@ -65,6 +66,53 @@ def viewer_pdb(structure: gemmi.Structure) -> str:
     """
     text = structure.make_pdb_string(gemmi.PdbWriteOptions(minimal=True))
     return text.replace("<", "_").replace(">", "_")
+
+
+@dataclass(frozen=True)
+class PdbIndex:
+    """Viewer PDB text split per atom line, with coordinates, to cut a neighbourhood out fast."""
+
+    lines: list[str]  # [M] ATOM/HETATM records
+    xyz: np.ndarray  # [M, 3] Å
+    residue: np.ndarray  # [M] int, index into keys
+    keys: list[tuple[str, int, str]]  # (chain, resnum, icode) per residue, file order
+
+
+def pdb_index(text: str) -> PdbIndex:
+    """Index the ATOM/HETATM records of `viewer_pdb` text (chain in columns 21–22, as gemmi
+    writes it)."""
+    lines, xyz, residue, keys, seen = [], [], [], [], {}
+    for line in text.splitlines():
+        if not line.startswith(("ATOM", "HETATM")):
+            continue
+        key = (line[20:22].strip(), int(line[22:26]), line[26].strip())
+        if key not in seen:
+            seen[key] = len(keys)
+            keys.append(key)
+        lines.append(line)
+        xyz.append((float(line[30:38]), float(line[38:46]), float(line[46:54])))
+        residue.append(seen[key])
+    return PdbIndex(lines, np.asarray(xyz, dtype=np.float32).reshape(-1, 3),
+                    np.asarray(residue, dtype=np.int64), keys)  # fmt: skip
+
+
+def neighbourhood_pdb(index: PdbIndex, focus: tuple[str, int, str], radius: float) -> str:
+    """PDB text of the residues with an atom within `radius` Å of the focus residue's atoms.
+
+    The viewer then parses a few hundred atoms instead of a whole structure: on a structure of
+    thousands of residues this is what keeps a change of residue quick in the browser.
+    """
+    try:
+        r = index.keys.index(focus)
+    except ValueError:  # not in the text (should not happen): draw everything
+        return "\n".join(index.lines) + "\nEND\n"
+    centre = index.xyz[index.residue == r]  # [F, 3]
+    lo, hi = centre.min(0) - radius, centre.max(0) + radius
+    box = np.flatnonzero(((index.xyz >= lo) & (index.xyz <= hi)).all(1))  # cheap prefilter
+    d2 = ((index.xyz[box, None, :] - centre[None]) ** 2).sum(-1).min(1)  # [B]
+    near = np.unique(index.residue[box[d2 <= radius * radius]])
+    keep = np.isin(index.residue, near)
+    return "\n".join(line for line, k in zip(index.lines, keep, strict=True) if k) + "\nEND\n"
 
 
 def _safe(text: str, width: int) -> str:
@@ -1042,7 +1090,7 @@ def _side_chain(atoms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def structure_view(
     pred,
-    viewer_text: str,
+    viewer_text: "str | PdbIndex",
     i: int,
     *,
     also: list[int] = (),
@@ -1097,8 +1145,15 @@ def structure_view(
             residue_id(pred, j): flexibility_colour(v) for j, v in zip(idx, scaled, strict=True)
         }
     labels = [(residue_id(pred, j), residue_label(pred, j)) for j in shown]
+    index = viewer_text if isinstance(viewer_text, PdbIndex) else pdb_index(viewer_text)
+    if whole:
+        text = "\n".join(index.lines) + "\nEND\n"
+    else:  # only what the view draws: the neighbourhoods of the shown residues
+        parts = {line for j in shown for line in neighbourhood_pdb(
+            index, residue_id(pred, j), CARTOON_A + 2.0).splitlines()[:-1]}  # fmt: skip
+        text = "\n".join(line for line in index.lines if line in parts) + "\nEND\n"
     view = ensemble_view(
-        viewer_text,
+        text,
         focus=residue_id(pred, i),
         sampled=sampled,
         observed=observed,

@@ -340,3 +340,18 @@ def test_view_html_escapes_markup_from_any_data_field():
     # py3Dmol's own script has no '<' (so every escaped one was inside a JSON string).
     plain = viz.view_html(viz.ensemble_view(pdb, focus=("A", 1, "")))
     assert "\\u003c" not in plain
+
+
+def test_neighbourhood_pdb_keeps_exactly_the_residues_within_the_radius():
+    full = viz.viewer_pdb(gemmi.read_structure(str(ROOT / "qfitlatent/data/3k0n_qfit.pdb.gz")))
+    index = viz.pdb_index(full)
+    st = gemmi.read_pdb_string(full)
+    focus = ("A", 99, "")
+    text = viz.neighbourhood_pdb(index, focus, 8.0)
+    kept = {(r.name, r.seqid.num) for r in gemmi.read_pdb_string(text)[0]["A"]}
+    # Reference: gemmi's own distances, residue by residue, over every atom of every altloc.
+    res = {r.seqid.num: r for r in st[0]["A"]}
+    centre = [a.pos for a in res[99]]
+    expected = {(r.name, r.seqid.num) for r in st[0]["A"]
+                if min(a.pos.dist(c) for a in r for c in centre) <= 8.0}  # fmt: skip
+    assert kept == expected and 5 < len(kept) < 60  # a neighbourhood, not the protein
