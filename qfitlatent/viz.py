@@ -962,9 +962,12 @@ def flexibility_profile(
             x = float(resnum[selected])
             axis = "" if r == 1 else str(r)
             fig.add_vline(x=x, line=dict(color="#111", width=1.5, dash="dot"), row=r, col=1)
+            # The label on the side of the line with more room, so it never leaves the track.
+            right = x > (float(resnum[sel].min()) + float(resnum[sel].max())) / 2
             fig.add_annotation(
-                x=x, y=1.0, xref=f"x{axis}", yref=f"y{axis} domain", xanchor="left",
-                yanchor="top", xshift=4, text=labels[selected], showarrow=False,
+                x=x, y=1.0, xref=f"x{axis}", yref=f"y{axis} domain",
+                xanchor="right" if right else "left", yanchor="top", xshift=-4 if right else 4,
+                text=labels[selected], showarrow=False,
                 font=dict(size=11, color="#111"), bgcolor="rgba(255,255,255,0.85)",
             )  # fmt: skip
         span = (float(resnum[sel].min()) - 1, float(resnum[sel].max()) + 1)
