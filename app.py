@@ -117,7 +117,7 @@ with overview:
     st.markdown("**Flexibility along each chain** · click a bar to show that residue")
     st.caption(viz.profile_caption(pred))
     st.plotly_chart(
-        viz.profile_figure(pred, i),
+        ui.profile_figure(result),
         key=f"profile:{tag}",
         on_select="rerun",
         selection_mode="points",

@@ -118,6 +118,7 @@ class Result:
     pred: object  # predict.Prediction
     viewer_pdb: object  # viz.PdbIndex of the input re-written by gemmi (never the raw upload)
     downloads: dict[str, tuple[str, str, str]]  # key -> (file name, text, mime)
+    profile: object = None  # the chain profile figure, built on first use (profile_figure)
 
 
 MAX_RESULTS = 8  # predictions kept in memory per server (a 2,000-residue one is tens of MB)
@@ -192,6 +193,15 @@ def result_key(data: bytes, weights_label: str, **settings) -> str:
 
     text = f"{hashlib.sha1(data).hexdigest()}|{weights_label}|{sorted(settings.items())}"
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def profile_figure(result: Result):
+    """The chain profile of a result, built once: it does not mark the selected residue, so
+    its figure stays the same while the user moves between residues and the browser never
+    redraws it (thousands of bars across many chains take seconds to redraw on 2 cores)."""
+    if result.profile is None:
+        result.profile = viz.profile_figure(result.pred)
+    return result.profile
 
 
 @st.cache_data(show_spinner=False, max_entries=128)

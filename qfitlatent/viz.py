@@ -1237,9 +1237,9 @@ def flexibility_values(pred) -> tuple[np.ndarray, bool]:
     return pred.entropy.float().numpy(), False
 
 
-def profile_figure(pred, i: int | None) -> go.Figure:
-    """`flexibility_profile` of a prediction in file order, one track per chain, residue i
-    marked; each point's customdata[0] is its residue index in the prediction."""
+def profile_figure(pred, i: int | None = None) -> go.Figure:
+    """`flexibility_profile` of a prediction in file order, one track per chain, residue i (if
+    given) marked; each point's customdata[0] is its residue index in the prediction."""
     order = sorted(r["index"] for r in pred.table)  # residues with χ, in file order
     values, is_p = flexibility_values(pred)
     f = pred.features
