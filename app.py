@@ -4,6 +4,7 @@ import streamlit as st
 
 from qfitlatent import ui, viz
 from qfitlatent.errors import CheckpointError, StructureError
+from qfitlatent.multiconf import DEFAULT_THRESHOLD, MAX_CONFORMERS
 
 ui.page_setup("side-chain ensembles")
 st.title("qfitlatent: which side chains move, and how?")
@@ -35,6 +36,33 @@ temperature = st.sidebar.slider(
     help=">1 flattens the mixture, <1 sharpens it",
 )
 seed = st.sidebar.number_input("seed", 0, 2**31 - 1, 0, key="seed")
+st.sidebar.subheader("Multiconformer model")
+threshold = st.sidebar.slider(
+    "split residues with flexibility ≥",
+    0.05,
+    1.0,
+    float(DEFAULT_THRESHOLD),
+    0.05,
+    key="threshold",
+    help="a residue gets predicted alternatives only where its flexibility (p_flexible) is at "
+    "least this",
+)
+max_conformers = st.sidebar.slider(
+    "max conformers per residue",
+    2,
+    4,
+    MAX_CONFORMERS,
+    key="max_conformers",
+    help="the input's side chain included: 3 means at most 2 predicted alternatives",
+)
+input_altlocs = st.sidebar.radio(
+    "where the input has altlocs",
+    ["keep", "replace"],
+    key="input_altlocs",
+    horizontal=True,
+    help="keep: written exactly as in the input, nothing added; replace: start from the "
+    "primary conformer and add ours like anywhere else",
+)
 st.sidebar.subheader("Display")
 top_n = st.sidebar.slider("also show the N most flexible residues", 0, 10, 0, key="top_n")
 flex_colour = st.sidebar.toggle("colour cartoon by predicted flexibility", True, key="flex_colour")
@@ -60,6 +88,9 @@ try:
         n_samples=n_samples,
         seed=seed,
         temperature=temperature,
+        threshold=threshold,
+        max_conformers=max_conformers,
+        input_altlocs=input_altlocs,
         progress=ui.prediction_progress(slot),
     )
 except (StructureError, CheckpointError) as err:
@@ -81,8 +112,9 @@ if not rows:
 # a change of sampling settings keeps the residue; figures are cached per settings too.
 tag = ui.result_key(data, weights_label)
 fig_key = ui.result_key(
-    data, weights_label, n_samples=n_samples, seed=seed, temperature=temperature
-)
+    data, weights_label, n_samples=n_samples, seed=seed, temperature=temperature,
+    threshold=threshold, max_conformers=max_conformers, input_altlocs=input_altlocs,
+)  # fmt: skip
 labels = [viz.residue_label(pred, r["index"]) for r in rows]
 label_of = {r["index"]: lab for r, lab in zip(rows, labels, strict=True)}
 # A click in the table or on the profile (both below) selects that residue in the box (above):
@@ -100,6 +132,7 @@ st.markdown(
     f"{len(set(pred.features.chain_id))} chain(s) · {n_multi} with side-chain altlocs in the "
     f"input · model: {weights_label} · {n_samples} samples"
 )
+st.markdown(ui.split_summary(pred))
 example = ui.example_for(name)
 if example is not None:
     (st.warning if example.seen else st.success)(example.note, icon="ℹ️")
@@ -153,6 +186,7 @@ ui.flexibility_table(rows, labels, key=f"table:{tag}")
 
 st.subheader("Downloads")
 st.caption(
-    "The same files `qfitlatent predict` writes: sampled multiconformer model, table, mixtures."
+    "The same files `qfitlatent predict` writes: the multiconformer model for refinement, the "
+    "sampled ensemble (one model per sample), the split report, the per-residue table, mixtures."
 )
 ui.downloads(result)

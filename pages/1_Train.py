@@ -1,19 +1,24 @@
-"""Fine-tune qfitlatent on your own multiconformer structures: launch, watch live, stop, list."""
+"""Fine-tune qfitlatent on your own multiconformer structures: launch, watch live, stop, list.
+
+A run belongs to the browser session that launched it: only that session stops or deletes it,
+and its model is that session's alone unless an operator publishes it (docs/deploy.md).
+"""
 
 import time
 from pathlib import Path
 
 import streamlit as st
 
-from qfitlatent import runs, ui
+from qfitlatent import data_roots, runs, server_config, settings_check, ui
 
 ui.page_setup("fine-tune")
 st.title("Fine-tune on your multiconformer structures")
 st.caption(
     "Runs in the background on this server, one at a time; closing the page does not stop it. "
-    f"Runs are kept in `{runs.runs_root()}`; a finished run's best.pt appears in the main "
-    "page's model choice."
+    "A finished run's best.pt appears in your model choice on the main page."
 )
+token = ui.session_token()
+config = server_config.load()
 
 active = runs.active_job()
 if active is not None:
@@ -22,16 +27,19 @@ if active is not None:
     @st.fragment(run_every=2.0)
     def live(name: str) -> None:
         job = runs.load_job(runs.runs_root() / name)
-        ui.job_report(job, key="live")
-        if job.active and not job.stop_requested:
+        mine = runs.is_owner(job, token)
+        ui.job_report(job, key="live", show_log=mine or job.public)
+        if job.active and not job.stop_requested and mine:
             if st.button(
                 "Stop this run",
                 key="stop",
                 icon=":material/stop:",
                 help="SIGTERM: the trainer saves last.pt (resumable) and exits",
             ):
-                runs.stop(job)
-        else:
+                runs.stop(job, token=token)
+        elif job.active and not mine:
+            st.caption("Started by another visitor: you can watch it, not stop it.")
+        elif not job.active:
             st.rerun(scope="app")  # widgets outside the fragment (the form) need the news
 
     live(active.name)
@@ -48,25 +56,27 @@ BUNDLED, UPLOAD, FOLDER = (
     "upload structures or a .zip",
     "folder on this server",
 )
+# Server folders only where the operator named allowed roots (off by default).
+KINDS = [BUNDLED, UPLOAD] + ([FOLDER] if config.data_roots else [])
 
 
 def start() -> None:
     """Form callback: runs before the page is drawn, so it may reset the run-name field."""
     s = st.session_state
     extra = s.extra.split()
-    if s.data_kind == BUNDLED and not any(x.startswith("val_fraction=") for x in extra):
-        extra.append("val_fraction=0.25")  # 4 structures: hold one out so there is a val curve
-    data = {
-        BUNDLED: ui.bundled_training_data(),
-        UPLOAD: [(f.name, f.getvalue()) for f in s.train_upload or []],
-        FOLDER: Path(s.folder.strip()) if s.folder.strip() else None,
-    }[s.data_kind]
+    kind = s.data_kind if s.data_kind in KINDS else BUNDLED
+    if kind == BUNDLED and not any(x.startswith("val_fraction=") for x in extra):
+        extra.append(f"val_fraction={ui.BUNDLED_VAL_FRACTION}")  # hold one out: a val curve
     try:
+        if kind == FOLDER:
+            data = data_roots.resolve_data_folder(s.get("folder", ""), config.data_roots)
+        elif kind == UPLOAD:
+            data = [(f.name, f.getvalue()) for f in s.train_upload or []]
+        else:
+            data = ui.bundled_training_data()
         if not data:
             raise ValueError("choose training data: upload files or give a folder")
-        from qfitlatent.train import split_overrides
-
-        split_overrides(extra)  # unknown keys fail here, not in the background
+        settings_check.check_overrides(extra)  # bad keys and values fail here, not later
         runs.launch(
             s.run_name,
             data=data,
@@ -75,6 +85,9 @@ def start() -> None:
             init_from=start_options()[s.init],
             freeze_trunk=s.freeze,
             overrides=extra,
+            owner=token,
+            public=kind == BUNDLED,  # nothing private in the bundled sample
+            limits=config,
         )
     except (ValueError, RuntimeError, OSError) as err:
         s.train_error = str(err)
@@ -85,13 +98,21 @@ def start() -> None:
 
 st.subheader("New run")
 with st.form("new_run", border=True):
-    st.radio("Training data", [BUNDLED, UPLOAD, FOLDER], key="data_kind", horizontal=True)
+    st.radio("Training data", KINDS, key="data_kind", horizontal=True)
     st.file_uploader(
         "Structures (.pdb/.cif, .gz) or a .zip of them",
         accept_multiple_files=True,
         key="train_upload",
+        help=f"up to {config.max_upload_mb} MB unpacked and {config.max_structures} structures "
+        f"per run, {config.max_file_mb} MB per file",
     )
-    st.text_input("Folder on this server", key="folder", placeholder="/data/my-structures")
+    if config.data_roots:
+        st.text_input(
+            "Folder on this server",
+            key="folder",
+            placeholder=str(config.data_roots[0] / "my-structures"),
+            help="allowed: folders under " + ", ".join(str(r) for r in config.data_roots),
+        )
     c1, c2, c3 = st.columns(3)
     st.session_state.setdefault("run_name", runs.default_name())
     c1.text_input("Run name", key="run_name")
@@ -110,6 +131,14 @@ with st.form("new_run", border=True):
 if error := st.session_state.pop("train_error", None):
     st.error(error)
 
+
+def delete(job: runs.Job) -> None:
+    try:
+        runs.delete(job, token=token)
+    except (ValueError, OSError) as err:  # PermissionError is an OSError
+        st.session_state.delete_error = str(err)
+
+
 st.subheader("Runs")
 jobs = runs.list_jobs()
 if not jobs:
@@ -118,5 +147,24 @@ else:
     ui.runs_table(jobs)
     ended = [j for j in jobs if not j.active]
     if ended:
-        shown = st.selectbox("Details of run", [j.name for j in ended], key="detail")
-        ui.job_report(next(j for j in ended if j.name == shown), key="detail")
+        names = [j.name for j in ended]
+        # A run that just ended becomes the one shown; otherwise the visitor's choice stays.
+        if st.session_state.get("detail_newest") != names[0]:
+            st.session_state.detail_newest = st.session_state.detail = names[0]
+        if st.session_state.get("detail") not in names:
+            st.session_state.detail = names[0]
+        shown = st.selectbox("Details of run", names, key="detail")
+        job = next(j for j in ended if j.name == shown)
+        mine = runs.is_owner(job, token)
+        ui.job_report(job, key="detail", show_log=mine or job.public)
+        if mine:
+            st.button(
+                "Delete this run",
+                key="delete",
+                icon=":material/delete:",
+                on_click=delete,
+                args=(job,),
+                help="removes its folder: checkpoints, log and uploaded structures",
+            )
+if error := st.session_state.pop("delete_error", None):
+    st.error(error)

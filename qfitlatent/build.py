@@ -16,7 +16,6 @@ in the written model's flexibility table.
 
 import math
 
-import gemmi
 import torch
 
 from . import residues
@@ -111,30 +110,3 @@ def set_chis(atoms: Atoms, resname: str, chi: torch.Tensor) -> Atoms:
         turned = rotate_about(torch.stack([out[x] for x in names], dim=-2), c, c - b, delta)
         out.update(zip(names, turned.unbind(-2), strict=True))
     return out
-
-
-def count_clashes(
-    atoms: Atoms,
-    names: tuple[str, ...],
-    model: gemmi.Model,
-    ns: gemmi.NeighborSearch,
-    own: tuple[int, int],
-    cutoff: float = 2.5,
-) -> int:
-    """How many of `names` lie closer than `cutoff` Å to a heavy atom of another residue.
-
-    `ns` indexes `model` (the fixed rest of the structure); `own` = (chain index, residue index)
-    of this residue, whose own atoms never count. SG–SG pairs (disulfides) are bonded, not clashes.
-    """
-    n = 0
-    for name in names:
-        pos = gemmi.Position(*atoms[name].tolist())
-        for mark in ns.find_atoms(pos, "\0", radius=cutoff):
-            if (mark.chain_idx, mark.residue_idx) == own:
-                continue
-            other = mark.to_cra(model).atom
-            if name == "SG" and other.name == "SG":
-                continue
-            n += 1
-            break
-    return n

@@ -6,6 +6,7 @@ Only plain types are stored (dicts, lists, tensors, strings, numbers), so every 
 
 import datetime
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -103,12 +104,49 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # a truncated file, a pickle with code, or not a checkpoint at all
         raise CheckpointError(
-            f"{path.name} is not a readable qfitlatent checkpoint ({err})"
-        ) from err
+            f"{path.name} is not a readable qfitlatent checkpoint ({_load_failure(err)})"
+        ) from None  # torch's own text (kept off the chain too) advises weights_only=False
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path.name} is not a {FORMAT} file (found {found!r})")
     return ckpt
+
+
+def _load_failure(err: Exception) -> str:
+    """Why torch.load refused a file, without torch's advice to retry with weights_only=False:
+    for a file from someone else that is the one thing that must not be done."""
+    text = str(err)
+    if "weights_only" in text or "WeightsUnpickler" in text or "Unsupported global" in text:
+        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f" ({m.group(1)})" if m else ""
+        return (
+            f"it holds Python objects{what} beyond plain tensors and numbers; loading those "
+            "could run code, so it was refused"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return first[:200]
+
+
+def remove_stale_temporaries(run_dir) -> list[Path]:
+    """Delete `.<name>.pt.<pid>.tmp` files whose writer is gone (killed mid-save, e.g. kill -9):
+    save_checkpoint's temporary files, which nothing else would ever remove. Returns them."""
+    removed = []
+    for tmp in Path(run_dir).glob(".*.pt.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_compatible(saved: ModelConfig, wanted: ModelConfig) -> None:

@@ -6,6 +6,8 @@ Every SPEC §3 hyperparameter is a field here with the SPEC default; the command
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from .settings_check import check_config, parse_value
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -44,6 +46,9 @@ class ModelConfig:
     prior_bin_deg: float = 20.0  # φ/ψ bin width of that library
     # SPEC §5b: a per-residue logit for "the side chain has >= 2 distinct conformers".
     flex_head: bool = True
+
+    def __post_init__(self):
+        check_config(self)  # types and ranges (settings_check.BOUNDS): bad values fail here
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +90,9 @@ class TrainConfig:
     save_every: int = 100  # steps between last.pt writes, so an interrupted run loses little
     log_every: int = 10  # steps between metrics.jsonl lines (and plain progress lines)
 
+    def __post_init__(self):
+        check_config(self)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -119,10 +127,5 @@ def with_overrides(cfg, overrides: list[str]):
         key = key.strip()
         if not sep or key not in types:
             raise ValueError(f"unknown setting {key!r}; known: {', '.join(sorted(types))}")
-        kind = types[key]
-        kind = kind if isinstance(kind, type) else {"int": int, "float": float, "bool": bool}[kind]
-        if kind is bool:
-            changes[key] = value.strip().lower() in ("1", "true", "yes", "on")
-        else:
-            changes[key] = kind(value)
+        changes[key] = parse_value(key, types[key], value)  # SettingsError names key and range
     return replace(cfg, **changes)

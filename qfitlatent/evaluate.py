@@ -146,7 +146,8 @@ def _cell(value, width: int) -> str:
 def format_table(res: dict, n_samples: int = N_SAMPLES) -> str:
     cov = f"coverage@{n_samples}"
     columns = (  # (key, header, width)
-        ("nll", "NLL", 8), (cov, f"cov@{n_samples}", 8), ("chi1_mode_acc", "chi1 mode", 10),
+        ("nll", "NLL", 8), (cov, f"cov@{n_samples}", 8),
+        (f"{cov}_selected", f"sel@{n_samples}", 8), ("chi1_mode_acc", "chi1 mode", 10),
         ("chi1_acc@20", "chi1<=20", 9), ("chi1_acc@40", "chi1<=40", 9),
         ("flex_auroc", "AUROC", 7), ("flex_auroc_per_structure", "AUROC/str", 10),
     )  # fmt: skip
@@ -163,6 +164,8 @@ def format_table(res: dict, n_samples: int = N_SAMPLES) -> str:
     lines = [
         f"{res['structures']} structures: {first['residues']} residues in R (n_obs >= 2) with "
         f"{first['altlocs']} altlocs; {first['chi1_residues']} residues with chi1",
+        f"cov@{n_samples}: altlocs in R within 20 deg on every chi of one of {n_samples} iid draws;"
+        f" sel@{n_samples}: of the conformer selector's {n_samples} distinct peaks instead;",
         "chi1 mode: heaviest altloc's chi1 within 20 deg of the predicted mode, over R;",
         "chi1<=20, chi1<=40: the same over every residue with chi1 (as side-chain packers report);",
         f"AUROC: flexibility (n_obs >= 2) over {first['flex_residues']} residues with chi1 in "

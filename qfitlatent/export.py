@@ -1,15 +1,15 @@
-"""Writing a sampled ensemble as a multiconformer model (PDB and mmCIF, via gemmi).
+"""Building written models from the input (PDB and mmCIF, via gemmi): shared pieces.
 
-The written model is the input protein with its altlocs replaced by the ensemble:
 - every residue starts from its primary conformer in the input (the side-chain conformer of the
-  primary backbone altloc, else the heaviest one), backbone and CB blank with occupancy 1;
-- a residue with several conformers gets one altloc letter per conformer on the atoms its χ move
-  (CG onwards), occupancies from the sample frequencies, summing to 1;
-- a residue with one conformer is written blank, at the sampled χ;
+  primary backbone altloc, else the heaviest one), backbone and CB blank with occupancy 1
+  (`base_structure`);
+- `_replace_atoms` rewrites one residue with several conformers: one altloc letter per
+  conformer on the atoms its χ move (CG onwards), given occupancies;
 - residues the builder cannot turn (no χ, proline, modified residues with extra atoms) are
   written as their primary conformer;
 - chain ids, residue numbers and insertion codes are those of the input.
-Waters and ligands were removed on reading, so the model holds the protein only.
+`multiconf.build_multiconformer` makes the altloc model from these, `samples_model` the
+multi-model ensemble. Waters and ligands were removed on reading: models hold the protein only.
 """
 
 import gemmi
@@ -17,13 +17,9 @@ import numpy as np
 import torch
 
 from . import residues
-from .build import Atoms, can_rebuild, count_clashes, set_chis
+from .build import Atoms, can_rebuild, set_chis
 from .ideal import moved_by
-from .sample import Ensemble
 from .structure import Conformer, ParsedStructure, ResidueRecord
-
-CLASH_CUTOFF = 2.5  # Å: heavy atoms of different residues closer than this overlap
-
 
 def rebuildable(rec: ResidueRecord) -> bool:
     """True where the builder can set this residue's χ: a standard residue (or one that only
@@ -44,8 +40,11 @@ def primary_conformer(rec: ResidueRecord) -> Conformer:
 def base_atoms(rec: ResidueRecord) -> Atoms:
     """Primary backbone plus primary side chain, parent atom names, float64 tensors."""
     conf = primary_conformer(rec)
-    atoms = {n: torch.tensor(x, dtype=torch.float64) for n, x in conf.atoms.items()}
-    atoms.update({n: torch.tensor(x, dtype=torch.float64) for n, x in rec.backbone.items()})
+    # from_numpy: this runs for every residue of every prediction, and torch.tensor is slow.
+    atoms = {n: torch.from_numpy(np.asarray(x, dtype=np.float64)) for n, x in conf.atoms.items()}
+    atoms.update(
+        {n: torch.from_numpy(np.asarray(x, dtype=np.float64)) for n, x in rec.backbone.items()}
+    )
     return atoms
 
 
@@ -66,42 +65,81 @@ def moving_atoms(rec: ResidueRecord) -> tuple[str, ...]:
     return moved_by(rec.parent, 0) if rebuildable(rec) else ()
 
 
-def build_model(
-    parsed: ParsedStructure, ensemble: Ensemble, clash_cutoff: float = CLASH_CUTOFF
-) -> tuple[gemmi.Structure, list[list[int]]]:
-    """The multiconformer model, and per residue how many of its moving atoms clash, per conformer.
-
-    Clashes are counted against the fixed rest of the structure (every other residue in its
-    primary input conformer): atoms closer than `clash_cutoff` Å, disulfide SG–SG excepted.
-    They are reported, not removed.
-    """
-    if len(ensemble) != len(parsed.residues):
-        raise ValueError(
-            f"ensemble has {len(ensemble)} residues, the structure {len(parsed.residues)}"
-        )
+def base_structure(parsed: ParsedStructure, keep: set[int] = frozenset()) -> gemmi.Structure:
+    """The input as one conformer per residue: each record's primary conformer, blank, with
+    occupancy 1; residues outside the records keep their most occupied altloc. Records whose
+    index is in `keep` stay exactly as in the input (all their altlocs)."""
     st = parsed.structure.clone()
-    for chain in st[0]:  # residues outside the records (no backbone) keep one conformer too
-        for res in chain:
+    record_at = {(rec.chain_idx, rec.res_idx): i for i, rec in enumerate(parsed.residues)}
+    for ci, chain in enumerate(st[0]):
+        for ri, res in enumerate(chain):
+            i = record_at.get((ci, ri))
+            if i in keep:
+                continue
+            if i is not None and _plain(res):
+                continue  # no altlocs, full occupancy: already its primary conformer
             _keep_heaviest_conformer(res)
-    for rec in parsed.residues:
-        res = st[0][rec.chain_idx][rec.res_idx]
-        _replace_atoms(res, rec, [base_atoms(rec)], [""], [1.0], ())
-    fixed = st.clone()
-    ns = gemmi.NeighborSearch(fixed[0], gemmi.UnitCell(), 5.0).populate()
-    clashes = []
-    for i, rec in enumerate(parsed.residues):
-        confs = conformer_atoms(rec, ensemble.chi[i])
-        moving = moving_atoms(rec)
-        clashes.append(
-            [
-                count_clashes(c, moving, fixed[0], ns, (rec.chain_idx, rec.res_idx), clash_cutoff)
-                for c in confs
-            ]
-        )
-        res = st[0][rec.chain_idx][rec.res_idx]
-        _replace_atoms(res, rec, confs, ensemble.labels(i), _round_occ(ensemble.occ[i]), moving)
-    st.assign_label_seq_id()  # mmCIF readers that go by label_seq_id (Mol*) need it
-    return st, clashes
+            if i is not None:
+                rec = parsed.residues[i]
+                _replace_atoms(res, rec, [base_atoms(rec)], [""], [1.0], ())
+    return st
+
+
+def _plain(res: gemmi.Residue) -> bool:
+    return all(not a.has_altloc() and a.occ == 1.0 for a in res)
+
+
+def build_batched(
+    parsed: ParsedStructure,
+    indices: list[int],  # rebuildable residues
+    chi: torch.Tensor,  # [len(indices) or N, M, D] radians, row k for residue indices[k]
+) -> dict[int, dict[str, np.ndarray]]:
+    """Residue i built at each of its M χ rows, {i: {atom: [M, 3] numpy}}, rounded to the
+    0.001 Å a PDB file holds. One batched `set_chis` per residue type and set of atoms present,
+    instead of one per residue (the per-call overhead dominated)."""
+    rows = {i: k for k, i in enumerate(indices)} if chi.shape[0] == len(indices) else None
+    groups: dict[tuple, list[int]] = {}
+    bases = {}
+    for i in indices:
+        bases[i] = base_atoms(parsed.residues[i])
+        groups.setdefault((parsed.residues[i].parent, tuple(sorted(bases[i]))), []).append(i)
+    out = {}
+    for (parent, names), idx in groups.items():
+        stack = {n: torch.stack([bases[i][n] for i in idx])[:, None] for n in names}  # [R, 1, 3]
+        take = [rows[i] for i in idx] if rows is not None else idx
+        built = set_chis(stack, parent, chi[take].double())  # [R, M, 3] each
+        built = {n: (torch.round(x * 1000.0) / 1000.0).numpy() for n, x in built.items()}
+        for r, i in enumerate(idx):
+            out[i] = {n: x[r] for n, x in built.items()}
+    return out
+
+
+def samples_model(
+    parsed: ParsedStructure,
+    samples: torch.Tensor,  # [S, N, D] radians
+) -> gemmi.Structure:
+    """A multi-model structure: model s is the whole protein with every rebuildable residue at
+    samples[s] (one conformer, no altlocs); the others as observed (primary conformer)."""
+    base = base_structure(parsed)
+    built = build_batched(parsed, [i for i, r in enumerate(parsed.residues) if rebuildable(r)],
+                          samples.transpose(0, 1))  # fmt: skip
+    st = base.clone()
+    while len(st) > 0:
+        del st[0]
+    for s in range(samples.shape[0]):
+        model = base[0].clone()
+        model.num = s + 1
+        for i, confs in built.items():
+            rec = parsed.residues[i]
+            renames = residues.ATOM_RENAMES.get(rec.resname, {})
+            moving = set(moving_atoms(rec))
+            for atom in model[rec.chain_idx][rec.res_idx]:
+                name = renames.get(atom.name, atom.name)
+                if name in moving and name in confs:
+                    atom.pos = gemmi.Position(*confs[name][s].tolist())
+        st.add_model(model)
+    st.assign_label_seq_id()
+    return st
 
 
 def to_pdb(st: gemmi.Structure) -> str:

@@ -56,15 +56,26 @@ def _series(rows: list[dict], key: str, x_key: str) -> tuple[list[float], list[f
     return [p[0] for p in points], [p[1] for p in points]
 
 
+# Per-epoch validation scores beside the NLL, when the run logged them (train.validate).
+USER_METRICS = (
+    ("val_chi1_acc40", "χ1 within 40° (all residues)"),
+    ("val_flex_auroc", "flexibility AUROC (per structure)"),
+)
+
+
 def learning_curve(metrics_path, path) -> Path:
-    """Training loss and validation NLL against step (or epoch when rows carry no step)."""
+    """Training loss and validation NLL against step (or epoch when rows carry no step), and a
+    second panel with the per-epoch validation χ1 accuracy and flexibility AUROC when logged."""
     rows = read_metrics(metrics_path)
     x_key = "step" if any(_number(r.get("step")) for r in rows) else "epoch"
     # Epoch summaries (rows with a val_nll) repeat the epoch's mean training loss at the last
     # step; the per-step rows already draw it, so take the training loss from those when present.
     step_rows = [r for r in rows if not _number(r.get("val_nll"))]
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    scores = [(key, label, _series(rows, key, x_key)) for key, label in USER_METRICS]
+    scores = [s for s in scores if s[2][0]]
+    fig, axes = plt.subplots(1, 2 if scores else 1, figsize=(11 if scores else 6, 4), dpi=120)
+    ax = axes[0] if scores else axes
     plotted = False
     for key, label, style, source in (
         ("train_loss", "training loss", "-", step_rows or rows),
@@ -81,6 +92,13 @@ def learning_curve(metrics_path, path) -> Path:
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no train_loss or val_nll rows yet", ha="center", transform=ax.transAxes)
+    if scores:
+        for _, label, (xs, ys) in scores:
+            axes[1].plot(xs, ys, "o-", label=label, markersize=3, linewidth=1)
+        axes[1].set_xlabel(x_key)
+        axes[1].set_ylabel("validation score")
+        axes[1].set_title("what a user meets")
+        axes[1].legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -1,9 +1,14 @@
 """Per-residue flexibility summary: which side chains the model thinks move, ranked.
 
 Columns, for every residue with at least one χ:
+- flexibility: the score residues are ranked by and split at (`conformers.flexibility_score`):
+  the network's p_flexible where the weights have a flexibility head, else the mixture weight on
+  conformers other than the dominant one.
+- p_flexible: the network's probability of ≥ 2 conformers (SPEC §5b); blank without the head.
 - entropy: differential entropy of the mixture over the residue's defined χ (nats, Monte Carlo,
   `mixture.entropy`). Higher means a broader or more multimodal density. It sums over χ, so a
   four-χ lysine and a one-χ serine are on different scales; rank within a type where that matters.
+- entropy_per_chi: entropy / n_chi, which takes the χ count out of the comparison (roughly).
 - n_modes: mixture components with weight ≥ the threshold (default 0.1).
 - chi1_spread_deg: circular standard deviation of the χ1 marginal, sqrt(−2 ln R), computed
   exactly from the mixture: R = |Σ_k π_k A(κ_k) e^{iμ_k}| with A(κ) = I1(κ)/I0(κ).
@@ -26,7 +31,10 @@ COLUMNS = (
     "icode",
     "resname",
     "n_chi",
+    "flexibility",
+    "p_flexible",
     "entropy",
+    "entropy_per_chi",
     "n_modes",
     "chi1_spread_deg",
     "n_obs",
@@ -59,15 +67,22 @@ def flexibility_table(
     mix: Mixture,  # logits [N, K], mu/kappa [N, K, D]
     residue_entropy: torch.Tensor | None = None,  # [N]; computed here when not given
     threshold: float = MODE_WEIGHT,
+    score: torch.Tensor | None = None,  # [N] flexibility score; computed here when not given
+    p_flexible: torch.Tensor | None = None,  # [N] the network's, None without the head
 ) -> list[dict]:
-    """One row per residue with at least one χ, most flexible (highest entropy) first.
+    """One row per residue with at least one χ, most flexible (highest score) first; ties go
+    to the higher entropy.
 
     Each row also carries `index`, the residue's position in `features`, so callers can go from
     a row back to the residue.
     """
+    from .conformers import flexibility_score
+
     defined = features.chi_defined  # [N, D]
     if residue_entropy is None:
         residue_entropy = entropy(mix, defined, features.pi_symmetric)
+    if score is None:
+        score = flexibility_score(mix, defined, features.pi_symmetric, p_flexible)
     modes = n_modes(mix, threshold)
     spread = chi1_spread(mix)
     rows = []
@@ -79,14 +94,17 @@ def flexibility_table(
                 "icode": features.icode[i],
                 "resname": features.resname[i],
                 "n_chi": int(defined[i].sum()),
+                "flexibility": round(float(score[i]), 4),
+                "p_flexible": math.nan if p_flexible is None else round(float(p_flexible[i]), 4),
                 "entropy": round(float(residue_entropy[i]), 4),
+                "entropy_per_chi": round(float(residue_entropy[i]) / int(defined[i].sum()), 4),
                 "n_modes": int(modes[i]),
                 "chi1_spread_deg": round(float(spread[i]), 2),
                 "n_obs": int(features.n_obs[i]),
                 "index": i,
             }
         )
-    rows.sort(key=lambda r: (-r["entropy"], r["index"]))
+    rows.sort(key=lambda r: (-r["flexibility"], -r["entropy"], r["index"]))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     return rows

@@ -6,7 +6,9 @@ of the whole set, not means of per-structure means.
 
 - NLL: L_i = −Σ_a o_a log p(χ_a) over the altloc's defined χ (loss.residue_nll), mean over R.
 - coverage@S: share of observed altlocs in R with at least one of S samples within 20° on every
-  defined χ (circular distance, π-folded where symmetric).
+  defined χ (circular distance, π-folded where symmetric). Reported twice: for S iid draws, and
+  for the S conformers of `conformers.select_conformers` (the selector the app and the
+  multiconformer model use), key `coverage@S_selected`.
 - χ1 mode accuracy: share of residues in R whose highest-occupancy altloc has χ1 within 20° of
   the heaviest component's mean χ1.
 - packer-style χ1 accuracy: share of every residue with χ1 whose highest-occupancy altloc has χ1
@@ -45,6 +47,23 @@ def altloc_covered(
     d = circ_diff(samples[:, :, None, :], chi[None], pi_symmetric[None, :, None, :])  # [S, N, A, D]
     close = (d <= tol) | ~chi_mask[None]
     return close.all(-1).any(0)
+
+
+def selected_covered(
+    mix: Mixture,  # logits [R, K], mu/kappa [R, K, D]
+    chi: torch.Tensor,  # [R, A, D]
+    chi_mask: torch.Tensor,  # [R, A, D] bool
+    chi_defined: torch.Tensor,  # [R, D] bool
+    pi_symmetric: torch.Tensor,  # [R, D] bool
+    n_select: int,
+    seed: int = 0,
+) -> torch.Tensor:
+    """[R, A] bool: `altloc_covered` by the selector's S conformers instead of S iid draws."""
+    from .conformers import select_conformers
+
+    sel = select_conformers(mix, chi_defined, pi_symmetric, n_select, seed=seed)
+    # Invalid rows repeat the first conformer, so they cover nothing new.
+    return altloc_covered(sel.chi.transpose(0, 1), chi, chi_mask, pi_symmetric)
 
 
 def chi1_mode_hit(
@@ -229,11 +248,14 @@ def score_structure(
     alt = chi_mask.any(-1) & (occ > 0)  # [R, A] observed altlocs
     draws, _ = sample(mix_r, n_samples, sym, generator=g)  # [S, R, D]
     covered = altloc_covered(draws, chi, chi_mask, sym)  # [R, A]
+    defined_r = feats.chi_defined[in_r]
+    covered_sel = selected_covered(mix_r, chi, chi_mask, defined_r, sym, n_samples, seed)  # [R, A]
     u = hdr_rank(mix_r, chi, chi_mask, sym, n_calibration_samples, g)  # [R, A]
     # Each residue in R counts once in the occupancy-weighted calibration, as in the NLL.
     return {
         "nll": nll[in_r],
         "covered": covered[alt],
+        "covered_selected": covered_sel[alt],
         "chi1_hit": hit[in_r & has_chi1],
         "chi1_err": chi1_err[top_has_chi1],
         "entropy": ent[labelled],
@@ -267,6 +289,7 @@ def summarize(scores: list[dict[str, torch.Tensor]], n_samples: int = 10) -> dic
     return {
         "nll": mean(cat["nll"]),
         f"coverage@{n_samples}": mean(cat["covered"]),
+        f"coverage@{n_samples}_selected": mean(cat["covered_selected"]),
         "chi1_mode_acc": mean(cat["chi1_hit"]),
         **{
             f"chi1_acc@{t}": mean(cat["chi1_err"] <= math.radians(t))

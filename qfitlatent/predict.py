@@ -1,7 +1,7 @@
-"""Structure in → mixtures, flexibility table, sampled multiconformer model out.
+"""Structure in → mixtures, flexibility table, multiconformer model, sampled ensemble out.
 
 The command line (`qfitlatent predict` / `sample`) and the app both call `predict` and the
-writers below, so a file written by either is the same.
+writers below (the only writers of these files), so a file written by either is the same bytes.
 """
 
 import json
@@ -14,22 +14,30 @@ import torch
 
 from . import export
 from .checkpoint import resolve_device
+from .conformers import Selection, flexibility_score, iid_selection, select_conformers
 from .dataset import list_structure_files
 from .errors import CheckpointError, StructureError
 from .features import Features, featurize
 from .flexibility import flexibility_table
 from .flexibility import table_csv as _table_csv
-from .mixture import Mixture, entropy
-from .sample import MAX_CONFORMERS, SAME_CONFORMER_DEG, Ensemble, sample_chis, sample_ensemble
+from .mixture import Mixture
+from .multiconf import MulticonformerModel, SplitOptions, build_multiconformer, report_csv
+from .sample import sample_chis
+from .server_config import check_prediction_size
 from .structure import ParsedStructure, read_structure, structure_id
 
 MIXTURE_FORMAT = "qfitlatent.mixture/1"
 OUTPUT_FILES = {
     "mixture": "mixture.json",
     "table": "residues.csv",
-    "pdb": "ensemble.pdb",
-    "cif": "ensemble.cif",
+    "report": "report.csv",
+    "pdb": "multiconformer.pdb",
+    "cif": "multiconformer.cif",
+    "samples_pdb": "samples.pdb",
+    "samples_cif": "samples.cif",
 }
+CONFORMER_SOURCES = ("select", "iid")  # where the multiconformer model's alternatives come from
+N_PROPOSED = 6  # selector conformers proposed per residue for the multiconformer model
 
 
 @dataclass
@@ -37,12 +45,12 @@ class Prediction:
     parsed: ParsedStructure
     features: Features
     mixture: Mixture  # logits [N, K], mu/kappa [N, K, D], CPU float32
-    table: list[dict]  # flexibility rows, highest entropy first (see flexibility.py)
-    samples: torch.Tensor  # [S, N, D] sampled χ, radians
-    ensemble: Ensemble  # distinct conformers per residue with occupancies
+    table: list[dict]  # flexibility rows, most flexible first (see flexibility.py)
+    samples: torch.Tensor  # [S, N, D] iid draws, radians: the models of samples.pdb
+    selection: Selection  # distinct conformers per residue that the multiconformer model tries
     entropy: torch.Tensor  # [N] nats over defined χ (0 where none)
-    clashes: list[list[int]]  # per residue, per conformer: moving atoms within 2.5 Å of others
-    ensemble_structure: gemmi.Structure  # the multiconformer model that ensemble_pdb/cif write
+    flexibility: torch.Tensor  # [N] conformers.flexibility_score: what is ranked and split
+    multiconformer: MulticonformerModel  # the parsimonious altloc model and its report
     source_name: str  # the input's file name ("1abc.pdb.gz"), or the name given for bytes
     # [N] probability that the side chain has >= 2 distinct conformers (SPEC §5b); None for
     # weights without a flexibility head.
@@ -59,19 +67,25 @@ def predict(
     seed: int = 0,
     temperature: float = 1.0,
     device: str = "cpu",
-    tol_deg: float = SAME_CONFORMER_DEG,
-    max_conformers: int = MAX_CONFORMERS,
+    options: SplitOptions = SplitOptions(),
+    conformers: str = "select",
     progress=None,
 ) -> Prediction:
     """Predict one structure: `source` is a path, bytes, or an already read ParsedStructure.
 
-    `progress(fraction, text)`, when given, is called before each step (reading, features,
-    network, entropy, sampling, building), so a page can show where a long structure is.
-    Raises StructureError for input that cannot be used.
+    `options` set the multiconformer model (threshold, conformers, occupancy, input altlocs);
+    `conformers` says where its alternatives come from: "select" (the selector's distinct
+    peaks, the default) or "iid" (clusters of the S iid draws). `progress(fraction, text)`,
+    when given, is called before each step (reading, features, network, sampling, building),
+    so a page can show where a long structure is. Raises StructureError for input that cannot
+    be used.
     """
+    if conformers not in CONFORMER_SOURCES:
+        raise ValueError(f"conformers must be one of {CONFORMER_SOURCES}")
     step = progress or (lambda fraction, text: None)
     step(0.0, "Reading the structure")
     parsed = source if isinstance(source, ParsedStructure) else read_structure(source, name=name)
+    check_prediction_size(parsed)  # the operator's residue cap, before any tensor is built
     source_name = name or (Path(source).name if isinstance(source, (str, Path)) else parsed.name)
     n = len(parsed.residues)
     step(0.1, f"Computing features of {n:,} residues")
@@ -83,22 +97,37 @@ def predict(
     mix = Mixture(*(t.detach().float().cpu() for t in out.mixture))
     p_flexible = None if out.flex_logit is None else torch.sigmoid(out.flex_logit.float()).cpu()
     defined, symmetric = features.chi_defined, features.pi_symmetric
-    step(0.5, "Estimating each residue's entropy")
-    h = entropy(mix, defined, symmetric, seed=seed)
-    step(0.6, f"Sampling {n_samples} conformations per residue")
+    step(0.45, f"Sampling {n_samples} conformations per residue, selecting distinct ones")
     samples = sample_chis(mix, symmetric, n_samples=n_samples, seed=seed, temperature=temperature)
-    rebuildable = torch.tensor([export.rebuildable(r) for r in parsed.residues])
-    ensemble = sample_ensemble(samples, defined, symmetric, rebuildable, tol_deg, max_conformers)
-    step(0.7, "Building the sampled side chains and checking clashes")
-    st, clashes = export.build_model(parsed, ensemble)
-    table = flexibility_table(features, mix, residue_entropy=h)
+    selection = select_conformers(mix, defined, symmetric, N_PROPOSED, seed=seed)
+    score = flexibility_score(mix, defined, symmetric, p_flexible)
+    proposed = selection if conformers == "select" else iid_selection(samples, defined, symmetric)
+    step(0.65, "Building the multiconformer model and checking clashes")
+    multi = build_multiconformer(parsed, proposed, score, options)
+    table = flexibility_table(
+        features, mix, residue_entropy=selection.entropy, score=score, p_flexible=p_flexible
+    )
+    written = {i: len(c) for i, c in multi.conformers.items()}
+    clashed: dict[int, int] = {}
+    for r in multi.rows:
+        if r["status"] == "rejected: clash":
+            clashed[r["index"]] = clashed.get(r["index"], 0) + 1
     for row in table:
-        i = row["index"]
-        row["n_conformers"] = ensemble.n_conformers(i) if rebuildable[i] else 0
-        row["clashing_conformers"] = sum(c > 0 for c in clashes[i])
+        row["n_conformers"] = written.get(row["index"], 1)
+        row["rejected_clash"] = clashed.get(row["index"], 0)
     step(1.0, "Done")
     return Prediction(
-        parsed, features, mix, table, samples, ensemble, h, clashes, st, source_name, p_flexible
+        parsed,
+        features,
+        mix,
+        table,
+        samples,
+        selection,
+        selection.entropy,
+        score,
+        multi,
+        source_name,
+        p_flexible,
     )
 
 
@@ -123,6 +152,8 @@ def mixture_json(pred: Prediction, weights_name: str) -> dict:
                 "mu": mix.mu[i].double().tolist(),
                 "kappa": mix.kappa[i].double().tolist(),
                 "entropy": float(pred.entropy[i]),
+                # SPEC §5b; null for weights without a flexibility head
+                "p_flexible": None if pred.p_flexible is None else float(pred.p_flexible[i]),
             }
         )
     return {
@@ -133,55 +164,120 @@ def mixture_json(pred: Prediction, weights_name: str) -> dict:
     }
 
 
-def ensemble_pdb(pred: Prediction) -> str:
-    return export.to_pdb(pred.ensemble_structure)
+def multiconformer_pdb(pred: Prediction) -> str:
+    """multiconformer.pdb: the altloc model for refinement, its REMARKs first."""
+    import textwrap
+
+    lines = [w for line in _remark_lines(pred) for w in textwrap.wrap(line, 69)]
+    remarks = "".join(f"REMARK 250 {w:<69}\n" for w in lines)  # 80 columns, as PDB lines are
+    return remarks + export.to_pdb(pred.multiconformer.structure)
 
 
-def ensemble_cif(pred: Prediction) -> str:
-    return export.to_cif(pred.ensemble_structure)
+def multiconformer_cif(pred: Prediction) -> str:
+    """multiconformer.cif: the same model; the REMARKs go into _pdbx_database_remark."""
+    doc = pred.multiconformer.structure.make_mmcif_document()
+    loop = doc.sole_block().init_loop("_pdbx_database_remark.", ["id", "text"])
+    for k, line in enumerate(_remark_lines(pred), start=1):
+        loop.add_row([str(250 + k), gemmi.cif.quote(line)])
+    return doc.as_string()
+
+
+def _remark_lines(pred: Prediction) -> list[str]:
+    m = pred.multiconformer
+    return [
+        "qfitlatent multiconformer model: the input side chain is altloc A, predicted "
+        "alternatives B, C",
+        *m.remarks,
+        f"{m.n_split} residues split; expected flexible residues {m.expected_flexible:.1f}",
+    ]
+
+
+def samples_structure(pred: Prediction) -> gemmi.Structure:
+    """S models, each the whole structure with one iid-sampled conformer per residue."""
+    return export.samples_model(pred.parsed, pred.samples)
+
+
+def samples_pdb(pred: Prediction) -> str:
+    return export.to_pdb(samples_structure(pred))
+
+
+def samples_cif(pred: Prediction) -> str:
+    return export.to_cif(samples_structure(pred))
 
 
 def table_csv(pred: Prediction) -> str:
     return _table_csv(pred.table)
 
 
-def write_outputs(pred: Prediction, out_dir, weights_name: str) -> dict[str, Path]:
-    """mixture.json, residues.csv, ensemble.pdb and ensemble.cif in `out_dir` (created)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    texts = {
+def output_texts(pred: Prediction, weights_name: str) -> dict[str, str]:
+    """Every output file's text, keyed as OUTPUT_FILES; the app offers these same strings."""
+    st = samples_structure(pred)  # built once for both formats
+    return {
         "mixture": json.dumps(mixture_json(pred, weights_name), indent=1) + "\n",
         "table": table_csv(pred),
-        "pdb": ensemble_pdb(pred),
-        "cif": ensemble_cif(pred),
+        "report": report_csv(pred.multiconformer),
+        "pdb": multiconformer_pdb(pred),
+        "cif": multiconformer_cif(pred),
+        "samples_pdb": export.to_pdb(st),
+        "samples_cif": export.to_cif(st),
     }
+
+
+def write_outputs(pred: Prediction, out_dir, weights_name: str) -> dict[str, Path]:
+    """Every file of OUTPUT_FILES in `out_dir` (created)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for key, text in texts.items():
+    for key, text in output_texts(pred, weights_name).items():
         paths[key] = out_dir / OUTPUT_FILES[key]
         paths[key].write_text(text)
     return paths
 
 
 def residue_conformers(pred: Prediction, residue_index: int) -> list[tuple[str, float, dict]]:
-    """The written conformers of one residue, for drawing them over each other.
+    """The conformers of one residue as multiconformer.pdb holds them, for drawing.
 
-    Returns one (altloc label, occupancy, {atom name: [3] numpy array, Å}) per conformer, heaviest
-    first. The label is "" for a residue written as a single conformer. Atoms are the whole
-    residue (backbone, CB and side chain, names as in the file: MSE keeps SE); the backbone is
-    the same in every conformer. Residues kept as observed give their primary input conformer.
+    Returns one (altloc label, occupancy, {atom name: [3] numpy array, Å}) per conformer:
+    A (the input side chain), then the predicted alternatives. A residue we did not split gives
+    one entry, label "", its input side chain. Atoms are the whole residue (backbone, CB and side
+    chain, names as in the file: MSE keeps SE); the backbone is the same in every conformer.
     """
     rec = pred.parsed.residues[residue_index]
     back = {v: k for k, v in export.residues.ATOM_RENAMES.get(rec.resname, {}).items()}
-    ens = pred.ensemble
+    written = pred.multiconformer.conformers.get(residue_index)
+    if not written:
+        atoms = export.base_atoms(rec)
+        return [("", 1.0, {back.get(n, n): x.numpy() for n, x in atoms.items()})]
+    chi = torch.stack([c for _, _, c in written])  # [M, D]
     out = []
-    for label, occ, atoms in zip(
-        ens.labels(residue_index),
-        ens.occ[residue_index].tolist(),
-        export.conformer_atoms(rec, ens.chi[residue_index]),
-        strict=True,
-    ):
+    for (label, occ, _), atoms in zip(written, export.conformer_atoms(rec, chi), strict=True):
         out.append((label, float(occ), {back.get(n, n): x.numpy() for n, x in atoms.items()}))
+    out[0] = (out[0][0], out[0][1], {back.get(n, n): x.numpy()
+                                     for n, x in export.base_atoms(rec).items()})  # fmt: skip
     return out
+
+
+def residue_proposals(pred: Prediction, i: int) -> list[tuple[str, float, dict, bool]]:
+    """What the app draws for residue i: (label, occupancy or mass, atoms, written?).
+
+    A split residue gives its predicted alternatives as written (B, C, …; A is the input side
+    chain, drawn as observed). Any other rebuildable residue gives the selector's conformers
+    (labelled 1, 2, … with their mixture mass, up to the maximum number of conformers), which
+    the multiconformer model did not write. Residues that cannot be rebuilt give none.
+    """
+    if i in pred.multiconformer.conformers:
+        return [(lab, occ, atoms, True) for lab, occ, atoms in residue_conformers(pred, i)[1:]]
+    rec = pred.parsed.residues[i]
+    if not export.rebuildable(rec):
+        return []
+    chi, mass = pred.selection.conformers(i)
+    m = pred.multiconformer.options.max_conformers
+    chi, mass = chi[:m], mass[:m]
+    back = {v: k for k, v in export.residues.ATOM_RENAMES.get(rec.resname, {}).items()}
+    return [
+        (str(k + 1), float(o), {back.get(n, n): x.numpy() for n, x in atoms.items()}, False)
+        for k, (o, atoms) in enumerate(zip(mass, export.conformer_atoms(rec, chi), strict=True))
+    ]
 
 
 def predict_from_args(args) -> int:
@@ -199,6 +295,17 @@ def predict_from_args(args) -> int:
             "(train one with `qfitlatent train`)"
         )
     device = resolve_device(args.device)
+    given = {
+        "threshold": args.threshold,
+        "max_conformers": args.max_conformers,
+        "min_occupancy": args.min_occupancy,
+        "input_altlocs": args.input_altlocs,
+    }
+    try:
+        options = SplitOptions(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as err:
+        print(f"qfitlatent predict: {err}", file=sys.stderr)
+        return 2
     model, _ = load_model(weights, device)
     files = []
     for item in args.structures:
@@ -213,18 +320,24 @@ def predict_from_args(args) -> int:
                 seed=args.seed,
                 temperature=args.temperature,
                 device=device,
+                options=options,
+                conformers=args.conformers,
             )
         except StructureError as err:
             print(f"skipped {path}: {err}", file=sys.stderr)
             skipped += 1
             continue
+        for warning in pred.parsed.warnings:  # what the app shows under the structure
+            print(f"{path.name}: warning: {warning}", file=sys.stderr)
         out = write_outputs(pred, Path(args.out) / structure_id(path), weights.name)
         top = ", ".join(
             f"{r['chain']}{r['resnum']}{r['icode']} {r['resname']}" for r in pred.table[:5]
         )
+        m = pred.multiconformer
         print(
-            f"{path.name}: {pred.features.n_res} residues → {out['pdb'].parent}"
-            f"  (most flexible: {top})"
+            f"{path.name}: {pred.features.n_res} residues → {out['pdb'].parent}; "
+            f"{m.n_split} split (expected flexible {m.expected_flexible:.1f}); "
+            f"most flexible: {top}"
         )
     if skipped:
         print(f"{skipped} of {len(files)} structure(s) skipped", file=sys.stderr)

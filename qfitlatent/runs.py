@@ -10,24 +10,25 @@ its own session (process group) that runs the `qfitlatent train` command from jo
 it and records how it ended. Without it the exit status of a run is lost whenever the server that
 launched it restarts. Stopping sends SIGTERM to the whole group; the trainer saves last.pt.
 
-One run at a time per runs folder: `<runs>/.lock` holds the supervisor's pid and counts as free
-when that process is gone, so a crashed (even SIGKILLed) run never leaves it stuck.
+One run at a time per runs folder: `<runs>/.lock` holds the supervisor's pid (in a record that
+appears whole, see the lock section) and counts as free when that process is gone, so a crashed
+(even SIGKILLed) run never leaves it stuck.
 """
 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 RUNS_ENV = "QFITLATENT_RUNS"
 LOCK_NAME = ".lock"
-STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
 # A run name becomes a folder name: letters, digits, '.', '_', '-', starting with a letter or
 # digit, so it can never be '..', absolute, hidden or contain a path separator.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -90,48 +91,111 @@ def pid_alive(pid: int | None) -> bool:
 
 
 # --- the lock ----------------------------------------------------------------------------------
+# `.lock` holds one complete JSON record {"pid", "token", "time"}: it is written to a temporary
+# file first and then hard-linked into place, so it appears with its content or not at all and a
+# reader never sees an empty lock. Breaking a stale lock (its process is gone) and taking it
+# happen under an flock on `.lock.guard`, so two launchers can never both judge the same lock
+# stale and each take it: the old create-then-write lock let 3 of 4 races start two trainers.
+
+LOCK_GUARD = ".lock.guard"
+
+
+def _read_lock(path: Path) -> dict | None:
+    """The lock's record, or None when there is no lock. A lock that is there but holds no
+    complete record (written by hand, or a disk error) counts as held: never guess it stale."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {"pid": None}
+    try:
+        rec = json.loads(text)
+        pid = int(rec["pid"])
+    except (ValueError, TypeError, KeyError):
+        return {"pid": None}
+    return {**rec, "pid": pid}
 
 
 def lock_holder(root: Path | None = None) -> int | None:
-    """pid holding the runs lock, or None when it is free (missing, unreadable or dead)."""
-    path = (root or runs_root()) / LOCK_NAME
-    try:
-        pid = int(path.read_text().strip() or 0)
-    except (OSError, ValueError):
+    """pid holding the runs lock, or None when it is free (missing, or its process is gone).
+
+    A lock without a complete record reports -1: held by someone we cannot name.
+    """
+    rec = _read_lock((root or runs_root()) / LOCK_NAME)
+    if rec is None:
         return None
-    return pid if pid_alive(pid) else None
+    if rec["pid"] is None:
+        return -1
+    return rec["pid"] if pid_alive(rec["pid"]) else None
+
+
+class _Guard:
+    """Exclusive flock on `<root>/.lock.guard` for the few lines that change `.lock`; the kernel
+    drops it if the holder dies, so it can never be left stuck."""
+
+    def __init__(self, root: Path):
+        self.path = root / LOCK_GUARD
+
+    def __enter__(self):
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # closing drops the flock
+
+
+def _lock_record(pid: int) -> str:
+    import secrets
+
+    return json.dumps({"pid": int(pid), "token": secrets.token_hex(8), "time": time.time()})
+
+
+def _place(root: Path, record: str, *, replace: bool) -> None:
+    """Put `record` at `.lock` atomically: link (fails if a lock exists) or replace."""
+    tmp = root / f"{LOCK_NAME}.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp.write_text(record)
+    try:
+        if replace:
+            os.replace(tmp, root / LOCK_NAME)
+        else:
+            os.link(tmp, root / LOCK_NAME)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _acquire_lock(root: Path, pid: int) -> None:
+    """Take the runs lock for `pid`, or raise RuntimeError while a live process holds it."""
     path = root / LOCK_NAME
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = lock_holder(root)
-            if holder is not None:
-                raise RuntimeError(f"a training run is already going (pid {holder})") from None
-            path.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(pid))
-        return
-    raise RuntimeError("could not take the training lock; try again")
+    with _Guard(root):
+        rec = _read_lock(path)
+        if rec is not None:
+            if rec["pid"] is None:
+                raise RuntimeError(
+                    f"the training lock {LOCK_NAME} in the runs folder is unreadable; "
+                    "an operator should check it"
+                )
+            if pid_alive(rec["pid"]):
+                raise RuntimeError(f"a training run is already going (pid {rec['pid']})")
+            path.unlink()  # stale: its process is gone, judged from a complete record
+        _place(root, _lock_record(pid), replace=False)
 
 
 def _set_lock(root: Path, pid: int) -> None:
-    tmp = root / f"{LOCK_NAME}.{os.getpid()}"
-    tmp.write_text(str(pid))
-    os.replace(tmp, root / LOCK_NAME)
+    """Hand the lock we hold to `pid` (the supervisor), in one atomic replace."""
+    with _Guard(root):
+        _place(root, _lock_record(pid), replace=True)
 
 
 def _release_lock(root: Path, pid: int) -> None:
     path = root / LOCK_NAME
-    try:
-        if int(path.read_text().strip() or 0) == pid:
-            path.unlink()
-    except (OSError, ValueError):
-        pass
+    with _Guard(root):
+        rec = _read_lock(path)
+        if rec is not None and rec["pid"] == pid:
+            path.unlink(missing_ok=True)
 
 
 # --- jobs --------------------------------------------------------------------------------------
@@ -152,6 +216,12 @@ class Job:
     ended: float | None = None
     stop_requested: bool = False
     message: str = ""
+    # sha256 of the launching browser session's token (never the token itself); "" for runs
+    # started outside the app. Only that session, or an operator, may stop or delete the run.
+    owner: str = ""
+    # Whether the run's best.pt is a model choice for every visitor. Runs on uploaded or server
+    # data start private to their owner; `qfitlatent runs publish` makes them public.
+    public: bool = False
 
     @property
     def path(self) -> Path:
@@ -204,6 +274,8 @@ def list_jobs(root: Path | None = None) -> list[Job]:
     root = root or runs_root()
     jobs = []
     for d in root.glob("*/job.json") if root.is_dir() else ():
+        if d.parent.name.startswith("."):
+            continue  # a run being deleted
         try:
             jobs.append(load_job(d.parent))
         except (OSError, ValueError, TypeError):
@@ -215,13 +287,40 @@ def active_job(root: Path | None = None) -> Job | None:
     return next((j for j in list_jobs(root) if j.active), None)
 
 
-def finished_checkpoints(root: Path | None = None) -> dict[str, Path]:
-    """{run name: best.pt} for runs that ended (finished or stopped) with a best checkpoint."""
+def finished_checkpoints(root: Path | None = None, token: str | None = None) -> dict[str, Path]:
+    """{run name: best.pt} for runs that ended (finished or stopped) with a best checkpoint and
+    that this visitor may use: public ones, and their own (session `token`)."""
     return {
         j.name: j.best_path
         for j in list_jobs(root)
-        if j.status in ("finished", "stopped") and j.best_path.is_file()
+        if j.status in ("finished", "stopped")
+        and j.best_path.is_file()
+        and (j.public or is_owner(j, token))
     }
+
+
+# --- ownership ---------------------------------------------------------------------------------
+
+
+def owner_id(token: str | None) -> str:
+    """What job.json stores for a session token: its sha256, so reading the file is no key."""
+    import hashlib
+
+    return hashlib.sha256(token.encode()).hexdigest() if token else ""
+
+
+def is_owner(job: Job, token: str | None) -> bool:
+    import hmac
+
+    return bool(job.owner) and bool(token) and hmac.compare_digest(job.owner, owner_id(token))
+
+
+def _check_control(job: Job, token: str | None, operator: bool, action: str) -> None:
+    if not (operator or is_owner(job, token)):
+        raise PermissionError(
+            f"only the session that started run {job.name!r} can {action} it "
+            "(or an operator, with `qfitlatent runs`)"
+        )
 
 
 def train_command(
@@ -257,37 +356,6 @@ def train_command(
     return cmd
 
 
-def stage_uploads(dest: Path, files: list[tuple[str, bytes]]) -> int:
-    """Write uploaded structures (and the structures inside uploaded .zip files) into `dest`.
-
-    Only base names with a structure suffix (optionally .gz) are kept, so a zip member like
-    `../../etc/x.pdb` lands as `dest/x.pdb`. Returns how many files were written.
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    n = 0
-
-    def put(name: str, data: bytes) -> None:
-        nonlocal n
-        base = Path(name.replace("\\", "/")).name
-        stem = base[:-3] if base.lower().endswith(".gz") else base
-        if not stem.lower().endswith(STRUCTURE_SUFFIXES) or not _NAME.fullmatch(base):
-            return
-        (dest / base).write_bytes(data)
-        n += 1
-
-    for name, data in files:
-        if name.lower().endswith(".zip"):
-            import io
-
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                for info in zf.infolist():
-                    if not info.is_dir() and info.file_size < 200 * 2**20:
-                        put(info.filename, zf.read(info))
-        else:
-            put(name, data)
-    return n
-
-
 def launch(
     name: str,
     *,
@@ -299,32 +367,43 @@ def launch(
     overrides: list[str] | tuple[str, ...] = (),
     root: Path | None = None,
     threads: int | None = None,
+    owner: str | None = None,
+    public: bool = False,
+    limits=None,
 ) -> Job:
     """Start a fine-tune in the background and return its job (status "running").
 
-    `data` is a folder of structures or uploaded (file name, bytes) pairs (zips allowed), which
-    are copied into the run folder. `threads` caps the trainer's CPU threads (default: all cores
-    but one, so the web server stays responsive). Raises RuntimeError while another run is going
-    and ValueError for a bad name, an existing run or unusable data.
+    `data` is a folder of structures (the caller decides whether the visitor may use it, see
+    data_roots) or uploaded (file name, bytes) pairs (zips allowed), which are copied into the
+    run folder within `limits` (default: server_config.load()). `owner` is the launching
+    session's token; `public` makes the best.pt a model choice for everyone. `threads` caps the
+    trainer's CPU threads (default: all cores but one, so the web server stays responsive).
+    Raises RuntimeError while another run is going and ValueError for a bad name, an existing
+    run or unusable data (UploadError for uploads). A launch that raises leaves no run folder
+    behind, so its name can be used again.
     """
+    from . import server_config, uploads
+
     root = Path(root or runs_root())
     name = clean_name(name)
+    if not isinstance(data, list) and not Path(data).is_dir():
+        raise ValueError(f"training data folder {str(data)!r} does not exist")
+    limits = limits or server_config.load()
     root.mkdir(parents=True, exist_ok=True)
     _acquire_lock(root, os.getpid())
+    run_dir, made = root / name, False
     try:
-        run_dir = root / name
         try:
             run_dir.mkdir()
+            made = True
         except FileExistsError:
             raise ValueError(f"a run called {name!r} exists already; pick another name") from None
         if isinstance(data, list):
-            if stage_uploads(run_dir / "data", data) == 0:
+            if uploads.stage_uploads(run_dir / "data", data, limits) == 0:
                 raise ValueError(
                     "no structure files (.pdb, .cif, .ent, optionally .gz) in the upload"
                 )
             data = run_dir / "data"
-        elif not Path(data).is_dir():
-            raise ValueError(f"training data folder {str(data)!r} does not exist")
         cmd = train_command(
             run_dir,
             Path(data),
@@ -346,6 +425,8 @@ def launch(
                 "freeze_trunk": bool(freeze_trunk),
                 "overrides": list(overrides),
             },
+            owner=owner_id(owner),
+            public=bool(public),
         )
         job.save()
         env = dict(os.environ)
@@ -362,8 +443,11 @@ def launch(
                 cwd=os.getcwd(),
             )
         _CHILDREN[proc.pid] = proc
+        made = False  # from here the supervisor owns the folder
         _set_lock(root, proc.pid)
     except BaseException:
+        if made:
+            shutil.rmtree(run_dir, ignore_errors=True)
         _release_lock(root, os.getpid())
         raise
     # The supervisor writes its pid and "running" itself; writing here too could overwrite
@@ -372,10 +456,14 @@ def launch(
     return job
 
 
-def stop(job: Job) -> Job:
-    """Ask a run to stop: SIGTERM to its process group (the trainer saves last.pt first)."""
+def stop(job: Job, *, token: str | None = None, operator: bool = False) -> Job:
+    """Ask a run to stop: SIGTERM to its process group (the trainer saves last.pt first).
+
+    Only its owner (session `token`) or an `operator` may; anyone else gets PermissionError.
+    """
     pid = job.pid  # the launcher knows it before the supervisor has written it
     job = load_job(job.path)
+    _check_control(job, token, operator, "stop")
     if not job.active:
         return job
     job.pid = job.pid or pid
@@ -386,6 +474,30 @@ def stop(job: Job) -> Job:
             os.killpg(job.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+    return job
+
+
+def delete(job: Job, *, token: str | None = None, operator: bool = False) -> None:
+    """Remove an ended run's folder (checkpoints, log, staged data). Owner or operator only;
+    a run that is still going must be stopped first."""
+    job = load_job(job.path)
+    _check_control(job, token, operator, "delete")
+    if job.active:
+        raise ValueError(f"run {job.name!r} is still going; stop it first")
+    path = job.path.resolve()
+    if path.name != job.name or not (path / "job.json").is_file():
+        raise ValueError(f"{job.name!r} does not look like a run folder; not deleting it")
+    # Rename first: the folder leaves the runs list at once, even if removing it takes a while.
+    trash = path.with_name(f".deleting-{path.name}-{os.getpid()}")
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def publish(job: Job, public: bool = True) -> Job:
+    """Operator only (the command line): make a run's best.pt a model choice for everyone."""
+    job = load_job(job.path)
+    job.public = bool(public)
+    job.save()
     return job
 
 

@@ -2,14 +2,13 @@
 
 `sample_chis` draws S conformers per residue (component k ~ π, then χ_d ~ VonMises(μ_kd, κ_kd)),
 seeded so the same seed gives the same ensemble. `most_likely` is the deterministic conformer:
-the mean of the heaviest component. `sample_ensemble` groups near-identical draws into distinct
-conformers (one altloc each) with occupancies from how often they were drawn.
+the mean of the heaviest component. `cluster_conformers` groups near-identical draws into
+distinct conformers with their frequencies (the iid option of the multiconformer model;
+`conformers.select_conformers` is the default).
 """
 
 import math
 import string
-from dataclasses import dataclass
-
 import torch
 
 from .geometry import circ_diff
@@ -19,33 +18,6 @@ ALTLOCS = string.ascii_uppercase  # the PDB format allows one character; 26 lett
 SAME_CONFORMER_DEG = 20.0  # draws within this on every defined χ are one conformer
 MAX_CONFORMERS = 6  # altlocs per residue in a written model; qFit models rarely exceed 5
 MIN_OCC = 0.01  # rarer conformers would be written with occupancy 0.00: they join a kept one
-
-
-@dataclass
-class Ensemble:
-    """Distinct side-chain conformers per residue (N residues, M_i conformers each).
-
-    A residue with one conformer is written without altloc. Residues that cannot be rebuilt
-    (no χ, proline, modified residues with extra atoms) have one conformer whose χ are NaN,
-    meaning "as observed in the input".
-    """
-
-    chi: list[torch.Tensor]  # per residue [M_i, D] radians, heaviest conformer first
-    occ: list[torch.Tensor]  # per residue [M_i], sums to 1
-
-    def __len__(self) -> int:
-        return len(self.chi)
-
-    def n_conformers(self, i: int) -> int:
-        return int(self.chi[i].shape[0])
-
-    def labels(self, i: int) -> list[str]:
-        """Altloc letters of residue i: [""] for a single conformer, else "A", "B", …."""
-        m = self.n_conformers(i)
-        return [""] if m == 1 else list(ALTLOCS[:m])
-
-    def as_observed(self, i: int) -> bool:
-        return bool(torch.isnan(self.chi[i]).all())
 
 
 def sample_chis(
@@ -113,27 +85,3 @@ def cluster_conformers(
     occ = torch.bincount(assign, minlength=len(kept)).double() / s
     occ, rank = occ.sort(descending=True, stable=True)
     return chi[kept[rank]], occ.float()
-
-
-def sample_ensemble(
-    chi: torch.Tensor,  # [S, N, D] draws
-    chi_defined: torch.Tensor,  # [N, D] bool
-    pi_symmetric: torch.Tensor,  # [N, D] bool
-    rebuildable: torch.Tensor,  # [N] bool: residues whose χ the builder can set
-    tol_deg: float = SAME_CONFORMER_DEG,
-    max_conformers: int = MAX_CONFORMERS,
-) -> Ensemble:
-    """Distinct conformers with occupancies for every residue, from S draws each."""
-    chis, occs = [], []
-    nan = torch.full((1, chi.shape[-1]), float("nan"))
-    for i in range(chi.shape[1]):
-        if not bool(rebuildable[i]):
-            chis.append(nan.clone())
-            occs.append(torch.ones(1))
-            continue
-        c, o = cluster_conformers(
-            chi[:, i], chi_defined[i], pi_symmetric[i], tol_deg, max_conformers
-        )
-        chis.append(c)
-        occs.append(o)
-    return Ensemble(chi=chis, occ=occs)

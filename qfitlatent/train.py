@@ -388,6 +388,9 @@ def train(
     if main_rank:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "split.json", split)
+        from .checkpoint import remove_stale_temporaries
+
+        remove_stale_temporaries(out_dir)  # .last.pt.<pid>.tmp of a save killed by kill -9
 
     feats, skipped = load_dataset(data_dir, cache_dir, names=names)
     for name, reason in skipped:

@@ -90,12 +90,21 @@ def default_weights() -> Path:
     return Path(os.environ.get(WEIGHTS_ENV) or shipped())
 
 
+def session_token() -> str:
+    """This browser session's secret: it owns the runs the session launches. Kept in session
+    state only, so it lives as long as the tab's session (a reload starts a new one)."""
+    import secrets
+
+    return st.session_state.setdefault("owner_token", secrets.token_urlsafe(24))
+
+
 def weights_options() -> dict[str, Path]:
-    """{label: checkpoint} for the model choice: shipped weights, then finished fine-tunes."""
+    """{label: checkpoint} for the model choice: shipped weights, then the finished fine-tunes
+    this visitor may use (public ones and their own)."""
     options = {}
     if default_weights().is_file():
         options[SHIPPED] = default_weights()
-    for name, path in runs.finished_checkpoints().items():
+    for name, path in runs.finished_checkpoints(token=session_token()).items():
         options[f"fine-tune: {name}"] = path
     return options
 
@@ -134,25 +143,35 @@ def _results() -> "OrderedDict[tuple, Result]":
     return OrderedDict()
 
 
-def _compute(data, name, weights: Path, dev: str, progress, **settings) -> Result:
-    import json
-
+def _compute(data, name, weights: Path, dev: str, progress, split: dict, **settings) -> Result:
     from . import predict
+    from .multiconf import SplitOptions
 
     model, _ = _load_model(str(weights), weights.stat().st_mtime, dev)
-    pred = predict.predict(model, data, name=name, device=dev, progress=progress, **settings)
+    pred = predict.predict(model, data, name=name, device=dev, progress=progress,
+                           options=SplitOptions(**split), **settings)  # fmt: skip
     stem = pred.parsed.name
     # "qfitlatent-v1.pt", or "<run>/best.pt" for a fine-tune (every run's file is best.pt).
     weights_name = f"{weights.parent.name}/{weights.name}" if weights.name == "best.pt" else (
         weights.name)  # fmt: skip
-    mixture = json.dumps(predict.mixture_json(pred, weights_name), indent=1) + "\n"
+    texts = predict.output_texts(pred, weights_name)  # the bytes `qfitlatent predict` writes
     downloads = {
-        "pdb": (f"{stem}_ensemble.pdb", predict.ensemble_pdb(pred), "chemical/x-pdb"),
-        "cif": (f"{stem}_ensemble.cif", predict.ensemble_cif(pred), "chemical/x-mmcif"),
-        "csv": (f"{stem}_residues.csv", predict.table_csv(pred), "text/csv"),
-        "json": (f"{stem}_mixture.json", mixture, "application/json"),
+        key: (f"{stem}_{predict.OUTPUT_FILES[key]}", texts[key], DOWNLOAD_MIME[key])
+        for key in DOWNLOAD_ORDER
     }
     return Result(pred, viz.pdb_index(viz.viewer_pdb(pred.parsed.structure)), downloads)
+
+
+DOWNLOAD_ORDER = ("pdb", "cif", "samples_pdb", "samples_cif", "report", "table", "mixture")
+DOWNLOAD_MIME = {
+    "pdb": "chemical/x-pdb",
+    "cif": "chemical/x-mmcif",
+    "samples_pdb": "chemical/x-pdb",
+    "samples_cif": "chemical/x-mmcif",
+    "report": "text/csv",
+    "table": "text/csv",
+    "mixture": "application/json",
+}
 
 
 def predict_cached(
@@ -163,23 +182,32 @@ def predict_cached(
     n_samples: int,
     seed: int,
     temperature: float,
+    threshold: float | None = None,
+    max_conformers: int | None = None,
+    input_altlocs: str = "keep",
     progress=None,
 ) -> Result:
     """Prediction for (file bytes, model file and its mtime, settings, device), kept across
-    reruns and visitors. `progress(fraction, text)` hears each step of a new prediction.
-    Raises StructureError for unusable input."""
+    reruns and visitors. The multiconformer settings default to `multiconf.SplitOptions`'s.
+    `progress(fraction, text)` hears each step of a new prediction. Raises StructureError for
+    unusable input."""
     import hashlib
 
     settings = dict(n_samples=int(n_samples), seed=int(seed), temperature=float(temperature))
+    split = {"input_altlocs": input_altlocs}
+    if threshold is not None:
+        split["threshold"] = float(threshold)
+    if max_conformers is not None:
+        split["max_conformers"] = int(max_conformers)
     dev = device()
     key = (hashlib.sha1(data).hexdigest(), name, str(weights), weights.stat().st_mtime, dev,
-           *sorted(settings.items()))  # fmt: skip
+           *sorted(settings.items()), *sorted(split.items()))  # fmt: skip
     store = _results()
     with _RESULTS_LOCK:
         if key in store:
             store.move_to_end(key)
             return store[key]
-    result = _compute(data, name, weights, dev, progress, **settings)
+    result = _compute(data, name, weights, dev, progress, split, **settings)
     with _RESULTS_LOCK:
         store[key] = result
         while len(store) > MAX_RESULTS:
@@ -317,14 +345,24 @@ def error_box(err: Exception, log: bool = False) -> None:
 
 
 def residue_summary(pred, row: dict) -> None:
-    """Key numbers of the selected residue, and χ of its input and sampled conformers."""
+    """Key numbers of the selected residue, χ of its input conformers, and what the
+    multiconformer model did with it (written and rejected alternatives)."""
     import pandas as pd
 
     m1, m2, m3, m4 = st.columns(4)
+    p_flex = row["p_flexible"]
     m1.metric(
-        "entropy", f"{row['entropy']:.2f}", help="nats over the residue's χ; higher = broader"
+        "flexibility",
+        f"{row['flexibility']:.2f}",
+        help="probability of ≥ 2 side-chain conformers: the network's p_flexible"
+        + ("" if isinstance(p_flex, float) and not math.isnan(p_flex) else
+           " (these weights have none: mixture weight off the dominant rotamer)"),
+    )  # fmt: skip
+    m2.metric(
+        "entropy / χ",
+        f"{row['entropy_per_chi']:.2f}",
+        help=f"{row['entropy']:.2f} nats over {row['n_chi']} χ; entropy grows with the χ count",
     )
-    m2.metric("modes", row["n_modes"], help="mixture components with weight ≥ 10%")
     m3.metric("χ1 spread", f"{row['chi1_spread_deg']:.0f}°", help="circular SD of the χ1 marginal")
     m4.metric("altlocs", row["n_obs"], help="side-chain conformers modelled in the input file")
     n_chi, i = row["n_chi"], row["index"]
@@ -336,16 +374,35 @@ def residue_summary(pred, row: dict) -> None:
                  **chis(c["chi"], c["mask"])} for c in viz.observed_altlocs(pred, i)]  # fmt: skip
     st.caption("Input side-chain conformers (χ in degrees)")
     st.dataframe(pd.DataFrame(observed), hide_index=True, width="stretch")
-    if not pred.ensemble.as_observed(i):
-        ens = pred.ensemble
-        sampled = [{"sampled": label or "–", "occ": round(float(o), 2),
-                    **chis(chi, [True] * n_chi), "clashes": clashes}
-                   for label, o, chi, clashes in zip(ens.labels(i), ens.occ[i], ens.chi[i],
-                                                     pred.clashes[i], strict=True)]  # fmt: skip
-        st.caption(f"Sampled conformers ({pred.samples.shape[0]} draws, clustered at 20°)")
-        help_clash = "atoms of this conformer within 2.5 Å of the rest of the structure"
-        config = {"clashes": st.column_config.NumberColumn(help=help_clash)}
-        st.dataframe(pd.DataFrame(sampled), hide_index=True, width="stretch", column_config=config)
+    report = [r for r in pred.multiconformer.rows if r["index"] == i]
+    if report:
+        st.caption("In multiconformer.pdb (the report's rows for this residue)")
+        shown = [{"altloc": r["altloc"] or "–", "occ": r["occupancy"],
+                  **{f"χ{d + 1}": r[f"chi{d + 1}"] for d in range(n_chi)},
+                  "source": r["source"], "status": r["status"], "overlap (Å)": r["overlap"],
+                  "partner": r["partner"]} for r in report]  # fmt: skip
+        st.dataframe(pd.DataFrame(shown).astype(str), hide_index=True, width="stretch")
+    else:
+        t = pred.multiconformer.options.threshold
+        st.caption(f"Not split in multiconformer.pdb (flexibility below {t:g}, or kept as "
+                   "observed). The selector's conformers, with their mixture mass:")  # fmt: skip
+        chi, mass = pred.selection.conformers(i)
+        m = pred.multiconformer.options.max_conformers
+        proposed = [{"proposed": k + 1, "mass": round(float(o), 2), **chis(c, [True] * n_chi)}
+                    for k, (c, o) in enumerate(zip(chi[:m], mass[:m], strict=True))]  # fmt: skip
+        st.dataframe(pd.DataFrame(proposed), hide_index=True, width="stretch")
+
+
+def split_summary(pred) -> str:
+    """One line: residues split next to the expected number of flexible residues."""
+    m = pred.multiconformer
+    return (
+        f"**multiconformer.pdb**: {m.n_split} residues split "
+        f"(expected flexible: Σ flexibility = {m.expected_flexible:.1f}; "
+        f"{m.n_above_threshold} at or above the threshold {m.options.threshold:g}; "
+        f"{sum(r['status'] == 'rejected: clash' for r in m.rows)} alternatives rejected for "
+        f"clashes; {m.n_observed_kept} residues keep the input's altlocs)"
+    )
 
 
 def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
@@ -358,12 +415,14 @@ def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
                 "rank": r["rank"],
                 "residue": lab,
                 "n_chi": r["n_chi"],
+                "flexibility": r["flexibility"],
+                "entropy / χ": r["entropy_per_chi"],
                 "entropy": r["entropy"],
                 "modes": r["n_modes"],
                 "χ1 spread (°)": r["chi1_spread_deg"],
                 "input altlocs": r["n_obs"],
-                "sampled conformers": r["n_conformers"],
-                "clashing": r["clashing_conformers"],
+                "written conformers": r["n_conformers"],
+                "rejected (clash)": r["rejected_clash"],
             }
             for r, lab in zip(rows, labels, strict=True)
         ]
@@ -378,30 +437,42 @@ def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
         hide_index=True,
         width="stretch",
         column_config={
-            "entropy": st.column_config.ProgressColumn(
-                "entropy",
+            "flexibility": st.column_config.ProgressColumn(
+                "flexibility",
                 format="%.2f",
-                min_value=float(table.entropy.min()),
-                max_value=float(table.entropy.max()),
-                help="differential entropy over the residue's χ (nats); it sums over χ, so compare "
-                "residues of one type",
+                min_value=0.0,
+                max_value=1.0,
+                help="probability that the side chain has ≥ 2 conformers (p_flexible; for "
+                "weights without a flexibility head, the mixture weight off the dominant "
+                "rotamer). The table is ranked by it.",
+            ),
+            "entropy / χ": number(
+                format="%.2f",
+                help="entropy divided by the number of χ: comparable across residue types",
+            ),
+            "entropy": number(
+                format="%.2f",
+                help="differential entropy over the residue's χ (nats); it sums over χ, so "
+                "4-χ residues score higher whether or not they move",
             ),
             "χ1 spread (°)": number(format="%.0f°", help="circular SD of the χ1 marginal"),
             "modes": number(help="mixture components with weight ≥ 10%"),
             "input altlocs": number(help="distinct side-chain conformers modelled in the file"),
-            "sampled conformers": number(help="distinct conformers among the S samples (≤ 6)"),
-            "clashing": number(
-                help="sampled conformers with an atom within 2.5 Å of the rest of the structure"
+            "written conformers": number(
+                help="side-chain conformers in multiconformer.pdb (1: not split)"
+            ),
+            "rejected (clash)": number(
+                help="predicted alternatives not written: heavy-atom overlap ≥ 0.4 Å"
             ),
         },
     )
 
 
 def downloads(result: Result) -> None:
-    """The files `qfitlatent predict` writes, from the same functions."""
-    for col, (key, (fname, text, mime)) in zip(
-        st.columns(4), result.downloads.items(), strict=True
-    ):
+    """The files `qfitlatent predict` writes, from the same functions, four to a row."""
+    items = list(result.downloads.items())
+    cols = [c for _ in range(0, len(items), 4) for c in st.columns(4)]
+    for col, (key, (fname, text, mime)) in zip(cols, items, strict=False):
         col.download_button(
             fname,
             text,
@@ -428,6 +499,11 @@ def show_view(view, height: int, camera_key: str = "") -> None:
 
 def bundled_training_data() -> Path:
     return Path(str(resources.files("qfitlatent").joinpath("data", "train_sample")))
+
+
+# The split hashes PDB ids (dataset.split_names): with seed 0, 0.25 put none of the 4 bundled
+# structures in validation (no val curve, "best val NLL" None); 0.35 holds out exactly one (1fqt).
+BUNDLED_VAL_FRACTION = 0.35
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -469,8 +545,9 @@ def runs_table(jobs: list[runs.Job]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table")
 
 
-def job_report(job: runs.Job, key: str) -> None:
-    """Progress, loss curves and log tail of one run (inside the polling fragment while live)."""
+def job_report(job: runs.Job, key: str, show_log: bool = True) -> None:
+    """Progress, loss curves and log tail of one run (inside the polling fragment while live).
+    `show_log` False hides train.log, which names the files of a private run."""
     records = runs.read_metrics(job)
     done, eta = runs.progress(job, records)
     status = (
@@ -489,5 +566,8 @@ def job_report(job: runs.Job, key: str) -> None:
         st.plotly_chart(viz.training_curves(records), key=f"curves:{key}")
     else:
         st.caption("Waiting for the first logged step (reading the structures comes first)…")
+    if not show_log:
+        st.caption("train.log is shown to the visitor who started this run.")
+        return
     with st.expander("train.log (last lines)", expanded=job.status == "failed"):
         st.code(runs.log_tail(job) or "(empty)", language=None)

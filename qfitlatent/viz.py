@@ -899,10 +899,12 @@ def flexibility_profile(
     is_probability: bool = True,
     selected: int | None = None,
     index: list[int] | None = None,  # [N] residue index in the prediction (click → residue)
+    split: np.ndarray | None = None,  # [N] bool: residues the multiconformer model splits
 ) -> go.Figure:
     """The flexibility of every residue along its chain, one track per chain, so the ticks are
     residue numbers plotly spaces for any length. Triangles mark residues the input models with
-    altlocs; the selected residue gets a dotted line. Every point carries its residue index as
+    altlocs, squares under the bars those the multiconformer model splits; the selected residue
+    gets a dotted line. Every point carries its residue index as
     customdata, so a click can select it."""
     value = np.asarray(value, dtype=float)
     n_obs = np.asarray(n_obs)
@@ -958,6 +960,22 @@ def flexibility_profile(
                 row=r,
                 col=1,
             )
+        cut = [j for j in sel if split is not None and split[j]]
+        if cut:
+            fig.add_trace(
+                go.Scatter(
+                    x=resnum[cut],
+                    y=np.full(len(cut), lo - 0.06 * (hi - lo or 1.0)),
+                    mode="markers",
+                    name="split in multiconformer.pdb",
+                    marker=dict(symbol="square", size=5, color="#1f3b73"),
+                    customdata=[[index[j], labels[j]] for j in cut],
+                    hovertemplate="%{customdata[1]}: split in multiconformer.pdb<extra></extra>",
+                    showlegend=False,
+                ),
+                row=r,
+                col=1,
+            )
         if selected is not None and selected in sel:
             x = float(resnum[selected])
             axis = "" if r == 1 else str(r)
@@ -974,7 +992,8 @@ def flexibility_profile(
         fig.update_xaxes(range=span, row=r, col=1, showgrid=False, ticks="outside", nticks=20,
                          tickfont=dict(size=10))  # fmt: skip
         fig.update_yaxes(
-            range=[lo, top + 0.08 * (hi - lo or 1.0)], row=r, col=1, gridcolor="#eee",
+            range=[lo - 0.1 * (hi - lo or 1.0), top + 0.08 * (hi - lo or 1.0)], row=r, col=1,
+            gridcolor="#eee",
             title=dict(text=f"chain {chain}", font=dict(size=11)), nticks=3,
             tickfont=dict(size=9),
         )  # fmt: skip
@@ -1107,20 +1126,20 @@ def structure_view(
 
     Returns the view and legend items (label, colour) for the selected residue's conformers.
     """
-    from .predict import residue_conformers
+    from .predict import residue_proposals
 
     shown = [i, *[j for j in also if j != i]]
     sampled, observed, legend = [], [], []
     for j in shown:
         chain, resnum, icode = residue_id(pred, j)
         resname = pred.features.resname[j]
-        if not pred.ensemble.as_observed(j):
-            for altloc, occ, atoms in residue_conformers(pred, j):
-                colour = occupancy_colour(occ)
-                text = atoms_pdb(_side_chain(atoms), resname, chain, resnum, icode, occ)
-                sampled.append({"pdb": text, "colour": colour})
-                if j == i:
-                    legend.append((f"sampled {altloc or 'conformer'} · {occ:.0%}", colour))
+        for label, occ, atoms, written in residue_proposals(pred, j):
+            colour = occupancy_colour(occ)
+            text = atoms_pdb(_side_chain(atoms), resname, chain, resnum, icode, occ)
+            sampled.append({"pdb": text, "colour": colour})
+            if j == i:
+                what = f"written {label}" if written else f"proposed {label} (not written)"
+                legend.append((f"{what} · {occ:.0%}", colour))
         if show_observed:
             for conf in pred.parsed.residues[j].conformers:
                 observed.append(
@@ -1140,10 +1159,9 @@ def structure_view(
             )
         )
     colours = None
-    if colour_by_flexibility:
+    if colour_by_flexibility:  # the flexibility score is a probability: an absolute scale
         idx = [r["index"] for r in pred.table]
-        values, is_p = flexibility_values(pred)
-        scaled = values[idx] if is_p else flexibility_scale(values[idx])
+        scaled = np.clip(pred.flexibility[idx].numpy(), 0.0, 1.0)
         colours = {
             residue_id(pred, j): flexibility_colour(v) for j, v in zip(idx, scaled, strict=True)
         }
@@ -1231,10 +1249,9 @@ def training_curves(records: list[dict]) -> go.Figure:
 
 
 def flexibility_values(pred) -> tuple[np.ndarray, bool]:
-    """[N] p_flexible when the model has a flexibility head (True), else the entropy (False)."""
-    if getattr(pred, "p_flexible", None) is not None:
-        return pred.p_flexible.float().numpy(), True
-    return pred.entropy.float().numpy(), False
+    """[N] the flexibility score (`conformers.flexibility_score`: p_flexible, or the mixture's
+    distinct mass without a flexibility head), a probability either way (True)."""
+    return pred.flexibility.float().numpy(), True
 
 
 def profile_figure(pred, i: int | None = None) -> go.Figure:
@@ -1252,17 +1269,18 @@ def profile_figure(pred, i: int | None = None) -> go.Figure:
         is_probability=is_p,
         selected=order.index(i) if i in order else None,
         index=order,
+        split=np.array([j in pred.multiconformer.conformers for j in order]),
     )
 
 
 def profile_caption(pred) -> str:
-    """What the profile's bars are, in words and units (p_flexible, or the entropy fallback)."""
+    """What the profile's bars are, in words and units (p_flexible, or the fallback score)."""
     if getattr(pred, "p_flexible", None) is not None:
-        what = ("Bars: p(flexible), the predicted probability (0–1) that the side chain has two "
+        what = ("Bars: p(flexible), the network's probability (0–1) that the side chain has two "
                 "or more distinct conformers; also the cartoon's colour.")  # fmt: skip
     else:
-        what = ("Bars: entropy of the predicted χ density (nats, summed over the residue's χ; "
-                "these weights have no flexibility head). It is a differential entropy, so a "
-                "density sharper than one radian gives a negative bar; compare residues of one "
-                "type.")  # fmt: skip
-    return what + " ▼ residues the input models with side-chain altlocs."
+        what = ("Bars: flexibility (0–1) from the χ mixture, as these weights have no "
+                "flexibility head: the weight on rotamers other than the most likely one, i.e. "
+                "the chance that a draw is not the dominant rotamer; also the cartoon's colour.")
+    return what + (" ▼ residues the input models with side-chain altlocs; ■ residues split in "
+                   "multiconformer.pdb.")  # fmt: skip

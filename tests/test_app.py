@@ -86,23 +86,37 @@ def test_landing_page_asks_for_a_structure(env):
 
 def test_example_predicts_and_draws(example):
     assert not example.error
-    # χ circles, χ1–χ2 torus (the most flexible residue has ≥ 2 χ here) and the profile.
+    # χ circles, the χ1–χ2 torus where the first residue has ≥ 2 χ, and the profile.
     traces = chart_traces(example)
-    assert len(traces) == 3 and min(traces) > 0
+    n_chi = int(flex_table(example).value.n_chi[0])
+    assert len(traces) == (3 if n_chi >= 2 else 2) and min(traces) > 0
     frame = example.get("iframe")[0].proto
     html = frame.srcdoc
     assert "/app/static/3Dmol-min.js" in html and "cdn.jsdelivr" not in html
-    assert html.count("addModel") >= 3  # structure + sampled + observed conformers
-    # Input and sampled conformers of the residue, then the flexibility table.
+    assert html.count("addModel") >= 3  # structure + predicted + observed conformers
+    # Input conformers of the residue, what the multiconformer model did with it (report rows,
+    # or the selector's proposals where it was not split), then the flexibility table.
     assert len(example.dataframe) == 3
-    sampled = example.dataframe[1].value
-    assert sampled.occ.sum() == pytest.approx(1.0, abs=0.02)
-    assert list(flex_table(example).value.residue) == residue_box(example).options
+    predicted = example.dataframe[1].value
+    if "mass" in predicted:
+        assert predicted["mass"].sum() <= 1.0 + 1e-6
+    else:
+        assert {"status", "source"} <= set(predicted)
+    table = flex_table(example).value
+    assert list(table.residue) == residue_box(example).options
+    assert list(table.flexibility) == sorted(table.flexibility, reverse=True)  # default sort
+    assert any("residues split" in m.value for m in example.markdown)
     assert {d.proto.label for d in example.get("download_button")} == {
-        "3k0n_qfit_ensemble.pdb",
-        "3k0n_qfit_ensemble.cif",
-        "3k0n_qfit_residues.csv",
-        "3k0n_qfit_mixture.json",
+        f"3k0n_qfit_{name}"
+        for name in (
+            "multiconformer.pdb",
+            "multiconformer.cif",
+            "samples.pdb",
+            "samples.cif",
+            "report.csv",
+            "residues.csv",
+            "mixture.json",
+        )
     }
 
 
@@ -233,8 +247,11 @@ def test_train_page_runs_a_tiny_fine_tune_that_appears_in_the_model_choice(env):
     assert not any(h.value.startswith("Running") for h in at.subheader)
     listed = at.dataframe[0].value
     assert listed.loc[listed.run == "tiny-run", "status"].item().endswith("finished")
-    main = app(env)
-    assert "fine-tune: tiny-run" in main.selectbox(key="weights").options
+    # Trained on uploads: a model choice for the session that launched it, no one else.
+    main = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    main.session_state["owner_token"] = at.session_state["owner_token"]
+    assert "fine-tune: tiny-run" in main.run().selectbox(key="weights").options
+    assert "fine-tune: tiny-run" not in app(env).selectbox(key="weights").options
 
 
 def test_train_page_refuses_bad_settings_without_launching(env):
@@ -286,13 +303,18 @@ def test_downloads_are_the_files_the_command_line_writes(env, tmp_path):
 
     path = ROOT / "qfitlatent" / "data" / "train_sample" / "2ppn.pdb.gz"
     weights = ui.default_weights()
+    # Non-default multiconformer settings, given to the page's function and to the command.
     result = ui.predict_cached(path.read_bytes(), path.name, weights, n_samples=10,
-                               seed=0, temperature=1.0)  # fmt: skip
+                               seed=0, temperature=1.0, threshold=0.2, max_conformers=2,
+                               input_altlocs="replace")  # fmt: skip
     assert main(["predict", str(path), "--weights", str(weights), "--out", str(tmp_path),
-                 "--device", "auto"]) == 0  # fmt: skip
-    written = {"pdb": "ensemble.pdb", "cif": "ensemble.cif", "csv": "residues.csv",
-               "json": "mixture.json"}  # fmt: skip
-    for key, fname in written.items():
+                 "--device", "auto", "--threshold", "0.2", "--max-conformers", "2",
+                 "--input-altlocs", "replace"]) == 0  # fmt: skip
+    assert "threshold 0.2, max conformers 2" in result.downloads["report"][1]
+    from qfitlatent.predict import OUTPUT_FILES
+
+    assert set(result.downloads) == set(OUTPUT_FILES)
+    for key, fname in OUTPUT_FILES.items():
         name, text, _ = result.downloads[key]
         assert name == f"2ppn_{fname}"
         assert text == (tmp_path / "2ppn" / fname).read_text(), key
@@ -313,7 +335,9 @@ def test_an_unexpected_failure_is_reported_in_the_page(env, monkeypatch):
     assert at.error and "featurize choked" in at.error[0].value
 
 
-def test_a_running_job_is_seen_by_a_new_visitor_and_stopped_from_the_page(env, monkeypatch):
+def test_a_running_job_is_seen_by_a_new_visitor_read_only_and_stopped_by_its_owner(
+    env, monkeypatch
+):
     import sys
 
     # A stand-in trainer that just waits: this test is about the page, not about training.
@@ -328,9 +352,110 @@ def test_a_running_job_is_seen_by_a_new_visitor_and_stopped_from_the_page(env, m
     assert any(h.value == "Running: to-stop" for h in visitor.subheader)
     start = next(b for b in visitor.button if b.label == "Start training")
     assert start.disabled  # one run at a time
-    visitor.button(key="stop").click().run()
+    # A second session gets no Stop button, and the function refuses its token too.
+    assert not [b for b in visitor.button if b.key == "stop"]
+    assert any("another visitor" in c.value for c in visitor.caption)
     run_dir = runs.runs_root() / "to-stop"
+    with pytest.raises(PermissionError):
+        runs.stop(runs.load_job(run_dir), token=visitor.session_state["owner_token"])
+    assert runs.load_job(run_dir).active and not runs.load_job(run_dir).stop_requested
+    first.run()
+    first.button(key="stop").click().run()
     deadline = time.time() + 30
     while runs.load_job(run_dir).active and time.time() < deadline:
         time.sleep(0.2)
     assert runs.load_job(run_dir).status == "stopped"
+    # The owner may delete the ended run; the visitor is not offered it.
+    first.run()
+    visitor.run()
+    assert first.selectbox(key="detail").value == "to-stop"
+    assert not [b for b in visitor.button if b.key == "delete"]
+    first.button(key="delete").click().run()
+    assert not first.exception and not run_dir.exists()
+
+
+def test_details_follow_the_run_that_just_ended(env, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(runs, "train_command", lambda *a, **k: [sys.executable, "-c", "pass"])
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
+    for name in ("first-of-two", "second-of-two"):
+        at.text_input(key="run_name").set_value(name)
+        next(b for b in at.button if b.label == "Start training").click().run()
+        assert not at.error, [e.value for e in at.error]
+        deadline = time.time() + 30
+        while runs.load_job(runs.runs_root() / name).active and time.time() < deadline:
+            time.sleep(0.1)
+        at.run()
+        assert at.selectbox(key="detail").value == name  # not the run before it
+
+
+def test_train_page_hides_server_folders_unless_the_operator_allows_some(
+    env, tmp_path, monkeypatch
+):
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
+    assert "folder on this server" not in at.radio(key="data_kind").options
+    assert not [t for t in at.text_input if t.key == "folder"]
+    allowed = tmp_path / "allowed"
+    (allowed / "set").mkdir(parents=True)
+    monkeypatch.setenv("QFITLATENT_DATA_ROOTS", str(allowed))
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
+    at.radio(key="data_kind").set_value("folder on this server")
+    errors = []
+    for outside in ("/etc", "/no/such/folder", str(allowed / ".." / "allowed-not")):
+        at.text_input(key="folder").set_value(outside)
+        at.text_input(key="run_name").set_value("probe")
+        next(b for b in at.button if b.label == "Start training").click().run()
+        assert not at.exception
+        errors.append(at.error[0].value.replace(repr(outside), "PATH"))
+    assert len(set(errors)) == 1 and "not a folder under the allowed" in errors[0]
+    assert not (runs.runs_root() / "probe").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        ("save_every=0", "save_every"),
+        ("log_every=0", "log_every"),
+        ("n_blocks=0", "n_blocks"),
+        ("crop_size=0", "crop_size"),
+        ("lr=nan", "lr"),
+        ("dropout=abc", "dropout"),
+    ],
+)
+def test_train_page_refuses_out_of_range_settings(env, extra, expect):
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
+    at.text_input(key="run_name").set_value("bad-setting")
+    at.text_input(key="extra").set_value(extra)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception
+    assert at.error and expect in at.error[0].value, [e.value for e in at.error]
+    assert not (runs.runs_root() / "bad-setting").exists()
+
+
+def test_a_malformed_zip_is_a_message_and_the_name_stays_usable(env, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(runs, "train_command", lambda *a, **k: [sys.executable, "-c", "pass"])
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
+    at.radio(key="data_kind").set_value("upload structures or a .zip")
+    at.file_uploader(key="train_upload").set_value(
+        [("set.zip", b"PK\x03\x04 this is not really a zip", "application/zip")]
+    )
+    at.text_input(key="run_name").set_value("zip-run")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception
+    assert at.error and "not a readable zip" in at.error[0].value
+    assert not (runs.runs_root() / "zip-run").exists()
+    assert runs.lock_holder() is None
+    sample = ROOT / "qfitlatent" / "data" / "train_sample" / "2ppn.pdb.gz"
+    at.file_uploader(key="train_upload").set_value(
+        [(sample.name, sample.read_bytes(), "application/gzip")]
+    )
+    at.text_input(key="run_name").set_value("zip-run")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert (runs.runs_root() / "zip-run" / "data" / sample.name).is_file()
+    deadline = time.time() + 30
+    while runs.load_job(runs.runs_root() / "zip-run").active and time.time() < deadline:
+        time.sleep(0.1)

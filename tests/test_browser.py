@@ -287,9 +287,11 @@ def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page
     box = grid.bounding_box()
     row3 = (box["x"] + 20, box["y"] + 36 * 3 + 18)  # selection checkbox of the third data row
     page.mouse.click(*row3)
+    # The chart may be absent for a moment while the page reruns: wait, do not fail, then.
     page.wait_for_function(
-        "(before) => [...document.querySelectorAll('.js-plotly-plot')]"
-        ".find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text != before",
+        "(before) => { const g = [...document.querySelectorAll('.js-plotly-plot')]"
+        ".find(g => g.layout && g.layout.meta === 'chi-circles');"
+        " return g && g.layout.annotations[0].text != before; }",
         arg=before,
     )
     wait_idle(page)

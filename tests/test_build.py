@@ -12,7 +12,6 @@ from qfitlatent import residues
 from qfitlatent.build import (
     can_rebuild,
     complete_sidechain,
-    count_clashes,
     measure_chis,
     place_atom,
     set_chis,
@@ -182,21 +181,6 @@ def test_set_chis_builds_truncated_side_chains(records):
     assert (out["CB"] - out["CG"]).norm().item() == pytest.approx(
         (atoms["CB"] - atoms["CG"]).norm().item(), abs=1e-9
     )
-
-
-def test_count_clashes_sees_overlaps_with_other_residues():
-    st = read_structure(data_file(ALL_TYPES)).structure
-    st.remove_alternative_conformations()  # a single conformer to screen against, test only
-    model = st[0]
-    ns = gemmi.NeighborSearch(model, gemmi.UnitCell(), 5.0).populate()
-    res, other = model[0][10], model[0][40]
-    own = (0, 10)
-    atoms = {a.name: torch.tensor(a.pos.tolist(), dtype=torch.float64) for a in res}
-    side_chain = residues.SIDECHAIN_ATOMS[res.name]  # backbone N and C are bonded to neighbours
-    assert count_clashes(atoms, side_chain, model, ns, own) == 0  # a refined residue
-    # Put one atom on top of another residue's CA: exactly one clashing atom.
-    atoms[side_chain[-1]] = torch.tensor(other["CA"][0].pos.tolist(), dtype=torch.float64)
-    assert count_clashes(atoms, side_chain, model, ns, own) == 1
 
 
 def test_batched_conformers_equal_one_at_a_time(records):

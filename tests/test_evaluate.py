@@ -52,6 +52,7 @@ def test_evaluate_json_scores_model_and_baselines(run, capsys, tmp_path):
             assert key in r
         assert r["residues"] == res["residues"] > 0
         assert math.isfinite(r["nll"]) and 0 <= r["coverage@10"] <= 1
+        assert 0 <= r["coverage@10_selected"] <= 1  # the same, with the conformer selector
         assert [c["level"] for c in r["calibration"]] == pytest.approx(
             [0.1 * i for i in range(1, 10)]
         )
@@ -80,7 +81,8 @@ def test_evaluate_json_scores_model_and_baselines(run, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "3 structures" in out and "bb_dependent" in out and "calibration" in out
     rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
-    assert "model entropy" in out and rows["logistic"].count("–") == 5
+    assert "model entropy" in out and rows["logistic"].count("–") == 6
+    assert "conformer selector" in out
 
 
 def _auroc_by_pairs(scores, labels) -> float:

@@ -1,4 +1,4 @@
-"""`predict` and `qfitlatent predict`: the four output files, their formats, batch mode."""
+"""`predict` and `qfitlatent predict`: the output files, their formats, batch mode."""
 
 import csv
 import io
@@ -18,8 +18,9 @@ from qfitlatent.config import ModelConfig
 from qfitlatent.model.network import QFitLatent
 from qfitlatent.predict import (
     MIXTURE_FORMAT,
-    ensemble_pdb,
+    OUTPUT_FILES,
     mixture_json,
+    multiconformer_pdb,
     predict,
     residue_conformers,
     table_csv,
@@ -35,7 +36,10 @@ TABLE_KEYS = {
     "icode",
     "resname",
     "n_chi",
+    "flexibility",
+    "p_flexible",
     "entropy",
+    "entropy_per_chi",
     "n_modes",
     "chi1_spread_deg",
     "n_obs",
@@ -95,6 +99,8 @@ def validate_mixture_json(doc: dict) -> list[str]:
         need(
             isinstance(r.get("entropy"), float) and math.isfinite(r["entropy"]), f"{where}: entropy"
         )
+        p = r.get("p_flexible", "missing")
+        need(p is None or (isinstance(p, float) and 0.0 <= p <= 1.0), f"{where}: p_flexible")
     return problems
 
 
@@ -107,14 +113,9 @@ def test_validator_catches_a_broken_document(pred):
     assert len(validate_mixture_json(bad)) == 2
 
 
-def test_predict_writes_the_four_files(pred, tmp_path):
+def test_predict_writes_every_file(pred, tmp_path):
     paths = write_outputs(pred, tmp_path / "2i4a", "tiny.pt")
-    assert sorted(p.name for p in paths.values()) == [
-        "ensemble.cif",
-        "ensemble.pdb",
-        "mixture.json",
-        "residues.csv",
-    ]
+    assert sorted(p.name for p in paths.values()) == sorted(OUTPUT_FILES.values())
     doc = json.loads(paths["mixture"].read_text())
     assert validate_mixture_json(doc) == []
     assert doc["structure"] == SMALL and doc["weights"] == "tiny.pt"
@@ -124,12 +125,35 @@ def test_predict_writes_the_four_files(pred, tmp_path):
     ]
     rows = list(csv.DictReader(io.StringIO(paths["table"].read_text())))
     assert len(rows) == len(with_chi) and TABLE_KEYS <= set(rows[0])
-    entropies = [float(r["entropy"]) for r in rows]
-    assert entropies == sorted(entropies, reverse=True) and [int(r["rank"]) for r in rows] == list(
+    # Ranked by the flexibility score, which is p_flexible for weights with the head.
+    flex = [float(r["flexibility"]) for r in rows]
+    assert flex == sorted(flex, reverse=True) and [int(r["rank"]) for r in rows] == list(
         range(1, len(rows) + 1)
     )
-    assert gemmi.read_structure(str(paths["pdb"]))[0].count_atom_sites() > 0
-    assert gemmi.read_structure(str(paths["cif"]))[0].count_atom_sites() > 0
+    # p_flexible: the network's, in mixture.json (file order) and residues.csv (ranked) alike.
+    in_csv = {(r["chain"], int(r["resnum"])): float(r["p_flexible"]) for r in rows}
+    for r, i in zip(doc["residues"], with_chi, strict=True):
+        assert r["p_flexible"] == pytest.approx(float(pred.p_flexible[i]), abs=1e-6)
+        assert in_csv[(r["chain"], r["resnum"])] == pytest.approx(r["p_flexible"], abs=1e-4)
+    for key in ("pdb", "cif", "samples_pdb", "samples_cif"):
+        assert gemmi.read_structure(str(paths[key]))[0].count_atom_sites() > 0
+    report = paths["report"].read_text()
+    assert report.startswith("# expected flexible residues") and "chain,resnum" in report
+
+
+def test_without_a_flexibility_head_p_flexible_is_null_and_the_fallback_ranks(pred):
+    from dataclasses import replace
+
+    from qfitlatent.conformers import distinct_mass, flexibility_score
+
+    f = pred.features
+    none = replace(pred, p_flexible=None)
+    doc = mixture_json(none, "old.pt")
+    assert validate_mixture_json(doc) == []
+    assert all(r["p_flexible"] is None for r in doc["residues"])
+    fallback = distinct_mass(pred.mixture, f.chi_defined, f.pi_symmetric)
+    score = flexibility_score(pred.mixture, f.chi_defined, f.pi_symmetric, None)
+    assert torch.equal(score, fallback)
 
 
 def test_prediction_shapes_and_reproducibility(model, pred):
@@ -140,23 +164,28 @@ def test_prediction_shapes_and_reproducibility(model, pred):
     # Same seed, same files; from bytes as the app passes them.
     first = predict(model, data_file(SMALL_2), n_samples=6, seed=1)
     again = predict(model, data_file(SMALL_2).read_bytes(), name=SMALL_2, n_samples=6, seed=1)
-    assert ensemble_pdb(again) == ensemble_pdb(first) and table_csv(again) == table_csv(first)
+    assert multiconformer_pdb(again) == multiconformer_pdb(first)
+    assert table_csv(again) == table_csv(first)
     assert mixture_json(again, "w") == mixture_json(first, "w")
     other = predict(model, data_file(SMALL_2), n_samples=6, seed=2)
     assert not torch.equal(other.samples, first.samples)
 
 
-def test_residue_conformers_are_the_written_ones(pred):
-    i = next(i for i in range(len(pred.ensemble)) if pred.ensemble.n_conformers(i) > 1)
+def test_residue_conformers_are_the_written_ones(model):
+    from qfitlatent.multiconf import SplitOptions
+
+    pred = predict(model, data_file(SMALL), n_samples=4, options=SplitOptions(threshold=0.0))
+    i = next(iter(pred.multiconformer.conformers))
+    written = pred.multiconformer.conformers[i]
     confs = residue_conformers(pred, i)
-    assert [c[0] for c in confs] == pred.ensemble.labels(i)
+    assert [c[0] for c in confs] == [w[0] for w in written] and confs[0][0] == "A"
     assert sum(c[1] for c in confs) == pytest.approx(1.0)
     rec = pred.parsed.residues[i]
-    for (_, _, atoms), chi in zip(confs, pred.ensemble.chi[i], strict=True):
+    n = int(pred.features.chi_defined[i].sum())
+    for (_, _, atoms), (_, _, chi) in zip(confs, written, strict=True):
         assert {"N", "CA", "C", "CB"} <= set(atoms)
         got = measure_chis({k: torch.tensor(v) for k, v in atoms.items()}, rec.parent)
-        n = int(pred.features.chi_defined[i].sum())
-        assert torch.allclose(got[:n], chi[:n].double(), atol=1e-6)
+        assert torch.allclose(got[:n], chi[:n].double(), atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -179,12 +208,19 @@ def test_batch_mode_skips_a_broken_file_and_exits_nonzero(weights, tmp_path, cap
     assert "broken.pdb" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["1ab1", "1ejg"]
     for sub in out.iterdir():
-        assert sorted(p.name for p in sub.iterdir()) == [
-            "ensemble.cif",
-            "ensemble.pdb",
-            "mixture.json",
-            "residues.csv",
-        ]
+        assert sorted(p.name for p in sub.iterdir()) == sorted(OUTPUT_FILES.values())
+
+
+def test_cli_settings_reach_the_multiconformer_model(weights, tmp_path, capsys):
+    out = tmp_path / "o"
+    args = ["predict", str(data_file(SMALL_2)), "--weights", str(weights), "--out", str(out)]
+    assert cli.main([*args, "--threshold", "0", "--max-conformers", "2"]) == 0
+    report = (out / "1ab1" / "report.csv").read_text()
+    assert "threshold 0, max conformers 2" in report
+    assert "split" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:  # argparse refuses it with the usage line
+        cli.main([*args, "--threshold", "1.5"])
+    assert stop.value.code == 2 and "--threshold" in capsys.readouterr().err
 
 
 def test_all_good_files_exit_zero_and_missing_weights_say_so(weights, tmp_path, capsys):
@@ -204,4 +240,4 @@ def test_shipped_weights_predict_a_real_structure(tmp_path):
     pred = predict(model, data_file(SMALL_2), n_samples=4)
     doc = mixture_json(pred, default_weights().name)
     assert validate_mixture_json(doc) == []
-    assert len(write_outputs(pred, tmp_path, default_weights().name)) == 4
+    assert len(write_outputs(pred, tmp_path, default_weights().name)) == len(OUTPUT_FILES)

@@ -5,6 +5,7 @@ The trainer is swapped for tiny Python one-liners so these tests exercise the jo
 """
 
 import io
+import json
 import os
 import signal
 import sys
@@ -135,7 +136,7 @@ def test_one_run_at_a_time_then_stop(root, data_dir, monkeypatch):
         runs.launch("second", data=data_dir, epochs=1, lr=1e-3)
     assert not (root / "second").exists()
     assert runs.active_job(root).name == "long"
-    runs.stop(job)
+    runs.stop(job, operator=True)
     stopped = wait_for(lambda: (j := runs.load_job(job.path)).status == "stopped" and j)
     assert stopped.returncode == -signal.SIGTERM
     assert runs.lock_holder(root) is None
@@ -161,20 +162,28 @@ def test_stale_lock_file_from_dead_pid_is_taken_over(root, data_dir, monkeypatch
     if dead == 0:
         os._exit(0)
     os.waitpid(dead, 0)
-    (root / runs.LOCK_NAME).write_text(str(dead))
+    (root / runs.LOCK_NAME).write_text(json.dumps({"pid": dead, "token": "x", "time": 0}))
     fake_trainer(monkeypatch, "pass")
     job = runs.launch("fresh", data=data_dir, epochs=1, lr=1e-3)
     wait_for(lambda: runs.load_job(job.path).status == "finished")
 
 
-def test_finished_checkpoints_lists_only_ended_runs_with_best(root, data_dir, monkeypatch):
+def test_finished_checkpoints_lists_only_ended_runs_with_best_that_the_visitor_may_use(
+    root, data_dir, monkeypatch
+):
     fake_trainer(monkeypatch, "open('best.pt', 'w').write('x')")
     monkeypatch.chdir(data_dir)
-    job = runs.launch("with-best", data=data_dir, epochs=1, lr=1e-3)
+    job = runs.launch("with-best", data=data_dir, epochs=1, lr=1e-3, owner="alice-token")
     wait_for(lambda: runs.load_job(job.path).status == "finished")
-    assert runs.finished_checkpoints(root) == {}  # best.pt was written to the cwd, not the run
+    assert runs.finished_checkpoints(root, "alice-token") == {}  # best.pt went to the cwd
     (job.path / "best.pt").write_text("x")
-    assert runs.finished_checkpoints(root) == {"with-best": job.path / "best.pt"}
+    assert runs.finished_checkpoints(root, "alice-token") == {"with-best": job.path / "best.pt"}
+    # Private to its owner until an operator publishes it.
+    assert runs.finished_checkpoints(root, "bob-token") == {}
+    assert runs.finished_checkpoints(root, None) == {}
+    runs.publish(job)
+    assert runs.finished_checkpoints(root, "bob-token") == {"with-best": job.path / "best.pt"}
+    assert "alice-token" not in (job.path / "job.json").read_text()  # only its hash is stored
 
 
 def test_uploads_are_staged_without_path_escape(root, tmp_path, monkeypatch):
@@ -209,5 +218,5 @@ def test_progress_and_metrics_from_jsonl(root, data_dir, monkeypatch):
     assert [r["epoch"] for r in records] == [1, 2]  # the half-written line is skipped
     done, eta = runs.progress(runs.load_job(job.path), records)
     assert done == 0.5 and eta is not None and eta >= 0
-    runs.stop(job)
+    runs.stop(job, operator=True)
     wait_for(lambda: runs.load_job(job.path).status == "stopped")

@@ -9,7 +9,7 @@ from scipy import special, stats
 
 from qfitlatent.flexibility import chi1_spread, n_modes
 from qfitlatent.mixture import Mixture
-from qfitlatent.sample import cluster_conformers, most_likely, sample_chis, sample_ensemble
+from qfitlatent.sample import cluster_conformers, most_likely, sample_chis
 
 # One residue, two components: χ1 bimodal, χ2 π-symmetric (a PHE-like residue).
 WEIGHTS = torch.tensor([0.3, 0.7])
@@ -106,18 +106,6 @@ def test_cluster_conformers_groups_near_draws_and_counts_them():
     flip[:3, 1] += math.pi
     assert len(cluster_conformers(flip, defined, torch.tensor([False, True, False, False]))[1]) == 3
     assert len(cluster_conformers(flip, defined, no_sym)[1]) == 4
-
-
-def test_sample_ensemble_keeps_unbuildable_residues_as_observed():
-    mix = _mix(2)
-    sym = SYM.expand(2, 4)
-    draws = sample_chis(mix, sym, n_samples=20, seed=0)
-    ens = sample_ensemble(
-        draws, torch.ones(2, 4, dtype=torch.bool), sym, torch.tensor([True, False])
-    )
-    assert ens.n_conformers(0) >= 2 and float(ens.occ[0].sum()) == pytest.approx(1.0)
-    assert ens.labels(0)[:2] == ["A", "B"]
-    assert ens.as_observed(1) and ens.labels(1) == [""] and ens.occ[1].tolist() == [1.0]
 
 
 def test_chi1_spread_matches_samples_and_single_von_mises():

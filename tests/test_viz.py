@@ -190,8 +190,6 @@ def test_torus_figure_heatmap_is_the_joint_density():
 def test_flexibility_colours_run_from_rigid_to_flexible():
     assert viz.flexibility_colour(0.0).lower() == viz.FLEX_STOPS[0].lower()
     assert viz.flexibility_colour(1.0).lower() == viz.FLEX_STOPS[-1].lower()
-    scaled = viz.flexibility_scale(np.arange(100.0))
-    assert scaled.min() == 0.0 and scaled.max() == 1.0 and (np.diff(scaled) >= 0).all()
 
 
 def test_atoms_pdb_reads_back_with_gemmi_and_has_no_angle_brackets():
@@ -292,7 +290,10 @@ def test_structure_view_and_figures_from_a_prediction(prediction):
         colour_by_flexibility=True,
     )
     html = viz.view_html(view)
-    n_conf = pred.ensemble.n_conformers(i)
+    from qfitlatent.predict import residue_proposals
+
+    n_conf = len(residue_proposals(pred, i))  # written alternatives, or the selector's proposals
+    assert n_conf >= 1
     assert len(legend) == n_conf + 1 and legend[-1][1] == viz.OBSERVED_CARBON
     chain, resnum, _ = viz.residue_id(pred, i)
     assert f'"chain": "{chain}", "resi": {resnum}' in html

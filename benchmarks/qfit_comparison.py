@@ -1,0 +1,137 @@
+"""Our multiconformer model against qFit's, on the qFit models in ../shared/data/multiconf.
+
+    python benchmarks/qfit_comparison.py [--weights weights/qfitlatent-v1.pt] \
+        [--data ../shared/data/multiconf] [--thresholds 0.5]
+
+Each qFit model (MANIFEST.tsv: qfit_refined yes or likely) is reduced to a single conformer,
+its heaviest altloc per residue, and run through `predict`. Over residues we can rebuild (a χ,
+not proline), the residues qFit split (≥ 2 distinct side-chain conformers) are compared with
+the ones we split: precision and recall. Then, for every qFit altloc of a residue qFit split
+other than the heaviest one (which is our input, so trivially matched), whether one of our
+conformers lies within 20° of it on every χ (π-folded where symmetric): the input side chain
+alone (what an unsplit model gives; qFit's altlocs are often small shifts), the conformers
+written in multiconformer.pdb (input included), and the selector's top 3, written or not.
+
+These structures are training data of the shipped weights: a comparison, not a held-out score.
+"""
+
+import argparse
+import csv
+import io
+import math
+from pathlib import Path
+
+import gemmi
+import torch
+
+from qfitlatent.checkpoint import default_weights, load_model
+from qfitlatent.conformers import chi_distance
+from qfitlatent.export import _keep_heaviest_conformer, rebuildable
+from qfitlatent.features import featurize
+from qfitlatent.multiconf import DEFAULT_THRESHOLD, SplitOptions
+from qfitlatent.predict import predict
+from qfitlatent.structure import read_structure
+
+TOL = math.radians(20.0)
+
+
+def qfit_files(data: Path) -> list[Path]:
+    with open(data / "MANIFEST.tsv") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    return [data / r["filename"] for r in rows if r["qfit_refined"] in ("yes", "likely")]
+
+
+def single_conformer(path: Path) -> bytes:
+    """The model with only its heaviest altloc per residue, as PDB text."""
+    st = read_structure(path).structure.clone()
+    for chain in st[0]:
+        for res in chain:
+            _keep_heaviest_conformer(res)
+    return st.make_pdb_string(gemmi.PdbWriteOptions(minimal=True)).encode()
+
+
+def compare(model, path: Path, threshold: float) -> dict:
+    parsed = read_structure(path)
+    f = featurize(parsed)
+    key = {(r.chain, r.resnum, r.icode): i for i, r in enumerate(parsed.residues)}
+    pred = predict(
+        model, single_conformer(path), name=path.name, options=SplitOptions(threshold=threshold)
+    )
+    ours_idx = {}  # our residue index -> original residue index
+    for j, r in enumerate(pred.parsed.residues):
+        if (r.chain, r.resnum, r.icode) in key:
+            ours_idx[j] = key[(r.chain, r.resnum, r.icode)]
+    usable = {j for j, i in ours_idx.items() if rebuildable(pred.parsed.residues[j])}
+    qfit_split = {j for j in usable if parsed.residues[ours_idx[j]].n_obs >= 2}
+    our_split = set(pred.multiconformer.conformers) & usable
+    both = qfit_split & our_split
+    n_alt = hit_input = hit_written = hit_top3 = 0
+    for j in qfit_split:
+        i = ours_idx[j]
+        defined, sym = f.chi_defined[i], f.pi_symmetric[i]
+        occ = f.occ[i]
+        heaviest = int(occ.argmax())
+        written = pred.multiconformer.conformers.get(j)
+        ours = (
+            torch.stack([c for _, _, c in written])
+            if written
+            else pred.features.chi[j, :1]  # unsplit: the single (input) conformer
+        )
+        top3, _ = pred.selection.conformers(j)
+        for a in range(int(parsed.residues[i].n_obs)):
+            if a == heaviest or not f.chi_mask[i, a, 0]:
+                continue
+            mask = f.chi_mask[i, a] & defined
+            n_alt += 1
+            obs = f.chi[i, a]
+            hit_written += bool((chi_distance(ours, obs[None], mask, sym) <= TOL).any())
+            hit_input += bool(chi_distance(ours[:1], obs[None], mask, sym)[0] <= TOL)
+            hit_top3 += bool((chi_distance(top3[:3], obs[None], mask, sym) <= TOL).any())
+    return {
+        "structure": path.name,
+        "residues": len(usable),
+        "qfit_split": len(qfit_split),
+        "ours_split": len(our_split),
+        "both": len(both),
+        "expected": pred.multiconformer.expected_flexible,
+        "alts": n_alt,
+        "hit_input": hit_input,
+        "hit_written": hit_written,
+        "hit_top3": hit_top3,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", type=Path, default=default_weights())
+    p.add_argument("--data", type=Path, default=Path("../shared/data/multiconf"))
+    p.add_argument("--thresholds", type=float, nargs="+", default=[DEFAULT_THRESHOLD])
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    model, _ = load_model(args.weights, "cpu")
+    files = qfit_files(args.data)
+    out = io.StringIO()
+    for t in args.thresholds:
+        rows = [compare(model, path, t) for path in files]
+        total = {k: sum(r[k] for r in rows) for k in rows[0] if k != "structure"}
+        rows.append({"structure": "all", **total})
+        out.write(f"\nweights {args.weights.name}, threshold {t:g}\n\n")
+        out.write("| structure | residues | qFit split | we split | both | precision | recall "
+                  "| Σ flexibility | other qFit altlocs | within 20°: input alone | written "
+                  "| selector top 3 |\n" + "|---" * 12 + "|\n")  # fmt: skip
+        for r in rows:
+            prec = r["both"] / r["ours_split"] if r["ours_split"] else float("nan")
+            rec = r["both"] / r["qfit_split"] if r["qfit_split"] else float("nan")
+            w = r["hit_written"] / r["alts"] if r["alts"] else float("nan")
+            i0 = r["hit_input"] / r["alts"] if r["alts"] else float("nan")
+            t3 = r["hit_top3"] / r["alts"] if r["alts"] else float("nan")
+            out.write(
+                f"| {r['structure']} | {r['residues']} | {r['qfit_split']} | {r['ours_split']} "
+                f"| {r['both']} | {prec:.2f} | {rec:.2f} | {r['expected']:.1f} | {r['alts']} "
+                f"| {i0:.2f} | {w:.2f} | {t3:.2f} |\n"
+            )
+    print(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""What the operator of a shared server decides: allowed data folders and the limits on uploads,
+runs and prediction size. docs/deploy.md is the operator's guide to these.
+
+Read from a TOML file named by `$QFITLATENT_SERVER_CONFIG` (keys as in `ServerConfig`), then
+from environment variables, which win:
+
+    QFITLATENT_DATA_ROOTS      folders visitors may train on, separated by ':' (default: none,
+                               so "Folder on this server" is off)
+    QFITLATENT_MAX_UPLOAD_MB   total uncompressed size of one run's uploads, zip members included
+    QFITLATENT_MAX_FILE_MB     one uploaded structure file (as stored, .gz counts compressed)
+    QFITLATENT_MAX_ZIP_MEMBERS entries in one uploaded zip
+    QFITLATENT_MAX_STRUCTURES  structure files in one run
+    QFITLATENT_MAX_RESIDUES    largest structure `predict` accepts (0: no cap)
+
+Read afresh on every call (a few microseconds), so tests and operators can change it without a
+restart and nothing is cached at import time.
+"""
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+CONFIG_ENV = "QFITLATENT_SERVER_CONFIG"
+ROOTS_ENV = "QFITLATENT_DATA_ROOTS"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    data_roots: tuple[Path, ...] = ()  # empty: training on server folders is off
+    max_upload_mb: int = 1024
+    max_file_mb: int = 100
+    max_zip_members: int = 5000
+    max_structures: int = 2000
+    # predict refuses larger structures before featurizing. The network's forward pass grows
+    # ~0.45 GB per 1000 residues (benchmarks/bench_predict_memory.py: 2.6 GB peak at 5k, 6.9 GB
+    # at 15k), so 6000 keeps a prediction near 3 GB, inside a 4 GB budget. 0: no cap.
+    max_residues: int = 6000
+
+
+class ServerConfigError(ValueError):
+    """The operator's configuration is unusable; the message says which key and why."""
+
+
+def _int(key: str, text) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ServerConfigError(
+            f"server setting {key} must be a whole number, not {text!r}"
+        ) from None
+    if value < 0:
+        raise ServerConfigError(f"server setting {key} must be 0 or more, not {value}")
+    return value
+
+
+def _roots(items) -> tuple[Path, ...]:
+    if isinstance(items, str):
+        items = [p for p in items.split(os.pathsep) if p.strip()]
+    # Resolved once here, so a symlinked root compares equal to the real paths under it.
+    return tuple(Path(os.path.realpath(Path(str(p).strip()).expanduser())) for p in items)
+
+
+def load() -> ServerConfig:
+    cfg = ServerConfig()
+    names = {f.name for f in fields(ServerConfig)}
+    path = os.environ.get(CONFIG_ENV)
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ServerConfigError(f"cannot read the server config {path}: {err}") from None
+        unknown = set(data) - names
+        if unknown:
+            raise ServerConfigError(
+                f"server config {path} has unknown keys {sorted(unknown)}; known: {sorted(names)}"
+            )
+        cfg = replace(
+            cfg,
+            **{
+                k: _roots(v) if k == "data_roots" else _int(k, v)
+                for k, v in data.items()
+            },
+        )
+    if os.environ.get(ROOTS_ENV) is not None:
+        cfg = replace(cfg, data_roots=_roots(os.environ[ROOTS_ENV]))
+    for f in fields(ServerConfig):
+        env = f"QFITLATENT_{f.name.upper()}"
+        if f.name != "data_roots" and os.environ.get(env):
+            cfg = replace(cfg, **{f.name: _int(env, os.environ[env])})
+    return cfg
+
+
+def check_prediction_size(parsed) -> None:
+    """Refuse a structure above the operator's residue cap before any tensor is built.
+
+    Raises StructureError (the error every caller already shows to the user) with the count
+    and the cap, so a visitor knows it is this server's limit and not a broken file.
+    """
+    from .errors import StructureError
+
+    cap, n = load().max_residues, len(parsed.residues)
+    if cap and n > cap:
+        raise StructureError(
+            f"{parsed.name} has {n:,} residues; this server predicts structures of at most "
+            f"{cap:,} to bound memory (about 0.45 GB per 1000 residues). Predict one chain "
+            "or a few at a time, or, with memory to spare, raise the cap with "
+            "QFITLATENT_MAX_RESIDUES (0: none)."
+        )
