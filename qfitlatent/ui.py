@@ -545,6 +545,20 @@ def runs_table(jobs: list[runs.Job]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table")
 
 
+def validation_note(records: list[dict]) -> str:
+    """What the per-epoch curve shows, or why it has no validation points."""
+    note = ("Loss = negative log-likelihood (nats per residue) of the observed χ under the "
+            "predicted mixtures; lower is better. ")  # fmt: skip
+    epochs = [r for r in records if "best_val_nll" in r]
+    if any(r.get("val_nll") is not None for r in epochs):
+        return note + ("Validation NLL is the same on structures held out of training: if it "
+                       "rises while the training loss falls, the model is memorising.")  # fmt: skip
+    if not epochs:
+        return note + "The validation point appears when the first epoch ends."
+    return note + ("No validation curve: this run holds out no structure (too few structures, "
+                   "or val_fraction=0), so best.pt is simply the last epoch.")  # fmt: skip
+
+
 def job_report(job: runs.Job, key: str, show_log: bool = True) -> None:
     """Progress, loss curves and log tail of one run (inside the polling fragment while live).
     `show_log` False hides train.log, which names the files of a private run."""
@@ -564,6 +578,7 @@ def job_report(job: runs.Job, key: str, show_log: bool = True) -> None:
         (st.error if job.status == "failed" else st.caption)(job.message)
     if records:
         st.plotly_chart(viz.training_curves(records), key=f"curves:{key}")
+        st.caption(validation_note(records))
     else:
         st.caption("Waiting for the first logged step (reading the structures comes first)…")
     if not show_log:

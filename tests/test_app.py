@@ -224,7 +224,7 @@ def test_train_page_runs_a_tiny_fine_tune_that_appears_in_the_model_choice(env):
     at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     sample = sorted((ROOT / "qfitlatent" / "data" / "train_sample").glob("*.pdb.gz"))[:2]
-    at.radio(key="data_kind").set_value("upload structures or a .zip")
+    at.radio(key="data_kind").set_value("upload structures or a .zip").run()  # its inputs appear
     at.file_uploader(key="train_upload").set_value(
         [(p.name, p.read_bytes(), "application/gzip") for p in sample]
     )
@@ -400,7 +400,7 @@ def test_train_page_hides_server_folders_unless_the_operator_allows_some(
     (allowed / "set").mkdir(parents=True)
     monkeypatch.setenv("QFITLATENT_DATA_ROOTS", str(allowed))
     at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
-    at.radio(key="data_kind").set_value("folder on this server")
+    at.radio(key="data_kind").set_value("folder on this server").run()
     errors = []
     for outside in ("/etc", "/no/such/folder", str(allowed / ".." / "allowed-not")):
         at.text_input(key="folder").set_value(outside)
@@ -438,7 +438,7 @@ def test_a_malformed_zip_is_a_message_and_the_name_stays_usable(env, monkeypatch
 
     monkeypatch.setattr(runs, "train_command", lambda *a, **k: [sys.executable, "-c", "pass"])
     at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
-    at.radio(key="data_kind").set_value("upload structures or a .zip")
+    at.radio(key="data_kind").set_value("upload structures or a .zip").run()
     at.file_uploader(key="train_upload").set_value(
         [("set.zip", b"PK\x03\x04 this is not really a zip", "application/zip")]
     )
@@ -459,3 +459,15 @@ def test_a_malformed_zip_is_a_message_and_the_name_stays_usable(env, monkeypatch
     deadline = time.time() + 30
     while runs.load_job(runs.runs_root() / "zip-run").active and time.time() < deadline:
         time.sleep(0.1)
+
+
+def test_train_page_shows_only_the_chosen_sources_inputs(env):
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.radio(key="data_kind").value.startswith("bundled")
+    assert not at.get("file_uploader")  # no upload box for the bundled sample
+    assert not [t for t in at.text_input if t.key == "folder"]
+    at.radio(key="data_kind").set_value(at.radio(key="data_kind").options[1]).run()
+    assert [u for u in at.get("file_uploader") if u.proto.label.startswith("Structures")]
+    helps = {w.label: w.help for w in (*at.number_input, *at.selectbox, *at.checkbox)}
+    assert all(helps[k] for k in ("Epochs", "Learning rate", "Start from"))
