@@ -128,6 +128,52 @@ def full_screenshot(page, name: str, height: int = 2900) -> None:
     page.set_viewport_size(size)
 
 
+# Numbered marks for the README's "Reading the results" screenshot: (number, what to mark).
+README_MARKS = [
+    (1, ".st-key-example"),
+    (2, "plot:profile"),
+    (3, "iframe"),
+    (4, "[data-testid=stMain] [data-testid=stSelectbox]"),
+    (5, "plot:chi-circles"),
+    (6, "plot:torus"),
+    (7, "[data-testid=stDataFrame] >> nth=-1"),
+    (8, "[data-testid=stDownloadButton]"),
+]
+
+
+def annotated_screenshot(page, path: Path, height: int = 3000) -> None:
+    """A full-page screenshot with numbered badges on the parts the README explains."""
+    size = page.viewport_size
+    page.mouse.move(size["width"] - 5, 5)
+    page.set_viewport_size({"width": size["width"], "height": height})
+    page.wait_for_timeout(1500)
+    for n, what in README_MARKS:
+        if what.startswith("plot:"):  # a plotly chart, found by the name in its layout
+            box = page.evaluate(
+                "(m) => { const g = [...document.querySelectorAll('.js-plotly-plot')]"
+                ".find(g => g.layout && g.layout.meta === m); if (!g) return null;"
+                " const r = g.getBoundingClientRect(); return {x: r.left, y: r.top}; }",
+                what[5:],
+            )
+        else:
+            loc = page.locator(what).first
+            b = loc.bounding_box() if loc.count() else None
+            box = b and {"x": b["x"], "y": b["y"]}
+        if box:
+            page.evaluate(
+                "([n, x, y]) => { const d = document.createElement('div'); d.className = 'qfit-mark';"
+                " d.textContent = n; Object.assign(d.style, {position: 'fixed', left: Math.max(2, x - 30) + 'px',"
+                " top: (y - 2) + 'px', width: '26px', height: '26px', borderRadius: '13px',"
+                " background: '#d7191c', color: 'white', font: 'bold 15px sans-serif',"
+                " display: 'flex', alignItems: 'center', justifyContent: 'center', zIndex: 2147483647,"
+                " boxShadow: '0 0 0 2px white'}); document.body.appendChild(d); }",
+                [n, box["x"], box["y"]],
+            )
+    page.screenshot(path=str(path), full_page=True)
+    page.evaluate("() => document.querySelectorAll('.qfit-mark').forEach(d => d.remove())")
+    page.set_viewport_size(size)
+
+
 def canvas_variance(page) -> float:
     """Pixel variance of the viewer iframe's screenshot: ~0 for a blank (white) viewer."""
     import io
@@ -183,7 +229,9 @@ RESIDUE_IN_VIEW = """([chain, resi]) => {
 TEXT_PROBLEMS = """() => { const out = [];
   for (const plot of document.querySelectorAll('.js-plotly-plot')) {
     const frame = plot.querySelector('.main-svg').getBoundingClientRect();
-    const texts = [...plot.querySelectorAll('svg text')].filter(t => t.textContent.trim())
+    // Hover boxes are transient and drawn over everything on purpose: not part of the layout.
+    const texts = [...plot.querySelectorAll('svg text')]
+      .filter(t => t.textContent.trim() && !t.closest('.hoverlayer'))
       .map(t => { const b = t.getBoundingClientRect();
                   return {t: t.textContent, x0: b.left, y0: b.top, x1: b.right, y1: b.bottom}; })
       .filter(b => b.x1 > b.x0);
@@ -214,6 +262,7 @@ def selected_residue(page) -> tuple[str, int]:
 
 
 def assert_residue_in_view_and_text_clean(page) -> None:
+    page.mouse.move(2, 2)  # no hover box left from a click
     chain, resi = selected_residue(page)
     seen = page.evaluate(RESIDUE_IN_VIEW, [chain, resi])
     assert seen["n"] > 0 and seen["outside"] == 0, (chain, resi, seen)
@@ -260,6 +309,7 @@ def test_example_renders_viewer_and_plots(server, page):
     page.wait_for_timeout(800)
     page.locator("iframe").first.screenshot(path=str(ARTIFACTS / "app_viewer.png"))
     full_screenshot(page, "app_example.png")
+    annotated_screenshot(page, ARTIFACTS / "app_example_annotated.png")
 
     assert canvas_variance(page) > 50.0, "the 3D viewer is blank"
     n_traces = page.evaluate(
