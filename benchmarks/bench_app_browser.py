@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+        "--disable-background-networking", "--disable-component-update",
+        "--disable-sync"]  # fmt: skip
 
 # Works for the app before and after the layout of issue 13 (title vs first annotation).
 CIRCLE_TITLE = """() => { for (const g of document.querySelectorAll('.js-plotly-plot')) {

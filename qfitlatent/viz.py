@@ -460,7 +460,8 @@ def boxes_overlap(a, b, pad=1.0) -> bool:
 
 
 def _inside(box, bounds) -> bool:
-    return box[0] >= bounds[0] and box[1] >= bounds[1] and box[2] <= bounds[2] and box[3] <= bounds[3]
+    x0, y0, x1, y1 = bounds
+    return box[0] >= x0 and box[1] >= y0 and box[2] <= x1 and box[3] <= y1
 
 
 def place_labels(items, taken, bounds) -> list:
@@ -493,7 +494,7 @@ def _fmt_num(x: float) -> str:
     return f"{x:.2g}" if x < 10 else f"{x:.0f}"
 
 
-# --- χ circle plots ---------------------------------------------------------------------------------
+# --- χ circle plots -----------------------------------------------------------------------------
 
 # Angular ticks: the wells a crystallographer names, and 0° for orientation.
 CHI_TICKS = ((0.0, "0°"), (60.0, "g+ 60°"), (180.0, "t 180°"), (300.0, "g− −60°"))

@@ -141,6 +141,18 @@ README_MARKS = [
 ]
 
 
+BADGE_JS = """([n, x, y]) => {
+  const d = document.createElement('div');
+  d.className = 'qfit-mark';
+  d.textContent = n;
+  Object.assign(d.style, {position: 'fixed', left: Math.max(2, x - 30) + 'px',
+    top: (y - 2) + 'px', width: '26px', height: '26px', borderRadius: '13px',
+    background: '#d7191c', color: 'white', font: 'bold 15px sans-serif', display: 'flex',
+    alignItems: 'center', justifyContent: 'center', zIndex: 2147483647,
+    boxShadow: '0 0 0 2px white'});
+  document.body.appendChild(d); }"""
+
+
 def annotated_screenshot(page, path: Path, height: int = 3000) -> None:
     """A full-page screenshot with numbered badges on the parts the README explains."""
     size = page.viewport_size
@@ -160,15 +172,7 @@ def annotated_screenshot(page, path: Path, height: int = 3000) -> None:
             b = loc.bounding_box() if loc.count() else None
             box = b and {"x": b["x"], "y": b["y"]}
         if box:
-            page.evaluate(
-                "([n, x, y]) => { const d = document.createElement('div'); d.className = 'qfit-mark';"
-                " d.textContent = n; Object.assign(d.style, {position: 'fixed', left: Math.max(2, x - 30) + 'px',"
-                " top: (y - 2) + 'px', width: '26px', height: '26px', borderRadius: '13px',"
-                " background: '#d7191c', color: 'white', font: 'bold 15px sans-serif',"
-                " display: 'flex', alignItems: 'center', justifyContent: 'center', zIndex: 2147483647,"
-                " boxShadow: '0 0 0 2px white'}); document.body.appendChild(d); }",
-                [n, box["x"], box["y"]],
-            )
+            page.evaluate(BADGE_JS, [n, box["x"], box["y"]])
     page.screenshot(path=str(path), full_page=True)
     page.evaluate("() => document.querySelectorAll('.qfit-mark').forEach(d => d.remove())")
     page.set_viewport_size(size)
@@ -197,7 +201,8 @@ def wait_full_page(page) -> None:
     )
     page.wait_for_function(
         "() => { const p = [...document.querySelectorAll('.js-plotly-plot')];"
-        " return p.length >= 2 && p.every(g => g.querySelector('.main-svg') && (g.data || []).length); }"
+        " return p.length >= 2"
+        " && p.every(g => g.querySelector('.main-svg') && (g.data || []).length); }"
     )
 
 
