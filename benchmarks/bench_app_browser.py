@@ -126,7 +126,9 @@ def main() -> None:
                      ("residue change (table click), example", changes)]  # fmt: skip
             if args.structure:
                 page.goto(url)
-                page.wait_for_selector('[data-testid="stFileUploaderDropzoneInput"]')
+                page.wait_for_selector(
+                    '[data-testid="stFileUploaderDropzoneInput"]', state="attached"
+                )
                 t0 = time.perf_counter()
                 page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
                     str(args.structure)
@@ -138,15 +140,15 @@ def main() -> None:
                 big = [change_residue(page, 2 + k % 6) for k in range(args.runs)]
                 rows.append((f"residue change (table click), {args.structure.name}", big))
             browser.close()
-    finally:
+    finally:  # what was measured is printed even when a later step fails
         proc.terminate()
         proc.wait(timeout=20)
-    print(f"\napp: {args.app_dir.resolve()}  ·  load average {os.getloadavg()[0]:.1f}")
-    print(f"| {'what':<52} | median (s) | runs (s) |")
-    print(f"|{'-' * 54}|-----------:|----------|")
-    for what, times in rows:
-        runs = ", ".join(f"{t:.1f}" for t in times)
-        print(f"| {what:<52} | {statistics.median(times):10.1f} | {runs} |")
+        print(f"\napp: {args.app_dir.resolve()}  ·  load average {os.getloadavg()[0]:.1f}")
+        print(f"| {'what':<52} | median (s) | runs (s) |")
+        print(f"|{'-' * 54}|-----------:|----------|")
+        for what, times in rows:
+            runs = ", ".join(f"{t:.1f}" for t in times)
+            print(f"| {what:<52} | {statistics.median(times):10.1f} | {runs} |")
 
 
 if __name__ == "__main__":
