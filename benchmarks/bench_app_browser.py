@@ -97,7 +97,10 @@ def change_residue(page, row: int) -> float:
     box = grid.bounding_box()
     t0 = time.perf_counter()
     page.mouse.click(box["x"] + 20, box["y"] + 36 * row + 18)
-    page.wait_for_function(f"() => ({CIRCLE_TITLE})() !== {before!r}")
+    # null while the chart is being replaced during the rerun: that is not the new residue yet.
+    page.wait_for_function(
+        f"() => {{ const t = ({CIRCLE_TITLE})(); return t !== null && t !== {before!r}; }}"
+    )
     page.wait_for_function(FULL)
     return time.perf_counter() - t0
 
