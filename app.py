@@ -67,37 +67,46 @@ st.sidebar.subheader("Display")
 top_n = st.sidebar.slider("also show the N most flexible residues", 0, 10, 0, key="top_n")
 flex_colour = st.sidebar.toggle("colour cartoon by predicted flexibility", True, key="flex_colour")
 show_observed = st.sidebar.toggle("show the input's side chains (altlocs)", True, key="observed")
+whole = st.sidebar.toggle(
+    "whole structure (faded)",
+    False,
+    key="whole",
+    help="Off: only the residue's ~14 Å neighbourhood is drawn, so other chains never hide it.",
+)
 
+# One slot for the start box and then the progress bar: the box goes the moment work starts.
+slot = st.empty()
 if source is None:
-    st.info("Open the bundled example or upload a PDB/mmCIF file in the sidebar to start.")
+    slot.info("Open a bundled example or upload a PDB/mmCIF file in the sidebar to start.")
     st.stop()
 name, data = source
 try:
-    with st.spinner(f"Predicting {name} on {ui.device_label(ui.device())}…"):
-        result = ui.predict_cached(
-            data,
-            name,
-            options[weights_label],
-            n_samples=n_samples,
-            seed=seed,
-            temperature=temperature,
-            threshold=threshold,
-            max_conformers=max_conformers,
-            input_altlocs=input_altlocs,
-        )
+    result = ui.predict_cached(
+        data,
+        name,
+        options[weights_label],
+        n_samples=n_samples,
+        seed=seed,
+        temperature=temperature,
+        threshold=threshold,
+        max_conformers=max_conformers,
+        input_altlocs=input_altlocs,
+        progress=ui.prediction_progress(slot),
+    )
 except (StructureError, CheckpointError) as err:
+    slot.empty()
     ui.error_box(err)
     st.stop()
 except Exception as err:  # a file the reader lets through but featurizing chokes on: say so
+    slot.empty()
     ui.error_box(err, log=True)
     st.stop()
+slot.empty()
 pred = result.pred
 rows = pred.table
 if not rows:
     st.warning(f"{name}: no residue with side-chain torsions (χ) to predict.")
     st.stop()
-for warning in pred.parsed.warnings:
-    st.caption(f"⚠️ {warning}")
 
 # Widgets are keyed per (file, model), so a new upload never shows a stale residue label, while
 # a change of sampling settings keeps the residue; figures are cached per settings too.
@@ -107,26 +116,47 @@ fig_key = ui.result_key(
     threshold=threshold, max_conformers=max_conformers, input_altlocs=input_altlocs,
 )  # fmt: skip
 labels = [viz.residue_label(pred, r["index"]) for r in rows]
-# A click in the table (below) selects that residue in the box (above): the table's selection
-# is in session_state before this run reaches the box. Only a new click moves the box.
+label_of = {r["index"]: lab for r, lab in zip(rows, labels, strict=True)}
+# A click in the table or on the profile (both below) selects that residue in the box (above):
+# their selections are in session_state before this run reaches the box.
 picked = (st.session_state.get(f"table:{tag}") or {}).get("selection", {}).get("rows", [])
-if picked and picked[0] != st.session_state.get(f"picked:{tag}"):
-    st.session_state[f"picked:{tag}"] = picked[0]
+if picked and ui.new_pick(f"table:{tag}", picked[0]):
     st.session_state[f"residue:{tag}"] = labels[picked[0]]
+clicked = ui.profile_pick(f"profile:{tag}")
+if clicked in label_of and ui.new_pick(f"profile:{tag}", clicked):
+    st.session_state[f"residue:{tag}"] = label_of[clicked]
 
 n_multi = sum(r["n_obs"] >= 2 for r in rows)
 st.markdown(
-    f"**{pred.parsed.name}** · {pred.features.n_res} residues in "
+    f"**{pred.parsed.name}** · {pred.features.n_res:,} residues in "
     f"{len(set(pred.features.chain_id))} chain(s) · {n_multi} with side-chain altlocs in the "
     f"input · model: {weights_label} · {n_samples} samples"
 )
 st.markdown(ui.split_summary(pred))
+example = ui.example_for(name)
+if example is not None:
+    (st.warning if example.seen else st.success)(example.note, icon="ℹ️")
+ui.warnings_box(pred.parsed.warnings)
+
+overview = st.container()  # the whole structure first, then the selected residue
 view_col, info_col = st.columns([3, 2], gap="medium")
 with info_col:
     label = st.selectbox("Residue (most flexible first)", labels, key=f"residue:{tag}")
     row = rows[labels.index(label)]
     i = row["index"]
     ui.residue_summary(pred, row)
+
+with overview:
+    st.markdown("**Flexibility along each chain** · click a bar to show that residue")
+    st.caption(viz.profile_caption(pred))
+    st.plotly_chart(
+        ui.profile_figure(result),
+        key=f"profile:{tag}",
+        on_select="rerun",
+        selection_mode="points",
+        config={"displayModeBar": False},
+    )
+
 top = [r["index"] for r in rows[:top_n]]
 view, legend = viz.structure_view(
     pred,
@@ -136,25 +166,19 @@ view, legend = viz.structure_view(
     height=500,
     colour_by_flexibility=flex_colour,
     show_observed=show_observed,
+    whole=whole,
 )
 with view_col:
-    ui.show_view(view, 500)
+    ui.show_view(view, 500, camera_key=tag)
 with info_col:
-    st.caption("In the viewer")
+    st.caption("In the viewer (sampled conformers: darker green = higher occupancy)")
     st.html(viz.legend_html(legend + ([viz.FLEX_LEGEND] if flex_colour else [])))
 
 circle, torus = ui.residue_figures(fig_key, i, result)
-st.plotly_chart(circle, key="circle")
-torus_col, profile_col = st.columns(2) if torus is not None else (None, st.container())
+st.plotly_chart(circle, key="circle", width="content")
+st.caption(viz.COMPONENT_CAPTION)
 if torus is not None:
-    torus_col.plotly_chart(torus, key="torus")
-with profile_col:
-    st.markdown("**Predicted flexibility along the chain**")
-    st.caption(
-        "Bars: flexibility per residue (cartoon colours); ▼ residues with altlocs in the file; "
-        "■ residues split in multiconformer.pdb."
-    )
-    st.plotly_chart(viz.profile_figure(pred, i), key="profile")
+    st.plotly_chart(torus, key="torus", width="content")
 
 st.subheader("Flexibility table")
 st.caption("Click a row to show that residue above; click a column header to sort.")

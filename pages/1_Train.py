@@ -97,16 +97,33 @@ def start() -> None:
 
 
 st.subheader("New run")
+# Outside the form: a form's widgets rerun nothing until it is submitted, and the inputs below
+# depend on this choice (only the chosen source's inputs are shown).
+st.radio(
+    "Training data",
+    KINDS,
+    key="data_kind",
+    horizontal=True,
+    help="the bundled sample trains in about a minute, for trying the page; your own "
+    "multiconformer structures (with altlocs) are what make a useful fine-tune",
+)
+kind = st.session_state.get("data_kind", BUNDLED)
+kind = kind if kind in KINDS else BUNDLED
 with st.form("new_run", border=True):
-    st.radio("Training data", KINDS, key="data_kind", horizontal=True)
-    st.file_uploader(
-        "Structures (.pdb/.cif, .gz) or a .zip of them",
-        accept_multiple_files=True,
-        key="train_upload",
-        help=f"up to {config.max_upload_mb} MB unpacked and {config.max_structures} structures "
-        f"per run, {config.max_file_mb} MB per file",
-    )
-    if config.data_roots:
+    if kind == BUNDLED:
+        st.caption(
+            "4 small X-ray structures with side-chain altlocs (qfitlatent/data/train_sample); "
+            "one is held out for the validation curve."
+        )
+    elif kind == UPLOAD:
+        st.file_uploader(
+            "Structures (.pdb/.cif, .gz) or a .zip of them",
+            accept_multiple_files=True,
+            key="train_upload",
+            help=f"up to {config.max_upload_mb} MB unpacked and {config.max_structures} "
+            f"structures per run, {config.max_file_mb} MB per file",
+        )
+    else:
         st.text_input(
             "Folder on this server",
             key="folder",
@@ -115,11 +132,27 @@ with st.form("new_run", border=True):
         )
     c1, c2, c3 = st.columns(3)
     st.session_state.setdefault("run_name", runs.default_name())
-    c1.text_input("Run name", key="run_name")
-    c2.number_input("Epochs", 1, 1000, 5, key="epochs")
-    c3.number_input("Learning rate", 1e-6, 1e-1, 1e-4, format="%.1e", key="lr")
-    c1.selectbox("Start from", list(start_options()), key="init")
-    c2.checkbox("Freeze the trunk (train the output head only)", key="freeze")
+    c1.text_input("Run name", key="run_name", help="the run's folder name; letters, digits, . _ -")
+    c2.number_input(
+        "Epochs", 1, 1000, 5, key="epochs",
+        help="passes over the training structures; best.pt keeps the epoch with the lowest "
+        "validation NLL",
+    )  # fmt: skip
+    c3.number_input(
+        "Learning rate", 1e-6, 1e-1, 1e-4, format="%.1e", key="lr",
+        help="peak AdamW step size, annealed to a hundredth by the end; lower it to fine-tune "
+        "gently from trained weights",
+    )  # fmt: skip
+    c1.selectbox(
+        "Start from", list(start_options()), key="init",
+        help="the weights training begins from: a model you can already choose on the main "
+        "page, or random numbers",
+    )  # fmt: skip
+    c2.checkbox(
+        "Freeze the trunk (train the output head only)", key="freeze",
+        help="keeps the structure encoder as it is and retrains only the layers that output "
+        "the mixtures: faster, and safer with few structures",
+    )  # fmt: skip
     c3.text_input(
         "More settings (KEY=VALUE …)",
         key="extra",

@@ -81,21 +81,61 @@ def cmd_runs(args) -> int:
     return 0
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, where the default is a value a user can read
+    (an option whose default is "decided elsewhere" says so in its own help text)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        shown = not (default is None or default is False or default == [] or default is
+                     argparse.SUPPRESS)  # fmt: skip
+        if action.option_strings and shown and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+DEVICE_HELP = "where the model runs: auto = the GPU when torch sees one, else the CPU"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="qfitlatent",
-        description="Side-chain conformational ensembles from protein structures.",
+        description="Side-chain conformational ensembles from protein crystal structures: per "
+        "residue, a mixture over χ1…χ4, the probability that the side chain has two or more "
+        "conformers, a multiconformer model and sampled ensembles.",
+        epilog="`qfitlatent COMMAND --help` lists a command's options with their defaults. "
+        "`sample` is another name for `predict` (same options, same files).",
+        formatter_class=HelpFormatter,
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("data-report", help="what a folder of structures holds for training")
+    def add(name: str, helptext: str, description: str | None = None):
+        return sub.add_parser(name, help=helptext, description=description or helptext,
+                              formatter_class=HelpFormatter)  # fmt: skip
+
+    r = add("data-report", "what a folder of structures holds for training")
     r.add_argument("data", type=Path, help="folder of .pdb/.cif(.gz) files")
     r.add_argument("--json", action="store_true", help="print one JSON object")
-    r.add_argument("--cache", type=Path, default=None, help="feature cache folder")
+    r.add_argument(
+        "--cache", type=Path, default=None,
+        help="feature cache folder (default: $QFITLATENT_CACHE, else ~/.cache/qfitlatent)",
+    )  # fmt: skip
     r.set_defaults(func=cmd_data_report)
 
-    t = sub.add_parser("train", help="train or fine-tune a model")
-    t.add_argument("--data", type=Path, required=True)
+    t = add(
+        "train",
+        "train or fine-tune a model",
+        "Train a model on a folder of multiconformer structures (or fine-tune one with "
+        "--init-from). Writes RUN_DIR/best.pt (best validation NLL), last.pt (resumable), "
+        "metrics.jsonl and train.log. Unset options take the configuration's defaults "
+        "(qfitlatent.config.TrainConfig, or the --preset's).",
+    )
+    t.add_argument(
+        "--data", type=Path, required=True,
+        help="folder of .pdb/.cif(.gz) multiconformer structures; a share is held out for "
+        "validation (val_fraction, by PDB id)",
+    )  # fmt: skip
     t.add_argument("--out", type=Path, required=True, help="run folder")
     t.add_argument(
         "--pretrain",
@@ -103,17 +143,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="extra folder of structures used for training only (never validation); with a "
         "MANIFEST.tsv, structures whose closest_multiconf (>= 50%% identity) is a validation "
-        "structure are left out",
+        "structure are left out (default: none)",
     )
     t.add_argument(
         "--preset",
         default=None,
         help="start from a named configuration, e.g. qfitlatent-v2 (the shipped weights'); "
-        "--set and the flags below override it",
+        "--set and the flags below override it (default: none, the TrainConfig defaults)",
     )
-    t.add_argument("--epochs", type=positive_int, default=None)
-    t.add_argument("--lr", type=positive_float, default=None)
-    t.add_argument("--init-from", type=Path, default=None, help="checkpoint to start from")
+    t.add_argument(
+        "--epochs", type=positive_int, default=None,
+        help="passes over the training structures (default: 20, or the preset's)",
+    )  # fmt: skip
+    t.add_argument(
+        "--lr", type=positive_float, default=None,
+        help="peak AdamW learning rate, cosine-annealed to lr/100 (default: 3e-4, or the "
+        "preset's)",
+    )  # fmt: skip
+    t.add_argument(
+        "--init-from", type=Path, default=None,
+        help="checkpoint to start from, e.g. weights/qfitlatent-v1.pt (default: random "
+        "initialisation)",
+    )  # fmt: skip
     t.add_argument("--freeze-trunk", action="store_true", help="train the output head only")
     t.add_argument(
         "--set",
@@ -123,52 +174,92 @@ def build_parser() -> argparse.ArgumentParser:
         help="model or training settings, e.g. n_blocks=2 min_altlocs=1",
     )
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
-    t.add_argument("--seed", type=non_negative_int, default=None)
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     t.add_argument(
-        "--max-structures", type=positive_int, default=None, help="use only the first N files"
-    )
-    t.add_argument("--cache", type=Path, default=None, help="feature cache folder")
+        "--seed", type=non_negative_int, default=None,
+        help="seed of the split, the initialisation and the batches (default: 0)",
+    )  # fmt: skip
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help=DEVICE_HELP)
+    t.add_argument(
+        "--max-structures", type=positive_int, default=None,
+        help="use only the first N files (default: all)",
+    )  # fmt: skip
+    t.add_argument(
+        "--cache", type=Path, default=None,
+        help="feature cache folder (default: $QFITLATENT_CACHE, else ~/.cache/qfitlatent)",
+    )  # fmt: skip
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser(
-        "evaluate", help="metrics of a model against rotamer-library and flexibility baselines"
+    e = add(
+        "evaluate",
+        "metrics of a model against rotamer-library and flexibility baselines",
+        "Score a checkpoint on held-out structures: χ negative log-likelihood per residue, χ1 "
+        "and rotamer accuracy, coverage of the input's altlocs, flexibility AUROC and "
+        "calibration, next to three rotamer-library baselines on the same residues. Prints one "
+        "table (or JSON).",
     )
-    e.add_argument("--weights", type=Path, required=True)
-    e.add_argument("--data", type=Path, required=True)
-    e.add_argument("--split", choices=["val", "all"], default="val")
-    e.add_argument("--json", action="store_true")
-    e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    e.add_argument("--cache", type=Path, default=None)
+    e.add_argument("--weights", type=Path, required=True, help="checkpoint to evaluate (.pt)")
+    e.add_argument(
+        "--data", type=Path, required=True,
+        help="the folder the checkpoint was trained on (the split is rebuilt from it)",
+    )  # fmt: skip
+    e.add_argument(
+        "--split", choices=["val", "all"], default="val",
+        help="val: only the checkpoint's validation structures; all: every structure",
+    )  # fmt: skip
+    e.add_argument("--json", action="store_true", help="print one JSON object, not a table")
+    e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help=DEVICE_HELP)
+    e.add_argument(
+        "--cache", type=Path, default=None,
+        help="feature cache folder (default: $QFITLATENT_CACHE, else ~/.cache/qfitlatent)",
+    )  # fmt: skip
     e.set_defaults(func=cmd_evaluate)
 
+    predict_about = (
+        "Predict every structure given: OUT/<name>/ gets mixture.json (the χ mixtures), "
+        "residues.csv (flexibility per residue), multiconformer.pdb/.cif (altlocs where the "
+        "model predicts them, for refinement), samples.pdb/.cif (one model per draw) and "
+        "report.csv (why each residue was or was not split)."
+    )
     for name, helptext in (
         ("predict", "mixtures, flexibility table, multiconformer model, sampled ensemble"),
-        ("sample", "alias of predict"),
+        ("sample", "another name for predict: same options, same files"),
     ):
-        q = sub.add_parser(name, help=helptext)
-        q.add_argument("structures", nargs="+", type=Path, help="files or folders")
-        q.add_argument("--weights", type=Path, default=None)
-        q.add_argument("--out", type=Path, required=True)
-        q.add_argument("--samples", type=positive_int, default=10)
-        q.add_argument("--seed", type=non_negative_int, default=0)
-        q.add_argument("--temperature", type=positive_float, default=1.0)
-        q.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+        q = add(name, helptext, predict_about)
+        q.add_argument("structures", nargs="+", type=Path, help="PDB/mmCIF files (.gz too) or "
+                       "folders of them")  # fmt: skip
+        q.add_argument(
+            "--weights", type=Path, default=None,
+            help="checkpoint (default: the shipped weights/qfitlatent-v1.pt)",
+        )  # fmt: skip
+        q.add_argument("--out", type=Path, required=True, help="folder for OUT/<name>/ results")
+        q.add_argument(
+            "--samples", type=positive_int, default=10,
+            help="iid draws per residue, the models of samples.pdb",
+        )  # fmt: skip
+        q.add_argument("--seed", type=non_negative_int, default=0, help="seed of the draws")
+        q.add_argument(
+            "--temperature", type=positive_float, default=1.0,
+            help="above 1 flattens the mixtures before sampling, below 1 sharpens them",
+        )  # fmt: skip
+        q.add_argument(
+            "--device", choices=["auto", "cpu", "cuda"], default="auto", help=DEVICE_HELP
+        )
         q.add_argument(
             "--threshold",
             type=fraction,
             default=None,
             help="split a residue in multiconformer.pdb where its flexibility is at least this "
-            "(default: qfitlatent.multiconf.DEFAULT_THRESHOLD)",
+            "(default: 0.5)",
         )
         q.add_argument(
             "--max-conformers",
             type=positive_int,
             default=None,
-            help="conformers per split residue, the input's side chain included (default 3)",
+            help="conformers per split residue, the input's side chain included (default: 3)",
         )
         q.add_argument(
-            "--min-occupancy", type=fraction, default=None, help="lightest alternative (0.1)"
+            "--min-occupancy", type=fraction, default=None,
+            help="lightest alternative written (default: 0.1)",
         )
         q.add_argument(
             "--input-altlocs",
@@ -184,8 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         q.set_defaults(func=cmd_predict)
 
-    u = sub.add_parser("runs", help="operator: list, stop, delete or publish Train-page runs")
-    u.add_argument("action", choices=["list", "stop", "delete", "publish", "unpublish"])
+    u = add("runs", "operator: list, stop, delete or publish Train-page runs")
+    u.add_argument(
+        "action", choices=["list", "stop", "delete", "publish", "unpublish"],
+        help="list every run; stop or delete one; publish one (its model is then offered to "
+        "every visitor) or unpublish it",
+    )  # fmt: skip
     u.add_argument("name", nargs="?", help="run name (all actions but list)")
     u.add_argument("--runs", type=Path, default=None, help="runs folder (default $QFITLATENT_RUNS)")
     u.set_defaults(func=cmd_runs)

@@ -69,30 +69,40 @@ def predict(
     device: str = "cpu",
     options: SplitOptions = SplitOptions(),
     conformers: str = "select",
+    progress=None,
 ) -> Prediction:
     """Predict one structure: `source` is a path, bytes, or an already read ParsedStructure.
 
     `options` set the multiconformer model (threshold, conformers, occupancy, input altlocs);
     `conformers` says where its alternatives come from: "select" (the selector's distinct
-    peaks, the default) or "iid" (clusters of the S iid draws). Raises StructureError for input
-    that cannot be used.
+    peaks, the default) or "iid" (clusters of the S iid draws). `progress(fraction, text)`,
+    when given, is called before each step (reading, features, network, sampling, building),
+    so a page can show where a long structure is. Raises StructureError for input that cannot
+    be used.
     """
     if conformers not in CONFORMER_SOURCES:
         raise ValueError(f"conformers must be one of {CONFORMER_SOURCES}")
+    step = progress or (lambda fraction, text: None)
+    step(0.0, "Reading the structure")
     parsed = source if isinstance(source, ParsedStructure) else read_structure(source, name=name)
     check_prediction_size(parsed)  # the operator's residue cap, before any tensor is built
     source_name = name or (Path(source).name if isinstance(source, (str, Path)) else parsed.name)
+    n = len(parsed.residues)
+    step(0.1, f"Computing features of {n:,} residues")
     features = featurize(parsed)
     device = resolve_device(device)
     model.eval()
+    step(0.25, f"Predicting χ mixtures for {n:,} residues")
     out = model(features.to(device))
     mix = Mixture(*(t.detach().float().cpu() for t in out.mixture))
     p_flexible = None if out.flex_logit is None else torch.sigmoid(out.flex_logit.float()).cpu()
     defined, symmetric = features.chi_defined, features.pi_symmetric
+    step(0.45, f"Sampling {n_samples} conformations per residue, selecting distinct ones")
     samples = sample_chis(mix, symmetric, n_samples=n_samples, seed=seed, temperature=temperature)
     selection = select_conformers(mix, defined, symmetric, N_PROPOSED, seed=seed)
     score = flexibility_score(mix, defined, symmetric, p_flexible)
     proposed = selection if conformers == "select" else iid_selection(samples, defined, symmetric)
+    step(0.65, "Building the multiconformer model and checking clashes")
     multi = build_multiconformer(parsed, proposed, score, options)
     table = flexibility_table(
         features, mix, residue_entropy=selection.entropy, score=score, p_flexible=p_flexible
@@ -105,6 +115,7 @@ def predict(
     for row in table:
         row["n_conformers"] = written.get(row["index"], 1)
         row["rejected_clash"] = clashed.get(row["index"], 0)
+    step(1.0, "Done")
     return Prediction(
         parsed,
         features,

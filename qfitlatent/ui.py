@@ -7,6 +7,8 @@ how widgets map onto those functions.
 
 import math
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,8 +20,38 @@ from .errors import CheckpointError, StructureError
 from .structure import MAX_BYTES
 
 WEIGHTS_ENV = "QFITLATENT_WEIGHTS"  # overrides the shipped weights (tests, private models)
-EXAMPLE_FILE = "3k0n_qfit.pdb.gz"
-EXAMPLE_TITLE = "Cyclophilin A (PDB 3K0N), qFit multiconformer model"
+
+
+@dataclass(frozen=True)
+class Example:
+    file: str  # in qfitlatent/data (provenance in its README.md)
+    button: str
+    title: str
+    seen: bool  # in the shipped model's training split
+    note: str  # what a first-time user should know about it
+
+
+EXAMPLES = {
+    "example": Example(
+        "3k0n_qfit.pdb.gz",
+        "Example: cyclophilin A (3K0N) · seen in training",
+        "Cyclophilin A (PDB 3K0N), qFit multiconformer model, 163 residues, 43 with side-chain "
+        "altlocs",
+        True,
+        "3K0N is a **training structure**: the shipped model has seen its altlocs, so its "
+        "agreement here is memory as much as skill.",
+    ),
+    "example_unseen": Example(
+        "1atg.pdb.gz",
+        "Example: 1ATG binding protein · never seen",
+        "Periplasmic binding protein (PDB 1ATG), 231 residues, 8 with side-chain altlocs",
+        False,
+        "1ATG is **held out of every training run** with its 90%-identity cluster: this is the "
+        "model on a protein it has not seen.",
+    ),
+}
+EXAMPLE_FILE = EXAMPLES["example"].file
+EXAMPLE_TITLE = EXAMPLES["example"].title
 MAX_MB = MAX_BYTES // 2**20
 SHIPPED = "qfitlatent v1 (shipped weights)"
 
@@ -93,46 +125,41 @@ class Result:
     """A prediction plus everything the page draws or offers for download, computed once."""
 
     pred: object  # predict.Prediction
-    viewer_pdb: str  # the input re-written by gemmi for the viewer (never the raw upload)
+    viewer_pdb: object  # viz.PdbIndex of the input re-written by gemmi (never the raw upload)
     downloads: dict[str, tuple[str, str, str]]  # key -> (file name, text, mime)
+    profile: object = None  # the chain profile figure, built on first use (profile_figure)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _predict(
-    data: bytes,
-    name: str,
-    weights: str,
-    mtime: float,
-    n_samples: int,
-    seed: int,
-    temperature: float,
-    dev: str,
-    split: tuple = (),
-) -> Result:
+MAX_RESULTS = 8  # predictions kept in memory per server (a 2,000-residue one is tens of MB)
+_RESULTS_LOCK = threading.Lock()
+
+
+@st.cache_resource(show_spinner=False)
+def _results() -> "OrderedDict[tuple, Result]":
+    """The server's predictions, newest last. A resource rather than st.cache_data: a cached
+    value is then handed out as is (st.cache_data unpickles a copy on every rerun, which costs
+    seconds per residue click on a structure of thousands of residues), and the prediction can
+    report progress to the page while it runs, which a st.cache_data function may not."""
+    return OrderedDict()
+
+
+def _compute(data, name, weights: Path, dev: str, progress, split: dict, **settings) -> Result:
     from . import predict
     from .multiconf import SplitOptions
 
-    model, _ = _load_model(weights, mtime, dev)
-    pred = predict.predict(
-        model,
-        data,
-        name=name,
-        n_samples=n_samples,
-        seed=seed,
-        temperature=temperature,
-        device=dev,
-        options=SplitOptions(**dict(split)),
-    )
+    model, _ = _load_model(str(weights), weights.stat().st_mtime, dev)
+    pred = predict.predict(model, data, name=name, device=dev, progress=progress,
+                           options=SplitOptions(**split), **settings)  # fmt: skip
     stem = pred.parsed.name
     # "qfitlatent-v2.pt", or "<run>/best.pt" for a fine-tune (every run's file is best.pt).
-    path = Path(weights)
-    weights_name = f"{path.parent.name}/{path.name}" if path.name == "best.pt" else path.name
+    weights_name = f"{weights.parent.name}/{weights.name}" if weights.name == "best.pt" else (
+        weights.name)  # fmt: skip
     texts = predict.output_texts(pred, weights_name)  # the bytes `qfitlatent predict` writes
     downloads = {
         key: (f"{stem}_{predict.OUTPUT_FILES[key]}", texts[key], DOWNLOAD_MIME[key])
         for key in DOWNLOAD_ORDER
     }
-    return Result(pred, viz.viewer_pdb(pred.parsed.structure), downloads)
+    return Result(pred, viz.pdb_index(viz.viewer_pdb(pred.parsed.structure)), downloads)
 
 
 DOWNLOAD_ORDER = ("pdb", "cif", "samples_pdb", "samples_cif", "report", "table", "mixture")
@@ -158,26 +185,34 @@ def predict_cached(
     threshold: float | None = None,
     max_conformers: int | None = None,
     input_altlocs: str = "keep",
+    progress=None,
 ) -> Result:
-    """Prediction for (file bytes, model file and its mtime, settings), cached across reruns
-    and visitors. Raises StructureError for unusable input. The multiconformer settings
-    default to `multiconf.SplitOptions`'s."""
+    """Prediction for (file bytes, model file and its mtime, settings, device), kept across
+    reruns and visitors. The multiconformer settings default to `multiconf.SplitOptions`'s.
+    `progress(fraction, text)` hears each step of a new prediction. Raises StructureError for
+    unusable input."""
+    import hashlib
+
+    settings = dict(n_samples=int(n_samples), seed=int(seed), temperature=float(temperature))
     split = {"input_altlocs": input_altlocs}
     if threshold is not None:
         split["threshold"] = float(threshold)
     if max_conformers is not None:
         split["max_conformers"] = int(max_conformers)
-    return _predict(
-        data,
-        name,
-        str(weights),
-        weights.stat().st_mtime,
-        int(n_samples),
-        int(seed),
-        float(temperature),
-        device(),
-        tuple(sorted(split.items())),
-    )
+    dev = device()
+    key = (hashlib.sha1(data).hexdigest(), name, str(weights), weights.stat().st_mtime, dev,
+           *sorted(settings.items()), *sorted(split.items()))  # fmt: skip
+    store = _results()
+    with _RESULTS_LOCK:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    result = _compute(data, name, weights, dev, progress, split, **settings)
+    with _RESULTS_LOCK:
+        store[key] = result
+        while len(store) > MAX_RESULTS:
+            store.popitem(last=False)
+    return result
 
 
 def result_key(data: bytes, weights_label: str, **settings) -> str:
@@ -186,6 +221,15 @@ def result_key(data: bytes, weights_label: str, **settings) -> str:
 
     text = f"{hashlib.sha1(data).hexdigest()}|{weights_label}|{sorted(settings.items())}"
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def profile_figure(result: Result):
+    """The chain profile of a result, built once: it does not mark the selected residue, so
+    its figure stays the same while the user moves between residues and the browser never
+    redraws it (thousands of bars across many chains take seconds to redraw on 2 cores)."""
+    if result.profile is None:
+        result.profile = viz.profile_figure(result.pred)
+    return result.profile
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -198,8 +242,13 @@ def residue_figures(key: str, i: int, _result: Result):
 # --- structure input ---------------------------------------------------------------------------
 
 
-def example_bytes() -> bytes:
-    return resources.files("qfitlatent").joinpath("data", EXAMPLE_FILE).read_bytes()
+def example_bytes(key: str = "example") -> bytes:
+    return resources.files("qfitlatent").joinpath("data", EXAMPLES[key].file).read_bytes()
+
+
+def example_for(name: str) -> Example | None:
+    """The bundled example a file name is, or None for an upload."""
+    return next((e for e in EXAMPLES.values() if e.file == name), None)
 
 
 def _choose(source: str) -> None:
@@ -207,20 +256,22 @@ def _choose(source: str) -> None:
 
 
 def structure_input() -> tuple[str, bytes] | None:
-    """Sidebar: upload a file or open the bundled example. Returns (file name, bytes) or None.
+    """Sidebar: upload a file or open a bundled example. Returns (file name, bytes) or None.
 
-    The most recent action wins: opening the example after an upload shows the example, and a
+    The most recent action wins: opening an example after an upload shows the example, and a
     new upload replaces it.
     """
-    st.sidebar.button(
-        "Open the example: cyclophilin A",
-        key="example",
-        type="primary",
-        on_click=_choose,
-        args=("example",),
-        width="stretch",
-        help=EXAMPLE_TITLE + ", 163 residues, 43 with side-chain altlocs",
-    )
+    st.sidebar.caption("Open an example")
+    for key, ex in EXAMPLES.items():
+        st.sidebar.button(
+            ex.button,
+            key=key,
+            type="primary" if key == "example" else "secondary",
+            on_click=_choose,
+            args=(key,),
+            width="stretch",
+            help=ex.title + (" · in the training split" if ex.seen else " · held out of training"),
+        )
     upload = st.sidebar.file_uploader(
         "…or upload a structure",
         key="upload",
@@ -230,10 +281,47 @@ def structure_input() -> tuple[str, bytes] | None:
         "Waters, ligands and hydrogens are ignored; altlocs are kept and shown.",
     )
     st.sidebar.caption(f"PDB or mmCIF, optionally gzipped · up to {MAX_MB} MB uncompressed")
-    if st.session_state.get("source") == "example":
-        return EXAMPLE_FILE, example_bytes()
+    source = st.session_state.get("source")
+    if source in EXAMPLES:
+        return EXAMPLES[source].file, example_bytes(source)
     if upload is not None:
         return upload.name, upload.getvalue()
+    return None
+
+
+def prediction_progress(slot):
+    """A progress bar in `slot` (an st.empty) and the callback predict_cached feeds it."""
+    bar = slot.progress(0.0, text="Starting…")
+
+    def update(fraction: float, text: str) -> None:
+        bar.progress(min(1.0, max(0.0, fraction)), text=f"{text}…")
+
+    return update
+
+
+def warnings_box(warnings: list[str]) -> None:
+    """Everything the reader dropped or skipped, in one collapsed box (none: nothing shown)."""
+    if warnings:
+        with st.expander(f"⚠️ {len(warnings)} note(s) on reading this structure"):
+            st.markdown("\n".join(f"- {w}" for w in warnings))
+
+
+def new_pick(key: str, value) -> bool:
+    """True once per new value of a selection widget (a table row, a profile point), so only a
+    fresh click moves the residue box and an unchanged selection leaves the user's choice."""
+    if value is None or value == st.session_state.get(f"picked:{key}"):
+        return False
+    st.session_state[f"picked:{key}"] = value
+    return True
+
+
+def profile_pick(key: str) -> int | None:
+    """The residue index of the profile point clicked last (customdata[0]), or None."""
+    points = ((st.session_state.get(key) or {}).get("selection") or {}).get("points") or []
+    for point in points:
+        custom = point.get("customdata")
+        if custom:
+            return int(custom[0])
     return None
 
 
@@ -400,9 +488,10 @@ def downloads(result: Result) -> None:
 # --- viewer ------------------------------------------------------------------------------------
 
 
-def show_view(view, height: int) -> None:
-    """Embed a py3Dmol view; its HTML is stable across reruns, so the camera survives them."""
-    st.iframe(viz.view_html(view), height=height + 8)
+def show_view(view, height: int, camera_key: str = "") -> None:
+    """Embed a py3Dmol view; its HTML is stable across reruns, so the camera survives them, and
+    with a `camera_key` (the structure) the user's rotation survives a change of residue too."""
+    st.iframe(viz.view_html(view, camera_key), height=height + 8)
 
 
 # --- training page -----------------------------------------------------------------------------
@@ -456,6 +545,20 @@ def runs_table(jobs: list[runs.Job]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table")
 
 
+def validation_note(records: list[dict]) -> str:
+    """What the per-epoch curve shows, or why it has no validation points."""
+    note = ("Loss = negative log-likelihood (nats per residue) of the observed χ under the "
+            "predicted mixtures; lower is better. ")  # fmt: skip
+    epochs = [r for r in records if "best_val_nll" in r]
+    if any(r.get("val_nll") is not None for r in epochs):
+        return note + ("Validation NLL is the same on structures held out of training: if it "
+                       "rises while the training loss falls, the model is memorising.")  # fmt: skip
+    if not epochs:
+        return note + "The validation point appears when the first epoch ends."
+    return note + ("No validation curve: this run holds out no structure (too few structures, "
+                   "or val_fraction=0), so best.pt is simply the last epoch.")  # fmt: skip
+
+
 def job_report(job: runs.Job, key: str, show_log: bool = True) -> None:
     """Progress, loss curves and log tail of one run (inside the polling fragment while live).
     `show_log` False hides train.log, which names the files of a private run."""
@@ -475,6 +578,7 @@ def job_report(job: runs.Job, key: str, show_log: bool = True) -> None:
         (st.error if job.status == "failed" else st.caption)(job.message)
     if records:
         st.plotly_chart(viz.training_curves(records), key=f"curves:{key}")
+        st.caption(validation_note(records))
     else:
         st.caption("Waiting for the first logged step (reading the structures comes first)…")
     if not show_log:

@@ -64,6 +64,12 @@ def chart_traces(at) -> list[int]:
     return [len(json.loads(c.proto.spec)["data"]) for c in at.get("plotly_chart")]
 
 
+def chart(at, meta: str) -> dict:
+    """The plotly figure named `meta` in its layout: "chi-circles", "torus" or "profile"."""
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return next(s for s in specs if s["layout"].get("meta") == meta)
+
+
 def flex_table(at):
     return next(d for d in at.dataframe if d.key and d.key.startswith("table:"))
 
@@ -75,7 +81,7 @@ def residue_box(at):
 def test_landing_page_asks_for_a_structure(env):
     at = app(env)
     assert not at.exception and not at.error
-    assert any("Open the bundled example" in i.value for i in at.info)
+    assert any("Open a bundled example" in i.value for i in at.info)
 
 
 def test_example_predicts_and_draws(example):
@@ -125,9 +131,10 @@ def test_selecting_a_residue_updates_plots_and_viewer(example):
     target = next(o for o in box.options if o.endswith(" PHE"))  # a π-symmetric χ2
     box.set_value(target).run()
     assert not example.exception
-    circle = json.loads(example.get("plotly_chart")[0].proto.spec)
-    assert target in circle["layout"]["title"]["text"]
+    circle = chart(example, "chi-circles")
+    assert any(target in a["text"] for a in circle["layout"]["annotations"])  # the title
     assert any("π-symmetric" in a["text"] for a in circle["layout"]["annotations"])
+    assert any("CA–CB–CG–CD1" in a["text"] for a in circle["layout"]["annotations"])
     chain, resnum = target[0], int(target.split()[0][1:])
     assert f'"chain": "{chain}", "resi": {resnum}' in example.get("iframe")[0].proto.srcdoc
 
@@ -141,6 +148,31 @@ def test_table_row_selection_selects_the_residue(example):
     assert not example.exception
     box = residue_box(example)
     assert box.value == box.options[4] == flex_table(example).value.residue[4]
+
+
+def test_profile_click_selects_the_residue(example):
+    key = "profile:" + flex_table(example).key.split(":", 1)[1]  # same tag as the table's
+    box = residue_box(example)
+    target = box.options[7]
+    points = chart(example, "profile")["data"][0]["customdata"]
+    index = next(c[0] for c in points if c[1] == target) if any(
+        c[1] == target for c in points) else None  # fmt: skip
+    assert index is not None  # the profile's first track (chain A) holds every residue here
+    # What a click on that bar sends: the point with its customdata [residue index, label].
+    example.session_state[key] = {"selection": {"points": [{"customdata": [index, target]}]}}
+    example.run()
+    assert not example.exception
+    assert residue_box(example).value == target
+    assert any(target in a["text"] for a in chart(example, "chi-circles")["layout"]["annotations"])
+
+
+def test_unseen_example_opens_and_says_it_is_unseen(env):
+    at = app(env)
+    at.button(key="example_unseen").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("held out of every training run" in s.value for s in at.success)
+    at.button(key="example").click().run()
+    assert any("training structure" in w.value for w in at.warning)
 
 
 def test_single_chi_residue_has_no_torus(example):
@@ -192,7 +224,7 @@ def test_train_page_runs_a_tiny_fine_tune_that_appears_in_the_model_choice(env):
     at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     sample = sorted((ROOT / "qfitlatent" / "data" / "train_sample").glob("*.pdb.gz"))[:2]
-    at.radio(key="data_kind").set_value("upload structures or a .zip")
+    at.radio(key="data_kind").set_value("upload structures or a .zip").run()  # its inputs appear
     at.file_uploader(key="train_upload").set_value(
         [(p.name, p.read_bytes(), "application/gzip") for p in sample]
     )
@@ -368,7 +400,7 @@ def test_train_page_hides_server_folders_unless_the_operator_allows_some(
     (allowed / "set").mkdir(parents=True)
     monkeypatch.setenv("QFITLATENT_DATA_ROOTS", str(allowed))
     at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
-    at.radio(key="data_kind").set_value("folder on this server")
+    at.radio(key="data_kind").set_value("folder on this server").run()
     errors = []
     for outside in ("/etc", "/no/such/folder", str(allowed / ".." / "allowed-not")):
         at.text_input(key="folder").set_value(outside)
@@ -406,7 +438,7 @@ def test_a_malformed_zip_is_a_message_and_the_name_stays_usable(env, monkeypatch
 
     monkeypatch.setattr(runs, "train_command", lambda *a, **k: [sys.executable, "-c", "pass"])
     at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
-    at.radio(key="data_kind").set_value("upload structures or a .zip")
+    at.radio(key="data_kind").set_value("upload structures or a .zip").run()
     at.file_uploader(key="train_upload").set_value(
         [("set.zip", b"PK\x03\x04 this is not really a zip", "application/zip")]
     )
@@ -427,3 +459,15 @@ def test_a_malformed_zip_is_a_message_and_the_name_stays_usable(env, monkeypatch
     deadline = time.time() + 30
     while runs.load_job(runs.runs_root() / "zip-run").active and time.time() < deadline:
         time.sleep(0.1)
+
+
+def test_train_page_shows_only_the_chosen_sources_inputs(env):
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.radio(key="data_kind").value.startswith("bundled")
+    assert not at.get("file_uploader")  # no upload box for the bundled sample
+    assert not [t for t in at.text_input if t.key == "folder"]
+    at.radio(key="data_kind").set_value(at.radio(key="data_kind").options[1]).run()
+    assert [u for u in at.get("file_uploader") if u.proto.label.startswith("Structures")]
+    helps = {w.label: w.help for w in (*at.number_input, *at.selectbox, *at.checkbox)}
+    assert all(helps[k] for k in ("Epochs", "Learning rate", "Start from"))

@@ -128,6 +128,56 @@ def full_screenshot(page, name: str, height: int = 2900) -> None:
     page.set_viewport_size(size)
 
 
+# Numbered marks for the README's "Reading the results" screenshot: (number, what to mark).
+README_MARKS = [
+    (1, ".st-key-example"),
+    (2, "plot:profile"),
+    (3, "iframe"),
+    (4, "[data-testid=stMain] [data-testid=stSelectbox]"),
+    (5, "plot:chi-circles"),
+    (6, "plot:torus"),
+    (7, "[data-testid=stDataFrame] >> nth=-1"),
+    (8, "[data-testid=stDownloadButton]"),
+]
+
+
+BADGE_JS = """([n, x, y]) => {
+  const d = document.createElement('div');
+  d.className = 'qfit-mark';
+  d.textContent = n;
+  Object.assign(d.style, {position: 'fixed', left: Math.max(2, x - 30) + 'px',
+    top: (y - 2) + 'px', width: '26px', height: '26px', borderRadius: '13px',
+    background: '#d7191c', color: 'white', font: 'bold 15px sans-serif', display: 'flex',
+    alignItems: 'center', justifyContent: 'center', zIndex: 2147483647,
+    boxShadow: '0 0 0 2px white'});
+  document.body.appendChild(d); }"""
+
+
+def annotated_screenshot(page, path: Path, height: int = 3000) -> None:
+    """A full-page screenshot with numbered badges on the parts the README explains."""
+    size = page.viewport_size
+    page.mouse.move(size["width"] - 5, 5)
+    page.set_viewport_size({"width": size["width"], "height": height})
+    page.wait_for_timeout(1500)
+    for n, what in README_MARKS:
+        if what.startswith("plot:"):  # a plotly chart, found by the name in its layout
+            box = page.evaluate(
+                "(m) => { const g = [...document.querySelectorAll('.js-plotly-plot')]"
+                ".find(g => g.layout && g.layout.meta === m); if (!g) return null;"
+                " const r = g.getBoundingClientRect(); return {x: r.left, y: r.top}; }",
+                what[5:],
+            )
+        else:
+            loc = page.locator(what).first
+            b = loc.bounding_box() if loc.count() else None
+            box = b and {"x": b["x"], "y": b["y"]}
+        if box:
+            page.evaluate(BADGE_JS, [n, box["x"], box["y"]])
+    page.screenshot(path=str(path), full_page=True)
+    page.evaluate("() => document.querySelectorAll('.qfit-mark').forEach(d => d.remove())")
+    page.set_viewport_size(size)
+
+
 def canvas_variance(page) -> float:
     """Pixel variance of the viewer iframe's screenshot: ~0 for a blank (white) viewer."""
     import io
@@ -139,25 +189,122 @@ def canvas_variance(page) -> float:
     return float(np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=float).var())
 
 
-def open_example(page, url: str) -> float:
-    """Load the page, click "Open the example", wait for viewer + plots; seconds from the click."""
+EXAMPLE_BUTTON = "Example: cyclophilin A"
+
+
+def wait_full_page(page) -> None:
+    """Viewer drawn (our script ran after 3Dmol's) and every chart drawn, the script idle."""
+    wait_idle(page)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('iframe')].some(f => { try {"
+        " return f.contentWindow.qfitReady === true; } catch (e) { return false; } })"
+    )
+    page.wait_for_function(
+        "() => { const p = [...document.querySelectorAll('.js-plotly-plot')];"
+        " return p.length >= 2"
+        " && p.every(g => g.querySelector('.main-svg') && (g.data || []).length); }"
+    )
+
+
+def open_example(page, url: str, button: str = EXAMPLE_BUTTON) -> float:
+    """Load the page, click an example, wait for viewer + plots; seconds from the click."""
     page.goto(url)
     page.wait_for_selector('[data-testid="stApp"]')
-    button = page.get_by_role("button", name="Open the example")
+    button = page.get_by_role("button", name=button)
     button.wait_for()
     wait_idle(page)
     t0 = time.perf_counter()
     button.click()
     page.wait_for_selector(".js-plotly-plot .main-svg")
-    page.frame_locator("iframe").first.locator("canvas").wait_for()
-    wait_idle(page)
-    page.wait_for_selector(".js-plotly-plot .scatterlayer .trace")
-    page.wait_for_function(  # 3Dmol has drawn: its canvas got a size after the script loaded
-        "() => [...document.querySelectorAll('iframe')].some(f => { try {"
-        " const c = f.contentDocument.querySelector('canvas'); return c && c.width > 0; }"
-        " catch (e) { return false; } })"
-    )
+    wait_full_page(page)
     return time.perf_counter() - t0
+
+
+# The checks the issue asks for, in the browser's own terms.
+RESIDUE_IN_VIEW = """([chain, resi]) => {
+  const f = [...document.querySelectorAll('iframe')].find(f => { try {
+      return f.contentWindow.qfitViewer; } catch (e) { return false; } });
+  const v = f.contentWindow.qfitViewer;
+  const atoms = v.selectedAtoms({model: 0, chain: chain, resi: resi});
+  const canvas = f.contentDocument.querySelector('canvas').getBoundingClientRect();
+  const xy = v.modelToScreen(atoms);
+  return {n: atoms.length, outside: xy.filter(p => !(p.x >= 0 && p.y >= 0
+      && p.x <= canvas.width && p.y <= canvas.height)).length};
+}"""
+TEXT_PROBLEMS = """() => { const out = [];
+  for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+    const frame = plot.querySelector('.main-svg').getBoundingClientRect();
+    // Hover boxes are transient and drawn over everything on purpose: not part of the layout.
+    const texts = [...plot.querySelectorAll('svg text')]
+      .filter(t => t.textContent.trim() && !t.closest('.hoverlayer'))
+      .map(t => { const b = t.getBoundingClientRect();
+                  return {t: t.textContent, x0: b.left, y0: b.top, x1: b.right, y1: b.bottom}; })
+      .filter(b => b.x1 > b.x0);
+    for (let i = 0; i < texts.length; i++) {
+      const a = texts[i];
+      if (a.x0 < frame.left - 0.5 || a.y0 < frame.top - 0.5 || a.x1 > frame.right + 0.5
+          || a.y1 > frame.bottom + 0.5) out.push('clipped: ' + a.t);
+      for (let j = i + 1; j < texts.length; j++) {
+        const b = texts[j];
+        const ox = Math.min(a.x1, b.x1) - Math.max(a.x0, b.x0);
+        const oy = Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0);
+        if (ox > 1 && oy > 1) out.push('overlap: ' + a.t + ' | ' + b.t);
+      }
+    }
+  }
+  return out; }"""
+
+
+def selected_residue(page) -> tuple[str, int]:
+    """(chain, number) of the residue the χ plots show, from their title ("A69 ARG: …")."""
+    title = page.evaluate(
+        "() => [...document.querySelectorAll('.js-plotly-plot')]"
+        ".find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text"
+    )
+    resid = title.replace("<b>", "").split()[0]
+    num = "".join(c for c in resid[1:] if c.isdigit() or c == "-")
+    return resid[0], int(num)
+
+
+def assert_residue_in_view_and_text_clean(page) -> None:
+    page.mouse.move(2, 2)  # no hover box left from a click
+    chain, resi = selected_residue(page)
+    seen = page.evaluate(RESIDUE_IN_VIEW, [chain, resi])
+    assert seen["n"] > 0 and seen["outside"] == 0, (chain, resi, seen)
+    assert page.evaluate(TEXT_PROBLEMS) == []
+
+
+def click_profile_bar(page, skip: str) -> str:
+    """Click the tallest bar of the profile that is not residue `skip`; returns its label."""
+    target = page.evaluate(
+        """(skip) => { const gd = [...document.querySelectorAll('.js-plotly-plot')]
+             .find(g => g.layout.meta === 'profile');
+           gd.scrollIntoView({block: 'center'});
+           let best = null, height = 0;
+           gd.querySelectorAll('.trace.bars').forEach((trace, t) => {
+             const bars = gd.data.filter(d => d.type === 'bar')[t];
+             trace.querySelectorAll('.point path').forEach((p, k) => {
+               const b = p.getBoundingClientRect();
+               if (b.height > height && bars.customdata[k][1] !== skip) {
+                 height = b.height;
+                 best = {x: b.left + b.width / 2, y: b.top + b.height / 2,
+                         label: bars.customdata[k][1]};
+               } }); });
+           return best; }""",
+        skip,
+    )
+    page.mouse.click(target["x"], target["y"])
+    return target["label"]
+
+
+def wait_for_residue(page, label: str) -> None:
+    page.wait_for_function(
+        "(lab) => { const g = [...document.querySelectorAll('.js-plotly-plot')]"
+        ".find(g => g.layout.meta === 'chi-circles');"
+        " return g && g.layout.annotations[0].text.includes(lab); }",
+        arg=label,
+    )
+    wait_full_page(page)
 
 
 def test_example_renders_viewer_and_plots(server, page):
@@ -167,6 +314,7 @@ def test_example_renders_viewer_and_plots(server, page):
     page.wait_for_timeout(800)
     page.locator("iframe").first.screenshot(path=str(ARTIFACTS / "app_viewer.png"))
     full_screenshot(page, "app_example.png")
+    annotated_screenshot(page, ARTIFACTS / "app_example_annotated.png")
 
     assert canvas_variance(page) > 50.0, "the 3D viewer is blank"
     n_traces = page.evaluate(
@@ -176,10 +324,15 @@ def test_example_renders_viewer_and_plots(server, page):
     src = page.locator("iframe").first.get_attribute("srcdoc") or ""
     assert "/app/static/3Dmol-min.js" in src and "cdn.jsdelivr" not in src
     assert page.get_by_text("Flexibility table").count() == 1
+    assert page.get_by_text("training structure").count() >= 1  # 3K0N is said to be seen
+    assert_residue_in_view_and_text_clean(page)
 
 
 def circle_title(page) -> str:
-    return page.evaluate("() => document.querySelector('.js-plotly-plot').layout.title.text")
+    return page.evaluate(
+        "() => [...document.querySelectorAll('.js-plotly-plot')]"
+        ".find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text"
+    )
 
 
 def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page):
@@ -191,12 +344,15 @@ def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page
     page.mouse.click(*row3)
     # The chart may be absent for a moment while the page reruns: wait, do not fail, then.
     page.wait_for_function(
-        "() => { const p = document.querySelector('.js-plotly-plot');"
-        f" return p && p.layout && p.layout.title.text != {before!r}; }}"
+        "(before) => { const g = [...document.querySelectorAll('.js-plotly-plot')]"
+        ".find(g => g.layout && g.layout.meta === 'chi-circles');"
+        " return g && g.layout.annotations[0].text != before; }",
+        arg=before,
     )
     wait_idle(page)
     after = circle_title(page)
     assert after != before
+    assert_residue_in_view_and_text_clean(page)
     # The new residue's viewer loads its document; mark its window only once it has drawn.
     page.wait_for_function(
         "() => { const f = document.querySelector('iframe'); const d = f && f.contentDocument;"
@@ -216,6 +372,61 @@ def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page
     assert kept == 1, "the viewer was reloaded by a rerun that did not change it"
 
 
+ROTATION = """() => { const f = [...document.querySelectorAll('iframe')].find(f => { try {
+    return f.contentWindow.qfitViewer; } catch (e) { return false; } });
+  return f.contentWindow.qfitViewer.getView().slice(4, 8); }"""
+
+
+def test_profile_click_selects_residue_and_keeps_the_users_rotation(server, page):
+    before = circle_title(page)
+    # Rotate the view as a user would: drag across the viewer.
+    box = page.locator("iframe").first.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 120, cy + 40, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(300)
+    rotated = page.evaluate(ROTATION)
+    label = click_profile_bar(page, skip=before.replace("<b>", "").split(":")[0])
+    wait_for_residue(page, label)
+    assert label in circle_title(page)
+    assert_residue_in_view_and_text_clean(page)
+    kept = page.evaluate(ROTATION)
+    assert kept == pytest.approx(rotated, abs=1e-6), "the user's rotation was reset"
+
+
+def test_large_structure_shows_the_residue_and_clean_plots(server, page):
+    from conftest import data_file
+
+    path = data_file("3wip.cif.gz")  # 10 chains, 2,023 residues
+    page.goto(server)
+    page.wait_for_selector('[data-testid="stApp"]')
+    wait_idle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    page.wait_for_function(  # the start box goes at once; a progress bar says what runs
+        "() => !document.body.innerText.includes('Open a bundled example')"
+    )
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=300_000)
+    wait_full_page(page)
+    n_tracks = page.evaluate(
+        "() => Object.keys([...document.querySelectorAll('.js-plotly-plot')]"
+        ".find(g => g.layout.meta === 'profile').layout).filter(k => /^yaxis\\d*$/.test(k)).length"
+    )
+    assert n_tracks == 10  # one track per chain
+    assert_residue_in_view_and_text_clean(page)
+    full_screenshot(page, "app_large.png", 3400)
+    label = click_profile_bar(page, skip=circle_title(page).split(":")[0])
+    wait_for_residue(page, label)
+    assert_residue_in_view_and_text_clean(page)
+
+
+def test_unseen_example_says_so(server, page):
+    open_example(page, server, "Example: 1ATG")
+    assert page.get_by_text("held out of every training run").count() == 1
+    assert_residue_in_view_and_text_clean(page)
+
+
 def test_bad_upload_shows_error_and_app_recovers(server, page, tmp_path):
     bad = tmp_path / "notes.pdb"
     bad.write_text("these are my lab notes, not coordinates\n" * 20)
@@ -226,7 +437,7 @@ def test_bad_upload_shows_error_and_app_recovers(server, page, tmp_path):
     full_screenshot(page, "app_bad_upload.png", 1000)
     assert "cannot be used" in text and "Traceback" not in page.content()
     # The example still opens after the failed upload.
-    page.get_by_role("button", name="Open the example").click()
+    page.get_by_role("button", name=EXAMPLE_BUTTON).click()
     page.wait_for_selector(".js-plotly-plot .main-svg")
     wait_idle(page)
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0

@@ -82,19 +82,90 @@ def test_circle_figure_has_one_panel_per_chi_with_wells_means_and_altlocs():
     )
     layout = fig.to_dict()["layout"]
     assert "polar" in layout and "polar2" in layout and "polar3" not in layout
-    ticks = layout["polar"]["angularaxis"]["ticktext"]
-    assert {"g+ 60°", "t 180°", "g− −60°"} <= set(ticks)
-    assert layout["polar"]["angularaxis"]["tickvals"][ticks.index("g− −60°")] % 360 == 300
-    obs = [t for t in fig.data if t.name == "observed altloc (occupancy)"]
+    notes = [a["text"] for a in layout["annotations"]]
+    assert notes.count("g+ 60°") == 2 and notes.count("t 180°") == 2 and notes.count("g− −60°") == 2
+    obs = [t for t in fig.data if t.name == "input altloc (occupancy)"]
     assert len(obs) == 2  # one per panel
     np.testing.assert_allclose(obs[0].theta, [-65.0, 178.0])
-    assert list(obs[0].text) == ["A 0.60", "B 0.40"]
+    assert list(obs[0].customdata) == ["A 0.60", "B 0.40"]
+    assert notes.count("A") == 2 and notes.count("B") == 2  # letters inside each circle
+    assert "A 0.60 · B 0.40" in notes  # occupancies under the panel
     spokes = [
         t for t in fig.data if t.mode == "lines" and len(t.theta) == 2 and t.subplot == "polar"
     ]
     np.testing.assert_allclose(
         sorted(s.theta[0] for s in spokes), sorted(viz._wrap_deg(np.degrees(mu[:, 0]))), atol=1e-9
     )
+
+
+def annotation_boxes(fig) -> list[tuple]:
+    """Pixel boxes of a fixed-size figure's annotations, as the placer estimates them."""
+    lay = fig.layout
+    m = lay.margin
+    x0, y0 = (m.l or 0), (m.t or 0)
+    w, h = lay.width - x0 - (m.r or 0), lay.height - y0 - (m.b or 0)
+    out = []
+    for a in lay.annotations:
+        x, y = x0 + a.x * w, y0 + (1 - a.y) * h
+        text = a.text.replace("<b>", "").replace("</b>", "")
+        out.append((text, viz.text_box(x, y, text, a.font.size, a.xanchor, a.yanchor)))
+    return out
+
+
+def crowded_altlocs(n=5, spread=8.0):
+    """Altlocs a few degrees apart on χ1 and χ2: the case where labels used to overprint."""
+    mask = np.array([1, 1, 0, 0], bool)
+    return [
+        {"chi": np.radians([-60.0 + spread * a, 175.0 - spread * a, 0, 0]), "mask": mask,
+         "occ": round(1 / n, 2), "altloc": "ABCDEFGH"[a]}
+        for a in range(n)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_circle_and_torus_labels_never_overlap_and_stay_inside(seed):
+    logits, mu, kappa = mixture(k=6, seed=seed)
+    observed = crowded_altlocs()
+    circle = viz.chi_circle_figure(logits, mu, kappa, 4, np.array([0, 1, 0, 0], bool),
+                                   observed=observed, title="A69 ARG: predicted χ densities",
+                                   resname="ARG", chi_atoms=viz_chi_atoms("ARG"))  # fmt: skip
+    torus = viz.torus_figure(logits, mu, kappa, np.zeros(4, bool), observed=observed,
+                             resname="ARG", n_chi=4)  # fmt: skip
+    for fig in (circle, torus):
+        boxes = annotation_boxes(fig)
+        for k, (text, (a0, b0, a1, b1)) in enumerate(boxes):
+            assert a0 >= 0 and b0 >= 0 and a1 <= fig.layout.width and b1 <= fig.layout.height, text
+            for other, box in boxes[k + 1 :]:
+                assert not viz.boxes_overlap((a0, b0, a1, b1), box, pad=0.0), (text, other)
+    labelled = {a.text for a in circle.layout.annotations}
+    assert {"A", "B", "C", "D", "E"} <= labelled  # every altloc got its letter somewhere
+
+
+def viz_chi_atoms(resname):
+    from qfitlatent.residues import CHI_ATOMS
+
+    return CHI_ATOMS[resname]
+
+
+def test_rotamer_names_follow_the_library_convention():
+    assert viz.rotamer_name("LEU", [-65.0, 175.0]) == "mt"
+    assert viz.rotamer_name("SER", [62.0]) == "p"
+    assert viz.rotamer_name("GLN", [-65.0, 180.0, -78.0]) == "mt−80"
+    # PHE χ2 is π-symmetric: 100° and −80° are one ring orientation, folded to −90…90°.
+    assert viz.rotamer_name("PHE", [-65.0, 100.0], (False, True)) == "m−80"
+    assert viz.rotamer_name("ARG", [-65.0, 180.0, 180.0, 85.0]) == "mtt90"
+
+
+def test_components_shown_carry_weight_and_a_rotamer_name():
+    logits = np.log(np.array([0.6, 0.3, 0.07, 0.03]))
+    mu = np.radians([[-65.0, 175.0], [60.0, 80.0], [180.0, 60.0], [-60.0, -60.0]])
+    kappa = np.full((4, 2), 8.0)
+    fig = viz.chi_circle_figure(logits, mu, kappa, 2, np.zeros(2, bool), resname="LEU")
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert legend[:3] == ["mt · 60%", "pp · 30%", "tp · 7%"]  # 3% is under the threshold
+    assert not any(n.startswith("component") or "mm" in n for n in legend)
+    titles = [a.text for a in fig.layout.annotations if a.text.startswith("χ")]
+    assert titles == ["χ1", "χ2"]  # no atoms given here; with them: "χ1 · N–CA–CB–CG"
 
 
 def test_pi_symmetric_chi_draws_both_means():
@@ -230,7 +301,7 @@ def test_structure_view_and_figures_from_a_prediction(prediction):
     n_chi = int(pred.features.chi_defined[i].sum())
     assert sum(k.startswith("polar") for k in circle.to_dict()["layout"]) == n_chi
     assert torus is not None
-    obs = [t for t in circle.data if t.name == "observed altloc (occupancy)"]
+    obs = [t for t in circle.data if t.name == "input altloc (occupancy)"]
     assert len(obs[0].theta) == pred.parsed.residues[i].n_obs
 
 
@@ -270,3 +341,18 @@ def test_view_html_escapes_markup_from_any_data_field():
     # py3Dmol's own script has no '<' (so every escaped one was inside a JSON string).
     plain = viz.view_html(viz.ensemble_view(pdb, focus=("A", 1, "")))
     assert "\\u003c" not in plain
+
+
+def test_neighbourhood_pdb_keeps_exactly_the_residues_within_the_radius():
+    full = viz.viewer_pdb(gemmi.read_structure(str(ROOT / "qfitlatent/data/3k0n_qfit.pdb.gz")))
+    index = viz.pdb_index(full)
+    st = gemmi.read_pdb_string(full)
+    focus = ("A", 99, "")
+    text = viz.neighbourhood_pdb(index, focus, 8.0)
+    kept = {(r.name, r.seqid.num) for r in gemmi.read_pdb_string(text)[0]["A"]}
+    # Reference: gemmi's own distances, residue by residue, over every atom of every altloc.
+    res = {r.seqid.num: r for r in st[0]["A"]}
+    centre = [a.pos for a in res[99]]
+    expected = {(r.name, r.seqid.num) for r in st[0]["A"]
+                if min(a.pos.dist(c) for a in r for c in centre) <= 8.0}  # fmt: skip
+    assert kept == expected and 5 < len(kept) < 60  # a neighbourhood, not the protein
