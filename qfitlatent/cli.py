@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     t.add_argument(
         "--init-from", type=Path, default=None,
-        help="checkpoint to start from, e.g. weights/qfitlatent-v1.pt (default: random "
+        help="checkpoint to start from, e.g. weights/qfitlatent-v2.pt (default: random "
         "initialisation)",
     )  # fmt: skip
     t.add_argument("--freeze-trunk", action="store_true", help="train the output head only")
@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "folders of them")  # fmt: skip
         q.add_argument(
             "--weights", type=Path, default=None,
-            help="checkpoint (default: the shipped weights/qfitlatent-v1.pt)",
+            help="checkpoint (default: the shipped weights/qfitlatent-v2.pt)",
         )  # fmt: skip
         q.add_argument("--out", type=Path, required=True, help="folder for OUT/<name>/ results")
         q.add_argument(
