@@ -130,48 +130,36 @@ def check_config(cfg) -> None:
 # argparse types: ArgumentTypeError's message is printed as is, with the usage, and exit code 2.
 
 
+def _number(text: str, kind: type, ok, must: str):
+    """`text` as `kind` (int or float) when `ok(value)`, else ArgumentTypeError saying `must`."""
+    try:
+        value = kind(text)
+    except ValueError:
+        noun = "whole number" if kind is int else "number"
+        raise ArgumentTypeError(f"{text!r} is not a {noun}") from None
+    if not ok(value):  # nan fails every comparison, so it is refused too
+        raise ArgumentTypeError(f"{text!r} must be {must}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """A whole number ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+    return _number(text, int, lambda v: v >= 1, "at least 1")
 
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (nan, inf, 0 and negatives are refused)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ArgumentTypeError(f"{text!r} must be a finite number above 0")
-    return value
+    return _number(text, float, lambda v: math.isfinite(v) and v > 0, "a finite number above 0")
 
 
 def fraction(text: str) -> float:
     """A number from 0 to 1 (thresholds, occupancies)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:  # nan fails this too
-        raise ArgumentTypeError(f"{text!r} must be a number from 0 to 1")
-    return value
+    return _number(text, float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 
 
 def non_negative_int(text: str) -> int:
     """A whole number ≥ 0 (seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+    return _number(text, int, lambda v: v >= 0, "0 or more")
 
 
 def check_overrides(items: list[str]) -> None:

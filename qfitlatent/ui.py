@@ -16,6 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from . import runs, viz
+from .checkpoint import default_weights as shipped_weights
 from .errors import CheckpointError, StructureError
 from .structure import MAX_BYTES
 
@@ -53,7 +54,8 @@ EXAMPLES = {
 EXAMPLE_FILE = EXAMPLES["example"].file
 EXAMPLE_TITLE = EXAMPLES["example"].title
 MAX_MB = MAX_BYTES // 2**20
-SHIPPED = "qfitlatent v1 (shipped weights)"
+# Named after the file, so the label follows the weights that actually ship.
+SHIPPED = f"{shipped_weights().stem.replace('-', ' ')} (shipped weights)"
 
 
 def page_setup(title: str) -> None:
@@ -85,9 +87,7 @@ def device_label(dev: str) -> str:
 
 
 def default_weights() -> Path:
-    from .checkpoint import default_weights as shipped
-
-    return Path(os.environ.get(WEIGHTS_ENV) or shipped())
+    return Path(os.environ.get(WEIGHTS_ENV) or shipped_weights())
 
 
 def session_token() -> str:
