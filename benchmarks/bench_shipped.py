@@ -38,8 +38,8 @@ def child(path: str, weights: str, device: str) -> dict:
     from qfitlatent.checkpoint import load_model
     from qfitlatent.config import TrainConfig
     from qfitlatent.features import load_features
+    from qfitlatent.loss import protein_loss
     from qfitlatent.predict import predict
-    from qfitlatent.train import _protein_loss
 
     model, info = load_model(weights, device)
     feats = load_features(path).to(device)
@@ -69,7 +69,7 @@ def child(path: str, weights: str, device: str) -> dict:
     def step():
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        _protein_loss(model(feats), feats, train_cfg).backward()
+        protein_loss(model(feats), feats, train_cfg).backward()
         optimizer.step()
         model.eval()
 

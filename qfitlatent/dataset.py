@@ -78,19 +78,22 @@ class FeatureCache:
         self.dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    def _key(self, data: bytes) -> str:
+    def key(self, path: str | Path) -> str:
+        """The cache key of a file: its bytes and FEATURE_VERSION."""
+        data = Path(path).read_bytes()
         return hashlib.sha256(data + f"v{FEATURE_VERSION}".encode()).hexdigest()[:32]
 
-    def cached(self, path: str | Path) -> bool:
-        """Whether `path`'s features (or its reason for being skipped) are in the cache."""
-        key = self._key(Path(path).read_bytes())
-        return (self.dir / f"{key}.pt").exists() or (self.dir / f"{key}.err").exists()
+    def cached(self, key: str) -> bool:
+        """Whether the file with this key has its features (or its reason to skip) cached."""
+        return any((self.dir / f"{key}{ext}").exists() for ext in (".pt", ".err"))
 
-    def load(self, path: str | Path) -> Features:
-        """Features of one file; raises StructureError (cached too) when it cannot be used."""
+    def load(self, path: str | Path, key: str | None = None) -> Features:
+        """Features of one file; raises StructureError (cached too) when it cannot be used.
+
+        `key` is the file's `key(path)` when the caller has it already, so a cached file is
+        not read twice."""
         path = Path(path)
-        data = path.read_bytes()
-        key = self._key(data)
+        key = key or self.key(path)
         ok, err = self.dir / f"{key}.pt", self.dir / f"{key}.err"
         if ok.exists():
             feats = Features.from_dict(torch.load(ok, weights_only=True))
@@ -99,7 +102,7 @@ class FeatureCache:
         if err.exists():
             raise StructureError(err.read_text())
         try:
-            feats = load_features(data, name=path.name)
+            feats = load_features(path.read_bytes(), name=path.name)
         except StructureError as e:
             _atomic_write_text(err, str(e))
             raise
@@ -144,7 +147,8 @@ def load_dataset(
         for p in list_structure_files(data_dir)
         if wanted is None or structure_id(p) in wanted
     ]
-    missing = [p for p in paths if not cache.cached(p)]
+    keys = [cache.key(p) for p in paths]
+    missing = [p for p, k in zip(paths, keys, strict=True) if not cache.cached(k)]
     workers = workers or os.cpu_count() or 1
     if len(missing) > 1 and workers > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -153,9 +157,9 @@ def load_dataset(
             jobs = [(str(p), str(cache.dir)) for p in missing]
             list(pool.map(_featurize_into_cache, jobs, chunksize=4))
     feats, skipped = [], []
-    for path in paths:
+    for path, key in zip(paths, keys, strict=True):
         try:
-            feats.append(cache.load(path))
+            feats.append(cache.load(path, key))
         except StructureError as err:
             skipped.append((path.name, str(err)))
     return feats, skipped

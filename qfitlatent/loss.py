@@ -76,3 +76,13 @@ def flex_loss(flex_logit: torch.Tensor, feats: Features) -> torch.Tensor:
     label, mask = label.to(flex_logit.device), mask.to(flex_logit.device)
     bce = F.binary_cross_entropy_with_logits(flex_logit.float(), label, reduction="none")  # [N]
     return torch.where(mask, bce, torch.zeros_like(bce)).sum() / mask.sum().clamp_min(1)
+
+
+def protein_loss(pred, feats: Features, train_cfg) -> torch.Tensor:
+    """The training objective of one crop: the χ NLL blended as `train_cfg` says (min_altlocs,
+    r_share) plus `flex_weight` times the flexibility BCE when the model has that head.
+    `pred` is the model's ModelOutput."""
+    loss = training_loss(pred.mixture, feats, train_cfg.min_altlocs, train_cfg.r_share)
+    if pred.flex_logit is not None:
+        loss = loss + train_cfg.flex_weight * flex_loss(pred.flex_logit, feats)
+    return loss

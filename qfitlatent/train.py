@@ -11,6 +11,7 @@ machine that other jobs keep busy, 1 thread is often several times faster than 2
 region waits for its slowest thread, and a descheduled thread stalls all of them.
 """
 
+import csv
 import json
 import math
 import os
@@ -37,9 +38,8 @@ from .dataset import (
 )
 from .errors import CheckpointError
 from .features import Features
-from .loss import flex_labels, flex_loss, mixture_nll, training_loss
-from .metrics import auroc, chi1_mode_hit
-from .mixture import Mixture
+from .loss import flex_labels, mixture_nll, protein_loss
+from .metrics import chi1_mode_hit, per_structure_auroc
 from .model import QFitLatent
 
 # --- command line ------------------------------------------------------------------------------
@@ -158,24 +158,22 @@ def validate(
     """
     model.eval()
     total = torch.zeros(4, dtype=torch.float64, device=device)  # Σ L_i, |R|, χ1 hits, χ1 n
-    aurocs = []
+    scores, labels = [], []  # per structure: p_flexible logits and labels of labelled residues
     for f in items:
-        f = f.to(device)
-        out = model(f)
-        _, per_residue, valid = mixture_nll(out.mixture, f, min_altlocs)
+        on_device = f.to(device)
+        out = model(on_device)
+        _, per_residue, valid = mixture_nll(out.mixture, on_device, min_altlocs)
         total[0] += per_residue[valid].double().sum()
         total[1] += valid.sum()
         hit, defined = chi1_mode_hit(
-            Mixture(*(t.cpu() for t in out.mixture)), f.chi.cpu(), f.chi_mask.cpu(),
-            f.occ.cpu(), tol=math.radians(40.0),
-        )  # fmt: skip
+            out.mixture.to("cpu"), f.chi, f.chi_mask, f.occ, tol=math.radians(40.0)
+        )
         total[2] += hit.sum()
         total[3] += defined.sum()
         if out.flex_logit is not None:
             label, mask = flex_labels(f)
-            a = auroc(out.flex_logit[mask].cpu(), label[mask].cpu())
-            if math.isfinite(a):
-                aurocs.append(a)
+            scores.append(out.flex_logit.cpu()[mask])
+            labels.append(label[mask])
     if world > 1:
         dist.all_reduce(total)
     model.train()
@@ -183,7 +181,7 @@ def validate(
     extra = {
         "val_chi1_acc40": float(total[2] / total[3]) if total[3] > 0 else None,
         # Rank 0's structures only under DDP: a monitor for the log, not the selection rule.
-        "val_flex_auroc": sum(aurocs) / len(aurocs) if aurocs else None,
+        "val_flex_auroc": _finite(per_structure_auroc(scores, labels)[0]),
     }
     return nll, extra
 
@@ -192,6 +190,10 @@ def validate(
 # bundled unseen example (qfitlatent/data/1atg.pdb.gz) and its close relatives, so a first-time
 # user sees the model on a protein it has not memorised.
 HELD_OUT_CLUSTERS = frozenset({"1ATG_A"})
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def pretrain_names(pretrain_dir, val_names: list[str]) -> tuple[list[str], list[str]]:
@@ -208,24 +210,15 @@ def pretrain_names(pretrain_dir, val_names: list[str]) -> tuple[list[str], list[
         return names, []
     val_ids = {pdb_group(n) for n in val_names}
     close = set()
-    rows = manifest.read_text().splitlines()
-    header = rows[0].split("\t")
-    for line in rows[1:]:
-        row = dict(zip(header, line.split("\t"), strict=False))
+    with open(manifest, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    for row in rows:
         ident = float(row.get("max_identity_to_multiconf") or 0.0)
         if ident >= 0.5 and pdb_group(row.get("closest_multiconf", "")) in val_ids:
             close.add(structure_id(row["filename"]))
         if row.get("cluster90") in HELD_OUT_CLUSTERS:
             close.add(structure_id(row["filename"]))
     return [n for n in names if n not in close], sorted(close & set(names))
-
-
-def _protein_loss(pred, f: Features, train_cfg: TrainConfig) -> torch.Tensor:
-    """χ NLL (blended as train_cfg says) plus the weighted flexibility BCE of one crop."""
-    loss = training_loss(pred.mixture, f, train_cfg.min_altlocs, train_cfg.r_share)
-    if pred.flex_logit is not None:
-        loss = loss + train_cfg.flex_weight * flex_loss(pred.flex_logit, f)
-    return loss
 
 
 def fit_library_prior(model, train_feats: list[Features], out=None) -> None:
@@ -408,7 +401,8 @@ def train(
         extra, extra_skipped = load_dataset(pretrain_dir, cache_dir, names=split["pretrain"])
         out.line(
             f"pretraining folder: {len(extra)} structures ({len(extra_skipped)} unreadable, "
-            f"{len(split.get('pretrain_left_out', []))} left out: close to a validation structure, or held out)"
+            f"{len(split.get('pretrain_left_out', []))} left out: close to a validation "
+            "structure, or held out)"
         )
         train_items += [f for f in extra if f.valid(min_alt).any()]
         library_feats += extra
@@ -507,7 +501,7 @@ def train(
                 g = torch.Generator().manual_seed(step_seed(train_cfg.seed, micro, rank))
                 torch.manual_seed(step_seed(train_cfg.seed, micro, rank))
                 f = spatial_crop(item, train_cfg.crop_size, min_alt, g).to(dev)
-                loss = _protein_loss(net(f), f, train_cfg) / n_micro
+                loss = protein_loss(net(f), f, train_cfg) / n_micro
                 loss.backward()
                 loss_value += loss.detach()
             if world > 1:

@@ -85,15 +85,15 @@ def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(data_dir, 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     data_dir, cache, tmp_path, monkeypatch
 ):
-    real = train_module.training_loss
+    real = train_module.protein_loss
     calls = {"n": 0}
 
-    def poisoned(mix, feats, min_altlocs=2, r_share=0.0):
+    def poisoned(pred, feats, train_cfg):
         calls["n"] += 1
-        loss = real(mix, feats, min_altlocs, r_share)
+        loss = real(pred, feats, train_cfg)
         return loss * float("nan") if calls["n"] == 4 else loss
 
-    monkeypatch.setattr(train_module, "training_loss", poisoned)
+    monkeypatch.setattr(train_module, "protein_loss", poisoned)
     result = train(
         data_dir,
         tmp_path / "run",
