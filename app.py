@@ -3,8 +3,8 @@
 import streamlit as st
 
 from qfitlatent import ui, viz
+from qfitlatent.ensemble.multiconf import DEFAULT_THRESHOLD, MAX_CONFORMERS
 from qfitlatent.errors import CheckpointError, StructureError
-from qfitlatent.multiconf import DEFAULT_THRESHOLD, MAX_CONFORMERS
 
 ui.page_setup("side-chain ensembles")
 st.title("qfitlatent: which side chains move, and how?")

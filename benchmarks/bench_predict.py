@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from qfitlatent.checkpoint import default_weights, load_model
-from qfitlatent.conformers import flexibility_score, select_conformers
+from qfitlatent.ensemble.conformers import flexibility_score, select_conformers
+from qfitlatent.ensemble.multiconf import SplitOptions, build_multiconformer
+from qfitlatent.ensemble.sample import sample_chis
 from qfitlatent.features import featurize
 from qfitlatent.mixture import Mixture
-from qfitlatent.multiconf import SplitOptions, build_multiconformer
 from qfitlatent.predict import N_PROPOSED, output_texts, predict
-from qfitlatent.sample import sample_chis
 from qfitlatent.structure import read_structure
 
 
@@ -84,7 +84,7 @@ def main() -> None:
     print(f"{path.name}: {n} residues, weights {args.weights.name}, 1 thread, median of "
           f"{args.runs} warm runs; {m.n_split} residues split, {clashes} alternatives "
           "screened out\n")  # fmt: skip
-    print(f"| step | wall (s) | CPU (s) |\n|---|---|---|")
+    print("| step | wall (s) | CPU (s) |\n|---|---|---|")
     for name, (wall, cpu, _) in rows:
         print(f"| {name} | {wall:.3f} | {cpu:.3f} |")
 

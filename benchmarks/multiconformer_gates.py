@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from qfitlatent.checkpoint import default_weights, load_model
-from qfitlatent.multiconf import SplitOptions
+from qfitlatent.ensemble.multiconf import SplitOptions
 from qfitlatent.predict import predict
 
 N_STRUCTURES = 20

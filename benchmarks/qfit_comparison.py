@@ -25,10 +25,10 @@ import gemmi
 import torch
 
 from qfitlatent.checkpoint import default_weights, load_model
-from qfitlatent.conformers import chi_distance
-from qfitlatent.export import _keep_heaviest_conformer, rebuildable
+from qfitlatent.ensemble.build import _keep_heaviest_conformer, rebuildable
+from qfitlatent.ensemble.conformers import chi_distance
+from qfitlatent.ensemble.multiconf import DEFAULT_THRESHOLD, SplitOptions
 from qfitlatent.features import featurize
-from qfitlatent.multiconf import DEFAULT_THRESHOLD, SplitOptions
 from qfitlatent.predict import predict
 from qfitlatent.structure import read_structure
 

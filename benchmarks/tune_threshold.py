@@ -21,8 +21,8 @@ import torch
 
 from qfitlatent.checkpoint import default_weights, load_model
 from qfitlatent.dataset import list_structure_files, structure_id
-from qfitlatent.metrics import altloc_covered, auroc, selected_covered
-from qfitlatent.multiconf import SplitOptions
+from qfitlatent.ensemble.multiconf import SplitOptions
+from qfitlatent.eval.metrics import altloc_covered, auroc, selected_covered
 from qfitlatent.predict import predict
 
 

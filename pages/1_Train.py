@@ -9,7 +9,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from qfitlatent import data_roots, runs, server_config, settings_check, ui
+from qfitlatent import data_roots, server_config, settings_check, ui
+from qfitlatent.train import jobs
 
 ui.page_setup("fine-tune")
 st.title("Fine-tune on your multiconformer structures")
@@ -20,14 +21,14 @@ st.caption(
 token = ui.session_token()
 config = server_config.load()
 
-active = runs.active_job()
+active = jobs.active_job()
 if active is not None:
     st.subheader(f"Running: {active.name}")
 
     @st.fragment(run_every=2.0)
     def live(name: str) -> None:
-        job = runs.load_job(runs.runs_root() / name)
-        mine = runs.is_owner(job, token)
+        job = jobs.load_job(jobs.runs_root() / name)
+        mine = jobs.is_owner(job, token)
         ui.job_report(job, key="live", show_log=mine or job.public)
         if job.active and not job.stop_requested and mine:
             if st.button(
@@ -36,7 +37,7 @@ if active is not None:
                 icon=":material/stop:",
                 help="SIGTERM: the trainer saves last.pt (resumable) and exits",
             ):
-                runs.stop(job, token=token)
+                jobs.stop(job, token=token)
         elif job.active and not mine:
             st.caption("Started by another visitor: you can watch it, not stop it.")
         elif not job.active:
@@ -77,7 +78,7 @@ def start() -> None:
         if not data:
             raise ValueError("choose training data: upload files or give a folder")
         settings_check.check_overrides(extra)  # bad keys and values fail here, not later
-        runs.launch(
+        jobs.launch(
             s.run_name,
             data=data,
             epochs=int(s.epochs),
@@ -92,7 +93,7 @@ def start() -> None:
     except (ValueError, RuntimeError, OSError) as err:
         s.train_error = str(err)
     else:
-        s.run_name = runs.default_name()
+        s.run_name = jobs.default_name()
         time.sleep(0.3)  # let the supervisor write its pid before the page shows the run
 
 
@@ -131,7 +132,7 @@ with st.form("new_run", border=True):
             help="allowed: folders under " + ", ".join(str(r) for r in config.data_roots),
         )
     c1, c2, c3 = st.columns(3)
-    st.session_state.setdefault("run_name", runs.default_name())
+    st.session_state.setdefault("run_name", jobs.default_name())
     c1.text_input("Run name", key="run_name", help="the run's folder name; letters, digits, . _ -")
     c2.number_input(
         "Epochs", 1, 1000, 5, key="epochs",
@@ -165,20 +166,20 @@ if error := st.session_state.pop("train_error", None):
     st.error(error)
 
 
-def delete(job: runs.Job) -> None:
+def delete(job: jobs.Job) -> None:
     try:
-        runs.delete(job, token=token)
+        jobs.delete(job, token=token)
     except (ValueError, OSError) as err:  # PermissionError is an OSError
         st.session_state.delete_error = str(err)
 
 
 st.subheader("Runs")
-jobs = runs.list_jobs()
-if not jobs:
+listed = jobs.list_jobs()
+if not listed:
     st.caption("No runs yet.")
 else:
-    ui.runs_table(jobs)
-    ended = [j for j in jobs if not j.active]
+    ui.runs_table(listed)
+    ended = [j for j in listed if not j.active]
     if ended:
         names = [j.name for j in ended]
         # A run that just ended becomes the one shown; otherwise the visitor's choice stays.
@@ -188,7 +189,7 @@ else:
             st.session_state.detail = names[0]
         shown = st.selectbox("Details of run", names, key="detail")
         job = next(j for j in ended if j.name == shown)
-        mine = runs.is_owner(job, token)
+        mine = jobs.is_owner(job, token)
         ui.job_report(job, key="detail", show_log=mine or job.public)
         if mine:
             st.button(

@@ -5,13 +5,13 @@ Only plain types are stored (dicts, lists, tensors, strings, numbers), so every 
 """
 
 import datetime
-import os
 import re
 from pathlib import Path
 
 import torch
 
 from . import __version__
+from .atomic import write_atomic
 from .config import ModelConfig
 from .errors import CheckpointError, DeviceError
 
@@ -89,10 +89,7 @@ def save_checkpoint(
         "extra": extra or {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
@@ -125,28 +122,6 @@ def _load_failure(err: Exception) -> str:
         )
     first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
     return first[:200]
-
-
-def remove_stale_temporaries(run_dir) -> list[Path]:
-    """Delete `.<name>.pt.<pid>.tmp` files whose writer is gone (killed mid-save, e.g. kill -9):
-    save_checkpoint's temporary files, which nothing else would ever remove. Returns them."""
-    removed = []
-    for tmp in Path(run_dir).glob(".*.pt.*.tmp"):
-        pid = tmp.name.rsplit(".", 2)[-2]
-        if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_compatible(saved: ModelConfig, wanted: ModelConfig) -> None:

@@ -29,13 +29,13 @@ def cmd_data_report(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import train_from_args
+    from .train.loop import train_from_args
 
     return train_from_args(args)
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_from_args
+    from .eval.evaluate import evaluate_from_args
 
     return evaluate_from_args(args)
 
@@ -48,11 +48,11 @@ def cmd_predict(args) -> int:
 
 def cmd_runs(args) -> int:
     """The operator's side of the Train page: list runs, stop or delete any, publish one."""
-    from . import runs
+    from .train import jobs
 
-    root = Path(args.runs) if args.runs else runs.runs_root()
+    root = Path(args.runs) if args.runs else jobs.runs_root()
     if args.action == "list":
-        for j in runs.list_jobs(root):
+        for j in jobs.list_jobs(root):
             seen = "public" if j.public else "private"
             print(f"{j.name}\t{j.status}\t{seen}\t{j.settings.get('data', '')}")
         return 0
@@ -60,23 +60,23 @@ def cmd_runs(args) -> int:
         print(f"qfitlatent runs {args.action}: name the run", file=sys.stderr)
         return 2
     try:
-        name = runs.clean_name(args.name)
-        job = runs.load_job(root / name)
+        name = jobs.clean_name(args.name)
+        job = jobs.load_job(root / name)
     except (ValueError, OSError):
         print(f"qfitlatent runs: no run called {args.name!r} in {root}", file=sys.stderr)
         return 2
     if args.action == "stop":
-        job = runs.stop(job, operator=True)
+        job = jobs.stop(job, operator=True)
         print(f"{job.name}: {'stop requested' if job.active else job.status}")
     elif args.action == "delete":
         try:
-            runs.delete(job, operator=True)
+            jobs.delete(job, operator=True)
         except ValueError as err:  # still running
             print(f"qfitlatent runs delete: {err}", file=sys.stderr)
             return 2
         print(f"{job.name}: deleted")
     else:
-        job = runs.publish(job, args.action == "publish")
+        job = jobs.publish(job, args.action == "publish")
         print(f"{job.name}: {'public' if job.public else 'private'}")
     return 0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from . import residues
+from .atomic import write_atomic
 from .errors import StructureError
 from .features import Features, load_features
 from .loss import flex_labels
@@ -104,18 +105,10 @@ class FeatureCache:
         try:
             feats = load_features(path.read_bytes(), name=path.name)
         except StructureError as e:
-            _atomic_write_text(err, str(e))
+            write_atomic(err, str(e))
             raise
-        tmp = ok.with_suffix(f".tmp{os.getpid()}")
-        torch.save(feats.to_dict(), tmp)
-        os.replace(tmp, ok)
+        write_atomic(ok, lambda tmp: torch.save(feats.to_dict(), tmp))
         return feats
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _featurize_into_cache(args: tuple[str, str]) -> None:
@@ -234,4 +227,4 @@ def format_report(r: dict) -> str:
 
 def write_json(path: str | Path, obj) -> None:
     """Write JSON atomically (the split and other run files are read back by other processes)."""
-    _atomic_write_text(Path(path), json.dumps(obj, indent=1))
+    write_atomic(path, json.dumps(obj, indent=1))

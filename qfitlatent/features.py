@@ -11,7 +11,6 @@ import torch
 from . import residues
 from .geometry import backbone_frames, burial_counts, dihedral
 
-
 STRING_LISTS = ("chain_id", "icode", "resname")
 SEP = "\x1f"  # ASCII unit separator: in no chain id, insertion code or residue name
 

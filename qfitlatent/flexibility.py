@@ -76,7 +76,7 @@ def flexibility_table(
     Each row also carries `index`, the residue's position in `features`, so callers can go from
     a row back to the residue.
     """
-    from .conformers import flexibility_score
+    from .ensemble.conformers import flexibility_score
 
     defined = features.chi_defined  # [N, D]
     if residue_entropy is None:

@@ -12,17 +12,18 @@ from pathlib import Path
 import gemmi
 import torch
 
-from . import export
+from . import residues
 from .checkpoint import resolve_device
-from .conformers import Selection, flexibility_score, iid_selection, select_conformers
 from .dataset import list_structure_files
+from .ensemble import build
+from .ensemble.conformers import Selection, flexibility_score, iid_selection, select_conformers
+from .ensemble.multiconf import MulticonformerModel, SplitOptions, build_multiconformer, report_csv
+from .ensemble.sample import sample_chis
 from .errors import CheckpointError, StructureError
 from .features import Features, featurize
 from .flexibility import flexibility_table
 from .flexibility import table_csv as _table_csv
 from .mixture import Mixture
-from .multiconf import MulticonformerModel, SplitOptions, build_multiconformer, report_csv
-from .sample import sample_chis
 from .server_config import check_prediction_size
 from .structure import ParsedStructure, read_structure, structure_id
 
@@ -170,7 +171,7 @@ def multiconformer_pdb(pred: Prediction) -> str:
 
     lines = [w for line in _remark_lines(pred) for w in textwrap.wrap(line, 69)]
     remarks = "".join(f"REMARK 250 {w:<69}\n" for w in lines)  # 80 columns, as PDB lines are
-    return remarks + export.to_pdb(pred.multiconformer.structure)
+    return remarks + build.to_pdb(pred.multiconformer.structure)
 
 
 def multiconformer_cif(pred: Prediction) -> str:
@@ -194,15 +195,15 @@ def _remark_lines(pred: Prediction) -> list[str]:
 
 def samples_structure(pred: Prediction) -> gemmi.Structure:
     """S models, each the whole structure with one iid-sampled conformer per residue."""
-    return export.samples_model(pred.parsed, pred.samples)
+    return build.samples_model(pred.parsed, pred.samples)
 
 
 def samples_pdb(pred: Prediction) -> str:
-    return export.to_pdb(samples_structure(pred))
+    return build.to_pdb(samples_structure(pred))
 
 
 def samples_cif(pred: Prediction) -> str:
-    return export.to_cif(samples_structure(pred))
+    return build.to_cif(samples_structure(pred))
 
 
 def table_csv(pred: Prediction) -> str:
@@ -218,8 +219,8 @@ def output_texts(pred: Prediction, weights_name: str) -> dict[str, str]:
         "report": report_csv(pred.multiconformer),
         "pdb": multiconformer_pdb(pred),
         "cif": multiconformer_cif(pred),
-        "samples_pdb": export.to_pdb(st),
-        "samples_cif": export.to_cif(st),
+        "samples_pdb": build.to_pdb(st),
+        "samples_cif": build.to_cif(st),
     }
 
 
@@ -243,17 +244,17 @@ def residue_conformers(pred: Prediction, residue_index: int) -> list[tuple[str, 
     chain, names as in the file: MSE keeps SE); the backbone is the same in every conformer.
     """
     rec = pred.parsed.residues[residue_index]
-    back = {v: k for k, v in export.residues.ATOM_RENAMES.get(rec.resname, {}).items()}
+    back = residues.file_atom_names(rec.resname)
     written = pred.multiconformer.conformers.get(residue_index)
     if not written:
-        atoms = export.base_atoms(rec)
+        atoms = build.base_atoms(rec)
         return [("", 1.0, {back.get(n, n): x.numpy() for n, x in atoms.items()})]
     chi = torch.stack([c for _, _, c in written])  # [M, D]
     out = []
-    for (label, occ, _), atoms in zip(written, export.conformer_atoms(rec, chi), strict=True):
+    for (label, occ, _), atoms in zip(written, build.conformer_atoms(rec, chi), strict=True):
         out.append((label, float(occ), {back.get(n, n): x.numpy() for n, x in atoms.items()}))
     out[0] = (out[0][0], out[0][1], {back.get(n, n): x.numpy()
-                                     for n, x in export.base_atoms(rec).items()})  # fmt: skip
+                                     for n, x in build.base_atoms(rec).items()})  # fmt: skip
     return out
 
 
@@ -268,15 +269,15 @@ def residue_proposals(pred: Prediction, i: int) -> list[tuple[str, float, dict, 
     if i in pred.multiconformer.conformers:
         return [(lab, occ, atoms, True) for lab, occ, atoms in residue_conformers(pred, i)[1:]]
     rec = pred.parsed.residues[i]
-    if not export.rebuildable(rec):
+    if not build.rebuildable(rec):
         return []
     chi, mass = pred.selection.conformers(i)
     m = pred.multiconformer.options.max_conformers
     chi, mass = chi[:m], mass[:m]
-    back = {v: k for k, v in export.residues.ATOM_RENAMES.get(rec.resname, {}).items()}
+    back = residues.file_atom_names(rec.resname)
     return [
         (str(k + 1), float(o), {back.get(n, n): x.numpy() for n, x in atoms.items()}, False)
-        for k, (o, atoms) in enumerate(zip(mass, export.conformer_atoms(rec, chi), strict=True))
+        for k, (o, atoms) in enumerate(zip(mass, build.conformer_atoms(rec, chi), strict=True))
     ]
 
 

@@ -85,6 +85,18 @@ ATOM_RENAMES: dict[str, dict[str, str]] = {
 }
 
 
+def file_atom_names(resname: str) -> dict[str, str]:
+    """Parent atom name -> the name the file uses, for a modified residue ({"SD": "SE"} for MSE);
+    empty for every other residue."""
+    return {parent: own for own, parent in ATOM_RENAMES.get(resname, {}).items()}
+
+
+def element_of(atom_name: str) -> str:
+    """Element symbol of a protein heavy atom from its name: the first letter, except selenium
+    (MSE's SE), the only two-letter element among the residues qfitlatent reads."""
+    return "SE" if atom_name.startswith("SE") else atom_name[0]
+
+
 def token(resname: str) -> int:
     """Token of a standard residue name, UNK for anything else."""
     return TOKEN.get(resname, UNK)

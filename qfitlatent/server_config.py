@@ -17,9 +17,10 @@ restart and nothing is cached at import time.
 """
 
 import os
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+import tomllib
 
 CONFIG_ENV = "QFITLATENT_SERVER_CONFIG"
 ROOTS_ENV = "QFITLATENT_DATA_ROOTS"

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from . import runs, viz
+from . import viz
 from .checkpoint import default_weights as shipped_weights
 from .errors import CheckpointError, StructureError
 from .structure import MAX_BYTES
+from .train import jobs
 
 WEIGHTS_ENV = "QFITLATENT_WEIGHTS"  # overrides the shipped weights (tests, private models)
 
@@ -104,7 +105,7 @@ def weights_options() -> dict[str, Path]:
     options = {}
     if default_weights().is_file():
         options[SHIPPED] = default_weights()
-    for name, path in runs.finished_checkpoints(token=session_token()).items():
+    for name, path in jobs.finished_checkpoints(token=session_token()).items():
         options[f"fine-tune: {name}"] = path
     return options
 
@@ -145,7 +146,7 @@ def _results() -> "OrderedDict[tuple, Result]":
 
 def _compute(data, name, weights: Path, dev: str, progress, split: dict, **settings) -> Result:
     from . import predict
-    from .multiconf import SplitOptions
+    from .ensemble.multiconf import SplitOptions
 
     model, _ = _load_model(str(weights), weights.stat().st_mtime, dev)
     pred = predict.predict(model, data, name=name, device=dev, progress=progress,
@@ -526,14 +527,14 @@ STATUS_ICON = {
 }
 
 
-def runs_table(jobs: list[runs.Job]) -> None:
+def runs_table(listed: list[jobs.Job]) -> None:
     """One row per run: status, timing, settings, best validation NLL, whether best.pt exists."""
     import time
 
     import pandas as pd
 
-    def best_val(job: runs.Job):
-        ends = [r["best_val_nll"] for r in runs.read_metrics(job) if "best_val_nll" in r]
+    def best_val(job: jobs.Job):
+        ends = [r["best_val_nll"] for r in jobs.read_metrics(job) if "best_val_nll" in r]
         return ends[-1] if ends else None
 
     rows = [{"run": j.name, "status": j.status,
@@ -541,7 +542,7 @@ def runs_table(jobs: list[runs.Job]) -> None:
              "duration": format_seconds((j.ended or time.time()) - j.started),
              "epochs": j.settings.get("epochs"), "lr": j.settings.get("lr"),
              "best val NLL": best_val(j), "best.pt": j.best_path.is_file()}
-            for j in jobs]  # fmt: skip
+            for j in listed]  # fmt: skip
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table")
 
 
@@ -559,11 +560,11 @@ def validation_note(records: list[dict]) -> str:
                    "or val_fraction=0), so best.pt is simply the last epoch.")  # fmt: skip
 
 
-def job_report(job: runs.Job, key: str, show_log: bool = True) -> None:
+def job_report(job: jobs.Job, key: str, show_log: bool = True) -> None:
     """Progress, loss curves and log tail of one run (inside the polling fragment while live).
     `show_log` False hides train.log, which names the files of a private run."""
-    records = runs.read_metrics(job)
-    done, eta = runs.progress(job, records)
+    records = jobs.read_metrics(job)
+    done, eta = jobs.progress(job, records)
     status = (
         "stopping (the trainer saves last.pt first)…"
         if job.active and job.stop_requested
@@ -585,4 +586,4 @@ def job_report(job: runs.Job, key: str, show_log: bool = True) -> None:
         st.caption("train.log is shown to the visitor who started this run.")
         return
     with st.expander("train.log (last lines)", expanded=job.status == "failed"):
-        st.code(runs.log_tail(job) or "(empty)", language=None)
+        st.code(jobs.log_tail(job) or "(empty)", language=None)

@@ -15,8 +15,8 @@ import zlib
 from pathlib import Path
 
 from .server_config import ServerConfig
+from .structure import SUFFIXES
 
-STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
 # Letters, digits, '.', '_', '-', starting with a letter or digit: never hidden, never a path.
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CHUNK = 2**20
@@ -30,7 +30,7 @@ def structure_name(member: str) -> str | None:
     """The base name to store a member under, or None when it is not a structure file name."""
     base = Path(str(member).replace("\\", "/")).name
     stem = base[:-3] if base.lower().endswith(".gz") else base
-    if not stem.lower().endswith(STRUCTURE_SUFFIXES) or not _FILE_NAME.fullmatch(base):
+    if not stem.lower().endswith(SUFFIXES) or not _FILE_NAME.fullmatch(base):
         return None
     return base
 

@@ -14,8 +14,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from qfitlatent import runs
 from qfitlatent.structure import MAX_BYTES
+from qfitlatent.train import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120  # the first run imports torch and predicts on 2 shared cores
@@ -234,14 +234,14 @@ def test_train_page_runs_a_tiny_fine_tune_that_appears_in_the_model_choice(env):
     at.text_input(key="extra").set_value("n_blocks=1 d_s=16 d_z=8 crop_size=96")
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    run_dir = runs.runs_root() / "tiny-run"
+    run_dir = jobs.runs_root() / "tiny-run"
     assert sorted(p.name for p in (run_dir / "data").iterdir()) == [p.name for p in sample]
     assert any("Running: tiny-run" in h.value for h in at.subheader)
     deadline = time.time() + 150
-    while runs.load_job(run_dir).active and time.time() < deadline:
+    while jobs.load_job(run_dir).active and time.time() < deadline:
         time.sleep(0.5)
-    job = runs.load_job(run_dir)
-    assert job.status == "finished", runs.log_tail(job)
+    job = jobs.load_job(run_dir)
+    assert job.status == "finished", jobs.log_tail(job)
     at.run()  # what a visitor sees after the run: no live panel, the run listed as finished
     assert not at.exception
     assert not any(h.value.startswith("Running") for h in at.subheader)
@@ -263,7 +263,7 @@ def test_train_page_refuses_bad_settings_without_launching(env):
     at.text_input(key="extra").set_value("no_such_setting=3")
     next(b for b in at.button if b.label == "Start training").click().run()
     assert at.error and "unknown setting" in at.error[0].value
-    assert not (runs.runs_root() / "ok-name").exists()
+    assert not (jobs.runs_root() / "ok-name").exists()
 
 
 def test_without_any_model_the_page_says_how_to_get_one(env, tmp_path, monkeypatch):
@@ -342,7 +342,7 @@ def test_a_running_job_is_seen_by_a_new_visitor_read_only_and_stopped_by_its_own
 
     # A stand-in trainer that just waits: this test is about the page, not about training.
     monkeypatch.setattr(
-        runs, "train_command", lambda *a, **k: [sys.executable, "-c", "import time; time.sleep(60)"]
+        jobs, "train_command", lambda *a, **k: [sys.executable, "-c", "import time; time.sleep(60)"]
     )
     first = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
     first.text_input(key="run_name").set_value("to-stop")
@@ -355,16 +355,16 @@ def test_a_running_job_is_seen_by_a_new_visitor_read_only_and_stopped_by_its_own
     # A second session gets no Stop button, and the function refuses its token too.
     assert not [b for b in visitor.button if b.key == "stop"]
     assert any("another visitor" in c.value for c in visitor.caption)
-    run_dir = runs.runs_root() / "to-stop"
+    run_dir = jobs.runs_root() / "to-stop"
     with pytest.raises(PermissionError):
-        runs.stop(runs.load_job(run_dir), token=visitor.session_state["owner_token"])
-    assert runs.load_job(run_dir).active and not runs.load_job(run_dir).stop_requested
+        jobs.stop(jobs.load_job(run_dir), token=visitor.session_state["owner_token"])
+    assert jobs.load_job(run_dir).active and not jobs.load_job(run_dir).stop_requested
     first.run()
     first.button(key="stop").click().run()
     deadline = time.time() + 30
-    while runs.load_job(run_dir).active and time.time() < deadline:
+    while jobs.load_job(run_dir).active and time.time() < deadline:
         time.sleep(0.2)
-    assert runs.load_job(run_dir).status == "stopped"
+    assert jobs.load_job(run_dir).status == "stopped"
     # The owner may delete the ended run; the visitor is not offered it.
     first.run()
     visitor.run()
@@ -377,14 +377,14 @@ def test_a_running_job_is_seen_by_a_new_visitor_read_only_and_stopped_by_its_own
 def test_details_follow_the_run_that_just_ended(env, monkeypatch):
     import sys
 
-    monkeypatch.setattr(runs, "train_command", lambda *a, **k: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(jobs, "train_command", lambda *a, **k: [sys.executable, "-c", "pass"])
     at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
     for name in ("first-of-two", "second-of-two"):
         at.text_input(key="run_name").set_value(name)
         next(b for b in at.button if b.label == "Start training").click().run()
         assert not at.error, [e.value for e in at.error]
         deadline = time.time() + 30
-        while runs.load_job(runs.runs_root() / name).active and time.time() < deadline:
+        while jobs.load_job(jobs.runs_root() / name).active and time.time() < deadline:
             time.sleep(0.1)
         at.run()
         assert at.selectbox(key="detail").value == name  # not the run before it
@@ -409,7 +409,7 @@ def test_train_page_hides_server_folders_unless_the_operator_allows_some(
         assert not at.exception
         errors.append(at.error[0].value.replace(repr(outside), "PATH"))
     assert len(set(errors)) == 1 and "not a folder under the allowed" in errors[0]
-    assert not (runs.runs_root() / "probe").exists()
+    assert not (jobs.runs_root() / "probe").exists()
 
 
 @pytest.mark.parametrize(
@@ -430,13 +430,13 @@ def test_train_page_refuses_out_of_range_settings(env, extra, expect):
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception
     assert at.error and expect in at.error[0].value, [e.value for e in at.error]
-    assert not (runs.runs_root() / "bad-setting").exists()
+    assert not (jobs.runs_root() / "bad-setting").exists()
 
 
 def test_a_malformed_zip_is_a_message_and_the_name_stays_usable(env, monkeypatch):
     import sys
 
-    monkeypatch.setattr(runs, "train_command", lambda *a, **k: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(jobs, "train_command", lambda *a, **k: [sys.executable, "-c", "pass"])
     at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
     at.radio(key="data_kind").set_value("upload structures or a .zip").run()
     at.file_uploader(key="train_upload").set_value(
@@ -446,8 +446,8 @@ def test_a_malformed_zip_is_a_message_and_the_name_stays_usable(env, monkeypatch
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception
     assert at.error and "not a readable zip" in at.error[0].value
-    assert not (runs.runs_root() / "zip-run").exists()
-    assert runs.lock_holder() is None
+    assert not (jobs.runs_root() / "zip-run").exists()
+    assert jobs.lock_holder() is None
     sample = ROOT / "qfitlatent" / "data" / "train_sample" / "2ppn.pdb.gz"
     at.file_uploader(key="train_upload").set_value(
         [(sample.name, sample.read_bytes(), "application/gzip")]
@@ -455,9 +455,9 @@ def test_a_malformed_zip_is_a_message_and_the_name_stays_usable(env, monkeypatch
     at.text_input(key="run_name").set_value("zip-run")
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.error, [e.value for e in at.error]
-    assert (runs.runs_root() / "zip-run" / "data" / sample.name).is_file()
+    assert (jobs.runs_root() / "zip-run" / "data" / sample.name).is_file()
     deadline = time.time() + 30
-    while runs.load_job(runs.runs_root() / "zip-run").active and time.time() < deadline:
+    while jobs.load_job(jobs.runs_root() / "zip-run").active and time.time() < deadline:
         time.sleep(0.1)
 
 

@@ -6,7 +6,7 @@ import torch
 from scipy.special import i0e, i1e
 
 from qfitlatent import residues
-from qfitlatent.baselines import (
+from qfitlatent.eval.baselines import (
     BackboneDependentMixture,
     BaselineOptions,
     FlexRows,
@@ -258,7 +258,7 @@ def test_logistic_baseline_matches_an_independent_scipy_fit():
 
 
 def test_logistic_baseline_ranks_better_than_residue_type_when_burial_matters():
-    from qfitlatent.metrics import auroc
+    from qfitlatent.eval.metrics import auroc
 
     def structure(rows):  # label 1 <=> n_obs 2
         return _flex_structure(rows.aatype.tolist(), (rows.label + 1).long().tolist(), rows.burial)

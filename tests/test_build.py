@@ -9,14 +9,14 @@ import torch
 from conftest import data_file
 
 from qfitlatent import residues
-from qfitlatent.build import (
+from qfitlatent.ensemble.build import base_atoms
+from qfitlatent.ensemble.sidechains import (
     can_rebuild,
     complete_sidechain,
     measure_chis,
     place_atom,
     set_chis,
 )
-from qfitlatent.export import base_atoms
 from qfitlatent.ideal import IDEAL, moved_by
 from qfitlatent.structure import read_structure
 

@@ -19,7 +19,7 @@ from qfitlatent.checkpoint import (
 from qfitlatent.config import ModelConfig, TrainConfig
 from qfitlatent.errors import CheckpointError
 from qfitlatent.model import QFitLatent
-from qfitlatent.train import cosine_scheduler
+from qfitlatent.train.loop import cosine_scheduler
 
 TINY = ModelConfig(
     d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from qfitlatent.conformers import (
+from qfitlatent.ensemble.conformers import (
     chi_distance,
     distinct_mass,
     flexibility_score,
@@ -12,10 +12,10 @@ from qfitlatent.conformers import (
     nearest_mass,
     select_conformers,
 )
+from qfitlatent.ensemble.sample import sample_chis
+from qfitlatent.eval.metrics import altloc_covered
 from qfitlatent.geometry import circ_diff
-from qfitlatent.metrics import altloc_covered
 from qfitlatent.mixture import Mixture
-from qfitlatent.sample import sample_chis
 
 
 def deg(*v):
@@ -122,7 +122,7 @@ def test_iid_selection_clusters_the_draws():
 
 
 def test_selector_density_is_mixture_log_prob():
-    from qfitlatent.conformers import _log_density
+    from qfitlatent.ensemble.conformers import _log_density
     from qfitlatent.mixture import log_prob
 
     g = torch.Generator().manual_seed(3)

@@ -9,7 +9,7 @@ from conftest import data_file
 from qfitlatent.checkpoint import metadata, save_checkpoint
 from qfitlatent.cli import main
 from qfitlatent.config import ModelConfig, TrainConfig
-from qfitlatent.evaluate import evaluation_split
+from qfitlatent.eval.evaluate import evaluation_split
 from qfitlatent.model import QFitLatent
 
 TINY = ModelConfig(
@@ -94,7 +94,7 @@ def _auroc_by_pairs(scores, labels) -> float:
 
 @pytest.mark.parametrize("flex_head", [True, False])
 def test_model_flexibility_score_is_p_flexible_or_entropy(flex_head):
-    from qfitlatent.evaluate import evaluate
+    from qfitlatent.eval.evaluate import evaluate
     from qfitlatent.features import load_features
 
     torch.manual_seed(0)
@@ -132,8 +132,8 @@ def test_split_falls_back_to_split_names_and_needs_training_structures():
 
 def test_figures_write_pngs(tmp_path):
     pytest.importorskip("matplotlib")
-    from qfitlatent.figures import calibration_plot, learning_curve
-    from qfitlatent.figures import main as figures_main
+    from qfitlatent.eval.figures import calibration_plot, learning_curve
+    from qfitlatent.eval.figures import main as figures_main
 
     rows = [{"step": 1, "epoch": 0, "train_loss": 3.0, "lr": 3e-4}, {"step": 2, "train_loss": 2.5},
             {"step": 2, "epoch": 1, "val_nll": 2.7}]  # fmt: skip
@@ -151,7 +151,7 @@ def test_figures_write_pngs(tmp_path):
 
 
 def test_learning_curve_series_drops_history_a_resume_replaced():
-    from qfitlatent.figures import _series
+    from qfitlatent.eval.figures import _series
 
     rows = [
         {"step": 10, "train_loss": 3.0},

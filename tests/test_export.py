@@ -13,11 +13,11 @@ import torch
 from conftest import data_file
 
 from qfitlatent import residues
-from qfitlatent.build import measure_chis
-from qfitlatent.conformers import Selection
-from qfitlatent.export import base_atoms, rebuildable, to_cif, to_pdb
+from qfitlatent.ensemble.build import base_atoms, to_cif, to_pdb
+from qfitlatent.ensemble.conformers import Selection
+from qfitlatent.ensemble.multiconf import SplitOptions, build_multiconformer
+from qfitlatent.ensemble.sidechains import measure_chis
 from qfitlatent.features import featurize
-from qfitlatent.multiconf import SplitOptions, build_multiconformer
 from qfitlatent.structure import read_structure
 
 # Trypsin at 1.5 Å: side-chain altlocs in 23 residues and insertion codes (65A, 184A, …).

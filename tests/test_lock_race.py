@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from qfitlatent import runs
+from qfitlatent.train import jobs
 
 N_RACERS = 50
 ROUNDS = 20  # lock-function races; the end-to-end race below repeats E2E_ROUNDS times
@@ -35,7 +35,7 @@ def _racer(root, start, done, results, rounds):
     for r in range(rounds):
         start.wait()
         try:
-            runs._acquire_lock(root, os.getpid())
+            jobs._acquire_lock(root, os.getpid())
             won = True
         except RuntimeError:
             won = False
@@ -44,7 +44,7 @@ def _racer(root, start, done, results, rounds):
         results.put((r, os.getpid(), won))
         done.wait()  # every racer has tried while the winner still holds the lock
         if won is True:
-            runs._release_lock(root, os.getpid())
+            jobs._release_lock(root, os.getpid())
         done.wait()  # released before the next round (and before the stale lock is planted)
 
 
@@ -62,17 +62,17 @@ def test_fifty_processes_racing_for_the_lock_one_wins_every_round(tmp_path):
     try:
         for r in range(ROUNDS):
             if r % 2:  # a lock left by a dead process: every racer wants to break it at once
-                (root / runs.LOCK_NAME).write_text(json.dumps({"pid": dead_pid(), "token": "x"}))
+                (root / jobs.LOCK_NAME).write_text(json.dumps({"pid": dead_pid(), "token": "x"}))
             start.wait(timeout=60)
             got = [results.get(timeout=60) for _ in range(N_RACERS)]
             winners = [pid for rr, pid, won in got if won is True]
             assert {rr for rr, _, _ in got} == {r}
             assert [won for _, _, won in got if won not in (True, False)] == []
             assert len(winners) == 1, f"round {r}: {len(winners)} racers took the lock"
-            assert runs.lock_holder(root) == winners[0]
+            assert jobs.lock_holder(root) == winners[0]
             done.wait(timeout=60)
             done.wait(timeout=60)
-            assert runs.lock_holder(root) is None
+            assert jobs.lock_holder(root) is None
     finally:
         start.abort()  # a failed round leaves racers at a barrier: release them
         done.abort()
@@ -81,29 +81,29 @@ def test_fifty_processes_racing_for_the_lock_one_wins_every_round(tmp_path):
             if p.is_alive():
                 p.kill()
     # Nothing but the lock's guard file is left: no temporary record survives a race.
-    assert sorted(p.name for p in root.iterdir()) == [runs.LOCK_GUARD]
+    assert sorted(p.name for p in root.iterdir()) == [jobs.LOCK_GUARD]
 
 
 def test_a_lock_without_a_complete_record_is_never_judged_stale(tmp_path):
     root = tmp_path / "runs"
     root.mkdir()
-    (root / runs.LOCK_NAME).write_text("")  # what a reader of the old lock saw mid-write
-    assert runs.lock_holder(root) == -1
+    (root / jobs.LOCK_NAME).write_text("")  # what a reader of the old lock saw mid-write
+    assert jobs.lock_holder(root) == -1
     with pytest.raises(RuntimeError, match="unreadable"):
-        runs._acquire_lock(root, os.getpid())
-    assert (root / runs.LOCK_NAME).read_text() == ""
+        jobs._acquire_lock(root, os.getpid())
+    assert (root / jobs.LOCK_NAME).read_text() == ""
 
 
 def _launcher(root, name, start, results):
-    os.environ[runs.RUNS_ENV] = str(root)
+    os.environ[jobs.RUNS_ENV] = str(root)
     # The stand-in trainer runs until the test says so, so the round's run outlives every
     # launcher: a later one cannot succeed merely because the first run already ended.
     go = str(root.parent / "go")
     wait = f"import os, time\nwhile not os.path.exists({go!r}): time.sleep(0.02)"
-    runs.train_command = lambda run_dir, data, **kw: [sys.executable, "-c", wait]
+    jobs.train_command = lambda run_dir, data, **kw: [sys.executable, "-c", wait]
     start.wait()
     try:
-        runs.launch(name, data=root.parent / "data", epochs=1, lr=1e-3, owner="t")
+        jobs.launch(name, data=root.parent / "data", epochs=1, lr=1e-3, owner="t")
         results.put((name, "launched"))
     except Exception as err:
         results.put((name, f"refused: {type(err).__name__}: {err}"))
@@ -133,7 +133,7 @@ def test_fifty_simultaneous_launches_start_exactly_one_run(tmp_path):
         assert on_disk == launched
         (tmp_path / "go").touch()
         end = time.time() + 60
-        while runs.lock_holder(root) is not None and time.time() < end:
+        while jobs.lock_holder(root) is not None and time.time() < end:
             time.sleep(0.05)
-        assert runs.load_job(root / launched[0]).status == "finished"
+        assert jobs.load_job(root / launched[0]).status == "finished"
         (tmp_path / "go").unlink()

@@ -7,7 +7,7 @@ import torch
 from scipy.stats import vonmises
 from test_baselines import make_features
 
-from qfitlatent.metrics import (
+from qfitlatent.eval.metrics import (
     altloc_covered,
     auroc,
     calibration_curve,

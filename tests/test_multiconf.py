@@ -17,8 +17,8 @@ import torch
 from conftest import DATA, data_file
 
 from qfitlatent.config import ModelConfig
+from qfitlatent.ensemble.multiconf import SplitOptions
 from qfitlatent.model.network import QFitLatent
-from qfitlatent.multiconf import SplitOptions
 from qfitlatent.predict import (
     multiconformer_cif,
     multiconformer_pdb,

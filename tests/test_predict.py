@@ -12,9 +12,9 @@ import torch
 from conftest import data_file
 
 from qfitlatent import cli
-from qfitlatent.build import measure_chis
 from qfitlatent.checkpoint import save_checkpoint
 from qfitlatent.config import ModelConfig
+from qfitlatent.ensemble.sidechains import measure_chis
 from qfitlatent.model.network import QFitLatent
 from qfitlatent.predict import (
     MIXTURE_FORMAT,
@@ -144,7 +144,7 @@ def test_predict_writes_every_file(pred, tmp_path):
 def test_without_a_flexibility_head_p_flexible_is_null_and_the_fallback_ranks(pred):
     from dataclasses import replace
 
-    from qfitlatent.conformers import distinct_mass, flexibility_score
+    from qfitlatent.ensemble.conformers import distinct_mass, flexibility_score
 
     f = pred.features
     none = replace(pred, p_flexible=None)
@@ -172,7 +172,7 @@ def test_prediction_shapes_and_reproducibility(model, pred):
 
 
 def test_residue_conformers_are_the_written_ones(model):
-    from qfitlatent.multiconf import SplitOptions
+    from qfitlatent.ensemble.multiconf import SplitOptions
 
     pred = predict(model, data_file(SMALL), n_samples=4, options=SplitOptions(threshold=0.0))
     i = next(iter(pred.multiconformer.conformers))

@@ -8,14 +8,14 @@ import pytest
 import torch
 from conftest import DATA, data_file
 
-from qfitlatent.baselines import BaselineOptions, fit_baselines
 from qfitlatent.checkpoint import load_model, save_checkpoint
 from qfitlatent.config import ModelConfig, TrainConfig
+from qfitlatent.eval.baselines import BaselineOptions, fit_baselines
 from qfitlatent.features import load_features
 from qfitlatent.loss import mixture_nll
 from qfitlatent.mixture import log_prob
 from qfitlatent.model import QFitLatent
-from qfitlatent.train import train
+from qfitlatent.train.loop import train
 
 TINY = ModelConfig(
     d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8,

@@ -14,12 +14,12 @@ import zipfile
 
 import pytest
 
-from qfitlatent import runs
+from qfitlatent.train import jobs
 
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
-    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(jobs.RUNS_ENV, str(tmp_path / "runs"))
     return tmp_path / "runs"
 
 
@@ -34,7 +34,7 @@ def data_dir(tmp_path):
 def fake_trainer(monkeypatch, code: str):
     """Make launch() run `python -c code` instead of `qfitlatent train`."""
     monkeypatch.setattr(
-        runs, "train_command", lambda run_dir, data, **kw: [sys.executable, "-c", code]
+        jobs, "train_command", lambda run_dir, data, **kw: [sys.executable, "-c", code]
     )
 
 
@@ -49,7 +49,7 @@ def wait_for(predicate, timeout=20.0):
 
 
 def test_runs_root_from_env(root):
-    assert runs.runs_root() == root
+    assert jobs.runs_root() == root
 
 
 @pytest.mark.parametrize(
@@ -73,23 +73,23 @@ def test_runs_root_from_env(root):
 )
 def test_clean_name_rejects_path_escapes_and_odd_names(bad):
     with pytest.raises(ValueError):
-        runs.clean_name(bad)
+        jobs.clean_name(bad)
 
 
 def test_clean_name_keeps_plain_names():
-    assert runs.clean_name("  my first run ") == "my-first-run"
-    assert runs.clean_name("ft_v1.2-cypa") == "ft_v1.2-cypa"
+    assert jobs.clean_name("  my first run ") == "my-first-run"
+    assert jobs.clean_name("ft_v1.2-cypa") == "ft_v1.2-cypa"
 
 
 def test_launch_refuses_bad_name_without_touching_disk(root, data_dir):
     with pytest.raises(ValueError):
-        runs.launch("../outside", data=data_dir, epochs=1, lr=1e-3)
+        jobs.launch("../outside", data=data_dir, epochs=1, lr=1e-3)
     assert not (root.parent / "outside").exists()
-    assert runs.lock_holder(root) is None
+    assert jobs.lock_holder(root) is None
 
 
 def test_train_command_is_an_argument_list(tmp_path):
-    cmd = runs.train_command(
+    cmd = jobs.train_command(
         tmp_path / "r",
         tmp_path / "d",
         epochs=3,
@@ -108,52 +108,52 @@ def test_train_command_is_an_argument_list(tmp_path):
 
 def test_finished_status_survives_reload(root, data_dir, monkeypatch):
     fake_trainer(monkeypatch, "print('epoch 1')")
-    job = runs.launch("ok", data=data_dir, epochs=1, lr=1e-3)
+    job = jobs.launch("ok", data=data_dir, epochs=1, lr=1e-3)
     assert job.status == "running" and job.pid
-    done = wait_for(lambda: (j := runs.load_job(root / "ok")).status == "finished" and j)
+    done = wait_for(lambda: (j := jobs.load_job(root / "ok")).status == "finished" and j)
     assert done.returncode == 0 and done.ended >= done.started
     # A fresh reader (another visitor, a restarted server) sees the same job from disk.
-    again = runs.list_jobs(root)
+    again = jobs.list_jobs(root)
     assert [j.name for j in again] == ["ok"] and again[0].status == "finished"
-    assert "epoch 1" in runs.log_tail(again[0])
-    assert runs.lock_holder(root) is None
+    assert "epoch 1" in jobs.log_tail(again[0])
+    assert jobs.lock_holder(root) is None
 
 
 def test_failed_run_is_reported_with_its_code(root, data_dir, monkeypatch):
     fake_trainer(monkeypatch, "import sys; print('boom', file=sys.stderr); sys.exit(3)")
-    runs.launch("bad", data=data_dir, epochs=1, lr=1e-3)
-    job = wait_for(lambda: (j := runs.load_job(root / "bad")).status == "failed" and j)
+    jobs.launch("bad", data=data_dir, epochs=1, lr=1e-3)
+    job = wait_for(lambda: (j := jobs.load_job(root / "bad")).status == "failed" and j)
     assert job.returncode == 3 and "code 3" in job.message
-    assert "boom" in runs.log_tail(job)
+    assert "boom" in jobs.log_tail(job)
 
 
 def test_one_run_at_a_time_then_stop(root, data_dir, monkeypatch):
     fake_trainer(monkeypatch, "import time; time.sleep(60)")
-    job = runs.launch("long", data=data_dir, epochs=1, lr=1e-3)
-    wait_for(lambda: runs.load_job(job.path).pid)
-    assert runs.lock_holder(root) == job.pid
+    job = jobs.launch("long", data=data_dir, epochs=1, lr=1e-3)
+    wait_for(lambda: jobs.load_job(job.path).pid)
+    assert jobs.lock_holder(root) == job.pid
     with pytest.raises(RuntimeError, match="already"):
-        runs.launch("second", data=data_dir, epochs=1, lr=1e-3)
+        jobs.launch("second", data=data_dir, epochs=1, lr=1e-3)
     assert not (root / "second").exists()
-    assert runs.active_job(root).name == "long"
-    runs.stop(job, operator=True)
-    stopped = wait_for(lambda: (j := runs.load_job(job.path)).status == "stopped" and j)
+    assert jobs.active_job(root).name == "long"
+    jobs.stop(job, operator=True)
+    stopped = wait_for(lambda: (j := jobs.load_job(job.path)).status == "stopped" and j)
     assert stopped.returncode == -signal.SIGTERM
-    assert runs.lock_holder(root) is None
+    assert jobs.lock_holder(root) is None
 
 
 def test_lock_not_stuck_after_killed_run(root, data_dir, monkeypatch):
     fake_trainer(monkeypatch, "import time; time.sleep(60)")
-    job = runs.launch("crash", data=data_dir, epochs=1, lr=1e-3)
-    pid = wait_for(lambda: runs.load_job(job.path).pid)
+    job = jobs.launch("crash", data=data_dir, epochs=1, lr=1e-3)
+    pid = wait_for(lambda: jobs.load_job(job.path).pid)
     os.killpg(pid, signal.SIGKILL)  # no handler runs: job.json still says "running"
-    wait_for(lambda: not runs.pid_alive(pid))
-    assert runs.lock_holder(root) is None
-    crashed = runs.load_job(job.path)
+    wait_for(lambda: not jobs.pid_alive(pid))
+    assert jobs.lock_holder(root) is None
+    crashed = jobs.load_job(job.path)
     assert crashed.status == "failed" and "disappeared" in crashed.message
     fake_trainer(monkeypatch, "pass")
-    nxt = runs.launch("after-crash", data=data_dir, epochs=1, lr=1e-3)
-    wait_for(lambda: runs.load_job(nxt.path).status == "finished")
+    nxt = jobs.launch("after-crash", data=data_dir, epochs=1, lr=1e-3)
+    wait_for(lambda: jobs.load_job(nxt.path).status == "finished")
 
 
 def test_stale_lock_file_from_dead_pid_is_taken_over(root, data_dir, monkeypatch):
@@ -162,10 +162,10 @@ def test_stale_lock_file_from_dead_pid_is_taken_over(root, data_dir, monkeypatch
     if dead == 0:
         os._exit(0)
     os.waitpid(dead, 0)
-    (root / runs.LOCK_NAME).write_text(json.dumps({"pid": dead, "token": "x", "time": 0}))
+    (root / jobs.LOCK_NAME).write_text(json.dumps({"pid": dead, "token": "x", "time": 0}))
     fake_trainer(monkeypatch, "pass")
-    job = runs.launch("fresh", data=data_dir, epochs=1, lr=1e-3)
-    wait_for(lambda: runs.load_job(job.path).status == "finished")
+    job = jobs.launch("fresh", data=data_dir, epochs=1, lr=1e-3)
+    wait_for(lambda: jobs.load_job(job.path).status == "finished")
 
 
 def test_finished_checkpoints_lists_only_ended_runs_with_best_that_the_visitor_may_use(
@@ -173,16 +173,16 @@ def test_finished_checkpoints_lists_only_ended_runs_with_best_that_the_visitor_m
 ):
     fake_trainer(monkeypatch, "open('best.pt', 'w').write('x')")
     monkeypatch.chdir(data_dir)
-    job = runs.launch("with-best", data=data_dir, epochs=1, lr=1e-3, owner="alice-token")
-    wait_for(lambda: runs.load_job(job.path).status == "finished")
-    assert runs.finished_checkpoints(root, "alice-token") == {}  # best.pt went to the cwd
+    job = jobs.launch("with-best", data=data_dir, epochs=1, lr=1e-3, owner="alice-token")
+    wait_for(lambda: jobs.load_job(job.path).status == "finished")
+    assert jobs.finished_checkpoints(root, "alice-token") == {}  # best.pt went to the cwd
     (job.path / "best.pt").write_text("x")
-    assert runs.finished_checkpoints(root, "alice-token") == {"with-best": job.path / "best.pt"}
+    assert jobs.finished_checkpoints(root, "alice-token") == {"with-best": job.path / "best.pt"}
     # Private to its owner until an operator publishes it.
-    assert runs.finished_checkpoints(root, "bob-token") == {}
-    assert runs.finished_checkpoints(root, None) == {}
-    runs.publish(job)
-    assert runs.finished_checkpoints(root, "bob-token") == {"with-best": job.path / "best.pt"}
+    assert jobs.finished_checkpoints(root, "bob-token") == {}
+    assert jobs.finished_checkpoints(root, None) == {}
+    jobs.publish(job)
+    assert jobs.finished_checkpoints(root, "bob-token") == {"with-best": job.path / "best.pt"}
     assert "alice-token" not in (job.path / "job.json").read_text()  # only its hash is stored
 
 
@@ -193,30 +193,30 @@ def test_uploads_are_staged_without_path_escape(root, tmp_path, monkeypatch):
         zf.writestr("sub/dir/inner.cif.gz", b"\x1f\x8b")
         zf.writestr("notes.txt", "not a structure")
     fake_trainer(monkeypatch, "pass")
-    job = runs.launch(
+    job = jobs.launch(
         "up", data=[("a.pdb", b"ATOM\n"), ("set.zip", buf.getvalue())], epochs=1, lr=1e-3
     )
     staged = sorted(p.name for p in (job.path / "data").iterdir())
     assert staged == ["a.pdb", "escape.pdb", "inner.cif.gz"]
     assert not (root.parent / "escape.pdb").exists() and not (tmp_path / "escape.pdb").exists()
-    wait_for(lambda: runs.load_job(job.path).status == "finished")
+    wait_for(lambda: jobs.load_job(job.path).status == "finished")
 
 
 def test_upload_without_structures_is_refused_and_frees_the_lock(root):
     with pytest.raises(ValueError, match="no structure"):
-        runs.launch("empty", data=[("readme.txt", b"hi")], epochs=1, lr=1e-3)
-    assert runs.lock_holder(root) is None
+        jobs.launch("empty", data=[("readme.txt", b"hi")], epochs=1, lr=1e-3)
+    assert jobs.lock_holder(root) is None
 
 
 def test_progress_and_metrics_from_jsonl(root, data_dir, monkeypatch):
     fake_trainer(monkeypatch, "import time; time.sleep(60)")
-    job = runs.launch("prog", data=data_dir, epochs=4, lr=1e-3)
+    job = jobs.launch("prog", data=data_dir, epochs=4, lr=1e-3)
     job.metrics_path.write_text(
         '{"epoch": 1, "train_loss": 2.0}\n{"epoch": 2, "train_loss": 1.5}\n{"ep'
     )
-    records = runs.read_metrics(job)
+    records = jobs.read_metrics(job)
     assert [r["epoch"] for r in records] == [1, 2]  # the half-written line is skipped
-    done, eta = runs.progress(runs.load_job(job.path), records)
+    done, eta = jobs.progress(jobs.load_job(job.path), records)
     assert done == 0.5 and eta is not None and eta >= 0
-    runs.stop(job, operator=True)
-    wait_for(lambda: runs.load_job(job.path).status == "stopped")
+    jobs.stop(job, operator=True)
+    wait_for(lambda: jobs.load_job(job.path).status == "stopped")

@@ -7,9 +7,9 @@ import pytest
 import torch
 from scipy import special, stats
 
+from qfitlatent.ensemble.sample import cluster_conformers, most_likely, sample_chis
 from qfitlatent.flexibility import chi1_spread, n_modes
 from qfitlatent.mixture import Mixture
-from qfitlatent.sample import cluster_conformers, most_likely, sample_chis
 
 # One residue, two components: χ1 bimodal, χ2 π-symmetric (a PHE-like residue).
 WEIGHTS = torch.tensor([0.3, 0.7])

@@ -13,13 +13,14 @@ import gemmi
 import pytest
 import torch
 
-from qfitlatent import runs
-from qfitlatent.checkpoint import FORMAT, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from qfitlatent.atomic import remove_stale_temporaries
+from qfitlatent.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from qfitlatent.cli import main
 from qfitlatent.config import ModelConfig, TrainConfig
 from qfitlatent.data_roots import FolderError, resolve_data_folder
 from qfitlatent.errors import CheckpointError
 from qfitlatent.mixture import Mixture, entropy, log_prob
+from qfitlatent.train import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = ROOT / "qfitlatent" / "data" / "train_sample"
@@ -157,8 +158,8 @@ def test_stale_checkpoint_temporaries_are_removed_and_live_ones_kept(tmp_path):
     dead.wait()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        stale = tmp_path / f".last.pt.{dead.pid}.tmp"
-        busy = tmp_path / f".last.pt.{live.pid}.tmp"
+        stale = tmp_path / f".last.pt.{dead.pid}-1.tmp"
+        busy = tmp_path / f".last.pt.{live.pid}-1.tmp"
         other = tmp_path / "notes.tmp"
         for p in (stale, busy, other):
             p.write_bytes(b"x" * 100)
@@ -170,7 +171,7 @@ def test_stale_checkpoint_temporaries_are_removed_and_live_ones_kept(tmp_path):
 
 
 def test_a_training_run_clears_a_temporary_left_by_kill_9(tmp_path):
-    from qfitlatent.train import train
+    from qfitlatent.train.loop import train
 
     out = tmp_path / "run"
     out.mkdir()
@@ -201,19 +202,19 @@ def test_the_bundled_sample_holds_out_one_structure_for_validation():
 
 def test_operator_lists_stops_publishes_and_deletes_runs(tmp_path, monkeypatch, capsys):
     root = tmp_path / "runs"
-    monkeypatch.setenv(runs.RUNS_ENV, str(root))
+    monkeypatch.setenv(jobs.RUNS_ENV, str(root))
     wait = [sys.executable, "-c", "import time; time.sleep(60)"]
-    monkeypatch.setattr(runs, "train_command", lambda *a, **k: wait)
-    job = runs.launch("visitors-run", data=SAMPLE_DIR, epochs=1, lr=1e-3, owner="someone")
+    monkeypatch.setattr(jobs, "train_command", lambda *a, **k: wait)
+    job = jobs.launch("visitors-run", data=SAMPLE_DIR, epochs=1, lr=1e-3, owner="someone")
     assert main(["runs", "delete", "visitors-run"]) == 2  # still going
     assert main(["runs", "stop", "visitors-run"]) == 0
     deadline = time.time() + 30
-    while runs.load_job(job.path).active and time.time() < deadline:
+    while jobs.load_job(job.path).active and time.time() < deadline:
         time.sleep(0.1)
-    assert runs.load_job(job.path).status == "stopped"
-    assert main(["runs", "publish", "visitors-run"]) == 0 and runs.load_job(job.path).public
+    assert jobs.load_job(job.path).status == "stopped"
+    assert main(["runs", "publish", "visitors-run"]) == 0 and jobs.load_job(job.path).public
     assert main(["runs", "list"]) == 0
     assert "visitors-run\tstopped\tpublic" in capsys.readouterr().out
     assert main(["runs", "delete", "visitors-run"]) == 0
-    assert not job.path.exists() and runs.list_jobs(root) == []
+    assert not job.path.exists() and jobs.list_jobs(root) == []
     assert main(["runs", "stop", "../etc"]) == 2

@@ -13,10 +13,10 @@ import pytest
 import torch
 from conftest import DATA, ROOT
 
-from qfitlatent import train as train_module
 from qfitlatent.checkpoint import load_checkpoint
 from qfitlatent.config import ModelConfig, TrainConfig
-from qfitlatent.train import epoch_order, spatial_crop, split_overrides, train
+from qfitlatent.train import loop as train_module
+from qfitlatent.train.loop import epoch_order, spatial_crop, split_overrides, train
 
 TINY = ModelConfig(
     d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8
@@ -144,7 +144,7 @@ def test_preset_is_the_base_that_flags_and_settings_override():
     from argparse import Namespace
 
     from qfitlatent.config import PRESETS
-    from qfitlatent.train import configs_from_args
+    from qfitlatent.train.loop import configs_from_args
 
     args = Namespace(
         preset="qfitlatent-v2", set=["n_blocks=2", "r_share=0.5"], epochs=1, lr=None, seed=None,

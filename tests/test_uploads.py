@@ -10,8 +10,8 @@ import zipfile
 
 import pytest
 
-from qfitlatent import runs
 from qfitlatent.server_config import ServerConfig
+from qfitlatent.train import jobs
 from qfitlatent.uploads import UploadError, stage_uploads, structure_name
 
 GB = 2**30
@@ -56,12 +56,12 @@ def test_a_bomb_under_the_total_still_meets_the_per_file_limit(tmp_path, bomb):
 def test_launch_with_a_bomb_leaves_no_run_folder_and_the_name_is_reusable(
     tmp_path, bomb, monkeypatch
 ):
-    monkeypatch.setattr(runs, "train_command", lambda *a, **k: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(jobs, "train_command", lambda *a, **k: [sys.executable, "-c", "pass"])
     root = tmp_path / "runs"
     with pytest.raises(UploadError):
-        runs.launch("bombed", data=[("set.zip", bomb)], epochs=1, lr=1e-3, root=root)
-    assert not (root / "bombed").exists() and runs.lock_holder(root) is None
-    job = runs.launch("bombed", data=[("x.pdb", b"ATOM\n")], epochs=1, lr=1e-3, root=root)
+        jobs.launch("bombed", data=[("set.zip", bomb)], epochs=1, lr=1e-3, root=root)
+    assert not (root / "bombed").exists() and jobs.lock_holder(root) is None
+    job = jobs.launch("bombed", data=[("x.pdb", b"ATOM\n")], epochs=1, lr=1e-3, root=root)
     assert (job.path / "data" / "x.pdb").read_bytes() == b"ATOM\n"
 
 

@@ -14,8 +14,8 @@ Everything here depends on the amino acid and φ/ψ only, so the model stays SE(
 import torch
 from torch import nn
 
-from ..baselines import backbone_dependent_logits
 from ..config import ModelConfig
+from ..eval.baselines import backbone_dependent_logits
 from ..features import Features
 from ..mixture import Mixture
 from ..residues import N_TOKENS

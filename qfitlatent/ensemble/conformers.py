@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .mixture import LOG_2PI, Mixture, log_i0, sample
+from ..mixture import LOG_2PI, Mixture, log_i0, sample
 
 SEPARATION_DEG = 20.0  # conformers closer than this on every χ are one (the coverage tolerance)
 N_CANDIDATES = 128  # draws per residue that propose peaks and weigh them (mass resolution 0.8%)

@@ -25,10 +25,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .baselines import BaselineOptions, fit_baselines
-from .checkpoint import build_model, load_checkpoint, metadata, resolve_device, save_checkpoint
-from .config import PRESETS, ModelConfig, TrainConfig, with_overrides
-from .dataset import (
+from ..checkpoint import build_model, load_checkpoint, metadata, resolve_device, save_checkpoint
+from ..config import PRESETS, ModelConfig, TrainConfig, with_overrides
+from ..dataset import (
     list_structure_files,
     load_dataset,
     pdb_group,
@@ -36,11 +35,12 @@ from .dataset import (
     structure_id,
     write_json,
 )
-from .errors import CheckpointError
-from .features import Features
-from .loss import flex_labels, mixture_nll, protein_loss
-from .metrics import chi1_mode_hit, per_structure_auroc
-from .model import QFitLatent
+from ..errors import CheckpointError
+from ..eval.baselines import BaselineOptions, fit_baselines
+from ..eval.metrics import chi1_mode_hit, per_structure_auroc
+from ..features import Features
+from ..loss import flex_labels, mixture_nll, protein_loss
+from ..model import QFitLatent
 
 # --- command line ------------------------------------------------------------------------------
 
@@ -381,9 +381,9 @@ def train(
     if main_rank:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "split.json", split)
-        from .checkpoint import remove_stale_temporaries
+        from ..atomic import remove_stale_temporaries
 
-        remove_stale_temporaries(out_dir)  # .last.pt.<pid>.tmp of a save killed by kill -9
+        remove_stale_temporaries(out_dir)  # .last.pt.<pid>-<thread>.tmp of a save killed by kill -9
 
     feats, skipped = load_dataset(data_dir, cache_dir, names=names)
     for name, reason in skipped:

@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from . import residues
-from .features import Features
-from .loss import flex_labels
-from .mixture import Mixture, log_von_mises
+from .. import residues
+from ..features import Features
+from ..loss import flex_labels
+from ..mixture import Mixture, log_von_mises
 
 KAPPA_MIN = 0.01  # the model's floor (ModelConfig.kappa_min)
 KAPPA_MAX = 500.0  # σ ≈ 2.6°: stops a component collapsing onto a few identical altlocs

@@ -11,11 +11,11 @@ import sys
 
 import torch
 
+from ..checkpoint import load_model, resolve_device
+from ..dataset import list_structure_files, load_dataset, split_names, structure_id
+from ..errors import CheckpointError
+from ..features import Features
 from .baselines import FLEX_L2, BaselineOptions, fit_baselines, fit_flex_baselines
-from .checkpoint import load_model, resolve_device
-from .dataset import list_structure_files, load_dataset, split_names, structure_id
-from .errors import CheckpointError
-from .features import Features
 from .metrics import (
     PACKER_TOLERANCES_DEG,
     score_flexibility,

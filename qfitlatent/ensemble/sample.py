@@ -9,10 +9,11 @@ distinct conformers with their frequencies (the iid option of the multiconformer
 
 import math
 import string
+
 import torch
 
-from .geometry import circ_diff
-from .mixture import Mixture, mode, sample
+from ..geometry import circ_diff
+from ..mixture import Mixture, mode, sample
 
 ALTLOCS = string.ascii_uppercase  # the PDB format allows one character; 26 letters at most
 SAME_CONFORMER_DEG = 20.0  # draws within this on every defined χ are one conformer

@@ -18,9 +18,9 @@ import math
 
 import torch
 
-from . import residues
-from .geometry import dihedral, rotate_about
-from .ideal import IDEAL, moved_by
+from .. import residues
+from ..geometry import dihedral, rotate_about
+from ..ideal import IDEAL, moved_by
 
 Atoms = dict[str, torch.Tensor]  # atom name -> [3] float64, Å
 

@@ -25,10 +25,10 @@ import math
 
 import torch
 
-from .features import Features
-from .geometry import circ_diff
-from .loss import flex_labels, residue_nll
-from .mixture import Mixture, entropy, log_prob, mode, sample
+from ..features import Features
+from ..geometry import circ_diff
+from ..loss import flex_labels, residue_nll
+from ..mixture import Mixture, entropy, log_prob, mode, sample
 
 TOLERANCE = math.radians(20.0)
 PACKER_TOLERANCES_DEG = (20, 40)  # χ1 accuracy thresholds side-chain packers report
@@ -59,7 +59,7 @@ def selected_covered(
     seed: int = 0,
 ) -> torch.Tensor:
     """[R, A] bool: `altloc_covered` by the selector's S conformers instead of S iid draws."""
-    from .conformers import select_conformers
+    from ..ensemble.conformers import select_conformers
 
     sel = select_conformers(mix, chi_defined, pi_symmetric, n_select, seed=seed)
     # Invalid rows repeat the first conformer, so they cover nothing new.

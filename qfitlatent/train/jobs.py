@@ -5,7 +5,7 @@ A run is a folder `<runs>/<name>/` holding `job.json` (pid, status, the exact tr
 `last.pt`, `best.pt`). All state lives on disk, so a page reload, a second visitor or a server
 restart sees the same runs.
 
-The training process is started as `python -m qfitlatent.runs <run_dir>`: a small supervisor in
+The training process is started as `python -m qfitlatent.train.jobs <run_dir>`: a small supervisor in
 its own session (process group) that runs the `qfitlatent train` command from job.json, waits for
 it and records how it ended. Without it the exit status of a run is lost whenever the server that
 launched it restarts. Stopping sends SIGTERM to the whole group; the trainer saves last.pt.
@@ -26,6 +26,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from ..atomic import write_atomic
 
 RUNS_ENV = "QFITLATENT_RUNS"
 LOCK_NAME = ".lock"
@@ -244,9 +246,7 @@ class Job:
         return self.status in ("starting", "running")
 
     def save(self) -> None:
-        tmp = self.path / f"job.json.{os.getpid()}"
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, self.path / "job.json")  # readers never see half a file
+        write_atomic(self.path / "job.json", json.dumps(asdict(self), indent=1))
 
 
 def load_job(run_dir: Path) -> Job:
@@ -382,7 +382,7 @@ def launch(
     run or unusable data (UploadError for uploads). A launch that raises leaves no run folder
     behind, so its name can be used again.
     """
-    from . import server_config, uploads
+    from .. import server_config, uploads
 
     root = Path(root or runs_root())
     name = clean_name(name)
@@ -434,7 +434,7 @@ def launch(
         env.update(OMP_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n), PYTHONUNBUFFERED="1")
         with open(job.log_path, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "qfitlatent.runs", job.dir],
+                [sys.executable, "-m", "qfitlatent.train.jobs", job.dir],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -16,10 +16,11 @@ import gemmi
 import numpy as np
 import torch
 
-from . import residues
-from .build import Atoms, can_rebuild, set_chis
-from .ideal import moved_by
-from .structure import Conformer, ParsedStructure, ResidueRecord
+from .. import residues
+from ..ideal import moved_by
+from ..structure import Conformer, ParsedStructure, ResidueRecord
+from .sidechains import Atoms, can_rebuild, set_chis
+
 
 def rebuildable(rec: ResidueRecord) -> bool:
     """True where the builder can set this residue's χ: a standard residue (or one that only
@@ -222,6 +223,6 @@ def _replace_atoms(
 def _new_atom(name: str, b_iso: float) -> gemmi.Atom:
     atom = gemmi.Atom()
     atom.name = name
-    atom.element = gemmi.Element(name[:2] if name.startswith("SE") else name[0])
+    atom.element = gemmi.Element(residues.element_of(name))
     atom.b_iso = b_iso
     return atom

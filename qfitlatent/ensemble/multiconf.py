@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from . import residues
-from .build import measure_chis, set_chis
+from .. import residues
+from ..structure import ParsedStructure
+from .build import _replace_atoms, base_atoms, base_structure, moving_atoms, rebuildable
 from .conformers import SEPARATION_DEG, Selection, chi_distance
-from .export import _replace_atoms, base_atoms, base_structure, moving_atoms, rebuildable
-from .structure import ParsedStructure
+from .sidechains import measure_chis, set_chis
 
 # Default split threshold on the flexibility score. Chosen on the validation split with
 # `python benchmarks/tune_threshold.py` (docs/multiconformer.md): re-run it for new weights.
@@ -58,7 +58,7 @@ OVERLAP_CUTOFF = 0.4  # Å of heavy-atom van der Waals overlap: a serious clash
 INPUT_ALTLOCS = ("keep", "replace")
 ALTLOCS = string.ascii_uppercase
 # Bondi (1964) van der Waals radii, Å, by element; other elements get carbon's.
-VDW_RADIUS = {"C": 1.70, "N": 1.55, "O": 1.52, "S": 1.80, "Se": 1.90}
+VDW_RADIUS = {"C": 1.70, "N": 1.55, "O": 1.52, "S": 1.80, "SE": 1.90}
 DEFAULT_RADIUS = 1.70
 REPORT_COLUMNS = (
     "chain",
@@ -335,7 +335,7 @@ def build_multiconformer(
             mass_all = [prep["mass"][k + 1] for k in keep_k]  # [M'] vs input and each other
             names = [n for n in moving if n in built]
             pos = np.stack([built[n] for n in names], axis=1)  # [M', P, 3]
-            radius = np.array([vdw_radius(_element(n)) for n in names])  # [P]
+            radius = np.array([vdw_radius(residues.element_of(n)) for n in names])  # [P]
             near = env.near(pos, names, radius, own)  # one search for all candidates
         for k, chi in enumerate(cands if keep_k else []):
             if len(accepted) >= options.max_conformers - 1:
@@ -376,7 +376,7 @@ def build_multiconformer(
             confs = [base] + [{n: x for n, x in a[1]["atoms"].items()} for a in accepted]
             res = st[0][rec.chain_idx][rec.res_idx]
             _replace_atoms(res, rec, confs, labels, occ, moving)
-            back = {v: k for k, v in residues.ATOM_RENAMES.get(rec.resname, {}).items()}
+            back = residues.file_atom_names(rec.resname)
             env.split(own, {back.get(n, n) for n in moving}, labels)
             written[i] = [(labels[0], occ[0], chi_in)]
             rows.append(_row(i, rec, score[i], "A", occ[0], chi_in, d, "input", "written"))
@@ -473,10 +473,6 @@ def _nearest_mass(draws: np.ndarray, centres: np.ndarray, defined, sym) -> np.nd
     d = np.where(sym, np.minimum(d, np.pi - d), d)
     near = np.where(defined, d, 0.0).max(-1).argmin(1)  # [C]
     return np.bincount(near, minlength=len(centres)) / len(draws)
-
-
-def _element(name: str) -> str:
-    return "Se" if name.startswith("SE") else name[0]
 
 
 def _row(i, rec, score, altloc, occ, chi, n_chi, source, status, overlap="", partner="") -> dict:

@@ -2,8 +2,8 @@
 
 matplotlib is an optional dependency (the `docs` extra), so it is imported inside the functions.
 
-    python -m qfitlatent.figures learning-curve RUN/metrics.jsonl out.png
-    python -m qfitlatent.figures calibration eval.json out.png
+    python -m qfitlatent.eval.figures learning-curve RUN/metrics.jsonl out.png
+    python -m qfitlatent.eval.figures calibration eval.json out.png
 """
 
 import argparse
@@ -137,7 +137,7 @@ def calibration_plot(results: dict, path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m qfitlatent.figures", description=__doc__.split("\n")[0]
+        prog="python -m qfitlatent.eval.figures", description=__doc__.split("\n")[0]
     )
     sub = p.add_subparsers(dest="figure", required=True)
     lc = sub.add_parser("learning-curve", help="train loss and val NLL from RUN/metrics.jsonl")

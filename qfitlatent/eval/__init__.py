@@ -1,0 +1,1 @@
+"""Evaluation: baselines, metrics, the `evaluate` command and the model-card figures."""

@@ -1,0 +1,1 @@
+"""Training: the loop and the jobs the Train page launches."""
