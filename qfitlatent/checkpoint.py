@@ -41,6 +41,16 @@ def default_weights() -> Path:
     return Path(__file__).resolve().parents[1] / "weights" / "qfitlatent-v2.pt"
 
 
+RUN_FILES = ("best.pt", "last.pt")  # what every training run folder holds
+
+
+def weights_label(path) -> str:
+    """How outputs name the weights that made them: the file name ("qfitlatent-v2.pt"), or
+    "<run>/best.pt" for a run's file, since every run's best is called best.pt."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}" if path.name in RUN_FILES else path.name
+
+
 def metadata(command: str | None = None, **extra) -> dict:
     meta = {
         "qfitlatent_version": __version__,

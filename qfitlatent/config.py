@@ -6,6 +6,7 @@ Every SPEC §3 hyperparameter is a field here with the SPEC default; the command
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from .mixture import KAPPA_MIN
 from .settings_check import check_config, parse_value
 
 
@@ -20,7 +21,7 @@ class ModelConfig:
     n_v_points: int = 8  # value points per head (N_v)
     n_components: int = 5  # von Mises mixture components K
     n_chi: int = 4  # χ slots D; residues with fewer χ mask the rest
-    kappa_min: float = 0.01  # concentration floor: keeps κ > 0 and VonMises sampling from hanging
+    kappa_min: float = KAPPA_MIN  # concentration floor: keeps κ > 0 and sampling from hanging
     dropout: float = 0.2
     # Transition MLP hidden width = this × d_s; 2 keeps a block's CPU cost mostly attention.
     transition_mult: int = 2

@@ -22,7 +22,7 @@ import math
 import torch
 
 from .features import Features
-from .mixture import Mixture, entropy
+from .mixture import Mixture, entropy, resultant_length
 
 COLUMNS = (
     "rank",
@@ -50,7 +50,7 @@ def chi1_spread(mix: Mixture) -> torch.Tensor:
     """
     w = torch.softmax(mix.logits.double(), -1)  # [N, K]
     mu, kappa = mix.mu[..., 0].double(), mix.kappa[..., 0].double()  # [N, K]
-    a = torch.special.i1e(kappa) / torch.special.i0e(kappa)
+    a = resultant_length(kappa)
     re = (w * a * torch.cos(mu)).sum(-1)
     im = (w * a * torch.sin(mu)).sum(-1)
     r = torch.sqrt(re**2 + im**2).clamp(1e-300, 1.0)

@@ -1,4 +1,5 @@
-"""Von Mises mixture over χ1…χ4 (SPEC §4–§5): density, sampling, mode, entropy.
+"""Von Mises mixture over χ1…χ4 (SPEC §4–§5): density, sampling, mode, entropy, and the
+resultant length A(κ) with its inverse: one home each.
 
 A mixture is (logits [..., K], mu [..., K, D], kappa [..., K, D]). Component k places an
 independent von Mises on every χ; the mixture carries the correlations. π-symmetric χ use the
@@ -12,6 +13,9 @@ from typing import NamedTuple
 import torch
 
 LOG_2PI = math.log(2.0 * math.pi)
+# Concentration floor: keeps κ > 0 (VonMises sampling hangs at 0); the network's default
+# (ModelConfig.kappa_min) and the library's uniform components.
+KAPPA_MIN = 0.01
 
 
 class Mixture(NamedTuple):
@@ -32,6 +36,34 @@ class Mixture(NamedTuple):
 def log_i0(kappa: torch.Tensor) -> torch.Tensor:
     """log I0(κ), finite for large κ: log i0e(κ) + κ."""
     return torch.log(torch.special.i0e(kappa)) + kappa
+
+
+def resultant_length(kappa: torch.Tensor) -> torch.Tensor:
+    """A(κ) = I1(κ)/I0(κ): the mean resultant length of a von Mises, from the exponentially
+    scaled Bessel functions so large κ stays finite."""
+    return torch.special.i1e(kappa) / torch.special.i0e(kappa)
+
+
+def kappa_from_resultant_length(rbar: torch.Tensor, newton_steps: int = 3) -> torch.Tensor:
+    """κ with A(κ) = R̄ (`resultant_length`): the von Mises maximum-likelihood concentration.
+
+    Banerjee et al. (2005) start, R̄(2 − R̄²)/(1 − R̄²), then Newton steps on A(κ) − R̄.
+    """
+    rbar = rbar.clamp(1e-6, 1 - 1e-9)
+    kappa = rbar * (2 - rbar**2) / (1 - rbar**2)
+    for _ in range(newton_steps):
+        a = resultant_length(kappa)
+        da = 1 - a**2 - a / kappa
+        kappa = (kappa - (a - rbar) / da).clamp_min(1e-6)
+    return kappa
+
+
+def uniform_mixture(n: int, n_components: int, n_dim: int = 4) -> Mixture:
+    """n residues of the uniform density: κ = 0, so log vM = −log 2π exactly (log I0(0) = 0)."""
+    return Mixture(
+        torch.zeros(n, n_components), torch.zeros(n, n_components, n_dim),
+        torch.zeros(n, n_components, n_dim),
+    )  # fmt: skip
 
 
 def log_von_mises(x, mu, kappa, pi_symmetric) -> torch.Tensor:
@@ -117,9 +149,14 @@ def _von_mises_draw(kappa: torch.Tensor, generator: torch.Generator | None) -> t
     return out.view_as(kappa)
 
 
+def heaviest(mix: Mixture) -> torch.Tensor:
+    """Index of the heaviest component [...] (ties to the first)."""
+    return mix.logits.argmax(-1)
+
+
 def mode(mix: Mixture) -> torch.Tensor:
     """χ of the heaviest component [..., D]: the deterministic "most likely" conformer."""
-    k = mix.logits.argmax(-1)  # [...]
+    k = heaviest(mix)  # [...]
     return mix.mu.gather(-2, k[..., None, None].expand(*k.shape, 1, mix.mu.shape[-1])).squeeze(-2)
 
 

@@ -13,6 +13,7 @@ import gemmi
 import torch
 
 from . import residues
+from .atomic import write_atomic
 from .checkpoint import resolve_device
 from .dataset import list_structure_files
 from .ensemble import build
@@ -28,14 +29,16 @@ from .server_config import check_prediction_size
 from .structure import ParsedStructure, read_structure, structure_id
 
 MIXTURE_FORMAT = "qfitlatent.mixture/1"
+# Every output of a prediction: kind -> the end of its file name (after "<structure>_"), in the
+# order the app offers them. `outputs` is the one producer of these bytes.
 OUTPUT_FILES = {
-    "mixture": "mixture.json",
-    "table": "residues.csv",
-    "report": "report.csv",
     "pdb": "multiconformer.pdb",
     "cif": "multiconformer.cif",
     "samples_pdb": "samples.pdb",
     "samples_cif": "samples.cif",
+    "report": "report.csv",
+    "table": "residues.csv",
+    "mixture": "mixture.json",
 }
 CONFORMER_SOURCES = ("select", "iid")  # where the multiconformer model's alternatives come from
 N_PROPOSED = 6  # selector conformers proposed per residue for the multiconformer model
@@ -198,41 +201,37 @@ def samples_structure(pred: Prediction) -> gemmi.Structure:
     return build.samples_model(pred.parsed, pred.samples)
 
 
-def samples_pdb(pred: Prediction) -> str:
-    return build.to_pdb(samples_structure(pred))
+def output_name(pred: Prediction, kind: str) -> str:
+    """File name of one output: "<structure>_<OUTPUT_FILES[kind]>", e.g. "1atg_report.csv", so
+    files from several structures never overwrite each other in one downloads folder."""
+    return f"{pred.parsed.name}_{OUTPUT_FILES[kind]}"
 
 
-def samples_cif(pred: Prediction) -> str:
-    return build.to_cif(samples_structure(pred))
+def outputs(pred: Prediction, weights_name: str) -> dict[str, bytes]:
+    """Every output file, {file name: bytes} in OUTPUT_FILES order: what `qfitlatent predict`
+    writes and what the app offers for download, from this one function.
 
-
-def table_csv(pred: Prediction) -> str:
-    return _table_csv(pred.table)
-
-
-def output_texts(pred: Prediction, weights_name: str) -> dict[str, str]:
-    """Every output file's text, keyed as OUTPUT_FILES; the app offers these same strings."""
+    `weights_name` is `checkpoint.weights_label(path)` of the weights used (mixture.json says it).
+    """
     st = samples_structure(pred)  # built once for both formats
-    return {
-        "mixture": json.dumps(mixture_json(pred, weights_name), indent=1) + "\n",
-        "table": table_csv(pred),
-        "report": report_csv(pred.multiconformer),
+    texts = {
         "pdb": multiconformer_pdb(pred),
         "cif": multiconformer_cif(pred),
         "samples_pdb": build.to_pdb(st),
         "samples_cif": build.to_cif(st),
+        "report": report_csv(pred.multiconformer),
+        "table": _table_csv(pred.table),
+        "mixture": json.dumps(mixture_json(pred, weights_name), indent=1) + "\n",
     }
+    return {output_name(pred, kind): texts[kind].encode() for kind in OUTPUT_FILES}
 
 
 def write_outputs(pred: Prediction, out_dir, weights_name: str) -> dict[str, Path]:
-    """Every file of OUTPUT_FILES in `out_dir` (created)."""
+    """Every file of `outputs` in `out_dir` (created); {file name: path}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for key, text in output_texts(pred, weights_name).items():
-        paths[key] = out_dir / OUTPUT_FILES[key]
-        paths[key].write_text(text)
-    return paths
+    files = outputs(pred, weights_name)
+    return {name: write_atomic(out_dir / name, data) for name, data in files.items()}
 
 
 def residue_conformers(pred: Prediction, residue_index: int) -> list[tuple[str, float, dict]]:
@@ -287,7 +286,7 @@ def predict_from_args(args) -> int:
     The model is loaded once. A structure that cannot be read is reported and skipped; the exit
     code is 1 when anything was skipped, 0 otherwise.
     """
-    from .checkpoint import default_weights, load_model
+    from .checkpoint import default_weights, load_model, weights_label
 
     weights = Path(args.weights) if args.weights is not None else default_weights()
     if not weights.is_file():
@@ -330,13 +329,13 @@ def predict_from_args(args) -> int:
             continue
         for warning in pred.parsed.warnings:  # what the app shows under the structure
             print(f"{path.name}: warning: {warning}", file=sys.stderr)
-        out = write_outputs(pred, Path(args.out) / structure_id(path), weights.name)
+        write_outputs(pred, Path(args.out) / structure_id(path), weights_label(weights))
         top = ", ".join(
             f"{r['chain']}{r['resnum']}{r['icode']} {r['resname']}" for r in pred.table[:5]
         )
         m = pred.multiconformer
         print(
-            f"{path.name}: {pred.features.n_res} residues → {out['pdb'].parent}; "
+            f"{path.name}: {pred.features.n_res} residues → {Path(args.out) / structure_id(path)}; "
             f"{m.n_split} split (expected flexible {m.expected_flexible:.1f}); "
             f"most flexible: {top}"
         )

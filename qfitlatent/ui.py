@@ -17,6 +17,7 @@ import streamlit as st
 
 from . import viz
 from .checkpoint import default_weights as shipped_weights
+from .checkpoint import weights_label
 from .errors import CheckpointError, StructureError
 from .structure import MAX_BYTES
 from .train import jobs
@@ -127,7 +128,7 @@ class Result:
 
     pred: object  # predict.Prediction
     viewer_pdb: object  # viz.PdbIndex of the input re-written by gemmi (never the raw upload)
-    downloads: dict[str, tuple[str, str, str]]  # key -> (file name, text, mime)
+    downloads: dict[str, bytes]  # file name -> bytes: predict.outputs
     profile: object = None  # the chain profile figure, built on first use (profile_figure)
 
 
@@ -151,28 +152,12 @@ def _compute(data, name, weights: Path, dev: str, progress, split: dict, **setti
     model, _ = _load_model(str(weights), weights.stat().st_mtime, dev)
     pred = predict.predict(model, data, name=name, device=dev, progress=progress,
                            options=SplitOptions(**split), **settings)  # fmt: skip
-    stem = pred.parsed.name
-    # "qfitlatent-v2.pt", or "<run>/best.pt" for a fine-tune (every run's file is best.pt).
-    weights_name = f"{weights.parent.name}/{weights.name}" if weights.name == "best.pt" else (
-        weights.name)  # fmt: skip
-    texts = predict.output_texts(pred, weights_name)  # the bytes `qfitlatent predict` writes
-    downloads = {
-        key: (f"{stem}_{predict.OUTPUT_FILES[key]}", texts[key], DOWNLOAD_MIME[key])
-        for key in DOWNLOAD_ORDER
-    }
+    downloads = predict.outputs(pred, weights_label(weights))  # what `qfitlatent predict` writes
     return Result(pred, viz.pdb_index(viz.viewer_pdb(pred.parsed.structure)), downloads)
 
 
-DOWNLOAD_ORDER = ("pdb", "cif", "samples_pdb", "samples_cif", "report", "table", "mixture")
-DOWNLOAD_MIME = {
-    "pdb": "chemical/x-pdb",
-    "cif": "chemical/x-mmcif",
-    "samples_pdb": "chemical/x-pdb",
-    "samples_cif": "chemical/x-mmcif",
-    "report": "text/csv",
-    "table": "text/csv",
-    "mixture": "application/json",
-}
+MIME = {".pdb": "chemical/x-pdb", ".cif": "chemical/x-mmcif", ".csv": "text/csv",
+        ".json": "application/json"}  # fmt: skip
 
 
 def predict_cached(
@@ -216,11 +201,11 @@ def predict_cached(
     return result
 
 
-def result_key(data: bytes, weights_label: str, **settings) -> str:
+def result_key(data: bytes, weights_choice: str, **settings) -> str:
     """A short id of (file, model, settings): keys widgets and the per-residue figure cache."""
     import hashlib
 
-    text = f"{hashlib.sha1(data).hexdigest()}|{weights_label}|{sorted(settings.items())}"
+    text = f"{hashlib.sha1(data).hexdigest()}|{weights_choice}|{sorted(settings.items())}"
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -473,13 +458,13 @@ def downloads(result: Result) -> None:
     """The files `qfitlatent predict` writes, from the same functions, four to a row."""
     items = list(result.downloads.items())
     cols = [c for _ in range(0, len(items), 4) for c in st.columns(4)]
-    for col, (key, (fname, text, mime)) in zip(cols, items, strict=False):
+    for col, (fname, data) in zip(cols, items, strict=False):
         col.download_button(
             fname,
-            text,
+            data,
             file_name=fname,
-            mime=mime,
-            key=f"dl-{key}",
+            mime=MIME[Path(fname).suffix],
+            key=f"dl-{fname}",
             on_click="ignore",
             icon=":material/download:",
             width="stretch",

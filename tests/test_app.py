@@ -297,27 +297,34 @@ def test_the_latest_choice_of_structure_wins(env):
     assert any(m.value.startswith("**2ppn**") for m in at.markdown)
 
 
-def test_downloads_are_the_files_the_command_line_writes(env, tmp_path):
+@pytest.mark.parametrize("which", ["shipped", "fine-tune"])
+def test_downloads_are_the_files_the_command_line_writes(env, tmp_path, which):
+    """Byte for byte, by one function, for the default weights and for a fine-tune's best.pt
+    (whose name alone does not say which run made it)."""
+    import shutil
+
     from qfitlatent import ui
     from qfitlatent.cli import main
 
     path = ROOT / "qfitlatent" / "data" / "train_sample" / "2ppn.pdb.gz"
     weights = ui.default_weights()
+    if which == "fine-tune":
+        run = tmp_path / "runs" / "lysozyme-ft"
+        run.mkdir(parents=True)
+        weights = Path(shutil.copy(weights, run / "best.pt"))
     # Non-default multiconformer settings, given to the page's function and to the command.
     result = ui.predict_cached(path.read_bytes(), path.name, weights, n_samples=10,
                                seed=0, temperature=1.0, threshold=0.2, max_conformers=2,
                                input_altlocs="replace")  # fmt: skip
-    assert main(["predict", str(path), "--weights", str(weights), "--out", str(tmp_path),
+    out = tmp_path / "out"
+    assert main(["predict", str(path), "--weights", str(weights), "--out", str(out),
                  "--device", "auto", "--threshold", "0.2", "--max-conformers", "2",
                  "--input-altlocs", "replace"]) == 0  # fmt: skip
-    assert "threshold 0.2, max conformers 2" in result.downloads["report"][1]
-    from qfitlatent.predict import OUTPUT_FILES
-
-    assert set(result.downloads) == set(OUTPUT_FILES)
-    for key, fname in OUTPUT_FILES.items():
-        name, text, _ = result.downloads[key]
-        assert name == f"2ppn_{fname}"
-        assert text == (tmp_path / "2ppn" / fname).read_text(), key
+    written = {p.name: p.read_bytes() for p in (out / "2ppn").iterdir()}
+    assert result.downloads == written and len(written) == 7
+    assert b"threshold 0.2, max conformers 2" in written["2ppn_report.csv"]
+    named = json.loads(written["2ppn_mixture.json"])["weights"]
+    assert named == ("lysozyme-ft/best.pt" if which == "fine-tune" else weights.name)
 
 
 def test_an_unexpected_failure_is_reported_in_the_page(env, monkeypatch):

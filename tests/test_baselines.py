@@ -7,22 +7,24 @@ from scipy.special import i0e, i1e
 
 from qfitlatent import residues
 from qfitlatent.eval.baselines import (
-    BackboneDependentMixture,
-    BaselineOptions,
     FlexRows,
     LogisticFlexibility,
-    PerResidueTypeMixture,
     ResidueTypeRate,
     UniformBaseline,
     fit_baselines,
     fit_flex_baselines,
-    fit_von_mises_mixture,
     flex_rows,
-    inverse_bessel_ratio,
-    training_samples,
 )
 from qfitlatent.features import Features
-from qfitlatent.mixture import Mixture, log_prob, sample
+from qfitlatent.library import (
+    BackboneDependentMixture,
+    LibraryOptions,
+    PerResidueTypeMixture,
+    fit_library,
+    fit_von_mises_mixture,
+    training_samples,
+)
+from qfitlatent.mixture import Mixture, kappa_from_resultant_length, log_prob, sample
 
 
 def make_features(aatype, chi, chi_mask, occ, n_obs, bb_angles=None) -> Features:
@@ -60,10 +62,10 @@ def circ_err(a, b, sym):
     return torch.where(sym, torch.minimum(d, math.pi - d), d)
 
 
-def test_inverse_bessel_ratio_matches_scipy():
+def test_kappa_from_resultant_length_matches_scipy():
     kappa = np.array([0.05, 0.5, 2.0, 10.0, 50.0, 300.0])
     rbar = torch.tensor(i1e(kappa) / i0e(kappa))
-    np.testing.assert_allclose(inverse_bessel_ratio(rbar).numpy(), kappa, rtol=1e-4)
+    np.testing.assert_allclose(kappa_from_resultant_length(rbar).numpy(), kappa, rtol=1e-4)
 
 
 def test_em_recovers_known_mixture_with_symmetric_and_masked_chi():
@@ -164,13 +166,17 @@ def test_backbone_dependent_weights_follow_phi_and_back_off():
 
 def test_baselines_predict_one_mixture_per_residue():
     train = _ser_features(300, 0)
-    fitted = fit_baselines([train], BaselineOptions(n_components=3))
+    fitted = fit_baselines([train], LibraryOptions(n_components=3))
     test = _ser_features(7, 1)
     for name, base in fitted.items():
         mix = base.predict(test)
         assert mix.mu.shape[0] == 7 and mix.mu.shape[-1] == 4, name
         lp = log_prob(test.chi[:, 0], mix, test.chi_mask[:, 0], test.pi_symmetric)
         assert torch.isfinite(lp).all(), name
+    # The network's prior starts from this very fit, so evaluation measures what it adds.
+    lib = fit_library([train], LibraryOptions(n_components=3))
+    assert torch.equal(lib.bin_logits, fitted["bb_dependent"].bin_logits)
+    assert all(torch.equal(a, b) for a, b in zip(lib.per_aa.table, fitted["per_aa"].table, strict=True))
     uni = UniformBaseline().predict(test)
     lp = log_prob(test.chi[:, 0], uni, test.chi_mask[:, 0], test.pi_symmetric)
     np.testing.assert_allclose(lp.numpy(), -math.log(2 * math.pi), rtol=1e-6)

@@ -8,7 +8,7 @@ import torch
 from scipy import stats
 
 from qfitlatent import residues
-from qfitlatent.mixture import Mixture, log_prob, sample
+from qfitlatent.mixture import Mixture, heaviest, log_prob, mode, sample
 
 GRID = torch.linspace(-math.pi, math.pi, 3601, dtype=torch.float64)[:-1]  # 3600 points, periodic
 
@@ -114,3 +114,17 @@ def test_sample_draws_at_kappa_min_and_is_near_uniform():
     assert (chi.abs() <= math.pi + 1e-6).all()
     ks = stats.kstest(chi.flatten().double().numpy(), stats.uniform(-math.pi, 2 * math.pi).cdf)
     assert ks.pvalue > 1e-3
+
+
+def test_mode_is_the_mean_of_the_heaviest_component_for_any_batch_shape():
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 3, 6, generator=g)  # [2, 3, K]
+    logits[1, 2, 4] = logits[1, 2, 1] = 9.0  # a tie goes to the first
+    mu = torch.rand(2, 3, 6, 4, generator=g) * 6 - 3  # [2, 3, K, D]
+    mix = Mixture(logits, mu, torch.ones_like(mu))
+    got = mode(mix)  # [2, 3, D]
+    for b in range(2):
+        for r in range(3):
+            k = int(np.argmax(logits[b, r].numpy()))  # numpy: first maximum
+            assert torch.equal(got[b, r], mu[b, r, k]) and int(heaviest(mix)[b, r]) == k
+    assert int(heaviest(mix)[1, 2]) == 1

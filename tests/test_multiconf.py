@@ -22,10 +22,10 @@ from qfitlatent.model.network import QFitLatent
 from qfitlatent.predict import (
     multiconformer_cif,
     multiconformer_pdb,
+    output_name,
+    outputs,
     predict,
     report_csv,
-    samples_cif,
-    samples_pdb,
 )
 from qfitlatent.residues import CHI_ATOMS
 
@@ -189,22 +189,28 @@ def test_input_side_chain_is_altloc_a(pred):
         assert torch.allclose(chi[: len(observed)], observed, atol=1e-4)
 
 
+def _output(pred, kind: str) -> str:
+    """One file of `predict.outputs`, as text."""
+    return outputs(pred, "w")[output_name(pred, kind)].decode()
+
+
 def test_biopython_strict_parsers_read_every_file(pred):
     from Bio.PDB import MMCIFParser, PDBParser
     from Bio.PDB.PDBExceptions import PDBConstructionWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", PDBConstructionWarning)
-        for text in (multiconformer_pdb(pred), samples_pdb(pred)):
+        for text in (multiconformer_pdb(pred), _output(pred, "samples_pdb")):
             s = PDBParser(PERMISSIVE=False).get_structure("x", io.StringIO(text))
             assert len(list(s.get_atoms())) > 500
-        for text in (multiconformer_cif(pred), samples_cif(pred)):
+        for text in (multiconformer_cif(pred), _output(pred, "samples_cif")):
             s = MMCIFParser().get_structure("x", io.StringIO(text))
             assert len(list(s.get_atoms())) > 500
 
 
 def test_samples_file_has_one_model_per_sample_at_the_sampled_chi(pred):
-    for text, reader in ((samples_pdb(pred), read_pdb), (samples_cif(pred), read_cif)):
+    for kind, reader in (("samples_pdb", read_pdb), ("samples_cif", read_cif)):
+        text = _output(pred, kind)
         st = reader(text)
         assert len(st) == pred.samples.shape[0]
         for s, model in enumerate(st):
@@ -319,7 +325,8 @@ def test_gates_on_twenty_validation_structures():
         m = pred.multiconformer
         assert m.expected_flexible / 2 <= m.n_split <= 2 * m.expected_flexible, path.name
         texts = {"pdb": multiconformer_pdb(pred), "cif": multiconformer_cif(pred),
-                 "samples.pdb": samples_pdb(pred), "samples.cif": samples_cif(pred)}  # fmt: skip
+                 "samples.pdb": _output(pred, "samples_pdb"),
+                 "samples.cif": _output(pred, "samples_cif")}  # fmt: skip
         for key, reader in (("pdb", read_pdb), ("cif", read_cif)):
             st = reader(texts[key])
             assert serious_overlaps(st, ours(pred)) == [], path.name

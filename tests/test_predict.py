@@ -21,9 +21,10 @@ from qfitlatent.predict import (
     OUTPUT_FILES,
     mixture_json,
     multiconformer_pdb,
+    output_name,
+    outputs,
     predict,
     residue_conformers,
-    table_csv,
     write_outputs,
 )
 
@@ -114,8 +115,11 @@ def test_validator_catches_a_broken_document(pred):
 
 
 def test_predict_writes_every_file(pred, tmp_path):
-    paths = write_outputs(pred, tmp_path / "2i4a", "tiny.pt")
-    assert sorted(p.name for p in paths.values()) == sorted(OUTPUT_FILES.values())
+    written = write_outputs(pred, tmp_path / "2i4a", "tiny.pt")
+    stem = pred.parsed.name
+    assert sorted(written) == sorted(f"{stem}_{end}" for end in OUTPUT_FILES.values())
+    assert {n: p.read_bytes() for n, p in written.items()} == outputs(pred, "tiny.pt")
+    paths = {kind: written[output_name(pred, kind)] for kind in OUTPUT_FILES}
     doc = json.loads(paths["mixture"].read_text())
     assert validate_mixture_json(doc) == []
     assert doc["structure"] == SMALL and doc["weights"] == "tiny.pt"
@@ -165,8 +169,7 @@ def test_prediction_shapes_and_reproducibility(model, pred):
     first = predict(model, data_file(SMALL_2), n_samples=6, seed=1)
     again = predict(model, data_file(SMALL_2).read_bytes(), name=SMALL_2, n_samples=6, seed=1)
     assert multiconformer_pdb(again) == multiconformer_pdb(first)
-    assert table_csv(again) == table_csv(first)
-    assert mixture_json(again, "w") == mixture_json(first, "w")
+    assert outputs(again, "w") == outputs(first, "w")
     other = predict(model, data_file(SMALL_2), n_samples=6, seed=2)
     assert not torch.equal(other.samples, first.samples)
 
@@ -208,14 +211,15 @@ def test_batch_mode_skips_a_broken_file_and_exits_nonzero(weights, tmp_path, cap
     assert "broken.pdb" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["1ab1", "1ejg"]
     for sub in out.iterdir():
-        assert sorted(p.name for p in sub.iterdir()) == sorted(OUTPUT_FILES.values())
+        expected = sorted(f"{sub.name}_{end}" for end in OUTPUT_FILES.values())
+        assert sorted(p.name for p in sub.iterdir()) == expected
 
 
 def test_cli_settings_reach_the_multiconformer_model(weights, tmp_path, capsys):
     out = tmp_path / "o"
     args = ["predict", str(data_file(SMALL_2)), "--weights", str(weights), "--out", str(out)]
     assert cli.main([*args, "--threshold", "0", "--max-conformers", "2"]) == 0
-    report = (out / "1ab1" / "report.csv").read_text()
+    report = (out / "1ab1" / "1ab1_report.csv").read_text()
     assert "threshold 0, max conformers 2" in report
     assert "split" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stop:  # argparse refuses it with the usage line
@@ -226,7 +230,7 @@ def test_cli_settings_reach_the_multiconformer_model(weights, tmp_path, capsys):
 def test_all_good_files_exit_zero_and_missing_weights_say_so(weights, tmp_path, capsys):
     args = ["predict", str(data_file(SMALL_2)), "--out", str(tmp_path / "o"), "--samples", "3"]
     assert cli.main([*args, "--weights", str(weights)]) == 0
-    assert (tmp_path / "o" / "1ab1" / "mixture.json").is_file()
+    assert (tmp_path / "o" / "1ab1" / "1ab1_mixture.json").is_file()
     assert cli.main([*args, "--weights", str(tmp_path / "nothing.pt")]) == 2
     assert "no model weights" in capsys.readouterr().err
 

@@ -10,7 +10,7 @@ from conftest import DATA, data_file
 
 from qfitlatent.checkpoint import load_model, save_checkpoint
 from qfitlatent.config import ModelConfig, TrainConfig
-from qfitlatent.eval.baselines import BaselineOptions, fit_baselines
+from qfitlatent.eval.baselines import LibraryOptions, fit_baselines
 from qfitlatent.features import load_features
 from qfitlatent.loss import mixture_nll
 from qfitlatent.mixture import log_prob
@@ -36,7 +36,7 @@ def protein():
 
 @pytest.fixture(scope="module")
 def library(train_feats):
-    options = BaselineOptions(n_components=TINY.prior_components, bin_deg=TINY.prior_bin_deg)
+    options = LibraryOptions(n_components=TINY.prior_components, bin_deg=TINY.prior_bin_deg)
     return fit_baselines(train_feats, options)["bb_dependent"]
 
 
@@ -147,7 +147,7 @@ def test_training_fits_the_prior_on_the_training_split_and_improves_it(tmp_path)
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     model, info = load_model(result["last"], "cpu")
     train_feats = [load_features(data / f"{n}.pdb.gz") for n in split["train"]]
-    options = BaselineOptions(n_components=TINY.prior_components, bin_deg=TINY.prior_bin_deg)
+    options = LibraryOptions(n_components=TINY.prior_components, bin_deg=TINY.prior_bin_deg)
     lib = fit_baselines(train_feats, options)["bb_dependent"]
     assert torch.allclose(model.head.prior.bin_logits, lib.bin_logits)
     assert torch.allclose(model.head.prior.mu, lib.per_aa.table.mu)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import special, stats
 
-from qfitlatent.ensemble.sample import cluster_conformers, most_likely, sample_chis
+from qfitlatent.ensemble.sample import cluster_conformers, sample_chis
 from qfitlatent.flexibility import chi1_spread, n_modes
 from qfitlatent.mixture import Mixture
 
@@ -68,10 +68,6 @@ def test_same_seed_same_draws_and_temperature_flattens():
     assert resultant(3.0) < resultant(1.0) < resultant(0.3)
     with pytest.raises(ValueError):
         sample_chis(mix, sym, n_samples=5, temperature=0.0)
-
-
-def test_most_likely_is_the_heaviest_component():
-    assert torch.equal(most_likely(_mix(2)), MU[1].expand(2, 4))
 
 
 def test_cluster_conformers_groups_near_draws_and_counts_them():

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..mixture import LOG_2PI, Mixture, log_i0, sample
+from ..mixture import LOG_2PI, Mixture, log_i0, mode, sample
 
 SEPARATION_DEG = 20.0  # conformers closer than this on every χ are one (the coverage tolerance)
 N_CANDIDATES = 128  # draws per residue that propose peaks and weigh them (mass resolution 0.8%)
@@ -167,8 +167,7 @@ def distinct_mass(
     """[N] mixture weight on components whose mean is a different conformer from the heaviest
     component's (more than `separation_deg` away on some defined χ). 0 for residues without χ."""
     w = torch.softmax(mix.logits.double(), -1)  # [N, K]
-    top = mix.logits.argmax(-1)  # [N]
-    mu_top = mix.mu[torch.arange(mix.mu.shape[0]), top]  # [N, D]
+    mu_top = mode(mix)  # [N, D]
     dist = chi_distance(
         mix.mu, mu_top[:, None], chi_defined[:, None], pi_symmetric[:, None]
     )  # [N, K]

@@ -1,8 +1,8 @@
 """Sampling rotamer ensembles from the predicted mixtures (SPEC §7).
 
 `sample_chis` draws S conformers per residue (component k ~ π, then χ_d ~ VonMises(μ_kd, κ_kd)),
-seeded so the same seed gives the same ensemble. `most_likely` is the deterministic conformer:
-the mean of the heaviest component. `cluster_conformers` groups near-identical draws into
+seeded so the same seed gives the same ensemble (`mixture.mode` is the deterministic conformer:
+the mean of the heaviest component). `cluster_conformers` groups near-identical draws into
 distinct conformers with their frequencies (the iid option of the multiconformer model;
 `conformers.select_conformers` is the default).
 """
@@ -13,7 +13,7 @@ import string
 import torch
 
 from ..geometry import circ_diff
-from ..mixture import Mixture, mode, sample
+from ..mixture import Mixture, sample
 
 ALTLOCS = string.ascii_uppercase  # the PDB format allows one character; 26 letters at most
 SAME_CONFORMER_DEG = 20.0  # draws within this on every defined χ are one conformer
@@ -39,11 +39,6 @@ def sample_chis(
     g = torch.Generator().manual_seed(seed)
     chi, _ = sample(mix, n_samples, pi_symmetric, generator=g, temperature=temperature)
     return chi
-
-
-def most_likely(mix: Mixture) -> torch.Tensor:
-    """The deterministic "most likely" conformer [N, D]: μ of each residue's heaviest component."""
-    return mode(mix)
 
 
 def cluster_conformers(

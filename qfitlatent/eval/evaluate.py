@@ -15,7 +15,7 @@ from ..checkpoint import load_model, resolve_device
 from ..dataset import list_structure_files, load_dataset, split_names, structure_id
 from ..errors import CheckpointError
 from ..features import Features
-from .baselines import FLEX_L2, BaselineOptions, fit_baselines, fit_flex_baselines
+from .baselines import FLEX_L2, LibraryOptions, fit_baselines, fit_flex_baselines
 from .metrics import (
     PACKER_TOLERANCES_DEG,
     score_flexibility,
@@ -51,7 +51,7 @@ def evaluate(
     device: str = "cpu",
     n_samples: int = N_SAMPLES,
     seed: int = 0,
-    baseline_options: BaselineOptions | None = None,
+    baseline_options: LibraryOptions | None = None,
 ) -> dict:
     """Metrics of `model` (skipped when None) and of the baselines fitted on `feats_train`.
 
@@ -63,7 +63,7 @@ def evaluate(
     """
     if not feats_val:
         raise ValueError("no structures to evaluate")
-    options = baseline_options or BaselineOptions()
+    options = baseline_options or LibraryOptions()
     baselines = fit_baselines(feats_train, options)
     flex_baselines = fit_flex_baselines(feats_train)
     scores: dict[str, list] = {n: [] for n in ("model", *BASELINE_NAMES, *FLEX_BASELINE_NAMES)}

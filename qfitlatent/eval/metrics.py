@@ -82,8 +82,7 @@ def chi1_mode_hit(
     rows = torch.arange(chi.shape[0])
     obs = chi[rows, top, 0]  # [N]
     defined = chi_mask[rows, top, 0] & (occ[rows, top] > 0)
-    k = mix.logits.argmax(-1)  # [N]
-    pred = mix.mu[rows, k, 0]  # [N]
+    pred = mode(mix)[:, 0]  # [N]
     return (circ_diff(pred, obs) <= tol) & defined, defined
 
 

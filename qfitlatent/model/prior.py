@@ -2,7 +2,7 @@
 
 With `prior_components` = M > 0 the output mixture has K + M components: the head's K free
 components, and the M components of a backbone-dependent library (per amino acid, weights per
-φ/ψ bin; `baselines.BackboneDependentMixture`) fitted on the training split and stored as
+φ/ψ bin; `library.BackboneDependentMixture`) fitted on the training split and stored as
 buffers, so it travels inside every checkpoint. The network moves the library's weights
 (rotamer populations given the environment) and scales its concentrations (how far a side chain
 wanders around each rotamer), per residue. Both corrections start at zero, so an untrained
@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..eval.baselines import backbone_dependent_logits
 from ..features import Features
+from ..library import backbone_dependent_logits
 from ..mixture import Mixture
 from ..residues import N_TOKENS
 
@@ -43,7 +43,7 @@ class RotamerLibraryPrior(nn.Module):
 
     @torch.no_grad()
     def load_library(self, library) -> None:
-        """Copy a fitted `baselines.BackboneDependentMixture` (same M and bin width) in."""
+        """Copy a fitted `library.BackboneDependentMixture` (same M and bin width) in."""
         if library.bin_deg != self.bin_deg or library.bin_logits.shape != self.bin_logits.shape:
             raise ValueError(
                 f"library has {tuple(library.bin_logits.shape)} bins×components at "

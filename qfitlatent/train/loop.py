@@ -36,9 +36,9 @@ from ..dataset import (
     write_json,
 )
 from ..errors import CheckpointError
-from ..eval.baselines import BaselineOptions, fit_baselines
 from ..eval.metrics import chi1_mode_hit, per_structure_auroc
 from ..features import Features
+from ..library import LibraryOptions, fit_library
 from ..loss import flex_labels, mixture_nll, protein_loss
 from ..model import QFitLatent
 
@@ -228,9 +228,9 @@ def fit_library_prior(model, train_feats: list[Features], out=None) -> None:
     baseline: the evaluation then measures exactly what the network adds to the library.
     """
     cfg = model.cfg
-    options = BaselineOptions(n_components=cfg.prior_components, bin_deg=cfg.prior_bin_deg)
+    options = LibraryOptions(n_components=cfg.prior_components, bin_deg=cfg.prior_bin_deg)
     t0 = time.perf_counter()
-    library = fit_baselines(train_feats, options)["bb_dependent"]
+    library = fit_library(train_feats, options)
     model.head.prior.load_library(library)
     if out is not None:
         out.line(
