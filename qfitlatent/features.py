@@ -10,6 +10,7 @@ import torch
 
 from . import residues
 from .geometry import backbone_frames, burial_counts, dihedral
+from .structure import ResidueId
 
 STRING_LISTS = ("chain_id", "icode", "resname")
 SEP = "\x1f"  # ASCII unit separator: in no chain id, insertion code or residue name
@@ -63,9 +64,12 @@ class Features:
         """[N] bool: the residues that count in the loss (SPEC §5's R when min_altlocs = 2)."""
         return (self.n_obs >= min_altlocs) & self.chi_mask.any(dim=(1, 2))
 
-    def residue_ids(self) -> list[tuple[str, int, str]]:
+    def residue_id(self, i: int) -> ResidueId:
+        return ResidueId(self.chain_id[i], int(self.resnum[i]), self.icode[i])
+
+    def residue_ids(self) -> list[ResidueId]:
         return [
-            (c, int(r), i)
+            ResidueId(c, r, i)
             for c, r, i in zip(self.chain_id, self.resnum.tolist(), self.icode, strict=True)
         ]
 

@@ -89,9 +89,7 @@ def flexibility_table(
     for i in torch.nonzero(defined.any(-1)).flatten().tolist():
         rows.append(
             {
-                "chain": features.chain_id[i],
-                "resnum": int(features.resnum[i]),
-                "icode": features.icode[i],
+                **features.residue_id(i).fields(),
                 "resname": features.resname[i],
                 "n_chi": int(defined[i].sum()),
                 "flexibility": round(float(score[i]), 4),

@@ -26,7 +26,7 @@ from .flexibility import flexibility_table
 from .flexibility import table_csv as _table_csv
 from .mixture import Mixture
 from .server_config import check_prediction_size
-from .structure import ParsedStructure, read_structure, structure_id
+from .structure import ParsedStructure, ResidueId, read_structure, structure_id
 
 MIXTURE_FORMAT = "qfitlatent.mixture/1"
 # Every output of a prediction: kind -> the end of its file name (after "<structure>_"), in the
@@ -71,7 +71,7 @@ def predict(
     seed: int = 0,
     temperature: float = 1.0,
     device: str = "cpu",
-    options: SplitOptions = SplitOptions(),
+    options: SplitOptions | None = None,
     conformers: str = "select",
     progress=None,
 ) -> Prediction:
@@ -86,6 +86,7 @@ def predict(
     """
     if conformers not in CONFORMER_SOURCES:
         raise ValueError(f"conformers must be one of {CONFORMER_SOURCES}")
+    options = options or SplitOptions()
     step = progress or (lambda fraction, text: None)
     step(0.0, "Reading the structure")
     parsed = source if isinstance(source, ParsedStructure) else read_structure(source, name=name)
@@ -147,9 +148,7 @@ def mixture_json(pred: Prediction, weights_name: str) -> dict:
     for i in torch.nonzero(n_chi > 0).flatten().tolist():
         out.append(
             {
-                "chain": f.chain_id[i],
-                "resnum": int(f.resnum[i]),
-                "icode": f.icode[i],
+                **f.residue_id(i).fields(),
                 "resname": f.resname[i],
                 "n_chi": int(n_chi[i]),
                 "weights": weights[i].tolist(),
@@ -331,7 +330,8 @@ def predict_from_args(args) -> int:
             print(f"{path.name}: warning: {warning}", file=sys.stderr)
         write_outputs(pred, Path(args.out) / structure_id(path), weights_label(weights))
         top = ", ".join(
-            f"{r['chain']}{r['resnum']}{r['icode']} {r['resname']}" for r in pred.table[:5]
+            f"{ResidueId(r['chain'], r['resnum'], r['icode']).label()} {r['resname']}"
+            for r in pred.table[:5]
         )
         m = pred.multiconformer
         print(

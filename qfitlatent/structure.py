@@ -20,6 +20,7 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import gemmi
 import numpy as np
@@ -32,6 +33,23 @@ SAME_CONFORMER_TOL = 0.05  # Å: side chains closer than this on every atom are 
 MAX_ABS_COORD = 9999.0  # Å: beyond what a PDB file can hold, so not a real position
 SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
 BLANK = ""
+
+
+class ResidueId(NamedTuple):
+    """A residue as files and users name it: chain, author residue number, insertion code. The
+    one residue id of the package: tables, mixture.json, reports, the CLI and the app use it."""
+
+    chain: str
+    resnum: int
+    icode: str = ""  # "" when none
+
+    def label(self) -> str:
+        """"A42", or "A42B" with an insertion code."""
+        return f"{self.chain}{self.resnum}{self.icode}"
+
+    def fields(self) -> dict:
+        """{"chain", "resnum", "icode"}: the columns every table starts with."""
+        return self._asdict()
 
 
 @dataclass
@@ -60,6 +78,10 @@ class ResidueRecord:
     @property
     def n_obs(self) -> int:
         return len(self.conformers)
+
+    @property
+    def id(self) -> ResidueId:
+        return ResidueId(self.chain, self.resnum, self.icode)
 
 
 @dataclass

@@ -10,7 +10,6 @@ from test_loss import random_features
 import qfitlatent
 from qfitlatent.checkpoint import (
     build_model,
-    default_weights,
     load_checkpoint,
     load_model,
     metadata,
@@ -113,7 +112,3 @@ def test_non_checkpoints_are_refused(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_default_weights_live_in_the_repository_weights_folder():
-    path = default_weights()
-    assert path.name == "qfitlatent-v2.pt" and path.parent.name == "weights"
-    assert path.parent.parent == Path(qfitlatent.__file__).resolve().parents[1]

@@ -478,9 +478,7 @@ def _nearest_mass(draws: np.ndarray, centres: np.ndarray, defined, sym) -> np.nd
 def _row(i, rec, score, altloc, occ, chi, n_chi, source, status, overlap="", partner="") -> dict:
     return {
         "index": i,  # residue index into parsed.residues (not written to the CSV)
-        "chain": rec.chain,
-        "resnum": rec.resnum,
-        "icode": rec.icode,
+        **rec.id.fields(),
         "resname": rec.resname,
         "flexibility": round(float(score), 3),
         "altloc": altloc,
