@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from qfitlatent import ui, viz
+from qfitlatent import display, ui
 from qfitlatent.ensemble.multiconf import DEFAULT_THRESHOLD, MAX_CONFORMERS
 from qfitlatent.errors import CheckpointError, StructureError
+from qfitlatent.viz import chi, colours, viewer
 
 ui.page_setup("side-chain ensembles")
 st.title("qfitlatent: which side chains move, and how?")
@@ -115,7 +116,7 @@ fig_key = ui.result_key(
     data, weights_label, n_samples=n_samples, seed=seed, temperature=temperature,
     threshold=threshold, max_conformers=max_conformers, input_altlocs=input_altlocs,
 )  # fmt: skip
-labels = [viz.residue_label(pred, r["index"]) for r in rows]
+labels = [display.residue_label(pred, r["index"]) for r in rows]
 label_of = {r["index"]: lab for r, lab in zip(rows, labels, strict=True)}
 # A click in the table or on the profile (both below) selects that residue in the box (above):
 # their selections are in session_state before this run reaches the box.
@@ -148,7 +149,7 @@ with info_col:
 
 with overview:
     st.markdown("**Flexibility along each chain** · click a bar to show that residue")
-    st.caption(viz.profile_caption(pred))
+    st.caption(display.profile_caption(pred))
     st.plotly_chart(
         ui.profile_figure(result),
         key=f"profile:{tag}",
@@ -158,7 +159,7 @@ with overview:
     )
 
 top = [r["index"] for r in rows[:top_n]]
-view, legend = viz.structure_view(
+view, legend = display.structure_view(
     pred,
     result.viewer_pdb,
     i,
@@ -172,11 +173,11 @@ with view_col:
     ui.show_view(view, 500, camera_key=tag)
 with info_col:
     st.caption("In the viewer (sampled conformers: darker green = higher occupancy)")
-    st.html(viz.legend_html(legend + ([viz.FLEX_LEGEND] if flex_colour else [])))
+    st.html(viewer.legend_html(legend + ([colours.FLEX_LEGEND] if flex_colour else [])))
 
 circle, torus = ui.residue_figures(fig_key, i, result)
 st.plotly_chart(circle, key="circle", width="content")
-st.caption(viz.COMPONENT_CAPTION)
+st.caption(chi.COMPONENT_CAPTION)
 if torus is not None:
     st.plotly_chart(torus, key="torus", width="content")
 

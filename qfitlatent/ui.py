@@ -1,8 +1,8 @@
 """Streamlit glue for the pages: cached model and predictions, structure input, viewer, errors.
 
-The only module of the package that imports streamlit. Science lives elsewhere (predict, viz,
-runs); this file decides what is cached, what a visitor sees when something goes wrong, and
-how widgets map onto those functions.
+The only module of the package that imports streamlit. Science lives elsewhere (predict,
+display and viz, train.jobs); this file decides what is cached, what a visitor sees when
+something goes wrong, and how widgets map onto those functions.
 """
 
 import math
@@ -15,12 +15,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from . import viz
+from . import display
 from .checkpoint import default_weights as shipped_weights
 from .checkpoint import weights_label
 from .errors import CheckpointError, StructureError
 from .structure import MAX_BYTES
 from .train import jobs
+from .viz import curves, viewer
 
 WEIGHTS_ENV = "QFITLATENT_WEIGHTS"  # overrides the shipped weights (tests, private models)
 
@@ -127,7 +128,7 @@ class Result:
     """A prediction plus everything the page draws or offers for download, computed once."""
 
     pred: object  # predict.Prediction
-    viewer_pdb: object  # viz.PdbIndex of the input re-written by gemmi (never the raw upload)
+    viewer_pdb: object  # viewer.PdbIndex of the input re-written by gemmi (never the raw upload)
     downloads: dict[str, bytes]  # file name -> bytes: predict.outputs
     profile: object = None  # the chain profile figure, built on first use (profile_figure)
 
@@ -153,7 +154,7 @@ def _compute(data, name, weights: Path, dev: str, progress, split: dict, **setti
     pred = predict.predict(model, data, name=name, device=dev, progress=progress,
                            options=SplitOptions(**split), **settings)  # fmt: skip
     downloads = predict.outputs(pred, weights_label(weights))  # what `qfitlatent predict` writes
-    return Result(pred, viz.pdb_index(viz.viewer_pdb(pred.parsed.structure)), downloads)
+    return Result(pred, viewer.pdb_index(viewer.viewer_pdb(pred.parsed.structure)), downloads)
 
 
 MIME = {".pdb": "chemical/x-pdb", ".cif": "chemical/x-mmcif", ".csv": "text/csv",
@@ -214,15 +215,15 @@ def profile_figure(result: Result):
     its figure stays the same while the user moves between residues and the browser never
     redraws it (thousands of bars across many chains take seconds to redraw on 2 cores)."""
     if result.profile is None:
-        result.profile = viz.profile_figure(result.pred)
+        result.profile = display.profile_figure(result.pred)
     return result.profile
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def residue_figures(key: str, i: int, _result: Result):
-    """viz.residue_figures, cached per (result key, residue): building plotly figures costs
+    """display.residue_figures, cached per (result key, residue): building plotly figures costs
     ~0.4 s, so revisiting a residue or toggling a display option stays instant."""
-    return viz.residue_figures(_result.pred, i)
+    return display.residue_figures(_result.pred, i)
 
 
 # --- structure input ---------------------------------------------------------------------------
@@ -356,8 +357,10 @@ def residue_summary(pred, row: dict) -> None:
     def chis(chi, mask) -> dict:
         return {f"χ{d + 1}": round(math.degrees(float(chi[d])), 1) for d in range(n_chi) if mask[d]}
 
-    observed = [{"input": c["altloc"] or "–", "occ": round(c["occ"], 2),
-                 **chis(c["chi"], c["mask"])} for c in viz.observed_altlocs(pred, i)]  # fmt: skip
+    observed = [
+        {"input": c["altloc"] or "–", "occ": round(c["occ"], 2), **chis(c["chi"], c["mask"])}
+        for c in display.observed_altlocs(pred, i)
+    ]
     st.caption("Input side-chain conformers (χ in degrees)")
     st.dataframe(pd.DataFrame(observed), hide_index=True, width="stretch")
     report = [r for r in pred.multiconformer.rows if r["index"] == i]
@@ -477,7 +480,7 @@ def downloads(result: Result) -> None:
 def show_view(view, height: int, camera_key: str = "") -> None:
     """Embed a py3Dmol view; its HTML is stable across reruns, so the camera survives them, and
     with a `camera_key` (the structure) the user's rotation survives a change of residue too."""
-    st.iframe(viz.view_html(view, camera_key), height=height + 8)
+    st.iframe(viewer.view_html(view, camera_key), height=height + 8)
 
 
 # --- training page -----------------------------------------------------------------------------
@@ -563,7 +566,7 @@ def job_report(job: jobs.Job, key: str, show_log: bool = True) -> None:
     if job.message:
         (st.error if job.status == "failed" else st.caption)(job.message)
     if records:
-        st.plotly_chart(viz.training_curves(records), key=f"curves:{key}")
+        st.plotly_chart(curves.training_curves(records), key=f"curves:{key}")
         st.caption(validation_note(records))
     else:
         st.caption("Waiting for the first logged step (reading the structures comes first)…")

@@ -1,8 +1,9 @@
 """The app in a real browser: streamlit on a free port, Debian's chromium driven by Playwright.
 
 Checks what AppTest cannot: 3Dmol.js really loads from the app's static folder (offline) and
-draws (pixel variance of the viewer), plotly charts really render with traces, and a bad upload
-shows an error in the page. Screenshots go to test-artifacts/ (gitignored) for a human to look
+draws (pixel variance of the viewer), plotly charts really render with traces, a bad upload
+shows an error in the page, and the Train page swaps in the inputs of the data source a visitor
+picks. Screenshots go to test-artifacts/ (gitignored) for a human to look
 at. Prints the time from clicking "Open the example" to the full page (viewer + plots drawn).
 """
 
@@ -443,10 +444,22 @@ def test_bad_upload_shows_error_and_app_recovers(server, page, tmp_path):
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
 
 
-def test_train_page_renders(server, page):
+def test_train_page_shows_the_inputs_of_the_chosen_data_source(server, page):
     page.goto(server + "/Train")
     page.wait_for_selector('[data-testid="stApp"]')
     page.get_by_text("Fine-tune").first.wait_for()
     wait_idle(page)
+    main = page.locator('[data-testid="stMain"]')
+    dropzone = main.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    bundled = main.get_by_text("4 small X-ray structures")
+    # The bundled sample is the default: its note, no file input, and no runs in a fresh folder.
+    assert bundled.count() == 1 and dropzone.count() == 0
+    assert main.get_by_text("No runs yet.").count() == 1
     full_screenshot(page, "train_page.png", 1800)
+    main.get_by_text("upload structures or a .zip").click()
+    dropzone.wait_for(state="attached")
+    wait_idle(page)
+    # The upload source: a file input in the form, the bundled sample's note gone.
+    assert dropzone.count() == 1 and bundled.count() == 0
+    assert main.get_by_text("Structures (.pdb/.cif, .gz) or a .zip of them").count() == 1
     assert page.locator('[data-testid="stException"]').count() == 0

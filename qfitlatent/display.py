@@ -1,0 +1,207 @@
+"""A Prediction as the arrays and records the viz functions draw.
+
+`viz` never sees a `predict.Prediction`: this module reads one (features, mixtures, samples,
+the multiconformer model) and hands viz plain numbers: residue ids and labels, mixture arrays,
+altloc records, conformers as PDB text, per-residue values for the profile.
+"""
+
+import numpy as np
+import plotly.graph_objects as go
+import py3Dmol
+
+from .residues import CHI_ATOMS
+from .viz import chi, profile, viewer
+from .viz.colours import OBSERVED_CARBON, flexibility_colour, occupancy_colour
+
+# --- one residue ---------------------------------------------------------------------------------
+
+
+def residue_id(pred, i: int) -> tuple[str, int, str]:
+    f = pred.features
+    return f.chain_id[i], int(f.resnum[i]), f.icode[i]
+
+
+def residue_label(pred, i: int) -> str:
+    """ "A99 SER" style label (chain, number, insertion code, name)."""
+    chain, resnum, icode = residue_id(pred, i)
+    return f"{chain}{resnum}{icode} {pred.features.resname[i]}"
+
+
+def observed_altlocs(pred, i: int) -> list[dict]:
+    """The input's side-chain conformers of residue i: χ [D] rad, mask [D], occupancy, altloc."""
+    f, rec = pred.features, pred.parsed.residues[i]
+    return [
+        {
+            "chi": f.chi[i, a].numpy(),
+            "mask": f.chi_mask[i, a].numpy(),
+            "occ": float(f.occ[i, a]),
+            "altloc": conf.altloc,
+        }
+        for a, conf in enumerate(rec.conformers)
+    ]
+
+
+def mixture_arrays(pred, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Residue i's mixture: logits [K], mu [K, D] rad, kappa [K, D], pi_symmetric [D] bool."""
+    mix = pred.mixture.index(i)
+    return (
+        mix.logits.numpy(),
+        mix.mu.numpy(),
+        mix.kappa.numpy(),
+        pred.features.pi_symmetric[i].numpy(),
+    )
+
+
+def residue_figures(pred, i: int) -> tuple[go.Figure | None, go.Figure | None]:
+    """(χ circle figure, χ1–χ2 torus or None) for residue i; (None, None) without χ."""
+    n_chi = int(pred.features.chi_defined[i].sum())
+    if n_chi == 0:
+        return None, None
+    logits, mu, kappa, sym = mixture_arrays(pred, i)
+    observed = observed_altlocs(pred, i)
+    samples = pred.samples[:, i].numpy()  # [S, D]
+    label = residue_label(pred, i)
+    rec = pred.parsed.residues[i]
+    resname = getattr(rec, "parent", None) or pred.features.resname[i]
+    circle = chi.chi_circle_figure(
+        logits,
+        mu,
+        kappa,
+        n_chi,
+        sym,
+        observed=observed,
+        samples=samples,
+        title=f"{label}: predicted χ densities",
+        resname=resname,
+        chi_atoms=CHI_ATOMS.get(resname, []),
+    )
+    torus = None
+    if n_chi >= 2:
+        torus = chi.torus_figure(
+            logits,
+            mu,
+            kappa,
+            sym,
+            observed=observed,
+            samples=samples,
+            title=f"{label}: χ1–χ2 joint density",
+            resname=resname,
+            n_chi=n_chi,
+        )
+    return circle, torus
+
+
+# --- the 3D view ---------------------------------------------------------------------------------
+
+
+def structure_view(
+    pred,
+    viewer_text: "str | viewer.PdbIndex",
+    i: int,
+    *,
+    also: list[int] = (),
+    colour_by_flexibility: bool = False,
+    show_observed: bool = True,
+    whole: bool = False,
+    height: int = 480,
+    js_url: str = viewer.JS_URL,
+) -> tuple[py3Dmol.view, list[tuple[str, str]]]:
+    """The 3D view of residue i (and residues `also`) with sampled and observed conformers.
+
+    Returns the view and legend items (label, colour) for the selected residue's conformers.
+    """
+    # Imported on use: predict loads the ensemble builders, which every page importing ui (and
+    # through it this module), the Train page too, would otherwise wait for at start.
+    from .predict import residue_proposals
+
+    shown = [i, *[j for j in also if j != i]]
+    sampled, observed, legend = [], [], []
+    for j in shown:
+        chain, resnum, icode = residue_id(pred, j)
+        resname = pred.features.resname[j]
+        for label, occ, atoms, written in residue_proposals(pred, j):
+            colour = occupancy_colour(occ)
+            text = viewer.atoms_pdb(
+                viewer.side_chain_atoms(atoms), resname, chain, resnum, icode, occ
+            )
+            sampled.append({"pdb": text, "colour": colour})
+            if j == i:
+                what = f"written {label}" if written else f"proposed {label} (not written)"
+                legend.append((f"{what} · {occ:.0%}", colour))
+        if show_observed:
+            for conf in pred.parsed.residues[j].conformers:
+                side = viewer.side_chain_atoms(conf.atoms)
+                text = viewer.atoms_pdb(side, resname, chain, resnum, icode, conf.occ)
+                observed.append({"pdb": text})
+    if show_observed:
+        n_obs = pred.parsed.residues[i].n_obs
+        legend.append(
+            (
+                f"input side chain{'s' if n_obs > 1 else ''} ({n_obs} altloc"
+                f"{'s' if n_obs > 1 else ''})",
+                OBSERVED_CARBON,
+            )
+        )
+    colours = None
+    if colour_by_flexibility:  # the flexibility score is a probability: an absolute scale
+        idx = [r["index"] for r in pred.table]
+        scaled = np.clip(pred.flexibility[idx].numpy(), 0.0, 1.0)
+        colours = {
+            residue_id(pred, j): flexibility_colour(v) for j, v in zip(idx, scaled, strict=True)
+        }
+    labels = [(residue_id(pred, j), residue_label(pred, j)) for j in shown]
+    index = (viewer_text if isinstance(viewer_text, viewer.PdbIndex)
+             else viewer.pdb_index(viewer_text))  # fmt: skip
+    view = viewer.ensemble_view(
+        viewer.drawn_pdb(index, [residue_id(pred, j) for j in shown], whole),
+        focus=residue_id(pred, i),
+        sampled=sampled,
+        observed=observed,
+        residue_colours=colours,
+        labels=labels,
+        whole=whole,
+        height=height,
+        js_url=js_url,
+    )
+    return view, legend
+
+
+# --- the chain profile ---------------------------------------------------------------------------
+
+
+def flexibility_values(pred) -> tuple[np.ndarray, bool]:
+    """[N] the flexibility score (`conformers.flexibility_score`: p_flexible, or the mixture's
+    distinct mass without a flexibility head), a probability either way (True)."""
+    return pred.flexibility.float().numpy(), True
+
+
+def profile_figure(pred, i: int | None = None) -> go.Figure:
+    """`flexibility_profile` of a prediction in file order, one track per chain, residue i (if
+    given) marked; each point's customdata[0] is its residue index in the prediction."""
+    order = sorted(r["index"] for r in pred.table)  # residues with χ, in file order
+    values, is_p = flexibility_values(pred)
+    f = pred.features
+    return profile.flexibility_profile(
+        [f.chain_id[j] for j in order],
+        f.resnum[order].numpy(),
+        [residue_label(pred, j) for j in order],
+        values[order],
+        f.n_obs[order].numpy(),
+        is_probability=is_p,
+        selected=order.index(i) if i in order else None,
+        index=order,
+        split=np.array([j in pred.multiconformer.conformers for j in order]),
+    )
+
+
+def profile_caption(pred) -> str:
+    """What the profile's bars are, in words and units (p_flexible, or the fallback score)."""
+    if getattr(pred, "p_flexible", None) is not None:
+        what = ("Bars: p(flexible), the network's probability (0–1) that the side chain has two "
+                "or more distinct conformers; also the cartoon's colour.")  # fmt: skip
+    else:
+        what = ("Bars: flexibility (0–1) from the χ mixture, as these weights have no "
+                "flexibility head: the weight on rotamers other than the most likely one, i.e. "
+                "the chance that a draw is not the dominant rotamer; also the cartoon's colour.")
+    return what + (" ▼ residues the input models with side-chain altlocs; ■ residues split in "
+                   "multiconformer.pdb.")  # fmt: skip

@@ -1,0 +1,496 @@
+"""χ pictures of one residue's mixture: densities on a grid, a polar panel per χ and the χ1–χ2
+torus, with the input's altlocs and sampled χ marked. Pure: no streamlit here.
+
+Angles are radians in, degrees on screen. Densities come from `mixture.log_von_mises`, the
+function the loss uses, so the plots show exactly what the model was trained on. Records in:
+mixture arrays (logits [K], mu and kappa [K, D], pi_symmetric [D]), altlocs as
+{"chi": [D] rad, "mask": [D] bool, "occ": float, "altloc": str}, samples [S, D] rad.
+"""
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from ..mixture import log_von_mises
+from .colours import component_colour
+from .placement import CHAR_W, place_labels, text_box
+from .rotamers import component_names, wrap_deg
+
+# --- χ densities -------------------------------------------------------------------------------
+
+
+def chi_density(
+    logits: np.ndarray,  # [K]
+    mu: np.ndarray,  # [K, D] radians
+    kappa: np.ndarray,  # [K, D]
+    pi_symmetric: np.ndarray,  # [D] bool
+    grid: np.ndarray,  # [G] radians
+) -> tuple[np.ndarray, np.ndarray]:
+    """Marginal density of each χ on `grid`, total [D, G] and per component [K, D, G].
+
+    Components are products of independent von Mises, so the marginal of χ_d is exactly the
+    mixture Σ_k π_k vM(χ_d; μ_kd, κ_kd); per-component curves are weighted by π_k.
+    """
+    w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1)  # [K]
+    x = torch.as_tensor(grid, dtype=torch.float64)[None, None, :]  # [1, 1, G]
+    mu_t = torch.as_tensor(mu, dtype=torch.float64)[..., None]  # [K, D, 1]
+    kappa_t = torch.as_tensor(kappa, dtype=torch.float64)[..., None]  # [K, D, 1]
+    sym = torch.as_tensor(np.asarray(pi_symmetric, dtype=bool))[None, :, None]  # [1, D, 1]
+    per = w[:, None, None] * log_von_mises(x, mu_t, kappa_t, sym).exp()  # [K, D, G]
+    return per.sum(0).numpy(), per.numpy()
+
+
+def joint_density(logits, mu, kappa, pi_symmetric, grid, dims=(0, 1)) -> np.ndarray:
+    """Joint density of χ_a, χ_b on grid × grid [G, G] (rows χ_b, columns χ_a)."""
+    a, b = dims
+    _, per = chi_density(logits, mu, kappa, pi_symmetric, grid)  # [K, D, G]
+    w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()  # [K]
+    # per[k, d] already carries π_k once; divide one factor out so the product has π_k once.
+    safe_w = np.where(w > 0, w, 1.0)[:, None]
+    return np.einsum("kg,kh->hg", per[:, a], per[:, b] / safe_w)
+
+
+def _deg(rad) -> np.ndarray:
+    return np.degrees(np.asarray(rad, dtype=float))
+
+
+def merge_altlocs(observed: list[dict], dims: list[int], tol_deg: float = 3.0) -> list[dict]:
+    """Observed altlocs defined on every χ in `dims`, those within `tol_deg` of each other there
+    merged into one mark ("A+B 0.69"), so labels of coinciding altlocs do not overprint.
+    Returns [{"deg": [len(dims)] degrees, "occ": summed occupancy, "text": label}]."""
+    groups: list[dict] = []
+    for o in observed:
+        mask = np.asarray(o["mask"])
+        if not all(mask[d] for d in dims):
+            continue
+        deg = [float(wrap_deg(_deg(o["chi"][d]))) for d in dims]
+        for g in groups:
+            if all(abs(wrap_deg(a - b)) <= tol_deg for a, b in zip(deg, g["deg"], strict=True)):
+                g["names"].append(o["altloc"] or "input")
+                g["occ"] += o["occ"]
+                break
+        else:
+            groups.append({"deg": deg, "names": [o["altloc"] or "input"], "occ": o["occ"]})
+    return [
+        {"deg": g["deg"], "occ": g["occ"], "text": f"{'+'.join(g['names'])} {g['occ']:.2f}"}
+        for g in groups
+    ]
+
+
+def _nice(x: float) -> float:
+    """1, 2 or 5 × 10^k at or below x."""
+    if x <= 0:
+        return 1.0
+    e = math.floor(math.log10(x))
+    m = x / 10**e
+    return (5.0 if m >= 5 else 2.0 if m >= 2 else 1.0) * 10**e
+
+
+def _fmt_num(x: float) -> str:
+    return f"{x:.2g}" if x < 10 else f"{x:.0f}"
+
+
+# --- χ circle plots -----------------------------------------------------------------------------
+
+# Angular ticks: the wells a crystallographer names, and 0° for orientation.
+CHI_TICKS = ((0.0, "0°"), (60.0, "g+ 60°"), (180.0, "t 180°"), (300.0, "g− −60°"))
+PANEL_W = 250  # px per χ panel
+LEGEND_W = 215  # px for the legend column on the right
+CIRCLE_R = 72  # px, polar radius
+PAD = 10
+TITLE_H = 26
+CIRCLE_H = 330
+# Under the circle figure: what its legend's components and its radius mean.
+COMPONENT_CAPTION = (
+    "A component is one rotamer the model proposes (one peak on every χ); its % is the share of "
+    "conformations it accounts for. Names: p, t, m = χ near +60° (g+), 180° (t), −60° (g−); "
+    "planar end groups by their angle. Radius: probability density per radian."
+)
+
+
+def _polar_xy(cx, cy, r, theta_deg):
+    """Screen position of polar (r px, θ) with 0° at the top, angles counter-clockwise."""
+    t = math.radians(theta_deg)
+    return cx - r * math.sin(t), cy - r * math.cos(t)
+
+
+def _outward_anchor(theta_deg):
+    s, c = math.sin(math.radians(theta_deg)), math.cos(math.radians(theta_deg))
+    xa = "center" if abs(s) < 0.3 else ("right" if s > 0 else "left")
+    ya = "bottom" if c > 0.7 else ("top" if c < -0.7 else "middle")
+    return xa, ya
+
+
+def _paper(fig_w, fig_h, x, y, xa, ya, text, size, box=None, **kw) -> dict:
+    """An annotation at pixel (x, y) of the figure (y down). Paper coordinates span the plot
+    area, so `box` (x0, y0, x1, y1) gives that area in pixels where the margins are not 0."""
+    x0, y0, x1, y1 = box or (0, 0, fig_w, fig_h)
+    return dict(x=(x - x0) / (x1 - x0), y=1.0 - (y - y0) / (y1 - y0), xref="paper", yref="paper",
+                xanchor=xa,
+                yanchor=ya, text=text, showarrow=False, font=dict(size=size, color=kw.pop(
+                    "color", "#333")), **kw)  # fmt: skip
+
+
+def chi_circle_figure(
+    logits: np.ndarray,  # [K]
+    mu: np.ndarray,  # [K, D]
+    kappa: np.ndarray,  # [K, D]
+    n_chi: int,
+    pi_symmetric: np.ndarray,  # [D] bool
+    *,
+    observed: list[dict] = (),  # {"chi": [D] rad, "mask": [D] bool, "occ": float, "altloc": str}
+    samples: np.ndarray | None = None,  # [S, D] rad
+    title: str = "",
+    resname: str = "",
+    chi_atoms: list[tuple[str, ...]] = (),
+    n_grid: int = 360,
+) -> go.Figure:
+    """One polar panel per defined χ: mixture density around the circle (radial scale in
+    density per radian), the components that carry weight (dotted, named by rotamer, with their
+    mean as a spoke), the input's altlocs (diamonds on the rim, letters inside, occupancies
+    under the panel) and sampled χ (ticks on the rim). 0° at the top, counter-clockwise.
+
+    The figure has a fixed pixel size (show it with width="content") so every label is placed
+    in pixels, clear of every other: nothing overlaps and nothing leaves the figure.
+    """
+    # One long function on purpose: a panel's traces and its pixel labels share the panel's
+    # geometry (cx, cy, r_max) and the boxes already taken; split, they would pass it all around.
+    n_chi = max(1, int(n_chi))
+    grid = np.linspace(-math.pi, math.pi, n_grid, endpoint=False)
+    total, per = chi_density(logits, mu, kappa, pi_symmetric, grid)
+    w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
+    names = component_names(resname, _deg(mu), w, pi_symmetric, n_chi)
+    theta = np.append(_deg(grid), _deg(grid[0]) + 360.0)  # closed curves
+    fig_w, fig_h = 2 * PAD + PANEL_W * n_chi + LEGEND_W, CIRCLE_H
+    cy = TITLE_H + 20 + 22 + CIRCLE_R  # title, panel title, room for the top tick label
+    fig = go.Figure()
+    notes = []
+    if title:
+        notes.append(_paper(fig_w, fig_h, PAD, 4, "left", "top", f"<b>{title}</b>", 14,
+                            color="#111"))  # fmt: skip
+    for d in range(n_chi):
+        polar = "polar" if d == 0 else f"polar{d + 1}"
+        cx = PAD + PANEL_W * (d + 0.5)
+        r_max = float(total[d].max()) * 1.18
+        first = d == 0
+        for k, name in names.items():
+            fig.add_trace(
+                go.Scatterpolar(
+                    r=np.append(per[k, d], per[k, d, 0]),
+                    theta=theta,
+                    mode="lines",
+                    line=dict(color=component_colour(k), width=1, dash="dot"),
+                    name=name,
+                    legendgroup=f"c{k}",
+                    showlegend=first,
+                    subplot=polar,
+                    hovertemplate=f"{name}<br>χ{d + 1} %{{theta:.0f}}°<br>"
+                    "%{r:.3f} /rad<extra></extra>",
+                )
+            )
+            mean = float(wrap_deg(_deg(mu[k, d])))
+            for m in [mean, mean + 180.0] if pi_symmetric[d] else [mean]:
+                fig.add_trace(
+                    go.Scatterpolar(
+                        r=[0, r_max * 0.92],
+                        theta=[m, m],
+                        mode="lines",
+                        line=dict(color=component_colour(k), width=2),
+                        legendgroup=f"c{k}",
+                        showlegend=False,
+                        subplot=polar,
+                        hovertemplate=f"{name}: mean {float(wrap_deg(m)):.0f}°, "
+                        f"κ {kappa[k, d]:.1f}<extra></extra>",
+                    )
+                )
+        fig.add_trace(
+            go.Scatterpolar(
+                r=np.append(total[d], total[d, 0]),
+                theta=theta,
+                mode="lines",
+                fill="toself",
+                line=dict(color="#1f3b73", width=2.5),
+                fillcolor="rgba(31,59,115,0.15)",
+                name="predicted density",
+                legendgroup="total",
+                showlegend=first,
+                subplot=polar,
+                hovertemplate=f"χ{d + 1} %{{theta:.0f}}°<br>density %{{r:.3f}} /rad<extra></extra>",
+            )
+        )
+        if samples is not None and len(samples):
+            fig.add_trace(
+                go.Scatterpolar(
+                    r=np.full(len(samples), r_max),
+                    theta=_deg(np.asarray(samples)[:, d]),
+                    mode="markers",
+                    marker=dict(symbol="line-ns-open", size=10, color="#555", line=dict(width=1.5)),
+                    name="sampled χ",
+                    legendgroup="samples",
+                    showlegend=first,
+                    subplot=polar,
+                    hovertemplate="sample %{theta:.0f}°<extra></extra>",
+                )
+            )
+        obs = merge_altlocs(observed, [d])
+        if obs:
+            fig.add_trace(
+                go.Scatterpolar(
+                    r=[r_max] * len(obs),
+                    theta=[o["deg"][0] for o in obs],
+                    mode="markers",
+                    customdata=[o["text"] for o in obs],
+                    marker=dict(
+                        symbol="diamond",
+                        size=[8 + 8 * o["occ"] for o in obs],  # area follows occupancy
+                        color="#111",
+                        line=dict(color="white", width=1),
+                    ),
+                    name="input altloc (occupancy)",
+                    legendgroup="obs",
+                    showlegend=first,
+                    subplot=polar,
+                    hovertemplate="altloc %{customdata}<br>χ %{theta:.0f}°<extra></extra>",
+                )
+            )
+        # Labels, all in pixels: panel title, well ticks outside the rim, the radial scale on
+        # its grid circle, altloc letters inside the rim, occupancies under the panel.
+        bounds = (cx - PANEL_W / 2 + 2, TITLE_H, cx + PANEL_W / 2 - 2, fig_h - 2)
+        taken: list[tuple] = []
+        atoms = "–".join(chi_atoms[d]) if d < len(chi_atoms) else ""
+        head = f"χ{d + 1}" + (f" · {atoms}" if atoms else "")
+        head += " (π-symmetric)" if pi_symmetric[d] else ""
+        ty = TITLE_H + 2
+        taken.append(text_box(cx, ty, head, 12, "center", "top"))
+        notes.append(_paper(fig_w, fig_h, cx, ty, "center", "top", head, 12, color="#111"))
+        for angle, text in CHI_TICKS:
+            xa, ya = _outward_anchor(angle)
+            x, y = _polar_xy(cx, cy, CIRCLE_R + 5, angle)
+            taken.append(text_box(x, y, text, 10, xa, ya))
+            notes.append(_paper(fig_w, fig_h, x, y, xa, ya, text, 10, color="#555"))
+        scale = _nice(float(total[d].max()) * 0.6)
+        gaps = [a for a in (30.0, 90.0, 150.0, 210.0, 270.0, 330.0)]
+        obs_deg = [o["deg"][0] for o in obs]
+        scale_angle = max(gaps, key=lambda a: min([abs(wrap_deg(a - b)) for b in obs_deg] or [0]))
+        sx, sy = _polar_xy(cx, cy, CIRCLE_R * scale / r_max, scale_angle)
+        scale_text = f"{_fmt_num(scale)}/rad"
+        taken.append(text_box(sx, sy, scale_text, 9))
+        notes.append(_paper(fig_w, fig_h, sx, sy, "center", "middle", scale_text, 9,
+                            color="#777", bgcolor="rgba(255,255,255,0.85)"))  # fmt: skip
+        letters = [o["text"].rsplit(" ", 1)[0] for o in obs]
+        items = [
+            {
+                "text": t,
+                "size": 10,
+                "candidates": [
+                    (*_polar_xy(cx, cy, CIRCLE_R * f, o["deg"][0] + da), "center", "middle")
+                    for f in (0.8, 0.62, 0.44, 0.28) for da in (0.0, 12.0, -12.0)
+                ],
+            }
+            for t, o in zip(letters, obs, strict=True)
+        ]
+        for item, spot in zip(items, place_labels(items, taken, bounds), strict=True):
+            if spot is not None:
+                notes.append(_paper(fig_w, fig_h, *spot, item["text"], 10, color="#111",
+                                    bgcolor="rgba(255,255,255,0.7)"))  # fmt: skip
+        # Occupancies under the panel, as many per line as fit.
+        lines, line = [], ""
+        for o in obs:
+            part = o["text"] if not line else f"{line} · {o['text']}"
+            if line and len(part) * CHAR_W * 10 > PANEL_W - 12:
+                lines.append(line)
+                part = o["text"]
+            line = part
+        lines += [line] if line else []
+        y = cy + CIRCLE_R + 26
+        for text in (["input altlocs (occupancy):", *lines] if lines else []):
+            notes.append(_paper(fig_w, fig_h, cx, y, "center", "top", text, 10, color="#333"))
+            y += 15  # one text_box height at size 10
+        fig.update_layout(
+            {
+                polar: dict(
+                    domain=dict(
+                        x=[(cx - CIRCLE_R) / fig_w, (cx + CIRCLE_R) / fig_w],
+                        y=[1 - (cy + CIRCLE_R) / fig_h, 1 - (cy - CIRCLE_R) / fig_h],
+                    ),
+                    angularaxis=dict(
+                        rotation=90,
+                        direction="counterclockwise",
+                        thetaunit="degrees",
+                        gridcolor="#e5e5e5",
+                        tickmode="array",
+                        tickvals=[0, 60, 120, 180, 240, 300],
+                        showticklabels=False,
+                        ticks="",
+                    ),
+                    radialaxis=dict(
+                        range=[0, r_max],
+                        tickmode="array",
+                        tickvals=[scale],
+                        showticklabels=False,
+                        ticks="",
+                        gridcolor="#d9d9d9",
+                        showline=False,
+                    ),
+                    bgcolor="white",
+                )
+            }
+        )
+    fig.update_layout(
+        meta="chi-circles",
+        annotations=notes,
+        width=fig_w,
+        height=fig_h,
+        autosize=False,
+        margin=dict(l=0, r=0, t=0, b=0),
+        paper_bgcolor="white",
+        legend=dict(
+            x=(fig_w - LEGEND_W + 4) / fig_w,
+            y=1 - (TITLE_H + 22) / fig_h,
+            xanchor="left",
+            yanchor="top",
+            font=dict(size=11),
+            bgcolor="rgba(0,0,0,0)",
+        ),
+    )
+    return fig
+
+
+TORUS_W, TORUS_H = 520, 500
+TORUS_BOX = (60, 40, 420, 400)  # plot area in px (x0, y0, x1, y1): 1 px per degree, square
+
+
+def _torus_xy(chi1: float, chi2: float) -> tuple[float, float]:
+    x0, y0, _, _ = TORUS_BOX
+    return x0 + float(wrap_deg(chi1)) + 180.0, y0 + 180.0 - float(wrap_deg(chi2))
+
+
+def torus_figure(
+    logits,
+    mu,
+    kappa,
+    pi_symmetric,
+    *,
+    observed: list[dict] = (),
+    samples=None,
+    title: str = "",
+    resname: str = "",
+    n_chi: int = 2,
+    n_grid: int = 90,
+) -> go.Figure:
+    """χ1–χ2 joint density as a heat map on the torus (−180°…180° both ways), with the same
+    vocabulary as the circle plots: wells on the axes, components named by rotamer at their
+    means, input altlocs by letter. Fixed pixel size, labels placed clear of each other."""
+    grid = np.linspace(-math.pi, math.pi, n_grid, endpoint=False) + math.pi / n_grid
+    dens = joint_density(logits, mu, kappa, pi_symmetric, grid)  # [G, G]
+    deg = _deg(grid)
+    w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
+    names = component_names(resname, _deg(mu), w, pi_symmetric, n_chi)
+    fig = go.Figure(
+        go.Heatmap(
+            x=deg,
+            y=deg,
+            z=dens,
+            colorscale="Viridis",
+            colorbar=dict(title=dict(text="density (/rad²)", side="right", font=dict(size=11)),
+                          thickness=14,
+                          x=1.0, xanchor="left", xref="paper"),  # fmt: skip
+            hovertemplate="χ1 %{x:.0f}°<br>χ2 %{y:.0f}°<br>%{z:.3f} /rad²<extra></extra>",
+            showlegend=False,
+        )
+    )
+    if samples is not None and len(samples):
+        s = np.asarray(samples)
+        fig.add_trace(
+            go.Scatter(
+                x=_deg(s[:, 0]),
+                y=_deg(s[:, 1]),
+                mode="markers",
+                name="sampled χ",
+                marker=dict(symbol="x", size=8, color="white", line=dict(color="#222", width=1)),
+                hovertemplate="sample χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
+            )
+        )
+    items, notes = [], []
+    if names:
+        ks = list(names)
+        fig.add_trace(
+            go.Scatter(
+                x=[float(wrap_deg(_deg(mu[k, 0]))) for k in ks],
+                y=[float(wrap_deg(_deg(mu[k, 1]))) for k in ks],
+                mode="markers",
+                name="component mean",
+                customdata=[names[k] for k in ks],
+                marker=dict(symbol="cross", size=10, color=[component_colour(k) for k in ks],
+                            line=dict(color="white", width=1)),  # fmt: skip
+                hovertemplate="%{customdata}<br>χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
+            )
+        )
+        for k in ks:
+            items.append((names[k], _torus_xy(_deg(mu[k, 0]), _deg(mu[k, 1])), "#111"))
+    obs = merge_altlocs(observed, [0, 1])
+    if obs:
+        fig.add_trace(
+            go.Scatter(
+                x=[o["deg"][0] for o in obs],
+                y=[o["deg"][1] for o in obs],
+                mode="markers",
+                name="input altloc",
+                customdata=[o["text"] for o in obs],
+                marker=dict(
+                    symbol="diamond", size=11, color="#ff5a5f", line=dict(color="white", width=1)
+                ),
+                hovertemplate="altloc %{customdata}<br>χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
+            )
+        )
+        # Altloc labels first: they are the data, so they get the best spots.
+        items = [(o["text"], _torus_xy(*o["deg"]), "#b00020") for o in obs] + items
+    placed = place_labels(
+        [
+            {
+                "text": text,
+                "size": 10,
+                "candidates": [
+                    (x + dx, y + dy, "center", "middle")
+                    for dx, dy in ((0, -13), (0, 13), (0, -27), (0, 27), (-40, 0), (40, 0),
+                                   (-40, -20), (40, 20), (-40, 20), (40, -20))
+                ],
+            }
+            for text, (x, y), _ in items
+        ],
+        [],
+        TORUS_BOX,
+    )
+    for (text, _, colour), spot in zip(items, placed, strict=True):
+        if spot is not None:
+            notes.append(_paper(TORUS_W, TORUS_H, *spot, text, 10, box=TORUS_BOX, color=colour,
+                                bgcolor="rgba(255,255,255,0.8)"))  # fmt: skip
+    ticks = dict(
+        tickmode="array",
+        tickvals=[-180, -60, 0, 60, 180],
+        ticktext=["−180°", "g− −60°", "0°", "g+ 60°", "t 180°"],
+        range=[-180, 180],
+        zeroline=False,
+        showgrid=False,
+        tickfont=dict(size=10),
+    )
+    x0, y0, x1, y1 = TORUS_BOX
+    fig.update_layout(
+        title=dict(text=title, x=0.0, xref="container", xanchor="left", y=0.985, yanchor="top",
+                   font=dict(size=14)),  # fmt: skip
+        meta="torus",
+        annotations=notes,
+        width=TORUS_W,
+        height=TORUS_H,
+        autosize=False,
+        xaxis=dict(title=dict(text="χ1", standoff=4), **ticks),
+        # −180° once, on χ1: the two axes' −180° would meet in the corner.
+        yaxis=dict(title=dict(text="χ2", standoff=4), **{**ticks, "tickvals": ticks["tickvals"][1:],
+                                                         "ticktext": ticks["ticktext"][1:]}),
+        margin=dict(l=x0, r=TORUS_W - x1, t=y0, b=TORUS_H - y1),
+        paper_bgcolor="white",
+        legend=dict(orientation="h", yanchor="top", y=-0.14, x=0.0, font=dict(size=11)),
+    )
+    return fig

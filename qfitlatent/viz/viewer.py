@@ -1,0 +1,289 @@
+"""The 3D viewer: the structure's text for it, one residue's atoms as PDB records, the py3Dmol
+view of a residue in its neighbourhood with conformers overlaid, and that view's HTML made
+stable and safe to embed. Pure: no streamlit here.
+
+Everything arrives as plain records: PDB text (only ever from `viewer_pdb`), residue ids
+(chain, resnum, icode), conformers as {"pdb": ATOM text, "colour": hex}.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from html import escape
+
+import gemmi
+import numpy as np
+import py3Dmol
+
+from ..residues import element_of
+from .colours import CARTOON_GREY, ELEMENT_COLOURS
+
+JS_URL = "/app/static/3Dmol-min.js"  # served by streamlit's static serving: works offline
+
+
+# --- structure text for the viewer --------------------------------------------------------------
+
+
+def viewer_pdb(structure: gemmi.Structure) -> str:
+    """PDB text for the viewer, re-written by gemmi's minimal writer.
+
+    Uploaded text never reaches the page verbatim: the minimal writer keeps only CRYST1, ATOM,
+    HETATM, TER and END records (a `</script>` in a REMARK or TITLE is gone), and '<' or '>' in
+    the fixed columns that survive (names from an mmCIF) become '_', so nothing can close the
+    viewer's script tag.
+    """
+    text = structure.make_pdb_string(gemmi.PdbWriteOptions(minimal=True))
+    return text.replace("<", "_").replace(">", "_")
+
+
+@dataclass(frozen=True)
+class PdbIndex:
+    """Viewer PDB text split per atom line, with coordinates, to cut a neighbourhood out fast."""
+
+    lines: list[str]  # [M] ATOM/HETATM records
+    xyz: np.ndarray  # [M, 3] Å
+    residue: np.ndarray  # [M] int, index into keys
+    keys: list[tuple[str, int, str]]  # (chain, resnum, icode) per residue, file order
+
+
+def pdb_index(text: str) -> PdbIndex:
+    """Index the ATOM/HETATM records of `viewer_pdb` text (chain in columns 21–22, as gemmi
+    writes it)."""
+    lines, xyz, residue, keys, seen = [], [], [], [], {}
+    for line in text.splitlines():
+        if not line.startswith(("ATOM", "HETATM")):
+            continue
+        key = (line[20:22].strip(), int(line[22:26]), line[26].strip())
+        if key not in seen:
+            seen[key] = len(keys)
+            keys.append(key)
+        lines.append(line)
+        xyz.append((float(line[30:38]), float(line[38:46]), float(line[46:54])))
+        residue.append(seen[key])
+    return PdbIndex(lines, np.asarray(xyz, dtype=np.float32).reshape(-1, 3),
+                    np.asarray(residue, dtype=np.int64), keys)  # fmt: skip
+
+
+def neighbourhood_pdb(index: PdbIndex, focus: tuple[str, int, str], radius: float) -> str:
+    """PDB text of the residues with an atom within `radius` Å of the focus residue's atoms.
+
+    The viewer then parses a few hundred atoms instead of a whole structure: on a structure of
+    thousands of residues this is what keeps a change of residue quick in the browser.
+    """
+    try:
+        r = index.keys.index(focus)
+    except ValueError:  # not in the text (should not happen): draw everything
+        return "\n".join(index.lines) + "\nEND\n"
+    centre = index.xyz[index.residue == r]  # [F, 3]
+    lo, hi = centre.min(0) - radius, centre.max(0) + radius
+    box = np.flatnonzero(((index.xyz >= lo) & (index.xyz <= hi)).all(1))  # cheap prefilter
+    d2 = ((index.xyz[box, None, :] - centre[None]) ** 2).sum(-1).min(1)  # [B]
+    near = np.unique(index.residue[box[d2 <= radius * radius]])
+    keep = np.isin(index.residue, near)
+    return "\n".join(line for line, k in zip(index.lines, keep, strict=True) if k) + "\nEND\n"
+
+
+def _safe(text: str, width: int) -> str:
+    """A name for a fixed PDB column: printable ASCII without '<' or '>'."""
+    out = "".join(c if c.isascii() and c.isprintable() and c not in "<>" else "_" for c in text)
+    return out[:width]
+
+
+def atoms_pdb(
+    atoms: dict[str, np.ndarray],
+    resname: str,
+    chain: str,
+    resnum: int,
+    icode: str = "",
+    occ: float = 1.0,
+) -> str:
+    """ATOM records for one residue's atoms {name: [3] Å} (element from the name)."""
+    lines = []
+    for serial, (name, xyz) in enumerate(atoms.items(), start=1):
+        element = element_of(name)
+        atom_col = f" {name:<3}" if len(name) < 4 else name[:4]
+        x, y, z = (float(v) for v in xyz)
+        lines.append(
+            f"ATOM  {serial:5d} {_safe(atom_col, 4):<4} {_safe(resname, 3):>3} "
+            f"{_safe(chain, 1) or 'A'}{int(resnum):4d}{_safe(icode, 1) or ' '}   "
+            f"{x:8.3f}{y:8.3f}{z:8.3f}{occ:6.2f}{0:6.2f}          {element:>2}"
+        )
+    return "\n".join(lines) + "\nEND\n"
+
+
+def side_chain_atoms(atoms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """CA and the side chain: what a stick overlay needs to join the cartoon."""
+    return {k: v for k, v in atoms.items() if k not in ("N", "C", "O", "OXT")}
+
+
+# --- the 3D view -------------------------------------------------------------------------------
+
+
+def _sel(chain: str, resnum: int, icode: str = "") -> dict:
+    sel = {"chain": chain, "resi": int(resnum)}
+    if icode:
+        sel["icode"] = icode
+    return sel
+
+
+NEIGHBOURHOOD_A = 10.0  # Å around the residue drawn in full and framed by the camera
+CARTOON_A = 14.0  # Å: residues this close keep their cartoon when the rest is switched off
+
+
+def drawn_pdb(index: PdbIndex, shown: list[tuple[str, int, str]], whole: bool = False) -> str:
+    """The PDB text `ensemble_view` needs for residues `shown`: all of it with `whole`, else only
+    the neighbourhoods of the shown residues (a margin past CARTOON_A, so the cartoon kept
+    around each has its whole residues), in file order."""
+    if whole:
+        return "\n".join(index.lines) + "\nEND\n"
+    parts = {
+        line
+        for rid in shown
+        for line in neighbourhood_pdb(index, rid, CARTOON_A + 2.0).splitlines()[:-1]  # no END
+    }
+    return "\n".join(line for line in index.lines if line in parts) + "\nEND\n"
+
+
+def ensemble_view(
+    pdb_text: str,
+    *,
+    focus: tuple[str, int, str],
+    sampled: list[dict] | None = None,
+    observed: list[dict] | None = None,
+    residue_colours: dict[tuple[str, int, str], str] | None = None,
+    labels: list[tuple[tuple[str, int, str], str]] = (),
+    whole: bool = False,
+    height: int = 480,
+    js_url: str = JS_URL,
+) -> py3Dmol.view:
+    """The residue in its neighbourhood: cartoon and side chains within about 10 Å drawn in
+    full, sampled and observed conformers as sticks, the camera on the residue.
+
+    Args:
+        pdb_text: the structure, or the part of it drawn (`drawn_pdb`), from `viewer_pdb`
+            (never raw upload text).
+        focus: (chain, resnum, icode) of the residue to zoom to.
+        sampled: conformers to overlay, each {"pdb": ATOM text, "colour": hex}; thin sticks.
+        observed: the input's altlocs of the shown residues, each {"pdb": ATOM text}; thicker
+            sticks in element colours with dark carbons, so they read as "the data".
+        residue_colours: {(chain, resnum, icode): hex} cartoon colour per residue (flexibility);
+            residues not listed stay grey.
+        labels: (residue id, text) labels to float next to residues.
+        whole: also draw the cartoon of everything farther than CARTOON_A, faded. Off by
+            default: on a large structure other chains' cartoon buries the residue.
+    """
+    view = py3Dmol.view(width="100%", height=height, js=js_url)
+    view.addModel(pdb_text, "pdb")  # model 0: 3Dmol keeps altloc A (or blank) for the cartoon
+    focus_sel = {"model": 0, **_sel(*focus)}
+    near = {"model": 0, "byres": True, "within": {"distance": CARTOON_A, "sel": focus_sel}}
+    if whole:  # one opacity per model in 3Dmol, so the whole cartoon is faded alike
+        view.setStyle({"model": 0}, {"cartoon": {"color": CARTOON_GREY, "opacity": 0.55}})
+    else:
+        view.setStyle({"model": 0}, {})
+        view.setStyle(near, {"cartoon": {"color": CARTOON_GREY}})
+    if residue_colours:
+        by_colour: dict[tuple[str, str], list[int]] = {}
+        for (chain, resnum, _icode), colour in residue_colours.items():
+            by_colour.setdefault((chain, colour), []).append(int(resnum))
+        for (chain, colour), resis in by_colour.items():
+            sel = {"model": 0, "chain": chain, "resi": resis}
+            if not whole:
+                sel = {**sel, "byres": True, "within": near["within"]}
+            view.setStyle(sel, {"cartoon": {"color": colour}})
+    # The neighbourhood in full: every residue with an atom within 6 Å of the focus residue
+    # as thin lines (side chains and backbone), so contacts read without rotating.
+    view.addStyle(
+        {"model": 0, "byres": True, "within": {"distance": 6.0, "sel": focus_sel}},
+        {"line": {"colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}, "opacity": 0.8}},
+    )
+    for conf in observed or ():
+        view.addModel(conf["pdb"], "pdb")
+        view.setStyle(
+            {"model": -1},
+            {"stick": {"radius": 0.22, "colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}}},
+        )
+    for conf in sampled or ():
+        view.addModel(conf["pdb"], "pdb")
+        view.setStyle(
+            {"model": -1}, {"stick": {"radius": 0.13, "color": conf["colour"], "opacity": 0.95}}
+        )
+    for rid, text in labels:
+        view.addLabel(
+            text,
+            {
+                "fontSize": 12,
+                "fontColor": "black",
+                "backgroundColor": "white",
+                "backgroundOpacity": 0.75,
+                "borderThickness": 0,
+                "inFront": True,
+            },
+            {"model": 0, **_sel(*rid), "atom": "CA"},
+        )
+    view.setBackgroundColor("white")
+    # Frame the residue's neighbourhood, then put the residue itself in the centre.
+    view.zoomTo({"model": 0, "within": {"distance": NEIGHBOURHOOD_A, "sel": focus_sel}})
+    view.center(focus_sel)
+    return view
+
+
+# Runs after py3Dmol's own script (same promise, later callback). Exposes the viewer to tests
+# (window.qfitViewer) and keeps the camera's rotation across residues of one structure: a
+# rotation the user made is stored per structure in sessionStorage and re-applied around the
+# newly centred residue, so moving through the table does not undo the user's view.
+CAMERA_JS = """<script>
+$3Dmolpromise.then(function() {
+  var v = viewer_ID, key = "qfitlatent-camera:KEY";
+  window.qfitViewer = v;
+  var saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(key) || "null"); } catch (e) {}
+  if (saved && saved.length >= 8) {
+    var now = v.getView();
+    [4, 5, 6, 7].forEach(function(i) { now[i] = saved[i]; });
+    v.setView(now);
+    v.render();
+  }
+  var save = function() {
+    try { sessionStorage.setItem(key, JSON.stringify(v.getView())); } catch (e) {}
+  };
+  var el = document.getElementById("3dmolviewer_ID");
+  ["mouseup", "touchend"].forEach(function(t) {
+    el.addEventListener(t, function() { setTimeout(save, 30); });
+  });
+  window.qfitReady = true;
+});
+</script>"""
+
+
+def view_html(view: py3Dmol.view, camera_key: str = "") -> str:
+    """The view's HTML with its random element id replaced by a content hash.
+
+    py3Dmol names its div after time.time(), so the HTML would differ on every rerun and the
+    browser would rebuild the viewer (losing the camera) on any unrelated widget change.
+    Also escapes every '<' inside the script as \\u003c. py3Dmol's own script has none, so any '<'
+    there comes from data (a chain id, a label, a name from an mmCIF) inside a JSON string, where
+    the escape means the same character but can never close the script tag.
+    `camera_key` (a structure id) turns on CAMERA_JS: the user's rotation is kept between views
+    of the same structure.
+    """
+    html = view._make_html()
+    digest = hashlib.sha1(html.replace(view.uniqueid, "").encode()).hexdigest()[:12]
+    html = html.replace(view.uniqueid, digest)
+    start = html.index("<script>") + len("<script>")
+    end = html.rindex("</script>")
+    html = html[:start] + html[start:end].replace("<", "\\u003c") + html[end:]
+    if camera_key:
+        key = "".join(c for c in camera_key if c.isalnum())[:40]
+        html += CAMERA_JS.replace("viewer_ID", f"viewer_{digest}").replace(
+            "3dmolviewer_ID", f"3dmolviewer_{digest}").replace("KEY", key)  # fmt: skip
+    return html
+
+
+def legend_html(items: list[tuple[str, str]]) -> str:
+    """Small coloured chips (label, hex) for the viewer legend; labels are escaped."""
+    chips = "".join(
+        f'<span style="display:inline-block;margin:0 10px 2px 0;white-space:nowrap">'
+        f'<span style="display:inline-block;width:12px;height:12px;border-radius:2px;'
+        f'background:{c};vertical-align:-1px;margin-right:4px"></span>{escape(t)}</span>'
+        for t, c in items
+    )
+    return f'<div style="font-size:0.85rem;line-height:1.6">{chips}</div>'

@@ -1,0 +1,135 @@
+"""The 3D viewer: PDB text for it, the neighbourhood cut, viewer HTML safety and stability."""
+
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import pytest
+
+from qfitlatent.viz import colours, viewer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_flexibility_colours_run_from_rigid_to_flexible():
+    assert colours.flexibility_colour(0.0).lower() == colours.FLEX_STOPS[0].lower()
+    assert colours.flexibility_colour(1.0).lower() == colours.FLEX_STOPS[-1].lower()
+
+
+def test_atoms_pdb_reads_back_with_gemmi_and_has_no_angle_brackets():
+    atoms = {
+        "CA": np.array([1.0, 2.0, 3.0]),
+        "CB": np.array([2.5, 2.0, 3.0]),
+        "SG": np.array([3.0, 3.5, 3.0]),
+    }
+    text = viewer.atoms_pdb(atoms, "</s", "A", 42, "B", occ=0.35)
+    assert "<" not in text and ">" not in text
+    st = gemmi.read_pdb_string(text)
+    res = st[0]["A"][0]
+    assert (res.seqid.num, res.seqid.icode) == (42, "B")
+    assert [a.name for a in res] == ["CA", "CB", "SG"]
+    assert res["SG"][0].pos.dist(gemmi.Position(3.0, 3.5, 3.0)) < 1e-3
+    assert res["CB"][0].occ == pytest.approx(0.35)
+
+
+def test_viewer_pdb_drops_remarks_so_uploaded_text_cannot_run():
+    text = (
+        "REMARK   1 </script><script>alert(1)</script>\n"
+        "ATOM      1  N   GLY A   1       0.000   0.000   0.000  1.00  0.00           N\n"
+        "ATOM      2  CA  GLY A   1       1.458   0.000   0.000  1.00  0.00           C\n"
+        "END\n"
+    )
+    out = viewer.viewer_pdb(gemmi.read_pdb_string(text))
+    assert "script" not in out and "REMARK" not in out and "<" not in out
+    assert out.count("ATOM") == 2
+
+
+def small_view(sampled_colour="#E69F00"):
+    pdb = viewer.atoms_pdb(
+        {"N": np.zeros(3), "CA": np.array([1.46, 0, 0]), "C": np.array([2.0, 1.4, 0])},
+        "GLY",
+        "A",
+        1,
+    )
+    side = viewer.atoms_pdb(
+        {"CA": np.array([1.46, 0, 0]), "CB": np.array([2.0, -1.4, 0])}, "ALA", "A", 1
+    )
+    return viewer.ensemble_view(
+        pdb,
+        focus=("A", 1, ""),
+        sampled=[{"pdb": side, "colour": sampled_colour}],
+        observed=[{"pdb": side}],
+        labels=[(("A", 1, ""), "A1 ALA")],
+    )
+
+
+def test_view_html_is_offline_and_stable_across_builds():
+    a, b = viewer.view_html(small_view()), viewer.view_html(small_view())
+    assert a == b  # py3Dmol's own ids come from time.time(); ours from the content
+    assert viewer.view_html(small_view("#56B4E9")) != a
+    assert "/app/static/3Dmol-min.js" in a and "cdn.jsdelivr" not in a
+    assert a.count("addModel") == 3 and "zoomTo" in a and "#E69F00" in a
+
+
+def test_legend_html_escapes_labels():
+    html = viewer.legend_html([("<b>A</b>", "#000")])
+    assert "<b>A</b>" not in html and "&lt;b&gt;" in html
+
+
+def test_view_html_escapes_markup_from_any_data_field():
+    # A chain id or label from an mmCIF can be any string; none may close the script tag.
+    pdb = viewer.atoms_pdb({"N": np.zeros(3), "CA": np.array([1.46, 0, 0])}, "GLY", "A", 1)
+    view = viewer.ensemble_view(pdb, focus=("</script><script>alert(1)//", 1, ""),
+                             labels=[(("A", 1, ""), "</script><b>x</b>")])  # fmt: skip
+    html = viewer.view_html(view)
+    script = html[html.index("<script>") + 8 : html.rindex("</script>")]
+    assert "<" not in script and "\\u003c/script>" in script
+    # py3Dmol's own script has no '<' (so every escaped one was inside a JSON string).
+    plain = viewer.view_html(viewer.ensemble_view(pdb, focus=("A", 1, "")))
+    assert "\\u003c" not in plain
+
+
+def test_neighbourhood_pdb_keeps_exactly_the_residues_within_the_radius():
+    full = viewer.viewer_pdb(gemmi.read_structure(str(ROOT / "qfitlatent/data/3k0n_qfit.pdb.gz")))
+    index = viewer.pdb_index(full)
+    st = gemmi.read_pdb_string(full)
+    focus = ("A", 99, "")
+    text = viewer.neighbourhood_pdb(index, focus, 8.0)
+    kept = {(r.name, r.seqid.num) for r in gemmi.read_pdb_string(text)[0]["A"]}
+    # Reference: gemmi's own distances, residue by residue, over every atom of every altloc.
+    res = {r.seqid.num: r for r in st[0]["A"]}
+    centre = [a.pos for a in res[99]]
+    expected = {(r.name, r.seqid.num) for r in st[0]["A"]
+                if min(a.pos.dist(c) for a in r for c in centre) <= 8.0}  # fmt: skip
+    assert kept == expected and 5 < len(kept) < 60  # a neighbourhood, not the protein
+
+
+def test_atoms_pdb_writes_each_atoms_element():
+    # Selenomethionine: SE is the one two-letter element; SD of MET would be sulphur.
+    names = ["CA", "CB", "CG", "SE", "CE"]
+    text = viewer.atoms_pdb({n: np.full(3, float(k)) for k, n in enumerate(names)}, "MSE", "A", 1)
+    res = gemmi.read_pdb_string(text)[0]["A"][0]
+    assert [a.element.name for a in res] == ["C", "C", "C", "Se", "C"]
+    met = gemmi.read_pdb_string(viewer.atoms_pdb({"SD": np.zeros(3)}, "MET", "A", 1))
+    assert met[0]["A"][0]["SD"][0].element.name == "S"
+
+
+def test_drawn_pdb_is_the_union_of_the_shown_residues_neighbourhoods():
+    full = viewer.viewer_pdb(gemmi.read_structure(str(ROOT / "qfitlatent/data/3k0n_qfit.pdb.gz")))
+    index = viewer.pdb_index(full)
+    shown = [("A", 99, ""), ("A", 10, "")]
+    text = viewer.drawn_pdb(index, shown)
+    chain = gemmi.read_pdb_string(full)[0]["A"]
+    res = {r.seqid.num: r for r in chain}
+    radius = viewer.CARTOON_A + 2.0
+
+    def near(num):
+        return {r.seqid.num for r in chain
+                if min(a.pos.dist(b.pos) for a in r for b in res[num]) <= radius}  # fmt: skip
+
+    kept = {r.seqid.num for r in gemmi.read_pdb_string(text)[0]["A"]}
+    assert kept == near(99) | near(10) and len(kept) < len(res)
+    lines = text.splitlines()[:-1]
+    assert lines == [line for line in index.lines if line in set(lines)]  # file order kept
+    whole = viewer.drawn_pdb(index, shown, whole=True)
+    assert whole.splitlines()[:-1] == index.lines
