@@ -1,14 +1,17 @@
 """Training and fine-tuning: one protein per step, AdamW, cosine annealing to lr/100 (SPEC §3).
 
-A run folder holds split.json, metrics.jsonl, last.pt and best.pt. Everything random is derived
-from (seed, step), so a run resumed from last.pt reaches the same weights as one never stopped.
-Under `torchrun` each process trains on its share of the proteins (DistributedDataParallel) and
-only rank 0 writes files.
+A run folder holds split.json, metrics.jsonl (written through runlog), last.pt and best.pt.
+Everything random is derived from (seed, step), so a run resumed from last.pt reaches the same
+weights as one never stopped. Under `torchrun` each process trains on its share of the proteins
+(DistributedDataParallel) and only rank 0 writes files.
+
+`train` sets a run up (_start_process, _model_to_train, _prepare_data, _optimizer, _restore) and
+hands it to `_loop`, which runs `_optimise_step`, logs (`_log_window`), validates and saves at
+each epoch's end (`_end_epoch`) and stops every rank at the same step (`_all_agree_to_stop`).
 
 CPU threads: $QFITLATENT_THREADS, else $OMP_NUM_THREADS, else all cores (shared among torchrun
-processes). On a
-machine that other jobs keep busy, 1 thread is often several times faster than 2: a parallel
-region waits for its slowest thread, and a descheduled thread stalls all of them.
+processes). On a machine that other jobs keep busy, 1 thread is often several times faster than
+2: a parallel region waits for its slowest thread, and a descheduled thread stalls all of them.
 """
 
 import csv
@@ -418,8 +421,10 @@ def train(
     steps_per_epoch = math.ceil(len(train_items) / (world * train_cfg.batch_proteins))
     scheduler = cosine_scheduler(optimizer, steps_per_epoch * train_cfg.epochs)
     run = _Run(
-        out_dir, dev, world, rank, out, model_cfg, train_cfg, model, model, params, optimizer,
-        scheduler, split, train_items, val_items, steps_per_epoch, command, preset,
+        out_dir=out_dir, dev=dev, world=world, rank=rank, out=out, model_cfg=model_cfg,
+        train_cfg=train_cfg, model=model, net=model, params=params, optimizer=optimizer,
+        scheduler=scheduler, split=split, train_items=train_items, val_items=val_items,
+        steps_per_epoch=steps_per_epoch, command=command, preset=preset,
     )  # fmt: skip
     state = _State() if ckpt is None else _restore(run, ckpt)
     if world > 1:
