@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
-from qfitlatent.checkpoint import default_weights, load_model
+from qfitlatent.checkpoint import default_weights, load_model, weights_label
 from qfitlatent.ensemble.conformers import flexibility_score, select_conformers
 from qfitlatent.ensemble.multiconf import SplitOptions, build_multiconformer
 from qfitlatent.ensemble.sample import sample_chis
 from qfitlatent.features import featurize
 from qfitlatent.mixture import Mixture
-from qfitlatent.predict import N_PROPOSED, output_texts, predict
+from qfitlatent.predict import N_PROPOSED, outputs, predict
 from qfitlatent.structure import read_structure
 
 
@@ -68,7 +68,7 @@ def main() -> None:
         lambda: build_multiconformer(parsed, t_sel[2], score, SplitOptions()), args.runs
     )
     t_all = timed(lambda: predict(model, path), args.runs)
-    t_write = timed(lambda: output_texts(pred, args.weights.name), args.runs)
+    t_write = timed(lambda: outputs(pred, weights_label(args.weights)), args.runs)
     rows = [
         ("read structure", t_read),
         ("featurize", t_feat),

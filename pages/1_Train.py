@@ -10,7 +10,6 @@ from pathlib import Path
 import streamlit as st
 
 from qfitlatent import data_roots, server_config, settings_check, ui
-from qfitlatent.train import jobs
 
 ui.page_setup("fine-tune")
 st.title("Fine-tune on your multiconformer structures")
@@ -18,17 +17,16 @@ st.caption(
     "Runs in the background on this server, one at a time; closing the page does not stop it. "
     "A finished run's best.pt appears in your model choice on the main page."
 )
-token = ui.session_token()
 config = server_config.load()
 
-active = jobs.active_job()
+active = ui.active_run()
 if active is not None:
     st.subheader(f"Running: {active.name}")
 
     @st.fragment(run_every=2.0)
     def live(name: str) -> None:
-        job = jobs.load_job(jobs.runs_root() / name)
-        mine = jobs.is_owner(job, token)
+        job = ui.load_run(name)
+        mine = ui.owns(job)
         ui.job_report(job, key="live", show_log=mine or job.public)
         if job.active and not job.stop_requested and mine:
             if st.button(
@@ -37,7 +35,7 @@ if active is not None:
                 icon=":material/stop:",
                 help="SIGTERM: the trainer saves last.pt (resumable) and exits",
             ):
-                jobs.stop(job, token=token)
+                ui.stop_run(job)
         elif job.active and not mine:
             st.caption("Started by another visitor: you can watch it, not stop it.")
         elif not job.active:
@@ -78,7 +76,7 @@ def start() -> None:
         if not data:
             raise ValueError("choose training data: upload files or give a folder")
         settings_check.check_overrides(extra)  # bad keys and values fail here, not later
-        jobs.launch(
+        ui.launch_run(
             s.run_name,
             data=data,
             epochs=int(s.epochs),
@@ -86,14 +84,13 @@ def start() -> None:
             init_from=start_options()[s.init],
             freeze_trunk=s.freeze,
             overrides=extra,
-            owner=token,
             public=kind == BUNDLED,  # nothing private in the bundled sample
             limits=config,
         )
     except (ValueError, RuntimeError, OSError) as err:
         s.train_error = str(err)
     else:
-        s.run_name = jobs.default_name()
+        s.run_name = ui.default_run_name()
         time.sleep(0.3)  # let the supervisor write its pid before the page shows the run
 
 
@@ -132,7 +129,7 @@ with st.form("new_run", border=True):
             help="allowed: folders under " + ", ".join(str(r) for r in config.data_roots),
         )
     c1, c2, c3 = st.columns(3)
-    st.session_state.setdefault("run_name", jobs.default_name())
+    st.session_state.setdefault("run_name", ui.default_run_name())
     c1.text_input("Run name", key="run_name", help="the run's folder name; letters, digits, . _ -")
     c2.number_input(
         "Epochs", 1, 1000, 5, key="epochs",
@@ -166,15 +163,15 @@ if error := st.session_state.pop("train_error", None):
     st.error(error)
 
 
-def delete(job: jobs.Job) -> None:
+def delete(job) -> None:
     try:
-        jobs.delete(job, token=token)
+        ui.delete_run(job)
     except (ValueError, OSError) as err:  # PermissionError is an OSError
         st.session_state.delete_error = str(err)
 
 
 st.subheader("Runs")
-listed = jobs.list_jobs()
+listed = ui.list_runs()
 if not listed:
     st.caption("No runs yet.")
 else:
@@ -189,7 +186,7 @@ else:
             st.session_state.detail = names[0]
         shown = st.selectbox("Details of run", names, key="detail")
         job = next(j for j in ended if j.name == shown)
-        mine = jobs.is_owner(job, token)
+        mine = ui.owns(job)
         ui.job_report(job, key="detail", show_log=mine or job.public)
         if mine:
             st.button(

@@ -99,8 +99,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """The settings a checkpoint saved. A key this version does not know fails, as in
+        ModelConfig: dropping it would resume a run under settings it was not started with."""
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            from .errors import CheckpointError
+
+            raise CheckpointError(
+                f"checkpoint has training settings this version does not know: {sorted(unknown)}; "
+                "it was written by a newer or different qfitlatent"
+            )
+        return cls(**d)
 
 
 # The shipped weights' settings by name, so `qfitlatent train --preset NAME` reproduces them and

@@ -1,8 +1,9 @@
 """Streamlit glue for the pages: cached model and predictions, structure input, viewer, errors.
 
 The only module of the package that imports streamlit. Science lives elsewhere (predict,
-display and viz, train.jobs); this file decides what is cached, what a visitor sees when
-something goes wrong, and how widgets map onto those functions.
+display and viz, train); the pages reach training only through the functions here. This file
+decides what is cached, what a visitor sees when something goes wrong, and how widgets map onto
+those functions.
 """
 
 import math
@@ -20,7 +21,7 @@ from .checkpoint import default_weights as shipped_weights
 from .checkpoint import weights_label
 from .errors import CheckpointError, StructureError
 from .structure import MAX_BYTES
-from .train import jobs
+from .train import jobs, runlog
 from .viz import curves, viewer
 
 WEIGHTS_ENV = "QFITLATENT_WEIGHTS"  # overrides the shipped weights (tests, private models)
@@ -490,6 +491,50 @@ def bundled_training_data() -> Path:
     return Path(str(resources.files("qfitlatent").joinpath("data", "train_sample")))
 
 
+# The Train page's view of runs (train.jobs): every call acts as this browser session, whose
+# token owns the runs it launches, so the page never handles tokens or imports train itself.
+
+
+def list_runs() -> list[jobs.Job]:
+    """Every run in the runs folder, newest first."""
+    return jobs.list_jobs()
+
+
+def active_run() -> jobs.Job | None:
+    """The run going now (one at a time per runs folder), or None."""
+    return jobs.active_job()
+
+
+def load_run(name: str) -> jobs.Job:
+    """A run's current state from disk, by name."""
+    return jobs.load_job(jobs.runs_root() / name)
+
+
+def default_run_name() -> str:
+    return jobs.default_name()
+
+
+def owns(job: jobs.Job) -> bool:
+    """Whether this session launched `job` (and so may stop, delete and read its log)."""
+    return jobs.is_owner(job, session_token())
+
+
+def launch_run(name: str, **options) -> jobs.Job:
+    """jobs.launch as this session: `options` are launch's keyword arguments but `owner`.
+    Raises ValueError, RuntimeError or OSError with a message for the visitor."""
+    return jobs.launch(name, owner=session_token(), **options)
+
+
+def stop_run(job: jobs.Job) -> jobs.Job:
+    """SIGTERM to this session's run (PermissionError for another's)."""
+    return jobs.stop(job, token=session_token())
+
+
+def delete_run(job: jobs.Job) -> None:
+    """Remove this session's ended run (PermissionError for another's, ValueError if live)."""
+    jobs.delete(job, token=session_token())
+
+
 # The split hashes PDB ids (dataset.split_names): with seed 0, 0.25 put none of the 4 bundled
 # structures in validation (no val curve, "best val NLL" None); 0.35 holds out exactly one (1fqt).
 BUNDLED_VAL_FRACTION = 0.35
@@ -521,28 +566,24 @@ def runs_table(listed: list[jobs.Job]) -> None:
 
     import pandas as pd
 
-    def best_val(job: jobs.Job):
-        ends = [r["best_val_nll"] for r in jobs.read_metrics(job) if "best_val_nll" in r]
-        return ends[-1] if ends else None
-
     rows = [{"run": j.name, "status": j.status,
              "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(j.started)),
              "duration": format_seconds((j.ended or time.time()) - j.started),
              "epochs": j.settings.get("epochs"), "lr": j.settings.get("lr"),
-             "best val NLL": best_val(j), "best.pt": j.best_path.is_file()}
+             "best val NLL": runlog.best_val_nll(runlog.read(j.metrics_path)),
+             "best.pt": j.best_path.is_file()}
             for j in listed]  # fmt: skip
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table")
 
 
-def validation_note(records: list[dict]) -> str:
+def validation_note(records: list[runlog.Record]) -> str:
     """What the per-epoch curve shows, or why it has no validation points."""
     note = ("Loss = negative log-likelihood (nats per residue) of the observed χ under the "
             "predicted mixtures; lower is better. ")  # fmt: skip
-    epochs = [r for r in records if "best_val_nll" in r]
-    if any(r.get("val_nll") is not None for r in epochs):
+    if runlog.has_validation(records):
         return note + ("Validation NLL is the same on structures held out of training: if it "
                        "rises while the training loss falls, the model is memorising.")  # fmt: skip
-    if not epochs:
+    if not runlog.of_kind(records, runlog.EPOCH):
         return note + "The validation point appears when the first epoch ends."
     return note + ("No validation curve: this run holds out no structure (too few structures, "
                    "or val_fraction=0), so best.pt is simply the last epoch.")  # fmt: skip
@@ -551,7 +592,7 @@ def validation_note(records: list[dict]) -> str:
 def job_report(job: jobs.Job, key: str, show_log: bool = True) -> None:
     """Progress, loss curves and log tail of one run (inside the polling fragment while live).
     `show_log` False hides train.log, which names the files of a private run."""
-    records = jobs.read_metrics(job)
+    records = runlog.read(job.metrics_path)
     done, eta = jobs.progress(job, records)
     status = (
         "stopping (the trainer saves last.pt first)…"
@@ -566,7 +607,7 @@ def job_report(job: jobs.Job, key: str, show_log: bool = True) -> None:
     if job.message:
         (st.error if job.status == "failed" else st.caption)(job.message)
     if records:
-        st.plotly_chart(curves.training_curves(records), key=f"curves:{key}")
+        st.plotly_chart(curves.training_curves(runlog.loss_series(records)), key=f"curves:{key}")
         st.caption(validation_note(records))
     else:
         st.caption("Waiting for the first logged step (reading the structures comes first)…")

@@ -136,7 +136,7 @@ def test_figures_write_pngs(tmp_path):
     from qfitlatent.eval.figures import main as figures_main
 
     rows = [{"step": 1, "epoch": 0, "train_loss": 3.0, "lr": 3e-4}, {"step": 2, "train_loss": 2.5},
-            {"step": 2, "epoch": 1, "val_nll": 2.7}]  # fmt: skip
+            {"step": 2, "epoch": 1, "val_nll": 2.7, "best_val_nll": 2.7}]  # fmt: skip
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 3, "trai')  # a live run
     curve = [{"level": q / 10, "observed": q / 12} for q in range(1, 10)]
@@ -148,18 +148,3 @@ def test_figures_write_pngs(tmp_path):
         figures_main(["calibration", str(tmp_path / "eval.json"), str(tmp_path / "cal2.png")]) == 0
     )
     assert (tmp_path / "cal2.png").stat().st_size > 1000
-
-
-def test_learning_curve_series_drops_history_a_resume_replaced():
-    from qfitlatent.eval.figures import _series
-
-    rows = [
-        {"step": 10, "train_loss": 3.0},
-        {"step": 20, "train_loss": 2.9},
-        {"step": 30, "train_loss": 2.8, "val_nll": None},
-        {"step": 20, "train_loss": 2.7},  # resumed from the step-20 checkpoint
-        {"step": 30, "lr": 1e-4},  # no loss on this row
-        {"step": 40, "train_loss": float("nan")},
-        {"step": 50, "train_loss": 2.5},
-    ]
-    assert _series(rows, "train_loss", "step") == ([10, 20, 50], [3.0, 2.7, 2.5])

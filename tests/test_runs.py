@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from qfitlatent.train import jobs
+from qfitlatent.train import jobs, runlog
 
 
 @pytest.fixture
@@ -48,8 +48,21 @@ def wait_for(predicate, timeout=20.0):
     raise AssertionError("condition not reached in time")
 
 
-def test_runs_root_from_env(root):
-    assert jobs.runs_root() == root
+def test_runs_go_to_the_folder_the_environment_names_else_to_runs_under_cwd(
+    root, data_dir, tmp_path, monkeypatch
+):
+    fake_trainer(monkeypatch, "pass")
+    job = jobs.launch("env-run", data=data_dir, epochs=1, lr=1e-3)
+    assert job.path.parent == root.resolve() and (root / "env-run" / "job.json").is_file()
+    wait_for(lambda: jobs.load_job(job.path).status == "finished")
+    assert [j.name for j in jobs.list_jobs()] == ["env-run"]
+    monkeypatch.delenv(jobs.RUNS_ENV)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert jobs.list_jobs() == []  # the environment's runs are not this folder's
+    other = jobs.launch("cwd-run", data=data_dir, epochs=1, lr=1e-3)
+    assert other.path.parent == (tmp_path / "elsewhere" / "runs").resolve()
+    wait_for(lambda: jobs.load_job(other.path).status == "finished")
 
 
 @pytest.mark.parametrize(
@@ -104,6 +117,27 @@ def test_train_command_is_an_argument_list(tmp_path):
     assert cmd[cmd.index("--init-from") + 1] == str(tmp_path / "w.pt")
     assert "--freeze-trunk" in cmd
     assert cmd[-3:] == ["--set", "n_blocks=1", "d_s=16"]
+
+
+def test_a_launched_command_with_a_preset_builds_that_presets_configs(tmp_path):
+    from dataclasses import replace
+
+    from qfitlatent.cli import build_parser
+    from qfitlatent.config import PRESETS
+    from qfitlatent.train.loop import configs_from_args
+
+    cmd = jobs.train_command(tmp_path / "r", tmp_path / "d", epochs=3, lr=1e-4,
+                             preset="qfitlatent-v2", overrides=["n_blocks=2"])  # fmt: skip
+    model_cfg, train_cfg = configs_from_args(build_parser().parse_args(cmd[3:]))
+    shipped_model, shipped_train = PRESETS["qfitlatent-v2"]
+    assert model_cfg == replace(shipped_model, n_blocks=2)
+    assert train_cfg == replace(shipped_train, epochs=3, lr=1e-4)
+
+
+def test_launch_refuses_an_unknown_preset_before_making_a_run(root, data_dir):
+    with pytest.raises(ValueError, match="unknown preset"):
+        jobs.launch("p", data=data_dir, epochs=1, lr=1e-3, preset="v0")
+    assert not (root / "p").exists() and jobs.lock_holder(root) is None
 
 
 def test_finished_status_survives_reload(root, data_dir, monkeypatch):
@@ -214,8 +248,8 @@ def test_progress_and_metrics_from_jsonl(root, data_dir, monkeypatch):
     job.metrics_path.write_text(
         '{"epoch": 1, "train_loss": 2.0}\n{"epoch": 2, "train_loss": 1.5}\n{"ep'
     )
-    records = jobs.read_metrics(job)
-    assert [r["epoch"] for r in records] == [1, 2]  # the half-written line is skipped
+    records = runlog.read(job.metrics_path)
+    assert [r.epoch for r in records] == [1, 2]  # the half-written line is skipped
     done, eta = jobs.progress(jobs.load_job(job.path), records)
     assert done == 0.5 and eta is not None and eta >= 0
     jobs.stop(job, operator=True)

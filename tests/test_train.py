@@ -16,6 +16,7 @@ from conftest import DATA, ROOT
 from qfitlatent.checkpoint import load_checkpoint
 from qfitlatent.config import ModelConfig, TrainConfig
 from qfitlatent.train import loop as train_module
+from qfitlatent.train import runlog
 from qfitlatent.train.loop import epoch_order, spatial_crop, split_overrides, train
 
 TINY = ModelConfig(
@@ -57,7 +58,8 @@ def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(data_dir, 
         FAST,
         device="cpu",
         cache_dir=cache,
-        on_step=lambda r: r["step"] >= stop_at,
+        on_step=lambda r: r.step >= stop_at,
+        preset="a-preset",
     )
     assert part["status"] == "stopped" and part["step"] == stop_at
     assert load_checkpoint(tmp_path / "part" / "last.pt")["step"] == stop_at
@@ -66,17 +68,24 @@ def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(data_dir, 
     a, b = weights(tmp_path / "full" / "last.pt"), weights(tmp_path / "part" / "last.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["best_val_nll"] == full["best_val_nll"]
+    assert load_checkpoint(tmp_path / "part" / "last.pt")["meta"]["preset"] == "a-preset"
+    assert load_checkpoint(tmp_path / "full" / "last.pt")["meta"]["preset"] is None
     history = [
         load_checkpoint(tmp_path / run / "last.pt")["meta"]["metrics"] for run in ("full", "part")
     ]
     assert [h["train_loss"] for h in history[0]] == [h["train_loss"] for h in history[1]]
-    # metrics.jsonl: one record per logged step, none duplicated by the resume.
-    steps = [
-        r["step"]
-        for r in map(json.loads, (tmp_path / "part" / "metrics.jsonl").read_text().splitlines())
-        if isinstance(r["epoch"], float)
-    ]
+    # metrics.jsonl: one record per logged step, none duplicated by the resume (the file itself,
+    # not runlog.read, which would hide duplicates), and the same records as the unbroken run's
+    # but for the time they took.
+    rows = [json.loads(x) for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if r["kind"] == "step"]
     assert steps == sorted(set(steps)) and steps[-1] == full["step"]
+
+    def losses(run):
+        return [(r.kind, r.step, r.train_loss, r.val_nll)
+                for r in runlog.read(tmp_path / run / "metrics.jsonl")]  # fmt: skip
+
+    assert losses("part") == losses("full")
     split = json.loads((tmp_path / "full" / "split.json").read_text())
     assert split == load_checkpoint(tmp_path / "full" / "best.pt")["split"]
     assert not set(split["train"]) & set(split["val"])
@@ -156,6 +165,19 @@ def test_preset_is_the_base_that_flags_and_settings_override():
     assert train_cfg == replace(shipped_train, r_share=0.5, epochs=1)
     with pytest.raises(ValueError, match="unknown preset"):
         configs_from_args(Namespace(**{**vars(args), "preset": "v0"}))
+
+
+def test_train_config_from_a_checkpoint_refuses_settings_it_does_not_know():
+    from qfitlatent.checkpoint import default_weights
+    from qfitlatent.errors import CheckpointError
+
+    saved = FAST.to_dict()
+    assert TrainConfig.from_dict(saved) == FAST
+    with pytest.raises(CheckpointError, match="warmup_steps"):
+        TrainConfig.from_dict({**saved, "warmup_steps": 100})
+    if default_weights().is_file():  # the shipped weights' settings still load
+        shipped = TrainConfig.from_dict(load_checkpoint(default_weights())["train_config"])
+        assert shipped.batch_proteins == 4
 
 
 def test_crop_keeps_nearest_residues_around_a_centre_in_r(data_dir):
@@ -316,7 +338,7 @@ def test_pretraining_folder_trains_leaves_out_validation_homologs_and_resumes(
     assert not set(split["pretrain"]) & set(split["val"])
     # (3 multiconf training structures with R + 2 pretraining ones with χ) / 2 per step, 2 epochs.
     assert full["step"] == 2 * 3
-    part = train(data_dir, tmp_path / "part", TINY, cfg, on_step=lambda r: r["step"] >= 2, **kw)
+    part = train(data_dir, tmp_path / "part", TINY, cfg, on_step=lambda r: r.step >= 2, **kw)
     assert part["status"] == "stopped"
     with pytest.raises(ValueError, match="--pretrain"):
         train(data_dir, tmp_path / "part", resume=True, device="cpu", cache_dir=cache)
@@ -324,6 +346,5 @@ def test_pretraining_folder_trains_leaves_out_validation_homologs_and_resumes(
     assert resumed["status"] == "finished"
     a, b = weights(tmp_path / "full" / "last.pt"), weights(tmp_path / "part" / "last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    summary = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
-    epochs = [r for r in summary if "best_val_nll" in r]
-    assert all(0.0 <= r["val_chi1_acc40"] <= 1.0 for r in epochs)
+    epochs = runlog.of_kind(runlog.read(tmp_path / "full" / "metrics.jsonl"), runlog.EPOCH)
+    assert len(epochs) == 2 and all(0.0 <= r.val_chi1_acc40 <= 1.0 for r in epochs)

@@ -1,16 +1,31 @@
-"""A training run's loss curves from its metrics records."""
+"""A training run's loss curves, drawn from the run log's series."""
 
+from qfitlatent.train import runlog
+from qfitlatent.train.runlog import EPOCH, STEP, Record
 from qfitlatent.viz import curves
 
 
-def test_training_curves_split_step_and_epoch_records():
-    records = [
-        {"step": 2, "epoch": 0.5, "train_loss": 5.0, "val_nll": None},
-        {"step": 4, "epoch": 1.0, "train_loss": 4.5, "val_nll": None},
-        {"step": 4, "epoch": 1, "train_loss": 4.7, "val_nll": 4.9, "best_val_nll": 4.9},
-    ]
-    fig = curves.training_curves(records)
-    by_name = {t.name: t for t in fig.data}
+def _step(s, loss):
+    return Record(STEP, step=s, epoch=s / 4, train_loss=loss, lr=1e-3, seconds=s * 1.5)
+
+
+def _epoch(s, loss, val, best):
+    return Record(EPOCH, step=s, epoch=s // 4, train_loss=loss, val_nll=val, best_val_nll=best,
+                  lr=1e-3, seconds=s * 1.5)  # fmt: skip
+
+
+def _traces(records):
+    return {t.name: t for t in curves.training_curves(runlog.loss_series(records)).data}
+
+
+def test_plotly_curves_draw_the_runlog_series():
+    records = [_step(2, 5.0), _step(4, 4.5), _epoch(4, 4.7, 4.9, 4.9)]
+    by_name = _traces(records)
     assert list(by_name["training loss (window)"].x) == [2, 4]
+    assert list(by_name["training loss (epoch mean)"].y) == [4.7]
     assert list(by_name["validation NLL"].y) == [4.9]  # one epoch: still drawn, as a marker
     assert "markers" in by_name["validation NLL"].mode
+    # Without validation the epoch-mean loss is still drawn and the NLL trace is empty.
+    no_val = _traces([*records[:2], _epoch(4, 4.7, None, None)])
+    assert list(no_val["training loss (epoch mean)"].y) == [4.7]
+    assert list(no_val["validation NLL"].y) == []

@@ -8,9 +8,10 @@ matplotlib is an optional dependency (the `docs` extra), so it is imported insid
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
+
+from ..train import runlog
 
 
 def _pyplot():
@@ -22,40 +23,6 @@ def _pyplot():
     return plt
 
 
-def read_metrics(path) -> list[dict]:
-    """Rows of a run's metrics.jsonl; blank or half-written lines (a live run) are skipped."""
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
-def _number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _series(rows: list[dict], key: str, x_key: str) -> tuple[list[float], list[float]]:
-    """(x, y) of the rows that carry both, in file order, without the history a resume replaced.
-
-    A resumed run continues from its checkpoint's step, so rows logged after that step by the
-    interrupted process are stale: a row whose x does not advance drops the earlier rows at or
-    beyond its x.
-    """
-    points: list[tuple[float, float]] = []
-    for r in rows:
-        x, y = r.get(x_key), r.get(key)
-        if _number(x) and _number(y):
-            while points and points[-1][0] >= x:
-                points.pop()
-            points.append((x, y))
-    return [p[0] for p in points], [p[1] for p in points]
-
-
 # Per-epoch validation scores beside the NLL, when the run logged them (train.validate).
 USER_METRICS = (
     ("val_chi1_acc40", "χ1 within 40° (all residues)"),
@@ -64,24 +31,25 @@ USER_METRICS = (
 
 
 def learning_curve(metrics_path, path) -> Path:
-    """Training loss and validation NLL against step (or epoch when rows carry no step), and a
+    """Training loss and validation NLL against step (or epoch when records carry no step), and a
     second panel with the per-epoch validation χ1 accuracy and flexibility AUROC when logged."""
-    rows = read_metrics(metrics_path)
-    x_key = "step" if any(_number(r.get("step")) for r in rows) else "epoch"
-    # Epoch summaries (rows with a val_nll) repeat the epoch's mean training loss at the last
-    # step; the per-step rows already draw it, so take the training loss from those when present.
-    step_rows = [r for r in rows if not _number(r.get("val_nll"))]
+    records = runlog.read(metrics_path)
+    x_key = runlog.x_axis(records)
+    # Epoch records repeat the epoch's mean training loss at its last step; the step records
+    # already draw it, so the training loss comes from those when the file has any.
+    loss_kind = runlog.STEP if runlog.of_kind(records, runlog.STEP) else runlog.EPOCH
     plt = _pyplot()
-    scores = [(key, label, _series(rows, key, x_key)) for key, label in USER_METRICS]
-    scores = [s for s in scores if s[2][0]]
+    scores = [(label, runlog.series(records, runlog.EPOCH, key, x_key))
+              for key, label in USER_METRICS]  # fmt: skip
+    scores = [s for s in scores if s[1][0]]
     fig, axes = plt.subplots(1, 2 if scores else 1, figsize=(11 if scores else 6, 4), dpi=120)
     ax = axes[0] if scores else axes
     plotted = False
-    for key, label, style, source in (
-        ("train_loss", "training loss", "-", step_rows or rows),
-        ("val_nll", "validation NLL", "o-", rows),
+    for key, label, style, kind in (
+        ("train_loss", "training loss", "-", loss_kind),
+        ("val_nll", "validation NLL", "o-", runlog.EPOCH),
     ):
-        xs, ys = _series(source, key, x_key)
+        xs, ys = runlog.series(records, kind, key, x_key)
         if xs:
             ax.plot(xs, ys, style, label=label, markersize=3, linewidth=1)
             plotted = True
@@ -93,7 +61,7 @@ def learning_curve(metrics_path, path) -> Path:
     else:
         ax.text(0.5, 0.5, "no train_loss or val_nll rows yet", ha="center", transform=ax.transAxes)
     if scores:
-        for _, label, (xs, ys) in scores:
+        for label, (xs, ys) in scores:
             axes[1].plot(xs, ys, "o-", label=label, markersize=3, linewidth=1)
         axes[1].set_xlabel(x_key)
         axes[1].set_ylabel("validation score")

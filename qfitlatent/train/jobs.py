@@ -5,10 +5,11 @@ A run is a folder `<runs>/<name>/` holding `job.json` (pid, status, the exact tr
 `last.pt`, `best.pt`). All state lives on disk, so a page reload, a second visitor or a server
 restart sees the same runs.
 
-The training process is started as `python -m qfitlatent.train.jobs <run_dir>`: a small supervisor in
-its own session (process group) that runs the `qfitlatent train` command from job.json, waits for
-it and records how it ended. Without it the exit status of a run is lost whenever the server that
-launched it restarts. Stopping sends SIGTERM to the whole group; the trainer saves last.pt.
+The training process is started as `python -m qfitlatent.train.jobs <run_dir>`: a small
+supervisor in its own session (process group) that runs the `qfitlatent train` command from
+job.json, waits for it and records how it ended. Without it the exit status of a run is lost
+whenever the server that launched it restarts. Stopping sends SIGTERM to the whole group; the
+trainer saves last.pt.
 
 One run at a time per runs folder: `<runs>/.lock` holds the supervisor's pid (in a record that
 appears whole, see the lock section) and counts as free when that process is gone, so a crashed
@@ -28,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..atomic import write_atomic
+from ..config import PRESETS
+from . import runlog
 
 RUNS_ENV = "QFITLATENT_RUNS"
 LOCK_NAME = ".lock"
@@ -235,7 +238,7 @@ class Job:
 
     @property
     def metrics_path(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / runlog.FILE_NAME
 
     @property
     def best_path(self) -> Path:
@@ -332,7 +335,10 @@ def train_command(
     init_from: Path | None = None,
     freeze_trunk: bool = False,
     overrides: list[str] | tuple[str, ...] = (),
+    preset: str | None = None,
 ) -> list[str]:
+    """The `qfitlatent train` argument list of a run; `preset` (config.PRESETS) is the base
+    that epochs, lr and `overrides` change."""
     cmd = [
         sys.executable,
         "-m",
@@ -347,6 +353,8 @@ def train_command(
         "--lr",
         repr(float(lr)),
     ]
+    if preset is not None:
+        cmd += ["--preset", preset]
     if init_from is not None:
         cmd += ["--init-from", str(init_from)]
     if freeze_trunk:
@@ -365,6 +373,7 @@ def launch(
     init_from: Path | None = None,
     freeze_trunk: bool = False,
     overrides: list[str] | tuple[str, ...] = (),
+    preset: str | None = None,
     root: Path | None = None,
     threads: int | None = None,
     owner: str | None = None,
@@ -388,6 +397,8 @@ def launch(
     name = clean_name(name)
     if not isinstance(data, list) and not Path(data).is_dir():
         raise ValueError(f"training data folder {str(data)!r} does not exist")
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     limits = limits or server_config.load()
     root.mkdir(parents=True, exist_ok=True)
     _acquire_lock(root, os.getpid())
@@ -412,6 +423,7 @@ def launch(
             init_from=init_from,
             freeze_trunk=freeze_trunk,
             overrides=list(overrides),
+            preset=preset,
         )
         job = Job(
             name=name,
@@ -424,6 +436,7 @@ def launch(
                 "init_from": str(init_from) if init_from else None,
                 "freeze_trunk": bool(freeze_trunk),
                 "overrides": list(overrides),
+                "preset": preset,
             },
             owner=owner_id(owner),
             public=bool(public),
@@ -501,23 +514,6 @@ def publish(job: Job, public: bool = True) -> Job:
     return job
 
 
-def read_metrics(job: Job) -> list[dict]:
-    """Records of metrics.jsonl; a half-written last line is skipped."""
-    try:
-        lines = job.metrics_path.read_text().splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
 def log_tail(job: Job, n_lines: int = 30) -> str:
     try:
         with open(job.log_path, "rb") as f:
@@ -529,14 +525,14 @@ def log_tail(job: Job, n_lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-n_lines:])
 
 
-def progress(job: Job, records: list[dict] | None = None) -> tuple[float, float | None]:
+def progress(job: Job, records: list[runlog.Record] | None = None) -> tuple[float, float | None]:
     """(fraction done in [0, 1], seconds left or None) from the epochs in metrics.jsonl."""
-    records = read_metrics(job) if records is None else records
+    records = runlog.read(job.metrics_path) if records is None else records
     total = job.settings.get("epochs") or 0
-    epochs = [r["epoch"] for r in records if isinstance(r.get("epoch"), (int, float))]
-    if not total or not epochs:
+    epochs = runlog.epochs_done(records)
+    if not total or epochs is None:
         return (1.0 if job.status == "finished" else 0.0), None
-    done = min(1.0, max(epochs) / total)
+    done = min(1.0, epochs / total)
     if job.status == "finished":
         return 1.0, None
     elapsed = time.time() - job.started

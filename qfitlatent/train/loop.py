@@ -1,30 +1,33 @@
 """Training and fine-tuning: one protein per step, AdamW, cosine annealing to lr/100 (SPEC §3).
 
-A run folder holds split.json, metrics.jsonl, last.pt and best.pt. Everything random is derived
-from (seed, step), so a run resumed from last.pt reaches the same weights as one never stopped.
-Under `torchrun` each process trains on its share of the proteins (DistributedDataParallel) and
-only rank 0 writes files.
+A run folder holds split.json, metrics.jsonl (written through runlog), last.pt and best.pt.
+Everything random is derived from (seed, step), so a run resumed from last.pt reaches the same
+weights as one never stopped. Under `torchrun` each process trains on its share of the proteins
+(DistributedDataParallel) and only rank 0 writes files.
+
+`train` sets a run up (_start_process, _model_to_train, _prepare_data, _optimizer, _restore) and
+hands it to `_loop`, which runs `_optimise_step`, logs (`_log_window`), validates and saves at
+each epoch's end (`_end_epoch`) and stops every rank at the same step (`_all_agree_to_stop`).
 
 CPU threads: $QFITLATENT_THREADS, else $OMP_NUM_THREADS, else all cores (shared among torchrun
-processes). On a
-machine that other jobs keep busy, 1 thread is often several times faster than 2: a parallel
-region waits for its slowest thread, and a descheduled thread stalls all of them.
+processes). On a machine that other jobs keep busy, 1 thread is often several times faster than
+2: a parallel region waits for its slowest thread, and a descheduled thread stalls all of them.
 """
 
 import csv
-import json
 import math
 import os
 import shlex
 import signal
 import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from ..atomic import remove_stale_temporaries
 from ..checkpoint import build_model, load_checkpoint, metadata, resolve_device, save_checkpoint
 from ..config import PRESETS, ModelConfig, TrainConfig, with_overrides
 from ..dataset import (
@@ -41,6 +44,7 @@ from ..features import Features
 from ..library import LibraryOptions, fit_library
 from ..loss import flex_labels, mixture_nll, protein_loss
 from ..model import QFitLatent
+from . import runlog
 
 # --- command line ------------------------------------------------------------------------------
 
@@ -79,6 +83,7 @@ def train_from_args(args) -> int:
             cache_dir=args.cache,
             pretrain_dir=args.pretrain,
             command="qfitlatent " + shlex.join(sys.argv[1:]),
+            preset=getattr(args, "preset", None),
         )
     except (FileExistsError, ValueError) as err:  # CheckpointError is a ValueError too
         print(f"qfitlatent train: {err}", file=sys.stderr)
@@ -302,6 +307,75 @@ class _Printer:
             print("\r\033[K" + text, end="", flush=True)
 
 
+@dataclass
+class _Run:
+    """What a run trains with, fixed once its loop starts."""
+
+    out_dir: Path
+    dev: torch.device
+    world: int
+    rank: int
+    out: _Printer
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    model: QFitLatent
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper under torchrun
+    params: list[torch.nn.Parameter]  # the ones that train
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    split: dict
+    train_items: list[Features]
+    val_items: list[Features]
+    steps_per_epoch: int
+    command: str | None
+    preset: str | None
+
+    @property
+    def main_rank(self) -> bool:  # only rank 0 writes files
+        return self.rank == 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.train_cfg.epochs
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out_dir / runlog.FILE_NAME
+
+
+@dataclass
+class _State:
+    """What changes from step to step. last.pt carries all of it, so a resumed run continues
+    exactly where the saved one was."""
+
+    step: int = 0
+    elapsed: float = 0.0  # training seconds; validation is not counted
+    best: float | None = None  # lowest validation NLL so far
+    history: list[dict] = field(default_factory=list)  # epoch records, as metrics.jsonl has them
+    epoch_loss: float = 0.0  # running sum and count for the epoch's mean training loss
+    epoch_n: int = 0
+
+    @classmethod
+    def from_checkpoint(cls, extra: dict, step: int) -> "_State":
+        return cls(
+            step=step,
+            elapsed=extra.get("seconds", 0.0),
+            best=extra.get("best_val_nll"),
+            history=extra.get("history", []),
+            epoch_loss=extra.get("epoch_loss", 0.0),
+            epoch_n=extra.get("epoch_n", 0),
+        )
+
+
+@dataclass
+class _Window:
+    """The steps since the last step record: their summed loss, count and start time."""
+
+    t: float
+    loss: float = 0.0
+    n: int = 0
+
+
 def train(
     data_dir,
     out_dir,
@@ -315,18 +389,73 @@ def train(
     pretrain_dir=None,
     command: str | None = None,
     on_step=None,
+    preset: str | None = None,
 ) -> dict:
     """Train (or fine-tune, or resume) a model on a folder of multiconformer structures.
 
-    `on_step(record)` is called after every step with the step's record; returning True stops the
-    run as SIGTERM would (last.pt saved). Returns {"status": "finished" | "stopped" | "failed",
-    "step", "epoch", "best_val_nll", "last", "best", "message"}.
+    `on_step(record)` is called after every step with a runlog.Record of kind "step" whose
+    train_loss is that step's; returning True stops the run as SIGTERM would (last.pt saved).
+    `preset` names the PRESETS entry the configs started from; checkpoints record it (a resumed
+    run keeps its own). Returns {"status": "finished" | "stopped" | "failed", "step", "epoch",
+    "best_val_nll", "last", "best", "message"}.
     """
     out_dir = Path(out_dir)
+    world, rank, dev = _start_process(device)
+    out = _Printer(rank == 0)
+    ckpt, init_ckpt, model, model_cfg, train_cfg = _model_to_train(
+        out_dir, model_cfg, train_cfg or TrainConfig(), init_from, resume, out
+    )
+    if ckpt is not None:
+        preset = (ckpt.get("meta") or {}).get("preset")
+    model.to(dev)
+    split, train_items, val_items = _prepare_data(
+        data_dir, out_dir, model, train_cfg, ckpt, init_ckpt, out, rank == 0,
+        max_structures=max_structures, cache_dir=cache_dir, pretrain_dir=pretrain_dir,
+    )  # fmt: skip
+    out.line(
+        f"{len(train_items)} training and {len(val_items)} validation structures; "
+        f"{sum(p.numel() for p in model.parameters())} parameters on {dev}"
+        + (f", {world} processes" if world > 1 else "")
+    )
+    params, optimizer = _optimizer(model, train_cfg)
+    steps_per_epoch = math.ceil(len(train_items) / (world * train_cfg.batch_proteins))
+    scheduler = cosine_scheduler(optimizer, steps_per_epoch * train_cfg.epochs)
+    run = _Run(
+        out_dir=out_dir, dev=dev, world=world, rank=rank, out=out, model_cfg=model_cfg,
+        train_cfg=train_cfg, model=model, net=model, params=params, optimizer=optimizer,
+        scheduler=scheduler, split=split, train_items=train_items, val_items=val_items,
+        steps_per_epoch=steps_per_epoch, command=command, preset=preset,
+    )  # fmt: skip
+    state = _State() if ckpt is None else _restore(run, ckpt)
+    if world > 1:
+        run.net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+    status, message = _loop(run, state, on_step)
+    if status == "finished":
+        out.line(f"done: {state.step} steps, best val NLL {state.best}")
+    if world > 1:
+        dist.barrier()
+    return {
+        "status": status,
+        "message": message,
+        "step": state.step,
+        "epoch": state.step / max(steps_per_epoch, 1),
+        "best_val_nll": state.best,
+        "last": str(out_dir / "last.pt"),
+        "best": str(out_dir / "best.pt"),
+    }
+
+
+# --- setting a run up --------------------------------------------------------------------------
+
+
+def _start_process(device: str) -> tuple[int, int, torch.device]:
+    """(world size, rank, device) of this process; joins the torchrun group and sets CPU
+    threads."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank)
+    dev = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
@@ -336,13 +465,14 @@ def train(
         # Tiny attention weights and their gradients become denormal floats, which x86 CPUs
         # handle many times slower; flushing them to zero changes nothing measurable.
         torch.set_flush_denormal(True)
-    main_rank = rank == 0
-    out = _Printer(main_rank)
-    train_cfg = train_cfg or TrainConfig()
+    return world, rank, dev
 
-    # Configs, weights and split: from last.pt (resume), a checkpoint (fine-tune) or fresh.
+
+def _model_to_train(out_dir: Path, model_cfg, train_cfg, init_from, resume: bool, out):
+    """(last.pt or None, init checkpoint or None, model, model config, train config): configs
+    and weights from last.pt (resume), a checkpoint (fine-tune) or fresh."""
     ckpt, init_ckpt = None, None
-    if not resume and any((out_dir / f).exists() for f in ("last.pt", "metrics.jsonl")):
+    if not resume and any((out_dir / f).exists() for f in ("last.pt", runlog.FILE_NAME)):
         raise FileExistsError(
             f"{out_dir} already holds a run; continue it with --resume or choose another --out"
         )
@@ -362,8 +492,15 @@ def train(
         model_cfg = model_cfg or ModelConfig()
         torch.manual_seed(train_cfg.seed)
         model = QFitLatent(model_cfg)
-    model.to(dev)
+    return ckpt, init_ckpt, model, model_cfg, train_cfg
 
+
+def _prepare_data(data_dir, out_dir: Path, model, train_cfg, ckpt, init_ckpt, out,
+                  main_rank: bool, *, max_structures, cache_dir, pretrain_dir):  # fmt: skip
+    """(split, training structures, validation structures), each with a residue to train on.
+
+    Writes split.json, and fits the library prior of a fresh model on the training split.
+    """
     files = list_structure_files(data_dir)
     if max_structures:
         files = files[:max_structures]
@@ -381,8 +518,6 @@ def train(
     if main_rank:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "split.json", split)
-        from ..atomic import remove_stale_temporaries
-
         remove_stale_temporaries(out_dir)  # .last.pt.<pid>-<thread>.tmp of a save killed by kill -9
 
     feats, skipped = load_dataset(data_dir, cache_dir, names=names)
@@ -390,13 +525,12 @@ def train(
         out.line(f"skipped {name}: {reason}")
     by_name = {f.name: f for f in feats}
     min_alt = train_cfg.min_altlocs
-    train_items = [
-        by_name[n] for n in split["train"] if n in by_name and by_name[n].valid(min_alt).any()
-    ]
+    usable = [by_name[n] for n in split["train"] if n in by_name]
+    train_items = [f for f in usable if f.valid(min_alt).any()]
     val_items = [
         by_name[n] for n in split["val"] if n in by_name and by_name[n].valid(min_alt).any()
     ]
-    library_feats = [by_name[n] for n in split["train"] if n in by_name]
+    library_feats = usable
     if split.get("pretrain"):
         extra, extra_skipped = load_dataset(pretrain_dir, cache_dir, names=split["pretrain"])
         out.line(
@@ -405,8 +539,8 @@ def train(
             "structure, or held out)"
         )
         train_items += [f for f in extra if f.valid(min_alt).any()]
-        library_feats += extra
-    if ckpt is None and init_ckpt is None and model_cfg.prior_components > 0:
+        library_feats = usable + extra
+    if ckpt is None and init_ckpt is None and model.cfg.prior_components > 0:
         fit_library_prior(model, library_feats, out)
     n_empty = sum(1 for f in feats if not f.valid(min_alt).any())
     if n_empty:
@@ -415,219 +549,207 @@ def train(
         raise ValueError(
             f"no training structure in {data_dir} has a residue in R (min_altlocs={min_alt})"
         )
-    out.line(
-        f"{len(train_items)} training and {len(val_items)} validation structures; "
-        f"{sum(p.numel() for p in model.parameters())} parameters on {dev}"
-        + (f", {world} processes" if world > 1 else "")
-    )
+    return split, train_items, val_items
 
-    # Optimizer over what trains: everything, or only the head when fine-tuning a frozen trunk.
+
+def _optimizer(model, train_cfg: TrainConfig):
+    """(trainable parameters, AdamW over them): everything, or only the head when fine-tuning
+    a frozen trunk."""
     if train_cfg.freeze_trunk:
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("head."))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    per_step = world * train_cfg.batch_proteins
-    steps_per_epoch = math.ceil(len(train_items) / per_step)
-    total_steps = steps_per_epoch * train_cfg.epochs
-    scheduler = cosine_scheduler(optimizer, total_steps)
-    step, elapsed, best, history = 0, 0.0, None, []
-    epoch_loss, epoch_n = 0.0, 0  # running sum for the epoch's mean train loss
-    if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        step = ckpt["step"]
-        elapsed = ckpt["extra"].get("seconds", 0.0)
-        best = ckpt["extra"].get("best_val_nll")
-        history = ckpt["extra"].get("history", [])
-        epoch_loss, epoch_n = ckpt["extra"].get("epoch_loss", 0.0), ckpt["extra"].get("epoch_n", 0)
-        if ckpt["extra"].get("steps_per_epoch") != steps_per_epoch:
-            raise CheckpointError(
-                "the training data changed since last.pt was written; cannot resume"
-            )
-        if main_rank:
-            _truncate_metrics(out_dir / "metrics.jsonl", step)
+    return params, torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
 
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None
-        )
 
-    def save(name: str, epoch: int) -> Path:
-        path = out_dir / name
-        if main_rank:
-            save_checkpoint(
-                path,
-                model_cfg=model_cfg,
-                model=model,
-                train_cfg=train_cfg.to_dict(),
-                optimizer=optimizer,
-                scheduler=scheduler,
-                step=step,
-                epoch=epoch,
-                split=split,
-                meta=metadata(command, metrics=history, best_val_nll=best),
-                extra={
-                    "seconds": elapsed,
-                    "best_val_nll": best,
-                    "history": history,
-                    "steps_per_epoch": steps_per_epoch,
-                    "epoch_loss": epoch_loss,
-                    "epoch_n": epoch_n,
-                },
-            )
-        return path
+def _restore(run: _Run, ckpt: dict) -> _State:
+    """Optimizer, schedule and progress from last.pt; metrics.jsonl loses what came after it."""
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt["extra"].get("steps_per_epoch") != run.steps_per_epoch:
+        raise CheckpointError("the training data changed since last.pt was written; cannot resume")
+    if run.main_rank:
+        runlog.truncate(run.metrics_path, ckpt["step"])
+    return _State.from_checkpoint(ckpt["extra"], ckpt["step"])
 
-    def log(record: dict) -> None:
-        if main_rank:
-            with open(out_dir / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
 
-    status, message = "finished", ""
-    window_loss, window_n, window_t = 0.0, 0, time.perf_counter()
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def _loop(run: _Run, state: _State, on_step) -> tuple[str, str]:
+    """Steps until the run's end, a stop request or a non-finite loss: (status, message)."""
+    cfg, spe = run.train_cfg, run.steps_per_epoch
+    window = _Window(time.perf_counter())
     with _StopFlag() as stop:
         t_last = time.perf_counter()
-        while step < total_steps:
-            epoch, pos = divmod(step, steps_per_epoch)
-            order = epoch_order(len(train_items), epoch, train_cfg.seed, world, rank)
-            net.train()
-            optimizer.zero_grad(set_to_none=True)
-            loss_value = torch.zeros((), device=dev)
-            n_micro = train_cfg.batch_proteins
-            for b in range(n_micro):
-                micro = step * n_micro + b
-                item = train_items[order[(pos * n_micro + b) % len(order)]]
-                g = torch.Generator().manual_seed(step_seed(train_cfg.seed, micro, rank))
-                torch.manual_seed(step_seed(train_cfg.seed, micro, rank))
-                f = spatial_crop(item, train_cfg.crop_size, min_alt, g).to(dev)
-                loss = protein_loss(net(f), f, train_cfg) / n_micro
-                loss.backward()
-                loss_value += loss.detach()
-            if world > 1:
-                dist.all_reduce(loss_value)
-                loss_value /= world
-            loss_value = float(loss_value)
-            if not math.isfinite(loss_value):
-                status = "failed"
+        while state.step < run.total_steps:
+            epoch, pos = divmod(state.step, spe)
+            loss, protein = _optimise_step(run, state.step, epoch, pos)
+            if not math.isfinite(loss):
                 message = (
-                    f"loss became {loss_value} at step {step} (protein {item.name}); stopped. "
-                    f"The last good checkpoint is {out_dir / 'last.pt'}; try a lower --lr."
+                    f"loss became {loss} at step {state.step} (protein {protein}); stopped. "
+                    f"The last good checkpoint is {run.out_dir / 'last.pt'}; try a lower --lr."
                 )
-                out.line(message)
-                break
-            torch.nn.utils.clip_grad_norm_(params, train_cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
+                run.out.line(message)
+                return "failed", message
+            state.step += 1
             now = time.perf_counter()
-            elapsed += now - t_last
+            state.elapsed += now - t_last
             t_last = now
-            window_loss += loss_value
-            window_n += 1
-            epoch_loss += loss_value
-            epoch_n += 1
-            lr_now = optimizer.param_groups[0]["lr"]
-            record = {
-                "step": step,
-                "epoch": round(step / steps_per_epoch, 4),
-                "train_loss": loss_value,
-                "val_nll": None,
-                "lr": lr_now,
-                "seconds": round(elapsed, 2),
-            }
-            epoch_done = step % steps_per_epoch == 0
-            if step % train_cfg.log_every == 0 or epoch_done:
-                rate = window_n * per_step / max(now - window_t, 1e-9)
-                log(
-                    {
-                        **record,
-                        "train_loss": window_loss / window_n,
-                        "proteins_per_s": round(rate, 3),
-                    }
-                )
-                if not out.tty:
-                    out.line(
-                        f"step {step}/{total_steps} epoch {record['epoch']:.2f} "
-                        f"loss {window_loss / window_n:.4f} lr {lr_now:.2e} {rate:.2f} proteins/s"
-                    )
-                window_loss, window_n, window_t = 0.0, 0, now
-            out.progress(_bar(epoch + 1, train_cfg.epochs, pos + 1, steps_per_epoch, loss_value))
+            window.loss, window.n = window.loss + loss, window.n + 1
+            state.epoch_loss, state.epoch_n = state.epoch_loss + loss, state.epoch_n + 1
+            lr = run.optimizer.param_groups[0]["lr"]
+            epoch_done = state.step % spe == 0
+            if state.step % cfg.log_every == 0 or epoch_done:
+                window = _log_window(run, state, window, now, lr)
+            run.out.progress(_bar(epoch + 1, cfg.epochs, pos + 1, spe, loss))
             if epoch_done:
-                # Model selection always scores R (SPEC §8), whatever min_altlocs trains on, so
-                # runs with min_altlocs 1 and 2 are compared on the same footing.
-                val, val_extra = validate(net, val_items, 2, dev, world)
-                train_mean = epoch_loss / max(epoch_n, 1)
-                epoch_loss, epoch_n = 0.0, 0
-                t_last = window_t = time.perf_counter()  # validation time is not training time
-                improved = val is not None and (best is None or val < best)
-                best = val if improved else best
-                summary = {
-                    "step": step,
-                    "epoch": epoch + 1,
-                    "train_loss": train_mean,
-                    "val_nll": val,
-                    **val_extra,
-                    "lr": lr_now,
-                    "seconds": round(elapsed, 2),
-                    "best_val_nll": best,
-                }
-                history.append(summary)
-                log(summary)
-                val_text = "n/a (no validation structures)" if val is None else f"{val:.4f}"
-                out.line(
-                    f"epoch {epoch + 1}/{train_cfg.epochs} train {train_mean:.4f} "
-                    f"val NLL {val_text}"
-                    + "".join(f" {k[4:]} {v:.3f}" for k, v in val_extra.items() if v is not None)
-                    + f" ({elapsed:.0f} s)"
-                )
-                if improved or (val is None):
-                    save("best.pt", epoch + 1)
-                save("last.pt", epoch + 1)
-            elif step % train_cfg.save_every == 0:
-                save("last.pt", epoch)
+                _end_epoch(run, state, epoch + 1, lr)
+                t_last = window.t = time.perf_counter()  # validation time is not training time
+            elif state.step % cfg.save_every == 0:
+                _save(run, state, "last.pt", epoch)
+            record = runlog.Record(runlog.STEP, state.step, round(state.step / spe, 4), loss,
+                                   lr, round(state.elapsed, 2))  # fmt: skip
             if on_step is not None and on_step(record):
                 stop.requested = True
-            if world > 1:  # every rank must leave the loop at the same step
-                flag = torch.tensor([float(stop.requested)], device=dev)
-                dist.all_reduce(flag)
-                stop.requested = bool(flag.item())
-            if stop.requested and step < total_steps:
-                save("last.pt", step // steps_per_epoch)
-                status, message = "stopped", f"stopped at step {step}; resume with --resume"
-                out.line(message)
-                break
-    if status == "finished":
-        out.line(f"done: {step} steps, best val NLL {best}")
-    if world > 1:
-        dist.barrier()
-    return {
-        "status": status,
-        "message": message,
-        "step": step,
-        "epoch": step / max(steps_per_epoch, 1),
-        "best_val_nll": best,
-        "last": str(out_dir / "last.pt"),
-        "best": str(out_dir / "best.pt"),
-    }
+            stop.requested = _all_agree_to_stop(run, stop.requested)
+            if stop.requested and state.step < run.total_steps:
+                _save(run, state, "last.pt", state.step // spe)
+                message = f"stopped at step {state.step}; resume with --resume"
+                run.out.line(message)
+                return "stopped", message
+    return "finished", ""
+
+
+def _optimise_step(run: _Run, step: int, epoch: int, pos: int) -> tuple[float, str]:
+    """One optimizer step over `batch_proteins` crops per process: (loss averaged over the
+    processes, name of the last protein). A non-finite loss leaves the weights untouched."""
+    cfg = run.train_cfg
+    order = epoch_order(len(run.train_items), epoch, cfg.seed, run.world, run.rank)
+    run.net.train()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss_value = torch.zeros((), device=run.dev)
+    n_micro = cfg.batch_proteins
+    for b in range(n_micro):
+        micro = step * n_micro + b
+        item = run.train_items[order[(pos * n_micro + b) % len(order)]]
+        # Crops and dropout from (seed, step, rank) alone: a resumed run draws the same ones.
+        g = torch.Generator().manual_seed(step_seed(cfg.seed, micro, run.rank))
+        torch.manual_seed(step_seed(cfg.seed, micro, run.rank))
+        f = spatial_crop(item, cfg.crop_size, cfg.min_altlocs, g).to(run.dev)
+        loss = protein_loss(run.net(f), f, cfg) / n_micro
+        loss.backward()
+        loss_value += loss.detach()
+    if run.world > 1:
+        dist.all_reduce(loss_value)
+        loss_value /= run.world
+    value = float(loss_value)
+    if math.isfinite(value):
+        torch.nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
+        run.optimizer.step()
+        run.scheduler.step()
+    return value, item.name
+
+
+def _log_window(run: _Run, state: _State, window: _Window, now: float, lr: float) -> _Window:
+    """A step record of the mean loss since the last one (and a plain progress line when the
+    output is no terminal); returns the next, empty window."""
+    rate = window.n * run.world * run.train_cfg.batch_proteins / max(now - window.t, 1e-9)
+    mean = window.loss / window.n
+    record = runlog.Record(
+        runlog.STEP,
+        step=state.step,
+        epoch=round(state.step / run.steps_per_epoch, 4),
+        train_loss=mean,
+        lr=lr,
+        seconds=round(state.elapsed, 2),
+        proteins_per_s=round(rate, 3),
+    )
+    _log(run, record)
+    if not run.out.tty:
+        run.out.line(
+            f"step {state.step}/{run.total_steps} epoch {record.epoch:.2f} "
+            f"loss {mean:.4f} lr {lr:.2e} {rate:.2f} proteins/s"
+        )
+    return _Window(now)
+
+
+def _end_epoch(run: _Run, state: _State, epoch: int, lr: float) -> None:
+    """Validate after epoch `epoch` (1-based), log its record, save best.pt and last.pt."""
+    # Model selection always scores R (SPEC §8), whatever min_altlocs trains on, so runs with
+    # min_altlocs 1 and 2 are compared on the same footing.
+    val, val_extra = validate(run.net, run.val_items, 2, run.dev, run.world)
+    train_mean = state.epoch_loss / max(state.epoch_n, 1)
+    state.epoch_loss, state.epoch_n = 0.0, 0
+    improved = val is not None and (state.best is None or val < state.best)
+    state.best = val if improved else state.best
+    record = runlog.Record(
+        runlog.EPOCH,
+        step=state.step,
+        epoch=epoch,
+        train_loss=train_mean,
+        val_nll=val,
+        **val_extra,
+        lr=lr,
+        seconds=round(state.elapsed, 2),
+        best_val_nll=state.best,
+    )
+    state.history.append(record.to_dict())
+    _log(run, record)
+    val_text = "n/a (no validation structures)" if val is None else f"{val:.4f}"
+    run.out.line(
+        f"epoch {epoch}/{run.train_cfg.epochs} train {train_mean:.4f} val NLL {val_text}"
+        + "".join(f" {k[4:]} {v:.3f}" for k, v in val_extra.items() if v is not None)
+        + f" ({state.elapsed:.0f} s)"
+    )
+    if improved or val is None:  # without validation, best.pt is simply the latest epoch
+        _save(run, state, "best.pt", epoch)
+    _save(run, state, "last.pt", epoch)
+
+
+def _all_agree_to_stop(run: _Run, requested: bool) -> bool:
+    """Under torchrun, a stop asked of any process stops all: every rank must leave the loop at
+    the same step, or the others would wait forever in the next all_reduce."""
+    if run.world == 1:
+        return requested
+    flag = torch.tensor([float(requested)], device=run.dev)
+    dist.all_reduce(flag)
+    return bool(flag.item())
+
+
+def _log(run: _Run, record: runlog.Record) -> None:
+    if run.main_rank:
+        runlog.append(run.metrics_path, record)
+
+
+def _save(run: _Run, state: _State, name: str, epoch: int) -> None:
+    """Write checkpoint `name` (rank 0 only) with all `state`, so a resume continues from it."""
+    if not run.main_rank:
+        return
+    save_checkpoint(
+        run.out_dir / name,
+        model_cfg=run.model_cfg,
+        model=run.model,
+        train_cfg=run.train_cfg.to_dict(),
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        step=state.step,
+        epoch=epoch,
+        split=run.split,
+        meta=metadata(
+            run.command, metrics=state.history, best_val_nll=state.best, preset=run.preset
+        ),
+        extra={
+            "seconds": state.elapsed,
+            "best_val_nll": state.best,
+            "history": state.history,
+            "steps_per_epoch": run.steps_per_epoch,
+            "epoch_loss": state.epoch_loss,
+            "epoch_n": state.epoch_n,
+        },
+    )
 
 
 def _bar(epoch: int, epochs: int, pos: int, n: int, loss: float, width: int = 30) -> str:
     done = int(width * pos / max(n, 1))
     return f"epoch {epoch}/{epochs} [{'#' * done}{'.' * (width - done)}] {pos}/{n} loss {loss:.4f}"
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records written after the checkpoint we resume from: they will be written again."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except ValueError:
-            continue
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    os.replace(tmp, path)

@@ -1,56 +1,33 @@
-"""Loss curves of a training run, from its metrics.jsonl records."""
+"""Plotly loss curves of a training run, for the Train page (the model card's PNG is
+eval/figures.learning_curve). Both take their points from train.runlog.series; this module
+only draws the series it is given."""
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 
-def training_curves(records: list[dict]) -> go.Figure:
-    """Loss curves from a run's metrics.jsonl records: training loss by step (logged windows)
-    and, per finished epoch, mean training loss and validation NLL. Markers, so a single
-    point (the first epoch) is visible too."""
-    steps = [r for r in records if r.get("train_loss") is not None and "best_val_nll" not in r]
-    epochs = [r for r in records if "best_val_nll" in r]
+def training_curves(series: dict[str, tuple[list, list]]) -> go.Figure:
+    """Training loss by step (logged windows) and, per finished epoch, mean training loss and
+    validation NLL, from `train.runlog.loss_series`: {"step_loss", "epoch_loss", "val_nll"} ->
+    (x, y). Markers, so a single point (the first epoch) is visible too."""
     fig = make_subplots(
         rows=1,
         cols=2,
         horizontal_spacing=0.1,
         subplot_titles=["training loss by step", "per epoch"],
     )
-    fig.add_trace(
-        go.Scatter(
-            x=[r["step"] for r in steps],
-            y=[r["train_loss"] for r in steps],
-            mode="lines+markers",
-            name="training loss (window)",
-            line=dict(color="#1f3b73"),
-            marker=dict(size=4),
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=[r["epoch"] for r in epochs],
-            y=[r.get("train_loss") for r in epochs],
-            mode="lines+markers",
-            name="training loss (epoch mean)",
-            line=dict(color="#1f3b73", dash="dot"),
-        ),
-        row=1,
-        col=2,
-    )
-    val = [r for r in epochs if r.get("val_nll") is not None]
-    fig.add_trace(
-        go.Scatter(
-            x=[r["epoch"] for r in val],
-            y=[r["val_nll"] for r in val],
-            mode="lines+markers",
-            name="validation NLL",
-            line=dict(color="#CC6677"),
-        ),
-        row=1,
-        col=2,
-    )
+    curves = (  # (series, name, line, marker, column)
+        ("step_loss", "training loss (window)", dict(color="#1f3b73"), dict(size=4), 1),
+        ("epoch_loss", "training loss (epoch mean)", dict(color="#1f3b73", dash="dot"), None, 2),
+        ("val_nll", "validation NLL", dict(color="#CC6677"), None, 2),
+    )  # fmt: skip
+    for key, name, line, marker, col in curves:
+        xs, ys = series[key]
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, line=line, marker=marker),
+            row=1,
+            col=col,
+        )
     fig.update_xaxes(title_text="step", row=1, col=1, gridcolor="#eee")
     fig.update_xaxes(title_text="epoch", row=1, col=2, gridcolor="#eee", dtick=1)
     fig.update_yaxes(title_text="NLL (nats / residue)", row=1, col=1, gridcolor="#eee")
