@@ -220,19 +220,6 @@ def test_bad_uploads_show_an_error_and_the_app_keeps_working(env, name, data, ex
     assert not at.exception and not at.error and at.get("plotly_chart")
 
 
-def test_pages_reach_training_only_through_ui():
-    """Issue 14: a page that imported train would bypass ui's session ownership of runs."""
-    import ast
-
-    for page in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
-        tree = ast.parse(page.read_text())
-        imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
-                    for alias in node.names]  # fmt: skip
-        imported += [f"{node.module}.{alias.name}" for node in ast.walk(tree)
-                     if isinstance(node, ast.ImportFrom) for alias in node.names]  # fmt: skip
-        assert not [m for m in imported if m.startswith("qfitlatent.train")], page.name
-
-
 def test_train_page_runs_a_tiny_fine_tune_that_appears_in_the_model_choice(env):
     at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
     assert not at.exception

@@ -448,8 +448,9 @@ def test_train_page_shows_the_inputs_of_the_chosen_data_source(server, page):
     page.goto(server + "/Train")
     page.wait_for_selector('[data-testid="stApp"]')
     page.get_by_text("Fine-tune").first.wait_for()
-    wait_idle(page)
     main = page.locator('[data-testid="stMain"]')
+    main.get_by_text("Runs", exact=True).wait_for()  # the last section: the page has rendered
+    wait_idle(page)
     dropzone = main.locator('[data-testid="stFileUploaderDropzoneInput"]')
     bundled = main.get_by_text("4 small X-ray structures")
     # The bundled sample is the default: its note, no file input, and no runs in a fresh folder.
