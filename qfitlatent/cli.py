@@ -29,21 +29,119 @@ def cmd_data_report(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train.loop import train_from_args
+    """Exit status 2 for settings a user can fix, 1 when the run failed."""
+    import shlex
 
-    return train_from_args(args)
+    from .train.loop import train
+
+    try:
+        model_cfg, train_cfg = configs_from_args(args)
+        result = train(
+            args.data, args.out, model_cfg, train_cfg, init_from=args.init_from,
+            resume=args.resume, device=args.device, max_structures=args.max_structures,
+            cache_dir=args.cache, pretrain_dir=args.pretrain,
+            command="qfitlatent " + shlex.join(sys.argv[1:]), preset=args.preset,
+        )  # fmt: skip
+    except (FileExistsError, ValueError) as err:  # CheckpointError is a ValueError too
+        print(f"qfitlatent train: {err}", file=sys.stderr)
+        return 2
+    return 1 if result["status"] == "failed" else 0
+
+
+def configs_from_args(args):
+    """(ModelConfig, TrainConfig) from --preset, the flags and `--set key=value` items: the
+    preset is the base, --set overrides it, and the flags override both."""
+    from dataclasses import replace
+
+    from .checkpoint import load_checkpoint
+    from .config import PRESETS, ModelConfig, TrainConfig, split_overrides, with_overrides
+
+    model_sets, train_sets = split_overrides(list(args.set or []))
+    model_base, train_base = ModelConfig(), TrainConfig()
+    if args.preset:
+        if args.preset not in PRESETS:
+            raise ValueError(f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
+        model_base, train_base = PRESETS[args.preset]
+    train_cfg = with_overrides(train_base, train_sets)
+    for key in ("epochs", "lr", "seed"):
+        if getattr(args, key) is not None:
+            train_cfg = replace(train_cfg, **{key: getattr(args, key)})
+    if args.freeze_trunk:
+        train_cfg = replace(train_cfg, freeze_trunk=True)
+    if args.init_from is not None:
+        # Architecture comes from the checkpoint; --set may change what check_compatible allows.
+        saved = ModelConfig.from_dict(load_checkpoint(args.init_from)["config"])
+        return with_overrides(saved, model_sets), train_cfg
+    return with_overrides(model_base, model_sets), train_cfg
 
 
 def cmd_evaluate(args) -> int:
-    from .eval.evaluate import evaluate_from_args
+    from .eval.evaluate import evaluate_folder, format_table
 
-    return evaluate_from_args(args)
+    try:
+        res = evaluate_folder(args.weights, args.data, args.split, args.device, args.cache)
+    except ValueError as err:
+        print(f"qfitlatent evaluate: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(f"qfitlatent evaluate: {args.weights.name} on {args.split} ({res['split_note']})")
+        print(format_table(res))
+    return 0
 
 
 def cmd_predict(args) -> int:
-    from .predict import predict_from_args
+    """Every structure given (files or folders) into OUT/<name>/, the model loaded once. A
+    structure that cannot be read is reported and skipped; exit status 1 when any was."""
+    from .checkpoint import default_weights, load_model, resolve_device, weights_label
+    from .dataset import list_structure_files
+    from .ensemble.multiconf import SplitOptions
+    from .predict import predict, write_outputs
+    from .structure import ResidueId, structure_id
 
-    return predict_from_args(args)
+    weights = Path(args.weights) if args.weights is not None else default_weights()
+    if not weights.is_file():
+        raise CheckpointError(
+            f"no model weights at {weights}; pass --weights PATH to a checkpoint "
+            "(train one with `qfitlatent train`)"
+        )
+    device = resolve_device(args.device)
+    given = {"threshold": args.threshold, "max_conformers": args.max_conformers,
+             "min_occupancy": args.min_occupancy, "input_altlocs": args.input_altlocs}  # fmt: skip
+    try:
+        options = SplitOptions(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as err:
+        print(f"qfitlatent predict: {err}", file=sys.stderr)
+        return 2
+    model, _ = load_model(weights, device)
+    files = []
+    for item in args.structures:
+        files.extend(list_structure_files(item) if Path(item).is_dir() else [Path(item)])
+    skipped = 0
+    for path in files:
+        try:
+            pred = predict(model, path, n_samples=args.samples, seed=args.seed,
+                           temperature=args.temperature, device=device, options=options,
+                           conformers=args.conformers)  # fmt: skip
+        except StructureError as err:
+            print(f"skipped {path}: {err}", file=sys.stderr)
+            skipped += 1
+            continue
+        for warning in pred.parsed.warnings:  # what the app shows under the structure
+            print(f"{path.name}: warning: {warning}", file=sys.stderr)
+        out = Path(args.out) / structure_id(path)
+        write_outputs(pred, out, weights_label(weights))
+        top = ", ".join(
+            f"{ResidueId(r['chain'], r['resnum'], r['icode']).label()} {r['resname']}"
+            for r in pred.table[:5]
+        )
+        m = pred.multiconformer
+        print(f"{path.name}: {pred.features.n_res} residues → {out}; {m.n_split} split "
+              f"(expected flexible {m.expected_flexible:.1f}); most flexible: {top}")  # fmt: skip
+    if skipped:
+        print(f"{skipped} of {len(files)} structure(s) skipped", file=sys.stderr)
+    return 1 if skipped else 0
 
 
 def cmd_runs(args) -> int:
@@ -98,6 +196,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 DEVICE_HELP = "where the model runs: auto = the GPU when torch sees one, else the CPU"
 
 
+CACHE_HELP = "feature cache folder (default: $QFITLATENT_CACHE, else ~/.cache/qfitlatent)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="qfitlatent",
@@ -114,15 +215,26 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=helptext, description=description or helptext,
                               formatter_class=HelpFormatter)  # fmt: skip
 
+    for add_command in (_data_report_parser, _train_parser, _evaluate_parser, _predict_parsers,
+                        _runs_parser):  # fmt: skip
+        add_command(add)
+    return p
+
+
+def _data_report_parser(add) -> None:
+    """`qfitlatent data-report`."""
     r = add("data-report", "what a folder of structures holds for training")
     r.add_argument("data", type=Path, help="folder of .pdb/.cif(.gz) files")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument(
         "--cache", type=Path, default=None,
-        help="feature cache folder (default: $QFITLATENT_CACHE, else ~/.cache/qfitlatent)",
+        help=CACHE_HELP,
     )  # fmt: skip
     r.set_defaults(func=cmd_data_report)
 
+
+def _train_parser(add) -> None:
+    """`qfitlatent train`."""
     t = add(
         "train",
         "train or fine-tune a model",
@@ -185,10 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     t.add_argument(
         "--cache", type=Path, default=None,
-        help="feature cache folder (default: $QFITLATENT_CACHE, else ~/.cache/qfitlatent)",
+        help=CACHE_HELP,
     )  # fmt: skip
     t.set_defaults(func=cmd_train)
 
+
+def _evaluate_parser(add) -> None:
+    """`qfitlatent evaluate`."""
     e = add(
         "evaluate",
         "metrics of a model against rotamer-library and flexibility baselines",
@@ -210,15 +325,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help=DEVICE_HELP)
     e.add_argument(
         "--cache", type=Path, default=None,
-        help="feature cache folder (default: $QFITLATENT_CACHE, else ~/.cache/qfitlatent)",
+        help=CACHE_HELP,
     )  # fmt: skip
     e.set_defaults(func=cmd_evaluate)
 
+
+def _predict_parsers(add) -> None:
+    """`qfitlatent predict` and its other name, `sample`."""
+    from .ensemble.multiconf import SplitOptions
+
+    split = SplitOptions()  # the defaults the help states
     predict_about = (
-        "Predict every structure given: OUT/<name>/ gets mixture.json (the χ mixtures), "
-        "residues.csv (flexibility per residue), multiconformer.pdb/.cif (altlocs where the "
-        "model predicts them, for refinement), samples.pdb/.cif (one model per draw) and "
-        "report.csv (why each residue was or was not split)."
+        "Predict every structure given: OUT/<name>/ gets <name>_mixture.json (the χ mixtures), "
+        "<name>_residues.csv (flexibility per residue), <name>_multiconformer.pdb/.cif (altlocs "
+        "where the model predicts them, for refinement), <name>_samples.pdb/.cif (one model per "
+        "draw) and <name>_report.csv (why each residue was or was not split): the files the "
+        "app offers for download."
     )
     for name, helptext in (
         ("predict", "mixtures, flexibility table, multiconformer model, sampled ensemble"),
@@ -248,18 +370,19 @@ def build_parser() -> argparse.ArgumentParser:
             "--threshold",
             type=fraction,
             default=None,
-            help="split a residue in multiconformer.pdb where its flexibility is at least this "
-            "(default: 0.5)",
+            help="split a residue in the multiconformer model where its flexibility is at least "
+            f"this (default: {split.threshold:g})",
         )
         q.add_argument(
             "--max-conformers",
             type=positive_int,
             default=None,
-            help="conformers per split residue, the input's side chain included (default: 3)",
+            help="conformers per split residue, the input's side chain included (default: "
+            f"{split.max_conformers})",
         )
         q.add_argument(
             "--min-occupancy", type=fraction, default=None,
-            help="lightest alternative written (default: 0.1)",
+            help=f"lightest alternative written (default: {split.min_occupancy:g})",
         )
         q.add_argument(
             "--input-altlocs",
@@ -275,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         q.set_defaults(func=cmd_predict)
 
+
+def _runs_parser(add) -> None:
+    """`qfitlatent runs`, the operator's commands."""
     u = add("runs", "operator: list, stop, delete or publish Train-page runs")
     u.add_argument(
         "action", choices=["list", "stop", "delete", "publish", "unpublish"],
@@ -284,7 +410,6 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("name", nargs="?", help="run name (all actions but list)")
     u.add_argument("--runs", type=Path, default=None, help="runs folder (default $QFITLATENT_RUNS)")
     u.set_defaults(func=cmd_runs)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

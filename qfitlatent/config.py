@@ -139,3 +139,21 @@ def with_overrides(cfg, overrides: list[str]):
             raise ValueError(f"unknown setting {key!r}; known: {', '.join(sorted(types))}")
         changes[key] = parse_value(key, types[key], value)  # SettingsError names key and range
     return replace(cfg, **changes)
+
+
+def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
+    """`key=value` strings sorted into (ModelConfig ones, TrainConfig ones); unknown keys fail."""
+    model_keys = {f.name for f in fields(ModelConfig)}
+    train_keys = {f.name for f in fields(TrainConfig)}
+    model_sets, train_sets = [], []
+    for item in items:
+        key = item.partition("=")[0].strip()
+        if key in model_keys:
+            model_sets.append(item)
+        elif key in train_keys:
+            train_sets.append(item)
+        else:
+            raise ValueError(
+                f"unknown setting {key!r}; known: {', '.join(sorted(model_keys | train_keys))}"
+            )
+    return model_sets, train_sets

@@ -138,7 +138,8 @@ def fit_von_mises_mixture(
         seen = n_kd > 1e-9
         mu = torch.where(seen, torch.atan2(s_kd, c_kd) / freq, mu)
         rbar = torch.sqrt(s_kd**2 + c_kd**2) / (n_kd + pseudo_count).clamp_min(1e-12)
-        kappa = torch.where(seen, kappa_from_resultant_length(rbar).clamp(KAPPA_MIN, KAPPA_MAX), kappa)
+        fitted = kappa_from_resultant_length(rbar).clamp(KAPPA_MIN, KAPPA_MAX)
+        kappa = torch.where(seen, fitted, kappa)
     # Dimensions no sample defines carry no information: make them uniform.
     undefined = ~m.any(0)  # [D]
     kappa = torch.where(undefined[None], torch.full_like(kappa, KAPPA_MIN), kappa)
@@ -270,9 +271,9 @@ def backbone_dependent_logits(
 
 @dataclass(frozen=True)
 class LibraryOptions:
-    """Rotamer-library settings. Defaults were chosen on the training split alone: fitted on 80% of the
-    training structures, scored by NLL over R of the other 20% (never on the validation split).
-    """
+    """Rotamer-library settings. Defaults were chosen on the training split alone: fitted on 80%
+    of the training structures, scored by NLL over R of the other 20% (never on the validation
+    split)."""
 
     # 1: every residue with a χ (single conformers too); 2: SPEC §5's R only. All residues gave
     # 2.38 vs 2.63 nats on R at K = 16: rotamer populations need the ~95% single conformers.

@@ -5,7 +5,6 @@ writers below (the only writers of these files), so a file written by either is 
 """
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,18 +14,16 @@ import torch
 from . import residues
 from .atomic import write_atomic
 from .checkpoint import resolve_device
-from .dataset import list_structure_files
 from .ensemble import build
 from .ensemble.conformers import Selection, flexibility_score, iid_selection, select_conformers
 from .ensemble.multiconf import MulticonformerModel, SplitOptions, build_multiconformer, report_csv
 from .ensemble.sample import sample_chis
-from .errors import CheckpointError, StructureError
 from .features import Features, featurize
 from .flexibility import flexibility_table
 from .flexibility import table_csv as _table_csv
 from .mixture import Mixture
 from .server_config import check_prediction_size
-from .structure import ParsedStructure, ResidueId, read_structure, structure_id
+from .structure import ParsedStructure, read_structure
 
 MIXTURE_FORMAT = "qfitlatent.mixture/1"
 # Every output of a prediction: kind -> the end of its file name (after "<structure>_"), in the
@@ -279,66 +276,3 @@ def residue_proposals(pred: Prediction, i: int) -> list[tuple[str, float, dict, 
     ]
 
 
-def predict_from_args(args) -> int:
-    """`qfitlatent predict|sample`: every structure given (files or folders) into OUT/<name>/.
-
-    The model is loaded once. A structure that cannot be read is reported and skipped; the exit
-    code is 1 when anything was skipped, 0 otherwise.
-    """
-    from .checkpoint import default_weights, load_model, weights_label
-
-    weights = Path(args.weights) if args.weights is not None else default_weights()
-    if not weights.is_file():
-        raise CheckpointError(
-            f"no model weights at {weights}; pass --weights PATH to a checkpoint "
-            "(train one with `qfitlatent train`)"
-        )
-    device = resolve_device(args.device)
-    given = {
-        "threshold": args.threshold,
-        "max_conformers": args.max_conformers,
-        "min_occupancy": args.min_occupancy,
-        "input_altlocs": args.input_altlocs,
-    }
-    try:
-        options = SplitOptions(**{k: v for k, v in given.items() if v is not None})
-    except ValueError as err:
-        print(f"qfitlatent predict: {err}", file=sys.stderr)
-        return 2
-    model, _ = load_model(weights, device)
-    files = []
-    for item in args.structures:
-        files.extend(list_structure_files(item) if Path(item).is_dir() else [Path(item)])
-    skipped = 0
-    for path in files:
-        try:
-            pred = predict(
-                model,
-                path,
-                n_samples=args.samples,
-                seed=args.seed,
-                temperature=args.temperature,
-                device=device,
-                options=options,
-                conformers=args.conformers,
-            )
-        except StructureError as err:
-            print(f"skipped {path}: {err}", file=sys.stderr)
-            skipped += 1
-            continue
-        for warning in pred.parsed.warnings:  # what the app shows under the structure
-            print(f"{path.name}: warning: {warning}", file=sys.stderr)
-        write_outputs(pred, Path(args.out) / structure_id(path), weights_label(weights))
-        top = ", ".join(
-            f"{ResidueId(r['chain'], r['resnum'], r['icode']).label()} {r['resname']}"
-            for r in pred.table[:5]
-        )
-        m = pred.multiconformer
-        print(
-            f"{path.name}: {pred.features.n_res} residues → {Path(args.out) / structure_id(path)}; "
-            f"{m.n_split} split (expected flexible {m.expected_flexible:.1f}); "
-            f"most flexible: {top}"
-        )
-    if skipped:
-        print(f"{skipped} of {len(files)} structure(s) skipped", file=sys.stderr)
-    return 1 if skipped else 0

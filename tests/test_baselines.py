@@ -176,7 +176,8 @@ def test_baselines_predict_one_mixture_per_residue():
     # The network's prior starts from this very fit, so evaluation measures what it adds.
     lib = fit_library([train], LibraryOptions(n_components=3))
     assert torch.equal(lib.bin_logits, fitted["bb_dependent"].bin_logits)
-    assert all(torch.equal(a, b) for a, b in zip(lib.per_aa.table, fitted["per_aa"].table, strict=True))
+    tables = zip(lib.per_aa.table, fitted["per_aa"].table, strict=True)
+    assert all(torch.equal(a, b) for a, b in tables)
     uni = UniformBaseline().predict(test)
     lp = log_prob(test.chi[:, 0], uni, test.chi_mask[:, 0], test.pi_symmetric)
     np.testing.assert_allclose(lp.numpy(), -math.log(2 * math.pi), rtol=1e-6)

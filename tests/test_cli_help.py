@@ -34,8 +34,14 @@ def test_every_option_has_help_that_names_its_default(name):
 
 
 def test_predict_help_shows_numbers_and_sample_is_documented():
-    text = subcommands()["predict"].format_help()
-    assert "(default: 10)" in text and "(default: 0)" in text and "(default: 0.5)" in text
-    assert "multiconformer.pdb" in text
+    from qfitlatent.ensemble.multiconf import SplitOptions
+
+    text = " ".join(subcommands()["predict"].format_help().split())  # unwrapped
+    assert "(default: 10)" in text and "(default: 0)" in text
+    # The split defaults are the ones predict uses (the help once said 0.5 after they changed).
+    split = SplitOptions()
+    assert f"at least this (default: {split.threshold:g})" in text
+    assert f"included (default: {split.max_conformers})" in text
+    assert "<name>_multiconformer.pdb" in text
     top = build_parser().format_help()
     assert "sample" in top and "another name for predict" in top

@@ -122,9 +122,8 @@ def test_train_command_is_an_argument_list(tmp_path):
 def test_a_launched_command_with_a_preset_builds_that_presets_configs(tmp_path):
     from dataclasses import replace
 
-    from qfitlatent.cli import build_parser
+    from qfitlatent.cli import build_parser, configs_from_args
     from qfitlatent.config import PRESETS
-    from qfitlatent.train.loop import configs_from_args
 
     cmd = jobs.train_command(tmp_path / "r", tmp_path / "d", epochs=3, lr=1e-4,
                              preset="qfitlatent-v2", overrides=["n_blocks=2"])  # fmt: skip

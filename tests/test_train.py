@@ -14,10 +14,10 @@ import torch
 from conftest import DATA, ROOT
 
 from qfitlatent.checkpoint import load_checkpoint
-from qfitlatent.config import ModelConfig, TrainConfig
+from qfitlatent.config import ModelConfig, TrainConfig, split_overrides
 from qfitlatent.train import loop as train_module
 from qfitlatent.train import runlog
-from qfitlatent.train.loop import epoch_order, spatial_crop, split_overrides, train
+from qfitlatent.train.loop import epoch_order, spatial_crop, train
 
 TINY = ModelConfig(
     d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8
@@ -152,8 +152,8 @@ def test_settings_go_to_the_right_config():
 def test_preset_is_the_base_that_flags_and_settings_override():
     from argparse import Namespace
 
+    from qfitlatent.cli import configs_from_args
     from qfitlatent.config import PRESETS
-    from qfitlatent.train.loop import configs_from_args
 
     args = Namespace(
         preset="qfitlatent-v2", set=["n_blocks=2", "r_share=0.5"], epochs=1, lr=None, seed=None,

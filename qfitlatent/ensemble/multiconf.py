@@ -284,9 +284,10 @@ def build_multiconformer(
     parsed: ParsedStructure,
     selection: Selection,
     score: torch.Tensor,  # [N] flexibility score per residue
-    options: SplitOptions = SplitOptions(),
+    options: SplitOptions | None = None,
 ) -> MulticonformerModel:
     """The multiconformer model and its report (see the module docstring for the rules)."""
+    options = options or SplitOptions()
     if len(score) != len(parsed.residues):
         raise ValueError(f"{len(score)} scores for {len(parsed.residues)} residues")
     score = score.tolist()  # [N] floats: read per residue below
@@ -305,16 +306,7 @@ def build_multiconformer(
         and rebuildable(parsed.residues[i])
         and score[i] >= options.threshold
     ]
-    for i in sorted(observed):
-        rec = parsed.residues[i]
-        for conf in rec.conformers:
-            chi = measure_chis(
-                {n: torch.tensor(x) for n, x in {**rec.backbone, **conf.atoms}.items()}, rec.parent
-            ) if rec.parent else torch.full((4,), float("nan"))
-            rows.append(
-                _row(i, rec, score[i], conf.altloc, round(conf.occ, 2), chi, n_chi[i],
-                     "observed", "kept as in the input")
-            )  # fmt: skip
+    rows += _observed_rows(parsed, sorted(observed), score, n_chi)
     prepared = _prepare(parsed, selection, candidates)
     for i in sorted(candidates, key=lambda j: (-score[j], j)):
         rec = parsed.residues[i]
@@ -405,6 +397,22 @@ def build_multiconformer(
         options=options,
         remarks=[B_FACTOR_REMARK],
     )
+
+
+def _observed_rows(parsed: ParsedStructure, kept: list[int], score, n_chi) -> list[dict]:
+    """Report rows of the residues whose input altlocs are kept: one per observed conformer."""
+    rows = []
+    for i in kept:
+        rec = parsed.residues[i]
+        for conf in rec.conformers:
+            chi = measure_chis(
+                {n: torch.tensor(x) for n, x in {**rec.backbone, **conf.atoms}.items()}, rec.parent
+            ) if rec.parent else torch.full((4,), float("nan"))
+            rows.append(
+                _row(i, rec, score[i], conf.altloc, round(conf.occ, 2), chi, n_chi[i],
+                     "observed", "kept as in the input")
+            )  # fmt: skip
+    return rows
 
 
 def _prepare(parsed: ParsedStructure, selection: Selection, candidates: list[int]) -> dict:

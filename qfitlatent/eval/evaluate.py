@@ -6,8 +6,6 @@ the model (metrics.score_structure, metrics.score_flexibility), on the validatio
 every structure in a folder.
 """
 
-import json
-import sys
 
 import torch
 
@@ -188,24 +186,20 @@ def format_table(res: dict, n_samples: int = N_SAMPLES) -> str:
     return "\n".join(lines)
 
 
-def evaluate_from_args(args) -> int:
-    device = resolve_device(args.device)
-    model, info = load_model(args.weights, device)
-    names = [structure_id(p) for p in list_structure_files(args.data)]
-    train_names, eval_names, note = evaluation_split(info, names, args.split)
+def evaluate_folder(weights, data, split: str = "val", device="auto", cache=None) -> dict:
+    """Score a checkpoint on the `split` structures ("val" or "all") of the folder it was
+    trained on, the baselines fitted on its training structures. The result carries `split`,
+    `split_note` and `skipped` files. ValueError when the folder holds none of them."""
+    device = resolve_device(device)
+    model, info = load_model(weights, device)
+    names = [structure_id(p) for p in list_structure_files(data)]
+    train_names, eval_names, note = evaluation_split(info, names, split)
     if not eval_names:
-        print(f"qfitlatent evaluate: no {args.split} structures of the checkpoint in {args.data}",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    feats_train, _ = load_dataset(args.data, args.cache, names=train_names)
-    feats_eval, skipped = load_dataset(args.data, args.cache, names=eval_names)
+        raise ValueError(f"no {split} structures of the checkpoint in {data}")
+    feats_train, _ = load_dataset(data, cache, names=train_names)
+    feats_eval, skipped = load_dataset(data, cache, names=eval_names)
     res = evaluate(model, feats_eval, feats_train, device=device)
-    res["split"] = args.split
+    res["split"] = split
     res["split_note"] = note
     res["skipped"] = [{"file": n, "reason": r} for n, r in skipped]
-    if args.json:
-        print(json.dumps(res, indent=1))
-    else:
-        print(f"qfitlatent evaluate: {args.weights.name} on {args.split} ({note})")
-        print(format_table(res))
-    return 0
+    return res

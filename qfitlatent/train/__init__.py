@@ -1,6 +1,6 @@
 """Training: the loop that writes a run folder, and the jobs the Train page launches.
 
-- loop: `qfitlatent train` (train, configs_from_args): setup and resume, one optimisation step,
+- loop: train(), what `qfitlatent train` runs: setup and resume, one optimisation step,
   epoch-end validation and checkpoints, stop requests (SIGTERM, on_step, torchrun ranks).
 - runlog: metrics.jsonl, the run's log of step and epoch records; the only code that writes or
   reads it (the loop appends, the page, the runs table and the model-card figure read).

@@ -17,11 +17,10 @@ processes). On a machine that other jobs keep busy, 1 thread is often several ti
 import csv
 import math
 import os
-import shlex
 import signal
 import sys
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,7 +28,7 @@ import torch.distributed as dist
 
 from ..atomic import remove_stale_temporaries
 from ..checkpoint import build_model, load_checkpoint, metadata, resolve_device, save_checkpoint
-from ..config import PRESETS, ModelConfig, TrainConfig, with_overrides
+from ..config import ModelConfig, TrainConfig
 from ..dataset import (
     list_structure_files,
     load_dataset,
@@ -47,69 +46,6 @@ from ..model import QFitLatent
 from . import runlog
 
 # --- command line ------------------------------------------------------------------------------
-
-
-def split_overrides(items: list[str]) -> tuple[list[str], list[str]]:
-    """`key=value` strings sorted into (ModelConfig ones, TrainConfig ones); unknown keys fail."""
-    model_keys = {f.name for f in fields(ModelConfig)}
-    train_keys = {f.name for f in fields(TrainConfig)}
-    model_sets, train_sets = [], []
-    for item in items:
-        key = item.partition("=")[0].strip()
-        if key in model_keys:
-            model_sets.append(item)
-        elif key in train_keys:
-            train_sets.append(item)
-        else:
-            raise ValueError(
-                f"unknown setting {key!r}; known: {', '.join(sorted(model_keys | train_keys))}"
-            )
-    return model_sets, train_sets
-
-
-def train_from_args(args) -> int:
-    """`qfitlatent train`: returns the process exit status (2 for settings a user can fix)."""
-    try:
-        model_cfg, train_cfg = configs_from_args(args)
-        result = train(
-            args.data,
-            args.out,
-            model_cfg,
-            train_cfg,
-            init_from=args.init_from,
-            resume=args.resume,
-            device=args.device,
-            max_structures=args.max_structures,
-            cache_dir=args.cache,
-            pretrain_dir=args.pretrain,
-            command="qfitlatent " + shlex.join(sys.argv[1:]),
-            preset=getattr(args, "preset", None),
-        )
-    except (FileExistsError, ValueError) as err:  # CheckpointError is a ValueError too
-        print(f"qfitlatent train: {err}", file=sys.stderr)
-        return 2
-    return 1 if result["status"] == "failed" else 0
-
-
-def configs_from_args(args) -> tuple[ModelConfig, TrainConfig]:
-    """ModelConfig and TrainConfig from the flags and `--set key=value` items."""
-    model_sets, train_sets = split_overrides(list(args.set or []))
-    model_base, train_base = ModelConfig(), TrainConfig()
-    if getattr(args, "preset", None):
-        if args.preset not in PRESETS:
-            raise ValueError(f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
-        model_base, train_base = PRESETS[args.preset]
-    train_cfg = with_overrides(train_base, train_sets)
-    for key in ("epochs", "lr", "seed"):
-        if getattr(args, key, None) is not None:
-            train_cfg = replace(train_cfg, **{key: getattr(args, key)})
-    if args.freeze_trunk:
-        train_cfg = replace(train_cfg, freeze_trunk=True)
-    if args.init_from is not None:
-        # Architecture comes from the checkpoint; --set may change what check_compatible allows.
-        saved = ModelConfig.from_dict(load_checkpoint(args.init_from)["config"])
-        return with_overrides(saved, model_sets), train_cfg
-    return with_overrides(model_base, model_sets), train_cfg
 
 
 # --- pieces of a step --------------------------------------------------------------------------
