@@ -8,6 +8,7 @@ mixture arrays (logits [K], mu and kappa [K, D], pi_symmetric [D]), altlocs as
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import plotly.graph_objects as go
@@ -133,6 +134,19 @@ def _paper(fig_w, fig_h, x, y, xa, ya, text, size, box=None, **kw) -> dict:
                     "color", "#333")), **kw)  # fmt: skip
 
 
+class _Panel(NamedTuple):
+    """Where one χ panel sits, in pixels of the whole figure (y down). Its traces, its polar
+    axis and its pixel labels all derive from this, so it is passed whole to each layer."""
+
+    d: int  # which χ, 0-based
+    subplot: str  # plotly's polar id: "polar", "polar2", …
+    cx: float  # circle centre, px
+    cy: float
+    r_max: float  # density per radian at the rim (the radial range)
+    fig_w: int  # whole figure, px
+    fig_h: int
+
+
 def chi_circle_figure(
     logits: np.ndarray,  # [K]
     mu: np.ndarray,  # [K, D]
@@ -155,14 +169,12 @@ def chi_circle_figure(
     The figure has a fixed pixel size (show it with width="content") so every label is placed
     in pixels, clear of every other: nothing overlaps and nothing leaves the figure.
     """
-    # One long function on purpose: a panel's traces and its pixel labels share the panel's
-    # geometry (cx, cy, r_max) and the boxes already taken; split, they would pass it all around.
     n_chi = max(1, int(n_chi))
-    grid = np.linspace(-math.pi, math.pi, n_grid, endpoint=False)
-    total, per = chi_density(logits, mu, kappa, pi_symmetric, grid)
-    w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
-    names = component_names(resname, _deg(mu), w, pi_symmetric, n_chi)
-    theta = np.append(_deg(grid), _deg(grid[0]) + 360.0)  # closed curves
+    grid = np.linspace(-math.pi, math.pi, n_grid, endpoint=False)  # [G] rad
+    total, per = chi_density(logits, mu, kappa, pi_symmetric, grid)  # [D, G], [K, D, G]
+    w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()  # [K]
+    names = component_names(resname, _deg(mu), w, pi_symmetric, n_chi)  # {k: "mt−80"}
+    theta = np.append(_deg(grid), _deg(grid[0]) + 360.0)  # [G + 1] deg: closed curves
     fig_w, fig_h = 2 * PAD + PANEL_W * n_chi + LEGEND_W, CIRCLE_H
     cy = TITLE_H + 20 + 22 + CIRCLE_R  # title, panel title, room for the top tick label
     fig = go.Figure()
@@ -171,174 +183,234 @@ def chi_circle_figure(
         notes.append(_paper(fig_w, fig_h, PAD, 4, "left", "top", f"<b>{title}</b>", 14,
                             color="#111"))  # fmt: skip
     for d in range(n_chi):
-        polar = "polar" if d == 0 else f"polar{d + 1}"
-        cx = PAD + PANEL_W * (d + 0.5)
-        r_max = float(total[d].max()) * 1.18
-        first = d == 0
-        for k, name in names.items():
-            fig.add_trace(
-                go.Scatterpolar(
-                    r=np.append(per[k, d], per[k, d, 0]),
-                    theta=theta,
-                    mode="lines",
-                    line=dict(color=component_colour(k), width=1, dash="dot"),
-                    name=name,
-                    legendgroup=f"c{k}",
-                    showlegend=first,
-                    subplot=polar,
-                    hovertemplate=f"{name}<br>χ{d + 1} %{{theta:.0f}}°<br>"
-                    "%{r:.3f} /rad<extra></extra>",
-                )
-            )
-            mean = float(wrap_deg(_deg(mu[k, d])))
-            for m in [mean, mean + 180.0] if pi_symmetric[d] else [mean]:
-                fig.add_trace(
-                    go.Scatterpolar(
-                        r=[0, r_max * 0.92],
-                        theta=[m, m],
-                        mode="lines",
-                        line=dict(color=component_colour(k), width=2),
-                        legendgroup=f"c{k}",
-                        showlegend=False,
-                        subplot=polar,
-                        hovertemplate=f"{name}: mean {float(wrap_deg(m)):.0f}°, "
-                        f"κ {kappa[k, d]:.1f}<extra></extra>",
-                    )
-                )
-        fig.add_trace(
+        p = _Panel(d, "polar" if d == 0 else f"polar{d + 1}", PAD + PANEL_W * (d + 0.5), cy,
+                   float(total[d].max()) * 1.18, fig_w, fig_h)  # fmt: skip
+        obs = merge_altlocs(observed, [d])  # altlocs defined on this χ, coinciding ones merged
+        scale = _nice(float(total[d].max()) * 0.6)  # the one labelled grid circle, /rad
+        traces = [
+            *_component_traces(p, names, per[:, d], mu[:, d], kappa[:, d], pi_symmetric[d], theta),
+            _total_trace(p, total[d], theta),
+            *_sample_traces(p, samples),
+            *_altloc_traces(p, obs),
+        ]
+        for trace in traces:
+            fig.add_trace(trace)
+        head = _panel_head(d, chi_atoms, pi_symmetric[d])
+        notes += _panel_labels(p, head, scale, obs) + _occupancy_notes(p, obs)
+        fig.update_layout({p.subplot: _polar_axes(p, scale)})
+    fig.update_layout(**_circle_layout(fig_w, fig_h, notes))
+    return fig
+
+
+def _component_traces(p: _Panel, names, per_d, mu_d, kappa_d, symmetric, theta) -> list:
+    """Each named component's density on this χ (dotted) and its mean as a spoke (two spokes,
+    180° apart, on a π-symmetric χ). per_d [K, G] density, mu_d and kappa_d [K], theta [G + 1].
+    The legend entry is the density curve of the first panel; spokes share its group."""
+    traces = []
+    for k, name in names.items():
+        traces.append(
             go.Scatterpolar(
-                r=np.append(total[d], total[d, 0]),
+                r=np.append(per_d[k], per_d[k, 0]),  # [G + 1], closed
                 theta=theta,
                 mode="lines",
-                fill="toself",
-                line=dict(color="#1f3b73", width=2.5),
-                fillcolor="rgba(31,59,115,0.15)",
-                name="predicted density",
-                legendgroup="total",
-                showlegend=first,
-                subplot=polar,
-                hovertemplate=f"χ{d + 1} %{{theta:.0f}}°<br>density %{{r:.3f}} /rad<extra></extra>",
+                line=dict(color=component_colour(k), width=1, dash="dot"),
+                name=name,
+                legendgroup=f"c{k}",
+                showlegend=p.d == 0,
+                subplot=p.subplot,
+                hovertemplate=f"{name}<br>χ{p.d + 1} %{{theta:.0f}}°<br>"
+                "%{r:.3f} /rad<extra></extra>",
             )
         )
-        if samples is not None and len(samples):
-            fig.add_trace(
+        mean = float(wrap_deg(_deg(mu_d[k])))
+        for m in [mean, mean + 180.0] if symmetric else [mean]:
+            traces.append(
                 go.Scatterpolar(
-                    r=np.full(len(samples), r_max),
-                    theta=_deg(np.asarray(samples)[:, d]),
-                    mode="markers",
-                    marker=dict(symbol="line-ns-open", size=10, color="#555", line=dict(width=1.5)),
-                    name="sampled χ",
-                    legendgroup="samples",
-                    showlegend=first,
-                    subplot=polar,
-                    hovertemplate="sample %{theta:.0f}°<extra></extra>",
+                    r=[0, p.r_max * 0.92],
+                    theta=[m, m],
+                    mode="lines",
+                    line=dict(color=component_colour(k), width=2),
+                    legendgroup=f"c{k}",
+                    showlegend=False,
+                    subplot=p.subplot,
+                    hovertemplate=f"{name}: mean {float(wrap_deg(m)):.0f}°, "
+                    f"κ {kappa_d[k]:.1f}<extra></extra>",
                 )
             )
-        obs = merge_altlocs(observed, [d])
-        if obs:
-            fig.add_trace(
-                go.Scatterpolar(
-                    r=[r_max] * len(obs),
-                    theta=[o["deg"][0] for o in obs],
-                    mode="markers",
-                    customdata=[o["text"] for o in obs],
-                    marker=dict(
-                        symbol="diamond",
-                        size=[8 + 8 * o["occ"] for o in obs],  # area follows occupancy
-                        color="#111",
-                        line=dict(color="white", width=1),
-                    ),
-                    name="input altloc (occupancy)",
-                    legendgroup="obs",
-                    showlegend=first,
-                    subplot=polar,
-                    hovertemplate="altloc %{customdata}<br>χ %{theta:.0f}°<extra></extra>",
-                )
-            )
-        # Labels, all in pixels: panel title, well ticks outside the rim, the radial scale on
-        # its grid circle, altloc letters inside the rim, occupancies under the panel.
-        bounds = (cx - PANEL_W / 2 + 2, TITLE_H, cx + PANEL_W / 2 - 2, fig_h - 2)
-        taken: list[tuple] = []
-        atoms = "–".join(chi_atoms[d]) if d < len(chi_atoms) else ""
-        head = f"χ{d + 1}" + (f" · {atoms}" if atoms else "")
-        head += " (π-symmetric)" if pi_symmetric[d] else ""
-        ty = TITLE_H + 2
-        taken.append(text_box(cx, ty, head, 12, "center", "top"))
-        notes.append(_paper(fig_w, fig_h, cx, ty, "center", "top", head, 12, color="#111"))
-        for angle, text in CHI_TICKS:
-            xa, ya = _outward_anchor(angle)
-            x, y = _polar_xy(cx, cy, CIRCLE_R + 5, angle)
-            taken.append(text_box(x, y, text, 10, xa, ya))
-            notes.append(_paper(fig_w, fig_h, x, y, xa, ya, text, 10, color="#555"))
-        scale = _nice(float(total[d].max()) * 0.6)
-        gaps = [a for a in (30.0, 90.0, 150.0, 210.0, 270.0, 330.0)]
-        obs_deg = [o["deg"][0] for o in obs]
-        scale_angle = max(gaps, key=lambda a: min([abs(wrap_deg(a - b)) for b in obs_deg] or [0]))
-        sx, sy = _polar_xy(cx, cy, CIRCLE_R * scale / r_max, scale_angle)
-        scale_text = f"{_fmt_num(scale)}/rad"
-        taken.append(text_box(sx, sy, scale_text, 9))
-        notes.append(_paper(fig_w, fig_h, sx, sy, "center", "middle", scale_text, 9,
-                            color="#777", bgcolor="rgba(255,255,255,0.85)"))  # fmt: skip
-        letters = [o["text"].rsplit(" ", 1)[0] for o in obs]
-        items = [
-            {
-                "text": t,
-                "size": 10,
-                "candidates": [
-                    (*_polar_xy(cx, cy, CIRCLE_R * f, o["deg"][0] + da), "center", "middle")
-                    for f in (0.8, 0.62, 0.44, 0.28) for da in (0.0, 12.0, -12.0)
-                ],
-            }
-            for t, o in zip(letters, obs, strict=True)
-        ]
-        for item, spot in zip(items, place_labels(items, taken, bounds), strict=True):
-            if spot is not None:
-                notes.append(_paper(fig_w, fig_h, *spot, item["text"], 10, color="#111",
-                                    bgcolor="rgba(255,255,255,0.7)"))  # fmt: skip
-        # Occupancies under the panel, as many per line as fit.
-        lines, line = [], ""
-        for o in obs:
-            part = o["text"] if not line else f"{line} · {o['text']}"
-            if line and len(part) * CHAR_W * 10 > PANEL_W - 12:
-                lines.append(line)
-                part = o["text"]
-            line = part
-        lines += [line] if line else []
-        y = cy + CIRCLE_R + 26
-        for text in (["input altlocs (occupancy):", *lines] if lines else []):
-            notes.append(_paper(fig_w, fig_h, cx, y, "center", "top", text, 10, color="#333"))
-            y += 15  # one text_box height at size 10
-        fig.update_layout(
-            {
-                polar: dict(
-                    domain=dict(
-                        x=[(cx - CIRCLE_R) / fig_w, (cx + CIRCLE_R) / fig_w],
-                        y=[1 - (cy + CIRCLE_R) / fig_h, 1 - (cy - CIRCLE_R) / fig_h],
-                    ),
-                    angularaxis=dict(
-                        rotation=90,
-                        direction="counterclockwise",
-                        thetaunit="degrees",
-                        gridcolor="#e5e5e5",
-                        tickmode="array",
-                        tickvals=[0, 60, 120, 180, 240, 300],
-                        showticklabels=False,
-                        ticks="",
-                    ),
-                    radialaxis=dict(
-                        range=[0, r_max],
-                        tickmode="array",
-                        tickvals=[scale],
-                        showticklabels=False,
-                        ticks="",
-                        gridcolor="#d9d9d9",
-                        showline=False,
-                    ),
-                    bgcolor="white",
-                )
-            }
+    return traces
+
+
+def _total_trace(p: _Panel, total_d, theta) -> go.Scatterpolar:
+    """The mixture's density on this χ, filled: total_d [G], theta [G + 1] deg."""
+    return go.Scatterpolar(
+        r=np.append(total_d, total_d[0]),  # [G + 1], closed
+        theta=theta,
+        mode="lines",
+        fill="toself",
+        line=dict(color="#1f3b73", width=2.5),
+        fillcolor="rgba(31,59,115,0.15)",
+        name="predicted density",
+        legendgroup="total",
+        showlegend=p.d == 0,
+        subplot=p.subplot,
+        hovertemplate=f"χ{p.d + 1} %{{theta:.0f}}°<br>density %{{r:.3f}} /rad<extra></extra>",
+    )
+
+
+def _sample_traces(p: _Panel, samples) -> list:
+    """Sampled χ [S, D] rad as ticks on the rim; none without samples."""
+    if samples is None or not len(samples):
+        return []
+    return [
+        go.Scatterpolar(
+            r=np.full(len(samples), p.r_max),
+            theta=_deg(np.asarray(samples)[:, p.d]),  # [S] deg
+            mode="markers",
+            marker=dict(symbol="line-ns-open", size=10, color="#555", line=dict(width=1.5)),
+            name="sampled χ",
+            legendgroup="samples",
+            showlegend=p.d == 0,
+            subplot=p.subplot,
+            hovertemplate="sample %{theta:.0f}°<extra></extra>",
         )
-    fig.update_layout(
+    ]
+
+
+def _altloc_traces(p: _Panel, obs: list[dict]) -> list:
+    """The input's altlocs (`merge_altlocs` on this χ) as diamonds on the rim, sized by
+    occupancy; none when the input has none defined here."""
+    if not obs:
+        return []
+    return [
+        go.Scatterpolar(
+            r=[p.r_max] * len(obs),
+            theta=[o["deg"][0] for o in obs],
+            mode="markers",
+            customdata=[o["text"] for o in obs],
+            marker=dict(
+                symbol="diamond",
+                size=[8 + 8 * o["occ"] for o in obs],  # area follows occupancy
+                color="#111",
+                line=dict(color="white", width=1),
+            ),
+            name="input altloc (occupancy)",
+            legendgroup="obs",
+            showlegend=p.d == 0,
+            subplot=p.subplot,
+            hovertemplate="altloc %{customdata}<br>χ %{theta:.0f}°<extra></extra>",
+        )
+    ]
+
+
+def _panel_head(d: int, chi_atoms, symmetric) -> str:
+    """The panel's title: "χ2 · CA–CB–CG–CD1 (π-symmetric)", atoms where known."""
+    atoms = "–".join(chi_atoms[d]) if d < len(chi_atoms) else ""
+    head = f"χ{d + 1}" + (f" · {atoms}" if atoms else "")
+    return head + (" (π-symmetric)" if symmetric else "")
+
+
+def _panel_labels(p: _Panel, head: str, scale: float, obs: list[dict]) -> list[dict]:
+    """The panel's pixel labels, placed in this order because each claims its box before the
+    next looks for room: title, well ticks outside the rim, the radial scale on its grid circle,
+    then the altloc letters inside the rim wherever they still fit (dropped where none does)."""
+    fig_w, fig_h, cx, cy = p.fig_w, p.fig_h, p.cx, p.cy
+    bounds = (cx - PANEL_W / 2 + 2, TITLE_H, cx + PANEL_W / 2 - 2, fig_h - 2)
+    taken: list[tuple] = []  # (x0, y0, x1, y1) px boxes already used, grows as labels land
+    ty = TITLE_H + 2
+    taken.append(text_box(cx, ty, head, 12, "center", "top"))
+    notes = [_paper(fig_w, fig_h, cx, ty, "center", "top", head, 12, color="#111")]
+    for angle, text in CHI_TICKS:
+        xa, ya = _outward_anchor(angle)
+        x, y = _polar_xy(cx, cy, CIRCLE_R + 5, angle)
+        taken.append(text_box(x, y, text, 10, xa, ya))
+        notes.append(_paper(fig_w, fig_h, x, y, xa, ya, text, 10, color="#555"))
+    sx, sy = _polar_xy(cx, cy, CIRCLE_R * scale / p.r_max, _scale_angle(obs))
+    scale_text = f"{_fmt_num(scale)}/rad"
+    taken.append(text_box(sx, sy, scale_text, 9))
+    notes.append(_paper(fig_w, fig_h, sx, sy, "center", "middle", scale_text, 9,
+                        color="#777", bgcolor="rgba(255,255,255,0.85)"))  # fmt: skip
+    letters = [o["text"].rsplit(" ", 1)[0] for o in obs]  # "A+B 0.69" → "A+B"
+    items = [
+        {
+            "text": t,
+            "size": 10,
+            # Inward from the diamond, then a little either side of its angle.
+            "candidates": [
+                (*_polar_xy(cx, cy, CIRCLE_R * f, o["deg"][0] + da), "center", "middle")
+                for f in (0.8, 0.62, 0.44, 0.28) for da in (0.0, 12.0, -12.0)
+            ],
+        }
+        for t, o in zip(letters, obs, strict=True)
+    ]
+    for item, spot in zip(items, place_labels(items, taken, bounds), strict=True):
+        if spot is not None:
+            notes.append(_paper(fig_w, fig_h, *spot, item["text"], 10, color="#111",
+                                bgcolor="rgba(255,255,255,0.7)"))  # fmt: skip
+    return notes
+
+
+def _scale_angle(obs: list[dict]) -> float:
+    """The angle for the radial scale's label: of the gaps between the angular grid lines, the
+    one farthest from every altloc diamond (the first gap when there are none)."""
+    gaps = [a for a in (30.0, 90.0, 150.0, 210.0, 270.0, 330.0)]
+    obs_deg = [o["deg"][0] for o in obs]
+    return max(gaps, key=lambda a: min([abs(wrap_deg(a - b)) for b in obs_deg] or [0]))
+
+
+def _occupancy_notes(p: _Panel, obs: list[dict]) -> list[dict]:
+    """Under the circle, the altlocs with their occupancies, as many per line as fit the panel
+    width; nothing when the input has no altloc defined on this χ."""
+    lines, line = [], ""
+    for o in obs:
+        part = o["text"] if not line else f"{line} · {o['text']}"
+        if line and len(part) * CHAR_W * 10 > PANEL_W - 12:
+            lines.append(line)
+            part = o["text"]
+        line = part
+    lines += [line] if line else []
+    notes, y = [], p.cy + CIRCLE_R + 26
+    for text in (["input altlocs (occupancy):", *lines] if lines else []):
+        notes.append(_paper(p.fig_w, p.fig_h, p.cx, y, "center", "top", text, 10, color="#333"))
+        y += 15  # one text_box height at size 10
+    return notes
+
+
+def _polar_axes(p: _Panel, scale: float) -> dict:
+    """The panel's polar subplot: placed in pixels (2 CIRCLE_R square at the panel's centre),
+    0° at the top, counter-clockwise, one radial grid circle at `scale` (labelled in pixels)."""
+    fig_w, fig_h, cx, cy = p.fig_w, p.fig_h, p.cx, p.cy
+    return dict(
+        domain=dict(
+            x=[(cx - CIRCLE_R) / fig_w, (cx + CIRCLE_R) / fig_w],
+            y=[1 - (cy + CIRCLE_R) / fig_h, 1 - (cy - CIRCLE_R) / fig_h],
+        ),
+        angularaxis=dict(
+            rotation=90,
+            direction="counterclockwise",
+            thetaunit="degrees",
+            gridcolor="#e5e5e5",
+            tickmode="array",
+            tickvals=[0, 60, 120, 180, 240, 300],
+            showticklabels=False,
+            ticks="",
+        ),
+        radialaxis=dict(
+            range=[0, p.r_max],
+            tickmode="array",
+            tickvals=[scale],
+            showticklabels=False,
+            ticks="",
+            gridcolor="#d9d9d9",
+            showline=False,
+        ),
+        bgcolor="white",
+    )
+
+
+def _circle_layout(fig_w: int, fig_h: int, notes: list[dict]) -> dict:
+    """Whole-figure layout: fixed pixel size, no margins (labels are placed in pixels), the
+    legend in its own column right of the panels."""
+    return dict(
         meta="chi-circles",
         annotations=notes,
         width=fig_w,
@@ -355,7 +427,6 @@ def chi_circle_figure(
             bgcolor="rgba(0,0,0,0)",
         ),
     )
-    return fig
 
 
 TORUS_W, TORUS_H = 520, 500
@@ -368,13 +439,13 @@ def _torus_xy(chi1: float, chi2: float) -> tuple[float, float]:
 
 
 def torus_figure(
-    logits,
-    mu,
-    kappa,
-    pi_symmetric,
+    logits,  # [K]
+    mu,  # [K, D] rad
+    kappa,  # [K, D]
+    pi_symmetric,  # [D] bool
     *,
-    observed: list[dict] = (),
-    samples=None,
+    observed: list[dict] = (),  # {"chi": [D] rad, "mask": [D] bool, "occ": float, "altloc": str}
+    samples=None,  # [S, D] rad
     title: str = "",
     resname: str = "",
     n_chi: int = 2,
@@ -383,70 +454,96 @@ def torus_figure(
     """χ1–χ2 joint density as a heat map on the torus (−180°…180° both ways), with the same
     vocabulary as the circle plots: wells on the axes, components named by rotamer at their
     means, input altlocs by letter. Fixed pixel size, labels placed clear of each other."""
-    grid = np.linspace(-math.pi, math.pi, n_grid, endpoint=False) + math.pi / n_grid
-    dens = joint_density(logits, mu, kappa, pi_symmetric, grid)  # [G, G]
-    deg = _deg(grid)
-    w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()
-    names = component_names(resname, _deg(mu), w, pi_symmetric, n_chi)
-    fig = go.Figure(
-        go.Heatmap(
-            x=deg,
-            y=deg,
-            z=dens,
-            colorscale="Viridis",
-            colorbar=dict(title=dict(text="density (/rad²)", side="right", font=dict(size=11)),
-                          thickness=14,
-                          x=1.0, xanchor="left", xref="paper"),  # fmt: skip
-            hovertemplate="χ1 %{x:.0f}°<br>χ2 %{y:.0f}°<br>%{z:.3f} /rad²<extra></extra>",
-            showlegend=False,
-        )
+    # Cell centres, not edges: the heat map's cells then tile −180°…180° exactly.
+    grid = np.linspace(-math.pi, math.pi, n_grid, endpoint=False) + math.pi / n_grid  # [G]
+    dens = joint_density(logits, mu, kappa, pi_symmetric, grid)  # [G, G] rows χ2, cols χ1
+    w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()  # [K]
+    names = component_names(resname, _deg(mu), w, pi_symmetric, n_chi)  # {k: "mt−80"}
+    obs = merge_altlocs(observed, [0, 1])  # altlocs defined on χ1 and χ2, coinciding merged
+    fig = go.Figure(_torus_heatmap(_deg(grid), dens))
+    for trace in [*_torus_samples(samples), *_torus_means(names, mu), *_torus_altlocs(obs)]:
+        fig.add_trace(trace)
+    # Altloc labels first: they are the data, so they get the best spots.
+    items = [(o["text"], _torus_xy(*o["deg"]), "#b00020") for o in obs]
+    items += [(names[k], _torus_xy(_deg(mu[k, 0]), _deg(mu[k, 1])), "#111") for k in names]
+    fig.update_layout(**_torus_layout(title, _torus_labels(items)))
+    return fig
+
+
+def _torus_heatmap(deg, dens) -> go.Heatmap:
+    """The joint density dens [G, G] (rows χ2, columns χ1) at cell centres deg [G]."""
+    return go.Heatmap(
+        x=deg,
+        y=deg,
+        z=dens,
+        colorscale="Viridis",
+        colorbar=dict(title=dict(text="density (/rad²)", side="right", font=dict(size=11)),
+                      thickness=14,
+                      x=1.0, xanchor="left", xref="paper"),  # fmt: skip
+        hovertemplate="χ1 %{x:.0f}°<br>χ2 %{y:.0f}°<br>%{z:.3f} /rad²<extra></extra>",
+        showlegend=False,
     )
-    if samples is not None and len(samples):
-        s = np.asarray(samples)
-        fig.add_trace(
-            go.Scatter(
-                x=_deg(s[:, 0]),
-                y=_deg(s[:, 1]),
-                mode="markers",
-                name="sampled χ",
-                marker=dict(symbol="x", size=8, color="white", line=dict(color="#222", width=1)),
-                hovertemplate="sample χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
-            )
+
+
+def _torus_samples(samples) -> list:
+    """Sampled (χ1, χ2) from samples [S, D] rad as crosses; none without samples."""
+    if samples is None or not len(samples):
+        return []
+    s = np.asarray(samples)  # [S, D]
+    return [
+        go.Scatter(
+            x=_deg(s[:, 0]),
+            y=_deg(s[:, 1]),
+            mode="markers",
+            name="sampled χ",
+            marker=dict(symbol="x", size=8, color="white", line=dict(color="#222", width=1)),
+            hovertemplate="sample χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
         )
-    items, notes = [], []
-    if names:
-        ks = list(names)
-        fig.add_trace(
-            go.Scatter(
-                x=[float(wrap_deg(_deg(mu[k, 0]))) for k in ks],
-                y=[float(wrap_deg(_deg(mu[k, 1]))) for k in ks],
-                mode="markers",
-                name="component mean",
-                customdata=[names[k] for k in ks],
-                marker=dict(symbol="cross", size=10, color=[component_colour(k) for k in ks],
-                            line=dict(color="white", width=1)),  # fmt: skip
-                hovertemplate="%{customdata}<br>χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
-            )
+    ]
+
+
+def _torus_means(names: dict, mu) -> list:
+    """The named components' means (mu [K, D] rad) as crosses in each component's colour."""
+    if not names:
+        return []
+    ks = list(names)
+    return [
+        go.Scatter(
+            x=[float(wrap_deg(_deg(mu[k, 0]))) for k in ks],
+            y=[float(wrap_deg(_deg(mu[k, 1]))) for k in ks],
+            mode="markers",
+            name="component mean",
+            customdata=[names[k] for k in ks],
+            marker=dict(symbol="cross", size=10, color=[component_colour(k) for k in ks],
+                        line=dict(color="white", width=1)),  # fmt: skip
+            hovertemplate="%{customdata}<br>χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
         )
-        for k in ks:
-            items.append((names[k], _torus_xy(_deg(mu[k, 0]), _deg(mu[k, 1])), "#111"))
-    obs = merge_altlocs(observed, [0, 1])
-    if obs:
-        fig.add_trace(
-            go.Scatter(
-                x=[o["deg"][0] for o in obs],
-                y=[o["deg"][1] for o in obs],
-                mode="markers",
-                name="input altloc",
-                customdata=[o["text"] for o in obs],
-                marker=dict(
-                    symbol="diamond", size=11, color="#ff5a5f", line=dict(color="white", width=1)
-                ),
-                hovertemplate="altloc %{customdata}<br>χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
-            )
+    ]
+
+
+def _torus_altlocs(obs: list[dict]) -> list:
+    """The input's altlocs (`merge_altlocs` on χ1, χ2) as diamonds; none without any."""
+    if not obs:
+        return []
+    return [
+        go.Scatter(
+            x=[o["deg"][0] for o in obs],
+            y=[o["deg"][1] for o in obs],
+            mode="markers",
+            name="input altloc",
+            customdata=[o["text"] for o in obs],
+            marker=dict(
+                symbol="diamond", size=11, color="#ff5a5f", line=dict(color="white", width=1)
+            ),
+            hovertemplate="altloc %{customdata}<br>χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
         )
-        # Altloc labels first: they are the data, so they get the best spots.
-        items = [(o["text"], _torus_xy(*o["deg"]), "#b00020") for o in obs] + items
+    ]
+
+
+def _torus_labels(items: list[tuple]) -> list[dict]:
+    """Annotations for items (text, (x, y) px of the point, colour), in priority order: each
+    beside its point where it fits inside the plot area clear of those placed before it, and
+    dropped where no spot does."""
     placed = place_labels(
         [
             {
@@ -463,10 +560,17 @@ def torus_figure(
         [],
         TORUS_BOX,
     )
+    notes = []
     for (text, _, colour), spot in zip(items, placed, strict=True):
         if spot is not None:
             notes.append(_paper(TORUS_W, TORUS_H, *spot, text, 10, box=TORUS_BOX, color=colour,
                                 bgcolor="rgba(255,255,255,0.8)"))  # fmt: skip
+    return notes
+
+
+def _torus_layout(title: str, notes: list[dict]) -> dict:
+    """Fixed pixel size with the plot area at TORUS_BOX (1 px per degree, so labels placed in
+    pixels land where computed); both axes −180°…180° with the wells as ticks."""
     ticks = dict(
         tickmode="array",
         tickvals=[-180, -60, 0, 60, 180],
@@ -477,7 +581,7 @@ def torus_figure(
         tickfont=dict(size=10),
     )
     x0, y0, x1, y1 = TORUS_BOX
-    fig.update_layout(
+    return dict(
         title=dict(text=title, x=0.0, xref="container", xanchor="left", y=0.985, yanchor="top",
                    font=dict(size=14)),  # fmt: skip
         meta="torus",
@@ -493,4 +597,3 @@ def torus_figure(
         paper_bgcolor="white",
         legend=dict(orientation="h", yanchor="top", y=-0.14, x=0.0, font=dict(size=11)),
     )
-    return fig

@@ -1,11 +1,23 @@
 """The flexibility of every residue along its chain: one bar track per chain. Pure: no
 streamlit here; arrays in (chain, number, label, value per residue), a plotly figure out."""
 
+from typing import NamedTuple
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .colours import flexibility_colour, flexibility_scale
+
+
+class _Scale(NamedTuple):
+    """How the values are drawn, the same for every track."""
+
+    what: str  # the bars' trace name
+    hover: str  # the bars' hovertemplate
+    lo: float  # value range the bars span
+    hi: float
+    colours: list[str]  # [N] bar colour per residue
 
 
 def flexibility_profile(
@@ -29,93 +41,18 @@ def flexibility_profile(
     n_obs = np.asarray(n_obs)
     resnum = np.asarray(resnum)
     index = list(range(len(labels))) if index is None else list(index)
-    order = list(dict.fromkeys(chains))
+    order = list(dict.fromkeys(chains))  # chains in order of first appearance
     n_rows = max(1, len(order))
-    row_h = 120 if n_rows <= 2 else (80 if n_rows <= 6 else 60)
+    row_h = 120 if n_rows <= 2 else (80 if n_rows <= 6 else 60)  # px per track
     fig = make_subplots(rows=n_rows, cols=1, vertical_spacing=min(0.3, 34 / (row_h * n_rows + 60)))
-    if is_probability:
-        what = "p(flexible)"
-        hover = "%{customdata[1]}<br>p(flexible) %{y:.2f}: probability the side chain has ≥ 2 "
-        hover += "conformers<extra></extra>"
-        lo, hi = 0.0, 1.0
-        colours = [flexibility_colour(v) for v in value]
-    else:
-        what = "entropy"
-        hover = "%{customdata[1]}<br>entropy %{y:.2f} nats: spread of the predicted χ density "
-        hover += "(negative = sharper than 1 radian)<extra></extra>"
-        lo, hi = min(0.0, float(value.min(initial=0.0))), float(value.max(initial=1.0))
-        colours = [flexibility_colour(v) for v in flexibility_scale(value)]
-    top = hi + 0.12 * (hi - lo or 1.0)
+    scale = _value_scale(value, is_probability)
     for r, chain in enumerate(order, start=1):
-        sel = [j for j, c in enumerate(chains) if c == chain]
-        custom = [[index[j], labels[j]] for j in sel]
-        fig.add_trace(
-            go.Bar(
-                x=resnum[sel],
-                y=value[sel],
-                marker=dict(color=[colours[j] for j in sel], line=dict(width=0)),
-                customdata=custom,
-                name=what,
-                hovertemplate=hover,
-                showlegend=False,
-            ),
-            row=r,
-            col=1,
-        )
-        multi = [j for j in sel if n_obs[j] >= 2]
-        if multi:
-            fig.add_trace(
-                go.Scatter(
-                    x=resnum[multi],
-                    y=np.full(len(multi), top),
-                    mode="markers",
-                    name="altlocs in the input",
-                    marker=dict(symbol="triangle-down", size=7, color="#111"),
-                    customdata=[[index[j], labels[j]] for j in multi],
-                    hovertemplate="%{customdata[1]}: side-chain altlocs in the input"
-                    "<extra></extra>",
-                    showlegend=False,
-                ),
-                row=r,
-                col=1,
-            )
-        cut = [j for j in sel if split is not None and split[j]]
-        if cut:
-            fig.add_trace(
-                go.Scatter(
-                    x=resnum[cut],
-                    y=np.full(len(cut), lo - 0.06 * (hi - lo or 1.0)),
-                    mode="markers",
-                    name="split in multiconformer.pdb",
-                    marker=dict(symbol="square", size=5, color="#1f3b73"),
-                    customdata=[[index[j], labels[j]] for j in cut],
-                    hovertemplate="%{customdata[1]}: split in multiconformer.pdb<extra></extra>",
-                    showlegend=False,
-                ),
-                row=r,
-                col=1,
-            )
+        sel = [j for j, c in enumerate(chains) if c == chain]  # this chain's residues
+        for trace in _chain_traces(sel, resnum, value, n_obs, labels, index, split, scale):
+            fig.add_trace(trace, row=r, col=1)
         if selected is not None and selected in sel:
-            x = float(resnum[selected])
-            axis = "" if r == 1 else str(r)
-            fig.add_vline(x=x, line=dict(color="#111", width=1.5, dash="dot"), row=r, col=1)
-            # The label on the side of the line with more room, so it never leaves the track.
-            right = x > (float(resnum[sel].min()) + float(resnum[sel].max())) / 2
-            fig.add_annotation(
-                x=x, y=1.0, xref=f"x{axis}", yref=f"y{axis} domain",
-                xanchor="right" if right else "left", yanchor="top", xshift=-4 if right else 4,
-                text=labels[selected], showarrow=False,
-                font=dict(size=11, color="#111"), bgcolor="rgba(255,255,255,0.85)",
-            )  # fmt: skip
-        span = (float(resnum[sel].min()) - 1, float(resnum[sel].max()) + 1)
-        fig.update_xaxes(range=span, row=r, col=1, showgrid=False, ticks="outside", nticks=20,
-                         tickfont=dict(size=10))  # fmt: skip
-        fig.update_yaxes(
-            range=[lo - 0.1 * (hi - lo or 1.0), top + 0.08 * (hi - lo or 1.0)], row=r, col=1,
-            gridcolor="#eee",
-            title=dict(text=f"chain {chain}", font=dict(size=11)), nticks=3,
-            tickfont=dict(size=9),
-        )  # fmt: skip
+            _mark_selected(fig, r, float(resnum[selected]), resnum[sel], labels[selected])
+        _chain_axes(fig, r, chain, resnum[sel], scale)
     fig.update_xaxes(title=dict(text="residue number", font=dict(size=11)), row=n_rows, col=1)
     fig.update_layout(
         height=row_h * n_rows + 70,
@@ -130,3 +67,100 @@ def flexibility_profile(
         meta="profile",  # names the chart for tests and page scripts
     )
     return fig
+
+
+def _value_scale(value: np.ndarray, is_probability: bool) -> _Scale:
+    """A probability is drawn on its absolute 0–1 scale; entropy (nats, may be negative) on its
+    own range, coloured after `flexibility_scale` maps it to 0–1."""
+    if is_probability:
+        hover = "%{customdata[1]}<br>p(flexible) %{y:.2f}: probability the side chain has ≥ 2 "
+        hover += "conformers<extra></extra>"
+        return _Scale("p(flexible)", hover, 0.0, 1.0, [flexibility_colour(v) for v in value])
+    hover = "%{customdata[1]}<br>entropy %{y:.2f} nats: spread of the predicted χ density "
+    hover += "(negative = sharper than 1 radian)<extra></extra>"
+    lo, hi = min(0.0, float(value.min(initial=0.0))), float(value.max(initial=1.0))
+    colours = [flexibility_colour(v) for v in flexibility_scale(value)]
+    return _Scale("entropy", hover, lo, hi, colours)
+
+
+def _top(s: _Scale) -> float:
+    """Height of the altloc triangles: a little above the highest bar."""
+    return s.hi + 0.12 * (s.hi - s.lo or 1.0)
+
+
+def _chain_traces(sel, resnum, value, n_obs, labels, index, split, s: _Scale) -> list:
+    """One chain's track: the bars, triangles above those the input models with ≥ 2 side-chain
+    conformers, squares below those the multiconformer model splits (none where there are
+    none). sel [M] indexes the chain's residues in the [N] arrays; customdata is
+    [index, label] so a click finds the residue."""
+    traces = [
+        go.Bar(
+            x=resnum[sel],
+            y=value[sel],
+            marker=dict(color=[s.colours[j] for j in sel], line=dict(width=0)),
+            customdata=[[index[j], labels[j]] for j in sel],
+            name=s.what,
+            hovertemplate=s.hover,
+            showlegend=False,
+        )
+    ]
+    multi = [j for j in sel if n_obs[j] >= 2]
+    if multi:
+        traces.append(
+            go.Scatter(
+                x=resnum[multi],
+                y=np.full(len(multi), _top(s)),
+                mode="markers",
+                name="altlocs in the input",
+                marker=dict(symbol="triangle-down", size=7, color="#111"),
+                customdata=[[index[j], labels[j]] for j in multi],
+                hovertemplate="%{customdata[1]}: side-chain altlocs in the input"
+                "<extra></extra>",
+                showlegend=False,
+            )
+        )
+    cut = [j for j in sel if split is not None and split[j]]
+    if cut:
+        traces.append(
+            go.Scatter(
+                x=resnum[cut],
+                y=np.full(len(cut), s.lo - 0.06 * (s.hi - s.lo or 1.0)),
+                mode="markers",
+                name="split in multiconformer.pdb",
+                marker=dict(symbol="square", size=5, color="#1f3b73"),
+                customdata=[[index[j], labels[j]] for j in cut],
+                hovertemplate="%{customdata[1]}: split in multiconformer.pdb<extra></extra>",
+                showlegend=False,
+            )
+        )
+    return traces
+
+
+def _mark_selected(fig: go.Figure, r: int, x: float, chain_resnum, label: str) -> None:
+    """A dotted line at residue number x on track r, labelled at its top. chain_resnum [M]: the
+    track's residue numbers; the label goes on the side of the line with more room, so it never
+    leaves the track."""
+    axis = "" if r == 1 else str(r)
+    fig.add_vline(x=x, line=dict(color="#111", width=1.5, dash="dot"), row=r, col=1)
+    right = x > (float(chain_resnum.min()) + float(chain_resnum.max())) / 2
+    fig.add_annotation(
+        x=x, y=1.0, xref=f"x{axis}", yref=f"y{axis} domain",
+        xanchor="right" if right else "left", yanchor="top", xshift=-4 if right else 4,
+        text=label, showarrow=False,
+        font=dict(size=11, color="#111"), bgcolor="rgba(255,255,255,0.85)",
+    )  # fmt: skip
+
+
+def _chain_axes(fig: go.Figure, r: int, chain: str, chain_resnum, s: _Scale) -> None:
+    """Track r's axes: x spans the chain's residue numbers [M] with a residue to spare either
+    side; y spans the values with room for the triangles above and the squares below."""
+    span = (float(chain_resnum.min()) - 1, float(chain_resnum.max()) + 1)
+    fig.update_xaxes(range=span, row=r, col=1, showgrid=False, ticks="outside", nticks=20,
+                     tickfont=dict(size=10))  # fmt: skip
+    fig.update_yaxes(
+        range=[s.lo - 0.1 * (s.hi - s.lo or 1.0), _top(s) + 0.08 * (s.hi - s.lo or 1.0)],
+        row=r, col=1,
+        gridcolor="#eee",
+        title=dict(text=f"chain {chain}", font=dict(size=11)), nticks=3,
+        tickfont=dict(size=9),
+    )  # fmt: skip
