@@ -98,7 +98,7 @@ def main() -> None:
         print(json.dumps(child(*args.child)))
         return
     rows = []
-    for n, name in STRUCTURES.items():
+    for name in STRUCTURES.values():
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, __file__, "--child", str(DATA / name), args.weights, args.device]
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -106,10 +106,12 @@ def main() -> None:
             sys.exit(f"{name}: {done.stderr.strip().splitlines()[-1]}")
         rows.append((name, json.loads(done.stdout.strip().splitlines()[-1])))
     print(f"weights: {Path(args.weights).name}, device {args.device}, one thread\n")
-    print("| structure | N | forward s (cpu s) | predict s (cpu s) | train step s (cpu s) | peak MB |")
+    print("| structure | N | forward s (cpu s) | predict s (cpu s) | train step s (cpu s) "
+          "| peak MB |")
     print("|---|---|---|---|---|---|")
     for name, r in rows:
-        cells = " | ".join(f"{r[k][0]:.3f} ({r[k][1]:.3f})" for k in ("forward", "predict", "train step"))
+        timed = ("forward", "predict", "train step")
+        cells = " | ".join(f"{r[k][0]:.3f} ({r[k][1]:.3f})" for k in timed)
         print(f"| {name.split('.')[0]} | {r['residues']} | {cells} | {r['peak_mb']:.0f} |")
 
 

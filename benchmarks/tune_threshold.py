@@ -58,7 +58,7 @@ def main() -> None:
         per_structure.append(
             (auroc(pred.flexibility[has], flexible), auroc(pred.entropy[has], flexible))
         )
-        in_r = f.valid(2)
+        in_r = f.in_r
         sym, chi, mask, occ = f.pi_symmetric[in_r], f.chi[in_r], f.chi_mask[in_r], f.occ[in_r]
         alt = mask.any(-1) & (occ > 0)
         mix_r = pred.mixture.index(in_r)

@@ -151,7 +151,7 @@ def check_compatible(saved: ModelConfig, wanted: ModelConfig) -> None:
         )
 
 
-def build_model(ckpt: dict, overrides: ModelConfig | None = None):
+def network_from_checkpoint(ckpt: dict, overrides: ModelConfig | None = None):
     """(model, cfg) from a loaded checkpoint; `overrides` may differ in non-architecture fields."""
     from .model import QFitLatent
 
@@ -177,7 +177,7 @@ def load_model(path=None, device="cpu"):
     """
     path = Path(path) if path is not None else default_weights()
     ckpt = load_checkpoint(path, map_location="cpu")
-    model, cfg = build_model(ckpt)
+    model, cfg = network_from_checkpoint(ckpt)
     model.to(device).eval()
     # As in training: denormal floats (tiny attention weights) slow x86 CPUs many times over.
     torch.set_flush_denormal(True)

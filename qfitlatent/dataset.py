@@ -178,7 +178,7 @@ def data_report(data_dir: str | Path, cache_dir: str | Path | None = None) -> di
         has_chi = f.chi_mask.any(dim=(1, 2))
         for v in f.n_obs[has_chi].tolist():
             n_obs_hist[v] += 1
-        valid = f.valid(2)
+        valid = f.in_r
         valid_total += int(valid.sum())
         for t in f.aatype[valid].tolist():
             per_aa[residues.AA3[t] if t < 20 else "UNK"] += 1

@@ -60,9 +60,15 @@ class Features:
         _, symmetric = residues.chi_table_tensors()
         return symmetric[self.aatype]
 
-    def valid(self, min_altlocs: int = 2) -> torch.Tensor:
-        """[N] bool: the residues that count in the loss (SPEC §5's R when min_altlocs = 2)."""
+    def in_loss(self, min_altlocs: int) -> torch.Tensor:
+        """[N] bool: residues with a χ observed in at least `min_altlocs` distinct conformers,
+        the ones the χ loss counts (1: every residue with a χ; 2: SPEC §5's R)."""
         return (self.n_obs >= min_altlocs) & self.chi_mask.any(dim=(1, 2))
+
+    @property
+    def in_r(self) -> torch.Tensor:
+        """[N] bool: SPEC §5's R, residues with two or more observed side-chain conformers."""
+        return self.in_loss(2)
 
     def residue_id(self, i: int) -> ResidueId:
         return ResidueId(self.chain_id[i], int(self.resnum[i]), self.icode[i])

@@ -50,7 +50,7 @@ def training_samples(feats: list[Features], min_altlocs: int = 1) -> TrainingSam
     """Pool the altlocs of residues with n_obs ≥ `min_altlocs` and at least one defined χ."""
     parts = []
     for f in feats:
-        keep = f.valid(min_altlocs)  # [N]
+        keep = f.in_loss(min_altlocs)  # [N]
         alt = keep[:, None] & f.chi_mask.any(-1) & (f.occ > 0)  # [N, A]
         n_idx, a_idx = alt.nonzero(as_tuple=True)
         parts.append(

@@ -25,13 +25,13 @@ def residue_nll(mix: Mixture, feats: Features) -> torch.Tensor:
 
 
 def mixture_nll(mix: Mixture, feats: Features, min_altlocs: int = 2):
-    """Mean L_i over R = feats.valid(min_altlocs).
+    """Mean L_i over R = feats.in_loss(min_altlocs).
 
     Returns (loss scalar, per-residue L [N], valid [N] bool). With no residue in R the loss is
     0 times the graph (finite, zero gradient) so distributed ranks still run backward together.
     """
     per_residue = residue_nll(mix, feats)  # [N]
-    valid = feats.valid(min_altlocs).to(per_residue.device)
+    valid = feats.in_loss(min_altlocs).to(per_residue.device)
     total = torch.where(valid, per_residue, torch.zeros_like(per_residue)).sum()
     return total / valid.sum().clamp_min(1), per_residue, valid
 
@@ -39,7 +39,7 @@ def mixture_nll(mix: Mixture, feats: Features, min_altlocs: int = 2):
 def training_loss(
     mix: Mixture, feats: Features, min_altlocs: int = 2, r_share: float = 0.0
 ) -> torch.Tensor:
-    """The training objective: mean L_i over feats.valid(min_altlocs), or with `r_share` > 0
+    """The training objective: mean L_i over feats.in_loss(min_altlocs), or with `r_share` > 0
     (and min_altlocs 1) a blend that gives the residues in R that share of the loss.
 
     With min_altlocs 1, R is ~4% of the residues, so the plain mean mostly teaches rigid side
@@ -49,7 +49,7 @@ def training_loss(
     loss, per_residue, valid = mixture_nll(mix, feats, min_altlocs)
     if r_share <= 0.0 or min_altlocs >= 2:
         return loss
-    in_r = feats.valid(2).to(per_residue.device)
+    in_r = feats.in_r.to(per_residue.device)
     loss_r = torch.where(in_r, per_residue, torch.zeros_like(per_residue)).sum()
     loss_r = loss_r / in_r.sum().clamp_min(1)
     return (1.0 - r_share) * loss + r_share * loss_r

@@ -9,10 +9,10 @@ from test_loss import random_features
 
 import qfitlatent
 from qfitlatent.checkpoint import (
-    build_model,
     load_checkpoint,
     load_model,
     metadata,
+    network_from_checkpoint,
     save_checkpoint,
 )
 from qfitlatent.config import ModelConfig, TrainConfig
@@ -75,10 +75,11 @@ def test_architecture_change_is_refused_but_dropout_may_change(tmp_path):
     path, _ = saved(tmp_path)
     ckpt = load_checkpoint(path)
     with pytest.raises(CheckpointError, match="n_blocks"):
-        build_model(ckpt, overrides=replace(TINY, n_blocks=2))
+        network_from_checkpoint(ckpt, overrides=replace(TINY, n_blocks=2))
     with pytest.raises(CheckpointError, match="d_s"):
-        build_model(ckpt, overrides=replace(TINY, d_s=32))
-    model, cfg = build_model(ckpt, overrides=replace(TINY, dropout=0.0, max_neighbours=8))
+        network_from_checkpoint(ckpt, overrides=replace(TINY, d_s=32))
+    changed = replace(TINY, dropout=0.0, max_neighbours=8)
+    model, cfg = network_from_checkpoint(ckpt, overrides=changed)
     assert cfg.dropout == 0.0 and model.cfg.max_neighbours == 8
 
 

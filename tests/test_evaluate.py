@@ -130,21 +130,35 @@ def test_split_falls_back_to_split_names_and_needs_training_structures():
         evaluation_split({"split": {"train": ["9zzz"], "val": ["1abc"]}}, names, "val")
 
 
-def test_figures_write_pngs(tmp_path):
+def test_figures_draw_the_logged_series_and_write_pngs_a_reader_opens(tmp_path):
     pytest.importorskip("matplotlib")
-    from qfitlatent.eval.figures import calibration_plot, learning_curve
+    from matplotlib.image import imread
+
+    from qfitlatent.eval.figures import calibration_figure, calibration_plot, learning_curve
+    from qfitlatent.eval.figures import learning_curve_figure
     from qfitlatent.eval.figures import main as figures_main
+    from qfitlatent.train import runlog
 
     rows = [{"step": 1, "epoch": 0, "train_loss": 3.0, "lr": 3e-4}, {"step": 2, "train_loss": 2.5},
-            {"step": 2, "epoch": 1, "val_nll": 2.7, "best_val_nll": 2.7}]  # fmt: skip
+            {"step": 2, "epoch": 1, "val_nll": 2.7, "best_val_nll": 2.7, "val_chi1_acc40": 0.8}]
     metrics = tmp_path / "metrics.jsonl"
-    metrics.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 3, "trai')  # a live run
+    metrics.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 3, "trai')  # live run
+    fig = learning_curve_figure(runlog.read(metrics))
+    lines = {ln.get_label(): ln for ax in fig.axes for ln in ax.get_lines()}
+    # The half-written row is not drawn; the loss comes from the step rows, by step.
+    assert list(lines["training loss"].get_xdata()) == [1, 2]
+    assert list(lines["training loss"].get_ydata()) == [3.0, 2.5]
+    assert list(lines["validation NLL"].get_ydata()) == [2.7]
+    assert len(fig.axes) == 2 and list(lines["χ1 within 40° (all residues)"].get_ydata()) == [0.8]
     curve = [{"level": q / 10, "observed": q / 12} for q in range(1, 10)]
-    results = {"calibration": curve, "baselines": {"uniform": {"calibration": curve}}}
+    results = {"calibration": curve, "baselines": {"uniform": {"calibration": curve[:3]}}}
+    cal = {ln.get_label(): ln for ln in calibration_figure(results).axes[0].get_lines()}
+    assert set(cal) == {"calibrated", "model", "uniform"}
+    assert list(cal["model"].get_ydata()) == [c["observed"] for c in curve]
+    assert len(cal["uniform"].get_xdata()) == 3
+    # The files: PNGs that an image reader opens at the figures' sizes (11×4 in, 4.5² at 120 dpi).
+    assert imread(learning_curve(metrics, tmp_path / "lc.png")).shape[:2] == (480, 1320)
+    assert imread(calibration_plot(results, tmp_path / "cal.png")).shape[:2] == (540, 540)
     (tmp_path / "eval.json").write_text(json.dumps(results))
-    assert learning_curve(metrics, tmp_path / "lc.png").read_bytes()[:4] == b"\x89PNG"
-    assert calibration_plot(results, tmp_path / "cal.png").read_bytes()[:4] == b"\x89PNG"
-    assert (
-        figures_main(["calibration", str(tmp_path / "eval.json"), str(tmp_path / "cal2.png")]) == 0
-    )
-    assert (tmp_path / "cal2.png").stat().st_size > 1000
+    assert figures_main(["calibration", str(tmp_path / "eval.json"), str(tmp_path / "c2.png")]) == 0
+    assert imread(tmp_path / "c2.png").shape[:2] == (540, 540)

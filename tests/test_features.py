@@ -71,7 +71,7 @@ def test_known_altloc_residue_features():
         0
     ]  # VAL 5, A 0.55 / B 0.45
     assert f.resname[i] == "VAL" and f.aatype[i] == residues.TOKEN["VAL"]
-    assert f.n_obs[i] == 2 and f.valid()[i]
+    assert f.n_obs[i] == 2 and f.in_r[i]
     assert f.occ[i, :2].tolist() == pytest.approx([0.55, 0.45])
     assert f.chi_mask[i, :2, 0].all() and not f.chi_mask[i, :, 1:].any()
 

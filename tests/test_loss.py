@@ -127,8 +127,8 @@ def test_blended_loss_gives_r_its_share():
     f = random_features(n=40, seed=3)
     mix = random_mixture(f.n_res, seed=3)
     _, per_residue, _ = mixture_nll(mix, f, 1)
-    with_chi = f.valid(1)
-    in_r = f.valid(2)
+    with_chi = f.in_loss(1)
+    in_r = f.in_r
     assert in_r.any() and (with_chi & ~in_r).any()
     mean_all = per_residue[with_chi].mean()
     mean_r = per_residue[in_r].mean()

@@ -185,7 +185,7 @@ def test_crop_keeps_nearest_residues_around_a_centre_in_r(data_dir):
 
     f = load_features(data_dir / "4npd.pdb.gz")
     crop = spatial_crop(f, 20, 2, torch.Generator().manual_seed(0))
-    assert crop.n_res == 20 and crop.valid(2).any()
+    assert crop.n_res == 20 and crop.in_r.any()
     assert spatial_crop(f, 1000, 2, torch.Generator()) is f
     orders = [epoch_order(7, 0, 1, 2, r) for r in (0, 1)]
     assert len(orders[0]) == len(orders[1]) == 4 and set(orders[0] + orders[1]) == set(range(7))

@@ -31,9 +31,24 @@ USER_METRICS = (
 
 
 def learning_curve(metrics_path, path) -> Path:
+    """The learning curve of a run's metrics.jsonl as a PNG at `path`."""
+    return _save(learning_curve_figure(runlog.read(metrics_path)), path)
+
+
+def calibration_plot(results: dict, path) -> Path:
+    """The calibration curves of an evaluation as a PNG at `path`."""
+    return _save(calibration_figure(results), path)
+
+
+def _save(fig, path) -> Path:
+    fig.savefig(path)
+    _pyplot().close(fig)
+    return Path(path)
+
+
+def learning_curve_figure(records: list[runlog.Record]):
     """Training loss and validation NLL against step (or epoch when records carry no step), and a
     second panel with the per-epoch validation χ1 accuracy and flexibility AUROC when logged."""
-    records = runlog.read(metrics_path)
     x_key = runlog.x_axis(records)
     # Epoch records repeat the epoch's mean training loss at its last step; the step records
     # already draw it, so the training loss comes from those when the file has any.
@@ -68,12 +83,10 @@ def learning_curve(metrics_path, path) -> Path:
         axes[1].set_title("what a user meets")
         axes[1].legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
-def calibration_plot(results: dict, path) -> Path:
+def calibration_figure(results: dict):
     """Observed share of altlocs inside the predicted HDR vs its nominal mass, model and baselines.
 
     `results` is evaluate()'s dict (or its JSON); a calibrated predictor lies on the diagonal,
@@ -98,9 +111,7 @@ def calibration_plot(results: dict, path) -> Path:
     ax.set_title("calibration")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -240,7 +240,7 @@ def score_structure(
     )
     flex = score_flexibility(ent if flex_score is None else flex_score, feats)
     # Sampling metrics only on R (a few percent of residues): the rest cannot count.
-    in_r = feats.valid(2)  # [N] SPEC §5's R
+    in_r = feats.in_r  # [N] SPEC §5's R
     mix_r = mix.index(in_r)
     chi, chi_mask, occ = feats.chi[in_r], feats.chi_mask[in_r], feats.occ[in_r]
     sym = feats.pi_symmetric[in_r]

@@ -27,7 +27,13 @@ import torch
 import torch.distributed as dist
 
 from ..atomic import remove_stale_temporaries
-from ..checkpoint import build_model, load_checkpoint, metadata, resolve_device, save_checkpoint
+from ..checkpoint import (
+    load_checkpoint,
+    metadata,
+    network_from_checkpoint,
+    resolve_device,
+    save_checkpoint,
+)
 from ..config import ModelConfig, TrainConfig
 from ..dataset import (
     list_structure_files,
@@ -57,7 +63,7 @@ def spatial_crop(
     """At most `crop_size` residues nearest (by CA) to a random centre in R (training only)."""
     if crop_size <= 0 or feats.n_res <= crop_size:
         return feats
-    candidates = feats.valid(min_altlocs).nonzero().squeeze(-1)
+    candidates = feats.in_loss(min_altlocs).nonzero().squeeze(-1)
     if len(candidates) == 0:
         candidates = torch.arange(feats.n_res)
     centre = candidates[torch.randint(len(candidates), (1,), generator=generator)]
@@ -417,12 +423,12 @@ def _model_to_train(out_dir: Path, model_cfg, train_cfg, init_from, resume: bool
         if not last.exists():
             raise FileNotFoundError(f"cannot resume: {last} does not exist")
         ckpt = load_checkpoint(last)
-        model, model_cfg = build_model(ckpt)
+        model, model_cfg = network_from_checkpoint(ckpt)
         train_cfg = TrainConfig.from_dict(ckpt["train_config"])
         out.line(f"resuming {out_dir} at step {ckpt['step']} with its saved settings")
     elif init_from is not None:
         init_ckpt = load_checkpoint(init_from)
-        model, model_cfg = build_model(init_ckpt, overrides=model_cfg)
+        model, model_cfg = network_from_checkpoint(init_ckpt, overrides=model_cfg)
         out.line(f"initialised from {init_from}")
     else:
         model_cfg = model_cfg or ModelConfig()
@@ -462,9 +468,9 @@ def _prepare_data(data_dir, out_dir: Path, model, train_cfg, ckpt, init_ckpt, ou
     by_name = {f.name: f for f in feats}
     min_alt = train_cfg.min_altlocs
     usable = [by_name[n] for n in split["train"] if n in by_name]
-    train_items = [f for f in usable if f.valid(min_alt).any()]
+    train_items = [f for f in usable if f.in_loss(min_alt).any()]
     val_items = [
-        by_name[n] for n in split["val"] if n in by_name and by_name[n].valid(min_alt).any()
+        by_name[n] for n in split["val"] if n in by_name and by_name[n].in_loss(min_alt).any()
     ]
     library_feats = usable
     if split.get("pretrain"):
@@ -474,11 +480,11 @@ def _prepare_data(data_dir, out_dir: Path, model, train_cfg, ckpt, init_ckpt, ou
             f"{len(split.get('pretrain_left_out', []))} left out: close to a validation "
             "structure, or held out)"
         )
-        train_items += [f for f in extra if f.valid(min_alt).any()]
+        train_items += [f for f in extra if f.in_loss(min_alt).any()]
         library_feats = usable + extra
     if ckpt is None and init_ckpt is None and model.cfg.prior_components > 0:
         fit_library_prior(model, library_feats, out)
-    n_empty = sum(1 for f in feats if not f.valid(min_alt).any())
+    n_empty = sum(1 for f in feats if not f.in_loss(min_alt).any())
     if n_empty:
         out.line(f"skipped {n_empty} structures with no residue in R (min_altlocs={min_alt})")
     if not train_items:
