@@ -36,6 +36,9 @@ class ModelConfig:
     # Neighbour counts around the virtual Cβ (geometry.burial_counts): how packed a side chain
     # is, which a few IPA blocks over a crop would otherwise have to count for themselves.
     use_burial: bool = True
+    # Atoms of other residues around probes along χ1 (environment.py): the room the input
+    # structure leaves for this side chain, which backbone frames alone cannot show.
+    use_environment: bool = True
     # Memory: attend only to the nearest `max_neighbours` residues (by CA distance) when N is
     # larger; 0 attends to all. Keeps a 3000-residue structure inside a laptop's memory.
     max_neighbours: int = 0
@@ -57,8 +60,9 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
-        # Checkpoints written before the flexibility head and burial input existed have neither.
-        d = {"flex_head": False, "use_burial": False, **d}
+        # Checkpoints written before the flexibility head and the burial and environment inputs
+        # existed have none of them.
+        d = {"flex_head": False, "use_burial": False, "use_environment": False, **d}
         if unknown:
             from .errors import CheckpointError
 

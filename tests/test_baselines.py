@@ -21,6 +21,7 @@ from qfitlatent.baselines import (
     inverse_bessel_ratio,
     training_samples,
 )
+from qfitlatent.environment import N_ENV
 from qfitlatent.features import Features
 from qfitlatent.mixture import Mixture, log_prob, sample
 
@@ -35,6 +36,7 @@ def make_features(aatype, chi, chi_mask, occ, n_obs, bb_angles=None) -> Features
         n_obs=torch.as_tensor(n_obs), chain_index=torch.zeros(n, dtype=torch.long),
         resnum=torch.arange(n), chain_break=torch.zeros(n, dtype=torch.bool), bb_angles=bb,
         bb_mask=torch.full((n, 3), bb_angles is not None), burial=torch.zeros(n, 3),
+        environment=torch.zeros(n, N_ENV),
         chain_id=["A"] * n, icode=[""] * n, resname=[residues.AA3[a] for a in aatype],
     )  # fmt: skip
 

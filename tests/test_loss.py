@@ -7,6 +7,7 @@ import torch
 from scipy import special, stats
 
 from qfitlatent import residues
+from qfitlatent.environment import N_ENV
 from qfitlatent.features import Features
 from qfitlatent.loss import flex_labels, flex_loss, mixture_nll, training_loss
 from qfitlatent.mixture import Mixture
@@ -30,7 +31,8 @@ def random_features(n=16, a=3, seed=0) -> Features:
         trans=torch.randn(n, 3, generator=g) * 10, chi=chi, chi_mask=chi_mask, occ=occ, n_obs=n_obs,
         chain_index=torch.zeros(n, dtype=torch.long), resnum=torch.arange(n),
         chain_break=torch.zeros(n, dtype=torch.bool), bb_angles=torch.zeros(n, 3),
-        bb_mask=torch.ones(n, 3, dtype=torch.bool), burial=torch.zeros(n, 3), chain_id=["A"] * n, icode=[""] * n,
+        bb_mask=torch.ones(n, 3, dtype=torch.bool), burial=torch.zeros(n, 3),
+        environment=torch.zeros(n, N_ENV), chain_id=["A"] * n, icode=[""] * n,
         resname=[residues.AA3[t] if t < 20 else "UNK" for t in aatype.tolist()],
     )  # fmt: skip
 
