@@ -84,6 +84,10 @@ class TrainConfig:
     # 0 is the plain mean over every residue with a χ.
     r_share: float = 0.0
     flex_weight: float = 1.0  # weight of the flexibility BCE next to the χ NLL
+    # Weight of a pairwise ranking loss between each crop's flexible and rigid residues: the
+    # per-structure AUROC a user meets (residues ranked within one structure), which the BCE
+    # only reaches through calibration across structures.
+    flex_rank_weight: float = 0.0
     crop_size: int = 384  # spatial crop for training only, never at inference
     # Proteins (crops) whose gradients are summed into one optimizer step: a step that sees
     # several proteins is less noisy than one that sees a single crop.

@@ -9,7 +9,7 @@ from scipy import special, stats
 from qfitlatent import residues
 from qfitlatent.environment import N_ENV
 from qfitlatent.features import Features
-from qfitlatent.loss import flex_labels, flex_loss, mixture_nll, training_loss
+from qfitlatent.loss import flex_labels, flex_loss, flex_rank_loss, mixture_nll, training_loss
 from qfitlatent.mixture import Mixture
 
 
@@ -171,3 +171,22 @@ def test_flex_loss_is_the_mean_bce_over_labelled_residues():
     m = mask.numpy()
     expected = -np.mean(y[m] * np.log(p[m]) + (1 - y[m]) * np.log(1 - p[m]))
     assert math.isclose(float(flex_loss(logit, f)), expected, rel_tol=1e-5)
+
+
+def test_flex_rank_loss_against_a_loop_over_pairs_and_auroc():
+    f = random_features(60, 3, seed=7)
+    logit = torch.randn(60, generator=torch.Generator().manual_seed(1))
+    label, mask = flex_labels(f)
+    pos = [float(logit[i]) for i in range(60) if mask[i] and label[i] == 1]
+    neg = [float(logit[i]) for i in range(60) if mask[i] and label[i] == 0]
+    assert pos and neg
+    expected = np.mean([math.log1p(math.exp(n - p)) for p in pos for n in neg])
+    assert math.isclose(float(flex_rank_loss(logit, f)), expected, rel_tol=1e-5)
+    # A perfect ranking, scaled up, drives it to 0; the reverse grows without bound.
+    perfect = torch.where(label > 0, 50.0, -50.0)
+    assert float(flex_rank_loss(perfect, f)) < 1e-6 < 50 < float(flex_rank_loss(-perfect, f))
+    # No flexible residue at all: zero, with a gradient path.
+    f.n_obs = torch.ones(60, dtype=torch.long)
+    x = torch.zeros(60, requires_grad=True)
+    flex_rank_loss(x, f).backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) == 0.0
