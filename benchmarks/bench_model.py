@@ -32,6 +32,7 @@ def synthetic_structure(n: int, device):
     """A compact chain: CA random walk with 3.8 Å steps, folded back towards the centre."""
     import torch
 
+    from qfitlatent.environment import N_ENV
     from qfitlatent.features import Features
     from qfitlatent.geometry import backbone_frames, burial_counts
 
@@ -52,6 +53,7 @@ def synthetic_structure(n: int, device):
         resnum=torch.arange(n), chain_break=torch.zeros(n, dtype=torch.bool),
         bb_angles=torch.rand(n, 3, generator=g) * 6 - 3,
         bb_mask=torch.ones(n, 3, dtype=torch.bool), burial=burial_counts(rot, trans),
+        environment=torch.rand(n, N_ENV, generator=g) * 8,
         chain_id=["A"] * n, icode=[""] * n,
         resname=["ALA"] * n,
     )  # fmt: skip

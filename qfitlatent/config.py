@@ -37,6 +37,9 @@ class ModelConfig:
     # Neighbour counts around the virtual Cβ (geometry.burial_counts): how packed a side chain
     # is, which a few IPA blocks over a crop would otherwise have to count for themselves.
     use_burial: bool = True
+    # Atoms of other residues around probes along χ1 (environment.py): the room the input
+    # structure leaves for this side chain, which backbone frames alone cannot show.
+    use_environment: bool = True
     # Memory: attend only to the nearest `max_neighbours` residues (by CA distance) when N is
     # larger; 0 attends to all. Keeps a 3000-residue structure inside a laptop's memory.
     max_neighbours: int = 0
@@ -58,8 +61,9 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
-        # Checkpoints written before the flexibility head and burial input existed have neither.
-        d = {"flex_head": False, "use_burial": False, **d}
+        # Checkpoints written before the flexibility head and the burial and environment inputs
+        # existed have none of them.
+        d = {"flex_head": False, "use_burial": False, "use_environment": False, **d}
         if unknown:
             from .errors import CheckpointError
 
@@ -81,6 +85,10 @@ class TrainConfig:
     # 0 is the plain mean over every residue with a χ.
     r_share: float = 0.0
     flex_weight: float = 1.0  # weight of the flexibility BCE next to the χ NLL
+    # Weight of a pairwise ranking loss between each crop's flexible and rigid residues: the
+    # per-structure AUROC a user meets (residues ranked within one structure), which the BCE
+    # only reaches through calibration across structures.
+    flex_rank_weight: float = 0.0
     crop_size: int = 384  # spatial crop for training only, never at inference
     # Proteins (crops) whose gradients are summed into one optimizer step: a step that sees
     # several proteins is less noisy than one that sees a single crop.
@@ -118,7 +126,8 @@ class TrainConfig:
 PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "qfitlatent-v2": (
         ModelConfig(
-            n_blocks=4, d_s=128, dropout=0.1, max_neighbours=64, prior_components=16
+            n_blocks=4, d_s=128, dropout=0.1, max_neighbours=64, prior_components=16,
+            use_environment=False,
         ),
         TrainConfig(
             epochs=8, lr=5e-4, crop_size=256, batch_proteins=4, min_altlocs=1, r_share=0.3,

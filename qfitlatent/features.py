@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from . import residues
+from .environment import environment_features
 from .geometry import backbone_frames, burial_counts, dihedral
 from .structure import ResidueId
 
@@ -40,6 +41,9 @@ class Features:
     # [N, 3] neighbour counts around the virtual Cβ (geometry.burial_counts), over the whole
     # structure, so a training crop sees the same values as inference on the full file.
     burial: torch.Tensor
+    # [N, environment.N_ENV] atoms of other residues around χ1 probes (environment.py): where
+    # the input leaves room for this side chain.
+    environment: torch.Tensor
     chain_id: list[str]
     icode: list[str]
     resname: list[str]  # as in the file (MSE stays MSE; its token is MET's)
@@ -155,6 +159,7 @@ def featurize(parsed) -> Features:
     chi = torch.where(chi_mask, chi, torch.zeros_like(chi))
 
     chain_break = torch.tensor([r.chain_break for r in recs])
+    atoms, owner = _primary_atoms(recs)
     bb_angles, bb_mask = _backbone_torsions(bb, chain_break)
     chain_order = {c: k for k, c in enumerate(dict.fromkeys(r.chain for r in recs))}
     return Features(
@@ -172,10 +177,24 @@ def featurize(parsed) -> Features:
         bb_angles=bb_angles.float(),
         bb_mask=bb_mask,
         burial=burial_counts(rot, trans),
+        environment=environment_features(bb[:, 0], bb[:, 1], rot, atoms, owner).float(),
         chain_id=[r.chain for r in recs],
         icode=[r.icode for r in recs],
         resname=[r.resname for r in recs],
     )
+
+
+def _primary_atoms(recs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heavy atoms [M, 3] of each residue's backbone and first side-chain conformer (altloc A,
+    or the only one), and the residue index [M] each belongs to."""
+    import numpy as np
+
+    xyz, owner = [], []
+    for i, rec in enumerate(recs):
+        atoms = {**rec.conformers[0].atoms, **rec.backbone} if rec.conformers else rec.backbone
+        xyz.extend(atoms.values())
+        owner.extend([i] * len(atoms))
+    return torch.tensor(np.array(xyz), dtype=torch.float64).reshape(-1, 3), torch.tensor(owner)
 
 
 def _backbone_torsions(

@@ -179,3 +179,29 @@ def random_rotation(generator: torch.Generator | None = None, dtype=torch.float6
     if torch.det(q) < 0:
         q[:, 0] = -q[:, 0]
     return q
+
+
+def place_atom(a, b, c, bond: float, angle: float, torsion) -> torch.Tensor:
+    """Position of d with |c–d| = bond, angle b–c–d = angle and dihedral a–b–c–d = torsion.
+
+    Args:
+        a, b, c: [..., 3] positions; bond in Å; angle in radians; torsion [...] or a number,
+            radians.
+    Returns:
+        [..., 3] positions (the natural extension reference frame, NeRF).
+    """
+    torsion = torch.as_tensor(torsion, dtype=c.dtype).expand(c.shape[:-1])
+    bc = c - b
+    bc = bc / bc.norm(dim=-1, keepdim=True)
+    n = torch.linalg.cross(b - a, bc)
+    n = n / n.norm(dim=-1, keepdim=True)
+    m = torch.stack([bc, torch.linalg.cross(n, bc), n], dim=-1)  # [..., 3, 3], columns are axes
+    local = torch.stack(
+        [
+            torch.full_like(torsion, -bond * math.cos(angle)),
+            bond * math.sin(angle) * torch.cos(torsion),
+            bond * math.sin(angle) * torch.sin(torsion),
+        ],
+        dim=-1,
+    )  # [..., 3]
+    return c + (m @ local[..., None])[..., 0]

@@ -78,6 +78,19 @@ def flex_loss(flex_logit: torch.Tensor, feats: Features) -> torch.Tensor:
     return torch.where(mask, bce, torch.zeros_like(bce)).sum() / mask.sum().clamp_min(1)
 
 
+def flex_rank_loss(flex_logit: torch.Tensor, feats: Features) -> torch.Tensor:
+    """Mean pairwise logistic loss log(1 + e^(s_rigid − s_flexible)) over every (flexible, rigid)
+    pair of labelled residues in this structure: a smooth 1 − AUROC. 0 times the graph when
+    either class is absent."""
+    label, mask = flex_labels(feats)
+    label, mask = label.to(flex_logit.device), mask.to(flex_logit.device)
+    logit = flex_logit.float()
+    pos, neg = logit[mask & (label > 0)], logit[mask & (label == 0)]  # [P], [Q]
+    if pos.numel() == 0 or neg.numel() == 0:
+        return logit.sum() * 0.0
+    return F.softplus(neg[None, :] - pos[:, None]).mean()  # [P, Q] pairs
+
+
 def protein_loss(pred, feats: Features, train_cfg) -> torch.Tensor:
     """The training objective of one crop: the χ NLL blended as `train_cfg` says (min_altlocs,
     r_share) plus `flex_weight` times the flexibility BCE when the model has that head.
@@ -85,4 +98,6 @@ def protein_loss(pred, feats: Features, train_cfg) -> torch.Tensor:
     loss = training_loss(pred.mixture, feats, train_cfg.min_altlocs, train_cfg.r_share)
     if pred.flex_logit is not None:
         loss = loss + train_cfg.flex_weight * flex_loss(pred.flex_logit, feats)
+        if train_cfg.flex_rank_weight > 0:
+            loss = loss + train_cfg.flex_rank_weight * flex_rank_loss(pred.flex_logit, feats)
     return loss

@@ -6,6 +6,7 @@ import torch
 from scipy.special import i0e, i1e
 
 from qfitlatent import residues
+from qfitlatent.environment import N_ENV
 from qfitlatent.eval.baselines import (
     FlexRows,
     LogisticFlexibility,
@@ -37,6 +38,7 @@ def make_features(aatype, chi, chi_mask, occ, n_obs, bb_angles=None) -> Features
         n_obs=torch.as_tensor(n_obs), chain_index=torch.zeros(n, dtype=torch.long),
         resnum=torch.arange(n), chain_break=torch.zeros(n, dtype=torch.bool), bb_angles=bb,
         bb_mask=torch.full((n, 3), bb_angles is not None), burial=torch.zeros(n, 3),
+        environment=torch.zeros(n, N_ENV),
         chain_id=["A"] * n, icode=[""] * n, resname=[residues.AA3[a] for a in aatype],
     )  # fmt: skip
 

@@ -134,8 +134,12 @@ def test_figures_draw_the_logged_series_and_write_pngs_a_reader_opens(tmp_path):
     pytest.importorskip("matplotlib")
     from matplotlib.image import imread
 
-    from qfitlatent.eval.figures import calibration_figure, calibration_plot, learning_curve
-    from qfitlatent.eval.figures import learning_curve_figure
+    from qfitlatent.eval.figures import (
+        calibration_figure,
+        calibration_plot,
+        learning_curve,
+        learning_curve_figure,
+    )
     from qfitlatent.eval.figures import main as figures_main
     from qfitlatent.train import runlog
 

@@ -120,6 +120,7 @@ def test_features_are_invariant_to_a_rigid_motion():
     a = load_features(path)
     b = featurize(from_gemmi(_moved(st, seed=3), "moved.pdb"))  # in memory: no 3-decimal rounding
     _assert_same_features(a, b, atol=1e-4)
+    assert torch.equal(a.environment, b.environment) and a.environment.sum() > 0
     # Frames move with the structure: relative frames (what the model sees) are unchanged.
     rel_a = a.rot[:, None] @ a.rot[None, :5].transpose(-1, -2)
     rel_b = b.rot[:, None] @ b.rot[None, :5].transpose(-1, -2)

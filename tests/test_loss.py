@@ -7,8 +7,9 @@ import torch
 from scipy import special, stats
 
 from qfitlatent import residues
+from qfitlatent.environment import N_ENV
 from qfitlatent.features import Features
-from qfitlatent.loss import flex_labels, flex_loss, mixture_nll, training_loss
+from qfitlatent.loss import flex_labels, flex_loss, flex_rank_loss, mixture_nll, training_loss
 from qfitlatent.mixture import Mixture
 
 
@@ -30,8 +31,8 @@ def random_features(n=16, a=3, seed=0) -> Features:
         trans=torch.randn(n, 3, generator=g) * 10, chi=chi, chi_mask=chi_mask, occ=occ, n_obs=n_obs,
         chain_index=torch.zeros(n, dtype=torch.long), resnum=torch.arange(n),
         chain_break=torch.zeros(n, dtype=torch.bool), bb_angles=torch.zeros(n, 3),
-        bb_mask=torch.ones(n, 3, dtype=torch.bool), burial=torch.zeros(n, 3), chain_id=["A"] * n,
-        icode=[""] * n,
+        bb_mask=torch.ones(n, 3, dtype=torch.bool), burial=torch.zeros(n, 3),
+        environment=torch.zeros(n, N_ENV), chain_id=["A"] * n, icode=[""] * n,
         resname=[residues.AA3[t] if t < 20 else "UNK" for t in aatype.tolist()],
     )  # fmt: skip
 
@@ -170,3 +171,22 @@ def test_flex_loss_is_the_mean_bce_over_labelled_residues():
     m = mask.numpy()
     expected = -np.mean(y[m] * np.log(p[m]) + (1 - y[m]) * np.log(1 - p[m]))
     assert math.isclose(float(flex_loss(logit, f)), expected, rel_tol=1e-5)
+
+
+def test_flex_rank_loss_against_a_loop_over_pairs_and_auroc():
+    f = random_features(60, 3, seed=7)
+    logit = torch.randn(60, generator=torch.Generator().manual_seed(1))
+    label, mask = flex_labels(f)
+    pos = [float(logit[i]) for i in range(60) if mask[i] and label[i] == 1]
+    neg = [float(logit[i]) for i in range(60) if mask[i] and label[i] == 0]
+    assert pos and neg
+    expected = np.mean([math.log1p(math.exp(n - p)) for p in pos for n in neg])
+    assert math.isclose(float(flex_rank_loss(logit, f)), expected, rel_tol=1e-5)
+    # A perfect ranking, scaled up, drives it to 0; the reverse grows without bound.
+    perfect = torch.where(label > 0, 50.0, -50.0)
+    assert float(flex_rank_loss(perfect, f)) < 1e-6 < 50 < float(flex_rank_loss(-perfect, f))
+    # No flexible residue at all: zero, with a gradient path.
+    f.n_obs = torch.ones(60, dtype=torch.long)
+    x = torch.zeros(60, requires_grad=True)
+    flex_rank_loss(x, f).backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) == 0.0

@@ -19,7 +19,7 @@ import math
 import torch
 
 from .. import residues
-from ..geometry import dihedral, rotate_about
+from ..geometry import dihedral, place_atom, rotate_about
 from ..ideal import IDEAL, moved_by
 
 Atoms = dict[str, torch.Tensor]  # atom name -> [3] float64, Å
@@ -31,32 +31,6 @@ KEPT_AS_OBSERVED = ("PRO",)
 def can_rebuild(resname: str) -> bool:
     """True where `set_chis` can set this standard residue's χ (not PRO, not χ-less ones)."""
     return residues.n_chi(resname) > 0 and resname not in KEPT_AS_OBSERVED
-
-
-def place_atom(a, b, c, bond: float, angle: float, torsion) -> torch.Tensor:
-    """Position of d with |c–d| = bond, angle b–c–d = angle and dihedral a–b–c–d = torsion.
-
-    Args:
-        a, b, c: [..., 3] positions; bond in Å; angle in radians; torsion [...] or a number,
-            radians.
-    Returns:
-        [..., 3] positions (the natural extension reference frame, NeRF).
-    """
-    torsion = torch.as_tensor(torsion, dtype=c.dtype).expand(c.shape[:-1])
-    bc = c - b
-    bc = bc / bc.norm(dim=-1, keepdim=True)
-    n = torch.linalg.cross(b - a, bc)
-    n = n / n.norm(dim=-1, keepdim=True)
-    m = torch.stack([bc, torch.linalg.cross(n, bc), n], dim=-1)  # [..., 3, 3], columns are axes
-    local = torch.stack(
-        [
-            torch.full_like(torsion, -bond * math.cos(angle)),
-            bond * math.sin(angle) * torch.cos(torsion),
-            bond * math.sin(angle) * torch.sin(torsion),
-        ],
-        dim=-1,
-    )  # [..., 3]
-    return c + (m @ local[..., None])[..., 0]
 
 
 def complete_sidechain(atoms: Atoms, resname: str, chi: torch.Tensor | None = None) -> Atoms:

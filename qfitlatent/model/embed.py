@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..environment import N_ENV
 from ..features import Features
 from ..residues import N_TOKENS
 from .ipa import keys
@@ -27,8 +28,8 @@ def neighbours(trans: torch.Tensor, max_neighbours: int) -> torch.Tensor | None:
 
 
 class SingleEmbedding(nn.Module):
-    """Amino-acid token, plus sin/cos of φ/ψ/ω (masked where undefined) and burial counts when
-    configured."""
+    """Amino-acid token, plus sin/cos of φ/ψ/ω (masked where undefined), burial counts and
+    environment counts when configured."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -39,6 +40,9 @@ class SingleEmbedding(nn.Module):
         self.use_burial = cfg.use_burial
         if self.use_burial:
             self.burial = nn.Linear(3, cfg.d_s)
+        self.use_environment = cfg.use_environment
+        if self.use_environment:
+            self.environment = nn.Linear(N_ENV, cfg.d_s)
         self.norm = nn.LayerNorm(cfg.d_s)
 
     def forward(self, feats: Features) -> torch.Tensor:
@@ -51,6 +55,8 @@ class SingleEmbedding(nn.Module):
         if self.use_burial:
             # Counts run 0–60; log1p keeps a buried residue from dwarfing the token embedding.
             s = s + self.burial(torch.log1p(feats.burial.to(s.dtype)))  # [N, C_s]
+        if self.use_environment:
+            s = s + self.environment(torch.log1p(feats.environment.to(s.dtype)))  # [N, C_s]
         return self.norm(s)
 
 

@@ -1,0 +1,79 @@
+"""Where a side chain has room: atom counts around probe positions along each χ1 direction.
+
+A backbone-only network must infer from Cα positions whether the space a rotamer would fill is
+free. The input file already says so: every other residue's atoms are there. For each residue
+we place a γ probe (where a Cγ would sit) and a δ probe (an extended Cδ beyond it) at twelve χ1
+angles, and count the heavy atoms of *other* residues near each probe. A rotamer whose γ probe
+is crowded is unlikely; a residue with room at two χ1 angles is a candidate for two conformers.
+
+Counts are SE(3)-invariant and use only the first conformer of neighbours (altloc A, or the only
+one: the model a user uploads has at least that). The residue's own atoms are never counted, so its observed side
+chain cannot leak into its own input.
+"""
+
+import math
+
+import torch
+
+from .geometry import place_atom, virtual_cb
+
+N_CHI1_BINS = 12  # probes every 30° of χ1
+CHI1_ANGLES = torch.arange(N_CHI1_BINS, dtype=torch.float64) * (2 * math.pi / N_CHI1_BINS)
+PROBE_RADII = (3.0, 4.0)  # Å: a clash with the probe, and first-shell contact
+BOND = 1.52  # Å, C–C
+ANGLE_GAMMA = math.radians(114.0)  # CA–CB–CG
+ANGLE_DELTA = math.radians(113.0)  # CB–CG–CD
+N_ENV = N_CHI1_BINS * 2 * len(PROBE_RADII)  # values per residue
+
+
+def probe_points(n: torch.Tensor, ca: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """γ and δ probe positions [N, 12, 2, 3] from backbone N, CA [N, 3] and frames [N, 3, 3]."""
+    cb = virtual_cb(rot, ca)  # [N, 3]
+    k = N_CHI1_BINS
+    rep = lambda x: x[:, None].expand(-1, k, 3)  # noqa: E731  [N, 12, 3]
+    chi1 = CHI1_ANGLES.to(ca.dtype).expand(ca.shape[0], k)  # [N, 12]
+    gamma = place_atom(rep(n), rep(ca), rep(cb), BOND, ANGLE_GAMMA, chi1)  # [N, 12, 3]
+    delta = place_atom(rep(ca), rep(cb), gamma, BOND, ANGLE_DELTA, math.pi)  # [N, 12, 3]
+    return torch.stack([gamma, delta], dim=2)
+
+
+def environment_counts(
+    probes: torch.Tensor, atoms: torch.Tensor, owner: torch.Tensor, chunk: int = 16
+) -> torch.Tensor:
+    """Atoms of other residues within each `PROBE_RADII` of each probe.
+
+    Args:
+        probes: [N, P, 3] probe positions of residue i (any number P per residue).
+        atoms: [M, 3] heavy-atom positions of the whole structure.
+        owner: [M] long, the residue index each atom belongs to.
+    Returns:
+        [N, P, len(PROBE_RADII)] float counts.
+    """
+    n, p, _ = probes.shape
+    r_max = max(PROBE_RADII)
+    out = torch.zeros(n, p, len(PROBE_RADII))
+    if atoms.shape[0] == 0:
+        return out
+    # Only atoms within reach of the chunk's probe cloud can count: a bounding box around a few
+    # sequence neighbours keeps the distance matrix small on large structures.
+    for start in range(0, n, chunk):
+        sl = slice(start, min(start + chunk, n))
+        pr = probes[sl]  # [n_c, P, 3]
+        lo = pr.reshape(-1, 3).min(0).values - r_max
+        hi = pr.reshape(-1, 3).max(0).values + r_max
+        near = ((atoms >= lo) & (atoms <= hi)).all(-1)  # [M]
+        a, o = atoms[near], owner[near]  # [m, 3], [m]
+        d = torch.cdist(pr.reshape(-1, 3), a).reshape(pr.shape[0], p, -1)  # [n_c, P, m]
+        other = o[None, None, :] != torch.arange(sl.start, sl.stop)[:, None, None]  # [n_c, 1, m]
+        for k, r in enumerate(PROBE_RADII):
+            out[sl, :, k] = ((d < r) & other).sum(-1).float()
+    return out
+
+
+def environment_features(
+    n: torch.Tensor, ca: torch.Tensor, rot: torch.Tensor, atoms: torch.Tensor, owner: torch.Tensor
+) -> torch.Tensor:
+    """[N, N_ENV] counts per residue: 12 χ1 angles × (γ, δ) probes × radii, flattened."""
+    probes = probe_points(n, ca, rot)  # [N, 12, 2, 3]
+    counts = environment_counts(probes.flatten(1, 2), atoms, owner)  # [N, 24, R]
+    return counts.reshape(n.shape[0], N_ENV)
