@@ -1,7 +1,7 @@
 """Speed and memory of the shipped configuration on real structures: inference, `predict` and
 one training step, at about 300 and 1000 residues.
 
-    python benchmarks/bench_shipped.py                           # weights/qfitlatent-v2.pt, CPU
+    python benchmarks/bench_shipped.py                           # weights/qfitlatent-v3.pt, CPU
     python benchmarks/bench_shipped.py --weights runs/x/best.pt --device cuda
 
 Each structure is measured in a fresh process on one thread (as tests and `train` run it on a
@@ -87,7 +87,7 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--weights", default=str(ROOT / "weights" / "qfitlatent-v2.pt"))
+    p.add_argument("--weights", default=str(ROOT / "weights" / "qfitlatent-v3.pt"))
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()

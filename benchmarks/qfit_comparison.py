@@ -1,6 +1,6 @@
 """Our multiconformer model against qFit's, on the qFit models in ../shared/data/multiconf.
 
-    python benchmarks/qfit_comparison.py [--weights weights/qfitlatent-v2.pt] \
+    python benchmarks/qfit_comparison.py [--weights weights/qfitlatent-v3.pt] \
         [--data ../shared/data/multiconf] [--thresholds 0.5]
 
 Each qFit model (MANIFEST.tsv: qfit_refined yes or likely) is reduced to a single conformer,

@@ -1,6 +1,6 @@
 """Split threshold on the validation split: residues split vs the expected number, per threshold.
 
-    python benchmarks/tune_threshold.py [--weights weights/qfitlatent-v2.pt] \
+    python benchmarks/tune_threshold.py [--weights weights/qfitlatent-v3.pt] \
         [--data ../shared/data/multiconf] [--thresholds 0.3 0.4 0.5 0.6 0.7] [--limit N]
 
 For each validation structure of the checkpoint (its stored split), runs `predict` once per

@@ -37,15 +37,15 @@ def resolve_device(device: "str | torch.device" = "auto", local_rank: int = 0) -
 
 
 def default_weights() -> Path:
-    """The shipped weights: weights/qfitlatent-v2.pt beside the package (may not exist yet)."""
-    return Path(__file__).resolve().parents[1] / "weights" / "qfitlatent-v2.pt"
+    """The shipped weights: weights/qfitlatent-v3.pt beside the package (may not exist yet)."""
+    return Path(__file__).resolve().parents[1] / "weights" / "qfitlatent-v3.pt"
 
 
 RUN_FILES = ("best.pt", "last.pt")  # what every training run folder holds
 
 
 def weights_label(path) -> str:
-    """How outputs name the weights that made them: the file name ("qfitlatent-v2.pt"), or
+    """How outputs name the weights that made them: the file name ("qfitlatent-v3.pt"), or
     "<run>/best.pt" for a run's file, since every run's best is called best.pt."""
     path = Path(path)
     return f"{path.parent.name}/{path.name}" if path.name in RUN_FILES else path.name

@@ -260,7 +260,7 @@ def _train_parser(add) -> None:
     t.add_argument(
         "--preset",
         default=None,
-        help="start from a named configuration, e.g. qfitlatent-v2 (the shipped weights'); "
+        help="start from a named configuration, e.g. qfitlatent-v3 (the shipped weights'); "
         "--set and the flags below override it (default: none, the TrainConfig defaults)",
     )
     t.add_argument(
@@ -274,7 +274,7 @@ def _train_parser(add) -> None:
     )  # fmt: skip
     t.add_argument(
         "--init-from", type=Path, default=None,
-        help="checkpoint to start from, e.g. weights/qfitlatent-v2.pt (default: random "
+        help="checkpoint to start from, e.g. weights/qfitlatent-v3.pt (default: random "
         "initialisation)",
     )  # fmt: skip
     t.add_argument("--freeze-trunk", action="store_true", help="train the output head only")
@@ -351,7 +351,7 @@ def _predict_parsers(add) -> None:
                        "folders of them")  # fmt: skip
         q.add_argument(
             "--weights", type=Path, default=None,
-            help="checkpoint (default: the shipped weights/qfitlatent-v2.pt)",
+            help="checkpoint (default: the shipped weights/qfitlatent-v3.pt)",
         )  # fmt: skip
         q.add_argument("--out", type=Path, required=True, help="folder for OUT/<name>/ results")
         q.add_argument(

@@ -134,6 +134,16 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
             flex_weight=1.0, save_every=25,
         ),
     ),
+    # v2 plus the environment counts around χ1 probes (environment.py).
+    "qfitlatent-v3": (
+        ModelConfig(
+            n_blocks=4, d_s=128, dropout=0.1, max_neighbours=64, prior_components=16,
+        ),
+        TrainConfig(
+            epochs=8, lr=5e-4, crop_size=256, batch_proteins=4, min_altlocs=1, r_share=0.3,
+            flex_weight=1.0, save_every=25,
+        ),
+    ),
 }  # fmt: skip
 
 

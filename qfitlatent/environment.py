@@ -6,9 +6,9 @@ we place a γ probe (where a Cγ would sit) and a δ probe (an extended Cδ beyo
 angles, and count the heavy atoms of *other* residues near each probe. A rotamer whose γ probe
 is crowded is unlikely; a residue with room at two χ1 angles is a candidate for two conformers.
 
-Counts are SE(3)-invariant and use only the first conformer of neighbours (altloc A, or the only
-one: the model a user uploads has at least that). The residue's own atoms are never counted, so its observed side
-chain cannot leak into its own input.
+Counts are SE(3)-invariant and use only the first conformer of neighbours (altloc A, or the
+only one: the model a user uploads has at least that). The residue's own atoms are never
+counted, so its observed side chain cannot leak into its own input.
 """
 
 import math

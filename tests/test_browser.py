@@ -60,7 +60,7 @@ def free_port() -> int:
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     env = dict(os.environ, QFITLATENT_RUNS=str(tmp / "runs"), OMP_NUM_THREADS="1")
-    shipped = ROOT / "weights" / "qfitlatent-v2.pt"
+    shipped = ROOT / "weights" / "qfitlatent-v3.pt"
     if not shipped.is_file():  # the app's default model; a tiny one keeps the test fast
         env["QFITLATENT_WEIGHTS"] = str(tiny_checkpoint(tmp / "tiny.pt"))
     port = free_port()

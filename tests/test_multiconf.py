@@ -219,9 +219,13 @@ def test_samples_file_has_one_model_per_sample_at_the_sampled_chi(pred):
                 assert all(a.altloc == "\0" for a in res)
                 if rec.parent in ("", "PRO", "ALA", "GLY") or rec.resname != rec.parent:
                     continue
+                # The files hold 3-decimal coordinates: each of a χ's four atoms may move by up
+                # to 0.0009 Å, about 0.04° at a 1.3 Å lever, so the read-back χ is within
+                # ~0.15° of the sampled one (the report's χ, of rounded coordinates, is checked
+                # to 0.1° in the gate test).
                 for d, got in enumerate(chi_of(res, "", rec.resname)):
                     want = math.degrees(float(pred.samples[s, i, d]))
-                    assert abs((got - want + 180) % 360 - 180) <= 0.1
+                    assert abs((got - want + 180) % 360 - 180) <= 0.2
 
 
 def test_threshold_one_splits_nothing_and_report_says_so(model):

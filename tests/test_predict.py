@@ -238,8 +238,6 @@ def test_all_good_files_exit_zero_and_missing_weights_say_so(weights, tmp_path, 
 def test_shipped_weights_predict_a_real_structure(tmp_path):
     from qfitlatent.checkpoint import default_weights, load_model
 
-    if not default_weights().is_file():
-        pytest.skip("weights/qfitlatent-v2.pt is not in this checkout")
     model, _ = load_model(default_weights(), "cpu")
     pred = predict(model, data_file(SMALL_2), n_samples=4)
     doc = mixture_json(pred, default_weights().name)

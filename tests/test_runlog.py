@@ -9,7 +9,7 @@ import pytest
 from qfitlatent.train import runlog
 from qfitlatent.train.runlog import EPOCH, STEP, Record
 
-SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "metrics-v2.jsonl"
+SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "metrics-v3.jsonl"
 
 
 def step(s, loss, **kw):

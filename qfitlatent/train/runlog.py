@@ -8,7 +8,7 @@ page, the runs table and the model-card figure while it may still be growing. Tw
 - "epoch": after each epoch's validation; `train_loss` is the epoch's mean, and the validation
   scores are None when the run holds out no structure.
 
-Files written before records carried `kind` (weights/metrics-v2.jsonl) are read too: the trainer
+Files written before records carried `kind` (weights/metrics-v3.jsonl) are read too: the trainer
 has always put `best_val_nll` on epoch rows and only there, so that key decides their kind.
 
 A resumed run continues from its checkpoint's step, so whatever the interrupted process logged
