@@ -575,8 +575,10 @@ def _supervise(run_dir: Path) -> int:
     else:
         job.status = "failed"
         job.message = message or f"the trainer exited with code {rc}; see train.log"
-    job.save()
+    # The trainer has exited: free the lock before the end is recorded, so whoever sees the run
+    # ended can start the next one (the other order let a Start land in between and be refused).
     _release_lock(run_dir.parent, os.getpid())
+    job.save()
     return 0
 
 
