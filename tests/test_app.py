@@ -390,8 +390,7 @@ def test_details_follow_the_run_that_just_ended(env, monkeypatch):
         at.text_input(key="run_name").set_value(name)
         next(b for b in at.button if b.label == "Start training").click().run()
         assert not at.error, [e.value for e in at.error]
-        # The supervisor records the end in job.json, then releases the one-run lock: wait for
-        # both, or the next Start can land in between (it did, once, on a quiet CI machine).
+        # The next Start needs the one-run lock free as well as the end recorded.
         deadline = time.time() + 30
         while time.time() < deadline and (
             jobs.load_job(jobs.runs_root() / name).active or jobs.lock_holder() is not None

@@ -90,3 +90,16 @@ def test_the_import_check_resolves_relative_imports():
     assert _breaking({"prior.py": imported_modules(tree, "qfitlatent.model.prior")},
                      ("qfitlatent.eval",)) == ["prior.py imports qfitlatent.eval.baselines",
                                                "prior.py imports qfitlatent.eval.baselines.fit_baselines"]  # fmt: skip  # noqa: E501
+
+
+def test_the_run_supervisor_starts_without_torch():
+    """`python -m qfitlatent.train.jobs` supervises every Train-page run and must be listening
+    for Stop within a fraction of a second; importing torch there (through config) once let a
+    Stop arrive first, and the run was judged gone while its supervisor still held the lock."""
+    import subprocess
+    import sys
+
+    code = "import sys, qfitlatent.train.jobs; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
