@@ -43,3 +43,30 @@ def data_file(name: str) -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own feature cache, so no test reads another's results."""
     monkeypatch.setenv("QFITLATENT_CACHE", str(tmp_path_factory.mktemp("feature-cache")))
+
+
+def tiny_model():
+    """A seeded, untrained one-block network: fast real outputs for predict and the writers."""
+    import torch
+
+    from qfitlatent.config import ModelConfig
+    from qfitlatent.model import QFitLatent
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, dropout=0.0
+    )
+    return QFitLatent(cfg).eval()
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    """A seeded, untrained checkpoint file standing in for the shipped weights (app tests)."""
+    import torch
+
+    from qfitlatent.checkpoint import save_checkpoint
+    from qfitlatent.config import ModelConfig
+    from qfitlatent.model import QFitLatent
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_s=16, d_z=8, n_blocks=1, dropout=0.0)
+    return save_checkpoint(path, model_cfg=cfg, model=QFitLatent(cfg), meta={"note": "test"})

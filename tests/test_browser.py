@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -36,18 +37,6 @@ pytestmark = pytest.mark.skipif(
     not (os.path.exists(CHROMIUM) or shutil.which("chromium")),
     reason="chromium is not installed (apt-get install chromium; `make test` does it as root)",
 )
-
-
-def tiny_checkpoint(path: Path) -> Path:
-    import torch
-
-    from qfitlatent.checkpoint import save_checkpoint
-    from qfitlatent.config import ModelConfig
-    from qfitlatent.model import QFitLatent
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(d_s=16, d_z=8, n_blocks=1, dropout=0.0)
-    return save_checkpoint(path, model_cfg=cfg, model=QFitLatent(cfg), meta={"note": "test"})
 
 
 def free_port() -> int:

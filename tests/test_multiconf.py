@@ -14,11 +14,9 @@ import gemmi
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, data_file
+from conftest import DATA, data_file, tiny_model
 
-from qfitlatent.config import ModelConfig
 from qfitlatent.ensemble.multiconf import SplitOptions
-from qfitlatent.model.network import QFitLatent
 from qfitlatent.predict import (
     multiconformer_cif,
     multiconformer_pdb,
@@ -31,17 +29,13 @@ from qfitlatent.residues import CHI_ATOMS
 
 SMALL = "2i4a.pdb.gz"  # 107 residues, every standard type, no altlocs to speak of
 ALTLOCS = "1ejg.pdb.gz"  # crambin, 0.54 Å, many side-chain altlocs
-CFG = ModelConfig(
-    d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, dropout=0.0
-)
 BONDI = {"C": 1.70, "N": 1.55, "O": 1.52, "S": 1.80, "Se": 1.90}
 SERIOUS = 0.4  # Å
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return QFitLatent(CFG).eval()
+    return tiny_model()
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +119,9 @@ def test_no_written_alternative_overlaps_its_environment(pred):
 
 def test_the_independent_search_sees_clashes_when_they_are_there(pred):
     # Screen off (cut-off beyond any overlap): the brute-force search must find what it rejects.
-    loose = predict(pred_model(), data_file(SMALL), n_samples=6, seed=2,
+    loose = predict(tiny_model(), data_file(SMALL), n_samples=6, seed=2,
                     options=SplitOptions(threshold=0, overlap=99.0))  # fmt: skip
     assert serious_overlaps(read_pdb(multiconformer_pdb(loose)), ours(loose))
-
-
-def pred_model():
-    torch.manual_seed(0)
-    return QFitLatent(CFG).eval()
 
 
 def test_occupancies_conformer_counts_and_b_factors(pred):

@@ -9,13 +9,11 @@ import shutil
 import gemmi
 import pytest
 import torch
-from conftest import data_file
+from conftest import data_file, tiny_model
 
 from qfitlatent import cli
 from qfitlatent.checkpoint import save_checkpoint
-from qfitlatent.config import ModelConfig
 from qfitlatent.ensemble.sidechains import measure_chis
-from qfitlatent.model.network import QFitLatent
 from qfitlatent.predict import (
     MIXTURE_FORMAT,
     OUTPUT_FILES,
@@ -46,15 +44,11 @@ TABLE_KEYS = {
     "n_obs",
     "rank",
 }
-CFG = ModelConfig(
-    d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, dropout=0.0
-)
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return QFitLatent(CFG).eval()
+    return tiny_model()
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +188,7 @@ def test_residue_conformers_are_the_written_ones(model):
 @pytest.fixture(scope="module")
 def weights(model, tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    return save_checkpoint(path, model_cfg=CFG, model=model)
+    return save_checkpoint(path, model_cfg=model.cfg, model=model)
 
 
 def test_batch_mode_skips_a_broken_file_and_exits_nonzero(weights, tmp_path, capsys):
