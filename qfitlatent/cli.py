@@ -79,14 +79,19 @@ def cmd_evaluate(args) -> int:
     from .eval.evaluate import evaluate_folder, format_table
 
     try:
-        res = evaluate_folder(args.weights, args.data, args.split, args.device, args.cache)
+        res = evaluate_folder(
+            args.weights, args.data, args.split, args.device, args.cache, args.without_resolution
+        )
     except ValueError as err:
         print(f"qfitlatent evaluate: {err}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(res, indent=1))
     else:
-        print(f"qfitlatent evaluate: {args.weights.name} on {args.split} ({res['split_note']})")
+        print(
+            f"qfitlatent evaluate: {args.weights.name} on {args.split} ({res['split_note']}; "
+            f"resolution {res['resolution']})"
+        )
         print(format_table(res))
     return 0
 
@@ -320,6 +325,11 @@ def _evaluate_parser(add) -> None:
     e.add_argument(
         "--split", choices=["val", "all"], default="val",
         help="val: only the checkpoint's validation structures; all: every structure",
+    )  # fmt: skip
+    e.add_argument(
+        "--without-resolution", action="store_true",
+        help="score as if no file's header gave a resolution: how a model that reads it does "
+        "on files without one",
     )  # fmt: skip
     e.add_argument("--json", action="store_true", help="print one JSON object, not a table")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help=DEVICE_HELP)

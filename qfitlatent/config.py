@@ -40,6 +40,11 @@ class ModelConfig:
     # Atoms of other residues around probes along χ1 (environment.py): the room the input
     # structure leaves for this side chain, which backbone frames alone cannot show.
     use_environment: bool = True
+    # The file header's resolution: whether a modeller could see alternative conformers at all
+    # is a property of the data (most entries below 1.5 Å have some, few above 2.5 Å do), which
+    # no geometry shows. Optional in every file: a residue is read as "resolution unknown" where
+    # the header gives none, and TrainConfig.resolution_dropout teaches that case.
+    use_resolution: bool = False
     # Memory: attend only to the nearest `max_neighbours` residues (by CA distance) when N is
     # larger; 0 attends to all. Keeps a 3000-residue structure inside a laptop's memory.
     max_neighbours: int = 0
@@ -89,6 +94,9 @@ class TrainConfig:
     # per-structure AUROC a user meets (residues ranked within one structure), which the BCE
     # only reaches through calibration across structures.
     flex_rank_weight: float = 0.0
+    # Share of training crops whose resolution is hidden, so a model with use_resolution also
+    # learns the files whose header gives none.
+    resolution_dropout: float = 0.0
     crop_size: int = 384  # spatial crop for training only, never at inference
     # Proteins (crops) whose gradients are summed into one optimizer step: a step that sees
     # several proteins is less noisy than one that sees a single crop.
@@ -142,6 +150,17 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
         TrainConfig(
             epochs=8, lr=5e-4, crop_size=256, batch_proteins=4, min_altlocs=1, r_share=0.3,
             flex_weight=1.0, save_every=25,
+        ),
+    ),
+    # v3 plus the header's resolution (hidden in a fifth of the training crops).
+    "qfitlatent-v4": (
+        ModelConfig(
+            n_blocks=4, d_s=128, dropout=0.1, max_neighbours=64, prior_components=16,
+            use_resolution=True,
+        ),
+        TrainConfig(
+            epochs=8, lr=5e-4, crop_size=256, batch_proteins=4, min_altlocs=1, r_share=0.3,
+            flex_weight=1.0, save_every=25, resolution_dropout=0.2,
         ),
     ),
 }  # fmt: skip

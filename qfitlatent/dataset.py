@@ -21,7 +21,7 @@ from .features import Features, load_features
 from .loss import flex_labels
 from .structure import SUFFIXES, structure_id
 
-FEATURE_VERSION = 4
+FEATURE_VERSION = 5
 PDB_ID = re.compile(r"^[0-9][a-z0-9]{3}", re.IGNORECASE)
 
 __all__ = [

@@ -44,6 +44,9 @@ class Features:
     # [N, environment.N_ENV] atoms of other residues around χ1 probes (environment.py): where
     # the input leaves room for this side chain.
     environment: torch.Tensor
+    # [N] Å, the file header's resolution, the same for every residue so that crops and device
+    # moves treat it like every other input; 0 where the header gives none.
+    resolution: torch.Tensor
     chain_id: list[str]
     icode: list[str]
     resname: list[str]  # as in the file (MSE stays MSE; its token is MET's)
@@ -178,6 +181,7 @@ def featurize(parsed) -> Features:
         bb_mask=bb_mask,
         burial=burial_counts(rot, trans),
         environment=environment_features(bb[:, 0], bb[:, 1], rot, atoms, owner).float(),
+        resolution=torch.full((n,), parsed.resolution or 0.0),
         chain_id=[r.chain for r in recs],
         icode=[r.icode for r in recs],
         resname=[r.resname for r in recs],

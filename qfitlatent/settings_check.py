@@ -55,6 +55,7 @@ BOUNDS: dict[str, Bound] = {
     "r_share": Bound(0.0, 1.0),
     "flex_weight": Bound(0.0, 100.0),
     "flex_rank_weight": Bound(0.0, 100.0),
+    "resolution_dropout": Bound(0.0, 1.0),
     "batch_proteins": Bound(1, 1024),
     "crop_size": Bound(16, 100_000),  # 0 used to mean "no crop" silently; a whole-structure
     # step is a memory hazard on a shared server, so say crop_size=100000 to get that.

@@ -90,6 +90,8 @@ class ParsedStructure:
     structure: gemmi.Structure
     residues: list[ResidueRecord]
     warnings: list[str] = field(default_factory=list)
+    # Å, from the header (PDB REMARK 2, mmCIF _refine / _reflns); None where it gives none.
+    resolution: float | None = None
 
 
 def structure_id(path: str | Path) -> str:
@@ -125,7 +127,12 @@ def from_gemmi(st: gemmi.Structure, name: str) -> ParsedStructure:
     warnings = _clean(st, name)
     records = _residue_records(st, name, warnings)
     return ParsedStructure(
-        name=structure_id(name), structure=st, residues=records, warnings=warnings
+        name=structure_id(name),
+        structure=st,
+        residues=records,
+        warnings=warnings,
+        # gemmi reads 0 where the header has no resolution.
+        resolution=float(st.resolution) if st.resolution > 0 else None,
     )
 
 

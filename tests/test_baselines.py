@@ -39,6 +39,7 @@ def make_features(aatype, chi, chi_mask, occ, n_obs, bb_angles=None) -> Features
         resnum=torch.arange(n), chain_break=torch.zeros(n, dtype=torch.bool), bb_angles=bb,
         bb_mask=torch.full((n, 3), bb_angles is not None), burial=torch.zeros(n, 3),
         environment=torch.zeros(n, N_ENV),
+        resolution=torch.zeros(n),
         chain_id=["A"] * n, icode=[""] * n, resname=[residues.AA3[a] for a in aatype],
     )  # fmt: skip
 

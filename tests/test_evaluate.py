@@ -85,6 +85,27 @@ def test_evaluate_json_scores_model_and_baselines(run, capsys, tmp_path):
     assert "conformer selector" in out
 
 
+def test_without_resolution_hides_it_from_the_model_only(run, capsys, tmp_path):
+    data, _ = run
+    cfg = ModelConfig(**{**TINY.to_dict(), "use_resolution": True})
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(
+        tmp_path / "res.pt", model_cfg=cfg, model=QFitLatent(cfg),
+        train_cfg=TrainConfig().to_dict(),
+        split={"train": ["1ejg", "1g6x"], "val": ["4npd"]}, meta=metadata("test"),
+    )  # fmt: skip
+    argv = ["evaluate", "--weights", str(ckpt), "--data", str(data), "--device", "cpu",
+            "--cache", str(tmp_path / "cache"), "--json"]  # fmt: skip
+    results = []
+    for extra in ([], ["--without-resolution"]):
+        assert main([*argv, *extra]) == 0
+        results.append(json.loads(capsys.readouterr().out))
+    seen, hidden = results
+    assert (seen["resolution"], hidden["resolution"]) == ("from the file headers", "hidden")
+    assert seen["nll"] != pytest.approx(hidden["nll"], abs=1e-6)
+    assert seen["baselines"] == hidden["baselines"]
+
+
 def _auroc_by_pairs(scores, labels) -> float:
     pos = [s for s, y in zip(scores, labels, strict=True) if y]
     neg = [s for s, y in zip(scores, labels, strict=True) if not y]

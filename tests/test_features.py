@@ -1,6 +1,8 @@
 """Features against independent references: gemmi's dihedrals, frame geometry, invariance."""
 
+import gzip
 import math
+import re
 
 import gemmi
 import numpy as np
@@ -176,3 +178,29 @@ def test_burial_counts_match_a_brute_force_count():
     assert np.array_equal(f.burial.numpy(), expected)
     # Chunking is only a memory bound: any chunk size gives the same counts.
     assert torch.equal(burial_counts(f.rot, f.trans, chunk=7), f.burial)
+
+
+def _header_resolution(text: str) -> float:
+    """The resolution as a reader of the raw header text sees it (no gemmi)."""
+    pdb = re.search(r"^REMARK   2 RESOLUTION\.\s+([0-9.]+)\s+ANGSTROMS", text, re.MULTILINE)
+    cif = re.search(r"^_refine\.ls_d_res_high\s+([0-9.]+)", text, re.MULTILINE)
+    return float((pdb or cif).group(1))
+
+
+@pytest.mark.parametrize("name", ["2igd.pdb.gz", "1b5f.cif.gz"])
+def test_resolution_comes_from_the_file_header(name):
+    path = data_file(name)
+    expected = _header_resolution(gzip.open(path, "rt").read())
+    f = load_features(path)
+    assert torch.allclose(f.resolution, torch.full((f.n_res,), expected))
+
+
+def test_a_header_without_resolution_reads_as_unknown(tmp_path):
+    path = data_file("2igd.pdb.gz")
+    lines = gzip.open(path, "rt").read().splitlines(keepends=True)
+    bare = tmp_path / "2igd-bare.pdb"  # the coordinates alone, as many programs write them
+    bare.write_text("".join(x for x in lines if x.startswith(("CRYST1", "ATOM", "HETATM", "TER"))))
+    a, b = load_features(path), load_features(bare)
+    assert read_structure(bare).resolution is None
+    assert torch.equal(b.resolution, torch.zeros(b.n_res))
+    _assert_same_features(a, b)  # only the resolution differs

@@ -32,7 +32,8 @@ def random_features(n=16, a=3, seed=0) -> Features:
         chain_index=torch.zeros(n, dtype=torch.long), resnum=torch.arange(n),
         chain_break=torch.zeros(n, dtype=torch.bool), bb_angles=torch.zeros(n, 3),
         bb_mask=torch.ones(n, 3, dtype=torch.bool), burial=torch.zeros(n, 3),
-        environment=torch.zeros(n, N_ENV), chain_id=["A"] * n, icode=[""] * n,
+        environment=torch.zeros(n, N_ENV), resolution=torch.zeros(n),
+        chain_id=["A"] * n, icode=[""] * n,
         resname=[residues.AA3[t] if t < 20 else "UNK" for t in aatype.tolist()],
     )  # fmt: skip
 

@@ -50,6 +50,20 @@ def test_outputs_invariant_under_rotation_and_translation(protein, max_neighbour
         assert not torch.allclose(model(shuffled).mixture.mu, a.mu, atol=1e-3)
 
 
+def test_resolution_input_is_read_only_when_configured(protein):
+    torch.manual_seed(0)
+    with_res = QFitLatent(replace(TINY, use_resolution=True)).eval()
+    torch.manual_seed(0)
+    without = QFitLatent(TINY).eval()
+    at = lambda r: replace(protein, resolution=torch.full((protein.n_res,), r))  # noqa: E731
+    with torch.no_grad():
+        fine, coarse, unknown = (with_res(at(r)) for r in (1.0, 2.5, 0.0))
+        assert not torch.allclose(fine.flex_logit, coarse.flex_logit, atol=1e-4)
+        assert not torch.allclose(fine.flex_logit, unknown.flex_logit, atol=1e-4)
+        assert torch.isfinite(unknown.flex_logit).all() and torch.isfinite(unknown.mixture.mu).all()
+        assert torch.equal(without(at(1.0)).flex_logit, without(at(2.5)).flex_logit)
+
+
 def test_output_ranges(protein):
     cfg = replace(TINY, kappa_min=0.05)
     out = QFitLatent(cfg).eval()(protein)

@@ -17,7 +17,7 @@ from qfitlatent.checkpoint import load_checkpoint
 from qfitlatent.config import ModelConfig, TrainConfig, split_overrides
 from qfitlatent.train import loop as train_module
 from qfitlatent.train import runlog
-from qfitlatent.train.loop import epoch_order, spatial_crop, train
+from qfitlatent.train.loop import epoch_order, hide_resolution, spatial_crop, train
 
 TINY = ModelConfig(
     d_s=16, d_z=8, n_blocks=1, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2, n_rbf=8
@@ -189,6 +189,21 @@ def test_crop_keeps_nearest_residues_around_a_centre_in_r(data_dir):
     assert spatial_crop(f, 1000, 2, torch.Generator()) is f
     orders = [epoch_order(7, 0, 1, 2, r) for r in (0, 1)]
     assert len(orders[0]) == len(orders[1]) == 4 and set(orders[0] + orders[1]) == set(range(7))
+
+
+def test_hide_resolution_hides_the_share_asked_and_draws_nothing_at_zero(data_dir):
+    from qfitlatent.features import load_features
+
+    f = load_features(data_dir / "4npd.pdb.gz")
+    assert bool((f.resolution > 0).all())
+    g = torch.Generator().manual_seed(5)
+    state = g.get_state()
+    assert hide_resolution(f, 0.0, g) is f
+    assert torch.equal(g.get_state(), state)  # v3-style runs keep their crops
+    assert torch.equal(hide_resolution(f, 1.0, g).resolution, torch.zeros(f.n_res))
+    hidden = [bool((hide_resolution(f, 0.2, g).resolution == 0).all()) for _ in range(400)]
+    assert 50 <= sum(hidden) <= 110  # Binomial(400, 0.2): mean 80, sd 8
+    assert torch.equal(f.resolution, load_features(data_dir / "4npd.pdb.gz").resolution)
 
 
 def _cli(args, **kw):

@@ -6,6 +6,7 @@ the model (metrics.score_structure, metrics.score_flexibility), on the validatio
 every structure in a folder.
 """
 
+from dataclasses import replace
 
 import torch
 
@@ -186,10 +187,13 @@ def format_table(res: dict, n_samples: int = N_SAMPLES) -> str:
     return "\n".join(lines)
 
 
-def evaluate_folder(weights, data, split: str = "val", device="auto", cache=None) -> dict:
+def evaluate_folder(
+    weights, data, split: str = "val", device="auto", cache=None, without_resolution=False
+) -> dict:
     """Score a checkpoint on the `split` structures ("val" or "all") of the folder it was
-    trained on, the baselines fitted on its training structures. The result carries `split`,
-    `split_note` and `skipped` files. ValueError when the folder holds none of them."""
+    trained on, the baselines fitted on its training structures. `without_resolution` scores
+    them as if no header gave a resolution. The result carries `split`, `split_note`,
+    `resolution` and `skipped` files. ValueError when the folder holds none of them."""
     device = resolve_device(device)
     model, info = load_model(weights, device)
     names = [structure_id(p) for p in list_structure_files(data)]
@@ -198,8 +202,11 @@ def evaluate_folder(weights, data, split: str = "val", device="auto", cache=None
         raise ValueError(f"no {split} structures of the checkpoint in {data}")
     feats_train, _ = load_dataset(data, cache, names=train_names)
     feats_eval, skipped = load_dataset(data, cache, names=eval_names)
+    if without_resolution:
+        feats_eval = [replace(f, resolution=torch.zeros_like(f.resolution)) for f in feats_eval]
     res = evaluate(model, feats_eval, feats_train, device=device)
     res["split"] = split
+    res["resolution"] = "hidden" if without_resolution else "from the file headers"
     res["split_note"] = note
     res["skipped"] = [{"file": n, "reason": r} for n, r in skipped]
     return res

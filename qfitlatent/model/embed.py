@@ -28,8 +28,8 @@ def neighbours(trans: torch.Tensor, max_neighbours: int) -> torch.Tensor | None:
 
 
 class SingleEmbedding(nn.Module):
-    """Amino-acid token, plus sin/cos of φ/ψ/ω (masked where undefined), burial counts and
-    environment counts when configured."""
+    """Amino-acid token, plus sin/cos of φ/ψ/ω (masked where undefined), burial counts,
+    environment counts and the header's resolution when configured."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -43,6 +43,9 @@ class SingleEmbedding(nn.Module):
         self.use_environment = cfg.use_environment
         if self.use_environment:
             self.environment = nn.Linear(N_ENV, cfg.d_s)
+        self.use_resolution = cfg.use_resolution
+        if self.use_resolution:
+            self.resolution = nn.Linear(2, cfg.d_s)  # known, and Å from 2 where known
         self.norm = nn.LayerNorm(cfg.d_s)
 
     def forward(self, feats: Features) -> torch.Tensor:
@@ -57,7 +60,16 @@ class SingleEmbedding(nn.Module):
             s = s + self.burial(torch.log1p(feats.burial.to(s.dtype)))  # [N, C_s]
         if self.use_environment:
             s = s + self.environment(torch.log1p(feats.environment.to(s.dtype)))  # [N, C_s]
+        if self.use_resolution:
+            s = s + self.resolution(resolution_input(feats.resolution).to(s.dtype))  # [N, C_s]
         return self.norm(s)
+
+
+def resolution_input(resolution: torch.Tensor) -> torch.Tensor:
+    """[N, 2] from resolution [N] (Å, 0 unknown): (known, known × (Å − 2)), so an unknown
+    resolution is one learned offset rather than a pretend value."""
+    known = (resolution > 0).float()
+    return torch.stack([known, known * (resolution.float() - 2.0)], dim=-1)
 
 
 class PairEmbedding(nn.Module):

@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -69,6 +69,14 @@ def spatial_crop(
     centre = candidates[torch.randint(len(candidates), (1,), generator=generator)]
     dist2 = (feats.trans - feats.trans[centre]).square().sum(-1)  # [N]
     return feats.select(dist2.topk(crop_size, largest=False).indices)
+
+
+def hide_resolution(feats: Features, share: float, generator: torch.Generator) -> Features:
+    """The crop with its resolution set to unknown (0), in `share` of the calls (training
+    only); a share of 0 draws nothing, so runs without it keep their random stream."""
+    if share <= 0 or float(torch.rand((), generator=generator)) >= share:
+        return feats
+    return replace(feats, resolution=torch.zeros_like(feats.resolution))
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -578,7 +586,8 @@ def _optimise_step(run: _Run, step: int, epoch: int, pos: int) -> tuple[float, s
         # Crops and dropout from (seed, step, rank) alone: a resumed run draws the same ones.
         g = torch.Generator().manual_seed(step_seed(cfg.seed, micro, run.rank))
         torch.manual_seed(step_seed(cfg.seed, micro, run.rank))
-        f = spatial_crop(item, cfg.crop_size, cfg.min_altlocs, g).to(run.dev)
+        f = spatial_crop(item, cfg.crop_size, cfg.min_altlocs, g)
+        f = hide_resolution(f, cfg.resolution_dropout, g).to(run.dev)
         loss = protein_loss(run.net(f), f, cfg) / n_micro
         loss.backward()
         loss_value += loss.detach()
