@@ -128,10 +128,13 @@ if clicked in label_of and ui.new_pick(f"profile:{tag}", clicked):
     st.session_state[f"residue:{tag}"] = label_of[clicked]
 
 n_multi = sum(r["n_obs"] >= 2 for r in rows)
+resolution = pred.parsed.resolution
 st.markdown(
     f"**{pred.parsed.name}** · {pred.features.n_res:,} residues in "
-    f"{len(set(pred.features.chain_id))} chain(s) · {n_multi} with side-chain altlocs in the "
-    f"input · model: {weights_label} · {n_samples} samples"
+    f"{len(set(pred.features.chain_id))} chain(s) · "
+    f"{f'{resolution:.2f} Å' if resolution else 'no resolution in the header'} · "
+    f"{n_multi} with side-chain altlocs in the input · model: {weights_label} · "
+    f"{n_samples} samples"
 )
 st.markdown(ui.split_summary(pred))
 example = ui.example_for(name)

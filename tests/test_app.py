@@ -160,8 +160,11 @@ def test_unseen_example_opens_and_says_it_is_unseen(env):
     at.button(key="example_unseen").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("held out of every training run" in s.value for s in at.success)
+    assert any(m.value.startswith("**1atg**") and "· 1.20 Å ·" in m.value for m in at.markdown)
     at.button(key="example").click().run()
     assert any("training structure" in w.value for w in at.warning)
+    # qFit writes no REMARK 2: the page says so rather than inventing a number.
+    assert any("no resolution in the header" in m.value for m in at.markdown)
 
 
 def test_single_chi_residue_has_no_torus(example):
