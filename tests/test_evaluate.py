@@ -74,6 +74,10 @@ def test_evaluate_json_scores_model_and_baselines(run, capsys, tmp_path):
         assert set(METRICS) <= set(r)
         assert all(r[k] is None for k in (*CHI_ONLY, "entropy_auroc", "chi1_residues"))
         assert 0 <= r["flex_auroc"] <= 1 and r["flex_residues"] == res["flex_residues"]
+        assert 0 <= r["flex_brier"] <= 1 and r["flex_observed"] == res["flex_observed"]
+    # p_flexible and the flexibility baselines are probabilities; entropy is not.
+    assert 0 < res["flex_expected"] < res["flex_residues"] and res["flex_observed"] > 0
+    assert all(r["flex_brier"] is None for r in res["baselines"].values())
     assert len(res["flex_baseline_fit"]["logistic"]["weight"]) == 25
 
     # --split all scores every structure; the table prints without --json.

@@ -18,6 +18,7 @@ from qfitlatent.eval.metrics import (
     score_flexibility,
     score_structure,
     summarize,
+    summarize_flex_probability,
     summarize_flexibility,
     unique_entropy,
 )
@@ -223,6 +224,14 @@ def test_per_structure_auroc_by_hand():
     )
     assert out["flex_auroc_per_structure"] == 0.6875 and out["flex_auroc_structures"] == 2
     assert out["flex_auroc"] == pytest.approx(10.5 / 18) and out["flex_residues"] == 9
+    # The same scores read as probabilities, over the nine residues (three flexible):
+    # Brier = mean (p − y)² = (0.01 + 0.04 + 0.25 + 0.81 + 0.09 + 0.16 + 0.36 + 0.9025 + 0.0025)/9
+    cal = summarize_flex_probability(
+        [{"flex_score": s, "flexible": y.bool()} for s, y in zip(scores, labels, strict=True)]
+    )
+    assert cal["flex_brier"] == pytest.approx(2.625 / 9)
+    assert cal["flex_expected"] == pytest.approx(4.2) and cal["flex_observed"] == 3
+    assert summarize_flex_probability(None) == dict.fromkeys(cal)
     nan, n = per_structure_auroc([torch.tensor([1.0])], [torch.tensor([1])])
     assert math.isnan(nan) and n == 0
 

@@ -20,6 +20,7 @@ from .metrics import (
     score_flexibility,
     score_structure,
     summarize,
+    summarize_flex_probability,
     summarize_flexibility,
 )
 
@@ -89,16 +90,26 @@ def evaluate(
             scores[name].append(score_flexibility(flex_baselines[name].predict_flex(f), f))
     out = {}
     if model is not None:
-        out = {**summarize(scores["model"], n_samples), "flex_score": model_flex}
+        probability = scores["model"] if model_flex == "p_flexible" else None
+        out = {
+            **summarize(scores["model"], n_samples),
+            **summarize_flex_probability(probability),
+            "flex_score": model_flex,
+        }
     out["structures"] = len(feats_val)
     out["baselines"] = {
-        name: {**summarize(scores[name], n_samples), "flex_score": "entropy"}
+        name: {
+            **summarize(scores[name], n_samples),
+            **summarize_flex_probability(None),
+            "flex_score": "entropy",
+        }
         for name in BASELINE_NAMES
     }
     out["flex_baselines"] = {
         name: {
             **dict.fromkeys((*CHI_METRICS, f"coverage@{n_samples}")),
             **summarize_flexibility(scores[name]),
+            **summarize_flex_probability(scores[name]),
             "flex_score": name,
         }
         for name in FLEX_BASELINE_NAMES
@@ -149,6 +160,7 @@ def format_table(res: dict, n_samples: int = N_SAMPLES) -> str:
         (f"{cov}_selected", f"sel@{n_samples}", 8), ("chi1_mode_acc", "chi1 mode", 10),
         ("chi1_acc@20", "chi1<=20", 9), ("chi1_acc@40", "chi1<=40", 9),
         ("flex_auroc", "AUROC", 7), ("flex_auroc_per_structure", "AUROC/str", 10),
+        ("flex_brier", "Brier", 7), ("flex_expected", "sum p", 10),
     )  # fmt: skip
     rows = [("model", res)] if "nll" in res else []
     if res.get("flex_score") == "p_flexible":
@@ -171,6 +183,8 @@ def format_table(res: dict, n_samples: int = N_SAMPLES) -> str:
         "structures with side-chain altlocs;",
         f"AUROC/str: its mean over the {first['flex_auroc_structures']} structures holding both "
         "classes.",
+        f"Brier, sum p: of a flexibility score that is a probability, against the "
+        f"{res['flex_baselines']['logistic']['flex_observed']} flexible residues among them.",
         f"Flexibility score: {res.get('flex_score', '–')} for the model, entropy for the chi "
         "baselines.",
         "",

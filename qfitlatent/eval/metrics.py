@@ -277,6 +277,19 @@ def summarize_flexibility(scores: list[dict[str, torch.Tensor]], key: str = "fle
     }
 
 
+def summarize_flex_probability(scores: list[dict[str, torch.Tensor]] | None) -> dict:
+    """Calibration of a flexibility score that is a probability: its Brier score, and its sum
+    (the expected number of flexible residues) beside the observed number. None for each where
+    `scores` is None (a score that is no probability, such as entropy)."""
+    keys = ("flex_brier", "flex_expected", "flex_observed")
+    if scores is None:
+        return dict.fromkeys(keys)
+    p = torch.cat([s["flex_score"] for s in scores]).double()
+    y = torch.cat([s["flexible"] for s in scores]).double()
+    brier = float((p - y).square().mean()) if p.numel() else float("nan")
+    return dict(zip(keys, (brier, float(p.sum()), int(y.sum())), strict=True))
+
+
 def summarize(scores: list[dict[str, torch.Tensor]], n_samples: int = 10) -> dict:
     """Pool per-structure scores into the reported numbers (means over residues/altlocs)."""
     cat = {k: torch.cat([s[k] for s in scores]) for k in scores[0]}
