@@ -152,8 +152,10 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
             flex_weight=1.0, save_every=25,
         ),
     ),
-    # v3 plus the header's resolution (hidden in a fifth of the training crops).
-    "qfitlatent-v4": (
+    # v3 plus the header's resolution (hidden in a fifth of the training crops). Not shipped: the
+    # multiconformer model's fixed split threshold does not suit its calibrated p_flexible
+    # (weights/MODEL_CARD.md, ablations).
+    "qfitlatent-v3-resolution": (
         ModelConfig(
             n_blocks=4, d_s=128, dropout=0.1, max_neighbours=64, prior_components=16,
             use_resolution=True,
