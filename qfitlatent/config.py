@@ -131,41 +131,24 @@ class TrainConfig:
 # The shipped weights' settings by name, so `qfitlatent train --preset NAME` reproduces them and
 # the model card names one thing instead of a list of --set overrides. Data folders and the
 # epoch count are in the card's command.
+_V3 = (  # v2 plus the environment counts around χ1 probes (environment.py)
+    ModelConfig(n_blocks=4, d_s=128, dropout=0.1, max_neighbours=64, prior_components=16),
+    TrainConfig(
+        epochs=8, lr=5e-4, crop_size=256, batch_proteins=4, min_altlocs=1, r_share=0.3,
+        flex_weight=1.0, save_every=25,
+    ),
+)  # fmt: skip
 PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
-    "qfitlatent-v2": (
-        ModelConfig(
-            n_blocks=4, d_s=128, dropout=0.1, max_neighbours=64, prior_components=16,
-            use_environment=False,
-        ),
-        TrainConfig(
-            epochs=8, lr=5e-4, crop_size=256, batch_proteins=4, min_altlocs=1, r_share=0.3,
-            flex_weight=1.0, save_every=25,
-        ),
-    ),
-    # v2 plus the environment counts around χ1 probes (environment.py).
-    "qfitlatent-v3": (
-        ModelConfig(
-            n_blocks=4, d_s=128, dropout=0.1, max_neighbours=64, prior_components=16,
-        ),
-        TrainConfig(
-            epochs=8, lr=5e-4, crop_size=256, batch_proteins=4, min_altlocs=1, r_share=0.3,
-            flex_weight=1.0, save_every=25,
-        ),
-    ),
+    "qfitlatent-v2": (replace(_V3[0], use_environment=False), _V3[1]),
+    "qfitlatent-v3": _V3,
     # v3 plus the header's resolution (hidden in a fifth of the training crops). Not shipped: the
     # multiconformer model's fixed split threshold does not suit its calibrated p_flexible
     # (weights/MODEL_CARD.md, ablations).
     "qfitlatent-v3-resolution": (
-        ModelConfig(
-            n_blocks=4, d_s=128, dropout=0.1, max_neighbours=64, prior_components=16,
-            use_resolution=True,
-        ),
-        TrainConfig(
-            epochs=8, lr=5e-4, crop_size=256, batch_proteins=4, min_altlocs=1, r_share=0.3,
-            flex_weight=1.0, save_every=25, resolution_dropout=0.2,
-        ),
+        replace(_V3[0], use_resolution=True),
+        replace(_V3[1], resolution_dropout=0.2),
     ),
-}  # fmt: skip
+}
 
 
 def with_overrides(cfg, overrides: list[str]):

@@ -1,6 +1,7 @@
 import json
 import math
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -30,13 +31,17 @@ def run(tmp_path):
     data.mkdir()
     for name in FILES:
         shutil.copy(data_file(name), data / name)
+    return data, random_checkpoint(tmp_path / "tiny.pt", TINY)
+
+
+def random_checkpoint(path, cfg):
+    """A randomly initialised model of `cfg` whose split trains on 1ejg and 1g6x and holds out
+    4npd."""
     torch.manual_seed(0)
-    ckpt = save_checkpoint(
-        tmp_path / "tiny.pt", model_cfg=TINY, model=QFitLatent(TINY),
-        train_cfg=TrainConfig().to_dict(),
+    return save_checkpoint(
+        path, model_cfg=cfg, model=QFitLatent(cfg), train_cfg=TrainConfig().to_dict(),
         split={"train": ["1ejg", "1g6x"], "val": ["4npd"]}, meta=metadata("test"),
     )  # fmt: skip
-    return data, ckpt
 
 
 def test_evaluate_json_scores_model_and_baselines(run, capsys, tmp_path):
@@ -91,13 +96,7 @@ def test_evaluate_json_scores_model_and_baselines(run, capsys, tmp_path):
 
 def test_without_resolution_hides_it_from_the_model_only(run, capsys, tmp_path):
     data, _ = run
-    cfg = ModelConfig(**{**TINY.to_dict(), "use_resolution": True})
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(
-        tmp_path / "res.pt", model_cfg=cfg, model=QFitLatent(cfg),
-        train_cfg=TrainConfig().to_dict(),
-        split={"train": ["1ejg", "1g6x"], "val": ["4npd"]}, meta=metadata("test"),
-    )  # fmt: skip
+    ckpt = random_checkpoint(tmp_path / "res.pt", replace(TINY, use_resolution=True))
     argv = ["evaluate", "--weights", str(ckpt), "--data", str(data), "--device", "cpu",
             "--cache", str(tmp_path / "cache"), "--json"]  # fmt: skip
     results = []
