@@ -169,7 +169,10 @@ def data_report(data_dir: str | Path, cache_dir: str | Path | None = None) -> di
     valid_total = 0
     with_altlocs = 0
     flex_labelled = flex_positive = 0
+    resolutions = []  # Å, of the structures whose header gives one
     for f in feats:
+        if f.n_res and float(f.resolution[0]) > 0:
+            resolutions.append(float(f.resolution[0]))
         label, mask = flex_labels(f)
         with_altlocs += bool(mask.any())
         flex_labelled += int(mask.sum())
@@ -195,6 +198,8 @@ def data_report(data_dir: str | Path, cache_dir: str | Path | None = None) -> di
         "structures_with_altlocs": with_altlocs,
         "flex_labelled_residues": flex_labelled,
         "flex_positive_residues": flex_positive,
+        "structures_with_resolution": len(resolutions),
+        "resolution_range": [min(resolutions), max(resolutions)] if resolutions else None,
         "valid_per_aa": dict(sorted(per_aa.items())),
         "n_obs_histogram": {str(k): n_obs_hist[k] for k in sorted(n_obs_hist)},
         "chi_values": chi_values,
@@ -212,6 +217,8 @@ def format_report(r: dict) -> str:
         f"with altlocs        {r['structures_with_altlocs']} structures: their "
         f"{r['flex_labelled_residues']} residues with chi1 carry flexibility labels "
         f"({r['flex_positive_residues']} flexible)",
+        f"with a resolution   {r['structures_with_resolution']} structures"
+        + (" ({:.2f}-{:.2f} A)".format(*r["resolution_range"]) if r["resolution_range"] else ""),
         f"chi values in R     {r['chi_values']}   (altloc x chi observations)",
         "residues in R with  "
         + "  ".join(f"{k} {v}" for k, v in r["valid_residues_per_chi"].items()),

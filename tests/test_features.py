@@ -180,11 +180,12 @@ def test_burial_counts_match_a_brute_force_count():
     assert torch.equal(burial_counts(f.rot, f.trans, chunk=7), f.burial)
 
 
-def _header_resolution(text: str) -> float:
-    """The resolution as a reader of the raw header text sees it (no gemmi)."""
+def _header_resolution(text: str) -> float | None:
+    """The resolution as a reader of the raw header text sees it (no gemmi); None without one."""
     pdb = re.search(r"^REMARK   2 RESOLUTION\.\s+([0-9.]+)\s+ANGSTROMS", text, re.MULTILINE)
     cif = re.search(r"^_refine\.ls_d_res_high\s+([0-9.]+)", text, re.MULTILINE)
-    return float((pdb or cif).group(1))
+    found = pdb or cif
+    return float(found.group(1)) if found else None
 
 
 @pytest.mark.parametrize("name", ["2igd.pdb.gz", "1b5f.cif.gz"])
