@@ -175,6 +175,23 @@ def test_one_run_at_a_time_then_stop(root, data_dir, monkeypatch):
     assert jobs.lock_holder(root) is None
 
 
+def test_a_stop_that_comes_before_the_supervisor_has_started_is_kept(root, data_dir, monkeypatch):
+    """`qfitlatent runs stop` reads the run from disk, with no pid yet when it comes at once: the
+    run must neither be judged gone while its supervisor starts (it would come back as running
+    and hold the lock) nor lose the request (it would train to the end)."""
+    fake_trainer(monkeypatch, "import time; time.sleep(60)")
+    job = jobs.launch("early", data=data_dir, epochs=1, lr=1e-3)
+    assert jobs.stop(jobs.load_job(job.path), operator=True).stop_requested
+    ended = wait_for(lambda: (j := jobs.load_job(job.path)).status == "stopped" and j)
+    assert ended.returncode == -signal.SIGTERM and jobs.lock_holder(root) is None
+    for _ in range(10):  # and it stays ended: nothing rewrites it as running
+        assert jobs.load_job(job.path).status == "stopped"
+        time.sleep(0.05)
+    following = jobs.launch("next", data=data_dir, epochs=1, lr=1e-3)  # the lock is free
+    jobs.stop(following, operator=True)
+    wait_for(lambda: jobs.load_job(following.path).status == "stopped")
+
+
 def test_lock_not_stuck_after_killed_run(root, data_dir, monkeypatch):
     fake_trainer(monkeypatch, "import time; time.sleep(60)")
     job = jobs.launch("crash", data=data_dir, epochs=1, lr=1e-3)

@@ -38,6 +38,7 @@ from . import runlog
 
 RUNS_ENV = "QFITLATENT_RUNS"
 LOCK_NAME = ".lock"
+STOP_FILE = "stop-requested"  # in a run folder: its owner or an operator asked it to stop
 # A run name becomes a folder name: letters, digits, '.', '_', '-', starting with a letter or
 # digit, so it can never be '..', absolute, hidden or contain a path separator.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -260,8 +261,9 @@ def load_job(run_dir: Path) -> Job:
     """Read job.json and settle a status the supervisor could not write (it was killed)."""
     data = json.loads((Path(run_dir) / "job.json").read_text())
     job = _job_from(data)
-    # Between launch and the supervisor's first write the pid is not known yet: give it a minute.
-    settle = job.pid or job.stop_requested or time.time() - job.started > 60
+    # Between launch and the supervisor's first write the pid is not known yet: give it a
+    # minute, even when a stop was asked for (the supervisor honours it when it starts).
+    settle = job.pid or time.time() - job.started > 60
     if job.active and settle and not pid_alive(job.pid):
         job = _job_from(json.loads((Path(run_dir) / "job.json").read_text()))  # may just have ended
         if job.active and not pid_alive(job.pid):
@@ -273,7 +275,15 @@ def load_job(run_dir: Path) -> Job:
 
 
 def _job_from(data: dict) -> Job:
-    return Job(**{k: v for k, v in data.items() if k in Job.__dataclass_fields__})
+    job = Job(**{k: v for k, v in data.items() if k in Job.__dataclass_fields__})
+    try:
+        marker = (job.path / STOP_FILE).read_text().strip()
+    except FileNotFoundError:
+        return job
+    job.stop_requested = True
+    # The launcher knew the supervisor's pid before the supervisor wrote it, and stop() kept it.
+    job.pid = job.pid or (int(marker) if marker.isdigit() else None)
+    return job
 
 
 def list_jobs(root: Path | None = None) -> list[Job]:
@@ -485,15 +495,16 @@ def stop(job: Job, *, token: str | None = None, operator: bool = False) -> Job:
     _check_control(job, token, operator, "stop")
     if not job.active:
         return job
-    job.pid = job.pid or pid
-    job.stop_requested = True
-    job.save()
-    if job.pid:
+    # A marker file, not job.json: the supervisor may be writing job.json this very moment,
+    # and a request saved there could be overwritten (the run would then train to the end).
+    pid = job.pid or pid
+    write_atomic(job.path / STOP_FILE, str(pid or ""))  # the pid lets load_job see it gone
+    if pid:
         try:
-            os.killpg(job.pid, signal.SIGTERM)
+            os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    return job
+    return load_job(job.path)
 
 
 def delete(job: Job, *, token: str | None = None, operator: bool = False) -> None:
@@ -564,12 +575,15 @@ def _supervise(run_dir: Path) -> int:
     job.save()
     message = ""
     try:
-        # stop() may have come before we were listening; then there is nothing to run.
-        rc = (
-            -signal.SIGTERM
-            if job.stop_requested or stopping
-            else subprocess.Popen(job.command, stdin=subprocess.DEVNULL).wait()
-        )
+        # stop() may have come before we were listening (its marker is there, or its signal
+        # arrived already); then there is nothing to run.
+        if stopping or (run_dir / STOP_FILE).exists():
+            rc = -signal.SIGTERM
+        else:
+            trainer = subprocess.Popen(job.command, stdin=subprocess.DEVNULL)
+            if stopping:  # the signal came while the trainer was being started: pass it on
+                trainer.terminate()
+            rc = trainer.wait()
     except OSError as err:
         rc, message = 127, f"could not start the trainer: {err}"
     job = _job_from(json.loads((run_dir / "job.json").read_text()))  # stop() may have written
