@@ -198,10 +198,18 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-DEVICE_HELP = "where the model runs: auto = the GPU when torch sees one, else the CPU"
+def _add_device(parser) -> None:
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto",
+        help="where the model runs: auto = the GPU when torch sees one, else the CPU",
+    )  # fmt: skip
 
 
-CACHE_HELP = "feature cache folder (default: $QFITLATENT_CACHE, else ~/.cache/qfitlatent)"
+def _add_cache(parser) -> None:
+    parser.add_argument(
+        "--cache", type=Path, default=None,
+        help="feature cache folder (default: $QFITLATENT_CACHE, else ~/.cache/qfitlatent)",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,10 +239,7 @@ def _data_report_parser(add) -> None:
     r = add("data-report", "what a folder of structures holds for training")
     r.add_argument("data", type=Path, help="folder of .pdb/.cif(.gz) files")
     r.add_argument("--json", action="store_true", help="print one JSON object")
-    r.add_argument(
-        "--cache", type=Path, default=None,
-        help=CACHE_HELP,
-    )  # fmt: skip
+    _add_cache(r)
     r.set_defaults(func=cmd_data_report)
 
 
@@ -295,15 +300,12 @@ def _train_parser(add) -> None:
         "--seed", type=non_negative_int, default=None,
         help="seed of the split, the initialisation and the batches (default: 0)",
     )  # fmt: skip
-    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help=DEVICE_HELP)
+    _add_device(t)
     t.add_argument(
         "--max-structures", type=positive_int, default=None,
         help="use only the first N files (default: all)",
     )  # fmt: skip
-    t.add_argument(
-        "--cache", type=Path, default=None,
-        help=CACHE_HELP,
-    )  # fmt: skip
+    _add_cache(t)
     t.set_defaults(func=cmd_train)
 
 
@@ -332,11 +334,8 @@ def _evaluate_parser(add) -> None:
         "on files without one",
     )  # fmt: skip
     e.add_argument("--json", action="store_true", help="print one JSON object, not a table")
-    e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help=DEVICE_HELP)
-    e.add_argument(
-        "--cache", type=Path, default=None,
-        help=CACHE_HELP,
-    )  # fmt: skip
+    _add_device(e)
+    _add_cache(e)
     e.set_defaults(func=cmd_evaluate)
 
 
@@ -373,9 +372,7 @@ def _predict_parsers(add) -> None:
             "--temperature", type=positive_float, default=1.0,
             help="above 1 flattens the mixtures before sampling, below 1 sharpens them",
         )  # fmt: skip
-        q.add_argument(
-            "--device", choices=["auto", "cpu", "cuda"], default="auto", help=DEVICE_HELP
-        )
+        _add_device(q)
         q.add_argument(
             "--threshold",
             type=fraction,
