@@ -1,17 +1,10 @@
 """A training run's loss curves, drawn from the run log's series."""
 
+from test_runlog import epoch as _epoch
+from test_runlog import step as _step
+
 from qfitlatent.train import runlog
-from qfitlatent.train.runlog import EPOCH, STEP, Record
 from qfitlatent.viz import curves
-
-
-def _step(s, loss):
-    return Record(STEP, step=s, epoch=s / 4, train_loss=loss, lr=1e-3, seconds=s * 1.5)
-
-
-def _epoch(s, loss, val, best):
-    return Record(EPOCH, step=s, epoch=s // 4, train_loss=loss, val_nll=val, best_val_nll=best,
-                  lr=1e-3, seconds=s * 1.5)  # fmt: skip
 
 
 def _traces(records):
