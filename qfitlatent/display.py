@@ -169,17 +169,13 @@ def structure_view(
 # --- the chain profile ---------------------------------------------------------------------------
 
 
-def flexibility_values(pred) -> tuple[np.ndarray, bool]:
-    """[N] the flexibility score (`conformers.flexibility_score`: p_flexible, or the mixture's
-    distinct mass without a flexibility head), a probability either way (True)."""
-    return pred.flexibility.float().numpy(), True
-
-
 def profile_figure(pred, i: int | None = None) -> go.Figure:
     """`flexibility_profile` of a prediction in file order, one track per chain, residue i (if
     given) marked; each point's customdata[0] is its residue index in the prediction."""
     order = sorted(r["index"] for r in pred.table)  # residues with χ, in file order
-    values, is_p = flexibility_values(pred)
+    # The flexibility score (`conformers.flexibility_score`): p_flexible, or the mixture's
+    # distinct mass without a flexibility head; a probability either way.
+    values = pred.flexibility.float().numpy()
     f = pred.features
     return profile.flexibility_profile(
         [f.chain_id[j] for j in order],
@@ -187,7 +183,6 @@ def profile_figure(pred, i: int | None = None) -> go.Figure:
         [residue_label(pred, j) for j in order],
         values[order],
         f.n_obs[order].numpy(),
-        is_probability=is_p,
         selected=order.index(i) if i in order else None,
         index=order,
         split=np.array([j in pred.multiconformer.conformers for j in order]),

@@ -45,15 +45,6 @@ def flexibility_colour(value: float) -> str:
     return _on_stops(FLEX_STOPS, value)
 
 
-def flexibility_scale(values: np.ndarray) -> np.ndarray:
-    """Values → [0, 1] by rank-robust limits (5th–95th percentile), for colouring."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return values
-    lo, hi = np.percentile(values, [5, 95])
-    return np.clip((values - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
-
-
 def occupancy_colour(occ: float) -> str:
     """Hex colour of an occupancy in [0, 1] on OCC_STOPS."""
     return _on_stops(OCC_STOPS, occ)

@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .colours import flexibility_colour, flexibility_scale
+from .colours import flexibility_colour
 
 
 class _Scale(NamedTuple):
@@ -24,10 +24,9 @@ def flexibility_profile(
     chains: list[str],  # [N] chain of each residue, sequence order
     resnum: np.ndarray,  # [N] residue numbers
     labels: list[str],  # [N] "A99 SER"
-    value: np.ndarray,  # [N] p_flexible in [0, 1], or entropy (nats) without a flexibility head
+    value: np.ndarray,  # [N] the flexibility score, a probability in [0, 1]
     n_obs: np.ndarray,  # [N] side-chain conformers in the input
     *,
-    is_probability: bool = True,
     selected: int | None = None,
     index: list[int] | None = None,  # [N] residue index in the prediction (click → residue)
     split: np.ndarray | None = None,  # [N] bool: residues the multiconformer model splits
@@ -45,7 +44,7 @@ def flexibility_profile(
     n_rows = max(1, len(order))
     row_h = 120 if n_rows <= 2 else (80 if n_rows <= 6 else 60)  # px per track
     fig = make_subplots(rows=n_rows, cols=1, vertical_spacing=min(0.3, 34 / (row_h * n_rows + 60)))
-    scale = _value_scale(value, is_probability)
+    scale = _value_scale(value)
     for r, chain in enumerate(order, start=1):
         sel = [j for j, c in enumerate(chains) if c == chain]  # this chain's residues
         for trace in _chain_traces(sel, resnum, value, n_obs, labels, index, split, scale):
@@ -69,18 +68,12 @@ def flexibility_profile(
     return fig
 
 
-def _value_scale(value: np.ndarray, is_probability: bool) -> _Scale:
-    """A probability is drawn on its absolute 0–1 scale; entropy (nats, may be negative) on its
-    own range, coloured after `flexibility_scale` maps it to 0–1."""
-    if is_probability:
-        hover = "%{customdata[1]}<br>p(flexible) %{y:.2f}: probability the side chain has ≥ 2 "
-        hover += "conformers<extra></extra>"
-        return _Scale("p(flexible)", hover, 0.0, 1.0, [flexibility_colour(v) for v in value])
-    hover = "%{customdata[1]}<br>entropy %{y:.2f} nats: spread of the predicted χ density "
-    hover += "(negative = sharper than 1 radian)<extra></extra>"
-    lo, hi = min(0.0, float(value.min(initial=0.0))), float(value.max(initial=1.0))
-    colours = [flexibility_colour(v) for v in flexibility_scale(value)]
-    return _Scale("entropy", hover, lo, hi, colours)
+def _value_scale(value: np.ndarray) -> _Scale:
+    """The flexibility score is a probability: drawn and coloured on its absolute 0–1 scale, so
+    the same colour means the same probability in every structure."""
+    hover = "%{customdata[1]}<br>p(flexible) %{y:.2f}: probability the side chain has ≥ 2 "
+    hover += "conformers<extra></extra>"
+    return _Scale("p(flexible)", hover, 0.0, 1.0, [flexibility_colour(v) for v in value])
 
 
 def _top(s: _Scale) -> float:
