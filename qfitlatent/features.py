@@ -4,7 +4,7 @@
 the model is invariant by construction: frames (R, t) are used only relative to each other.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -76,6 +76,10 @@ class Features:
     def in_r(self) -> torch.Tensor:
         """[N] bool: SPEC §5's R, residues with two or more observed side-chain conformers."""
         return self.in_loss(2)
+
+    def without_resolution(self) -> "Features":
+        """The same structure as a file whose header gives no resolution would read."""
+        return replace(self, resolution=torch.zeros_like(self.resolution))
 
     def residue_id(self, i: int) -> ResidueId:
         return ResidueId(self.chain_id[i], int(self.resnum[i]), self.icode[i])

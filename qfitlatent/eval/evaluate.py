@@ -6,8 +6,6 @@ the model (metrics.score_structure, metrics.score_flexibility), on the validatio
 every structure in a folder.
 """
 
-from dataclasses import replace
-
 import torch
 
 from ..checkpoint import load_model, resolve_device
@@ -217,7 +215,7 @@ def evaluate_folder(
     feats_train, _ = load_dataset(data, cache, names=train_names)
     feats_eval, skipped = load_dataset(data, cache, names=eval_names)
     if without_resolution:
-        feats_eval = [replace(f, resolution=torch.zeros_like(f.resolution)) for f in feats_eval]
+        feats_eval = [f.without_resolution() for f in feats_eval]
     res = evaluate(model, feats_eval, feats_train, device=device)
     res["split"] = split
     res["resolution"] = "hidden" if without_resolution else "from the file headers"

@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -76,7 +76,7 @@ def hide_resolution(feats: Features, share: float, generator: torch.Generator) -
     only); a share of 0 draws nothing, so runs without it keep their random stream."""
     if share <= 0 or float(torch.rand((), generator=generator)) >= share:
         return feats
-    return replace(feats, resolution=torch.zeros_like(feats.resolution))
+    return feats.without_resolution()
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
