@@ -20,7 +20,7 @@ from qfitlatent.dataset import load_dataset
 from qfitlatent.eval.metrics import auroc, per_structure_auroc
 from qfitlatent.features import Features
 from qfitlatent.loss import flex_labels
-from qfitlatent.model.embed import resolution_input
+from qfitlatent.model.embed import counts_input, resolution_input
 from qfitlatent.residues import N_TOKENS
 
 INPUTS = ("type", "burial", "environment", "resolution")
@@ -30,8 +30,8 @@ def design(f: Features, inputs: tuple[str, ...]) -> torch.Tensor:
     """[N, C] the named inputs of every residue, as the network's embedding sees them."""
     parts = {
         "type": lambda: F.one_hot(f.aatype, N_TOKENS).float(),
-        "burial": lambda: torch.log1p(f.burial.float()),
-        "environment": lambda: torch.log1p(f.environment.float()),
+        "burial": lambda: counts_input(f.burial.float()),
+        "environment": lambda: counts_input(f.environment.float()),
         "resolution": lambda: resolution_input(f.resolution),
     }
     return torch.cat([parts[k]() for k in inputs], dim=-1)

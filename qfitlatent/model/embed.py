@@ -56,13 +56,18 @@ class SingleEmbedding(nn.Module):
             x = torch.cat([torch.sin(ang) * mask, torch.cos(ang) * mask, mask], dim=-1)  # [N, 9]
             s = s + self.angles(x)
         if self.use_burial:
-            # Counts run 0–60; log1p keeps a buried residue from dwarfing the token embedding.
-            s = s + self.burial(torch.log1p(feats.burial.to(s.dtype)))  # [N, C_s]
+            s = s + self.burial(counts_input(feats.burial.to(s.dtype)))  # [N, C_s]
         if self.use_environment:
-            s = s + self.environment(torch.log1p(feats.environment.to(s.dtype)))  # [N, C_s]
+            s = s + self.environment(counts_input(feats.environment.to(s.dtype)))  # [N, C_s]
         if self.use_resolution:
             s = s + self.resolution(resolution_input(feats.resolution).to(s.dtype))  # [N, C_s]
         return self.norm(s)
+
+
+def counts_input(counts: torch.Tensor) -> torch.Tensor:
+    """Burial and environment counts as the network reads them: counts run 0–60, and log1p
+    keeps a buried residue from dwarfing the token embedding."""
+    return torch.log1p(counts)
 
 
 def resolution_input(resolution: torch.Tensor) -> torch.Tensor:
