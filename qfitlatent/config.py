@@ -6,8 +6,12 @@ Every SPEC §3 hyperparameter is a field here with the SPEC default; the command
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from .mixture import KAPPA_MIN
 from .settings_check import check_config, parse_value
+
+# Concentration floor: keeps κ > 0 (VonMises sampling hangs at 0). Defined here, not in mixture,
+# so config stays free of torch: every Train-page launch reads the presets, and the run
+# supervisor must start in a fraction of a second (tests/test_layout.py).
+KAPPA_MIN = 0.01
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from . import residues
+from .config import KAPPA_MIN
 from .features import Features
 from .mixture import (
-    KAPPA_MIN,
     Mixture,
     kappa_from_resultant_length,
     log_von_mises,

@@ -13,9 +13,6 @@ from typing import NamedTuple
 import torch
 
 LOG_2PI = math.log(2.0 * math.pi)
-# Concentration floor: keeps κ > 0 (VonMises sampling hangs at 0); the network's default
-# (ModelConfig.kappa_min) and the library's uniform components.
-KAPPA_MIN = 0.01
 
 
 class Mixture(NamedTuple):

@@ -92,14 +92,18 @@ def test_the_import_check_resolves_relative_imports():
                                                "prior.py imports qfitlatent.eval.baselines.fit_baselines"]  # fmt: skip  # noqa: E501
 
 
-def test_the_run_supervisor_starts_without_torch():
+def test_the_run_supervisor_and_launch_start_without_torch():
     """`python -m qfitlatent.train.jobs` supervises every Train-page run and must be listening
     for Stop within a fraction of a second; importing torch there (through config) once let a
-    Stop arrive first, and the run was judged gone while its supervisor still held the lock."""
+    Stop arrive first, and the run was judged gone while its supervisor still held the lock.
+    `launch` reads the presets: a torch import there cost every racing launcher 2 s of CPU."""
     import subprocess
     import sys
 
-    code = "import sys, qfitlatent.train.jobs; print('torch' in sys.modules)"
+    code = (
+        "import sys, qfitlatent.train.jobs, qfitlatent.config, qfitlatent.server_config, "
+        "qfitlatent.uploads; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

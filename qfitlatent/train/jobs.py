@@ -29,12 +29,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..atomic import write_atomic
+from ..config import PRESETS
 from . import runlog
 
 # This module is also the supervisor process (`python -m qfitlatent.train.jobs RUN_DIR`): it must
-# start in a fraction of a second, before a Stop can arrive, so nothing here imports torch at
-# module level (config does, through mixture). A supervisor still importing when Stop came was
-# judged gone, its run deleted, and its lock held until it failed seconds later.
+# start in a fraction of a second, before a Stop can arrive, so nothing it imports may import
+# torch. A supervisor still importing when Stop came was judged gone, its run deleted, and its
+# lock held until it failed seconds later.
 
 RUNS_ENV = "QFITLATENT_RUNS"
 LOCK_NAME = ".lock"
@@ -411,8 +412,6 @@ def launch(
     name = clean_name(name)
     if not isinstance(data, list) and not Path(data).is_dir():
         raise ValueError(f"training data folder {str(data)!r} does not exist")
-    from ..config import PRESETS
-
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     limits = limits or server_config.load()
