@@ -171,16 +171,17 @@ def cmd_runs(args) -> int:
     if args.action == "stop":
         job = jobs.stop(job, operator=True)
         print(f"{job.name}: {'stop requested' if job.active else job.status}")
-    elif args.action == "delete":
-        try:
+        return 0
+    try:  # delete and publish refuse a run that is still going
+        if args.action == "delete":
             jobs.delete(job, operator=True)
-        except ValueError as err:  # still running
-            print(f"qfitlatent runs delete: {err}", file=sys.stderr)
-            return 2
-        print(f"{job.name}: deleted")
-    else:
-        job = jobs.publish(job, args.action == "publish")
-        print(f"{job.name}: {'public' if job.public else 'private'}")
+            print(f"{job.name}: deleted")
+        else:
+            job = jobs.publish(job, args.action == "publish")
+            print(f"{job.name}: {'public' if job.public else 'private'}")
+    except ValueError as err:
+        print(f"qfitlatent runs {args.action}: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

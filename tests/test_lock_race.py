@@ -100,7 +100,7 @@ def _launcher(root, name, start, results):
     # launcher: a later one cannot succeed merely because the first run already ended.
     go = str(root.parent / "go")
     wait = f"import os, time\nwhile not os.path.exists({go!r}): time.sleep(0.02)"
-    jobs.train_command = lambda run_dir, data, **kw: [sys.executable, "-c", wait]
+    jobs.train_command = lambda run_dir, settings: [sys.executable, "-c", wait]
     start.wait()
     try:
         jobs.launch(name, data=root.parent / "data", epochs=1, lr=1e-3, owner="t")

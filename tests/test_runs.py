@@ -34,7 +34,7 @@ def data_dir(tmp_path):
 def fake_trainer(monkeypatch, code: str):
     """Make launch() run `python -c code` instead of `qfitlatent train`."""
     monkeypatch.setattr(
-        jobs, "train_command", lambda run_dir, data, **kw: [sys.executable, "-c", code]
+        jobs, "train_command", lambda run_dir, settings: [sys.executable, "-c", code]
     )
 
 
@@ -102,21 +102,26 @@ def test_launch_refuses_bad_name_without_touching_disk(root, data_dir):
 
 
 def test_train_command_is_an_argument_list(tmp_path):
-    cmd = jobs.train_command(
-        tmp_path / "r",
+    settings = jobs.RunSettings(
         tmp_path / "d",
         epochs=3,
         lr=1e-4,
         init_from=tmp_path / "w.pt",
         freeze_trunk=True,
-        overrides=["n_blocks=1", "d_s=16"],
+        overrides=("n_blocks=1", "d_s=16"),
     )
+    cmd = jobs.train_command(tmp_path / "r", settings)
     assert cmd[:4] == [sys.executable, "-m", "qfitlatent", "train"]
     assert cmd[cmd.index("--epochs") + 1] == "3"
     assert float(cmd[cmd.index("--lr") + 1]) == 1e-4
     assert cmd[cmd.index("--init-from") + 1] == str(tmp_path / "w.pt")
     assert "--freeze-trunk" in cmd
     assert cmd[-3:] == ["--set", "n_blocks=1", "d_s=16"]
+    # job.json keeps the same settings as plain JSON, for the Train page and `runs list`.
+    assert json.loads(json.dumps(settings.record())) == {
+        "data": str(tmp_path / "d"), "epochs": 3, "lr": 1e-4, "init_from": str(tmp_path / "w.pt"),
+        "freeze_trunk": True, "overrides": ["n_blocks=1", "d_s=16"], "preset": None,
+    }  # fmt: skip
 
 
 def test_a_launched_command_with_a_preset_builds_that_presets_configs(tmp_path):
@@ -125,8 +130,9 @@ def test_a_launched_command_with_a_preset_builds_that_presets_configs(tmp_path):
     from qfitlatent.cli import build_parser, configs_from_args
     from qfitlatent.config import PRESETS
 
-    cmd = jobs.train_command(tmp_path / "r", tmp_path / "d", epochs=3, lr=1e-4,
-                             preset="qfitlatent-v2", overrides=["n_blocks=2"])  # fmt: skip
+    settings = jobs.RunSettings(tmp_path / "d", epochs=3, lr=1e-4, preset="qfitlatent-v2",
+                                overrides=("n_blocks=2",))  # fmt: skip
+    cmd = jobs.train_command(tmp_path / "r", settings)
     model_cfg, train_cfg = configs_from_args(build_parser().parse_args(cmd[3:]))
     shipped_model, shipped_train = PRESETS["qfitlatent-v2"]
     assert model_cfg == replace(shipped_model, n_blocks=2)

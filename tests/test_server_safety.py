@@ -207,6 +207,9 @@ def test_operator_lists_stops_publishes_and_deletes_runs(tmp_path, monkeypatch, 
     monkeypatch.setattr(jobs, "train_command", lambda *a, **k: wait)
     job = jobs.launch("visitors-run", data=SAMPLE_DIR, epochs=1, lr=1e-3, owner="someone")
     assert main(["runs", "delete", "visitors-run"]) == 2  # still going
+    # Publishing a running run would race its supervisor's write of the end into job.json.
+    assert main(["runs", "publish", "visitors-run"]) == 2
+    assert "still going" in capsys.readouterr().err and not jobs.load_job(job.path).public
     assert main(["runs", "stop", "visitors-run"]) == 0
     deadline = time.time() + 30
     while jobs.load_job(job.path).active and time.time() < deadline:

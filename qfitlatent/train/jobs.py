@@ -219,7 +219,7 @@ class Job:
     name: str
     dir: str
     command: list[str]  # the `qfitlatent train` argument list, run without a shell
-    settings: dict = field(default_factory=dict)  # what the user chose, for display
+    settings: dict = field(default_factory=dict)  # RunSettings.record(), for display
     status: str = "starting"
     pid: int | None = None  # the supervisor; also the process-group id
     returncode: int | None = None
@@ -341,41 +341,38 @@ def _check_control(job: Job, token: str | None, operator: bool, action: str) -> 
         )
 
 
-def train_command(
-    run_dir: Path,
-    data: Path,
-    *,
-    epochs: int,
-    lr: float,
-    init_from: Path | None = None,
-    freeze_trunk: bool = False,
-    overrides: list[str] | tuple[str, ...] = (),
-    preset: str | None = None,
-) -> list[str]:
-    """The `qfitlatent train` argument list of a run; `preset` (config.PRESETS) is the base
-    that epochs, lr and `overrides` change."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "qfitlatent",
-        "train",
-        "--data",
-        str(data),
-        "--out",
-        str(run_dir),
-        "--epochs",
-        str(int(epochs)),
-        "--lr",
-        repr(float(lr)),
-    ]
-    if preset is not None:
-        cmd += ["--preset", preset]
-    if init_from is not None:
-        cmd += ["--init-from", str(init_from)]
-    if freeze_trunk:
+@dataclass(frozen=True)
+class RunSettings:
+    """What a run trains on and how: `launch` builds it, `command` runs it, job.json shows it."""
+
+    data: Path
+    epochs: int
+    lr: float
+    init_from: Path | None = None
+    freeze_trunk: bool = False
+    overrides: tuple[str, ...] = ()
+    preset: str | None = None  # config.PRESETS name: the base that epochs, lr, overrides change
+
+    def record(self) -> dict:
+        """The settings as job.json keeps them (plain JSON values)."""
+        rec = asdict(self)
+        rec.update(data=str(self.data), overrides=list(self.overrides))
+        rec["init_from"] = str(self.init_from) if self.init_from else None
+        return rec
+
+
+def train_command(run_dir: Path, settings: RunSettings) -> list[str]:
+    """The `qfitlatent train` argument list of a run."""
+    cmd = [sys.executable, "-m", "qfitlatent", "train", "--data", str(settings.data)]
+    cmd += ["--out", str(run_dir), "--epochs", str(settings.epochs), "--lr", repr(settings.lr)]
+    if settings.preset is not None:
+        cmd += ["--preset", settings.preset]
+    if settings.init_from is not None:
+        cmd += ["--init-from", str(settings.init_from)]
+    if settings.freeze_trunk:
         cmd.append("--freeze-trunk")
-    if overrides:
-        cmd += ["--set", *overrides]
+    if settings.overrides:
+        cmd += ["--set", *settings.overrides]
     return cmd
 
 
@@ -430,29 +427,20 @@ def launch(
                     "no structure files (.pdb, .cif, .ent, optionally .gz) in the upload"
                 )
             data = run_dir / "data"
-        cmd = train_command(
-            run_dir,
-            Path(data),
-            epochs=epochs,
-            lr=lr,
-            init_from=init_from,
-            freeze_trunk=freeze_trunk,
-            overrides=list(overrides),
+        settings = RunSettings(
+            data=Path(data),
+            epochs=int(epochs),
+            lr=float(lr),
+            init_from=Path(init_from) if init_from else None,
+            freeze_trunk=bool(freeze_trunk),
+            overrides=tuple(overrides),
             preset=preset,
         )
         job = Job(
             name=name,
             dir=str(run_dir.resolve()),
-            command=cmd,
-            settings={
-                "data": str(data),
-                "epochs": int(epochs),
-                "lr": float(lr),
-                "init_from": str(init_from) if init_from else None,
-                "freeze_trunk": bool(freeze_trunk),
-                "overrides": list(overrides),
-                "preset": preset,
-            },
+            command=train_command(run_dir, settings),
+            settings=settings.record(),
             owner=owner_id(owner),
             public=bool(public),
         )
@@ -523,8 +511,14 @@ def delete(job: Job, *, token: str | None = None, operator: bool = False) -> Non
 
 
 def publish(job: Job, public: bool = True) -> Job:
-    """Operator only (the command line): make a run's best.pt a model choice for everyone."""
+    """Operator only (the command line): make an ended run's best.pt a model choice for everyone.
+
+    A run still going is refused: its supervisor rewrites job.json when the run ends, and one of
+    the two writes would be lost (publish's, or the recorded end).
+    """
     job = load_job(job.path)
+    if job.active:
+        raise ValueError(f"run {job.name!r} is still going; publish it once it has ended")
     job.public = bool(public)
     job.save()
     return job
