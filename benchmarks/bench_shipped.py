@@ -106,8 +106,9 @@ def main() -> None:
             sys.exit(f"{name}: {done.stderr.strip().splitlines()[-1]}")
         rows.append((name, json.loads(done.stdout.strip().splitlines()[-1])))
     print(f"weights: {Path(args.weights).name}, device {args.device}, one thread\n")
-    print("| structure | N | forward s (cpu s) | predict s (cpu s) | train step s (cpu s) "
-          "| peak MB |")
+    print(
+        "| structure | N | forward s (cpu s) | predict s (cpu s) | train step s (cpu s) | peak MB |"
+    )
     print("|---|---|---|---|---|---|")
     for name, r in rows:
         timed = ("forward", "predict", "train step")

@@ -24,8 +24,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", type=Path, default=default_weights())
     p.add_argument("--data", type=Path, default=Path("../shared/data/multiconf"))
-    p.add_argument("--threshold", type=float, default=SplitOptions().threshold,
-                   help="split threshold to check (default: the shipped default)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=SplitOptions().threshold,
+        help="split threshold to check (default: the shipped default)",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     model, info = load_model(args.weights, "cpu")
@@ -33,8 +37,10 @@ def main() -> None:
     files = sorted(f for f in args.data.iterdir() if f.name.split(".")[0] in names)
     files = sorted(files, key=lambda f: f.stat().st_size)[:N_STRUCTURES]
     print(f"weights {args.weights.name}, threshold {args.threshold:g}\n")
-    print("| structure | residues | Σ flexibility | split (replace) | split / Σ | alternatives "
-          "written | rejected: clash | max written overlap (Å) | ≥ 2 conformers (keep) |")
+    print(
+        "| structure | residues | Σ flexibility | split (replace) | split / Σ | alternatives "
+        "written | rejected: clash | max written overlap (Å) | ≥ 2 conformers (keep) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     total = [0.0, 0, 0, 0]
     for path in files:

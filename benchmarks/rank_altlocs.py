@@ -37,8 +37,10 @@ def main() -> None:
         scored = f.chi_defined.any(-1)
         marked = f.n_obs >= 2
         name = "p_flexible" if pred.p_flexible is not None else "mixture fallback"
-        print(f"{path}: {int(scored.sum())} residues with χ, {int((marked & scored).sum())} "
-              f"with observed side-chain altlocs")
+        print(
+            f"{path}: {int(scored.sum())} residues with χ, {int((marked & scored).sum())} "
+            f"with observed side-chain altlocs"
+        )
         for label, score in ((name, pred.flexibility), ("entropy", pred.entropy)):
             r = ranks(score, scored, marked)
             print(f"  by {label:17} ranks {r}  median {r[len(r) // 2]}")

@@ -70,12 +70,16 @@ def main() -> None:
     for t, (expected, above, split) in rows.items():
         print(f"{t:10.2f}{expected:15.1f}{above:10d}{split:8d}{split / expected:11.2f}")
     s, e, y = torch.cat(scores), torch.cat(entropies), torch.cat(labels)
-    print(f"\nresidues with χ1: {y.numel()}; with side-chain altlocs in the deposited models: "
-          f"{int(y.sum())} ({y.double().mean():.1%}); Σ flexibility over them: {s.sum():.1f}")
+    print(
+        f"\nresidues with χ1: {y.numel()}; with side-chain altlocs in the deposited models: "
+        f"{int(y.sum())} ({y.double().mean():.1%}); Σ flexibility over them: {s.sum():.1f}"
+    )
     both = [(a, b) for a, b in per_structure if not math.isnan(a)]
-    print(f"\nflexibility AUROC (residues with altlocs vs not): score {auroc(s, y):.3f} pooled, "
-          f"{sum(a for a, _ in both) / len(both):.3f} mean per structure; entropy "
-          f"{auroc(e, y):.3f} pooled, {sum(b for _, b in both) / len(both):.3f} per structure")
+    print(
+        f"\nflexibility AUROC (residues with altlocs vs not): score {auroc(s, y):.3f} pooled, "
+        f"{sum(a for a, _ in both) / len(both):.3f} mean per structure; entropy "
+        f"{auroc(e, y):.3f} pooled, {sum(b for _, b in both) / len(both):.3f} per structure"
+    )
     sel, iid = torch.cat(cov_sel).double().mean(), torch.cat(cov_iid).double().mean()
     print(f"coverage@10: selector {sel:.3f}, iid draws {iid:.3f} "
           f"({torch.cat(cov_sel).numel()} altlocs in R)")  # fmt: skip

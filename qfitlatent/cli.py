@@ -389,7 +389,9 @@ def _predict_parsers(add) -> None:
             f"{split.max_conformers})",
         )
         q.add_argument(
-            "--min-occupancy", type=fraction, default=None,
+            "--min-occupancy",
+            type=fraction,
+            default=None,
             help=f"lightest alternative written (default: {split.min_occupancy:g})",
         )
         q.add_argument(

@@ -136,9 +136,7 @@ def load_dataset(
     cache = FeatureCache(cache_dir)
     wanted = set(names) if names is not None else None
     paths = [
-        p
-        for p in list_structure_files(data_dir)
-        if wanted is None or structure_id(p) in wanted
+        p for p in list_structure_files(data_dir) if wanted is None or structure_id(p) in wanted
     ]
     keys = [cache.key(p) for p in paths]
     missing = [p for p, k in zip(paths, keys, strict=True) if not cache.cached(k)]

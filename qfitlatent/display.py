@@ -195,8 +195,10 @@ def profile_caption(pred) -> str:
         what = ("Bars: p(flexible), the network's probability (0–1) that the side chain has two "
                 "or more distinct conformers; also the cartoon's colour.")  # fmt: skip
     else:
-        what = ("Bars: flexibility (0–1) from the χ mixture, as these weights have no "
-                "flexibility head: the weight on rotamers other than the most likely one, i.e. "
-                "the chance that a draw is not the dominant rotamer; also the cartoon's colour.")
+        what = (
+            "Bars: flexibility (0–1) from the χ mixture, as these weights have no "
+            "flexibility head: the weight on rotamers other than the most likely one, i.e. "
+            "the chance that a draw is not the dominant rotamer; also the cartoon's colour."
+        )
     return what + (" ▼ residues the input models with side-chain altlocs; ■ residues split in "
                    "multiconformer.pdb.")  # fmt: skip

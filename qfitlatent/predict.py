@@ -274,5 +274,3 @@ def residue_proposals(pred: Prediction, i: int) -> list[tuple[str, float, dict, 
         (str(k + 1), float(o), {back.get(n, n): x.numpy() for n, x in atoms.items()}, False)
         for k, (o, atoms) in enumerate(zip(mass, build.conformer_atoms(rec, chi), strict=True))
     ]
-
-

@@ -78,10 +78,7 @@ def load() -> ServerConfig:
             )
         cfg = replace(
             cfg,
-            **{
-                k: _roots(v) if k == "data_roots" else _int(k, v)
-                for k, v in data.items()
-            },
+            **{k: _roots(v) if k == "data_roots" else _int(k, v) for k, v in data.items()},
         )
     if os.environ.get(ROOTS_ENV) is not None:
         cfg = replace(cfg, data_roots=_roots(os.environ[ROOTS_ENV]))

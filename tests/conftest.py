@@ -24,6 +24,7 @@ def pytest_sessionstart(session):
             f"or set {ALLOW_MISSING}=1 to skip those tests deliberately."
         )
 
+
 # Tests run small tensors, where torch's second thread costs more than it gives on a 2-core
 # machine (predict on 300 residues: 1.3 s with one thread, 6-10 s with two under load).
 os.environ.setdefault("OMP_NUM_THREADS", "1")

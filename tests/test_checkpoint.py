@@ -111,5 +111,3 @@ def test_non_checkpoints_are_refused(tmp_path):
             load_checkpoint(tmp_path / name)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")
-
-

@@ -28,9 +28,7 @@ def mixture(weights, mus_deg, kappa=50.0):
     mu = torch.zeros(1, k, 4)
     for j, m in enumerate(mus_deg):
         mu[0, j, : len(m)] = deg(*m)
-    return Mixture(
-        torch.log(torch.tensor([weights])), mu, torch.full((1, k, 4), float(kappa))
-    )
+    return Mixture(torch.log(torch.tensor([weights])), mu, torch.full((1, k, 4), float(kappa)))
 
 
 DEFINED_2 = torch.tensor([[True, True, False, False]])

@@ -167,8 +167,11 @@ def test_figures_draw_the_logged_series_and_write_pngs_a_reader_opens(tmp_path):
     from qfitlatent.eval.figures import main as figures_main
     from qfitlatent.train import runlog
 
-    rows = [{"step": 1, "epoch": 0, "train_loss": 3.0, "lr": 3e-4}, {"step": 2, "train_loss": 2.5},
-            {"step": 2, "epoch": 1, "val_nll": 2.7, "best_val_nll": 2.7, "val_chi1_acc40": 0.8}]
+    rows = [
+        {"step": 1, "epoch": 0, "train_loss": 3.0, "lr": 3e-4},
+        {"step": 2, "train_loss": 2.5},
+        {"step": 2, "epoch": 1, "val_nll": 2.7, "best_val_nll": 2.7, "val_chi1_acc40": 0.8},
+    ]
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 3, "trai')  # live run
     fig = learning_curve_figure(runlog.read(metrics))

@@ -82,8 +82,8 @@ def serious_overlaps(st: gemmi.Structure, alternatives: set) -> list[tuple[str, 
             okey, oname, oalt, oel, _ = atoms[j]
             if okey == key or (name == "SG" and oname == "SG"):
                 continue
-            present = oalt == "\0" or oalt == alt or (
-                alt not in labels[okey] and oalt == labels[okey][0]
+            present = (
+                oalt == "\0" or oalt == alt or (alt not in labels[okey] and oalt == labels[okey][0])
             )
             overlap = BONDI.get(el, 1.7) + BONDI.get(oel, 1.7) - d[j]
             if present and overlap >= SERIOUS:
@@ -101,8 +101,11 @@ def chi_of(res: gemmi.Residue, altloc: str, resname: str) -> list[float]:
                 pick[a.name] = a.pos
     name = "MET" if resname == "MSE" else resname
     return [
-        math.degrees(gemmi.calculate_dihedral(*(pick["SE" if n == "SD" and "SE" in pick
-                                                    else n] for n in quad)))  # fmt: skip
+        math.degrees(
+            gemmi.calculate_dihedral(
+                *(pick["SE" if n == "SD" and "SE" in pick else n] for n in quad)
+            )
+        )  # fmt: skip
         for quad in CHI_ATOMS[name]
     ]
 

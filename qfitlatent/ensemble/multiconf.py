@@ -255,8 +255,10 @@ class Environment:
             np.array([n == "SG" for n in names]),
         )
         old = self.added.get(label)
-        self.added[label] = new if old is None else tuple(
-            np.concatenate([a, b]) for a, b in zip(old, new, strict=True)
+        self.added[label] = (
+            new
+            if old is None
+            else tuple(np.concatenate([a, b]) for a, b in zip(old, new, strict=True))
         )
 
 
@@ -303,9 +305,7 @@ def build_multiconformer(
     candidates = [
         i
         for i in with_chi
-        if i not in observed
-        and rebuildable(parsed.residues[i])
-        and score[i] >= options.threshold
+        if i not in observed and rebuildable(parsed.residues[i]) and score[i] >= options.threshold
     ]
     rows += _observed_rows(parsed, sorted(observed), score, n_chi)
     prepared = _prepare(parsed, selection, candidates)
@@ -406,9 +406,14 @@ def _observed_rows(parsed: ParsedStructure, kept: list[int], score, n_chi) -> li
     for i in kept:
         rec = parsed.residues[i]
         for conf in rec.conformers:
-            chi = measure_chis(
-                {n: torch.tensor(x) for n, x in {**rec.backbone, **conf.atoms}.items()}, rec.parent
-            ) if rec.parent else torch.full((4,), float("nan"))
+            chi = (
+                measure_chis(
+                    {n: torch.tensor(x) for n, x in {**rec.backbone, **conf.atoms}.items()},
+                    rec.parent,
+                )
+                if rec.parent
+                else torch.full((4,), float("nan"))
+            )
             rows.append(
                 _row(i, rec, score[i], conf.altloc, round(conf.occ, 2), chi, n_chi[i],
                      "observed", "kept as in the input")

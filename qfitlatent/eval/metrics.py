@@ -304,8 +304,7 @@ def summarize(scores: list[dict[str, torch.Tensor]], n_samples: int = 10) -> dic
         f"coverage@{n_samples}_selected": mean(cat["covered_selected"]),
         "chi1_mode_acc": mean(cat["chi1_hit"]),
         **{
-            f"chi1_acc@{t}": mean(cat["chi1_err"] <= math.radians(t))
-            for t in PACKER_TOLERANCES_DEG
+            f"chi1_acc@{t}": mean(cat["chi1_err"] <= math.radians(t)) for t in PACKER_TOLERANCES_DEG
         },
         **summarize_flexibility(scores),
         "entropy_auroc": entropy_flex["flex_auroc"],

@@ -337,7 +337,8 @@ def _panel_labels(p: _Panel, head: str, scale: float, obs: list[dict]) -> list[d
             # Inward from the diamond, then a little either side of its angle.
             "candidates": [
                 (*_polar_xy(cx, cy, CIRCLE_R * f, o["deg"][0] + da), "center", "middle")
-                for f in (0.8, 0.62, 0.44, 0.28) for da in (0.0, 12.0, -12.0)
+                for f in (0.8, 0.62, 0.44, 0.28)
+                for da in (0.0, 12.0, -12.0)
             ],
         }
         for t, o in zip(letters, obs, strict=True)
@@ -369,7 +370,7 @@ def _occupancy_notes(p: _Panel, obs: list[dict]) -> list[dict]:
         line = part
     lines += [line] if line else []
     notes, y = [], p.cy + CIRCLE_R + 26
-    for text in (["input altlocs (occupancy):", *lines] if lines else []):
+    for text in ["input altlocs (occupancy):", *lines] if lines else []:
         notes.append(_paper(p.fig_w, p.fig_h, p.cx, y, "center", "top", text, 10, color="#333"))
         y += 15  # one text_box height at size 10
     return notes
@@ -477,9 +478,13 @@ def _torus_heatmap(deg, dens) -> go.Heatmap:
         y=deg,
         z=dens,
         colorscale="Viridis",
-        colorbar=dict(title=dict(text="density (/rad²)", side="right", font=dict(size=11)),
-                      thickness=14,
-                      x=1.0, xanchor="left", xref="paper"),  # fmt: skip
+        colorbar=dict(
+            title=dict(text="density (/rad²)", side="right", font=dict(size=11)),
+            thickness=14,
+            x=1.0,
+            xanchor="left",
+            xref="paper",
+        ),  # fmt: skip
         hovertemplate="χ1 %{x:.0f}°<br>χ2 %{y:.0f}°<br>%{z:.3f} /rad²<extra></extra>",
         showlegend=False,
     )
@@ -514,8 +519,12 @@ def _torus_means(names: dict, mu) -> list:
             mode="markers",
             name="component mean",
             customdata=[names[k] for k in ks],
-            marker=dict(symbol="cross", size=10, color=[component_colour(k) for k in ks],
-                        line=dict(color="white", width=1)),  # fmt: skip
+            marker=dict(
+                symbol="cross",
+                size=10,
+                color=[component_colour(k) for k in ks],
+                line=dict(color="white", width=1),
+            ),  # fmt: skip
             hovertemplate="%{customdata}<br>χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
         )
     ]
@@ -551,8 +560,18 @@ def _torus_labels(items: list[tuple]) -> list[dict]:
                 "size": 10,
                 "candidates": [
                     (x + dx, y + dy, "center", "middle")
-                    for dx, dy in ((0, -13), (0, 13), (0, -27), (0, 27), (-40, 0), (40, 0),
-                                   (-40, -20), (40, 20), (-40, 20), (40, -20))
+                    for dx, dy in (
+                        (0, -13),
+                        (0, 13),
+                        (0, -27),
+                        (0, 27),
+                        (-40, 0),
+                        (40, 0),
+                        (-40, -20),
+                        (40, 20),
+                        (-40, 20),
+                        (40, -20),
+                    )
                 ],
             }
             for text, (x, y), _ in items
@@ -582,8 +601,15 @@ def _torus_layout(title: str, notes: list[dict]) -> dict:
     )
     x0, y0, x1, y1 = TORUS_BOX
     return dict(
-        title=dict(text=title, x=0.0, xref="container", xanchor="left", y=0.985, yanchor="top",
-                   font=dict(size=14)),  # fmt: skip
+        title=dict(
+            text=title,
+            x=0.0,
+            xref="container",
+            xanchor="left",
+            y=0.985,
+            yanchor="top",
+            font=dict(size=14),
+        ),  # fmt: skip
         meta="torus",
         annotations=notes,
         width=TORUS_W,
@@ -591,8 +617,10 @@ def _torus_layout(title: str, notes: list[dict]) -> dict:
         autosize=False,
         xaxis=dict(title=dict(text="χ1", standoff=4), **ticks),
         # −180° once, on χ1: the two axes' −180° would meet in the corner.
-        yaxis=dict(title=dict(text="χ2", standoff=4), **{**ticks, "tickvals": ticks["tickvals"][1:],
-                                                         "ticktext": ticks["ticktext"][1:]}),
+        yaxis=dict(
+            title=dict(text="χ2", standoff=4),
+            **{**ticks, "tickvals": ticks["tickvals"][1:], "ticktext": ticks["ticktext"][1:]},
+        ),
         margin=dict(l=x0, r=TORUS_W - x1, t=y0, b=TORUS_H - y1),
         paper_bgcolor="white",
         legend=dict(orientation="h", yanchor="top", y=-0.14, x=0.0, font=dict(size=11)),

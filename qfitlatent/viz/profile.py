@@ -107,8 +107,7 @@ def _chain_traces(sel, resnum, value, n_obs, labels, index, split, s: _Scale) ->
                 name="altlocs in the input",
                 marker=dict(symbol="triangle-down", size=7, color="#111"),
                 customdata=[[index[j], labels[j]] for j in multi],
-                hovertemplate="%{customdata[1]}: side-chain altlocs in the input"
-                "<extra></extra>",
+                hovertemplate="%{customdata[1]}: side-chain altlocs in the input<extra></extra>",
                 showlegend=False,
             )
         )
