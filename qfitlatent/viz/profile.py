@@ -1,23 +1,22 @@
 """The flexibility of every residue along its chain: one bar track per chain. Pure: no
 streamlit here; arrays in (chain, number, label, value per residue), a plotly figure out."""
 
-from typing import NamedTuple
-
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .colours import flexibility_colour
 
-
-class _Scale(NamedTuple):
-    """How the values are drawn, the same for every track."""
-
-    what: str  # the bars' trace name
-    hover: str  # the bars' hovertemplate
-    lo: float  # value range the bars span
-    hi: float
-    colours: list[str]  # [N] bar colour per residue
+# The score is a probability, drawn on its absolute 0–1 scale so that the same height and colour
+# mean the same probability in every structure; altloc triangles sit above the bars, split
+# squares below them.
+BAR_HOVER = (
+    "%{customdata[1]}<br>p(flexible) %{y:.2f}: probability the side chain has ≥ 2 conformers"
+    "<extra></extra>"
+)
+TRIANGLE_Y = 1.12
+SQUARE_Y = -0.06
+Y_RANGE = [-0.1, 1.2]
 
 
 def flexibility_profile(
@@ -44,14 +43,14 @@ def flexibility_profile(
     n_rows = max(1, len(order))
     row_h = 120 if n_rows <= 2 else (80 if n_rows <= 6 else 60)  # px per track
     fig = make_subplots(rows=n_rows, cols=1, vertical_spacing=min(0.3, 34 / (row_h * n_rows + 60)))
-    scale = _value_scale(value)
+    colours = [flexibility_colour(v) for v in value]  # [N]
     for r, chain in enumerate(order, start=1):
         sel = [j for j, c in enumerate(chains) if c == chain]  # this chain's residues
-        for trace in _chain_traces(sel, resnum, value, n_obs, labels, index, split, scale):
+        for trace in _chain_traces(sel, resnum, value, colours, n_obs, labels, index, split):
             fig.add_trace(trace, row=r, col=1)
         if selected is not None and selected in sel:
             _mark_selected(fig, r, float(resnum[selected]), resnum[sel], labels[selected])
-        _chain_axes(fig, r, chain, resnum[sel], scale)
+        _chain_axes(fig, r, chain, resnum[sel])
     fig.update_xaxes(title=dict(text="residue number", font=dict(size=11)), row=n_rows, col=1)
     fig.update_layout(
         height=row_h * n_rows + 70,
@@ -68,20 +67,7 @@ def flexibility_profile(
     return fig
 
 
-def _value_scale(value: np.ndarray) -> _Scale:
-    """The flexibility score is a probability: drawn and coloured on its absolute 0–1 scale, so
-    the same colour means the same probability in every structure."""
-    hover = "%{customdata[1]}<br>p(flexible) %{y:.2f}: probability the side chain has ≥ 2 "
-    hover += "conformers<extra></extra>"
-    return _Scale("p(flexible)", hover, 0.0, 1.0, [flexibility_colour(v) for v in value])
-
-
-def _top(s: _Scale) -> float:
-    """Height of the altloc triangles: a little above the highest bar."""
-    return s.hi + 0.12 * (s.hi - s.lo or 1.0)
-
-
-def _chain_traces(sel, resnum, value, n_obs, labels, index, split, s: _Scale) -> list:
+def _chain_traces(sel, resnum, value, colours, n_obs, labels, index, split) -> list:
     """One chain's track: the bars, triangles above those the input models with ≥ 2 side-chain
     conformers, squares below those the multiconformer model splits (none where there are
     none). sel [M] indexes the chain's residues in the [N] arrays; customdata is
@@ -90,10 +76,10 @@ def _chain_traces(sel, resnum, value, n_obs, labels, index, split, s: _Scale) ->
         go.Bar(
             x=resnum[sel],
             y=value[sel],
-            marker=dict(color=[s.colours[j] for j in sel], line=dict(width=0)),
+            marker=dict(color=[colours[j] for j in sel], line=dict(width=0)),
             customdata=[[index[j], labels[j]] for j in sel],
-            name=s.what,
-            hovertemplate=s.hover,
+            name="p(flexible)",
+            hovertemplate=BAR_HOVER,
             showlegend=False,
         )
     ]
@@ -102,7 +88,7 @@ def _chain_traces(sel, resnum, value, n_obs, labels, index, split, s: _Scale) ->
         traces.append(
             go.Scatter(
                 x=resnum[multi],
-                y=np.full(len(multi), _top(s)),
+                y=np.full(len(multi), TRIANGLE_Y),
                 mode="markers",
                 name="altlocs in the input",
                 marker=dict(symbol="triangle-down", size=7, color="#111"),
@@ -116,7 +102,7 @@ def _chain_traces(sel, resnum, value, n_obs, labels, index, split, s: _Scale) ->
         traces.append(
             go.Scatter(
                 x=resnum[cut],
-                y=np.full(len(cut), s.lo - 0.06 * (s.hi - s.lo or 1.0)),
+                y=np.full(len(cut), SQUARE_Y),
                 mode="markers",
                 name="split in multiconformer.pdb",
                 marker=dict(symbol="square", size=5, color="#1f3b73"),
@@ -143,14 +129,14 @@ def _mark_selected(fig: go.Figure, r: int, x: float, chain_resnum, label: str) -
     )  # fmt: skip
 
 
-def _chain_axes(fig: go.Figure, r: int, chain: str, chain_resnum, s: _Scale) -> None:
+def _chain_axes(fig: go.Figure, r: int, chain: str, chain_resnum) -> None:
     """Track r's axes: x spans the chain's residue numbers [M] with a residue to spare either
-    side; y spans the values with room for the triangles above and the squares below."""
+    side; y spans 0–1 with room for the triangles above and the squares below."""
     span = (float(chain_resnum.min()) - 1, float(chain_resnum.max()) + 1)
     fig.update_xaxes(range=span, row=r, col=1, showgrid=False, ticks="outside", nticks=20,
                      tickfont=dict(size=10))  # fmt: skip
     fig.update_yaxes(
-        range=[s.lo - 0.1 * (s.hi - s.lo or 1.0), _top(s) + 0.08 * (s.hi - s.lo or 1.0)],
+        range=Y_RANGE,
         row=r, col=1,
         gridcolor="#eee",
         title=dict(text=f"chain {chain}", font=dict(size=11)), nticks=3,
