@@ -105,7 +105,7 @@ def chi_of(res: gemmi.Residue, altloc: str, resname: str) -> list[float]:
             gemmi.calculate_dihedral(
                 *(pick["SE" if n == "SD" and "SE" in pick else n] for n in quad)
             )
-        )  # fmt: skip
+        )
         for quad in CHI_ATOMS[name]
     ]
 

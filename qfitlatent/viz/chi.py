@@ -484,7 +484,7 @@ def _torus_heatmap(deg, dens) -> go.Heatmap:
             x=1.0,
             xanchor="left",
             xref="paper",
-        ),  # fmt: skip
+        ),
         hovertemplate="χ1 %{x:.0f}°<br>χ2 %{y:.0f}°<br>%{z:.3f} /rad²<extra></extra>",
         showlegend=False,
     )
@@ -524,7 +524,7 @@ def _torus_means(names: dict, mu) -> list:
                 size=10,
                 color=[component_colour(k) for k in ks],
                 line=dict(color="white", width=1),
-            ),  # fmt: skip
+            ),
             hovertemplate="%{customdata}<br>χ1 %{x:.0f}°, χ2 %{y:.0f}°<extra></extra>",
         )
     ]
@@ -549,6 +549,11 @@ def _torus_altlocs(obs: list[dict]) -> list:
     ]
 
 
+# px from a torus point to its label's centre, in order of preference: above, below, then aside.
+_TORUS_LABEL_OFFSETS = ((0, -13), (0, 13), (0, -27), (0, 27), (-40, 0), (40, 0), (-40, -20),
+                        (40, 20), (-40, 20), (40, -20))  # fmt: skip
+
+
 def _torus_labels(items: list[tuple]) -> list[dict]:
     """Annotations for items (text, (x, y) px of the point, colour), in priority order: each
     beside its point where it fits inside the plot area clear of those placed before it, and
@@ -559,19 +564,7 @@ def _torus_labels(items: list[tuple]) -> list[dict]:
                 "text": text,
                 "size": 10,
                 "candidates": [
-                    (x + dx, y + dy, "center", "middle")
-                    for dx, dy in (
-                        (0, -13),
-                        (0, 13),
-                        (0, -27),
-                        (0, 27),
-                        (-40, 0),
-                        (40, 0),
-                        (-40, -20),
-                        (40, 20),
-                        (-40, 20),
-                        (40, -20),
-                    )
+                    (x + dx, y + dy, "center", "middle") for dx, dy in _TORUS_LABEL_OFFSETS
                 ],
             }
             for text, (x, y), _ in items
@@ -609,7 +602,7 @@ def _torus_layout(title: str, notes: list[dict]) -> dict:
             y=0.985,
             yanchor="top",
             font=dict(size=14),
-        ),  # fmt: skip
+        ),
         meta="torus",
         annotations=notes,
         width=TORUS_W,

@@ -20,7 +20,7 @@ def training_curves(series: dict[str, tuple[list, list]]) -> go.Figure:
         ("step_loss", "training loss (window)", dict(color="#1f3b73"), dict(size=4), 1),
         ("epoch_loss", "training loss (epoch mean)", dict(color="#1f3b73", dash="dot"), None, 2),
         ("val_nll", "validation NLL", dict(color="#CC6677"), None, 2),
-    )  # fmt: skip
+    )
     for key, name, line, marker, col in curves:
         xs, ys = series[key]
         fig.add_trace(
