@@ -21,7 +21,8 @@ NON_ARCHITECTURE = ("dropout", "max_neighbours")
 
 
 def resolve_device(device: "str | torch.device" = "auto", local_rank: int = 0) -> torch.device:
-    """ "auto" → this rank's GPU when torch sees one, else the CPU; "cuda" without CUDA is an error.
+    """The device to run on: "auto" is this rank's GPU when torch sees one, else the CPU;
+    "cuda" without CUDA is an error.
 
     A torch.device passes through unchanged, so resolved devices can be handed on.
     """

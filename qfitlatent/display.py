@@ -22,7 +22,7 @@ def residue_id(pred, i: int) -> tuple[str, int, str]:
 
 
 def residue_label(pred, i: int) -> str:
-    """ "A99 SER" style label (chain, number, insertion code, name)."""
+    """The "A99 SER" style label (chain, number, insertion code, name)."""
     chain, resnum, icode = residue_id(pred, i)
     return f"{chain}{resnum}{icode} {pred.features.resname[i]}"
 

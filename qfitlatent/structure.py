@@ -44,7 +44,7 @@ class ResidueId(NamedTuple):
     icode: str = ""  # "" when none
 
     def label(self) -> str:
-        """ "A42", or "A42B" with an insertion code."""
+        """The label "A42", or "A42B" with an insertion code."""
         return f"{self.chain}{self.resnum}{self.icode}"
 
     def fields(self) -> dict:
