@@ -343,7 +343,8 @@ def _check_control(job: Job, token: str | None, operator: bool, action: str) -> 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """What a run trains on and how: `launch` builds it, `command` runs it, job.json shows it."""
+    """What a run trains on and how: `launch` builds it, `train_command` turns it into the
+    trainer's argument list, and job.json keeps its `record()` for display."""
 
     data: Path
     epochs: int
@@ -579,7 +580,7 @@ def _supervise(run_dir: Path) -> int:
             rc = trainer.wait()
     except OSError as err:
         rc, message = 127, f"could not start the trainer: {err}"
-    job = _job_from(json.loads((run_dir / "job.json").read_text()))  # stop() may have written
+    job = _job_from(json.loads((run_dir / "job.json").read_text()))  # with stop()'s marker
     job.returncode, job.ended = rc, time.time()
     if stopping or job.stop_requested:
         job.status = "stopped"  # the trainer exits 0 after saving last.pt on SIGTERM
