@@ -1,7 +1,7 @@
 """Speed and memory of the shipped configuration on real structures: inference, `predict` and
 one training step, at about 300 and 1000 residues.
 
-    python benchmarks/bench_shipped.py                           # weights/qfitlatent-v3.pt, CPU
+    python benchmarks/bench_shipped.py                           # the shipped weights, CPU
     python benchmarks/bench_shipped.py --weights runs/x/best.pt --device cuda
 
 Each structure is measured in a fresh process on one thread (as tests and `train` run it on a
@@ -87,7 +87,7 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--weights", default=str(ROOT / "weights" / "qfitlatent-v3.pt"))
+    p.add_argument("--weights", default=None, help="checkpoint (default: the shipped weights)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -97,6 +97,10 @@ def main() -> None:
         torch.set_num_threads(1)
         print(json.dumps(child(*args.child)))
         return
+    if args.weights is None:  # looked up here, so the measured child imports nothing extra
+        from qfitlatent.checkpoint import default_weights
+
+        args.weights = str(default_weights())
     rows = []
     for name in STRUCTURES.values():
         env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -43,11 +43,11 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     total = [0.0, 0, 0, 0]
+    replace = SplitOptions(threshold=args.threshold, input_altlocs="replace")
+    keep = SplitOptions(threshold=args.threshold)
     for path in files:
-        replace = SplitOptions(threshold=args.threshold, input_altlocs="replace")
         m = predict(model, path, n_samples=2, options=replace).multiconformer
-        kept = predict(model, path, n_samples=2, options=SplitOptions(args.threshold))
-        kept = kept.multiconformer
+        kept = predict(model, path, n_samples=2, options=keep).multiconformer
         alts = [r for r in m.rows if r["source"] == "predicted" and r["status"] == "written"]
         clash = sum(r["status"] == "rejected: clash" for r in m.rows)
         worst = max((r["overlap"] for r in alts if r["overlap"] != ""), default=float("nan"))
