@@ -1,6 +1,7 @@
 """Shared fixtures: the real multiconformer structures beside the repository (../shared/data)."""
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,11 @@ def tiny_checkpoint(path: Path) -> Path:
     torch.manual_seed(0)
     cfg = ModelConfig(d_s=16, d_z=8, n_blocks=1, dropout=0.0)
     return save_checkpoint(path, model_cfg=cfg, model=QFitLatent(cfg), meta={"note": "test"})
+
+
+def header_resolution(text: str) -> float | None:
+    """The resolution as a reader of the raw header text sees it (no gemmi); None without one."""
+    pdb = re.search(r"^REMARK   2 RESOLUTION\.\s+([0-9.]+)\s+ANGSTROMS", text, re.MULTILINE)
+    cif = re.search(r"^_refine\.ls_d_res_high\s+([0-9.]+)", text, re.MULTILINE)
+    found = pdb or cif
+    return float(found.group(1)) if found else None

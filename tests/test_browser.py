@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import tiny_checkpoint
 
+from qfitlatent.checkpoint import default_weights
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -49,8 +51,7 @@ def free_port() -> int:
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     env = dict(os.environ, QFITLATENT_RUNS=str(tmp / "runs"), OMP_NUM_THREADS="1")
-    shipped = ROOT / "weights" / "qfitlatent-v3.pt"
-    if not shipped.is_file():  # the app's default model; a tiny one keeps the test fast
+    if not default_weights().is_file():  # the app's default model; a tiny one keeps the test fast
         env["QFITLATENT_WEIGHTS"] = str(tiny_checkpoint(tmp / "tiny.pt"))
     port = free_port()
     log = open(tmp / "streamlit.log", "w")

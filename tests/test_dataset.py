@@ -8,8 +8,7 @@ import gemmi
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, data_file
-from test_features import _header_resolution
+from conftest import DATA, data_file, header_resolution
 
 from qfitlatent import residues
 from qfitlatent.cli import main
@@ -125,8 +124,8 @@ def test_data_report_counts_match_an_independent_count(folder):
     # Every SMALL structure has altlocs, so every residue in R is a flexible label too.
     assert report["structures_with_altlocs"] == len(SMALL)
     assert report["flex_positive_residues"] == expected
-    # The header's resolution, read from the raw text (test_features._header_resolution).
-    headers = [_header_resolution(gzip.open(folder / n, "rt").read()) for n in SMALL]
+    # The header's resolution, read from the raw text (conftest.header_resolution).
+    headers = [header_resolution(gzip.open(folder / n, "rt").read()) for n in SMALL]
     given = [r for r in headers if r is not None]
     assert len(given) == 4  # 1USM and 2O9S have no resolution in their header
     assert report["structures_with_resolution"] == len(given)

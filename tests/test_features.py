@@ -2,13 +2,12 @@
 
 import gzip
 import math
-import re
 
 import gemmi
 import numpy as np
 import pytest
 import torch
-from conftest import data_file
+from conftest import data_file, header_resolution
 
 from qfitlatent import residues
 from qfitlatent.features import featurize, load_features
@@ -180,18 +179,10 @@ def test_burial_counts_match_a_brute_force_count():
     assert torch.equal(burial_counts(f.rot, f.trans, chunk=7), f.burial)
 
 
-def _header_resolution(text: str) -> float | None:
-    """The resolution as a reader of the raw header text sees it (no gemmi); None without one."""
-    pdb = re.search(r"^REMARK   2 RESOLUTION\.\s+([0-9.]+)\s+ANGSTROMS", text, re.MULTILINE)
-    cif = re.search(r"^_refine\.ls_d_res_high\s+([0-9.]+)", text, re.MULTILINE)
-    found = pdb or cif
-    return float(found.group(1)) if found else None
-
-
 @pytest.mark.parametrize("name", ["2igd.pdb.gz", "1b5f.cif.gz"])
 def test_resolution_comes_from_the_file_header(name):
     path = data_file(name)
-    expected = _header_resolution(gzip.open(path, "rt").read())
+    expected = header_resolution(gzip.open(path, "rt").read())
     f = load_features(path)
     assert torch.allclose(f.resolution, torch.full((f.n_res,), expected))
 
