@@ -75,7 +75,7 @@ def test_virtual_cb_has_ideal_bond_and_angles():
     n = torch.tensor(
         [[1.458 * math.cos(math.radians(111.2)), 1.458 * math.sin(math.radians(111.2)), 0.0]],
         dtype=torch.float64,
-    )  # noqa: E501
+    )
     ca = torch.zeros(1, 3, dtype=torch.float64)
     c = torch.tensor([[1.525, 0.0, 0.0]], dtype=torch.float64)
     cb = virtual_cb(*backbone_frames(n, ca, c))[0]
@@ -118,7 +118,7 @@ def test_circ_diff_and_wrap_against_brute_force(pi_periodic):
     ref = [
         min(abs(x - y + k * period) for k in range(-20, 21))
         for x, y in zip(a.tolist(), b.tolist(), strict=True)
-    ]  # noqa: E501
+    ]
     np.testing.assert_allclose(circ_diff(a, b, pi_periodic).numpy(), ref, atol=1e-9)
     w = wrap(a)
     assert ((w > -math.pi) & (w <= math.pi)).all()
