@@ -47,11 +47,11 @@ from .sidechains import measure_chis, set_chis
 # Default split threshold on the flexibility score. Chosen on the validation split with
 # `python benchmarks/tune_threshold.py` (docs/multiconformer.md): re-run it for new weights.
 # For qfitlatent-v3 the split count is nearest the expected number of flexible residues
-# (Σ p_flexible = 1,140 over 43 structures) at 0.15 (1,100 split; 2,703 at 0.1, 424 at 0.2),
-# but at 0.15 and 0.16 small gate structures split over 2x their expected number; 0.17 is the
-# lowest threshold that keeps all 20 within 2x (ratios 0.51-1.93; benchmarks/
-# multiconformer_gates.py --threshold T). p_flexible is calibrated to
-# how rarely modellers build altlocs (3.9% of residues), so 0.4 would split 12 residues.
+# (Σ p_flexible = 1,140 over the 43 structures' residues with χ) at 0.15 (1,100 split; 2,703
+# at 0.1, 424 at 0.2), but at 0.15 and 0.16 small gate structures split over 2x their expected
+# number; 0.17 is the lowest threshold that keeps all 20 within 2x (ratios 0.51-1.93;
+# benchmarks/multiconformer_gates.py --threshold T). p_flexible is calibrated to how rarely
+# modellers build altlocs (3.9% of residues), so 0.4 would split 12 residues.
 DEFAULT_THRESHOLD = 0.17
 MAX_CONFORMERS = 3  # per residue, the input's included: at most 2 alternatives
 MIN_OCCUPANCY = 0.1  # lighter alternatives are not written
