@@ -37,7 +37,8 @@ def cmd_train(args) -> int:
 
     try:
         model_cfg, train_cfg = configs_from_args(args)
-        check_model_size(model_cfg, _trainable_here())  # before 4 G parameters are allocated
+        # Before the network is built: d_s=4096 n_blocks=64 would allocate 4 G parameters first.
+        check_model_size(model_cfg, _trainable_here(), "this machine's memory can train")
         result = train(
             args.data, args.out, model_cfg, train_cfg, init_from=args.init_from,
             resume=args.resume, device=args.device, max_structures=args.max_structures,

@@ -231,15 +231,17 @@ def _count_text(n: float) -> str:
     return f"{n:.0f}"
 
 
-def check_model_size(cfg, max_parameters: int) -> int:
+def check_model_size(cfg, max_parameters: int, holder: str = "this server trains") -> int:
     """The parameter count of `cfg`, or SettingsError when it is above `max_parameters` (0: no
-    cap), naming the count and the memory training it would take."""
+    cap), naming the count, the memory training it would take and who sets the cap (`holder`:
+    "this server trains", or "this machine's memory can train")."""
     n = parameter_count(cfg)
     if max_parameters and n > max_parameters:
         gib = n * _TRAIN_BYTES_PER_PARAMETER / 2**30
+        memory = f"{gib / 1024:.3g} TiB" if gib >= 1024 else f"{gib:.3g} GiB"
         raise SettingsError(
-            f"these settings make a model of {_count_text(n)} parameters (about {gib:.3g} GiB "
-            f"to train, before activations); this server trains at most "
+            f"these settings make a model of {_count_text(n)} parameters (about {memory} "
+            f"to train, before activations); {holder} at most "
             f"{_count_text(max_parameters)} parameters: lower d_s, d_z, n_blocks or n_heads"
         )
     return n

@@ -132,6 +132,12 @@ def test_train_set_zero_in_a_real_process_is_a_message_not_a_zero_division(tmp_p
 # --- model size (issue 21 item 8) ---------------------------------------------------------------
 
 
+SIZES = ("d_s", "d_z", "n_blocks", "n_heads", "c_head", "n_qk_points", "n_v_points",
+         "n_components", "transition_mult", "relpos_clip", "n_rbf")  # fmt: skip
+FLAGS = ("use_frame_pair_features", "use_backbone_angles", "use_burial", "use_environment",
+         "use_resolution", "flex_head")  # fmt: skip
+
+
 def test_the_parameter_count_is_the_real_networks_for_many_configs():
     """parameter_count reads only the config (no torch); here it meets the network it counts."""
     import random
@@ -143,12 +149,8 @@ def test_the_parameter_count_is_the_real_networks_for_many_configs():
     rng = random.Random(0)
     configs = [ModelConfig(), *(m for m, _ in PRESETS.values())]
     for _ in range(12):
-        flags = {k: rng.random() < 0.5 for k in ("use_frame_pair_features", "use_backbone_angles",
-                                                  "use_burial", "use_environment",
-                                                  "use_resolution", "flex_head")}  # fmt: skip
-        sizes = {k: rng.randint(1, 9) for k in ("d_s", "d_z", "n_blocks", "n_heads", "c_head",
-                                                 "n_qk_points", "n_v_points", "n_components",
-                                                 "transition_mult", "relpos_clip", "n_rbf")}  # fmt: skip
+        flags = {k: rng.random() < 0.5 for k in FLAGS}
+        sizes = {k: rng.randint(1, 9) for k in SIZES}
         configs.append(ModelConfig(**flags, **sizes, prior_components=rng.choice([0, 3])))
     for cfg in configs:
         real = sum(p.numel() for p in QFitLatent(cfg).parameters())
@@ -173,8 +175,7 @@ def test_train_with_every_size_at_its_maximum_is_a_message_before_any_allocation
     def cap_memory():
         resource.setrlimit(resource.RLIMIT_AS, (8 * 2**30, 8 * 2**30))
 
-    sets = [f"{k}={int(BOUNDS[k].hi)}" for k in ("d_s", "d_z", "n_blocks", "n_heads", "c_head",
-                                                  "n_qk_points", "n_v_points", "transition_mult")]  # fmt: skip
+    sets = [f"{k}={int(BOUNDS[k].hi)}" for k in SIZES if k not in ("relpos_clip", "n_rbf")]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     r = subprocess.run(
         [sys.executable, "-m", "qfitlatent", "train", "--data", str(SAMPLE.parent),
