@@ -418,24 +418,38 @@ def test_an_unwritable_run_folder_is_one_line_from_the_cli(data_dir, tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    "log_every, failing",
+    [(1, "metrics.jsonl"), (10**6, "last.pt")],  # the log's OSError, torch.save's RuntimeError
+)
 def test_a_run_folder_that_stops_being_writable_mid_run_ends_with_a_message(
-    data_dir, cache, tmp_path
+    data_dir, cache, tmp_path, log_every, failing
 ):
     out, moved = tmp_path / "run", tmp_path / "moved"
 
     def lose_the_folder(record):
-        if record.step == 2:  # after step 2 has saved last.pt (save_every=1)
+        if record.step == 1:  # after step 1 has saved last.pt (save_every=1)
             out.rename(moved)
             out.write_text("now a file")  # every later write into `out` fails
 
-    cfg = replace(FAST, epochs=3, save_every=1)
+    cfg = replace(FAST, epochs=3, save_every=1, log_every=log_every, val_fraction=0.0)
     result = train(data_dir, out, TINY, cfg, device="cpu", cache_dir=cache,
                    on_step=lose_the_folder)  # fmt: skip
     assert result["status"] == "failed"
-    assert result["message"].startswith(f"cannot write {out}")
-    assert "checkpoints saved before are kept" in result["message"]
+    assert result["message"].startswith(f"cannot write {out / failing}: ")
+    assert "the run stopped at step 2, checkpoints saved before are kept" in result["message"]
     # Nothing lost: the checkpoint written before the folder went is whole and loads.
-    assert load_checkpoint(moved / "last.pt")["step"] == 2
+    assert load_checkpoint(moved / "last.pt")["step"] == 1
+
+
+def test_an_unwritable_run_folder_is_refused_before_any_work(data_dir, tmp_path):
+    """What the probe met as a non-root user (root writes into a read-only folder regardless)."""
+    if os.geteuid() == 0:
+        pytest.skip("root ignores folder permissions; the Not-a-directory case covers root")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(train_module.OutputFolderError, match="Permission denied"):
+        train(data_dir, locked / "run", TINY, FAST, device="cpu")
 
 
 def test_a_link_to_a_file_outside_the_data_roots_is_never_opened(
