@@ -13,7 +13,8 @@ import sys
 
 import pytest
 from conftest import tiny_checkpoint
-from test_runs import fake_trainer, wait_for
+from test_runs import fake_trainer
+from test_runs import wait_for as _wait_for
 
 from qfitlatent.errors import CheckpointError
 from qfitlatent.server_config import ServerConfig
@@ -22,6 +23,11 @@ from qfitlatent.train import jobs
 from qfitlatent.uploads import UploadError
 
 MB = 2**20
+
+
+def wait_for(predicate, timeout: float = 90.0):
+    """test_runs' wait, with a bound generous enough for a loaded CI machine."""
+    return _wait_for(predicate, timeout)
 
 
 @pytest.fixture
@@ -81,7 +87,7 @@ def test_a_killed_supervisor_takes_its_trainer_along_and_the_lock_waits_for_it(
     os.kill(job.pid, signal.SIGKILL)  # the supervisor dies without a word
     wait_for(lambda: not jobs.pid_alive(job.pid))
     # The kernel passed the death on: the trainer got SIGTERM (it saves last.pt and exits).
-    wait_for(lambda: (flags / "term").exists(), timeout=30)
+    wait_for(lambda: (flags / "term").exists())
     # While it finishes, the run is still going and holds the lock: nothing starts beside it.
     assert jobs.pid_alive(trainer)
     assert jobs.load_job(job.path).active
@@ -91,9 +97,9 @@ def test_a_killed_supervisor_takes_its_trainer_along_and_the_lock_waits_for_it(
     # An operator's stop reaches the orphaned trainer through its process group.
     (flags / "term").unlink()
     jobs.stop(jobs.load_job(job.path), operator=True)
-    wait_for(lambda: (flags / "term").exists(), timeout=30)
+    wait_for(lambda: (flags / "term").exists())
     (flags / "release").write_text("1")
-    wait_for(lambda: not jobs.pid_alive(trainer), timeout=30)
+    wait_for(lambda: not jobs.pid_alive(trainer))
     ended = wait_for(lambda: (j := jobs.load_job(job.path)).active is False and j)
     assert ended.status == "stopped"
     assert jobs.lock_holder(root) is None
@@ -154,16 +160,21 @@ def test_a_run_is_stopped_cleanly_at_the_servers_time_limit(
         "    (d / 'saved').write_text('last.pt')\n"
         "    sys.exit(0)\n"
         "signal.signal(signal.SIGTERM, saved)\n"
+        "(d / 'ready').write_text('1')\n"
         "time.sleep(600)\n",
     )
     job = jobs.launch("long", data=data_dir, epochs=1000, lr=1e-3,
-                      limits=ServerConfig(max_run_seconds=2))  # fmt: skip
+                      limits=ServerConfig(max_run_seconds=5))  # fmt: skip
     reaper.append(job.pid)
-    assert jobs.load_job(job.path).time_limit == 2
-    ended = wait_for(lambda: (j := jobs.load_job(job.path)).active is False and j, timeout=60)
-    assert ended.status == "stopped" and ended.returncode == 0
-    assert "time limit" in ended.message and "2 s" in ended.message
-    assert (flags / "saved").exists()  # stopped as a Stop does: the trainer saved first
+    assert jobs.load_job(job.path).time_limit == 5
+    ended = wait_for(lambda: (j := jobs.load_job(job.path)).active is False and j)
+    assert ended.status == "stopped"
+    assert "time limit for a run (5 s)" in ended.message
+    # Stopped as a Stop does: SIGTERM, which the trainer answers by saving. (Had the machine
+    # been so slow that the limit came before the trainer could listen, it was simply ended;
+    # `ready` is written only once it listens, so this holds without timing assumptions.)
+    assert (flags / "saved").exists() or not (flags / "ready").exists()
+    assert (ended.returncode == 0) == (flags / "saved").exists()
     assert jobs.lock_holder(root) is None
 
 

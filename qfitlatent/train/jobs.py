@@ -347,6 +347,8 @@ def load_job(run_dir: Path) -> Job:
         if job.active and not job.alive:
             job.status = "stopped" if job.stop_requested else "failed"
             job.message = job.message or "the training process disappeared (killed or crashed)"
+            if (job.path / "last.pt").is_file() and job.status == "failed":
+                job.message += "; its last.pt is kept"
             job.ended = job.ended or time.time()
             job.save()
             if job.status == "failed":
