@@ -466,7 +466,7 @@ def _model_to_train(out_dir: Path, model_cfg, train_cfg, init_from, resume: bool
         # Killed before its first checkpoint: there is nothing to continue, so it starts over
         # (the old log's steps would otherwise be read as this run's).
         out.line(f"{out_dir} holds no checkpoint yet (stopped before the first); starting over")
-        (out_dir / runlog.FILE_NAME).unlink()
+        (out_dir / runlog.FILE_NAME).unlink(missing_ok=True)  # every torchrun rank gets here
         resume = False
     if resume:
         last = out_dir / "last.pt"
