@@ -185,3 +185,16 @@ def test_train_with_every_size_at_its_maximum_is_a_message_before_any_allocation
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "G parameters" in r.stderr and "this machine's memory can train at most" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_train_settings_that_do_not_fit_the_start_checkpoint_are_one_line(tmp_path, capsys):
+    from conftest import tiny_checkpoint
+
+    from qfitlatent.cli import main
+
+    start = tiny_checkpoint(tmp_path / "start.pt")  # one block
+    code = main(["train", "--data", str(SAMPLE.parent), "--out", str(tmp_path / "run"),
+                 "--init-from", str(start), "--set", "n_blocks=2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "n_blocks: checkpoint 1 vs requested 2" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
