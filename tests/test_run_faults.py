@@ -58,13 +58,15 @@ def reaper():
 
 def _stubborn_trainer(flag_dir) -> str:
     """A trainer that, on SIGTERM, writes `term` and exits only once `release` exists: a trainer
-    busy finishing its step and saving last.pt."""
+    busy finishing its step and saving last.pt. It ignores SIGTERM, so the test's reaper must
+    SIGKILL it; should even that miss, it ends itself after 5 minutes."""
     return (
         "import os, signal, time, pathlib\n"
         f"d = pathlib.Path({str(flag_dir)!r})\n"
         "(d / 'pid').write_text(str(os.getpid()))\n"
         "signal.signal(signal.SIGTERM, lambda *a: (d / 'term').write_text('1'))\n"
-        "while not (d / 'release').exists():\n"
+        "t0 = time.time()\n"
+        "while not (d / 'release').exists() and time.time() - t0 < 300:  # never outlives a test\n"
         "    time.sleep(0.05)\n"
     )
 
