@@ -47,7 +47,7 @@ class ServerConfig:
     max_staged_mb_visitor: int = 2048
     max_staged_mb_total: int = 10240
     # Largest model a page may launch: 20 M parameters need about 0.3 GB for weights, gradients
-    # and AdamW moments (the shipped model has about 1 M). 0: no cap.
+    # and AdamW moments (the shipped model has 0.59 M). 0: no cap.
     max_train_parameters: int = 20_000_000
     # Wall-clock seconds a page-launched run may hold the one-at-a-time lock; then it stops
     # cleanly (last.pt and best.pt kept). 0: no limit.
