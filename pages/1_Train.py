@@ -13,11 +13,12 @@ from qfitlatent import data_roots, server_config, settings_check, ui
 
 ui.page_setup("fine-tune")
 st.title("Fine-tune on your multiconformer structures")
+config = server_config.load()
 st.caption(
     "Runs in the background on this server, one at a time; closing the page does not stop it. "
     "A finished run's best.pt appears in your model choice on the main page."
+    + ui.run_limits_note(config)
 )
-config = server_config.load()
 
 active = ui.active_run()
 if active is not None:
@@ -118,15 +119,16 @@ with st.form("new_run", border=True):
             "Structures (.pdb/.cif, .gz) or a .zip of them",
             accept_multiple_files=True,
             key="train_upload",
-            help=f"up to {config.max_upload_mb} MB unpacked and {config.max_structures} "
-            f"structures per run, {config.max_file_mb} MB per file",
+            help=ui.upload_limits_note(config),
         )
     else:
         st.text_input(
             "Folder on this server",
             key="folder",
             placeholder=str(config.data_roots[0] / "my-structures"),
-            help="allowed: folders under " + ", ".join(str(r) for r in config.data_roots),
+            help="allowed: folders under "
+            + ", ".join(str(r) for r in config.data_roots)
+            + "; links to files outside them are skipped",
         )
     c1, c2, c3 = st.columns(3)
     st.session_state.setdefault("run_name", ui.default_run_name())
@@ -154,7 +156,9 @@ with st.form("new_run", border=True):
     c3.text_input(
         "More settings (KEY=VALUE …)",
         key="extra",
-        help="passed to `qfitlatent train --set`, e.g. min_altlocs=1 crop_size=256",
+        help="passed to `qfitlatent train --set`, e.g. min_altlocs=1 crop_size=256; a model "
+        f"may have at most {config.max_train_parameters:,} parameters here, and from trained "
+        "weights only dropout and max_neighbours may change",
     )
     st.form_submit_button(
         "Start training", type="primary", disabled=active is not None, on_click=start

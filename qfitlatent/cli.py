@@ -32,10 +32,13 @@ def cmd_train(args) -> int:
     """Exit status 2 for settings a user can fix, 1 when the run failed."""
     import shlex
 
+    from .settings_check import check_model_size
     from .train.loop import train
 
     try:
         model_cfg, train_cfg = configs_from_args(args)
+        # Before the network is built: d_s=4096 n_blocks=64 would allocate 4 G parameters first.
+        check_model_size(model_cfg, _trainable_here(), "this machine's memory can train")
         result = train(
             args.data, args.out, model_cfg, train_cfg, init_from=args.init_from,
             resume=args.resume, device=args.device, max_structures=args.max_structures,
@@ -46,6 +49,18 @@ def cmd_train(args) -> int:
         print(f"qfitlatent train: {err}", file=sys.stderr)
         return 2
     return 1 if result["status"] == "failed" else 0
+
+
+def _trainable_here() -> int:
+    """Parameters this machine's memory could train at all (16 bytes each with AdamW): a
+    bound for typos like d_s=4096 n_blocks=64, not a promise that smaller models fit."""
+    import os
+
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+    return memory // 16
 
 
 def configs_from_args(args):

@@ -31,6 +31,7 @@ __all__ = [
     "list_structure_files",
     "load_dataset",
     "pdb_group",
+    "refused_links",
     "split_names",
     "structure_id",
 ]
@@ -43,14 +44,49 @@ def default_cache_dir() -> Path:
 
 
 def list_structure_files(data_dir: str | Path) -> list[Path]:
-    """Structure files directly in a folder (or the one file given), sorted by name."""
+    """Structure files directly in a folder (or the one file given), sorted by name; a link to
+    a file outside the operator's allowed data folders is left out (see `refused_links`)."""
+    return _discover(data_dir)[0]
+
+
+def refused_links(data_dir: str | Path) -> list[str]:
+    """Names of the structure files in `data_dir` that are links leading outside the operator's
+    allowed data folders (server_config.data_roots), which training never opens: on a shared
+    server a link such as x.pdb -> /etc/shadow would otherwise put that file's text into a
+    visitor's train.log. Only folders under an allowed root are confined; elsewhere (no roots,
+    or a folder of one's own on the command line) every link is followed as before."""
+    return _discover(data_dir)[1]
+
+
+def _discover(data_dir: str | Path) -> tuple[list[Path], list[str]]:
     data_dir = Path(data_dir)
     if data_dir.is_file():
-        return [data_dir]
-    if not data_dir.is_dir():
+        found = [data_dir]
+    elif not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: no such folder")
-    exts = tuple(SUFFIXES) + tuple(s + ".gz" for s in SUFFIXES)
-    return sorted(p for p in data_dir.iterdir() if p.is_file() and p.name.lower().endswith(exts))
+    else:
+        exts = tuple(SUFFIXES) + tuple(s + ".gz" for s in SUFFIXES)
+        found = sorted(
+            p for p in data_dir.iterdir() if p.is_file() and p.name.lower().endswith(exts)
+        )
+    roots = _confining_roots(data_dir)
+    if not roots:
+        return found, []
+    inside = [p for p in found if _under(Path(os.path.realpath(p)), roots)]
+    return inside, [p.name for p in found if p not in inside]
+
+
+def _confining_roots(data_dir: Path) -> tuple[Path, ...]:
+    """The allowed data roots when `data_dir` lies under one of them, else ()."""
+    from .server_config import load
+
+    roots = load().data_roots
+    folder = Path(os.path.realpath(data_dir if data_dir.is_dir() else data_dir.parent))
+    return roots if _under(folder, roots) else ()
+
+
+def _under(path: Path, roots: tuple[Path, ...]) -> bool:
+    return any(path == r or path.is_relative_to(r) for r in roots)
 
 
 def pdb_group(name: str) -> str:

@@ -11,6 +11,10 @@ from environment variables, which win:
     QFITLATENT_MAX_ZIP_MEMBERS entries in one uploaded zip
     QFITLATENT_MAX_STRUCTURES  structure files in one run
     QFITLATENT_MAX_RESIDUES    largest structure `predict` accepts (0: no cap)
+    QFITLATENT_MAX_STAGED_MB_VISITOR, QFITLATENT_MAX_STAGED_MB_TOTAL  uploaded data kept by one
+                               visitor's runs, and by all runs
+    QFITLATENT_MAX_TRAIN_PARAMETERS   largest model the Train page launches
+    QFITLATENT_MAX_RUN_SECONDS wall-clock budget of one Train-page run
 
 Read afresh on every call (a few microseconds), so tests and operators can change it without a
 restart and nothing is cached at import time.
@@ -37,6 +41,17 @@ class ServerConfig:
     # ~0.45 GB per 1000 residues (benchmarks/bench_predict_memory.py: 2.6 GB peak at 5k, 6.9 GB
     # at 15k), so 6000 keeps a prediction near 3 GB, inside a 4 GB budget. 0: no cap.
     max_residues: int = 6000
+    # --- Training runs (issue 21): what one visitor's page-launched runs may take from everyone.
+    # Uploaded data every run of one visitor keeps, and all runs together (MB, unpacked; 0: no
+    # cap). A failed run's uploads are removed; finished ones count until their run is deleted.
+    max_staged_mb_visitor: int = 2048
+    max_staged_mb_total: int = 10240
+    # Largest model a page may launch: 20 M parameters need about 0.3 GB for weights, gradients
+    # and AdamW moments (the shipped model has 0.59 M). 0: no cap.
+    max_train_parameters: int = 20_000_000
+    # Wall-clock seconds a page-launched run may hold the one-at-a-time lock; then it stops
+    # cleanly (last.pt and best.pt kept). 0: no limit.
+    max_run_seconds: int = 6 * 3600
 
 
 class ServerConfigError(ValueError):

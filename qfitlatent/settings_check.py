@@ -180,3 +180,68 @@ def check_overrides(items: list[str]) -> None:
             )
     with_overrides(ModelConfig(), [i for i in items if i.partition("=")[0].strip() in model_keys])
     with_overrides(TrainConfig(), [i for i in items if i.partition("=")[0].strip() in train_keys])
+
+
+# --- model size ----------------------------------------------------------------------------------
+# Counted from the config alone, without building the network (that needs torch, and 4 G
+# parameters would be allocated before they could be refused). tests/test_settings_check.py
+# checks the count against the real network for many configs, so it cannot drift silently.
+
+_N_TOKENS = 21  # residues.N_TOKENS: 20 amino acids and unknown
+_N_ENV = 48  # environment.N_ENV: 12 χ1 probes × 2 radii × 2 counts
+_TRAIN_BYTES_PER_PARAMETER = 16  # fp32 weight, gradient and AdamW's two moments
+
+
+def parameter_count(cfg) -> int:
+    """Trainable parameters of QFitLatent(cfg) (a ModelConfig)."""
+
+    def linear(n_in: int, n_out: int) -> int:
+        return n_in * n_out + n_out
+
+    s, z, h = cfg.d_s, cfg.d_z, cfg.n_heads
+    single = _N_TOKENS * s + 2 * s  # embedding and LayerNorm
+    single += sum(
+        linear(n, s)
+        for n, used in ((9, cfg.use_backbone_angles), (3, cfg.use_burial),
+                        (_N_ENV, cfg.use_environment), (2, cfg.use_resolution))
+        if used
+    )  # fmt: skip
+    pair = (2 * cfg.relpos_clip + 2) * z + 2 * z
+    pair += linear(cfg.n_rbf + (12 if cfg.use_frame_pair_features else 0), z)
+    ipa = (
+        linear(s, 3 * h * cfg.c_head)
+        + linear(s, 6 * h * cfg.n_qk_points)
+        + linear(s, 3 * h * cfg.n_v_points)
+        + h  # head weights
+        + linear(h * (cfg.c_head + z + 4 * cfg.n_v_points), s)
+    )
+    block = ipa + 4 * s + linear(s, cfg.transition_mult * s) + linear(cfg.transition_mult * s, s)
+    k, d = cfg.n_components, cfg.n_chi
+    head = linear(s, k) + 2 * linear(s, k * d)
+    if cfg.prior_components > 0:
+        head += linear(s, cfg.prior_components) + linear(s, d)
+    flex = linear(s, 1) if cfg.flex_head else 0
+    return single + pair + cfg.n_blocks * block + linear(z, cfg.n_blocks * h) + head + flex
+
+
+def _count_text(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f}"
+
+
+def check_model_size(cfg, max_parameters: int, holder: str = "this server trains") -> int:
+    """The parameter count of `cfg`, or SettingsError when it is above `max_parameters` (0: no
+    cap), naming the count, the memory training it would take and who sets the cap (`holder`:
+    "this server trains", or "this machine's memory can train")."""
+    n = parameter_count(cfg)
+    if max_parameters and n > max_parameters:
+        gib = n * _TRAIN_BYTES_PER_PARAMETER / 2**30
+        memory = f"{gib / 1024:.3g} TiB" if gib >= 1024 else f"{gib:.3g} GiB"
+        raise SettingsError(
+            f"these settings make a model of {_count_text(n)} parameters (about {memory} "
+            f"to train, before activations); {holder} at most "
+            f"{_count_text(max_parameters)} parameters: lower d_s, d_z, n_blocks or n_heads"
+        )
+    return n

@@ -540,6 +540,27 @@ def delete_run(job: jobs.Job) -> None:
 BUNDLED_VAL_FRACTION = 0.35
 
 
+def run_limits_note(config) -> str:
+    """The Train page's line on how long a run may hold the one-at-a-time lock."""
+    if not config.max_run_seconds:
+        return ""
+    return (
+        f" So that everyone gets a turn, a run stops after {format_seconds(config.max_run_seconds)}"
+        " (its best.pt is kept)."
+    )
+
+
+def upload_limits_note(config) -> str:
+    """The upload field's help: the operator's limits on what a visitor may stage."""
+    note = (
+        f"up to {config.max_upload_mb} MB unpacked and {config.max_structures} structures per "
+        f"run, {config.max_file_mb} MB per file"
+    )
+    if config.max_staged_mb_visitor:
+        note += f"; your runs keep at most {config.max_staged_mb_visitor} MB of uploads in all"
+    return note + " (delete runs you no longer need; a failed run's uploads are removed)"
+
+
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "–"

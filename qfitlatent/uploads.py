@@ -36,10 +36,28 @@ def structure_name(member: str) -> str | None:
 
 
 class _Stager:
-    def __init__(self, dest: Path, limits: ServerConfig):
+    def __init__(self, dest: Path, limits: ServerConfig, staged: tuple[int, int] = (0, 0)):
         self.dest, self.limits = dest, limits
         self.total = 0  # bytes written so far, all files together
         self.names: set[str] = set()
+        # The tightest of the per-run, per-visitor and whole-server limits, and why it binds.
+        mine, everyone = staged
+        caps = [(limits.max_upload_mb * 2**20, "this server's limit per run")]
+        if limits.max_staged_mb_visitor:
+            caps.append((
+                limits.max_staged_mb_visitor * 2**20 - mine,
+                f"your runs keep {self._mb(mine)} of uploads already and this server keeps at "
+                f"most {limits.max_staged_mb_visitor} MB per visitor; delete runs you no longer "
+                "need",
+            ))  # fmt: skip
+        if limits.max_staged_mb_total:
+            caps.append((
+                limits.max_staged_mb_total * 2**20 - everyone,
+                f"this server's space for uploaded training data ({limits.max_staged_mb_total} "
+                "MB, all visitors together) is nearly full; try later or ask an operator",
+            ))  # fmt: skip
+        self.room, self.why = min(caps, key=lambda c: c[0])
+        self.room = max(self.room, 0)
 
     def _mb(self, n: int) -> str:
         return f"{n / 2**20:.0f} MB"
@@ -56,10 +74,9 @@ class _Stager:
             raise UploadError(
                 f"{origin} is {self._mb(size)}; one file may be at most {lim.max_file_mb} MB"
             )
-        if self.total + size > lim.max_upload_mb * 2**20:
+        if self.total + size > self.room:
             raise UploadError(
-                f"the upload unpacks to more than {lim.max_upload_mb} MB (at {origin}); "
-                "this server's limit per run"
+                f"the upload unpacks to more than {self._mb(self.room)} (at {origin}); {self.why}"
             )
 
     def write(self, origin: str, name: str, chunks) -> None:
@@ -69,9 +86,7 @@ class _Stager:
         with open(self.dest / name, "wb") as out:
             for chunk in chunks:
                 written += len(chunk)
-                if written > self.limits.max_file_mb * 2**20 or (
-                    self.total + written > self.limits.max_upload_mb * 2**20
-                ):
+                if written > self.limits.max_file_mb * 2**20 or self.total + written > self.room:
                     raise UploadError(f"{origin} is larger than it claims; upload refused")
                 out.write(chunk)
         self.total += written
@@ -92,10 +107,10 @@ class _Stager:
                         wanted.append((info, name))
                 # Every declared size first: a bomb is refused before anything is unpacked.
                 declared = sum(info.file_size for info, _ in wanted)
-                if self.total + declared > self.limits.max_upload_mb * 2**20:
+                if self.total + declared > self.room:
                     raise UploadError(
                         f"{zip_name} unpacks to {self._mb(declared)}; this server accepts at "
-                        f"most {self.limits.max_upload_mb} MB per run"
+                        f"most {self._mb(self.room)}: {self.why}"
                     )
                 for info, name in wanted:
                     origin = f"{zip_name}: {name}"
@@ -110,15 +125,21 @@ class _Stager:
             raise UploadError(f"{zip_name} is not a readable zip file ({err})") from None
 
 
-def stage_uploads(dest: Path, files: list[tuple[str, bytes]], limits: ServerConfig) -> int:
+def stage_uploads(
+    dest: Path,
+    files: list[tuple[str, bytes]],
+    limits: ServerConfig,
+    staged: tuple[int, int] = (0, 0),
+) -> int:
     """Write uploaded structures, and the structures inside uploaded .zip files, into `dest`.
 
     Only base names with a structure suffix (optionally .gz) are kept, so a zip member like
     `../../etc/x.pdb` lands as `dest/x.pdb`. Returns how many files were written; raises
-    UploadError for anything over a limit or unreadable.
+    UploadError for anything over a limit or unreadable. `staged` is (bytes this visitor's runs
+    keep, bytes all runs keep) already, counted against the per-visitor and total limits.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    stager = _Stager(dest, limits)
+    stager = _Stager(dest, limits, staged)
     for name, data in files:
         if str(name).lower().endswith(".zip"):
             stager.add_zip(Path(name).name, data)

@@ -127,3 +127,74 @@ def test_train_set_zero_in_a_real_process_is_a_message_not_a_zero_division(tmp_p
             "--set", "save_every=0")  # fmt: skip
     assert r.returncode == 2 and "save_every=0 is out of range" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+
+# --- model size (issue 21 item 8) ---------------------------------------------------------------
+
+
+SIZES = ("d_s", "d_z", "n_blocks", "n_heads", "c_head", "n_qk_points", "n_v_points",
+         "n_components", "transition_mult", "relpos_clip", "n_rbf")  # fmt: skip
+FLAGS = ("use_frame_pair_features", "use_backbone_angles", "use_burial", "use_environment",
+         "use_resolution", "flex_head")  # fmt: skip
+
+
+def test_the_parameter_count_is_the_real_networks_for_many_configs():
+    """parameter_count reads only the config (no torch); here it meets the network it counts."""
+    import random
+
+    from qfitlatent.config import PRESETS
+    from qfitlatent.model import QFitLatent
+    from qfitlatent.settings_check import parameter_count
+
+    rng = random.Random(0)
+    configs = [ModelConfig(), *(m for m, _ in PRESETS.values())]
+    for _ in range(12):
+        flags = {k: rng.random() < 0.5 for k in FLAGS}
+        sizes = {k: rng.randint(1, 9) for k in SIZES}
+        configs.append(ModelConfig(**flags, **sizes, prior_components=rng.choice([0, 3])))
+    for cfg in configs:
+        real = sum(p.numel() for p in QFitLatent(cfg).parameters())
+        assert parameter_count(cfg) == real, cfg
+
+
+def test_a_model_over_the_cap_is_refused_with_its_size():
+    from qfitlatent.settings_check import check_model_size
+
+    huge = ModelConfig(d_s=4096, n_blocks=64)
+    with pytest.raises(SettingsError, match=r"4\.45 G parameters \(about 66\.\d GiB .* at most 20"):
+        check_model_size(huge, 20_000_000)
+    assert check_model_size(ModelConfig(), 20_000_000) == 1_145_742
+    assert check_model_size(huge, 0) > 4e9  # 0: no cap
+
+
+def test_train_with_every_size_at_its_maximum_is_a_message_before_any_allocation(tmp_path):
+    """The largest model the bounds allow (about 1.3 TiB to train) must be refused before it is
+    built. The child may reserve at most 8 GB, so a regression fails here, not the machine."""
+    import resource
+
+    def cap_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (8 * 2**30, 8 * 2**30))
+
+    sets = [f"{k}={int(BOUNDS[k].hi)}" for k in SIZES if k not in ("relpos_clip", "n_rbf")]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    r = subprocess.run(
+        [sys.executable, "-m", "qfitlatent", "train", "--data", str(SAMPLE.parent),
+         "--out", str(tmp_path / "run"), "--set", *sets],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, preexec_fn=cap_memory,
+    )  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "G parameters" in r.stderr and "this machine's memory can train at most" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_train_settings_that_do_not_fit_the_start_checkpoint_are_one_line(tmp_path, capsys):
+    from conftest import tiny_checkpoint
+
+    from qfitlatent.cli import main
+
+    start = tiny_checkpoint(tmp_path / "start.pt")  # one block
+    code = main(["train", "--data", str(SAMPLE.parent), "--out", str(tmp_path / "run"),
+                 "--init-from", str(start), "--set", "n_blocks=2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "n_blocks: checkpoint 1 vs requested 2" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

@@ -363,3 +363,117 @@ def test_pretraining_folder_trains_leaves_out_validation_homologs_and_resumes(
     assert all(torch.equal(a[k], b[k]) for k in a)
     epochs = runlog.of_kind(runlog.read(tmp_path / "full" / "metrics.jsonl"), runlog.EPOCH)
     assert len(epochs) == 2 and all(0.0 <= r.val_chi1_acc40 <= 1.0 for r in epochs)
+
+
+# --- issue 21: faults around a run -------------------------------------------------------------
+
+
+class _Crash(Exception):
+    """Stands in for a kill -9: the process ends where it is, nothing more is written."""
+
+
+def _crash_after_first_step(record):
+    raise _Crash
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_resumed(data_dir, cache, tmp_path):
+    out = tmp_path / "run"
+    cfg = replace(FAST, epochs=1, save_every=10**6)  # no last.pt before the epoch ends
+    with pytest.raises(_Crash):
+        train(data_dir, out, TINY, cfg, device="cpu", cache_dir=cache,
+              on_step=_crash_after_first_step)  # fmt: skip
+    # The state the probe left with kill -9: a metrics line, no checkpoint.
+    assert runlog.read(out / "metrics.jsonl") and not (out / "last.pt").exists()
+    with pytest.raises(FileExistsError, match="--resume"):  # a plain start still protects it
+        train(data_dir, out, TINY, cfg, device="cpu", cache_dir=cache)
+    result = train(data_dir, out, TINY, cfg, resume=True, device="cpu", cache_dir=cache)
+    assert result["status"] == "finished"
+    steps = [r.step for r in runlog.read(out / "metrics.jsonl") if r.kind == runlog.STEP]
+    assert steps == sorted(set(steps)) and steps[0] == 1  # started over, no doubled rows
+    assert load_checkpoint(out / "last.pt")["step"] == result["step"]
+
+
+def test_a_run_that_fails_before_it_starts_leaves_nothing_behind(tmp_path, cache):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no training structure"):
+        train(empty, tmp_path / "new", TINY, FAST, device="cpu", cache_dir=cache)
+    assert not (tmp_path / "new").exists()
+    given = tmp_path / "given"  # a folder the user made: kept, but nothing left in it
+    given.mkdir()
+    with pytest.raises(ValueError, match="no training structure"):
+        train(empty, given, TINY, FAST, device="cpu", cache_dir=cache)
+    assert list(given.iterdir()) == []
+
+
+def test_an_unwritable_run_folder_is_one_line_from_the_cli(data_dir, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    proc = _cli(["--data", str(data_dir), "--out", str(tmp_path / "a-file" / "run"),
+                 *tiny_sets()])  # fmt: skip
+    text, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text
+    assert text.strip().splitlines() == [
+        f"qfitlatent train: cannot write {tmp_path / 'a-file' / 'run'}: Not a directory"
+    ]
+
+
+@pytest.mark.parametrize(
+    "log_every, failing",
+    [(1, "metrics.jsonl"), (10**6, "last.pt")],  # the log's OSError, torch.save's RuntimeError
+)
+def test_a_run_folder_that_stops_being_writable_mid_run_ends_with_a_message(
+    data_dir, cache, tmp_path, log_every, failing
+):
+    out, moved = tmp_path / "run", tmp_path / "moved"
+
+    def lose_the_folder(record):
+        if record.step == 1:  # after step 1 has saved last.pt (save_every=1)
+            out.rename(moved)
+            out.write_text("now a file")  # every later write into `out` fails
+
+    cfg = replace(FAST, epochs=3, save_every=1, log_every=log_every, val_fraction=0.0)
+    result = train(data_dir, out, TINY, cfg, device="cpu", cache_dir=cache,
+                   on_step=lose_the_folder)  # fmt: skip
+    assert result["status"] == "failed"
+    assert result["message"].startswith(f"cannot write {out / failing}: ")
+    assert "the run stopped at step 2, checkpoints saved before are kept" in result["message"]
+    # Nothing lost: the checkpoint written before the folder went is whole and loads.
+    assert load_checkpoint(moved / "last.pt")["step"] == 1
+
+
+def test_an_unwritable_run_folder_is_refused_before_any_work(data_dir, tmp_path):
+    """What the probe met as a non-root user (root writes into a read-only folder regardless)."""
+    if os.geteuid() == 0:
+        pytest.skip("root ignores folder permissions; the Not-a-directory case covers root")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    with pytest.raises(train_module.OutputFolderError, match="Permission denied"):
+        train(data_dir, locked / "run", TINY, FAST, device="cpu")
+
+
+def test_a_link_to_a_file_outside_the_data_roots_is_never_opened(
+    data_dir, cache, tmp_path, monkeypatch, capsys
+):
+    root = tmp_path / "allowed"
+    folder = root / "set"
+    folder.mkdir(parents=True)
+    for name in FILES[:3]:
+        (folder / name).symlink_to(DATA / name)  # DATA is no root: refused as well
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:SECRET-HASH:19000:0:99999:7:::\n")
+    (folder / "evil.pdb").symlink_to(secret)
+    for name in FILES:
+        (folder / f"copy-{name}").write_bytes((DATA / name).read_bytes())
+    monkeypatch.setenv("QFITLATENT_DATA_ROOTS", str(root))
+    from qfitlatent.dataset import list_structure_files, refused_links
+
+    assert [p.name for p in list_structure_files(folder)] == [f"copy-{n}" for n in sorted(FILES)]
+    assert refused_links(folder) == sorted(["evil.pdb", *FILES[:3]])
+    train(folder, tmp_path / "run", TINY, replace(FAST, epochs=1), device="cpu", cache_dir=cache)
+    log = capsys.readouterr().out
+    assert "SECRET" not in log
+    assert "skipped evil.pdb: a link to a file outside this server's allowed data folders" in log
+    # Without roots (a folder of one's own on the command line) links are followed as before.
+    monkeypatch.delenv("QFITLATENT_DATA_ROOTS")
+    assert "evil.pdb" in [p.name for p in list_structure_files(folder)]

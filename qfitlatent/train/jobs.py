@@ -72,14 +72,27 @@ _CHILDREN: dict[int, subprocess.Popen] = {}
 # --- process liveness --------------------------------------------------------------------------
 
 
-def pid_alive(pid: int | None) -> bool:
-    """True while process `pid` runs. Reaps it first if it is our exited child (a zombie still
-    answers `kill(pid, 0)`), and treats other zombies as gone."""
+def start_time(pid: int | None) -> int | None:
+    """When process `pid` started (clock ticks since boot: /proc/<pid>/stat field 22), or None
+    when there is no such process or no /proc. A pid is reused once its process ends; the pair
+    (pid, start time) names one process for good, so locks and stops record both."""
+    if not pid or pid <= 0:
+        return None
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int | None, start: int | None = None) -> bool:
+    """True while process `pid` runs, and (when `start` is given) is still the process that
+    started at `start`, not a later one that was given the same pid. Reaps it first if it is our
+    exited child (a zombie still answers `kill(pid, 0)`), and treats other zombies as gone."""
     if not pid or pid <= 0:
         return False
     if pid in _CHILDREN:  # launched by this process: poll() reaps it and keeps Popen content
         if _CHILDREN[pid].poll() is None:
-            return True
+            return start is None or start_time(pid) in (None, start)
         del _CHILDREN[pid]
         return False
     try:
@@ -93,16 +106,42 @@ def pid_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # exists, owned by someone else
+        pass  # exists, owned by someone else: /proc still tells whether it is the same one
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return True  # no /proc (macOS): kill(pid, 0) is all we have
+    if stat[0] == "Z":
+        return False
+    return start is None or int(stat[19]) == start
+
+
+def _die_with_parent():
+    """A preexec_fn for the trainer: the kernel sends it SIGTERM when its supervisor dies
+    (Linux PR_SET_PDEATHSIG), so a killed supervisor never leaves a trainer running unwatched;
+    SIGTERM lets the trainer save last.pt first. None where prctl is not available."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec():  # runs in the child between fork and exec: no imports, no allocation
+        prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the supervisor died before the line above
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 # --- the lock ----------------------------------------------------------------------------------
-# `.lock` holds one complete JSON record {"pid", "token", "time"}: it is written to a temporary
+# `.lock` holds one complete JSON record {"pid", "start", "token", "time"} and, once the
+# supervisor has started it, {"trainer", "trainer_start"}: the lock is held while either process
+# lives, each named by pid and start time (a reused pid frees it). It is written to a temporary
 # file first and then hard-linked into place, so it appears with its content or not at all and a
 # reader never sees an empty lock. Breaking a stale lock (its process is gone) and taking it
 # happen under an flock on `.lock.guard`, so two launchers can never both judge the same lock
@@ -123,13 +162,26 @@ def _read_lock(path: Path) -> dict | None:
     try:
         rec = json.loads(text)
         pid = int(rec["pid"])
-    except (ValueError, TypeError, KeyError):
+        ids = {k: _opt_int(rec.get(k)) for k in ("start", "trainer", "trainer_start")}
+    except (ValueError, TypeError, KeyError, AttributeError):
         return {"pid": None}
-    return {**rec, "pid": pid}
+    return {**rec, **ids, "pid": pid}
+
+
+def _opt_int(value) -> int | None:
+    return None if value is None else int(value)
+
+
+def _holder_alive(rec: dict) -> bool:
+    """Whether the supervisor or the trainer of a lock record still runs (pid and start time)."""
+    return pid_alive(rec["pid"], rec.get("start")) or pid_alive(
+        rec.get("trainer"), rec.get("trainer_start")
+    )
 
 
 def lock_holder(root: Path | None = None) -> int | None:
-    """pid holding the runs lock, or None when it is free (missing, or its process is gone).
+    """pid holding the runs lock (the supervisor's, which is the run's process group), or None
+    when it is free: missing, or its supervisor and trainer are both gone.
 
     A lock without a complete record reports -1: held by someone we cannot name.
     """
@@ -138,7 +190,7 @@ def lock_holder(root: Path | None = None) -> int | None:
         return None
     if rec["pid"] is None:
         return -1
-    return rec["pid"] if pid_alive(rec["pid"]) else None
+    return rec["pid"] if _holder_alive(rec) else None
 
 
 class _Guard:
@@ -159,10 +211,13 @@ class _Guard:
         os.close(self.fd)  # closing drops the flock
 
 
-def _lock_record(pid: int) -> str:
+def _lock_record(pid: int, trainer: int | None = None) -> str:
     import secrets
 
-    return json.dumps({"pid": int(pid), "token": secrets.token_hex(8), "time": time.time()})
+    rec = {"pid": int(pid), "start": start_time(pid), "token": secrets.token_hex(8)}
+    if trainer:
+        rec.update(trainer=int(trainer), trainer_start=start_time(trainer))
+    return json.dumps({**rec, "time": time.time()})
 
 
 def _place(root: Path, record: str, *, replace: bool) -> None:
@@ -189,7 +244,7 @@ def _acquire_lock(root: Path, pid: int) -> None:
                     f"the training lock {LOCK_NAME} in the runs folder is unreadable; "
                     "an operator should check it"
                 )
-            if pid_alive(rec["pid"]):
+            if _holder_alive(rec):
                 raise RuntimeError(f"a training run is already going (pid {rec['pid']})")
             path.unlink()  # stale: its process is gone, judged from a complete record
         _place(root, _lock_record(pid), replace=False)
@@ -199,6 +254,15 @@ def _set_lock(root: Path, pid: int) -> None:
     """Hand the lock we hold to `pid` (the supervisor), in one atomic replace."""
     with _Guard(root):
         _place(root, _lock_record(pid), replace=True)
+
+
+def _add_trainer(root: Path, pid: int, trainer: int) -> None:
+    """Record the trainer in the lock that supervisor `pid` holds: the lock then stays held
+    until the trainer is gone too, even if the supervisor is killed first."""
+    with _Guard(root):
+        rec = _read_lock(root / LOCK_NAME)
+        if rec is not None and rec["pid"] == pid:
+            _place(root, _lock_record(pid, trainer), replace=True)
 
 
 def _release_lock(root: Path, pid: int) -> None:
@@ -222,6 +286,9 @@ class Job:
     settings: dict = field(default_factory=dict)  # RunSettings.record(), for display
     status: str = "starting"
     pid: int | None = None  # the supervisor; also the process-group id
+    pid_start: int | None = None  # its start time (start_time): with pid, names it for good
+    trainer_pid: int | None = None  # the `qfitlatent train` process the supervisor started
+    trainer_start: int | None = None
     returncode: int | None = None
     started: float = field(default_factory=time.time)
     ended: float | None = None
@@ -233,6 +300,9 @@ class Job:
     # Whether the run's best.pt is a model choice for every visitor. Runs on uploaded or server
     # data start private to their owner; `qfitlatent runs publish` makes them public.
     public: bool = False
+    # The operator's wall-clock budget for this run in seconds (max_run_seconds), None: none.
+    # The supervisor stops the run cleanly when it is spent, as a Stop would.
+    time_limit: float | None = None
 
     @property
     def path(self) -> Path:
@@ -254,6 +324,13 @@ class Job:
     def active(self) -> bool:
         return self.status in ("starting", "running")
 
+    @property
+    def alive(self) -> bool:
+        """Whether its supervisor or its trainer still runs (each by pid and start time)."""
+        return pid_alive(self.pid, self.pid_start) or pid_alive(
+            self.trainer_pid, self.trainer_start
+        )
+
     def save(self) -> None:
         write_atomic(self.path / "job.json", json.dumps(asdict(self), indent=1))
 
@@ -265,14 +342,26 @@ def load_job(run_dir: Path) -> Job:
     # Between launch and the supervisor's first write the pid is not known yet: give it a
     # minute, even when a stop was asked for (the supervisor honours it when it starts).
     settle = job.pid or time.time() - job.started > 60
-    if job.active and settle and not pid_alive(job.pid):
+    if job.active and settle and not job.alive:
         job = _job_from(json.loads((Path(run_dir) / "job.json").read_text()))  # may just have ended
-        if job.active and not pid_alive(job.pid):
+        if job.active and not job.alive:
             job.status = "stopped" if job.stop_requested else "failed"
             job.message = job.message or "the training process disappeared (killed or crashed)"
+            if (job.path / "last.pt").is_file() and job.status == "failed":
+                job.message += "; its last.pt is kept"
             job.ended = job.ended or time.time()
             job.save()
+            if job.status == "failed":
+                _drop_staged(job)
     return job
+
+
+def _drop_staged(job: Job) -> None:
+    """Remove a failed run's uploaded data: nobody can train on it again, and left there every
+    failed upload would fill the disk (the rest of the folder stays for its log)."""
+    staged = job.path / "data"
+    if job.settings.get("data") and Path(job.settings["data"]).resolve() == staged.resolve():
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def _job_from(data: dict) -> Job:
@@ -282,8 +371,12 @@ def _job_from(data: dict) -> Job:
     except FileNotFoundError:
         return job
     job.stop_requested = True
-    # The launcher knew the supervisor's pid before the supervisor wrote it, and stop() kept it.
-    job.pid = job.pid or (int(marker) if marker.isdigit() else None)
+    # The launcher knew the supervisor's pid (and start time) before the supervisor wrote them,
+    # and stop() kept them: "PID START".
+    if not job.pid:
+        known = [int(x) for x in marker.split() if x.isdigit()]
+        job.pid = known[0] if known else None
+        job.pid_start = known[1] if len(known) > 1 else None
     return job
 
 
@@ -413,6 +506,8 @@ def launch(
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     limits = limits or server_config.load()
+    # Before the lock: reading a start checkpoint takes a moment, and a refusal needs no lock.
+    check_run_settings(init_from, overrides, preset, limits)
     root.mkdir(parents=True, exist_ok=True)
     _acquire_lock(root, os.getpid())
     run_dir, made = root / name, False
@@ -423,11 +518,13 @@ def launch(
         except FileExistsError:
             raise ValueError(f"a run called {name!r} exists already; pick another name") from None
         if isinstance(data, list):
-            if uploads.stage_uploads(run_dir / "data", data, limits) == 0:
+            # Under the lock, so no other launch stages at the same time and the sums hold.
+            staged = staged_bytes(root, owner_id(owner))
+            if uploads.stage_uploads(run_dir / "data", data, limits, staged) == 0:
                 raise ValueError(
                     "no structure files (.pdb, .cif, .ent, optionally .gz) in the upload"
                 )
-            data = run_dir / "data"
+            data = run_dir.resolve() / "data"
         settings = RunSettings(
             data=Path(data),
             epochs=int(epochs),
@@ -444,6 +541,7 @@ def launch(
             settings=settings.record(),
             owner=owner_id(owner),
             public=bool(public),
+            time_limit=float(limits.max_run_seconds) or None,
         )
         job.save()
         env = dict(os.environ)
@@ -461,6 +559,7 @@ def launch(
             )
         _CHILDREN[proc.pid] = proc
         made = False  # from here the supervisor owns the folder
+        job.pid, job.pid_start = proc.pid, start_time(proc.pid)
         _set_lock(root, proc.pid)
     except BaseException:
         if made:
@@ -469,8 +568,48 @@ def launch(
         raise
     # The supervisor writes its pid and "running" itself; writing here too could overwrite
     # the end of a run that failed within milliseconds.
-    job.pid, job.status = proc.pid, "running"
+    job.status = "running"
     return job
+
+
+def staged_bytes(root: Path, owner: str) -> tuple[int, int]:
+    """(bytes of uploaded data the runs of `owner` keep, bytes all runs keep) under `root`:
+    what the operator's staging limits (max_staged_mb_visitor, max_staged_mb_total) count."""
+    mine = total = 0
+    for job in list_jobs(root):
+        size = sum(f.stat().st_size for f in (job.path / "data").glob("*") if f.is_file())
+        total += size
+        mine += size if job.owner == owner else 0
+    return mine, total
+
+
+def check_run_settings(init_from, overrides, preset, limits) -> None:
+    """Refuse, before anything starts, a model that does not fit its start checkpoint or that
+    is larger than this server lets a page-launched run train (limits.max_train_parameters).
+
+    Raises SettingsError or CheckpointError (both ValueErrors) with a message for the visitor.
+    Reads the start checkpoint only when there is one (that needs torch; nothing else does).
+    """
+    from ..config import ModelConfig, split_overrides, with_overrides
+    from ..settings_check import check_model_size
+
+    model_sets, _ = split_overrides(list(overrides))
+    if init_from is not None:
+        from ..checkpoint import check_compatible, load_checkpoint
+        from ..errors import CheckpointError
+
+        saved = ModelConfig.from_dict(load_checkpoint(init_from)["config"])
+        wanted = with_overrides(saved, model_sets)
+        try:
+            check_compatible(saved, wanted)
+        except CheckpointError as err:
+            raise CheckpointError(
+                f"these settings do not fit the start model {Path(init_from).name}: {err}. "
+                "Start from scratch to change the architecture."
+            ) from None
+    else:
+        wanted = with_overrides(PRESETS[preset][0] if preset else ModelConfig(), model_sets)
+    check_model_size(wanted, limits.max_train_parameters)
 
 
 def stop(job: Job, *, token: str | None = None, operator: bool = False) -> Job:
@@ -478,21 +617,37 @@ def stop(job: Job, *, token: str | None = None, operator: bool = False) -> Job:
 
     Only its owner (session `token`) or an `operator` may; anyone else gets PermissionError.
     """
-    pid = job.pid  # the launcher knows it before the supervisor has written it
+    # The launcher knows the supervisor before the supervisor has written itself down.
+    pid, start = job.pid, job.pid_start
     job = load_job(job.path)
     _check_control(job, token, operator, "stop")
     if not job.active:
         return job
     # A marker file, not job.json: the supervisor may be writing job.json this very moment,
     # and a request saved there could be overwritten (the run would then train to the end).
-    pid = job.pid or pid
-    write_atomic(job.path / STOP_FILE, str(pid or ""))  # the pid lets load_job see it gone
-    if pid:
+    if job.pid:
+        pid, start = job.pid, job.pid_start
+    write_atomic(job.path / STOP_FILE, f"{pid or ''} {start or ''}".strip())
+    _signal_run(job, pid, start)
+    return load_job(job.path)
+
+
+def _signal_run(job: Job, pid: int | None, start: int | None) -> None:
+    """SIGTERM to the run's process group, only while a member is the very process recorded
+    (pid and start time): a recorded pid that now names another process is never signalled."""
+    group = None
+    if pid_alive(pid, start):
+        group = pid  # the supervisor leads its own session: its pid is the group id
+    elif pid_alive(job.trainer_pid, job.trainer_start):  # supervisor gone, trainer orphaned
         try:
-            os.killpg(pid, signal.SIGTERM)
+            group = os.getpgid(job.trainer_pid)
+        except ProcessLookupError:
+            return
+    if group:
+        try:
+            os.killpg(group, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    return load_job(job.path)
 
 
 def delete(job: Job, *, token: str | None = None, operator: bool = False) -> None:
@@ -564,25 +719,38 @@ def _supervise(run_dir: Path) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     job = _job_from(json.loads((run_dir / "job.json").read_text()))
-    job.pid = os.getpid()
+    job.pid, job.pid_start = os.getpid(), start_time(os.getpid())
     job.status = "running"
     job.save()
-    message = ""
+    message, timed_out = "", False
     try:
         # stop() may have come before we were listening (its marker is there, or its signal
         # arrived already); then there is nothing to run.
         if stopping or (run_dir / STOP_FILE).exists():
             rc = -signal.SIGTERM
         else:
-            trainer = subprocess.Popen(job.command, stdin=subprocess.DEVNULL)
+            trainer = subprocess.Popen(
+                job.command, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent()
+            )
+            _add_trainer(run_dir.parent, os.getpid(), trainer.pid)
+            job = _job_from(json.loads((run_dir / "job.json").read_text()))
+            job.trainer_pid, job.trainer_start = trainer.pid, start_time(trainer.pid)
+            job.save()  # so a stop and load_job still find the trainer if we are killed
             if stopping:  # the signal came while the trainer was being started: pass it on
                 trainer.terminate()
-            rc = trainer.wait()
+            deadline = job.started + job.time_limit if job.time_limit else None
+            rc, timed_out = _wait(trainer, deadline)
     except OSError as err:
         rc, message = 127, f"could not start the trainer: {err}"
     job = _job_from(json.loads((run_dir / "job.json").read_text()))  # with stop()'s marker
     job.returncode, job.ended = rc, time.time()
-    if stopping or job.stop_requested:
+    if timed_out:
+        job.status = "stopped"
+        job.message = (
+            f"stopped at this server's time limit for a run ({_duration(job.time_limit)}), so "
+            "others can train too; best.pt keeps the best epoch reached"
+        )
+    elif stopping or job.stop_requested:
         job.status = "stopped"  # the trainer exits 0 after saving last.pt on SIGTERM
     elif rc == 0:
         job.status = "finished"
@@ -593,7 +761,29 @@ def _supervise(run_dir: Path) -> int:
     # ended can start the next one (the other order let a Start land in between and be refused).
     _release_lock(run_dir.parent, os.getpid())
     job.save()
+    if job.status == "failed":
+        _drop_staged(job)
     return 0
+
+
+def _wait(trainer: subprocess.Popen, deadline: float | None) -> tuple[int, bool]:
+    """(the trainer's exit code, whether the time limit stopped it). At `deadline` the trainer
+    gets SIGTERM, as on Stop: it saves last.pt and exits."""
+    timed_out = False
+    while True:
+        timeout = None if deadline is None or timed_out else max(0.0, deadline - time.time())
+        try:
+            return trainer.wait(timeout=timeout), timed_out
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            trainer.terminate()
+
+
+def _duration(seconds: float | None) -> str:
+    seconds = float(seconds or 0)
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 if __name__ == "__main__":

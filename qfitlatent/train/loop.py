@@ -17,6 +17,7 @@ processes). On a machine that other jobs keep busy, 1 thread is often several ti
 import csv
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -39,6 +40,7 @@ from ..dataset import (
     list_structure_files,
     load_dataset,
     pdb_group,
+    refused_links,
     split_names,
     structure_id,
     write_json,
@@ -51,7 +53,14 @@ from ..loss import flex_labels, mixture_nll, protein_loss
 from ..model import QFitLatent
 from . import runlog
 
-# --- command line ------------------------------------------------------------------------------
+
+class OutputFolderError(ValueError):
+    """The run folder cannot be written (read-only, full, gone); the message names it."""
+
+
+def _output_error(path: Path, err: Exception) -> OutputFolderError:
+    reason = getattr(err, "strerror", None) or str(err)
+    return OutputFolderError(f"cannot write {path}: {reason}")
 
 
 # --- pieces of a step --------------------------------------------------------------------------
@@ -352,16 +361,24 @@ def train(
     out_dir = Path(out_dir)
     world, rank, dev = _start_process(device)
     out = _Printer(rank == 0)
-    ckpt, init_ckpt, model, model_cfg, train_cfg = _model_to_train(
-        out_dir, model_cfg, train_cfg or TrainConfig(), init_from, resume, out
-    )
-    if ckpt is not None:
-        preset = (ckpt.get("meta") or {}).get("preset")
-    model.to(dev)
-    split, train_items, val_items = _prepare_data(
-        data_dir, out_dir, model, train_cfg, ckpt, init_ckpt, out, rank == 0,
-        max_structures=max_structures, cache_dir=cache_dir, pretrain_dir=pretrain_dir,
-    )  # fmt: skip
+    made = rank == 0 and not out_dir.exists()
+    try:
+        if rank == 0:
+            _check_writable(out_dir)
+        ckpt, init_ckpt, model, model_cfg, train_cfg = _model_to_train(
+            out_dir, model_cfg, train_cfg or TrainConfig(), init_from, resume, out
+        )
+        if ckpt is not None:
+            preset = (ckpt.get("meta") or {}).get("preset")
+        model.to(dev)
+        split, train_items, val_items = _prepare_data(
+            data_dir, out_dir, model, train_cfg, ckpt, init_ckpt, out, rank == 0,
+            max_structures=max_structures, cache_dir=cache_dir, pretrain_dir=pretrain_dir,
+        )  # fmt: skip
+    except BaseException:
+        if made:  # a run that failed before it started leaves nothing behind
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     out.line(
         f"{len(train_items)} training and {len(val_items)} validation structures; "
         f"{sum(p.numel() for p in model.parameters())} parameters on {dev}"
@@ -381,7 +398,13 @@ def train(
         run.net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None
         )
-    status, message = _loop(run, state, on_step)
+    try:
+        status, message = _loop(run, state, on_step)
+    except OutputFolderError as err:
+        # Everything saved before stays (checkpoints are written atomically).
+        status = "failed"
+        message = f"{err}; the run stopped at step {state.step}, checkpoints saved before are kept"
+        out.line(message)
     if status == "finished":
         out.line(f"done: {state.step} steps, best val NLL {state.best}")
     if world > 1:
@@ -418,6 +441,18 @@ def _start_process(device: str) -> tuple[int, int, torch.device]:
     return world, rank, dev
 
 
+def _check_writable(out_dir: Path) -> None:
+    """Make the run folder and write a file into it now, so a folder that cannot be written is
+    one clear line before any data is read, not a traceback afterwards."""
+    probe = out_dir / f".write-test.{os.getpid()}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise _output_error(out_dir, err) from None
+
+
 def _model_to_train(out_dir: Path, model_cfg, train_cfg, init_from, resume: bool, out):
     """(last.pt or None, init checkpoint or None, model, model config, train config): configs
     and weights from last.pt (resume), a checkpoint (fine-tune) or fresh."""
@@ -426,6 +461,13 @@ def _model_to_train(out_dir: Path, model_cfg, train_cfg, init_from, resume: bool
         raise FileExistsError(
             f"{out_dir} already holds a run; continue it with --resume or choose another --out"
         )
+    saved = [out_dir / f for f in ("last.pt", "best.pt")]
+    if resume and (out_dir / runlog.FILE_NAME).exists() and not any(p.exists() for p in saved):
+        # Killed before its first checkpoint: there is nothing to continue, so it starts over
+        # (the old log's steps would otherwise be read as this run's).
+        out.line(f"{out_dir} holds no checkpoint yet (stopped before the first); starting over")
+        (out_dir / runlog.FILE_NAME).unlink(missing_ok=True)  # every torchrun rank gets here
+        resume = False
     if resume:
         last = out_dir / "last.pt"
         if not last.exists():
@@ -452,6 +494,8 @@ def _prepare_data(data_dir, out_dir: Path, model, train_cfg, ckpt, init_ckpt, ou
     Writes split.json, and fits the library prior of a fresh model on the training split.
     """
     files = list_structure_files(data_dir)
+    for name in refused_links(data_dir):  # never opened, so none of its text reaches the log
+        out.line(f"skipped {name}: a link to a file outside this server's allowed data folders")
     if max_structures:
         files = files[:max_structures]
     names = sorted({structure_id(p) for p in files})
@@ -466,8 +510,6 @@ def _prepare_data(data_dir, out_dir: Path, model, train_cfg, ckpt, init_ckpt, ou
     if split.get("pretrain") and pretrain_dir is None:
         raise ValueError("this run trains on a --pretrain folder too; pass it again to resume")
     if main_rank:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / "split.json", split)
         remove_stale_temporaries(out_dir)  # .last.pt.<pid>-<thread>.tmp of a save killed by kill -9
 
     feats, skipped = load_dataset(data_dir, cache_dir, names=names)
@@ -499,6 +541,11 @@ def _prepare_data(data_dir, out_dir: Path, model, train_cfg, ckpt, init_ckpt, ou
         raise ValueError(
             f"no training structure in {data_dir} has a residue in R (min_altlocs={min_alt})"
         )
+    if main_rank:  # only once the run can start: a refused run leaves no split.json behind
+        try:
+            write_json(out_dir / "split.json", split)
+        except OSError as err:
+            raise _output_error(out_dir / "split.json", err) from None
     return split, train_items, val_items
 
 
@@ -670,13 +717,25 @@ def _all_agree_to_stop(run: _Run, requested: bool) -> bool:
 
 def _log(run: _Run, record: runlog.Record) -> None:
     if run.main_rank:
-        runlog.append(run.metrics_path, record)
+        try:
+            runlog.append(run.metrics_path, record)
+        except OSError as err:
+            raise _output_error(run.metrics_path, err) from None
 
 
 def _save(run: _Run, state: _State, name: str, epoch: int) -> None:
     """Write checkpoint `name` (rank 0 only) with all `state`, so a resume continues from it."""
     if not run.main_rank:
         return
+    try:
+        _write_checkpoint(run, state, name, epoch)
+    except (OSError, RuntimeError) as err:
+        # torch.save reports an unwritable file as a RuntimeError ("cannot be opened"); the
+        # previous checkpoint is intact (written atomically).
+        raise _output_error(run.out_dir / name, err) from None
+
+
+def _write_checkpoint(run: _Run, state: _State, name: str, epoch: int) -> None:
     save_checkpoint(
         run.out_dir / name,
         model_cfg=run.model_cfg,
