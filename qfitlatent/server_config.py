@@ -37,6 +37,12 @@ class ServerConfig:
     # ~0.45 GB per 1000 residues (benchmarks/bench_predict_memory.py: 2.6 GB peak at 5k, 6.9 GB
     # at 15k), so 6000 keeps a prediction near 3 GB, inside a 4 GB budget. 0: no cap.
     max_residues: int = 6000
+    # --- density maps (issue 22) ---
+    # Largest map `density.read_maps` accepts, in MB: the file as stored, a CCP4/MRC grid as
+    # its header gives it, or the grid an MTZ's coefficients make at the chosen sampling. A 2 GB
+    # cryo-EM map is refused before it is read; a 1.4 Å crystal map of 300 residues is ~10 MB.
+    # Env: QFITLATENT_MAX_MAP_MB. 0: no cap.
+    max_map_mb: int = 512
 
 
 class ServerConfigError(ValueError):
