@@ -132,7 +132,7 @@ def _from_mtz(path, name, model, from_data, sample_rate, cap_mb) -> MapPair:
     _check_size(4.0 * header.nreflections * len(header.columns), name, cap_mb, "of reflections")
     d_min = header.resolution_high()
     if not d_min > 0:
-        raise MapError(f"{name}: the MTZ holds no reflections")
+        raise MapError(f"{name}: the MTZ holds no reflections: it is empty, or cut short")
     # The FFT grid (one float per point over the cell) is what memory holds afterwards.
     points = math.prod(math.ceil(x * sample_rate / d_min) for x in header.cell.parameters[:3])
     _check_size(4.0 * points, name, cap_mb, "as a map grid at this resolution")

@@ -48,9 +48,10 @@ def maps_from_data(
         args.labin = ",".join(labin)
         logger.stop()
         try:
-            # Quiet: its log goes to stdout; empty resolution bins warn "Mean of empty slice".
+            # Quiet: its log goes to stdout, and its warnings (empty resolution bins, pandas
+            # deprecations) are about servalcat's internals, not the user's data.
             with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
+                warnings.simplefilter("ignore")
                 hkldata = sigmaa.main(args)
                 _, overall = sigmaa.calc_r_and_cc(hkldata)
         except (RuntimeError, SystemExit, ValueError, AssertionError) as err:
