@@ -8,6 +8,7 @@ its modelled value. A second peak away from the modelled χ1 is what a modeller 
 building an alternative conformer; the mFo-DFc map shows it without the model's own density.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,7 @@ def scan_positions(
     quads = residues.CHI_ATOMS[resname]
     gamma = built[quads[0][3]].numpy()
     delta = built[quads[1][3]].numpy() if has_chi2 else None
-    return gamma, delta, float(np.degrees(chis[0])) if not torch.isnan(chis[0]) else np.nan
+    return gamma, delta, math.degrees(float(chis[0]))  # NaN for a truncated side chain
 
 
 def scan(
@@ -88,7 +89,14 @@ def away_from(chi1_deg: np.ndarray, modelled_deg: float, min_sep: float = MIN_SE
 
 
 def second_peak(values: np.ndarray, chi1_deg: np.ndarray, modelled_deg: float):
-    """(height in σ, χ1 in degrees) of the highest value ≥ 30° from the modelled χ1."""
+    """(height in σ, χ1 in degrees) of the highest peak ≥ 30° from the modelled χ1.
+
+    A peak is a local maximum on the circle of the scan `values` [T]; the flank of the
+    modelled conformer's own peak 30° out is not one. Where no peak lies that far away, the
+    highest value there is returned (a shoulder, not a rotamer).
+    """
     mask = away_from(chi1_deg, modelled_deg)
-    k = int(np.nanargmax(np.where(mask, values, -np.inf)))
+    peak = (values >= np.roll(values, 1)) & (values >= np.roll(values, -1))
+    pick = mask & peak if (mask & peak).any() else mask
+    k = int(np.nanargmax(np.where(pick, values, -np.inf)))
     return float(values[k]), float(chi1_deg[k])
