@@ -31,8 +31,14 @@ def maps_from_data(
     where it gives none (no free set: R-free).
     """
     hook = sys.excepthook
-    from servalcat.utils import logger
-    from servalcat.xtal import sigmaa
+    try:
+        from servalcat.utils import logger
+        from servalcat.xtal import sigmaa
+    except ImportError:
+        raise MapError(
+            f"{what} holds observed data only; computing maps from it needs servalcat "
+            "(pip install servalcat), or give an MTZ with map coefficients from your refinement"
+        ) from None
 
     # servalcat's logger sets sys.excepthook on import (for its CLI); we keep the host's.
     sys.excepthook = hook
