@@ -57,7 +57,7 @@ def chi1_of(conf_atoms: dict[str, np.ndarray], resname: str) -> float:
 
 
 def labels_of(parsed) -> dict:
-    """ResidueId -> (has a second χ1 rotamer ≥ 30° away, has side-chain altlocs)."""
+    """ResidueId -> (has a second χ1 rotamer ≥ 30° away, has side-chain altlocs, χ1s)."""
     out = {}
     for rec in parsed.residues:
         if not can_rebuild(rec.parent):
@@ -65,11 +65,11 @@ def labels_of(parsed) -> dict:
         chis = [chi1_of(c.atoms, rec.parent) for c in rec.conformers]
         chis = [c for c in chis if not math.isnan(c)]
         far = any(abs((a - b + 180) % 360 - 180) >= MIN_SEPARATION_DEG for a in chis for b in chis)
-        out[rec.id] = (far, rec.n_obs > 1)
+        out[rec.id] = (far, rec.n_obs > 1, chis)
     return out
 
 
-def score_entry(root: Path, entry, sample_rate: float) -> dict:
+def score_entry(root: Path, entry, sample_rate: float, examples: bool = False) -> dict:
     name, labels_file, single_file, map_name, from_data = entry
     t0 = time.perf_counter()
     multi = gemmi.read_structure(str(root / labels_file))
@@ -84,11 +84,20 @@ def score_entry(root: Path, entry, sample_rate: float) -> dict:
         ringer = scan(rec.conformers[0].atoms, rec.parent, maps)
         if math.isnan(ringer.modelled_chi1):
             continue  # truncated side chain: no modelled χ1 to look away from
-        peaks = {
-            label: second_peak(values, ringer.chi1, ringer.modelled_chi1)[0]
+        found = {
+            label: second_peak(values, ringer.chi1, ringer.modelled_chi1)
             for label, values in ringer.gamma.items()
         }
-        rows.append((peaks, *labels[rec.id]))
+        far, split, chis = labels[rec.id]
+        rows.append(({k: v[0] for k, v in found.items()}, far, split))
+        if examples and far:
+            # Where the second peak lies against the multiconformer model's χ1 values.
+            height, where = found[FOFC] if FOFC in found else found[TWO_FOFC]
+            print(
+                f"{name} {rec.id.label()} {rec.parent}: modelled χ1 {ringer.modelled_chi1:.0f}°, "
+                f"altloc χ1 {', '.join(f'{c:.0f}°' for c in chis)}; "
+                f"peak {height:.1f}σ at {where if where <= 180 else where - 360:.0f}°"
+            )
     out = {"entry": name, "n": len(rows), "source": maps.source, "seconds": 0.0}
     for score in (FOFC, TWO_FOFC):
         if maps.fofc is None and score == FOFC:
@@ -131,8 +140,11 @@ def main() -> None:
     parser.add_argument("maps", nargs="?", type=Path, default=here.parent / "shared/data/maps")
     parser.add_argument("--sample-rate", type=float, default=3.0)
     parser.add_argument("--skip-omit", action="store_true", help="only the fair entries")
+    parser.add_argument(
+        "--examples", action="store_true", help="print each χ1-alternate residue's peak"
+    )
     args = parser.parse_args()
-    fair = [score_entry(args.maps, e, args.sample_rate) for e in FAIR]
+    fair = [score_entry(args.maps, e, args.sample_rate, args.examples) for e in FAIR]
     for r in fair:
         print(f"{r['entry']}: {r['source']}")
     table(fair, "Single-conformer model, maps from the data with its phases (fair)")
