@@ -54,12 +54,8 @@ def score_conformers(
     truncated side chain's modelled density is read over the atoms it has.
     """
     names, xyz = candidate_atoms(atoms, resname, chi)
-    own = (
-        np.stack([atoms[n] for n in names if n in atoms])
-        if any(n in atoms for n in names)
-        else None
-    )
-    modelled = float(np.nanmean(sample(maps.two_fofc, own))) if own is not None else np.nan
+    present = [atoms[n] for n in names if n in atoms]  # P' × [3]
+    modelled = float(np.nanmean(sample(maps.two_fofc, np.stack(present)))) if present else np.nan
     diff = maps.fofc
     return ConformerEvidence(
         atoms=names,

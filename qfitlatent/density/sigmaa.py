@@ -60,7 +60,9 @@ def maps_from_data(
                 warnings.simplefilter("ignore")
                 hkldata = sigmaa.main(args)
                 _, overall = sigmaa.calc_r_and_cc(hkldata)
-        except (RuntimeError, SystemExit, ValueError, AssertionError) as err:
+        except (Exception, SystemExit) as err:
+            # servalcat fails in many ways (its CLI exits); whichever, the user needs to know
+            # that these data and this model did not give maps, and why.
             raise MapError(f"{what}: maps could not be computed from the data: {err}") from None
         finally:
             logger.start()
