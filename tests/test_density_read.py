@@ -215,3 +215,15 @@ def test_not_a_map_file(tmp_path):
     junk.write_bytes(b"\0" * 300)
     with pytest.raises(MapError, match="not a readable CCP4"):
         read_maps(junk, model("3sb3.pdb.gz"))
+
+
+def test_a_2_gb_map_is_refused_from_its_header(tmp_path, sb3_grid):
+    """The header says 1024³ floats (4 GB); the file itself is small: refused before reading."""
+    import struct
+
+    path = write_ccp4(sb3_grid, tmp_path / "huge.ccp4")
+    data = bytearray(path.read_bytes())
+    data[0:12] = struct.pack("<3i", 1024, 1024, 1024)  # NC, NR, NS: columns, rows, sections
+    path.write_bytes(bytes(data))
+    with pytest.raises(MapError, match=r"4,096 MB as a map grid, over this server's limit"):
+        read_maps(path, model("3sb3.pdb.gz"))
