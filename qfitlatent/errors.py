@@ -9,6 +9,14 @@ class StructureError(ValueError):
     """
 
 
+class MapError(StructureError):
+    """A density map (MTZ, CCP4, MRC) that cannot be used with this model: unreadable or
+    truncated, too large, no usable columns, or a cell that does not match the model's.
+
+    A StructureError, so every caller that shows input problems to the user shows these too.
+    """
+
+
 class DeviceError(RuntimeError):
     """A device was asked for that this machine does not have (e.g. --device cuda without CUDA)."""
 

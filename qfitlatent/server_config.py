@@ -15,6 +15,7 @@ from environment variables, which win:
                                visitor's runs, and by all runs
     QFITLATENT_MAX_TRAIN_PARAMETERS   largest model the Train page launches
     QFITLATENT_MAX_RUN_SECONDS wall-clock budget of one Train-page run
+    QFITLATENT_MAX_MAP_MB      largest density map `density.read_maps` accepts
 
 Read afresh on every call (a few microseconds), so tests and operators can change it without a
 restart and nothing is cached at import time.
@@ -52,6 +53,12 @@ class ServerConfig:
     # Wall-clock seconds a page-launched run may hold the one-at-a-time lock; then it stops
     # cleanly (last.pt and best.pt kept). 0: no limit.
     max_run_seconds: int = 6 * 3600
+    # --- density maps (issue 22) ---
+    # Largest map `density.read_maps` accepts, in MB: the file as stored, a CCP4/MRC grid as
+    # its header gives it, or the grid an MTZ's coefficients make at the chosen sampling. A 2 GB
+    # cryo-EM map is refused before it is read; a 1.4 Å crystal map of 300 residues is ~10 MB.
+    # Env: QFITLATENT_MAX_MAP_MB. 0: no cap.
+    max_map_mb: int = 512
 
 
 class ServerConfigError(ValueError):

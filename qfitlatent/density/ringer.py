@@ -1,0 +1,102 @@
+"""Ringer scans (Lang et al. 2010): the density where the γ atom would sit as χ1 turns.
+
+For a residue with a χ, the γ atom (the one that defines χ1: CG, CG1, OG, OG1, SG) is built
+from the residue's own N, CA and CB with ideal bond length and angle (`ideal.IDEAL`, through
+`ensemble.sidechains.complete_sidechain`) at χ1 = 0°, 5°, …, 355°, and each map is interpolated
+there. Where the residue has a χ2, the δ atom that defines it is built the same way with χ2 at
+its modelled value. A second peak away from the modelled χ1 is what a modeller looks for before
+building an alternative conformer; the mFo-DFc map shows it without the model's own density.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import residues
+from ..ensemble.sidechains import can_rebuild, complete_sidechain, measure_chis
+from .grid import DensityMap, MapPair, sample
+
+STEP_DEG = 5.0
+MIN_SEPARATION_DEG = 30.0  # a second χ1 rotamer, not a wobble of the modelled one
+
+
+@dataclass
+class RingerScan:
+    resname: str
+    chi1: np.ndarray  # [T] degrees, 0 … 360 - step
+    modelled_chi1: float  # degrees, as the model has it
+    gamma: dict[str, np.ndarray]  # map label -> [T] σ at the γ atom
+    delta: dict[str, np.ndarray]  # map label -> [T] σ at the δ atom; empty without a χ2
+
+
+def chi1_steps(step_deg: float = STEP_DEG) -> np.ndarray:
+    """[T] χ1 values in degrees, 0 up to 360 (excluded) in `step_deg` steps."""
+    return np.arange(0.0, 360.0, step_deg)
+
+
+def scan_positions(
+    atoms: dict[str, np.ndarray], resname: str, chi1_deg: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Where γ (and δ) sit at each χ1, built from ideal geometry on the residue's N, CA, CB.
+
+    Args:
+        atoms: name -> [3] Å of one conformer (N, CA, C or CB needed; the rest optional).
+        chi1_deg: [T] degrees.
+    Returns:
+        (γ [T, 3], δ [T, 3] or None without a modelled χ2, modelled χ1 in degrees).
+    """
+    if not can_rebuild(resname):
+        raise ValueError(f"{resname}: no χ1 to scan")
+    own = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in atoms.items()}
+    chis = measure_chis(own, resname)  # [4] radians, NaN where absent
+    t = len(chi1_deg)
+    chi = torch.full((t, residues.N_CHI_MAX), torch.pi, dtype=torch.float64)  # [T, D]
+    chi[:, 0] = torch.deg2rad(torch.as_tensor(chi1_deg, dtype=torch.float64))
+    has_chi2 = residues.n_chi(resname) > 1 and not torch.isnan(chis[1])
+    if has_chi2:
+        chi[:, 1] = chis[1]
+    # Only the backbone and CB are kept: every other atom is placed anew from ideal geometry.
+    base = {k: v.expand(t, 3) for k, v in own.items() if k in ("N", "CA", "C", "CB")}
+    built = complete_sidechain(base, resname, chi)
+    quads = residues.CHI_ATOMS[resname]
+    gamma = built[quads[0][3]].numpy()
+    delta = built[quads[1][3]].numpy() if has_chi2 else None
+    return gamma, delta, math.degrees(float(chis[0]))  # NaN for a truncated side chain
+
+
+def scan(
+    atoms: dict[str, np.ndarray], resname: str, maps: MapPair, step_deg: float = STEP_DEG
+) -> RingerScan:
+    """The residue's Ringer scan over every map of `maps` (2mFo-DFc, and mFo-DFc if given)."""
+    chi1 = chi1_steps(step_deg)
+    gamma, delta, modelled = scan_positions(atoms, resname, chi1)
+    dmaps: list[DensityMap] = [m for m in (maps.two_fofc, maps.fofc) if m is not None]
+    return RingerScan(
+        resname=resname,
+        chi1=chi1,
+        modelled_chi1=modelled,
+        gamma={m.label: sample(m, gamma) for m in dmaps},
+        delta={m.label: sample(m, delta) for m in dmaps} if delta is not None else {},
+    )
+
+
+def away_from(chi1_deg: np.ndarray, modelled_deg: float, min_sep: float = MIN_SEPARATION_DEG):
+    """[T] bool: χ1 values at least `min_sep` degrees (on the circle) from the modelled one."""
+    d = np.abs((chi1_deg - modelled_deg + 180.0) % 360.0 - 180.0)
+    return d >= min_sep
+
+
+def second_peak(values: np.ndarray, chi1_deg: np.ndarray, modelled_deg: float):
+    """(height in σ, χ1 in degrees) of the highest peak ≥ 30° from the modelled χ1.
+
+    A peak is a local maximum on the circle of the scan `values` [T]; the flank of the
+    modelled conformer's own peak 30° out is not one. Where no peak lies that far away, the
+    highest value there is returned (a shoulder, not a rotamer).
+    """
+    mask = away_from(chi1_deg, modelled_deg)
+    peak = (values >= np.roll(values, 1)) & (values >= np.roll(values, -1))
+    pick = mask & peak if (mask & peak).any() else mask
+    k = int(np.nanargmax(np.where(pick, values, -np.inf)))
+    return float(values[k]), float(chi1_deg[k])
