@@ -11,6 +11,9 @@ from environment variables, which win:
     QFITLATENT_MAX_ZIP_MEMBERS entries in one uploaded zip
     QFITLATENT_MAX_STRUCTURES  structure files in one run
     QFITLATENT_MAX_RESIDUES    largest structure `predict` accepts (0: no cap)
+    QFITLATENT_MAX_MB          one structure to read, uncompressed (checked before reading)
+    QFITLATENT_MAX_KEPT_MB     the app's kept predictions, all together
+    QFITLATENT_MAX_RUNNING_PREDICTIONS   predictions the app computes at once; others queue
 
 Read afresh on every call (a few microseconds), so tests and operators can change it without a
 restart and nothing is cached at import time.
@@ -37,6 +40,17 @@ class ServerConfig:
     # ~0.45 GB per 1000 residues (benchmarks/bench_predict_memory.py: 2.6 GB peak at 5k, 6.9 GB
     # at 15k), so 6000 keeps a prediction near 3 GB, inside a 4 GB budget. 0: no cap.
     max_residues: int = 6000
+    # --- prediction limits (issue 21): what one structure and the app's predictions may use.
+    # One structure file, uncompressed MB: its size on disk (a .gz streamed with this cap) is
+    # checked before it is read, so a 1 GB file costs no memory to refuse. Was QFITLATENT_MAX_MB.
+    max_mb: int = 10
+    # The app keeps finished predictions for reruns (every click) and other visitors; all of
+    # them together stay under this many MB (estimated from their tensors, structures and
+    # files). The newest is always kept, else each click on its page would predict it again.
+    max_kept_mb: int = 1024
+    # Predictions the app computes at once, for all visitors together; the rest wait in a
+    # queue and their page says so. Each one uses a CPU core and up to ~1 GB at 5,000 residues.
+    max_running_predictions: int = 2
 
 
 class ServerConfigError(ValueError):
@@ -86,7 +100,13 @@ def load() -> ServerConfig:
         env = f"QFITLATENT_{f.name.upper()}"
         if f.name != "data_roots" and os.environ.get(env):
             cfg = replace(cfg, **{f.name: _int(env, os.environ[env])})
+    for key in AT_LEAST_ONE:
+        if getattr(cfg, key) < 1:
+            raise ServerConfigError(f"server setting {key} must be 1 or more (0 would refuse all)")
     return cfg
+
+
+AT_LEAST_ONE = ("max_mb", "max_running_predictions")  # where 0 would stop every prediction
 
 
 def check_prediction_size(parsed) -> None:

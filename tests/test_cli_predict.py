@@ -197,3 +197,36 @@ def test_gz_input_with_a_dot_stem_is_read_as_its_own_file(weights, tmp_path):
     out = tmp_path / "out"
     assert run(weights, path, "--out", out) == 0
     assert_complete(out / "structure", ".pdb.gz")
+
+
+def test_an_oversized_file_is_refused_before_it_is_read(weights, tmp_path, monkeypatch, capsys):
+    """Above the operator's limit (lowered to 1 MB here through its environment variable): a
+    300 MB file (sparse: no disk used), a 3 MB gzip of noise and a gzip bomb are refused with
+    the limit named, holding at most a few MB; a 300 MB read used to be read whole first."""
+    import tracemalloc
+
+    from qfitlatent.errors import StructureError
+    from qfitlatent.structure import read_structure
+
+    monkeypatch.setenv("QFITLATENT_MAX_MB", "1")
+    sparse = tmp_path / "huge.pdb"
+    with open(sparse, "wb") as fh:
+        fh.truncate(300 * 2**20)
+    noise = tmp_path / "noise.pdb.gz"
+    noise.write_bytes(gzip.compress(os.urandom(3 * 2**20), compresslevel=1))
+    bomb = tmp_path / "bomb.cif.gz"
+    bomb.write_bytes(gzip.compress(b"ATOM  " * (10 * 2**20)))  # 60 MB of text in 60 kB
+    assert bomb.stat().st_size < 2**20
+    for path in (sparse, noise, bomb):
+        tracemalloc.start()
+        try:
+            with pytest.raises(StructureError, match=f"{path.name}: the file is larger than 1 MB"):
+                read_structure(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 2**20, (path.name, peak)  # the limit itself is not even read whole
+    out = tmp_path / "out"
+    assert run(weights, sparse, data_file(SMALL), "--out", out) == 1
+    assert "skipped" in capsys.readouterr().err
+    assert folder_files(out) == ["1ab1", "predict-failures.log"]
