@@ -123,10 +123,13 @@ def cmd_predict(args) -> int:
     out = Path(args.out)
     outdir.prepare(out)  # before the model loads: an unwritable --out costs no prediction
     model, _ = load_model(weights, device)
-    files = []
+    files, failed = [], []
     for item in args.structures:
-        files.extend(list_structure_files(item) if Path(item).is_dir() else [Path(item)])
-    failed = []
+        try:
+            files.extend(list_structure_files(item) if Path(item).is_dir() else [Path(item)])
+        except OSError as err:  # a folder this user may not list
+            failed.append(Path(item))
+            _report_failure(out, Path(item), OutputError(f"cannot list it: {err.strerror}"))
     for path, name in zip(files, outdir.folder_names(files), strict=True):
         try:
             print(_predict_one(model, path, out / name, args, options, device,
@@ -135,7 +138,8 @@ def cmd_predict(args) -> int:
             failed.append(path)
             _report_failure(out, path, err)
     if failed:
-        print(f"{len(failed)} of {len(files)} structure(s) not predicted; their reasons are in "
+        total = len(files) + sum(p not in files for p in failed)  # unlisted folders count too
+        print(f"{len(failed)} of {total} input(s) not predicted; the reasons are also in "
               f"{out / outdir.FAILURES_LOG}", file=sys.stderr)  # fmt: skip
     return 1 if failed else 0
 
@@ -180,7 +184,8 @@ def _report_failure(out: Path, path: Path, err: Exception) -> None:
     from . import outdir
 
     said = isinstance(err, (StructureError, OutputError))  # messages written for the user
-    ours = not said or err.__cause__ is not None  # a bug: a writer failed, or anything else
+    # A bug: a writer failed (an OutputError with a cause), or anything else we did not expect.
+    ours = not said or (isinstance(err, OutputError) and err.__cause__ is not None)
     what = "skipped" if isinstance(err, StructureError) else "failed"
     line = " ".join(f"{what} {path}: {err if said else f'{type(err).__name__}: {err}'}".split())
     print(line + (" (traceback in the log)" if ours else ""), file=sys.stderr)
