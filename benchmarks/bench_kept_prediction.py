@@ -1,6 +1,6 @@
 """Memory one kept app prediction holds, measured against prediction_cache.estimate_bytes.
 
-    python benchmarks/bench_kept_prediction.py                 # ~5,900 residues and 163
+    python benchmarks/bench_kept_prediction.py                 # 5,868 residues and 163
     python benchmarks/bench_kept_prediction.py --residues 2000
 
 For each size: builds the structure as bench_predict_memory.py does (copies of the bundled
@@ -36,7 +36,7 @@ def main() -> None:
     from bench_predict_memory import EXAMPLE, big_structure
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--residues", type=int, nargs="+", default=[5900, 163])
+    p.add_argument("--residues", type=int, nargs="+", default=[5800, 163])
     args = p.parse_args()
 
     import gemmi

@@ -16,11 +16,10 @@ import gemmi
 import numpy as np
 import torch
 
-# Bytes per atom and per residue of a gemmi.Structure in memory (C++ objects the Python
-# walk below cannot see): measured with benchmarks/bench_kept_prediction.py as the resident
-# memory of 20 clones of a 44,600-atom structure, divided out (docs/benchmarks.md).
-GEMMI_ATOM_BYTES = 200
-GEMMI_RESIDUE_BYTES = 200
+# Bytes per atom of a gemmi.Structure in memory, its residues and chains included (C++ objects
+# the Python walk below cannot see): 128 measured by benchmarks/bench_kept_prediction.py as
+# the resident memory of 20 clones of a 45,270-atom structure (docs/benchmarks.md).
+GEMMI_ATOM_BYTES = 128
 
 
 def estimate_bytes(obj) -> int:
@@ -44,11 +43,7 @@ def estimate_bytes(obj) -> int:
         elif isinstance(o, np.ndarray):
             total += sys.getsizeof(o) if o.base is None else o.nbytes
         elif isinstance(o, gemmi.Structure):
-            total += sum(
-                GEMMI_RESIDUE_BYTES * len(ch) + GEMMI_ATOM_BYTES * sum(len(r) for r in ch)
-                for model in o
-                for ch in model
-            )
+            total += GEMMI_ATOM_BYTES * sum(model.count_atom_sites() for model in o)
         elif isinstance(o, dict):
             total += sys.getsizeof(o)
             stack.extend(o.keys())

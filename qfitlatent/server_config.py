@@ -36,9 +36,10 @@ class ServerConfig:
     max_file_mb: int = 100
     max_zip_members: int = 5000
     max_structures: int = 2000
-    # predict refuses larger structures before featurizing. The network's forward pass grows
-    # ~0.45 GB per 1000 residues (benchmarks/bench_predict_memory.py: 2.6 GB peak at 5k, 6.9 GB
-    # at 15k), so 6000 keeps a prediction near 3 GB, inside a 4 GB budget. 0: no cap.
+    # predict refuses larger structures before featurizing. Peak memory is ~0.5 GB plus ~0.08 GB
+    # per 1000 residues (benchmarks/bench_predict_memory.py, 2026-12-02: 0.91 GB at 5,053
+    # residues in 32 s, 1.70 GB at 15,159 in 98 s), so 6000 keeps one prediction near 1 GB and
+    # half a minute of a core. 0: no cap.
     max_residues: int = 6000
     # --- prediction limits (issue 21): what one structure and the app's predictions may use.
     # One structure file, uncompressed MB: its size on disk (a .gz streamed with this cap) is
@@ -47,9 +48,11 @@ class ServerConfig:
     # The app keeps finished predictions for reruns (every click) and other visitors; all of
     # them together stay under this many MB (estimated from their tensors, structures and
     # files). The newest is always kept, else each click on its page would predict it again.
+    # One kept prediction of 5,868 residues holds 176 MB (benchmarks/bench_kept_prediction.py),
+    # not "tens of MB", so 1024 keeps about six of the largest the residue cap allows.
     max_kept_mb: int = 1024
     # Predictions the app computes at once, for all visitors together; the rest wait in a
-    # queue and their page says so. Each one uses a CPU core and up to ~1 GB at 5,000 residues.
+    # queue and their page says so. Each one uses a core and peaks near 1 GB at 5,000 residues.
     max_running_predictions: int = 2
 
 
@@ -121,7 +124,7 @@ def check_prediction_size(parsed) -> None:
     if cap and n > cap:
         raise StructureError(
             f"{parsed.name} has {n:,} residues; this server predicts structures of at most "
-            f"{cap:,} to bound memory (about 0.45 GB per 1000 residues). Predict one chain "
+            f"{cap:,} to bound memory and time. Predict one chain "
             "or a few at a time, or, with memory to spare, raise the cap with "
             "QFITLATENT_MAX_RESIDUES (0: none)."
         )
