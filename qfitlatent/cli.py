@@ -120,9 +120,9 @@ def cmd_predict(args) -> int:
     except ValueError as err:
         print(f"qfitlatent predict: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    outdir.prepare(out)  # before the model loads: an unwritable --out costs no prediction
     model, _ = load_model(weights, device)
+    out = Path(args.out)
+    outdir.prepare(out)  # before any prediction: an unwritable --out is one line, at once
     files, failed = [], []
     for item in args.structures:
         try:

@@ -155,3 +155,15 @@ def test_a_writer_failure_in_the_app_reads_as_such(ui, monkeypatch):
     text = at.error[0].value
     assert "results could not be written" in text and "chain name too long" in text
     assert "Something went wrong with this file" not in text
+
+
+def test_limits_that_would_stop_every_prediction_are_refused(monkeypatch):
+    from qfitlatent import server_config
+
+    monkeypatch.setenv("QFITLATENT_MAX_RUNNING_PREDICTIONS", "0")
+    with pytest.raises(server_config.ServerConfigError, match="max_running_predictions"):
+        server_config.load()
+    monkeypatch.setenv("QFITLATENT_MAX_RUNNING_PREDICTIONS", "3")
+    monkeypatch.setenv("QFITLATENT_MAX_KEPT_MB", "0")  # allowed: keep only the newest
+    cfg = server_config.load()
+    assert cfg.max_running_predictions == 3 and cfg.max_kept_mb == 0 and cfg.max_mb == 10
