@@ -204,7 +204,7 @@ def _load_failure(err: Exception, path: Path) -> str:
     if "weights_only" in first or "Weights only load failed" in first:
         lines = [ln for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
         first = lines[-1] if lines else "unreadable"
-    return f"the file is damaged or unreadable: {first.strip()[:200]}"
+    return f"the file is damaged or unreadable: {_clip(first, 200)}"
 
 
 def check_compatible(saved: ModelConfig, wanted: ModelConfig) -> None:
@@ -246,11 +246,13 @@ def network_from_checkpoint(ckpt: dict, overrides: ModelConfig | None = None):
     held = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
     if wanted != held:
         differ = sorted(k for k in wanted.keys() | held.keys() if wanted.get(k) != held.get(k))
-        raise CheckpointError(
+        meta = ckpt.get("meta")
+        version = meta.get("qfitlatent_version", "?") if isinstance(meta, dict) else "?"
+        raise CheckpointError(_clip(
             f"checkpoint weights do not fit the model its config describes (written by "
-            f"qfitlatent {ckpt.get('meta', {}).get('qfitlatent_version', '?')}): {len(differ)} "
-            f"tensors differ in name or shape, e.g. {', '.join(differ[:3])}"
-        )
+            f"qfitlatent {version}): {len(differ)} tensors differ in name or shape, e.g. "
+            f"{', '.join(differ[:3])}"
+        ))  # fmt: skip
     model = QFitLatent(cfg)
     model.load_state_dict(ckpt["model"])
     return model, cfg
