@@ -2,7 +2,8 @@
 count (both operator settings, server_config `max_kept_mb` and `max_running_predictions`).
 
 No streamlit here: ui.py holds one `KeptResults` and one `PredictionQueue` per server process
-and says what a waiting visitor sees.
+and says what a waiting visitor sees. `estimate_bytes` walks every object a prediction holds:
+0.5–1 s of CPU for 5,868 residues, once, after a prediction of about 30 s.
 """
 
 import sys
