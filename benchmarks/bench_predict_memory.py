@@ -15,6 +15,7 @@ the last line the command printed.
 import argparse
 import os
 import re
+import string
 import subprocess
 import sys
 import tempfile
@@ -45,10 +46,14 @@ def big_structure(n_residues: int, out: Path) -> int:
     st.cell = gemmi.UnitCell(60.0 * side, 60.0 * side, 60.0 * side, 90, 90, 90)
     st.spacegroup_hm = "P 1"
     new = gemmi.Model("1")
+    # Two-character chain names (AA, AB, ...), which the PDB format holds, so every output is
+    # written and the run measures the whole command.
+    letters = string.ascii_uppercase + string.ascii_lowercase + string.digits
+    names = (a + b for a in letters for b in letters)
     for c in range(copies):
         shift = gemmi.Position(60.0 * (c % side), 60.0 * (c // side % side), 60.0 * (c // side**2))
         for ch in model if c == 0 else plain[0]:
-            copy = gemmi.Chain(f"{ch.name}{c}")
+            copy = gemmi.Chain(next(names))
             for res in ch:
                 copy.add_residue(res)
             for res in copy:

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import CheckpointError, DeviceError, StructureError
+from .errors import CheckpointError, DeviceError, OutputError, StructureError
 from .settings_check import (
     SettingsError,
     fraction,
@@ -112,13 +112,14 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    """Every structure given (files or folders) into OUT/<name>/, the model loaded once. A
-    structure that cannot be read is reported and skipped; exit status 1 when any was."""
+    """Every structure given (files or folders) into OUT/<name>/ (outdir's naming rule), the
+    model loaded once. One structure that fails, for whatever reason, is one line on stderr and
+    in OUT/predict-failures.log, and the rest are still predicted; exit status 1 when any
+    failed, 2 when nothing could start (weights, settings, an unwritable --out)."""
+    from . import outdir
     from .checkpoint import default_weights, load_model, resolve_device, weights_label
     from .dataset import list_structure_files
     from .ensemble.multiconf import SplitOptions
-    from .predict import predict, write_outputs
-    from .structure import ResidueId, structure_id
 
     weights = Path(args.weights) if args.weights is not None else default_weights()
     if not weights.is_file():
@@ -135,33 +136,81 @@ def cmd_predict(args) -> int:
         print(f"qfitlatent predict: {err}", file=sys.stderr)
         return 2
     model, _ = load_model(weights, device)
-    files = []
+    out = Path(args.out)
+    outdir.prepare(out)  # before any prediction: an unwritable --out is one line, at once
+    files, failed = [], []
     for item in args.structures:
-        files.extend(list_structure_files(item) if Path(item).is_dir() else [Path(item)])
-    skipped = 0
-    for path in files:
         try:
-            pred = predict(model, path, n_samples=args.samples, seed=args.seed,
-                           temperature=args.temperature, device=device, options=options,
-                           conformers=args.conformers)  # fmt: skip
-        except StructureError as err:
-            print(f"skipped {path}: {err}", file=sys.stderr)
-            skipped += 1
-            continue
-        for warning in pred.parsed.warnings:  # what the app shows under the structure
-            print(f"{path.name}: warning: {warning}", file=sys.stderr)
-        out = Path(args.out) / structure_id(path)
-        write_outputs(pred, out, weights_label(weights))
-        top = ", ".join(
-            f"{ResidueId(r['chain'], r['resnum'], r['icode']).label()} {r['resname']}"
-            for r in pred.table[:5]
-        )
-        m = pred.multiconformer
-        print(f"{path.name}: {pred.features.n_res} residues → {out}; {m.n_split} split "
-              f"(expected flexible {m.expected_flexible:.1f}); most flexible: {top}")  # fmt: skip
-    if skipped:
-        print(f"{skipped} of {len(files)} structure(s) skipped", file=sys.stderr)
-    return 1 if skipped else 0
+            files.extend(list_structure_files(item) if Path(item).is_dir() else [Path(item)])
+        except OSError as err:  # a folder this user may not list
+            failed.append(Path(item))
+            _report_failure(out, Path(item), OutputError(f"cannot list it: {err.strerror}"))
+    for path, name in zip(files, outdir.folder_names(files), strict=True):
+        try:
+            print(_predict_one(model, path, out / name, args, options, device,
+                               weights_label(weights)))  # fmt: skip
+        except Exception as err:  # one file's failure, whatever it is, never ends the batch
+            failed.append(path)
+            _report_failure(out, path, err)
+    if failed:
+        total = len(files) + sum(p not in files for p in failed)  # unlisted folders count too
+        print(f"{len(failed)} of {total} input(s) not predicted; the reasons are also in "
+              f"{out / outdir.FAILURES_LOG}", file=sys.stderr)  # fmt: skip
+    return 1 if failed else 0
+
+
+def _predict_one(model, path: Path, folder: Path, args, options, device, label: str) -> str:
+    """Predict one structure and write its folder whole; the line that reports it."""
+    from dataclasses import replace
+
+    from . import outdir
+    from .predict import outputs, predict
+    from .structure import ResidueId
+
+    outdir.check_free(folder, args.overwrite)  # before predicting, not after
+    pred = predict(model, path, n_samples=args.samples, seed=args.seed,
+                   temperature=args.temperature, device=device, options=options,
+                   conformers=args.conformers)  # fmt: skip
+    for warning in pred.parsed.warnings:  # what the app shows under the structure
+        print(f"{path.name}: warning: {warning}", file=sys.stderr)
+    # Every file in OUT/<name>/ starts with <name>_, also where the folder got a suffix.
+    pred = replace(pred, parsed=replace(pred.parsed, name=folder.name))
+    try:
+        files = outputs(pred, label)  # all bytes before any folder, so a failure leaves none
+    except Exception as err:
+        raise OutputError(f"the prediction ran, but its files could not be made "
+                          f"({type(err).__name__}: {err})") from err  # fmt: skip
+    outdir.write_folder(folder, files, overwrite=args.overwrite)
+    top = ", ".join(
+        f"{ResidueId(r['chain'], r['resnum'], r['icode']).label()} {r['resname']}"
+        for r in pred.table[:5]
+    )
+    m = pred.multiconformer
+    return (f"{path.name}: {pred.features.n_res} residues → {folder}; {m.n_split} split "
+            f"(expected flexible {m.expected_flexible:.1f}); most flexible: {top}")  # fmt: skip
+
+
+def _report_failure(out: Path, path: Path, err: Exception) -> None:
+    """One line on stderr; the same line in OUT/predict-failures.log, with the traceback where
+    the failure is ours (not the file's, the disk's or the weights')."""
+    import datetime
+    import traceback
+
+    from . import outdir
+
+    said = isinstance(err, (StructureError, OutputError))  # messages written for the user
+    # A bug: a writer failed (an OutputError with a cause), or anything else we did not expect.
+    ours = not said or (isinstance(err, OutputError) and err.__cause__ is not None)
+    what = "skipped" if isinstance(err, StructureError) else "failed"
+    line = " ".join(f"{what} {path}: {err if said else f'{type(err).__name__}: {err}'}".split())
+    print(line + (" (traceback in the log)" if ours else ""), file=sys.stderr)
+    stamp = datetime.datetime.now().isoformat(timespec="seconds")
+    detail = "".join(traceback.format_exception(err)) if ours else ""
+    try:
+        with open(out / outdir.FAILURES_LOG, "a") as log:
+            log.write(f"{stamp} {line}\n{detail}")
+    except OSError:
+        pass  # the disk refused the log too; stderr has the line
 
 
 def cmd_runs(args) -> int:
@@ -378,7 +427,16 @@ def _predict_parsers(add) -> None:
             "--weights", type=Path, default=None,
             help="checkpoint (default: the shipped weights/qfitlatent-v3.pt)",
         )  # fmt: skip
-        q.add_argument("--out", type=Path, required=True, help="folder for OUT/<name>/ results")
+        q.add_argument(
+            "--out", type=Path, required=True,
+            help="folder for the results: OUT/<name>/ per structure, <name> its file name "
+            "without extensions (made safe; -2, -3 where two inputs share it)",
+        )  # fmt: skip
+        q.add_argument(
+            "--overwrite", action="store_true",
+            help="replace OUT/<name>/ where it already holds results (default: refuse that "
+            "structure and go on with the others)",
+        )  # fmt: skip
         q.add_argument(
             "--samples", type=positive_int, default=10,
             help="iid draws per residue, the models of samples.pdb",
@@ -441,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (StructureError, CheckpointError, DeviceError, SettingsError, FileNotFoundError) as err:
+    except (StructureError, CheckpointError, DeviceError, OutputError, SettingsError,
+            FileNotFoundError) as err:  # fmt: skip
         print(f"qfitlatent {args.command}: {err}", file=sys.stderr)
         return 2
 

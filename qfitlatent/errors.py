@@ -1,4 +1,5 @@
-"""The one exception the package raises for input a user can fix."""
+"""The exceptions the package raises for what a user can fix or must be told, each with a
+one-line message that says what is wrong with which file."""
 
 
 class StructureError(ValueError):
@@ -23,3 +24,8 @@ class DeviceError(RuntimeError):
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded into this version of the model."""
+
+
+class OutputError(RuntimeError):
+    """Results that could not be made or written (a read-only or full disk, a folder that
+    already holds results, a writer that failed), with a message that says where and why."""

@@ -12,7 +12,6 @@ import gemmi
 import torch
 
 from . import residues
-from .atomic import write_atomic
 from .checkpoint import resolve_device
 from .ensemble import build
 from .ensemble.conformers import Selection, flexibility_score, iid_selection, select_conformers
@@ -222,12 +221,16 @@ def outputs(pred: Prediction, weights_name: str) -> dict[str, bytes]:
     return {output_name(pred, kind): texts[kind].encode() for kind in OUTPUT_FILES}
 
 
-def write_outputs(pred: Prediction, out_dir, weights_name: str) -> dict[str, Path]:
-    """Every file of `outputs` in `out_dir` (created); {file name: path}."""
+def write_outputs(
+    pred: Prediction, out_dir, weights_name: str, overwrite: bool = False
+) -> dict[str, Path]:
+    """Every file of `outputs` as the folder `out_dir`, whole or not at all (outdir.write_folder:
+    never over earlier results unless `overwrite`); {file name: path}."""
+    from .outdir import write_folder
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = outputs(pred, weights_name)
-    return {name: write_atomic(out_dir / name, data) for name, data in files.items()}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return write_folder(out_dir, outputs(pred, weights_name), overwrite=overwrite)
 
 
 def residue_conformers(pred: Prediction, residue_index: int) -> list[tuple[str, float, dict]]:

@@ -11,6 +11,9 @@ from environment variables, which win:
     QFITLATENT_MAX_ZIP_MEMBERS entries in one uploaded zip
     QFITLATENT_MAX_STRUCTURES  structure files in one run
     QFITLATENT_MAX_RESIDUES    largest structure `predict` accepts (0: no cap)
+    QFITLATENT_MAX_MB          one structure to read, uncompressed (checked before reading)
+    QFITLATENT_MAX_KEPT_MB     the app's kept predictions, all together
+    QFITLATENT_MAX_RUNNING_PREDICTIONS   predictions the app computes at once; others queue
     QFITLATENT_MAX_STAGED_MB_VISITOR, QFITLATENT_MAX_STAGED_MB_TOTAL  uploaded data kept by one
                                visitor's runs, and by all runs
     QFITLATENT_MAX_TRAIN_PARAMETERS   largest model the Train page launches
@@ -38,10 +41,24 @@ class ServerConfig:
     max_file_mb: int = 100
     max_zip_members: int = 5000
     max_structures: int = 2000
-    # predict refuses larger structures before featurizing. The network's forward pass grows
-    # ~0.45 GB per 1000 residues (benchmarks/bench_predict_memory.py: 2.6 GB peak at 5k, 6.9 GB
-    # at 15k), so 6000 keeps a prediction near 3 GB, inside a 4 GB budget. 0: no cap.
+    # predict refuses larger structures before featurizing. Peak memory is ~0.5 GB plus ~0.08 GB
+    # per 1000 residues (benchmarks/bench_predict_memory.py, 2026-12-02: 0.91 GB at 5,053
+    # residues in 32 s, 1.70 GB at 15,159 in 98 s), so 6000 keeps one prediction near 1 GB and
+    # half a minute of a core. 0: no cap.
     max_residues: int = 6000
+    # --- prediction limits (issue 21): what one structure and the app's predictions may use.
+    # One structure file, uncompressed MB: its size on disk (a .gz streamed with this cap) is
+    # checked before it is read, so a 1 GB file costs no memory to refuse. Was QFITLATENT_MAX_MB.
+    max_mb: int = 10
+    # The app keeps finished predictions for reruns (every click) and other visitors; all of
+    # them together stay under this many MB (estimated from their tensors, structures and
+    # files). The newest is always kept, else each click on its page would predict it again.
+    # One kept prediction of 5,868 residues holds 176 MB (benchmarks/bench_kept_prediction.py),
+    # not "tens of MB", so 1024 keeps about six of the largest the residue cap allows.
+    max_kept_mb: int = 1024
+    # Predictions the app computes at once, for all visitors together; the rest wait in a
+    # queue and their page says so. Each one uses a core and peaks near 1 GB at 5,000 residues.
+    max_running_predictions: int = 2
     # --- Training runs (issue 21): what one visitor's page-launched runs may take from everyone.
     # Uploaded data every run of one visitor keeps, and all runs together (MB, unpacked; 0: no
     # cap). A failed run's uploads are removed; finished ones count until their run is deleted.
@@ -108,7 +125,13 @@ def load() -> ServerConfig:
         env = f"QFITLATENT_{f.name.upper()}"
         if f.name != "data_roots" and os.environ.get(env):
             cfg = replace(cfg, **{f.name: _int(env, os.environ[env])})
+    for key in AT_LEAST_ONE:
+        if getattr(cfg, key) < 1:
+            raise ServerConfigError(f"server setting {key} must be 1 or more (0 would refuse all)")
     return cfg
+
+
+AT_LEAST_ONE = ("max_mb", "max_running_predictions")  # where 0 would stop every prediction
 
 
 def check_prediction_size(parsed) -> None:
@@ -123,7 +146,7 @@ def check_prediction_size(parsed) -> None:
     if cap and n > cap:
         raise StructureError(
             f"{parsed.name} has {n:,} residues; this server predicts structures of at most "
-            f"{cap:,} to bound memory (about 0.45 GB per 1000 residues). Predict one chain "
+            f"{cap:,} to bound memory and time. Predict one chain "
             "or a few at a time, or, with memory to spare, raise the cap with "
             "QFITLATENT_MAX_RESIDUES (0: none)."
         )

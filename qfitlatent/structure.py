@@ -17,7 +17,6 @@ How messy files are handled, deliberately:
 
 import gzip
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -28,7 +27,6 @@ import numpy as np
 from . import residues
 from .errors import StructureError
 
-MAX_BYTES = int(os.environ.get("QFITLATENT_MAX_MB", "10")) * 2**20  # uncompressed
 SAME_CONFORMER_TOL = 0.05  # Å: side chains closer than this on every atom are one conformer
 MAX_ABS_COORD = 9999.0  # Å: beyond what a PDB file can hold, so not a real position
 SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
@@ -103,13 +101,45 @@ def structure_id(path: str | Path) -> str:
     return name
 
 
+def refuse_oversized(source, name: str | None, max_bytes: int | None) -> int:
+    """The reader's limit in bytes (the operator's `max_mb` unless given), after refusing a file
+    above it before it is read: its size on disk, or for a gzip its content, streamed in 64 kB
+    chunks up to the limit. A 1 GB file is then refused at the cost of one chunk of memory."""
+    from .server_config import load
+
+    max_bytes = max_bytes or load().max_mb * 2**20
+    path = Path(source) if isinstance(source, (str, Path)) else None
+    if path is None or not path.is_file():  # bytes are checked by _decode; a FIFO never opened
+        return max_bytes
+    size = 0
+    try:
+        with open(path, "rb") as fh:
+            size = path.stat().st_size
+            if size <= max_bytes and fh.read(2) == b"\x1f\x8b":
+                fh.seek(0)
+                with gzip.GzipFile(fileobj=fh) as unzipped:
+                    size = 0
+                    while size <= max_bytes and (chunk := unzipped.read(2**16)):
+                        size += len(chunk)
+    except (OSError, EOFError):
+        return max_bytes  # unreadable or a damaged gzip: the reader says which, in its words
+    if size > max_bytes:
+        raise StructureError(
+            f"{name or path.name}: the file is larger than {max_bytes // 2**20} MB; "
+            "split the structure or keep only the chains you need"
+        )
+    return max_bytes
+
+
 def read_structure(
-    source: str | Path | bytes, name: str | None = None, max_bytes: int = MAX_BYTES
+    source: str | Path | bytes, name: str | None = None, max_bytes: int | None = None
 ) -> ParsedStructure:
     """Read a structure from a path or raw bytes (.pdb, .cif, .mmcif, .ent, gzipped or not).
+    `max_bytes` (uncompressed) defaults to the operator's limit (server_config `max_mb`).
 
     Raises StructureError with a message about the file, never a parser traceback.
     """
+    max_bytes = refuse_oversized(source, name, max_bytes)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():

@@ -8,19 +8,17 @@ those functions.
 
 import math
 import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import streamlit as st
 
-from . import display
+from . import display, server_config
 from .checkpoint import default_weights as shipped_weights
 from .checkpoint import weights_label
-from .errors import CheckpointError, StructureError
-from .structure import MAX_BYTES
+from .errors import CheckpointError, OutputError, StructureError
+from .prediction_cache import KeptResults, PredictionQueue, estimate_bytes
 from .train import jobs, runlog
 from .viz import curves, viewer
 
@@ -57,7 +55,6 @@ EXAMPLES = {
 }
 EXAMPLE_FILE = EXAMPLES["example"].file
 EXAMPLE_TITLE = EXAMPLES["example"].title
-MAX_MB = MAX_BYTES // 2**20
 # Named after the file, so the label follows the weights that actually ship.
 SHIPPED = f"{shipped_weights().stem.replace('-', ' ')} (shipped weights)"
 
@@ -134,17 +131,21 @@ class Result:
     profile: object = None  # the chain profile figure, built on first use (profile_figure)
 
 
-MAX_RESULTS = 8  # predictions kept in memory per server (a 2,000-residue one is tens of MB)
-_RESULTS_LOCK = threading.Lock()
+@st.cache_resource(show_spinner=False)
+def _results() -> KeptResults:
+    """The server's kept predictions, bounded by bytes (server_config `max_kept_mb`). A
+    resource rather than st.cache_data: a kept value is then handed out as is (st.cache_data
+    unpickles a copy on every rerun, which costs seconds per residue click on a structure of
+    thousands of residues), and the prediction can report progress to the page while it runs,
+    which a st.cache_data function may not."""
+    return KeptResults()
 
 
 @st.cache_resource(show_spinner=False)
-def _results() -> "OrderedDict[tuple, Result]":
-    """The server's predictions, newest last. A resource rather than st.cache_data: a cached
-    value is then handed out as is (st.cache_data unpickles a copy on every rerun, which costs
-    seconds per residue click on a structure of thousands of residues), and the prediction can
-    report progress to the page while it runs, which a st.cache_data function may not."""
-    return OrderedDict()
+def _queue() -> PredictionQueue:
+    """Every visitor's predictions share this one queue (server_config
+    `max_running_predictions` at once)."""
+    return PredictionQueue()
 
 
 def _compute(data, name, weights: Path, dev: str, progress, split: dict, **settings) -> Result:
@@ -154,7 +155,11 @@ def _compute(data, name, weights: Path, dev: str, progress, split: dict, **setti
     model, _ = _load_model(str(weights), weights.stat().st_mtime, dev)
     pred = predict.predict(model, data, name=name, device=dev, progress=progress,
                            options=SplitOptions(**split), **settings)  # fmt: skip
-    downloads = predict.outputs(pred, weights_label(weights))  # what `qfitlatent predict` writes
+    try:
+        downloads = predict.outputs(pred, weights_label(weights))  # what `predict` writes
+    except Exception as err:
+        raise OutputError(f"the prediction ran, but its files could not be made "
+                          f"({type(err).__name__}: {err})") from err  # fmt: skip
     return Result(pred, viewer.pdb_index(viewer.viewer_pdb(pred.parsed.structure)), downloads)
 
 
@@ -190,16 +195,22 @@ def predict_cached(
     dev = device()
     key = (hashlib.sha1(data).hexdigest(), name, str(weights), weights.stat().st_mtime, dev,
            *sorted(settings.items()), *sorted(split.items()))  # fmt: skip
-    store = _results()
-    with _RESULTS_LOCK:
-        if key in store:
-            store.move_to_end(key)
-            return store[key]
-    result = _compute(data, name, weights, dev, progress, split, **settings)
-    with _RESULTS_LOCK:
-        store[key] = result
-        while len(store) > MAX_RESULTS:
-            store.popitem(last=False)
+    kept = _results().get(key)
+    if kept is not None:
+        return kept
+
+    def queued(ahead: int, limit: int) -> None:
+        if progress is not None:
+            progress(0.0, f"Queued: {ahead} prediction(s) ahead of yours on this server, which "
+                     f"runs {limit} at a time; yours starts when a place is free")  # fmt: skip
+
+    with _queue().slot(lambda: server_config.load().max_running_predictions, queued):
+        kept = _results().get(key)  # another visitor may have asked for the same meanwhile
+        if kept is not None:
+            return kept
+        result = _compute(data, name, weights, dev, progress, split, **settings)
+    budget = server_config.load().max_kept_mb * 2**20
+    _results().put(key, result, estimate_bytes(result), budget)
     return result
 
 
@@ -260,15 +271,16 @@ def structure_input() -> tuple[str, bytes] | None:
             width="stretch",
             help=ex.title + (" · in the training split" if ex.seen else " · held out of training"),
         )
+    max_mb = server_config.load().max_mb  # the reader's limit, as the operator set it
     upload = st.sidebar.file_uploader(
         "…or upload a structure",
         key="upload",
         on_change=_choose,
         args=("upload",),
-        help=f"PDB or mmCIF (.pdb, .cif, .ent; .gz too), up to {MAX_MB} MB uncompressed. "
+        help=f"PDB or mmCIF (.pdb, .cif, .ent; .gz too), up to {max_mb} MB uncompressed. "
         "Waters, ligands and hydrogens are ignored; altlocs are kept and shown.",
     )
-    st.sidebar.caption(f"PDB or mmCIF, optionally gzipped · up to {MAX_MB} MB uncompressed")
+    st.sidebar.caption(f"PDB or mmCIF, optionally gzipped · up to {max_mb} MB uncompressed")
     source = st.session_state.get("source")
     if source in EXAMPLES:
         return EXAMPLES[source].file, example_bytes(source)
@@ -318,8 +330,13 @@ def error_box(err: Exception, log: bool = False) -> None:
     to the server log, for errors that are ours rather than the file's."""
     if isinstance(err, StructureError):
         st.error(f"**This file cannot be used.** {err}", icon="⚠️")
+    elif isinstance(err, OutputError):
+        st.error(f"**The results could not be written.** {err}. The fault is in qfitlatent "
+                 "rather than in your file; please report it with the file attached.",
+                 icon="⚠️")  # fmt: skip
     elif isinstance(err, CheckpointError):
-        st.error(f"**This model cannot be loaded.** {err}", icon="⚠️")
+        st.error(f"**The model weights cannot be loaded** (the structure is not the problem; "
+                 f"choose other weights or ask the operator). {err}", icon="⚠️")  # fmt: skip
     else:
         st.error(f"**Something went wrong with this file** ({type(err).__name__}: {err}). "
                  "Please report it with the file attached.", icon="⚠️")  # fmt: skip

@@ -15,12 +15,13 @@ import streamlit as st
 from conftest import tiny_checkpoint
 from streamlit.testing.v1 import AppTest
 
-from qfitlatent.structure import MAX_BYTES
+from qfitlatent.server_config import load as server_settings
 from qfitlatent.train import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120  # the first run imports torch and predicts on 2 shared cores
 EXAMPLE = ROOT / "qfitlatent" / "data" / "3k0n_qfit.pdb.gz"
+MAX_BYTES = server_settings().max_mb * 2**20  # the reader's limit, uncompressed
 
 
 @pytest.fixture(scope="module")

@@ -203,8 +203,9 @@ def test_batch_mode_skips_a_broken_file_and_exits_nonzero(weights, tmp_path, cap
     )
     assert code == 1
     assert "broken.pdb" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["1ab1", "1ejg"]
-    for sub in out.iterdir():
+    assert "skipped" in (out / "predict-failures.log").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["1ab1", "1ejg", "predict-failures.log"]
+    for sub in (out / "1ab1", out / "1ejg"):
         expected = sorted(f"{sub.name}_{end}" for end in OUTPUT_FILES.values())
         assert sorted(p.name for p in sub.iterdir()) == expected
 

@@ -1,0 +1,169 @@
+"""The app's predictions on a shared server: kept ones bounded by bytes, running ones queued,
+and a writer failure reported as what it is. Real predictions with a tiny real checkpoint."""
+
+import threading
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from conftest import data_file, tiny_checkpoint
+
+from qfitlatent.prediction_cache import (
+    GEMMI_ATOM_BYTES,
+    KeptResults,
+    PredictionQueue,
+    estimate_bytes,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = "1ab1.pdb.gz"  # 46 residues
+OTHER = "1ejg.pdb.gz"  # 48 residues
+
+
+@pytest.fixture
+def ui(tmp_path, monkeypatch):
+    """qfitlatent.ui with fresh server-wide caches and a tiny checkpoint."""
+    from qfitlatent import ui
+
+    monkeypatch.setenv("QFITLATENT_WEIGHTS", str(tiny_checkpoint(tmp_path / "tiny.pt")))
+    st.cache_resource.clear()
+    yield ui
+    st.cache_resource.clear()
+
+
+def predict_in_page(ui, name: str, progress=None, seed: int = 0):
+    path = data_file(name)
+    return ui.predict_cached(path.read_bytes(), path.name, ui.default_weights(), n_samples=2,
+                             seed=seed, temperature=1.0, progress=progress)  # fmt: skip
+
+
+def test_estimate_counts_tensors_arrays_bytes_and_structures_once():
+    t = torch.zeros(2**10, 2**8)  # 1 MiB of float32
+    a = np.zeros(2**17)  # 1 MiB of float64
+    base = estimate_bytes({"t": t, "a": a, "b": b"x" * 2**20})
+    assert 3 * 2**20 <= base < 3 * 2**20 + 10_000
+    # The same storage through a view and a second reference adds only their headers.
+    assert estimate_bytes([{"t": t, "a": a, "b": b"x" * 2**20}, t[:10], t]) < base + 2_000
+    st_ = gemmi.read_structure(str(data_file(SMALL)))
+    n_atoms = st_[0].count_atom_sites()
+    assert estimate_bytes(st_) >= GEMMI_ATOM_BYTES * n_atoms
+
+
+def test_a_kept_prediction_is_estimated_at_least_at_what_it_visibly_holds(ui):
+    result = predict_in_page(ui, SMALL)
+    files = sum(len(b) for b in result.downloads.values())
+    tensors = sum(t.numel() * t.element_size() for t in (result.pred.samples,
+                  result.pred.selection.draws, *result.pred.mixture))  # fmt: skip
+    assert estimate_bytes(result) > files + tensors + 2 * GEMMI_ATOM_BYTES * 700
+
+
+def test_kept_results_are_bounded_by_bytes_and_keep_the_newest():
+    kept = KeptResults()
+    for key in "abc":
+        kept.put(key, key.upper(), nbytes=400, budget=1000)
+    assert kept.get("a") is None and kept.get("b") == "B" and kept.total_bytes == 800
+    kept.put("huge", "H", nbytes=5000, budget=1000)  # alone above the budget: still kept
+    assert len(kept) == 1 and kept.get("huge") == "H"
+
+
+def test_the_page_keeps_predictions_up_to_the_operators_byte_budget(ui, monkeypatch):
+    """A budget of 0 MB keeps only the newest prediction: the second one pushes the first out
+    (the count limit of 8 kept both). Asking again for the newest costs nothing."""
+    monkeypatch.setenv("QFITLATENT_MAX_KEPT_MB", "0")
+    first = predict_in_page(ui, SMALL)
+    second = predict_in_page(ui, OTHER)
+    kept = ui._results()
+    assert len(kept) == 1 and kept.total_bytes == estimate_bytes(second)
+    assert predict_in_page(ui, OTHER) is second
+    assert predict_in_page(ui, SMALL) is not first  # predicted again
+
+
+def test_predictions_beyond_the_limit_queue_and_the_page_says_so(ui, monkeypatch):
+    """With one place, a second visitor's prediction waits for the first, and their progress
+    bar says it is queued (before, both ran at once)."""
+    from qfitlatent import predict
+
+    monkeypatch.setenv("QFITLATENT_MAX_RUNNING_PREDICTIONS", "1")
+    running, most = [0], [0]
+    lock = threading.Lock()
+    second_queued = threading.Event()
+    real = predict.predict
+
+    def counted(*args, **kwargs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            if kwargs["seed"] == 0:  # the first visitor holds its place until the second waits
+                second_queued.wait(timeout=60)
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(predict, "predict", counted)
+    said: list[str] = []
+
+    def progress(fraction, text):
+        said.append(text)
+        if text.startswith("Queued"):
+            second_queued.set()
+
+    first = threading.Thread(target=predict_in_page, args=(ui, SMALL))
+    first.start()
+    while ui._queue().running == 0 and first.is_alive():
+        threading.Event().wait(0.01)
+    predict_in_page(ui, OTHER, progress=progress, seed=1)
+    first.join()
+    assert most[0] == 1
+    assert said[0].startswith("Queued: 1 prediction(s) ahead") and "1 at a time" in said[0]
+    assert said[-1] == "Done"
+
+
+def test_a_queued_visitor_who_leaves_gives_up_the_place():
+    q = PredictionQueue()
+
+    class Left(Exception):
+        pass
+
+    def leave(ahead, limit):
+        raise Left  # what streamlit raises in a script whose visitor reran or left
+
+    with q.slot(lambda: 1):
+        with pytest.raises(Left), q.slot(lambda: 1, on_wait=leave):
+            pass
+    with q.slot(lambda: 1):  # the queue is not stuck behind the one who left
+        assert q.running == 1
+    assert q.running == 0
+
+
+def test_a_writer_failure_in_the_app_reads_as_such(ui, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from qfitlatent import predict
+
+    def broken(pred, label):
+        raise RuntimeError("chain name too long for the PDB format")
+
+    monkeypatch.setattr(predict, "outputs", broken)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.button(key="example").click().run()
+    assert not at.exception
+    text = at.error[0].value
+    assert "results could not be written" in text and "chain name too long" in text
+    assert "Something went wrong with this file" not in text
+
+
+def test_limits_that_would_stop_every_prediction_are_refused(monkeypatch):
+    from qfitlatent import server_config
+
+    monkeypatch.setenv("QFITLATENT_MAX_RUNNING_PREDICTIONS", "0")
+    with pytest.raises(server_config.ServerConfigError, match="max_running_predictions"):
+        server_config.load()
+    monkeypatch.setenv("QFITLATENT_MAX_RUNNING_PREDICTIONS", "3")
+    monkeypatch.setenv("QFITLATENT_MAX_KEPT_MB", "0")  # allowed: keep only the newest
+    cfg = server_config.load()
+    assert cfg.max_running_predictions == 3 and cfg.max_kept_mb == 0 and cfg.max_mb == 10
