@@ -31,10 +31,11 @@ def pytest_sessionstart(session):
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def data_file(name: str) -> Path:
-    path = DATA / name
+def data_file(name: str, folder: Path = DATA) -> Path:
+    """A real file of ../shared/data (multiconf unless `folder` says otherwise)."""
+    path = folder / name
     if not path.exists():
-        message = f"real structure {name} not found in {DATA}"
+        message = f"real data {name} not found in {folder}"
         if os.environ.get(ALLOW_MISSING) == "1":
             pytest.skip(message)
         pytest.fail(message)
@@ -80,3 +81,21 @@ def header_resolution(text: str) -> float | None:
     cif = re.search(r"^_refine\.ls_d_res_high\s+([0-9.]+)", text, re.MULTILINE)
     found = pdb or cif
     return float(found.group(1)) if found else None
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    """An empty runs folder of the Train page's background runs (test_runs, test_run_faults)."""
+    from qfitlatent.train import jobs
+
+    monkeypatch.setenv(jobs.RUNS_ENV, str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A data folder that is enough for a fake trainer: one (unreadable) structure file."""
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "x.pdb").write_text("ATOM\n")
+    return d

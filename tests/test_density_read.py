@@ -1,12 +1,11 @@
 """Reading maps: each kind from the real files in ../shared/data/maps, and the bad ones."""
 
 import gzip
-import os
 
 import gemmi
 import numpy as np
 import pytest
-from conftest import ALLOW_MISSING, SHARED
+from conftest import SHARED, data_file
 
 from qfitlatent.density import read_maps, sample
 from qfitlatent.density.grid import FOFC, TWO_FOFC
@@ -17,14 +16,8 @@ COARSE = 2.0  # grid points per d_min: enough to find the model in its map, and 
 
 
 def map_file(name: str):
-    """A file of ../shared/data/maps; skipped or failed as conftest.data_file does."""
-    path = MAPS / name
-    if not path.exists():
-        message = f"real map data {name} not found in {MAPS}"
-        if os.environ.get(ALLOW_MISSING) == "1":
-            pytest.skip(message)
-        pytest.fail(message)
-    return path
+    """A file of ../shared/data/maps; skipped or failed as any missing real data is."""
+    return data_file(name, MAPS)
 
 
 def model(name: str) -> gemmi.Structure:

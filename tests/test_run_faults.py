@@ -31,20 +31,6 @@ def wait_for(predicate, timeout: float = 90.0):
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv(jobs.RUNS_ENV, str(tmp_path / "runs"))
-    return tmp_path / "runs"
-
-
-@pytest.fixture
-def data_dir(tmp_path):
-    d = tmp_path / "data"
-    d.mkdir()
-    (d / "x.pdb").write_text("ATOM\n")
-    return d
-
-
-@pytest.fixture
 def reaper():
     """pids to SIGKILL when the test ends, however it ends."""
     pids: list[int] = []

@@ -17,20 +17,6 @@ import pytest
 from qfitlatent.train import jobs, runlog
 
 
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv(jobs.RUNS_ENV, str(tmp_path / "runs"))
-    return tmp_path / "runs"
-
-
-@pytest.fixture
-def data_dir(tmp_path):
-    d = tmp_path / "data"
-    d.mkdir()
-    (d / "x.pdb").write_text("ATOM\n")
-    return d
-
-
 def fake_trainer(monkeypatch, code: str):
     """Make launch() run `python -c code` instead of `qfitlatent train`."""
     monkeypatch.setattr(
