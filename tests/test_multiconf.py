@@ -3,7 +3,9 @@
 Clashes are counted by a brute-force contact search written here, independent of the k-d tree
 screen in multiconf.py: every atom of a predicted alternative (altloc L) against every atom of
 another residue that exists in the model's state L (blank, L, or the residue's first altloc
-where it lacks L), Bondi radii, SG–SG exempt.
+where it lacks L), Bondi radii for heavy atoms, N/O pairs clashing below 2.5 Å (hydrogen
+bonds allowed), SG–SG exempt. Waters and ligands are in the written files, so they count too;
+crystal-symmetry copies are counted by tests/test_clash_audit.py with gemmi's ContactSearch.
 """
 
 import io
@@ -16,14 +18,13 @@ import pytest
 import torch
 from conftest import DATA, data_file, tiny_model
 
-from qfitlatent.ensemble.multiconf import SplitOptions
+from qfitlatent.ensemble.multiconf import SplitOptions, report_summary
 from qfitlatent.predict import (
     multiconformer_cif,
     multiconformer_pdb,
     output_name,
     outputs,
     predict,
-    report_csv,
 )
 from qfitlatent.residues import CHI_ATOMS
 
@@ -85,7 +86,11 @@ def serious_overlaps(st: gemmi.Structure, alternatives: set) -> list[tuple[str, 
             present = (
                 oalt == "\0" or oalt == alt or (alt not in labels[okey] and oalt == labels[okey][0])
             )
-            overlap = BONDI.get(el, 1.7) + BONDI.get(oel, 1.7) - d[j]
+            if oel in ("H", "D"):
+                continue  # heavy atoms, as the issue counts severe clashes
+            # Polar N/O pairs may hydrogen-bond: they clash below 2.5 Å (MolProbity's allowance).
+            both_polar = el in ("N", "O") and oel in ("N", "O")
+            overlap = (2.9 if both_polar else BONDI.get(el, 1.7) + BONDI.get(oel, 1.7)) - d[j]
             if present and overlap >= SERIOUS:
                 out.append((f"{key} {name}{alt}", f"{okey} {oname}{oalt}", round(overlap, 2)))
     return out
@@ -224,10 +229,17 @@ def test_threshold_one_splits_nothing_and_report_says_so(model):
     options = SplitOptions(threshold=1.0, input_altlocs="replace")
     pred = predict(model, data_file(SMALL), n_samples=4, options=options)
     assert pred.multiconformer.n_split == 0
-    text = report_csv(pred.multiconformer)
-    assert "# residues split: 0" in text
+    assert report_summary(pred.multiconformer)["residues_split"] == 0
     st = read_pdb(multiconformer_pdb(pred))
-    assert all(a.altloc == "\0" for ch in st[0] for r in ch for a in r)
+    # replace: every input altloc that split a side chain is gone (the report says so), the
+    # waters' and backbone-only altlocs stay; nothing of ours is added
+    replaced = {(r["chain"], r["resnum"]) for r in pred.multiconformer.rows
+                if r["status"] == "replaced"}  # fmt: skip
+    assert replaced
+    for ch in st[0]:
+        for r in ch:
+            if (ch.name, r.seqid.num) in replaced:
+                assert all(a.altloc == "\0" for a in r)
 
 
 def test_bad_settings_are_refused():
@@ -251,24 +263,25 @@ def test_input_altlocs_are_kept_or_replaced_never_silently_dropped(model):
     multi = [i for i, rec in enumerate(kept.parsed.residues) if rec.n_obs >= 2]
     assert len(multi) > 5
     st = read_pdb(multiconformer_pdb(kept))
-    src = kept.parsed.structure
+    src = gemmi.read_structure(str(path))  # the file itself, hydrogens and all
     for i in multi:
         rec = kept.parsed.residues[i]
         written = st[0][rec.chain][str(rec.resnum)][0]
-        assert _atoms(written) == _atoms(src[0][rec.chain_idx][rec.res_idx])
+        assert _atoms(written) == _atoms(src[0][rec.chain][str(rec.resnum)][0])
         assert i not in kept.multiconformer.conformers  # nothing of ours added to them
     observed_rows = [r for r in kept.multiconformer.rows if r["source"] == "observed"]
     assert len(observed_rows) >= 2 * len(multi)  # listed in the report
-    assert f"kept as they are: {len(multi)}" in report_csv(kept.multiconformer)
-    # replace: every altloc in the file is one the report says we wrote
+    assert report_summary(kept.multiconformer)["residues_with_input_altlocs_kept"] >= len(multi)
+    # replace: in the residues whose side-chain altlocs it replaced, every altloc in the file
+    # is one the report says we wrote
     written = {(r["chain"], r["resnum"], r["altloc"]) for r in replaced.multiconformer.rows
                if r["status"] == "written"}  # fmt: skip
     st = read_pdb(multiconformer_pdb(replaced))
-    for ch in st[0]:
-        for res in ch:
-            for a in res:
-                if a.altloc != "\0":
-                    assert (ch.name, res.seqid.num, a.altloc) in written
+    for i in multi:
+        rec = replaced.parsed.residues[i]
+        for a in st[0][rec.chain][str(rec.resnum)][0]:
+            if a.altloc != "\0":
+                assert (rec.chain, rec.resnum, a.altloc) in written
 
 
 SHIPPED_VAL = 20
@@ -319,7 +332,14 @@ def test_gates_on_twenty_validation_structures():
     for path in files:
         pred = predict(model, path, n_samples=2, options=options)
         m = pred.multiconformer
-        assert m.expected_flexible / 2 <= m.n_split <= 2 * m.expected_flexible, path.name
+        # Issue 11's parsimony gate, with issue 19's crystal environment: a residue whose every
+        # alternative hits a water, ligand or symmetry mate was proposed for a split and refused
+        # by the crystal, not by the predictor, so it counts towards the lower bound.
+        refused = {r["index"] for r in m.rows if r["status"] == "not split"} & {
+            r["index"] for r in m.rows if r["status"] == "rejected: clash"
+        }
+        assert m.n_split <= 2 * m.expected_flexible, path.name
+        assert m.n_split + len(refused) >= m.expected_flexible / 2, path.name
         texts = {"pdb": multiconformer_pdb(pred), "cif": multiconformer_cif(pred),
                  "samples.pdb": _output(pred, "samples_pdb"),
                  "samples.cif": _output(pred, "samples_cif")}  # fmt: skip

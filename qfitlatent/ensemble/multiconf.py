@@ -29,6 +29,7 @@ Waters and ligands were removed on reading, so they are neither written nor scre
 """
 
 import functools
+import itertools
 import math
 import string
 from dataclasses import dataclass, field
@@ -40,7 +41,13 @@ from scipy.spatial import cKDTree
 
 from .. import residues
 from ..structure import ParsedStructure
-from .build import _replace_atoms, base_atoms, base_structure, moving_atoms, rebuildable
+from .build import (
+    base_atoms,
+    input_model,
+    moving_atoms,
+    rebuildable,
+    split_residue,
+)
 from .conformers import SEPARATION_DEG, Selection, chi_distance
 from .sidechains import measure_chis, set_chis
 
@@ -59,8 +66,12 @@ OVERLAP_CUTOFF = 0.4  # Å of heavy-atom van der Waals overlap: a serious clash
 INPUT_ALTLOCS = ("keep", "replace")
 ALTLOCS = string.ascii_uppercase
 # Bondi (1964) van der Waals radii, Å, by element; other elements get carbon's.
-VDW_RADIUS = {"C": 1.70, "N": 1.55, "O": 1.52, "S": 1.80, "SE": 1.90}
+# Metals and other ions get METAL_RADIUS, about their size when bound (Bondi's are for neutral
+# atoms and would make every coordinating O a clash).
+VDW_RADIUS = {"C": 1.70, "N": 1.55, "O": 1.52, "S": 1.80, "SE": 1.90, "H": 1.20, "D": 1.20,
+              "P": 1.80, "F": 1.47, "CL": 1.75, "BR": 1.85, "I": 1.98}  # fmt: skip
 DEFAULT_RADIUS = 1.70
+METAL_RADIUS = 1.20
 REPORT_COLUMNS = (
     "chain",
     "resnum",
@@ -69,6 +80,7 @@ REPORT_COLUMNS = (
     "flexibility",
     "altloc",
     "occupancy",
+    "mass",
     "chi1",
     "chi2",
     "chi3",
@@ -77,6 +89,11 @@ REPORT_COLUMNS = (
     "status",
     "overlap",
     "partner",
+    "note",
+)
+KEEP_REMARK = (
+    "Every atom of the input is written as read (waters, ligands, hydrogens, altlocs, "
+    "occupancies); only split residues change, as the report says."
 )
 B_FACTOR_REMARK = (
     "B-factors are copied from the input atom of the same name; atoms the input lacks get "
@@ -85,7 +102,11 @@ B_FACTOR_REMARK = (
 
 
 def vdw_radius(element: str) -> float:
-    return VDW_RADIUS.get(element, DEFAULT_RADIUS)
+    """Bondi radius, Å, of an element name as gemmi gives it ("C", "Zn", "SE")."""
+    el = element.upper()
+    if el in VDW_RADIUS:
+        return VDW_RADIUS[el]
+    return METAL_RADIUS if gemmi.Element(element).is_metal else DEFAULT_RADIUS
 
 
 @dataclass(frozen=True)
@@ -126,16 +147,43 @@ class MulticonformerModel:
         return self.n_split + self.n_observed_kept
 
 
+def symmetry_images(st: gemmi.Structure) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The crystal's symmetry operations as Cartesian (R [3, 3], t [3]) with x' = x @ R.T + t,
+    without lattice translations (`Environment` adds the ones it needs). The identity is first.
+    [] for a model without a crystal: no cell, or the 1 Å P1 cell of cryo-EM and NMR files."""
+    cell = st.cell
+    if min(cell.a, cell.b, cell.c) <= 1.5 or not cell.is_crystal():
+        return []
+    sg = st.find_spacegroup() or gemmi.SpaceGroup("P 1")
+    orth = np.array(cell.orth.mat.tolist())  # [3, 3] fractional -> Cartesian
+    frac = np.array(cell.frac.mat.tolist())  # [3, 3] Cartesian -> fractional
+    out = []
+    for op in sg.operations():
+        rot = np.array(op.rot, dtype=np.float64) / op.DEN  # [3, 3] on fractional coordinates
+        tran = np.array(op.tran, dtype=np.float64) / op.DEN  # [3]
+        out.append((orth @ rot @ frac, orth @ tran))
+    out.sort(key=lambda rt: not (np.allclose(rt[0], np.eye(3)) and np.allclose(rt[1], 0)))
+    return out
+
+
+def polar(element: str) -> bool:
+    return element in ("N", "O")
+
+
 class Environment:
-    """Heavy atoms of the model being built, and which of them coexist with altloc L.
+    """Every atom of the model being built (protein, waters, ligands, metals, hydrogens), its
+    crystal-symmetry copies, and which of them coexist with altloc L.
 
     Static atoms (the model before any split) sit in a k-d tree; the alternatives written later
-    are few and are searched by brute force. A residue's atoms are contiguous, so relabelling
-    one residue touches only its own slice.
+    are few and are searched by brute force. Symmetry copies are not stored: an atom at x is
+    near the copy g(y) of atom y exactly when g⁻¹(x) is near y, so each alternative's atoms are
+    mapped by every operation (and the lattice translations that bring them near the model) and
+    looked up in the same tree. A residue's atoms are contiguous, so relabelling one residue
+    touches only its own slice.
     """
 
     def __init__(self, st: gemmi.Structure):
-        pos, rad, alt, name, desc = [], [], [], [], []
+        pos, rad, alt, name, desc, kind = [], [], [], [], [], []
         self.labels: dict[tuple[int, int], list[str]] = {}
         self.span: dict[tuple[int, int], tuple[int, int]] = {}
         res_id = []
@@ -143,9 +191,10 @@ class Environment:
         for ci, chain in enumerate(st[0]):
             for ri, r in enumerate(chain):
                 key = (ci, ri)
-                where = f"{chain.name}{r.seqid.num}{r.seqid.icode.strip()} {r.name}"
+                where = f"{chain.name} {r.seqid.num}{r.seqid.icode.strip()} {r.name}"
                 self.labels[key] = sorted({a.altloc for a in r if a.has_altloc()})
                 self.span[key] = (len(pos), len(pos) + len(r))
+                heavy = [a for a in r if not a.is_hydrogen()]
                 for a in r:
                     pos.append(a.pos.tolist())
                     rad.append(vdw_radius(a.element.name))
@@ -153,9 +202,15 @@ class Environment:
                     name.append(a.name)
                     res_id.append(len(self.keys))
                     desc.append(f"{where} {a.name}")
+                    if a.is_hydrogen():  # polar where it rides on N or O
+                        on = min(heavy, key=lambda b: b.pos.dist(a.pos)) if heavy else None
+                        kind.append(POLAR_H if on and polar(on.element.name) else 0)
+                    else:
+                        kind.append(POLAR if polar(a.element.name) else 0)
                 self.keys.append(key)
         self.pos = np.array(pos, dtype=np.float64).reshape(-1, 3)  # [A, 3]
         self.radius = np.array(rad)  # [A]
+        self.kind = np.array(kind, dtype=np.int8)  # [A] 0, POLAR or POLAR_H
         self.altloc = np.array(alt, dtype="<U1")  # [A], "" for blank
         self.name = np.array(name, dtype="<U4")  # [A]
         self.res = np.array(res_id, dtype=np.int64)  # [A] index into self.keys
@@ -163,19 +218,26 @@ class Environment:
         self._desc = desc
         self.tree = cKDTree(self.pos)
         self.reach = max(VDW_RADIUS.values())  # largest partner radius
+        self.images = symmetry_images(st)
+        if self.images:
+            self.orth = np.array(st.cell.orth.mat.tolist())
+            self.frac = np.array(st.cell.frac.mat.tolist())
+            f = self.pos @ self.frac.T  # [A, 3] fractional
+            self.frac_box = (f.min(0), f.max(0))
         # Alternatives written so far, per altloc: positions [Q, 3], radii [Q], residue [Q],
-        # atom names [Q], is-SG [Q].
+        # atom names [Q], is-SG [Q], polar [Q].
         self.added: dict[str, tuple[np.ndarray, ...]] = {}
 
-    def describe(self, j: int) -> str:
-        """'A45 LEU CD1B': residue, atom name and current altloc of static atom j."""
-        return self._desc[j] + self.altloc[j]
+    def describe(self, j: int, image: bool = False, own: bool = False) -> str:
+        """'A 45 LEU CD1B': residue, atom name and current altloc of static atom j; a symmetry
+        copy says so ('symmetry copy of …', or 'its own symmetry copy (…)')."""
+        return _partner(self._desc[j] + self.altloc[j], image, own)
 
-    def describe_added(self, res: tuple[int, int], name: str, altloc: str) -> str:
+    def describe_added(self, res: tuple[int, int], name: str, altloc: str, image=False, own=False):
         """The same for an atom of an alternative written later (its residue's first atom
         gives the residue part)."""
         first, _ = self.span[res]
-        return f"{self._desc[first].rsplit(' ', 1)[0]} {name}{altloc}"
+        return _partner(f"{self._desc[first].rsplit(' ', 1)[0]} {name}{altloc}", image, own)
 
     def _present(self, j: np.ndarray, label: str) -> np.ndarray:
         """[J] bool: static atoms j that exist in the model's state `label`."""
@@ -187,65 +249,115 @@ class Environment:
                 out |= (self.res[j] == r) & (alt == labels[0])
         return out
 
+    def transforms(self, flat: np.ndarray, cutoff: float) -> list[tuple[bool, np.ndarray]]:
+        """[(is a symmetry image?, g(x) [Q, 3])]: the identity first, then every operation and
+        lattice translation g that brings some of the points `flat` [Q, 3] within `cutoff` of
+        the model's box (so its atoms can meet a symmetry copy there)."""
+        out = [(False, flat)]
+        if not self.images:
+            return out
+        lo, hi = self.frac_box
+        pad = cutoff * np.linalg.norm(self.frac, axis=1)  # [3] Å -> fractional, per axis
+        for k, (rot, tran) in enumerate(self.images):
+            moved = flat @ rot.T + tran  # [Q, 3]
+            f = moved @ self.frac.T
+            first = np.floor(lo - pad - f.max(0)).astype(int)
+            last = np.ceil(hi + pad - f.min(0)).astype(int)
+            for n in itertools.product(
+                *(range(a, b + 1) for a, b in zip(first, last, strict=True))
+            ):
+                if k == 0 and not any(n):
+                    continue  # the identity itself: the asymmetric unit, searched above
+                out.append((True, moved + np.array(n, dtype=np.float64) @ self.orth.T))
+        return out
+
     def near(
         self,
         pos: np.ndarray,  # [M, P, 3] moving atoms of M alternatives of one residue
         names: list[str],  # [P]
         radius: np.ndarray,  # [P]
+        kinds: np.ndarray,  # [P] 0 or POLAR
         own: tuple[int, int],
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Static atoms near any alternative, in one search: (alternative [H], static atom [H],
-        overlap Å [H]), own residue and disulfide SG–SG pairs left out."""
+        moving: set[str],  # file names of the residue's own atoms that the alternatives replace
+    ) -> tuple[np.ndarray, ...]:
+        """Static atoms near any alternative, its symmetry copies included, in one search per
+        image: (alternative [H], static atom [H], overlap Å [H], symmetry copy? [H]). Left out:
+        the residue's own atoms in the asymmetric unit, the copies of its own moving atoms (the
+        input side chain, another altloc), and disulfide SG–SG pairs."""
         m, p = pos.shape[:2]
         flat = pos.reshape(-1, 3)
-        hits = self.tree.query_ball_point(flat, radius.max() + self.reach)
-        src = np.repeat(np.arange(m * p), [len(h) for h in hits])  # [H]
-        dst = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=len(src))  # [H]
-        keep = self.res[dst] != self.index[own]
-        keep &= ~(np.array([n == "SG" for n in names])[src % p] & (self.name[dst] == "SG"))
-        src, dst = src[keep], dst[keep]
-        ov = radius[src % p] + self.radius[dst] - np.linalg.norm(flat[src] - self.pos[dst], axis=1)
-        return src // p, dst, ov
+        is_sg = np.array([n == "SG" for n in names])
+        me = self.index[own]
+        parts = []
+        for image, q in self.transforms(flat, radius.max() + self.reach):
+            hits = self.tree.query_ball_point(q, radius.max() + self.reach)
+            src = np.repeat(np.arange(m * p), [len(h) for h in hits])  # [H]
+            dst = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=len(src))
+            mine = self.res[dst] == me
+            keep = ~mine if not image else ~(mine & np.isin(self.name[dst], list(moving)))
+            keep &= ~(is_sg[src % p] & (self.name[dst] == "SG"))
+            src, dst = src[keep], dst[keep]
+            d = np.linalg.norm(q[src] - self.pos[dst], axis=1)
+            ov = _overlap(radius[src % p], self.radius[dst], kinds[src % p], self.kind[dst], d)
+            parts.append((src // p, dst, ov, np.full(len(src), image)))
+        return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
 
     def worst_overlap(
         self,
-        near: tuple[np.ndarray, np.ndarray, np.ndarray],  # from `near`
+        near: tuple[np.ndarray, ...],  # from `near`
         k: int,  # which alternative
         pos: np.ndarray,  # [P, 3] its moving atoms
         names: list[str],  # [P]
         radius: np.ndarray,  # [P]
+        kinds: np.ndarray,  # [P]
         own: tuple[int, int],
         label: str,  # the altloc it would get
     ) -> tuple[float, str]:
-        """The largest vdW overlap (Å) of alternative k with the environment in state `label`,
-        and the partner atom; (-inf, "") when nothing is near."""
-        alt_k, dst, ov = near
+        """The largest overlap (Å, `_overlap`) of alternative k with the environment in state
+        `label`, symmetry copies included, and the partner atom; (-inf, "") when nothing is
+        near."""
+        alt_k, dst, ov, image = near
         sel = alt_k == k
-        dst, ov = dst[sel], ov[sel]
+        dst, ov, image = dst[sel], ov[sel], image[sel]
         present = self._present(dst, label)
         worst, partner = -math.inf, ""
+        me = self.index[own]
         if present.any():
             best = int(np.argmax(np.where(present, ov, -np.inf)))
-            worst, partner = float(ov[best]), self.describe(int(dst[best]))
-        if label in self.added:  # alternatives with the same letter coexist with this one
-            apos, arad, ares, aname, asg = self.added[label]
-            o = radius[:, None] + arad[None] - np.linalg.norm(pos[:, None] - apos[None], axis=-1)
-            o[:, ares == self.index[own]] = -math.inf
-            o[np.array([n == "SG" for n in names])[:, None] & asg[None]] = -math.inf
-            p, q = np.unravel_index(int(np.argmax(o)), o.shape)
-            if o[p, q] > worst:
-                worst = float(o[p, q])
-                partner = self.describe_added(self.keys[ares[q]], str(aname[q]), label)
+            j = int(dst[best])
+            worst = float(ov[best])
+            partner = self.describe(j, bool(image[best]), self.res[j] == me)
+        is_sg = np.array([n == "SG" for n in names])
+        # Alternatives with the same letter coexist with this one, and so does its own copy.
+        apos, arad, ares, aname, asg, akind = self.added.get(label, _NONE)
+        apos = np.concatenate([apos, pos])
+        arad, akind = np.concatenate([arad, radius]), np.concatenate([akind, kinds])
+        ares = np.concatenate([ares, np.full(len(names), me)])
+        aname = np.concatenate([aname, np.array(names, dtype="<U4")])
+        asg = np.concatenate([asg, is_sg])
+        for image, q in self.transforms(pos, radius.max() + self.reach):
+            d = np.linalg.norm(q[:, None] - apos[None], axis=-1)  # [P, Q]
+            o = _overlap(radius[:, None], arad[None], kinds[:, None], akind[None], d)
+            if not image:
+                o[:, ares == me] = -math.inf
+            o[is_sg[:, None] & asg[None]] = -math.inf
+            if o.size == 0:
+                continue
+            p, q_ = np.unravel_index(int(np.argmax(o)), o.shape)
+            if o[p, q_] > worst:
+                worst = float(o[p, q_])
+                partner = self.describe_added(self.keys[ares[q_]], str(aname[q_]), label,
+                                              image, ares[q_] == me)  # fmt: skip
         return worst, partner
 
     def split(self, res: tuple[int, int], moving: set[str], labels: list[str]) -> None:
         """Residue `res` now has altlocs `labels`; its static `moving` atoms (names as in the
-        file) become the first one."""
+        file, hydrogens included) become the first one."""
         self.labels[res] = sorted(labels)
         a, b = self.span[res]
         self.altloc[a:b] = np.where(np.isin(self.name[a:b], list(moving)), labels[0], "")
 
-    def add(self, res, label: str, pos: np.ndarray, radius: np.ndarray, names: list[str]):
+    def add(self, res, label: str, pos, radius, names: list[str], kinds: np.ndarray):
         """An alternative written with altloc `label`: appended to that letter's arrays."""
         new = (
             pos,
@@ -253,6 +365,7 @@ class Environment:
             np.full(len(names), self.index[res]),
             np.array(names, dtype="<U4"),
             np.array([n == "SG" for n in names]),
+            kinds,
         )
         old = self.added.get(label)
         self.added[label] = (
@@ -262,15 +375,46 @@ class Environment:
         )
 
 
-def _occupancies(mass: np.ndarray, min_occ: float) -> list[float]:
-    """Mass [M] (input first) → occupancies rounded to 0.01, summing to 1, input ≥ min_occ."""
+POLAR, POLAR_H = 1, 2  # atom kinds for the hydrogen-bond allowance
+POLAR_CONTACT = 2.9  # Å: N/O pairs clash (overlap ≥ 0.4) below 2.5 Å
+POLAR_H_CONTACT = 1.9  # Å: a hydrogen on N/O and an N/O acceptor clash below 1.5 Å
+_NONE = (np.zeros((0, 3)), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype="<U4"),
+         np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int8))  # fmt: skip
+
+
+def _overlap(r_a, r_b, kind_a, kind_b, d) -> np.ndarray:
+    """How far each pair is inside its contact distance, Å: r_a + r_b − d (Bondi radii), except
+    pairs that may hydrogen-bond: N/O with N/O (POLAR_CONTACT − d) and N/O with a hydrogen on
+    N/O (POLAR_H_CONTACT − d). So with the 0.4 Å cut-off a hydrogen bond is no clash and N/O
+    pairs clash below 2.5 Å, the allowance MolProbity makes."""
+    both = (kind_a == POLAR) & (kind_b == POLAR)
+    h_bond = ((kind_a == POLAR) & (kind_b == POLAR_H)) | ((kind_a == POLAR_H) & (kind_b == POLAR))
+    contact = np.where(both, POLAR_CONTACT, np.where(h_bond, POLAR_H_CONTACT, r_a + r_b))
+    return contact - d
+
+
+def _partner(what: str, image: bool, own: bool) -> str:
+    if not image:
+        return what
+    return f"its own symmetry copy ({what})" if own else f"symmetry copy of {what}"
+
+
+def _occupancies(mass: np.ndarray, min_occ: float, floor: float) -> tuple[list[float], str]:
+    """Mass [M] (input first) → occupancies rounded to 0.01, summing to 1, and why the input's
+    is what it is. The input keeps at least `floor` (the library prior's share of its rotamer
+    well) and at least `min_occ`; the alternatives share the rest in proportion to their mass."""
     occ = np.asarray(mass, dtype=np.float64) / np.sum(mass)
-    if occ[0] < min_occ:  # the observed side chain keeps at least the smallest written share
-        occ[1:] = occ[1:] * (1.0 - min_occ) / occ[1:].sum()
-        occ[0] = min_occ
+    why = f"mixture mass {occ[0]:.2f}"
+    low = max(floor, min_occ)
+    if occ[0] < low:
+        occ[1:] = occ[1:] * (1.0 - low) / occ[1:].sum()
+        why = (f"raised from mixture mass {occ[0]:.2f} to the library prior's share of this "
+               f"rotamer well, {floor:.2f}" if floor >= min_occ else
+               f"raised from mixture mass {occ[0]:.2f} to the minimum occupancy")  # fmt: skip
+        occ[0] = low
     out = [0.0] + [round(float(o), 2) for o in occ[1:]]
     out[0] = round(1.0 - sum(out[1:]), 2)
-    return out
+    return out, why
 
 
 def _chi_deg(chi: torch.Tensor, n_chi: int) -> dict:
@@ -288,37 +432,46 @@ def build_multiconformer(
     selection: Selection,
     score: torch.Tensor,  # [N] flexibility score per residue
     options: SplitOptions | None = None,
+    prior_draws: torch.Tensor | None = None,  # [C, N, D] draws of the library prior, if any
 ) -> MulticonformerModel:
     """The multiconformer model and its report (see the module docstring for the rules)."""
     options = options or SplitOptions()
     if len(score) != len(parsed.residues):
         raise ValueError(f"{len(score)} scores for {len(parsed.residues)} residues")
     score = score.tolist()  # [N] floats: read per residue below
-    keep = options.input_altlocs == "keep"
-    observed = {i for i, rec in enumerate(parsed.residues) if keep and rec.n_obs >= 2}
-    st = base_structure(parsed, keep=observed)  # observed altlocs stay exactly as in the input
+    replace = options.input_altlocs == "replace"
+    collapse = {i for i, rec in enumerate(parsed.residues) if replace and rec.n_obs >= 2}
+    st = input_model(parsed, collapse)  # every input atom; `collapse` at its primary conformer
+    where = {i: parsed.input_position(rec) for i, rec in enumerate(parsed.residues)}
+    kept = [i for i in range(len(parsed.residues)) if i not in collapse
+            and any(a.has_altloc() for a in st[0][where[i][0]][where[i][1]])]  # fmt: skip
     env = Environment(st)
     rows: list[dict] = []
     written: dict[int, list[tuple[str, float, torch.Tensor]]] = {}
     n_chi = [residues.n_chi(rec.parent) if rec.parent else 0 for rec in parsed.residues]
     with_chi = [i for i in range(len(n_chi)) if n_chi[i] > 0]
-    candidates = [
-        i
-        for i in with_chi
-        if i not in observed and rebuildable(parsed.residues[i]) and score[i] >= options.threshold
-    ]
-    rows += _observed_rows(parsed, sorted(observed), score, n_chi)
-    prepared = _prepare(parsed, selection, candidates)
+    above = [i for i in with_chi
+             if rebuildable(parsed.residues[i]) and score[i] >= options.threshold]  # fmt: skip
+    kept_set = set(kept)
+    rows += _observed_rows(parsed, st, where, kept, score, n_chi)
+    rows += _replaced_rows(parsed, sorted(collapse), score, n_chi)
+    candidates = [i for i in above if i not in kept_set]
+    prepared = _prepare(parsed, selection, candidates, prior_draws)
     for i in sorted(candidates, key=lambda j: (-score[j], j)):
         rec = parsed.residues[i]
         d = n_chi[i]
         prep = prepared[i]
-        base, chi_in = prep["base"], prep["chi_in"]
+        chi_in = prep["chi_in"]
         if prep["incomplete"]:
             rows.append(_row(i, rec, score[i], "", "", chi_in, d, "input", "side chain incomplete"))
             continue
         moving = moving_atoms(rec)
-        own = (rec.chain_idx, rec.res_idx)
+        own = where[i]
+        back = residues.file_atom_names(rec.resname)
+        res = st[0][own[0]][own[1]]
+        input_occ = {a.name: a.occ for a in res}
+        # The input's moving atoms, file names, hydrogens riding on them included.
+        own_moving = _riding(res, {back.get(n, n) for n in moving})
         accepted: list[tuple[torch.Tensor, dict]] = []
         rejected: list[dict] = []
         keep_k = prep["keep"]  # distinct proposals, heaviest first
@@ -326,62 +479,66 @@ def build_multiconformer(
             built = {n: x[keep_k] for n, x in prep["built"].items()}  # [M', 3] numpy
             cands = prep["chi"][keep_k]  # [M', D] as written
             mass_all = [prep["mass"][k + 1] for k in keep_k]  # [M'] vs input and each other
-            names = [n for n in moving if n in built]
+            names = [n for n in moving if n in built and back.get(n, n) in own_moving]
             pos = np.stack([built[n] for n in names], axis=1)  # [M', P, 3]
             radius = np.array([vdw_radius(residues.element_of(n)) for n in names])  # [P]
-            near = env.near(pos, names, radius, own)  # one search for all candidates
+            kinds = np.array([POLAR if polar(residues.element_of(n)) else 0 for n in names])
+            near = env.near(pos, names, radius, kinds, own, own_moving)  # one search for all
         for k, chi in enumerate(cands if keep_k else []):
             if len(accepted) >= options.max_conformers - 1:
                 break
+            mass_k = round(float(mass_all[k]), 2)
             if mass_all[k] < options.min_occupancy:
-                rejected.append(
-                    _row(i, rec, score[i], "", round(float(mass_all[k]), 2), chi, d,
-                         "predicted", "below minimum occupancy")
-                )  # fmt: skip
+                rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+                                     "below minimum occupancy", mass=mass_k))  # fmt: skip
                 continue
             label = ALTLOCS[len(accepted) + 1]
-            worst, partner = env.worst_overlap(near, k, pos[k], names, radius, own, label)
+            worst, partner = env.worst_overlap(near, k, pos[k], names, radius, kinds, own, label)
             if worst >= options.overlap:
-                rejected.append(
-                    _row(i, rec, score[i], "", round(float(mass_all[k]), 2), chi, d, "predicted",
-                         "rejected: clash", overlap=round(worst, 2), partner=partner)
-                )  # fmt: skip
+                rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+                                     "rejected: clash", overlap=round(worst, 2), partner=partner,
+                                     mass=mass_k))  # fmt: skip
                 continue
             atoms = {n: x[k] for n, x in built.items()}
-            accepted.append((chi, {"pos": pos[k], "radius": radius, "names": names, "atoms": atoms,
+            accepted.append((chi, {"pos": pos[k], "names": names, "atoms": atoms,
                                    "overlap": worst, "partner": partner}))  # fmt: skip
         if not accepted and not rejected:
             rows.append(
                 _row(i, rec, score[i], "", "", chi_in, d, "input", "no distinct alternative")
             )
             continue
-        occ = [1.0]
+        occ, why = [1.0], ""
         while accepted:
             centres = np.stack([prep["chi_in_np"], *(a[0].numpy() for a in accepted)])
-            occ = _occupancies(prep["nearest_mass"](centres), options.min_occupancy)
+            mass = prep["nearest_mass"](centres)  # [1 + M] mixture share of each well
+            floor = float(prep["prior_mass"](centres)[0]) if prep["prior_mass"] else 0.0
+            occ, why = _occupancies(mass, options.min_occupancy, floor)
             if min(occ[1:]) >= options.min_occupancy - 1e-9:
                 break
             chi, _ = accepted.pop()  # the last one: the labels of the others stay as screened
-            rejected.append(_row(i, rec, score[i], "", occ[-1], chi, d, "predicted",
-                                 "below minimum occupancy"))  # fmt: skip
+            rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+                                 "below minimum occupancy", mass=round(float(mass[-1]), 2),
+                                 note=f"{occ[-1]:.2f} once the input keeps its share"))  # fmt: skip
         if accepted:
             labels = list(ALTLOCS[: len(accepted) + 1])
-            confs = [base] + [{n: x for n, x in a[1]["atoms"].items()} for a in accepted]
-            res = st[0][rec.chain_idx][rec.res_idx]
-            _replace_atoms(res, rec, confs, labels, occ, moving)
-            back = residues.file_atom_names(rec.resname)
-            env.split(own, {back.get(n, n) for n in moving}, labels)
+            relabelled = split_residue(res, rec, [a[1]["atoms"] for a in accepted], labels, occ,
+                                       moving)  # fmt: skip
+            env.split(own, relabelled, labels)
             written[i] = [(labels[0], occ[0], chi_in)]
-            rows.append(_row(i, rec, score[i], "A", occ[0], chi_in, d, "input", "written"))
-            for (chi, a), label, o in zip(accepted, labels[1:], occ[1:], strict=True):
+            was = _side_chain_occupancy(res, input_occ, relabelled)
+            if was is not None:  # the input's occupancy of these atoms, now the split's
+                why += f"; the input gave its side chain {was}"
+            rows.append(_row(i, rec, score[i], "A", occ[0], chi_in, d, "input", "written",
+                             mass=round(float(mass[0]), 2), note=why))  # fmt: skip
+            for (chi, a), label, o, m in zip(accepted, labels[1:], occ[1:], mass[1:], strict=True):
                 file_names = [back.get(n, n) for n in a["names"]]
-                env.add(own, label, a["pos"], a["radius"], file_names)
+                env.add(own, label, a["pos"], radius, file_names, kinds)
                 written[i].append((label, o, chi))
-                rows.append(
-                    _row(i, rec, score[i], label, o, chi, d, "predicted", "written",
-                         overlap=round(a["overlap"], 2) if a["partner"] else "",
-                         partner=a["partner"])
-                )  # fmt: skip
+                rows.append(_row(i, rec, score[i], label, o, chi, d, "predicted", "written",
+                                 overlap=round(a["overlap"], 2) if a["partner"] else "",
+                                 partner=a["partner"], mass=round(float(m), 2),
+                                 note="mixture mass, scaled with the others to sum to 1"
+                                 ))  # fmt: skip
         else:
             rows.append(_row(i, rec, score[i], "", "", chi_in, d, "input", "not split"))
         rows.extend(rejected)
@@ -393,35 +550,115 @@ def build_multiconformer(
         conformers=written,
         expected_flexible=float(sum(score[i] for i in with_chi)),
         n_split=len(written),
-        n_above_threshold=len(candidates),
-        n_observed_kept=len(observed),
+        n_above_threshold=len(above),
+        n_observed_kept=len(kept),
         options=options,
-        remarks=[B_FACTOR_REMARK],
+        remarks=[B_FACTOR_REMARK, KEEP_REMARK],
     )
 
 
-def _observed_rows(parsed: ParsedStructure, kept: list[int], score, n_chi) -> list[dict]:
-    """Report rows of the residues whose input altlocs are kept: one per observed conformer."""
+def _side_chain_occupancy(res: gemmi.Residue, input_occ: dict, names: set[str]) -> str | None:
+    """The input's occupancy of the atoms a split relabelled ("0.53", "0.47-0.88"), or None
+    where it was 1 on all of them."""
+    occ = sorted({round(input_occ[n], 2) for n in names if n in input_occ})
+    if occ == [1.0]:
+        return None
+    return f"{occ[0]:.2f}" if len(occ) == 1 else f"{occ[0]:.2f}-{occ[-1]:.2f}"
+
+
+def _riding(res: gemmi.Residue, heavy: set[str]) -> set[str]:
+    """`heavy` atom names plus the hydrogens of `res` that ride on them (nearest heavy atom)."""
+    atoms = [a for a in res if not a.is_hydrogen()]
+    out = {a.name for a in atoms if a.name in heavy}
+    for h in res:
+        if h.is_hydrogen() and atoms:
+            if min(atoms, key=lambda a: a.pos.dist(h.pos)).name in heavy:
+                out.add(h.name)
+    return out
+
+
+def _input_chi(rec) -> torch.Tensor:
+    """χ [D] of the primary input side chain (NaN where unmeasurable)."""
+    if not rec.parent:
+        return torch.full((residues.N_CHI_MAX,), math.nan)
+    atoms = {n: torch.tensor(x) for n, x in {**rec.backbone, **rec.conformers[0].atoms}.items()}
+    return measure_chis(atoms, rec.parent)
+
+
+def _observed_rows(parsed, st, where, kept: list[int], score, n_chi) -> list[dict]:
+    """Report rows of the residues written as the input has them because it models them with
+    altlocs: one per altloc letter, with the occupancy the file holds (its side-chain atoms',
+    or the backbone's for an altloc that splits only the backbone) and the χ of that altloc."""
     rows = []
     for i in kept:
         rec = parsed.residues[i]
-        for conf in rec.conformers:
-            chi = (
-                measure_chis(
-                    {n: torch.tensor(x) for n, x in {**rec.backbone, **conf.atoms}.items()},
-                    rec.parent,
-                )
-                if rec.parent
-                else torch.full((4,), float("nan"))
-            )
-            rows.append(
-                _row(i, rec, score[i], conf.altloc, round(conf.occ, 2), chi, n_chi[i],
-                     "observed", "kept as in the input")
-            )  # fmt: skip
+        res = st[0][where[i][0]][where[i][1]]
+        renames = residues.ATOM_RENAMES.get(rec.resname, {})
+        letters = sorted({a.altloc for a in res if a.has_altloc()})
+        occ_of, chis = {}, {}
+        for alt in letters:
+            mine = [a for a in res if a.altloc == alt and not a.is_hydrogen()]
+            sc = [a for a in mine if renames.get(a.name, a.name) not in residues.BACKBONE_ATOMS]
+            occ_of[alt] = file_occupancy(sc or mine or [a for a in res if a.altloc == alt])
+            atoms = {renames.get(a.name, a.name): torch.tensor(a.pos.tolist(), dtype=torch.float64)
+                     for a in res if not a.is_hydrogen() and a.altloc in ("\0", alt)
+                     and (a.altloc == alt or renames.get(a.name, a.name)
+                          not in {renames.get(b.name, b.name) for b in mine})}  # fmt: skip
+            chis[alt] = (measure_chis(atoms, rec.parent) if rec.parent
+                         else torch.full((residues.N_CHI_MAX,), math.nan))  # fmt: skip
+        total = sum(occ_of.values())
+        for alt in letters:
+            mine = [a for a in res if a.altloc == alt and not a.is_hydrogen()]
+            only_backbone = all(renames.get(a.name, a.name) in residues.BACKBONE_ATOMS
+                                for a in mine)  # fmt: skip
+            twin = next((b for b in letters if b < alt and _same(chis[b], chis[alt])), None)
+            notes = []
+            if only_backbone:
+                notes.append("altloc of the backbone only")
+            elif twin:
+                notes.append(f"same side chain as {twin}")
+            if abs(total - 1.0) > 0.011:
+                notes.append(f"the residue's altlocs sum to {total:.2f} in the input, "
+                             "written as they are")  # fmt: skip
+            rows.append(_row(i, rec, score[i], alt, occ_of[alt], chis[alt], n_chi[i],
+                             "observed", "kept as in the input",
+                             note="; ".join(notes)))  # fmt: skip
     return rows
 
 
-def _prepare(parsed: ParsedStructure, selection: Selection, candidates: list[int]) -> dict:
+def file_occupancy(atoms) -> float:
+    """The occupancy a report gives for a group of atoms of one altloc: their mean, to 0.01
+    (a file's atoms of one altloc almost always share one value)."""
+    return round(float(np.mean([a.occ for a in atoms])), 2)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    both = ~(torch.isnan(a) | torch.isnan(b))
+    diff = torch.remainder(a[both] - b[both] + math.pi, 2 * math.pi) - math.pi
+    return bool((diff.abs() < math.radians(1.0)).all())
+
+
+def _replaced_rows(parsed, collapsed: list[int], score, n_chi) -> list[dict]:
+    """Report rows of the input altlocs that `replace` took out (not in the file)."""
+    rows = []
+    for i in collapsed:
+        rec = parsed.residues[i]
+        for conf in rec.conformers:
+            atoms = {n: torch.tensor(x) for n, x in {**rec.backbone, **conf.atoms}.items()}
+            chi = measure_chis(atoms, rec.parent) if rec.parent else torch.full((4,), math.nan)
+            rows.append(_row(i, rec, score[i], "", "", chi, n_chi[i], "observed",
+                             "replaced", note=f"input altloc {conf.altlocs or conf.altloc} at "
+                             f"{conf.file_occ:.2f}; the residue starts from its primary "
+                             "conformer"))  # fmt: skip
+    return rows
+
+
+def _prepare(
+    parsed: ParsedStructure,
+    selection: Selection,
+    candidates: list[int],
+    prior_draws: torch.Tensor | None = None,  # [C, N, D]
+) -> dict:
     """Per candidate residue, everything that does not depend on the other residues, computed
     in one batched pass per residue type (and set of atoms present):
 
@@ -429,7 +666,8 @@ def _prepare(parsed: ParsedStructure, selection: Selection, candidates: list[int
     at the 0.001 Å a PDB file holds, so screened, reported and written atoms are one), chi
     [M, D] (χ as written: rounding moves them by < 0.1°), distinct [M] (a valid proposal ≥ 20°
     from the input on some χ), mass [1 + M] (share of the draws nearest the input and each
-    distinct proposal).
+    distinct proposal), nearest_mass / prior_mass (the same share for given centres, of the
+    mixture's draws and of the library prior's; prior_mass None without a prior).
     """
     groups: dict[tuple, list[int]] = {}
     bases = {}
@@ -475,6 +713,11 @@ def _prepare(parsed: ParsedStructure, selection: Selection, candidates: list[int
                 "nearest_mass": functools.partial(
                     _nearest_mass, draws_np[r], defined=defined_np, sym=sym_np
                 ),
+                "prior_mass": None
+                if prior_draws is None
+                else functools.partial(
+                    _nearest_mass, prior_draws[:, i].numpy(), defined=defined_np, sym=sym_np
+                ),
             }
     return out
 
@@ -489,7 +732,8 @@ def _nearest_mass(draws: np.ndarray, centres: np.ndarray, defined, sym) -> np.nd
     return np.bincount(near, minlength=len(centres)) / len(draws)
 
 
-def _row(i, rec, score, altloc, occ, chi, n_chi, source, status, overlap="", partner="") -> dict:
+def _row(i, rec, score, altloc, occ, chi, n_chi, source, status, overlap="", partner="",
+         mass="", note="") -> dict:  # fmt: skip
     return {
         "index": i,  # residue index into parsed.residues (not written to the CSV)
         **rec.id.fields(),
@@ -497,32 +741,44 @@ def _row(i, rec, score, altloc, occ, chi, n_chi, source, status, overlap="", par
         "flexibility": round(float(score), 3),
         "altloc": altloc,
         "occupancy": occ,
+        "mass": mass,
         **_chi_deg(chi, n_chi),
         "source": source,
         "status": status,
         "overlap": overlap,
         "partner": partner,
+        "note": note,
+    }
+
+
+def report_summary(model: MulticonformerModel) -> dict:
+    """The structure-level numbers of the report (mixture.json's "multiconformer" entry)."""
+    o = model.options
+    return {
+        "expected_flexible": round(
+            model.expected_flexible, 2
+        ),  # Σ flexibility over residues with χ
+        "residues_with_2_or_more_conformers": model.n_multiconformer,
+        "residues_split": model.n_split,
+        "residues_at_or_above_threshold": model.n_above_threshold,
+        "residues_with_input_altlocs_kept": model.n_observed_kept,
+        "settings": {
+            "threshold": o.threshold,
+            "max_conformers": o.max_conformers,
+            "min_occupancy": o.min_occupancy,
+            "clash_overlap": o.overlap,
+            "input_altlocs": o.input_altlocs,
+        },  # fmt: skip
     }
 
 
 def report_csv(model: MulticonformerModel) -> str:
-    """The report as CSV: '#' lines with the structure-level numbers, then REPORT_COLUMNS."""
+    """The report as CSV: the REPORT_COLUMNS header first, so any CSV reader opens it, then one
+    row per conformer. The structure-level numbers are in mixture.json (`report_summary`)."""
     import csv
     import io
 
-    o = model.options
     out = io.StringIO()
-    out.write(
-        f"# expected flexible residues (sum of the flexibility score): "
-        f"{model.expected_flexible:.1f}\n"
-        f"# residues with >= 2 conformers in the file: {model.n_multiconformer}\n"
-        f"# residues split: {model.n_split} (of {model.n_above_threshold} at or above the "
-        f"threshold)\n"
-        f"# residues with input altlocs kept as they are: {model.n_observed_kept}\n"
-        f"# settings: threshold {o.threshold:g}, max conformers {o.max_conformers}, "
-        f"min occupancy {o.min_occupancy:g}, clash overlap {o.overlap:g} A, "
-        f"input altlocs {o.input_altlocs}\n"
-    )
     writer = csv.DictWriter(
         out, fieldnames=REPORT_COLUMNS, extrasaction="ignore", lineterminator="\n"
     )
