@@ -314,7 +314,8 @@ def test_downloads_are_the_files_the_command_line_writes(env, tmp_path, which):
                  "--input-altlocs", "replace"]) == 0  # fmt: skip
     written = {p.name: p.read_bytes() for p in (out / "2ppn").iterdir()}
     assert result.downloads == written and len(written) == 7
-    assert b"threshold 0.2, max conformers 2" in written["2ppn_report.csv"]
+    settings = json.loads(written["2ppn_mixture.json"])["multiconformer"]["settings"]
+    assert settings["threshold"] == 0.2 and settings["max_conformers"] == 2
     named = json.loads(written["2ppn_mixture.json"])["weights"]
     assert named == ("lysozyme-ft/best.pt" if which == "fine-tune" else weights.name)
 

@@ -157,8 +157,8 @@ def test_occupancies_conformer_counts_and_b_factors(pred):
             ref = src[0][chain.name][str(res.seqid.num)][0]
             for a in res:  # B copied from the input atom of the same name
                 assert a.b_iso == pytest.approx(ref[a.name][0].b_iso, abs=0.01)
-    assert "REMARK 250 B-factors are copied from the input" in multiconformer_pdb(pred)
-    assert "B-factors are copied" in multiconformer_cif(pred)
+    assert "REMARK 250 B-factors are those of the input" in multiconformer_pdb(pred)
+    assert "B-factors are those of the input" in multiconformer_cif(pred)
 
 
 def test_chi_per_altloc_round_trips_to_a_tenth_of_a_degree(pred):

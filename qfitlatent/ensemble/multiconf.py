@@ -1,31 +1,40 @@
 """A parsimonious multiconformer model a crystallographer can refine (our multiconformer_model2).
 
-Rules, in the order they apply:
+The model is the input's first model with every atom as read (waters, ligands, metals,
+hydrogens, every altloc, occupancy and B-factor: `structure.ParsedStructure.full`); only the
+residues the report says were split change. Rules, in the order they apply:
 - A residue is split only when its flexibility score (`conformers.flexibility_score`: the
-  network's p_flexible, or the mixture fallback) is at least `threshold`.
-- The input's modelled side chain stays, as altloc A: it is the one conformer the data support.
-  The selector's conformers (`conformers.select_conformers`, heaviest first) that are distinct
-  from it (≥ 20° on some χ) are tried as B, C, … until the residue holds `max_conformers`.
-- Occupancies are the mixture mass nearest each written conformer (the input's included). An
-  alternative lighter than `min_occupancy` is not written. The input keeps at least that much.
-  Occupancies are rounded to the 2 decimals a PDB file holds and sum to exactly 1.
-- An alternative is rejected when one of its moving heavy atoms overlaps an atom of the fixed
-  environment by `overlap` Å or more (overlap = r_vdW,a + r_vdW,b − distance, Bondi radii; 0.4 Å
-  is the usual serious-clash cut-off). The environment of an alternative with altloc L is the
-  model "in state L": blank atoms of every other residue, their altloc-L atoms where they have
-  L, else their first altloc (for a residue we split, the input side chain). So backbone,
-  unsplit residues and the coexisting conformers of split neighbours all count; the residue's
-  own atoms and disulfide SG–SG pairs do not. Residues are processed most flexible first, and
-  each alternative is screened against everything written before it, so every pair of
-  coexisting atoms is checked once.
-- Input altlocs: with `input_altlocs="keep"` (default) a residue the input models with several
-  side-chain conformers is written exactly as in the input and we add nothing to it; with
-  "replace" it starts from its primary conformer like any other residue. Observed altlocs are
-  never dropped silently: "keep" is the default and the report lists them.
-- B-factors of every written atom are those of the input atom of the same name (for a residue
-  with input altlocs that are replaced, the most occupied one); atoms the input lacks get the
-  residue's mean. The files say so in a REMARK.
-Waters and ligands were removed on reading, so they are neither written nor screened against.
+  network's p_flexible, or the mixture fallback) is at least `threshold`, it has no altlocs in
+  the input (with "replace", side-chain altlocs are first reduced to the primary conformer),
+  and its SG is not in a disulfide.
+- The input's modelled side chain stays, as altloc A (its hydrogens too): it is the one
+  conformer the data support. The selector's conformers (`conformers.select_conformers`,
+  heaviest first) that are distinct from it (≥ 20° on some χ) are tried as B, C, … until the
+  residue holds `max_conformers`. Alternatives carry heavy atoms only.
+- Occupancies are the mixture mass nearest each written conformer (the input's included). The
+  input keeps at least the library prior's mass of its rotamer well (weights with a prior:
+  without a density map that is all the evidence against it) and at least `min_occupancy`; an
+  alternative lighter than `min_occupancy` is not written. Occupancies are rounded to the 2
+  decimals a PDB file holds and sum to exactly 1; the report's `note` says why each is what it
+  is.
+- An alternative is rejected when one of its moving heavy atoms overlaps an atom of the crystal
+  by `overlap` Å or more: overlap = r_vdW,a + r_vdW,b − distance (Bondi radii; 0.4 Å is the
+  usual serious-clash cut-off), except N/O pairs and N/O with a hydrogen on N/O, which may
+  hydrogen-bond and clash below 2.5 Å and 1.5 Å (`_overlap`). The crystal is every atom of the
+  model and its symmetry copies (cell and space group; a model without a crystal cell has
+  none). The environment of an alternative with altloc L is the crystal "in state L": blank
+  atoms, altloc-L atoms where a residue has L, else its first altloc (for a residue we split,
+  the input side chain). The residue's own atoms do not count, but its symmetry copies do
+  ("its own symmetry copy"). Residues are processed most flexible first, and each alternative
+  is screened against everything written before it, so every pair of coexisting atoms is
+  checked once.
+- Input altlocs: a residue with any altloc in the input (side chain, backbone only, coinciding
+  copies) is written exactly as read, whatever their occupancies sum to (the report says where
+  that is not 1), and we add nothing to it; with `input_altlocs="replace"` a residue whose
+  side-chain altlocs differ starts from its primary conformer like any other residue instead
+  (the report lists what it replaced).
+- B-factors of every atom are the input's; alternatives copy those of the input atom they
+  replace. The files say so in a REMARK.
 """
 
 import functools
@@ -96,8 +105,8 @@ KEEP_REMARK = (
     "occupancies); only split residues change, as the report says."
 )
 B_FACTOR_REMARK = (
-    "B-factors are copied from the input atom of the same name; atoms the input lacks get "
-    "the mean B of their residue."
+    "B-factors are those of the input; predicted alternatives copy those of the input atom "
+    "of the same name."
 )
 
 
@@ -225,7 +234,7 @@ class Environment:
             f = self.pos @ self.frac.T  # [A, 3] fractional
             self.frac_box = (f.min(0), f.max(0))
         # Alternatives written so far, per altloc: positions [Q, 3], radii [Q], residue [Q],
-        # atom names [Q], is-SG [Q], polar [Q].
+        # atom names [Q], polar kind [Q].
         self.added: dict[str, tuple[np.ndarray, ...]] = {}
 
     def describe(self, j: int, image: bool = False, own: bool = False) -> str:
@@ -283,10 +292,9 @@ class Environment:
         """Static atoms near any alternative, its symmetry copies included, in one search per
         image: (alternative [H], static atom [H], overlap Å [H], symmetry copy? [H]). Left out:
         the residue's own atoms in the asymmetric unit, the copies of its own moving atoms (the
-        input side chain, another altloc), and disulfide SG–SG pairs."""
+        input side chain, another altloc)."""
         m, p = pos.shape[:2]
         flat = pos.reshape(-1, 3)
-        is_sg = np.array([n == "SG" for n in names])
         me = self.index[own]
         parts = []
         for image, q in self.transforms(flat, radius.max() + self.reach):
@@ -295,7 +303,6 @@ class Environment:
             dst = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=len(src))
             mine = self.res[dst] == me
             keep = ~mine if not image else ~(mine & np.isin(self.name[dst], list(moving)))
-            keep &= ~(is_sg[src % p] & (self.name[dst] == "SG"))
             src, dst = src[keep], dst[keep]
             d = np.linalg.norm(q[src] - self.pos[dst], axis=1)
             ov = _overlap(radius[src % p], self.radius[dst], kinds[src % p], self.kind[dst], d)
@@ -327,20 +334,17 @@ class Environment:
             j = int(dst[best])
             worst = float(ov[best])
             partner = self.describe(j, bool(image[best]), self.res[j] == me)
-        is_sg = np.array([n == "SG" for n in names])
         # Alternatives with the same letter coexist with this one, and so does its own copy.
-        apos, arad, ares, aname, asg, akind = self.added.get(label, _NONE)
+        apos, arad, ares, aname, akind = self.added.get(label, _NONE)
         apos = np.concatenate([apos, pos])
         arad, akind = np.concatenate([arad, radius]), np.concatenate([akind, kinds])
         ares = np.concatenate([ares, np.full(len(names), me)])
         aname = np.concatenate([aname, np.array(names, dtype="<U4")])
-        asg = np.concatenate([asg, is_sg])
         for image, q in self.transforms(pos, radius.max() + self.reach):
             d = np.linalg.norm(q[:, None] - apos[None], axis=-1)  # [P, Q]
             o = _overlap(radius[:, None], arad[None], kinds[:, None], akind[None], d)
             if not image:
                 o[:, ares == me] = -math.inf
-            o[is_sg[:, None] & asg[None]] = -math.inf
             if o.size == 0:
                 continue
             p, q_ = np.unravel_index(int(np.argmax(o)), o.shape)
@@ -364,7 +368,6 @@ class Environment:
             radius,
             np.full(len(names), self.index[res]),
             np.array(names, dtype="<U4"),
-            np.array([n == "SG" for n in names]),
             kinds,
         )
         old = self.added.get(label)
@@ -379,7 +382,7 @@ POLAR, POLAR_H = 1, 2  # atom kinds for the hydrogen-bond allowance
 POLAR_CONTACT = 2.9  # Å: N/O pairs clash (overlap ≥ 0.4) below 2.5 Å
 POLAR_H_CONTACT = 1.9  # Å: a hydrogen on N/O and an N/O acceptor clash below 1.5 Å
 _NONE = (np.zeros((0, 3)), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype="<U4"),
-         np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int8))  # fmt: skip
+         np.zeros(0, dtype=np.int8))  # fmt: skip
 
 
 def _overlap(r_a, r_b, kind_a, kind_b, d) -> np.ndarray:
@@ -455,7 +458,12 @@ def build_multiconformer(
     kept_set = set(kept)
     rows += _observed_rows(parsed, st, where, kept, score, n_chi)
     rows += _replaced_rows(parsed, sorted(collapse), score, n_chi)
-    candidates = [i for i in above if i not in kept_set]
+    bonded = _disulfides(st, {i: where[i] for i in above if i not in kept_set})
+    for i in bonded:
+        rows.append(_row(i, parsed.residues[i], score[i], "", "", _input_chi(parsed.residues[i]),
+                         n_chi[i], "input", "kept as in the input",
+                         note="its SG is in a disulfide bond"))  # fmt: skip
+    candidates = [i for i in above if i not in kept_set and i not in bonded]
     prepared = _prepare(parsed, selection, candidates, prior_draws)
     for i in sorted(candidates, key=lambda j: (-score[j], j)):
         rec = parsed.residues[i]
@@ -555,6 +563,22 @@ def build_multiconformer(
         options=options,
         remarks=[B_FACTOR_REMARK, KEEP_REMARK],
     )
+
+
+DISULFIDE = 2.5  # Å: SG–SG closer than this are bonded
+
+
+def _disulfides(st: gemmi.Structure, where: dict[int, tuple[int, int]]) -> set[int]:
+    """Residues among `where` whose SG is bonded to another SG: turning χ1 would break the
+    bond, so they are not split."""
+    sg = [(ci, ri, a.pos) for ci, ch in enumerate(st[0]) for ri, r in enumerate(ch)
+          for a in r if a.name == "SG"]  # fmt: skip
+    out = set()
+    for i, (ci, ri) in where.items():
+        mine = [p for c, r, p in sg if (c, r) == (ci, ri)]
+        if any(p.dist(q) < DISULFIDE for p in mine for c, r, q in sg if (c, r) != (ci, ri)):
+            out.add(i)
+    return out
 
 
 def _side_chain_occupancy(res: gemmi.Residue, input_occ: dict, names: set[str]) -> str | None:
