@@ -168,3 +168,22 @@ def test_rejections_name_their_symmetry_partner(model):
     partners = [r["partner"] for r in pred.multiconformer.rows if r["status"] == "rejected: clash"]
     assert any(p.startswith("symmetry copy of A ") for p in partners)
     assert any(" HOH " in p for p in partners)  # waters are in the environment
+
+
+def test_the_app_shows_the_file_occupancies(model):
+    """display.observed_altlocs (the app's table and χ plots) gives the occupancies the file and
+    the report hold, not the normalised ones (GLU 15 of 3K0N: 0.20/0.39, not 0.34/0.66)."""
+    from qfitlatent import display
+
+    pred = predict(model, EXAMPLES[0], n_samples=1)
+    by_residue = defaultdict(list)
+    for r in pred.multiconformer.rows:
+        if r["source"] == "observed":
+            by_residue[r["index"]].append(r["occupancy"])
+    assert len(by_residue) > 30
+    for i, report in by_residue.items():
+        shown = [c["occ"] for c in display.observed_altlocs(pred, i)]
+        # coinciding altlocs are one conformer in the app (their occupancies summed)
+        assert sum(shown) == pytest.approx(sum(report), abs=0.011 * len(report)), i
+    glu = next(i for i, rec in enumerate(pred.parsed.residues) if rec.resnum == 15)
+    assert sorted(round(c["occ"], 2) for c in display.observed_altlocs(pred, glu)) == [0.2, 0.39]

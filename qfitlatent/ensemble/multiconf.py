@@ -261,7 +261,9 @@ class Environment:
     def transforms(self, flat: np.ndarray, cutoff: float) -> list[tuple[bool, np.ndarray]]:
         """[(is a symmetry image?, g(x) [Q, 3])]: the identity first, then every operation and
         lattice translation g that brings some of the points `flat` [Q, 3] within `cutoff` of
-        the model's box (so its atoms can meet a symmetry copy there)."""
+        the model's box (so its atoms can meet a symmetry copy there). A file that also holds
+        symmetry-related chains (4YL3's three) meets its own duplicates this way: one copy
+        cannot be split alone, since its twin's side chain stays where the split would go."""
         out = [(False, flat)]
         if not self.images:
             return out
