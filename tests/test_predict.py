@@ -272,3 +272,53 @@ def test_cli_sampling_limits_come_from_one_place(weights, tmp_path, capsys):
     # the limits themselves are accepted
     assert cli.main([*args, "--samples", "2", "--temperature", str(MIN_TEMPERATURE),
                      "--seed", str(MAX_SEED)]) == 0  # fmt: skip
+
+
+def _with_chain_names(path, names, n_residues: int | None = None) -> bytes:
+    """The structure as mmCIF with its first chain (its first `n_residues`) copied to `names`."""
+    st = gemmi.read_structure(str(path))
+    st.setup_entities()
+    model = st[0]
+    template = model[0].clone()
+    while n_residues is not None and len(template) > n_residues:
+        del template[len(template) - 1]
+    while len(model):
+        model.remove_chain(model[0].name)
+    for k, name in enumerate(names):
+        chain = template.clone()
+        chain.name = name
+        for res in chain:  # each copy elsewhere, so they do not sit on each other
+            for a in res:
+                a.pos = gemmi.Position(a.pos.x + 60.0 * k, a.pos.y, a.pos.z)
+        model.add_chain(chain)
+    st.setup_entities()
+    return st.make_mmcif_document().as_string().encode()
+
+
+def test_long_chain_names_write_pdb_with_a_chain_map(model):
+    """Issue 21.1: an mmCIF with chain names of 3+ characters crashed `outputs` while writing
+    the PDB files. Now the PDB files use one-character names and say which is which."""
+    data = _with_chain_names(data_file(SMALL_2), ["ABC", "LONGNAME"])
+    pred = predict(model, data, name="long.cif", n_samples=3)
+    files = outputs(pred, "w")
+    assert len(files) == len(OUTPUT_FILES)
+    pdb = files[output_name(pred, "pdb")].decode()
+    samples = gemmi.read_pdb_string(files[output_name(pred, "samples_pdb")].decode())
+    assert "chain A is chain ABC of the mmCIF file" in pdb.replace("\nREMARK 250 ", " ")
+    assert {ch.name for ch in gemmi.read_pdb_string(pdb)[0]} >= {"A", "B"}
+    assert len(samples) == 3 and all(len(ch.name) == 1 for m in samples for ch in m)
+    cif = gemmi.cif.read_string(files[output_name(pred, "cif")].decode()).sole_block()
+    assert set(cif.find_values("_atom_site.auth_asym_id")) == {"ABC", "LONGNAME"}
+    doc = json.loads(files[output_name(pred, "mixture")])
+    assert doc["multiconformer"]["pdb_chain_names"] == {"ABC": "A", "LONGNAME": "B"}
+
+
+def test_too_many_long_chain_names_leave_out_only_the_pdb_files(model):
+    names = [f"C{k:02d}" for k in range(63)]  # one more than the PDB's one-character names
+    data = _with_chain_names(data_file(SMALL_2), names, n_residues=3)
+    pred = predict(model, data, name="many.cif", n_samples=1)
+    files = outputs(pred, "w")
+    assert output_name(pred, "pdb") not in files and output_name(pred, "samples_pdb") not in files
+    assert output_name(pred, "cif") in files
+    why = json.loads(files[output_name(pred, "mixture")])["multiconformer"]["pdb_not_written"]
+    assert "do not fit" in why and "mmCIF" in why

@@ -38,7 +38,6 @@ residues the report says were split change. Rules, in the order they apply:
 """
 
 import functools
-import itertools
 import math
 import string
 from dataclasses import dataclass, field
@@ -229,10 +228,14 @@ class Environment:
         self.reach = max(VDW_RADIUS.values())  # largest partner radius
         self.images = symmetry_images(st)
         if self.images:
-            self.orth = np.array(st.cell.orth.mat.tolist())
-            self.frac = np.array(st.cell.frac.mat.tolist())
-            f = self.pos @ self.frac.T  # [A, 3] fractional
-            self.frac_box = (f.min(0), f.max(0))
+            self.orth = np.array(st.cell.orth.mat.tolist())  # [3, 3] fractional -> Å
+            self.frac = np.array(st.cell.frac.mat.tolist())  # [3, 3] Å -> fractional
+            self.frac_pos = self.pos @ self.frac.T  # [A, 3] fractional, unwrapped
+            # A periodic tree over the atoms wrapped into the unit cell finds every lattice
+            # copy at once, however far the model's atoms spread over neighbouring cells.
+            wrapped = np.mod(self.frac_pos, 1.0)
+            self.cell_tree = cKDTree(np.where(wrapped >= 1.0, 0.0, wrapped), boxsize=1.0)
+            self.frac_scale = float(np.linalg.norm(self.frac, 2))  # Å -> fractional, at most
         # Alternatives written so far, per altloc: positions [Q, 3], radii [Q], residue [Q],
         # atom names [Q], polar kind [Q].
         self.added: dict[str, tuple[np.ndarray, ...]] = {}
@@ -258,29 +261,38 @@ class Environment:
                 out |= (self.res[j] == r) & (alt == labels[0])
         return out
 
-    def transforms(self, flat: np.ndarray, cutoff: float) -> list[tuple[bool, np.ndarray]]:
-        """[(is a symmetry image?, g(x) [Q, 3])]: the identity first, then every operation and
-        lattice translation g that brings some of the points `flat` [Q, 3] within `cutoff` of
-        the model's box (so its atoms can meet a symmetry copy there). A file that also holds
-        symmetry-related chains (4YL3's three) meets its own duplicates this way: one copy
-        cannot be split alone, since its twin's side chain stays where the split would go."""
-        out = [(False, flat)]
+    def copies(self, flat: np.ndarray, cutoff: float, targets: np.ndarray | None = None):
+        """Symmetry copies within `cutoff` Å of the points `flat` [Q, 3]: (point [H], atom [H],
+        distance Å [H]). An atom y has a copy g(y) near x exactly when g⁻¹(x) is near y, so
+        every operation g maps the points and the periodic tree finds the atoms near them in
+        any cell; the identity's own cell (the model itself) is left to the plain search.
+        `targets` [T, 3] (Å) are searched instead of the model's static atoms, by brute force.
+        A file that also holds symmetry-related chains (4YL3's three) meets its own duplicates
+        this way: one copy cannot be split alone, since its twin stays where the split would go.
+        """
+        src, dst, dist = [], [], []
         if not self.images:
-            return out
-        lo, hi = self.frac_box
-        pad = cutoff * np.linalg.norm(self.frac, axis=1)  # [3] Å -> fractional, per axis
+            return (np.zeros(0, dtype=np.int64),) * 2 + (np.zeros(0),)
+        target_frac = None if targets is None else targets @ self.frac.T  # [T, 3]
         for k, (rot, tran) in enumerate(self.images):
-            moved = flat @ rot.T + tran  # [Q, 3]
-            f = moved @ self.frac.T
-            first = np.floor(lo - pad - f.max(0)).astype(int)
-            last = np.ceil(hi + pad - f.min(0)).astype(int)
-            for n in itertools.product(
-                *(range(a, b + 1) for a, b in zip(first, last, strict=True))
-            ):
-                if k == 0 and not any(n):
-                    continue  # the identity itself: the asymmetric unit, searched above
-                out.append((True, moved + np.array(n, dtype=np.float64) @ self.orth.T))
-        return out
+            fq = (flat @ rot.T + tran) @ self.frac.T  # [Q, 3] fractional, g(x)
+            if target_frac is None:
+                hits = self.cell_tree.query_ball_point(np.mod(fq, 1.0), cutoff * self.frac_scale)
+                s_ = np.repeat(np.arange(len(flat)), [len(h) for h in hits])
+                d_ = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=len(s_))
+                raw = self.frac_pos[d_] - fq[s_]  # [H, 3]
+            else:
+                s_, d_ = (x.ravel() for x in np.indices((len(flat), len(target_frac))))
+                raw = target_frac[d_] - fq[s_]
+            shift = np.round(raw)  # the lattice translation of the nearest copy
+            gap = np.linalg.norm((raw - shift) @ self.orth.T, axis=1)
+            keep = gap <= cutoff
+            if k == 0:  # the identity: only copies in other cells
+                keep &= np.abs(shift).sum(1) > 0
+            src.append(s_[keep])
+            dst.append(d_[keep])
+            dist.append(gap[keep])
+        return np.concatenate(src), np.concatenate(dst), np.concatenate(dist)
 
     def near(
         self,
@@ -298,18 +310,22 @@ class Environment:
         m, p = pos.shape[:2]
         flat = pos.reshape(-1, 3)
         me = self.index[own]
-        parts = []
-        for image, q in self.transforms(flat, radius.max() + self.reach):
-            hits = self.tree.query_ball_point(q, radius.max() + self.reach)
-            src = np.repeat(np.arange(m * p), [len(h) for h in hits])  # [H]
-            dst = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=len(src))
-            mine = self.res[dst] == me
-            keep = ~mine if not image else ~(mine & np.isin(self.name[dst], list(moving)))
-            src, dst = src[keep], dst[keep]
-            d = np.linalg.norm(q[src] - self.pos[dst], axis=1)
-            ov = _overlap(radius[src % p], self.radius[dst], kinds[src % p], self.kind[dst], d)
-            parts.append((src // p, dst, ov, np.full(len(src), image)))
-        return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
+        cutoff = radius.max() + self.reach
+        hits = self.tree.query_ball_point(flat, cutoff)
+        src = np.repeat(np.arange(m * p), [len(h) for h in hits])  # [H]
+        dst = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=len(src))
+        keep = self.res[dst] != me
+        src, dst = src[keep], dst[keep]
+        d = np.linalg.norm(flat[src] - self.pos[dst], axis=1)
+        s_img, d_img, dist_img = self.copies(flat, cutoff)
+        # the copies of its own moving atoms are the input side chain: another altloc
+        keep = ~((self.res[d_img] == me) & np.isin(self.name[d_img], list(moving)))
+        src = np.concatenate([src, s_img[keep]])
+        dst = np.concatenate([dst, d_img[keep]])
+        d = np.concatenate([d, dist_img[keep]])
+        image = np.arange(len(src)) >= len(src) - int(keep.sum())
+        ov = _overlap(radius[src % p], self.radius[dst], kinds[src % p], self.kind[dst], d)
+        return src // p, dst, ov, image
 
     def worst_overlap(
         self,
@@ -342,11 +358,17 @@ class Environment:
         arad, akind = np.concatenate([arad, radius]), np.concatenate([akind, kinds])
         ares = np.concatenate([ares, np.full(len(names), me)])
         aname = np.concatenate([aname, np.array(names, dtype="<U4")])
-        for image, q in self.transforms(pos, radius.max() + self.reach):
-            d = np.linalg.norm(q[:, None] - apos[None], axis=-1)  # [P, Q]
-            o = _overlap(radius[:, None], arad[None], kinds[:, None], akind[None], d)
-            if not image:
-                o[:, ares == me] = -math.inf
+        d = np.linalg.norm(pos[:, None] - apos[None], axis=-1)  # [P, Q] in the model
+        o = _overlap(radius[:, None], arad[None], kinds[:, None], akind[None], d)
+        o[:, ares == me] = -math.inf
+        pairs = [(False, o)]
+        s_img, d_img, dist_img = self.copies(pos, radius.max() + self.reach, targets=apos)
+        if len(s_img):  # and their symmetry copies, its own included
+            o = np.full((len(pos), len(apos)), -math.inf)
+            ov = _overlap(radius[s_img], arad[d_img], kinds[s_img], akind[d_img], dist_img)
+            np.maximum.at(o, (s_img, d_img), ov)
+            pairs.append((True, o))
+        for image, o in pairs:
             if o.size == 0:
                 continue
             p, q_ = np.unravel_index(int(np.argmax(o)), o.shape)
