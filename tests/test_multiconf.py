@@ -386,3 +386,14 @@ def test_input_side_chain_keeps_at_least_the_prior_share_of_its_rotamer_well(mod
     # without the prior some inputs were lighter than that: the floor changed something
     assert any(r["occupancy"] < 0.6 for r in plain.rows
                if r["source"] == "input" and r["status"] == "written")  # fmt: skip
+
+
+def test_no_written_alternative_has_an_eclipsed_chi1(pred):
+    """Issue 19 item 5: χ1 of a predicted alternative is staggered (not within 20° of 0°, ±120°);
+    the untrained network proposes eclipsed ones, which the report lists as rejected."""
+    written = [r for r in pred.multiconformer.rows
+               if r["source"] == "predicted" and r["status"] == "written"]  # fmt: skip
+    assert written
+    for r in written:
+        assert all(abs((r["chi1"] - e + 180) % 360 - 180) >= 20 for e in (0, 120, -120)), r
+    assert any(r["status"] == "rejected: eclipsed chi1" for r in pred.multiconformer.rows)
