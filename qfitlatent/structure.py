@@ -9,8 +9,9 @@ primary-altloc backbone (SPEC §2) and every distinct side-chain conformer with 
 (SPEC §6), decided here once so features, writers and the app agree.
 
 How messy files are handled, deliberately:
-- Occupancies that do not sum to 1 per residue are normalised; atoms of one altloc with
-  different occupancies are averaged.
+- Occupancies that do not sum to 1 per residue are normalised for the network (`Conformer.occ`);
+  `Conformer.file_occ` keeps the file's, which the written model, the report and the app give.
+  Atoms of one altloc with different occupancies are averaged.
 - Altlocs whose side chains coincide (duplicates with identical coordinates, or altlocs that
   split only the backbone) are merged: they are one side-chain conformer.
 - qFit writes every atom per altloc, other programs split only the side chain: an altloc's

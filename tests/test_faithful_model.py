@@ -138,6 +138,8 @@ def test_3k0n_keeps_waters_backbone_altlocs_and_coinciding_altlocs(model):
         assert {a.altloc for a in res[num] if a.has_altloc()} >= {"A", "B"}
     for num in (7, 92):
         assert len({a.altloc for a in res[num] if a.has_altloc()}) >= 2
+        rows = [r for r in pred.multiconformer.rows if r["resnum"] == num]
+        assert any("same side chain as A" in r["note"] for r in rows)
     glu = [r for r in pred.multiconformer.rows if r["resnum"] == 15]
     assert sorted(r["occupancy"] for r in glu) == [0.2, 0.39]
     assert all("sum to 0.59" in r["note"] for r in glu)

@@ -1,10 +1,10 @@
 """Building written models from the input (PDB and mmCIF, via gemmi): shared pieces.
 
-- every residue starts from its primary conformer in the input (the side-chain conformer of the
-  primary backbone altloc, else the heaviest one), backbone and CB blank with occupancy 1
-  (`base_structure`);
-- `_replace_atoms` rewrites one residue with several conformers: one altloc letter per
-  conformer on the atoms its χ move (CG onwards), given occupancies;
+- a residue's primary conformer in the input is the side-chain conformer of the primary
+  backbone altloc, else the heaviest one (`primary_conformer`); `base_structure` gives every
+  residue as that, backbone and CB blank with occupancy 1;
+- `split_residue` splits one residue in place: one altloc letter per conformer on the atoms its
+  χ move (CG onwards), given occupancies;
 - residues the builder cannot turn (no χ, proline, modified residues with extra atoms) are
   written as their primary conformer;
 - chain ids, residue numbers and insertion codes are those of the input.
@@ -70,17 +70,15 @@ def moving_atoms(rec: ResidueRecord) -> tuple[str, ...]:
     return moved_by(rec.parent, 0) if rebuildable(rec) else ()
 
 
-def base_structure(parsed: ParsedStructure, keep: set[int] = frozenset()) -> gemmi.Structure:
-    """The input as one conformer per residue: each record's primary conformer, blank, with
-    occupancy 1; residues outside the records keep their most occupied altloc. Records whose
-    index is in `keep` stay exactly as in the input (all their altlocs)."""
+def base_structure(parsed: ParsedStructure) -> gemmi.Structure:
+    """The protein as one conformer per residue (what `samples_model` turns): each record's
+    primary conformer, blank, with occupancy 1; residues outside the records keep their most
+    occupied altloc."""
     st = parsed.structure.clone()
     record_at = {(rec.chain_idx, rec.res_idx): i for i, rec in enumerate(parsed.residues)}
     for ci, chain in enumerate(st[0]):
         for ri, res in enumerate(chain):
             i = record_at.get((ci, ri))
-            if i in keep:
-                continue
             if i is not None and _plain(res):
                 continue  # no altlocs, full occupancy: already its primary conformer
             _keep_heaviest_conformer(res)
@@ -238,13 +236,6 @@ def to_pdb(st: gemmi.Structure, chain_map: dict[str, str] | None = None) -> str:
 
 def to_cif(st: gemmi.Structure) -> str:
     return st.make_mmcif_document().as_string()
-
-
-def _round_occ(occ: torch.Tensor) -> list[float]:
-    """Occupancies to the 2 decimals a PDB file holds, still summing to exactly 1."""
-    out = [round(float(o), 2) for o in occ]
-    out[0] = round(1.0 - sum(out[1:]), 2)
-    return out
 
 
 def _keep_heaviest_conformer(res: gemmi.Residue) -> None:

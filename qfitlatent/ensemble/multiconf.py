@@ -563,7 +563,7 @@ def build_multiconformer(
                                        moving)  # fmt: skip
             env.split(own, relabelled, labels)
             written[i] = [(labels[0], occ[0], chi_in)]
-            was = _side_chain_occupancy(res, input_occ, relabelled)
+            was = _side_chain_occupancy(input_occ, relabelled)
             if was is not None:  # the input's occupancy of these atoms, now the split's
                 why += f"; the input gave its side chain {was}"
             rows.append(_row(i, rec, score[i], "A", occ[0], chi_in, d, "input", "written",
@@ -611,7 +611,7 @@ def _disulfides(st: gemmi.Structure, where: dict[int, tuple[int, int]]) -> set[i
     return out
 
 
-def _side_chain_occupancy(res: gemmi.Residue, input_occ: dict, names: set[str]) -> str | None:
+def _side_chain_occupancy(input_occ: dict, names: set[str]) -> str | None:
     """The input's occupancy of the atoms a split relabelled ("0.53", "0.47-0.88"), or None
     where it was 1 on all of them."""
     occ = sorted({round(input_occ[n], 2) for n in names if n in input_occ})
@@ -673,7 +673,9 @@ def _observed_rows(parsed, st, where, kept: list[int], score, n_chi) -> list[dic
             mine = [a for a in res if a.altloc == alt and not a.is_hydrogen()]
             only_backbone = all(renames.get(a.name, a.name) in residues.BACKBONE_ATOMS
                                 for a in mine)  # fmt: skip
-            twin = next((b for b in letters if b < alt and _same(chis[b], chis[alt])), None)
+            # the reader's verdict: side chains within 0.05 Å on every atom are one conformer
+            merged = next((c.altlocs for c in rec.conformers if alt in c.altlocs), alt)
+            twin = merged[0] if merged[0] != alt else None
             notes = []
             if only_backbone:
                 notes.append("altloc of the backbone only")
@@ -692,12 +694,6 @@ def file_occupancy(atoms) -> float:
     """The occupancy a report gives for a group of atoms of one altloc: their mean, to 0.01
     (a file's atoms of one altloc almost always share one value)."""
     return round(float(np.mean([a.occ for a in atoms])), 2)
-
-
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    both = ~(torch.isnan(a) | torch.isnan(b))
-    diff = torch.remainder(a[both] - b[both] + math.pi, 2 * math.pi) - math.pi
-    return bool((diff.abs() < math.radians(1.0)).all())
 
 
 def _replaced_rows(parsed, collapsed: list[int], score, n_chi) -> list[dict]:
