@@ -8,6 +8,7 @@ distinct conformers with their frequencies (the iid option of the multiconformer
 """
 
 import math
+import numbers
 import string
 
 import torch
@@ -34,18 +35,20 @@ MAX_SEED = 2**64 - 1
 
 
 def check_sampling(n_samples, temperature, seed, max_samples: int = MAX_SAMPLES) -> None:
-    """Raise ValueError, in words, for sampling settings outside the limits above."""
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int):
+    """Raise ValueError, in words, for sampling settings outside the limits above (numpy
+    numbers count as numbers; bools do not)."""
+    whole = isinstance(n_samples, numbers.Integral) and not isinstance(n_samples, bool)
+    if not whole:
         raise ValueError(f"the number of samples must be a whole number, not {n_samples!r}")
     if not 1 <= n_samples <= max_samples:
         raise ValueError(f"the number of samples must be between 1 and {max_samples:,} "
                          f"(got {n_samples:,})")  # fmt: skip
-    if not isinstance(temperature, (int, float)) or not (
-        MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE
-    ):
+    real = isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
+    if not real or not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:  # nan fails too
         raise ValueError(f"the temperature must be between {MIN_TEMPERATURE:g} and "
                          f"{MAX_TEMPERATURE:g} (got {temperature!r})")  # fmt: skip
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+    whole = isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
+    if not whole or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"the seed must be a whole number from 0 to 2^64 − 1 (got {seed!r})")
 
 
