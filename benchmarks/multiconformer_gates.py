@@ -20,6 +20,13 @@ from qfitlatent.predict import predict
 N_STRUCTURES = 20
 
 
+def n_protein(path: Path) -> int:
+    """Protein residues the network reads (the written model holds waters and ligands too)."""
+    from qfitlatent.structure import read_structure
+
+    return len(read_structure(path).residues)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", type=Path, default=default_weights())
@@ -51,9 +58,7 @@ def main() -> None:
         alts = [r for r in m.rows if r["source"] == "predicted" and r["status"] == "written"]
         clash = sum(r["status"] == "rejected: clash" for r in m.rows)
         worst = max((r["overlap"] for r in alts if r["overlap"] != ""), default=float("nan"))
-        n_res = len(kept.structure[0].get_all_residue_names()) and sum(
-            len(ch) for ch in kept.structure[0]
-        )
+        n_res = n_protein(path)
         print(f"| {path.name.split('.')[0]} | {n_res} | {m.expected_flexible:.1f} | {m.n_split} "
               f"| {m.n_split / m.expected_flexible:.2f} | {len(alts)} | {clash} | {worst:.2f} "
               f"| {kept.n_multiconformer} |")  # fmt: skip

@@ -404,8 +404,25 @@ def _evaluate_parser(add) -> None:
     e.set_defaults(func=cmd_evaluate)
 
 
+def _within(kind: type, lo, hi, must: str):
+    """An argparse type: a `kind` number from lo to hi (the limits of ensemble/sample.py)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            noun = "whole number" if kind is int else "number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {noun}") from None
+        if not lo <= value <= hi:  # nan fails too
+            raise argparse.ArgumentTypeError(f"{text!r} must be {must}")
+        return value
+
+    return parse
+
+
 def _predict_parsers(add) -> None:
     """`qfitlatent predict` and its other name, `sample`."""
+    from .ensemble import sample as sampling
     from .ensemble.multiconf import SplitOptions
 
     split = SplitOptions()  # the defaults the help states
@@ -438,13 +455,21 @@ def _predict_parsers(add) -> None:
             "structure and go on with the others)",
         )  # fmt: skip
         q.add_argument(
-            "--samples", type=positive_int, default=10,
-            help="iid draws per residue, the models of samples.pdb",
+            "--samples", default=10,
+            type=_within(int, 1, sampling.MAX_SAMPLES,
+                         f"at least 1 and at most {sampling.MAX_SAMPLES:,}"),
+            help=f"iid draws per residue, the models of samples.pdb (1 to "
+            f"{sampling.MAX_SAMPLES:,})",
         )  # fmt: skip
-        q.add_argument("--seed", type=non_negative_int, default=0, help="seed of the draws")
+        q.add_argument("--seed", type=_within(int, 0, sampling.MAX_SEED, "0 or more and below "
+                       "2^64"), default=0, help="seed of the draws (0 to 2^64 - 1)")  # fmt: skip
         q.add_argument(
-            "--temperature", type=positive_float, default=1.0,
-            help="above 1 flattens the mixtures before sampling, below 1 sharpens them",
+            "--temperature", default=1.0,
+            type=_within(float, sampling.MIN_TEMPERATURE, sampling.MAX_TEMPERATURE,
+                         f"a finite number above 0, from {sampling.MIN_TEMPERATURE:g} to "
+                         f"{sampling.MAX_TEMPERATURE:g}"),
+            help="above 1 flattens the mixtures before sampling, below 1 sharpens them "
+            f"({sampling.MIN_TEMPERATURE:g} to {sampling.MAX_TEMPERATURE:g})",
         )  # fmt: skip
         _add_device(q)
         q.add_argument(

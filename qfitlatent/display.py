@@ -28,14 +28,17 @@ def residue_label(pred, i: int) -> str:
 
 
 def observed_altlocs(pred, i: int) -> list[dict]:
-    """The input's side-chain conformers of residue i: χ [D] rad, mask [D], occupancy, altloc."""
+    """The input's side-chain conformers of residue i: χ [D] rad, mask [D], occupancy, altloc.
+
+    The occupancy is the file's (coinciding altlocs summed, "A+B"), as multiconformer.pdb and
+    report.csv hold it, not the normalised one the network trains on."""
     f, rec = pred.features, pred.parsed.residues[i]
     return [
         {
             "chi": f.chi[i, a].numpy(),
             "mask": f.chi_mask[i, a].numpy(),
-            "occ": float(f.occ[i, a]),
-            "altloc": conf.altloc,
+            "occ": float(conf.file_occ),
+            "altloc": "+".join(conf.altlocs) or conf.altloc,
         }
         for a, conf in enumerate(rec.conformers)
     ]
@@ -131,7 +134,7 @@ def structure_view(
         if show_observed:
             for conf in pred.parsed.residues[j].conformers:
                 side = viewer.side_chain_atoms(conf.atoms)
-                text = viewer.atoms_pdb(side, resname, chain, resnum, icode, conf.occ)
+                text = viewer.atoms_pdb(side, resname, chain, resnum, icode, conf.file_occ)
                 observed.append({"pdb": text})
     if show_observed:
         n_obs = pred.parsed.residues[i].n_obs

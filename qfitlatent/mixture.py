@@ -105,6 +105,11 @@ def sample(
     kappa = (mix.kappa.detach().double().cpu() / temperature).clamp_min(1e-4)
     n, k = logits.shape
     weights = torch.softmax(logits, -1)
+    # A temperature so small that logits / T overflow: the limit is the heaviest component.
+    bad = ~torch.isfinite(weights).all(-1)
+    if bad.any():
+        top = torch.nn.functional.one_hot(mix.logits.detach().cpu().argmax(-1), k).double()
+        weights = torch.where(bad[:, None], top, weights)
     comp = torch.multinomial(weights, n_samples, replacement=True, generator=generator)
     comp = comp.T  # [S, N]
     idx = comp[..., None, None].expand(n_samples, n, 1, mu.shape[-1])
@@ -120,12 +125,24 @@ def sample(
     return chi.float(), comp
 
 
+# Above this κ a von Mises is a normal of σ = 1/√κ (to O(1/κ); here σ < 0.06°), and the
+# rejection sampler's r = (1 + ρ²)/2ρ rounds to 1 in float64 as κ grows, so no draw is ever
+# accepted (at κ = 1e20 it spun forever): such elements are drawn from the normal instead.
+NORMAL_KAPPA = 1e6
+
+
 def _von_mises_draw(kappa: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Samples of VonMises(0, κ) for every element of κ (Best & Fisher 1979 rejection).
+    """Samples of VonMises(0, κ) for every element of κ (Best & Fisher 1979 rejection; the
+    normal limit above NORMAL_KAPPA, the mean itself for infinite κ).
 
     Each round redraws only the still-rejected elements: a full-size redraw per round made a
     million draws cost ~15 full passes (the slowest of a million geometric waits).
     """
+    sharp = kappa > NORMAL_KAPPA
+    if sharp.any():
+        out = _von_mises_draw(torch.where(sharp, torch.ones_like(kappa), kappa), generator)
+        normal = torch.randn(kappa.shape, generator=generator, dtype=kappa.dtype)
+        return torch.where(sharp, normal / torch.sqrt(kappa), out)  # 1/√∞ = 0: the mean
     tau = 1.0 + torch.sqrt(1.0 + 4.0 * kappa**2)
     rho = (tau - torch.sqrt(2.0 * tau)) / (2.0 * kappa)
     r = ((1.0 + rho**2) / (2.0 * rho)).flatten()

@@ -14,13 +14,25 @@ import torch
 from . import residues
 from .checkpoint import resolve_device
 from .ensemble import build
-from .ensemble.conformers import Selection, flexibility_score, iid_selection, select_conformers
-from .ensemble.multiconf import MulticonformerModel, SplitOptions, build_multiconformer, report_csv
-from .ensemble.sample import sample_chis
+from .ensemble.conformers import (
+    N_CANDIDATES,
+    Selection,
+    flexibility_score,
+    iid_selection,
+    select_conformers,
+)
+from .ensemble.multiconf import (
+    MulticonformerModel,
+    SplitOptions,
+    build_multiconformer,
+    report_csv,
+    report_summary,
+)
+from .ensemble.sample import check_sampling, sample_chis
 from .features import Features, featurize
 from .flexibility import flexibility_table
 from .flexibility import table_csv as _table_csv
-from .mixture import Mixture
+from .mixture import Mixture, sample
 from .server_config import check_prediction_size
 from .structure import ParsedStructure, read_structure
 
@@ -82,6 +94,7 @@ def predict(
     """
     if conformers not in CONFORMER_SOURCES:
         raise ValueError(f"conformers must be one of {CONFORMER_SOURCES}")
+    check_sampling(n_samples, temperature, seed)  # before any work: a clear line, no traceback
     options = options or SplitOptions()
     step = progress or (lambda fraction, text: None)
     step(0.0, "Reading the structure")
@@ -103,8 +116,9 @@ def predict(
     selection = select_conformers(mix, defined, symmetric, N_PROPOSED, seed=seed)
     score = flexibility_score(mix, defined, symmetric, p_flexible)
     proposed = selection if conformers == "select" else iid_selection(samples, defined, symmetric)
+    prior = _prior_draws(model, features, symmetric, seed)
     step(0.65, "Building the multiconformer model and checking clashes")
-    multi = build_multiconformer(parsed, proposed, score, options)
+    multi = build_multiconformer(parsed, proposed, score, options, prior_draws=prior)
     table = flexibility_table(
         features, mix, residue_entropy=selection.entropy, score=score, p_flexible=p_flexible
     )
@@ -130,6 +144,18 @@ def predict(
         source_name,
         p_flexible,
     )
+
+
+def _prior_draws(model, features: Features, symmetric, seed: int) -> torch.Tensor | None:
+    """[C, N, D] draws of the weights' backbone-dependent rotamer library (model/prior.py), the
+    evidence-free floor of the input side chain's occupancy; None for weights without one."""
+    prior = getattr(getattr(model, "head", None), "prior", None)
+    if prior is None:
+        return None
+    lib = prior.library(features.to(next(prior.buffers()).device))
+    lib = Mixture(*(t.detach().float().cpu() for t in lib))
+    g = torch.Generator().manual_seed(seed)
+    return sample(lib, N_CANDIDATES, symmetric.cpu(), generator=g)[0]
 
 
 def mixture_json(pred: Prediction, weights_name: str) -> dict:
@@ -159,17 +185,35 @@ def mixture_json(pred: Prediction, weights_name: str) -> dict:
         "format": MIXTURE_FORMAT,
         "structure": pred.source_name,
         "weights": weights_name,
+        # report.csv's structure-level numbers, and how the PDB file names long chains
+        "multiconformer": {**report_summary(pred.multiconformer), **pdb_note(pred)},
         "residues": out,
     }
 
 
+def pdb_note(pred: Prediction) -> dict:
+    """{"pdb_chain_names": {mmCIF name: PDB name}} where chain names are too long for PDB, or
+    {"pdb_not_written": why} where even renamed they do not fit; {} where all fits."""
+    try:
+        chain_map = build.pdb_chain_map(pred.multiconformer.structure)
+    except build.ChainNamesError as err:
+        return {"pdb_not_written": f"{err}: the mmCIF files hold the model"}
+    return {"pdb_chain_names": chain_map} if chain_map else {}
+
+
 def multiconformer_pdb(pred: Prediction) -> str:
-    """multiconformer.pdb: the altloc model for refinement, its REMARKs first."""
+    """multiconformer.pdb: the altloc model for refinement, its REMARKs first. Chains whose
+    names are too long for PDB get one-character names; a REMARK maps them back. Raises
+    build.ChainNamesError where they cannot (`outputs` then leaves the PDB files out)."""
     import textwrap
 
-    lines = [w for line in _remark_lines(pred) for w in textwrap.wrap(line, 69)]
+    st = pred.multiconformer.structure
+    chain_map = build.pdb_chain_map(st)
+    renamed = [f"chain {short} is chain {long} of the mmCIF file"
+               for long, short in chain_map.items()]  # fmt: skip
+    lines = [w for line in [*_remark_lines(pred), *renamed] for w in textwrap.wrap(line, 69)]
     remarks = "".join(f"REMARK 250 {w:<69}\n" for w in lines)  # 80 columns, as PDB lines are
-    return remarks + build.to_pdb(pred.multiconformer.structure)
+    return remarks + build.to_pdb(st, chain_map)
 
 
 def multiconformer_cif(pred: Prediction) -> str:
@@ -204,21 +248,26 @@ def output_name(pred: Prediction, kind: str) -> str:
 
 def outputs(pred: Prediction, weights_name: str) -> dict[str, bytes]:
     """Every output file, {file name: bytes} in OUTPUT_FILES order: what `qfitlatent predict`
-    writes and what the app offers for download, from this one function.
+    writes and what the app offers for download, from this one function. The two PDB files are
+    left out only where the chains cannot be named in PDB (over 62 with long names); the
+    mmCIF files always hold the model, and mixture.json says why.
 
     `weights_name` is `checkpoint.weights_label(path)` of the weights used (mixture.json says it).
     """
     st = samples_structure(pred)  # built once for both formats
     texts = {
-        "pdb": multiconformer_pdb(pred),
         "cif": multiconformer_cif(pred),
-        "samples_pdb": build.to_pdb(st),
         "samples_cif": build.to_cif(st),
         "report": report_csv(pred.multiconformer),
         "table": _table_csv(pred.table),
         "mixture": json.dumps(mixture_json(pred, weights_name), indent=1) + "\n",
     }
-    return {output_name(pred, kind): texts[kind].encode() for kind in OUTPUT_FILES}
+    # PDB where the format can hold the chains (mixture.json says why not, otherwise).
+    if "pdb_not_written" not in pdb_note(pred):
+        texts["pdb"] = multiconformer_pdb(pred)
+        texts["samples_pdb"] = build.to_pdb(st, build.pdb_chain_map(st))
+    return {output_name(pred, kind): texts[kind].encode() for kind in OUTPUT_FILES
+            if kind in texts}  # fmt: skip
 
 
 def write_outputs(

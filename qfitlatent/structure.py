@@ -1,13 +1,17 @@
 """Reading PDB/mmCIF files with gemmi, keeping the alternate locations that are our signal.
 
 `read_structure` returns a cleaned gemmi.Structure (first model, no hydrogens, waters or
-ligands; altlocs kept) and one `ResidueRecord` per usable protein residue. Each record holds the
+ligands; altlocs kept) and one `ResidueRecord` per usable protein residue; what the network
+featurises comes from these. `ParsedStructure.full` keeps the first model as the file has it
+(waters, ligands, metals, hydrogens, every altloc and occupancy), for the writers that must
+give every input atom back and for the clash screen's environment. Each record holds the
 primary-altloc backbone (SPEC §2) and every distinct side-chain conformer with its occupancy
 (SPEC §6), decided here once so features, writers and the app agree.
 
 How messy files are handled, deliberately:
-- Occupancies that do not sum to 1 per residue are normalised; atoms of one altloc with
-  different occupancies are averaged.
+- Occupancies that do not sum to 1 per residue are normalised for the network (`Conformer.occ`);
+  `Conformer.file_occ` keeps the file's, which the written model, the report and the app give.
+  Atoms of one altloc with different occupancies are averaged.
 - Altlocs whose side chains coincide (duplicates with identical coordinates, or altlocs that
   split only the backbone) are merged: they are one side-chain conformer.
 - qFit writes every atom per altloc, other programs split only the side chain: an altloc's
@@ -55,8 +59,12 @@ class Conformer:
     """One distinct side-chain conformer of a residue."""
 
     altloc: str  # "" for a residue with no side-chain altlocs
-    occ: float  # normalised over the residue's conformers
+    occ: float  # normalised over the residue's conformers (what the network is trained on)
     atoms: dict[str, np.ndarray]  # name -> [3] Å: side-chain atoms plus N, CA of this altloc
+    # As the file has it: the altloc letters merged into this conformer (coinciding side chains)
+    # and the sum of their side-chain occupancies, not normalised. What the app shows.
+    altlocs: str = ""
+    file_occ: float = 1.0
 
 
 @dataclass
@@ -90,6 +98,19 @@ class ParsedStructure:
     warnings: list[str] = field(default_factory=list)
     # Å, from the header (PDB REMARK 2, mmCIF _refine / _reflns); None where it gives none.
     resolution: float | None = None
+    # The first model exactly as read (cell and space group included), and where each record's
+    # residue sits in it: (chain_idx, res_idx) in `structure` -> (chain_idx, res_idx) in `full`.
+    full: gemmi.Structure | None = None
+    full_index: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+
+    def input_structure(self) -> gemmi.Structure:
+        """The input's first model with every atom (the cleaned one where none was kept)."""
+        return self.full if self.full is not None else self.structure
+
+    def input_position(self, rec: "ResidueRecord") -> tuple[int, int]:
+        """(chain index, residue index) of a record's residue in `input_structure()`."""
+        key = (rec.chain_idx, rec.res_idx)
+        return self.full_index.get(key, key) if self.full is not None else key
 
 
 def structure_id(path: str | Path) -> str:
@@ -154,7 +175,7 @@ def read_structure(
 
 def from_gemmi(st: gemmi.Structure, name: str) -> ParsedStructure:
     """Clean a gemmi.Structure already in memory (it is modified) and record its residues."""
-    warnings = _clean(st, name)
+    warnings, full = _clean(st, name)
     records = _residue_records(st, name, warnings)
     return ParsedStructure(
         name=structure_id(name),
@@ -163,6 +184,8 @@ def from_gemmi(st: gemmi.Structure, name: str) -> ParsedStructure:
         warnings=warnings,
         # gemmi reads 0 where the header has no resolution.
         resolution=float(st.resolution) if st.resolution > 0 else None,
+        full=full,
+        full_index=_index_in(full, st),
     )
 
 
@@ -236,13 +259,16 @@ def _parse(text: str, name: str) -> gemmi.Structure:
     return st
 
 
-def _clean(st: gemmi.Structure, name: str) -> list[str]:
+def _clean(st: gemmi.Structure, name: str) -> tuple[list[str], gemmi.Structure]:
+    """Reduce `st` to the protein residues the network reads; return the warnings and a copy of
+    the first model as read (before chain parts are merged, so it writes back as it came)."""
     warnings = []
     if len(st) > 1:
         warnings.append(f"{name} holds {len(st)} models; only the first is used")
         while len(st) > 1:
             del st[1]
     st.setup_entities()
+    full = st.clone()
     st.merge_chain_parts()
     st.remove_hydrogens()
     for chain in st[0]:
@@ -251,7 +277,26 @@ def _clean(st: gemmi.Structure, name: str) -> list[str]:
                 del chain[i]
     st.remove_empty_chains()
     # Never remove_alternative_conformations: the altlocs are the ground truth.
-    return warnings
+    return warnings, full
+
+
+def _index_in(full: gemmi.Structure, st: gemmi.Structure) -> dict:
+    """(chain, residue) indices of every residue of `st` in `full`, matched by chain name,
+    number, insertion code, name and occurrence (merging chain parts keeps their order)."""
+    where: dict[tuple, list[tuple[int, int]]] = {}
+    for ci, chain in enumerate(full[0]):
+        for ri, res in enumerate(chain):
+            key = (chain.name, res.seqid.num, res.seqid.icode, res.name)
+            where.setdefault(key, []).append((ci, ri))
+    seen: dict[tuple, int] = {}
+    out = {}
+    for ci, chain in enumerate(st[0]):
+        for ri, res in enumerate(chain):
+            key = (chain.name, res.seqid.num, res.seqid.icode, res.name)
+            k = seen.get(key, 0)
+            seen[key] = k + 1
+            out[(ci, ri)] = where[key][k]
+    return out
 
 
 def _is_amino_acid(resname: str) -> bool:
@@ -324,12 +369,15 @@ def _conformers(atoms: dict[str, dict[str, gemmi.Atom]], primary: str) -> list[C
         return out
 
     if not altlocs:
-        return [Conformer(BLANK, 1.0, side_chain(primary))]
+        own = [a for n in sc_names for a in atoms[n].values()]
+        occ = float(np.mean([a.occ for a in own])) if own else 1.0
+        return [Conformer(BLANK, 1.0, side_chain(primary), file_occ=occ)]
 
     conformers = []
     for alt in altlocs:
         own = [atoms[n][alt] for n in sc_names if alt in atoms[n]]
-        conformers.append(Conformer(alt, float(np.mean([a.occ for a in own])), side_chain(alt)))
+        occ = float(np.mean([a.occ for a in own]))
+        conformers.append(Conformer(alt, occ, side_chain(alt), altlocs=alt, file_occ=occ))
 
     merged: list[Conformer] = []
     for conf in conformers:
@@ -338,6 +386,8 @@ def _conformers(atoms: dict[str, dict[str, gemmi.Atom]], primary: str) -> list[C
             merged.append(conf)
         else:
             twin.occ += conf.occ
+            twin.file_occ += conf.occ
+            twin.altlocs += conf.altloc
     if any(c.occ > 0 for c in merged):
         merged = [c for c in merged if c.occ > 0]
     total = sum(c.occ for c in merged)

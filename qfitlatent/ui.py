@@ -384,10 +384,10 @@ def residue_summary(pred, row: dict) -> None:
     report = [r for r in pred.multiconformer.rows if r["index"] == i]
     if report:
         st.caption("In multiconformer.pdb (the report's rows for this residue)")
-        shown = [{"altloc": r["altloc"] or "–", "occ": r["occupancy"],
+        shown = [{"altloc": r["altloc"] or "–", "occ": r["occupancy"], "mass": r["mass"],
                   **{f"χ{d + 1}": r[f"chi{d + 1}"] for d in range(n_chi)},
                   "source": r["source"], "status": r["status"], "overlap (Å)": r["overlap"],
-                  "partner": r["partner"]} for r in report]  # fmt: skip
+                  "partner": r["partner"], "note": r["note"]} for r in report]  # fmt: skip
         st.dataframe(pd.DataFrame(shown).astype(str), hide_index=True, width="stretch")
     else:
         t = pred.multiconformer.options.threshold

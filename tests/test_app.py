@@ -88,10 +88,10 @@ def test_example_predicts_and_draws(example):
     # or the selector's proposals where it was not split), then the flexibility table.
     assert len(example.dataframe) == 3
     predicted = example.dataframe[1].value
-    if "mass" in predicted:
+    if "status" in predicted:  # the report's rows (they carry a mass column too)
+        assert {"status", "source", "mass", "note"} <= set(predicted)
+    else:  # the selector's proposals
         assert predicted["mass"].sum() <= 1.0 + 1e-6
-    else:
-        assert {"status", "source"} <= set(predicted)
     table = flex_table(example).value
     assert list(table.residue) == residue_box(example).options
     assert list(table.flexibility) == sorted(table.flexibility, reverse=True)  # default sort
@@ -315,7 +315,8 @@ def test_downloads_are_the_files_the_command_line_writes(env, tmp_path, which):
                  "--input-altlocs", "replace"]) == 0  # fmt: skip
     written = {p.name: p.read_bytes() for p in (out / "2ppn").iterdir()}
     assert result.downloads == written and len(written) == 7
-    assert b"threshold 0.2, max conformers 2" in written["2ppn_report.csv"]
+    settings = json.loads(written["2ppn_mixture.json"])["multiconformer"]["settings"]
+    assert settings["threshold"] == 0.2 and settings["max_conformers"] == 2
     named = json.loads(written["2ppn_mixture.json"])["weights"]
     assert named == ("lysozyme-ft/best.pt" if which == "fine-tune" else weights.name)
 

@@ -128,3 +128,29 @@ def test_mode_is_the_mean_of_the_heaviest_component_for_any_batch_shape():
             k = int(np.argmax(logits[b, r].numpy()))  # numpy: first maximum
             assert torch.equal(got[b, r], mu[b, r, k]) and int(heaviest(mix)[b, r]) == k
     assert int(heaviest(mix)[1, 2]) == 1
+
+
+def test_sampling_cannot_spin_at_any_temperature_or_concentration():
+    """Issue 21.4: at temperature 1e-20 the rejection sampler never accepted a draw (κ/T ~ 1e21:
+    its r rounds to 1). Run in a child process with a time limit, so the old code fails instead
+    of hanging the suite: temperature 1e-20 and 1e-300, κ up to 1e300 and infinite, all end,
+    finite, at (or within a hair of) the mean of the heaviest component."""
+    import subprocess
+    import sys
+
+    code = (
+        "import math, torch\n"
+        "from qfitlatent.mixture import Mixture, sample\n"
+        "mix = Mixture(torch.tensor([[0.0, 2.0]]), torch.tensor([[[0.5, -1.0], [1.0, 2.0]]]),"
+        " torch.tensor([[[3.0, 1e300], [5.0, math.inf]]]))\n"
+        "for t in (1e-20, 1e-300, 1e-320, 1.0):\n"
+        "    chi, comp = sample(mix, 50, generator=torch.Generator().manual_seed(0),"
+        " temperature=t)\n"
+        "    assert torch.isfinite(chi).all(), t\n"
+        "    if t < 1: assert (comp == 1).all() and (chi - torch.tensor([1.0, 2.0])).abs().max()"
+        " < 1e-6, (t, chi)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -7,12 +7,15 @@ import math
 import shutil
 
 import gemmi
+import pandas as pd
 import pytest
 import torch
 from conftest import data_file, tiny_model
 
 from qfitlatent import cli
 from qfitlatent.checkpoint import save_checkpoint
+from qfitlatent.ensemble.multiconf import REPORT_COLUMNS
+from qfitlatent.ensemble.sample import MAX_SAMPLES, MAX_SEED, MAX_TEMPERATURE, MIN_TEMPERATURE
 from qfitlatent.ensemble.sidechains import measure_chis
 from qfitlatent.predict import (
     MIXTURE_FORMAT,
@@ -135,8 +138,13 @@ def test_predict_writes_every_file(pred, tmp_path):
         assert in_csv[(r["chain"], r["resnum"])] == pytest.approx(r["p_flexible"], abs=1e-4)
     for key in ("pdb", "cif", "samples_pdb", "samples_cif"):
         assert gemmi.read_structure(str(paths[key]))[0].count_atom_sites() > 0
-    report = paths["report"].read_text()
-    assert report.startswith("# expected flexible residues") and "chain,resnum" in report
+    # report.csv opens in any CSV reader: the header is its first line (issue 19).
+    report = pd.read_csv(paths["report"])
+    assert list(report.columns) == list(REPORT_COLUMNS) and len(report) > 0
+    summary = doc["multiconformer"]  # its structure-level numbers live in mixture.json
+    assert summary["residues_split"] == pred.multiconformer.n_split
+    assert summary["expected_flexible"] == pytest.approx(pred.multiconformer.expected_flexible,
+                                                         abs=0.01)  # fmt: skip
 
 
 def test_without_a_flexibility_head_p_flexible_is_null_and_the_fallback_ranks(pred):
@@ -214,8 +222,9 @@ def test_cli_settings_reach_the_multiconformer_model(weights, tmp_path, capsys):
     out = tmp_path / "o"
     args = ["predict", str(data_file(SMALL_2)), "--weights", str(weights), "--out", str(out)]
     assert cli.main([*args, "--threshold", "0", "--max-conformers", "2"]) == 0
-    report = (out / "1ab1" / "1ab1_report.csv").read_text()
-    assert "threshold 0, max conformers 2" in report
+    doc = json.loads((out / "1ab1" / "1ab1_mixture.json").read_text())
+    assert doc["multiconformer"]["settings"]["threshold"] == 0
+    assert doc["multiconformer"]["settings"]["max_conformers"] == 2
     assert "split" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stop:  # argparse refuses it with the usage line
         cli.main([*args, "--threshold", "1.5"])
@@ -238,3 +247,79 @@ def test_shipped_weights_predict_a_real_structure(tmp_path):
     doc = mixture_json(pred, default_weights().name)
     assert validate_mixture_json(doc) == []
     assert len(write_outputs(pred, tmp_path, default_weights().name)) == len(OUTPUT_FILES)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"n_samples": 1_000_000_000}, {"n_samples": 0}, {"n_samples": 2.5}, {"temperature": 1e-20},
+     {"temperature": float("nan")}, {"temperature": 0.0}, {"seed": 2**64}, {"seed": -1}],
+)  # fmt: skip
+def test_sampling_settings_out_of_range_are_refused_in_words(model, setting):
+    # Issue 21.4: a billion samples died in the allocator, 1e-20 spun forever, a seed above
+    # 2^64 gave a traceback. Refused before any work, with a sentence naming the limit.
+    with pytest.raises(ValueError, match=r"^the (number of samples|temperature|seed) must"):
+        predict(model, data_file(SMALL_2), **setting)
+
+
+def test_cli_sampling_limits_come_from_one_place(weights, tmp_path, capsys):
+    args = ["predict", str(data_file(SMALL_2)), "--weights", str(weights), "--out", str(tmp_path)]
+    too_far = (("--samples", MAX_SAMPLES + 1), ("--temperature", MIN_TEMPERATURE / 10),
+               ("--temperature", MAX_TEMPERATURE * 10), ("--seed", MAX_SEED + 1))  # fmt: skip
+    for flag, bad in too_far:
+        with pytest.raises(SystemExit) as stop:
+            cli.main([*args, flag, str(bad)])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and flag in err and "Traceback" not in err
+    # the limits themselves are accepted
+    assert cli.main([*args, "--samples", "2", "--temperature", str(MIN_TEMPERATURE),
+                     "--seed", str(MAX_SEED)]) == 0  # fmt: skip
+
+
+def _with_chain_names(path, names, n_residues: int | None = None) -> bytes:
+    """The structure as mmCIF with its first chain (its first `n_residues`) copied to `names`."""
+    st = gemmi.read_structure(str(path))
+    st.setup_entities()
+    model = st[0]
+    template = model[0].clone()
+    while n_residues is not None and len(template) > n_residues:
+        del template[len(template) - 1]
+    while len(model):
+        model.remove_chain(model[0].name)
+    for k, name in enumerate(names):
+        chain = template.clone()
+        chain.name = name
+        for res in chain:  # each copy elsewhere, so they do not sit on each other
+            for a in res:
+                a.pos = gemmi.Position(a.pos.x + 60.0 * k, a.pos.y, a.pos.z)
+        model.add_chain(chain)
+    st.setup_entities()
+    return st.make_mmcif_document().as_string().encode()
+
+
+def test_long_chain_names_write_pdb_with_a_chain_map(model):
+    """Issue 21.1: an mmCIF with chain names of 3+ characters crashed `outputs` while writing
+    the PDB files. Now the PDB files use one-character names and say which is which."""
+    data = _with_chain_names(data_file(SMALL_2), ["ABC", "LONGNAME"])
+    pred = predict(model, data, name="long.cif", n_samples=3)
+    files = outputs(pred, "w")
+    assert len(files) == len(OUTPUT_FILES)
+    pdb = files[output_name(pred, "pdb")].decode()
+    samples = gemmi.read_pdb_string(files[output_name(pred, "samples_pdb")].decode())
+    assert "chain A is chain ABC of the mmCIF file" in pdb.replace("\nREMARK 250 ", " ")
+    assert {ch.name for ch in gemmi.read_pdb_string(pdb)[0]} >= {"A", "B"}
+    assert len(samples) == 3 and all(len(ch.name) == 1 for m in samples for ch in m)
+    cif = gemmi.cif.read_string(files[output_name(pred, "cif")].decode()).sole_block()
+    assert set(cif.find_values("_atom_site.auth_asym_id")) == {"ABC", "LONGNAME"}
+    doc = json.loads(files[output_name(pred, "mixture")])
+    assert doc["multiconformer"]["pdb_chain_names"] == {"ABC": "A", "LONGNAME": "B"}
+
+
+def test_too_many_long_chain_names_leave_out_only_the_pdb_files(model):
+    names = [f"C{k:02d}" for k in range(63)]  # one more than the PDB's one-character names
+    data = _with_chain_names(data_file(SMALL_2), names, n_residues=3)
+    pred = predict(model, data, name="many.cif", n_samples=1)
+    files = outputs(pred, "w")
+    assert output_name(pred, "pdb") not in files and output_name(pred, "samples_pdb") not in files
+    assert output_name(pred, "cif") in files
+    why = json.loads(files[output_name(pred, "mixture")])["multiconformer"]["pdb_not_written"]
+    assert "do not fit" in why and "mmCIF" in why

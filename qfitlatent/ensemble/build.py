@@ -1,16 +1,20 @@
 """Building written models from the input (PDB and mmCIF, via gemmi): shared pieces.
 
-- every residue starts from its primary conformer in the input (the side-chain conformer of the
-  primary backbone altloc, else the heaviest one), backbone and CB blank with occupancy 1
-  (`base_structure`);
-- `_replace_atoms` rewrites one residue with several conformers: one altloc letter per
-  conformer on the atoms its χ move (CG onwards), given occupancies;
+- a residue's primary conformer in the input is the side-chain conformer of the primary
+  backbone altloc, else the heaviest one (`primary_conformer`); `base_structure` gives every
+  residue as that, backbone and CB blank with occupancy 1;
+- `split_residue` splits one residue in place: one altloc letter per conformer on the atoms its
+  χ move (CG onwards), given occupancies;
 - residues the builder cannot turn (no χ, proline, modified residues with extra atoms) are
   written as their primary conformer;
 - chain ids, residue numbers and insertion codes are those of the input.
-`multiconf.build_multiconformer` makes the altloc model from these, `samples_model` the
-multi-model ensemble. Waters and ligands were removed on reading: models hold the protein only.
+`multiconf.build_multiconformer` makes the altloc model from the input's every atom
+(`input_model`, `split_residue`): waters, ligands, metals, hydrogens and every altloc stay.
+`samples_model` makes the multi-model ensemble of the protein alone (one conformer per
+residue, no hydrogens: they would not follow the turned side chains).
 """
+
+import string
 
 import gemmi
 import numpy as np
@@ -66,17 +70,15 @@ def moving_atoms(rec: ResidueRecord) -> tuple[str, ...]:
     return moved_by(rec.parent, 0) if rebuildable(rec) else ()
 
 
-def base_structure(parsed: ParsedStructure, keep: set[int] = frozenset()) -> gemmi.Structure:
-    """The input as one conformer per residue: each record's primary conformer, blank, with
-    occupancy 1; residues outside the records keep their most occupied altloc. Records whose
-    index is in `keep` stay exactly as in the input (all their altlocs)."""
+def base_structure(parsed: ParsedStructure) -> gemmi.Structure:
+    """The protein as one conformer per residue (what `samples_model` turns): each record's
+    primary conformer, blank, with occupancy 1; residues outside the records keep their most
+    occupied altloc."""
     st = parsed.structure.clone()
     record_at = {(rec.chain_idx, rec.res_idx): i for i, rec in enumerate(parsed.residues)}
     for ci, chain in enumerate(st[0]):
         for ri, res in enumerate(chain):
             i = record_at.get((ci, ri))
-            if i in keep:
-                continue
             if i is not None and _plain(res):
                 continue  # no altlocs, full occupancy: already its primary conformer
             _keep_heaviest_conformer(res)
@@ -84,6 +86,60 @@ def base_structure(parsed: ParsedStructure, keep: set[int] = frozenset()) -> gem
                 rec = parsed.residues[i]
                 _replace_atoms(res, rec, [base_atoms(rec)], [""], [1.0], ())
     return st
+
+
+def input_model(parsed: ParsedStructure, collapse: set[int] = frozenset()) -> gemmi.Structure:
+    """The input's first model with every atom as read; records whose index is in `collapse`
+    are reduced to their primary conformer (blank, occupancy 1), as `base_structure` does."""
+    st = parsed.input_structure().clone()
+    for i in collapse:
+        rec = parsed.residues[i]
+        ci, ri = parsed.input_position(rec)
+        res = st[0][ci][ri]
+        _keep_heaviest_conformer(res)
+        _replace_atoms(res, rec, [base_atoms(rec)], [""], [1.0], ())
+    return st
+
+
+def split_residue(
+    res: gemmi.Residue,
+    rec: ResidueRecord,
+    alternatives: list[Atoms],  # predicted conformers, parent atom names, [3] each
+    labels: list[str],  # [A, B, …]: A for the input side chain
+    occ: list[float],  # one per label
+    moving: tuple[str, ...],  # parent names of the atoms χ moves
+) -> set[str]:
+    """Split a residue without altlocs in place: its moving atoms (and the hydrogens riding on
+    them) become altloc A at occ[0], every other atom stays exactly as read; after each moving
+    heavy atom come its copies at the alternatives' positions. Returns the file names of the
+    atoms now labelled A."""
+    renames = residues.ATOM_RENAMES.get(rec.resname, {})
+    atoms = [a.clone() for a in res]
+    heavy = [a for a in atoms if not a.is_hydrogen()]
+
+    def parent(h: gemmi.Atom) -> str:  # the heavy atom a hydrogen rides on: the nearest one
+        return min(heavy, key=lambda a: a.pos.dist(h.pos)).name if heavy else ""
+
+    for k in reversed(range(len(res))):
+        del res[k]
+    relabelled = set()
+    for atom in atoms:
+        own = parent(atom) if atom.is_hydrogen() else atom.name
+        if renames.get(own, own) not in moving:
+            res.add_atom(atom)
+            continue
+        atom.altloc, atom.occ = labels[0], occ[0]
+        relabelled.add(atom.name)
+        res.add_atom(atom)
+        name = renames.get(atom.name, atom.name)
+        if atom.is_hydrogen():
+            continue  # the alternatives carry heavy atoms only: refinement adds riding H
+        for alt, label, o in zip(alternatives, labels[1:], occ[1:], strict=True):
+            copy = atom.clone()
+            copy.pos = gemmi.Position(*(round(v, 3) for v in alt[name].tolist()))
+            copy.altloc, copy.occ = label, o
+            res.add_atom(copy)
+    return relabelled
 
 
 def _plain(res: gemmi.Residue) -> bool:
@@ -143,24 +199,43 @@ def samples_model(
     return st
 
 
-def to_pdb(st: gemmi.Structure) -> str:
-    """PDB text. Chain names longer than the format holds (mmCIF's "AAA") are shortened the way
-    gemmi does it (`shorten_chain_names`); the mmCIF file keeps the originals."""
-    if any(len(chain.name) > 1 for chain in st[0]):
+# One-character chain names a PDB file can hold, in the order they replace longer ones.
+PDB_CHAIN_NAMES = string.ascii_uppercase + string.ascii_lowercase + string.digits
+
+
+class ChainNamesError(ValueError):
+    """More chains with long names than one-character PDB chain names: no PDB file."""
+
+
+def pdb_chain_map(st: gemmi.Structure) -> dict[str, str]:
+    """{mmCIF chain name: PDB chain name} for the names longer than one character (mmCIF's
+    "ABC"), each given an unused one-character name; {} where every name fits. Raises
+    ChainNamesError where the one-character names run out."""
+    names = list(dict.fromkeys(ch.name for model in st for ch in model))
+    long = [n for n in names if len(n) > 1]
+    free = [c for c in PDB_CHAIN_NAMES if c not in names]
+    if len(long) > len(free):
+        raise ChainNamesError(
+            f"{len(names)} chains, {len(long)} of them with names longer than one character, "
+            f"do not fit the {len(PDB_CHAIN_NAMES)} one-character chain names of the PDB format"
+        )
+    return dict(zip(long, free, strict=False))
+
+
+def to_pdb(st: gemmi.Structure, chain_map: dict[str, str] | None = None) -> str:
+    """PDB text, every model. Chain names longer than one character are renamed by
+    `chain_map` (default `pdb_chain_map(st)`); the mmCIF file keeps the originals."""
+    chain_map = pdb_chain_map(st) if chain_map is None else chain_map
+    if chain_map:
         st = st.clone()
-        st.shorten_chain_names()
+        for model in st:
+            for chain in model:
+                chain.name = chain_map.get(chain.name, chain.name)
     return st.make_pdb_string(gemmi.PdbWriteOptions(minimal=True))
 
 
 def to_cif(st: gemmi.Structure) -> str:
     return st.make_mmcif_document().as_string()
-
-
-def _round_occ(occ: torch.Tensor) -> list[float]:
-    """Occupancies to the 2 decimals a PDB file holds, still summing to exactly 1."""
-    out = [round(float(o), 2) for o in occ]
-    out[0] = round(1.0 - sum(out[1:]), 2)
-    return out
 
 
 def _keep_heaviest_conformer(res: gemmi.Residue) -> None:

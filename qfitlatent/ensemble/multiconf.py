@@ -1,31 +1,41 @@
 """A parsimonious multiconformer model a crystallographer can refine (our multiconformer_model2).
 
-Rules, in the order they apply:
+The model is the input's first model with every atom as read (waters, ligands, metals,
+hydrogens, every altloc, occupancy and B-factor: `structure.ParsedStructure.full`); only the
+residues the report says were split change. Rules, in the order they apply:
 - A residue is split only when its flexibility score (`conformers.flexibility_score`: the
-  network's p_flexible, or the mixture fallback) is at least `threshold`.
-- The input's modelled side chain stays, as altloc A: it is the one conformer the data support.
-  The selector's conformers (`conformers.select_conformers`, heaviest first) that are distinct
-  from it (≥ 20° on some χ) are tried as B, C, … until the residue holds `max_conformers`.
-- Occupancies are the mixture mass nearest each written conformer (the input's included). An
-  alternative lighter than `min_occupancy` is not written. The input keeps at least that much.
-  Occupancies are rounded to the 2 decimals a PDB file holds and sum to exactly 1.
-- An alternative is rejected when one of its moving heavy atoms overlaps an atom of the fixed
-  environment by `overlap` Å or more (overlap = r_vdW,a + r_vdW,b − distance, Bondi radii; 0.4 Å
-  is the usual serious-clash cut-off). The environment of an alternative with altloc L is the
-  model "in state L": blank atoms of every other residue, their altloc-L atoms where they have
-  L, else their first altloc (for a residue we split, the input side chain). So backbone,
-  unsplit residues and the coexisting conformers of split neighbours all count; the residue's
-  own atoms and disulfide SG–SG pairs do not. Residues are processed most flexible first, and
-  each alternative is screened against everything written before it, so every pair of
-  coexisting atoms is checked once.
-- Input altlocs: with `input_altlocs="keep"` (default) a residue the input models with several
-  side-chain conformers is written exactly as in the input and we add nothing to it; with
-  "replace" it starts from its primary conformer like any other residue. Observed altlocs are
-  never dropped silently: "keep" is the default and the report lists them.
-- B-factors of every written atom are those of the input atom of the same name (for a residue
-  with input altlocs that are replaced, the most occupied one); atoms the input lacks get the
-  residue's mean. The files say so in a REMARK.
-Waters and ligands were removed on reading, so they are neither written nor screened against.
+  network's p_flexible, or the mixture fallback) is at least `threshold`, it has no altlocs in
+  the input (with "replace", side-chain altlocs are first reduced to the primary conformer),
+  and its SG is not in a disulfide.
+- The input's modelled side chain stays, as altloc A (its hydrogens too): it is the one
+  conformer the data support. The selector's conformers (`conformers.select_conformers`,
+  heaviest first) that are distinct from it (≥ 20° on some χ) and whose χ1 is staggered (not
+  within 20° of 0° or ±120°) are tried as B, C, … until the residue holds `max_conformers`.
+  Alternatives carry heavy atoms only.
+- Occupancies are the mixture mass nearest each written conformer (the input's included). The
+  input keeps at least the library prior's mass of its rotamer well (weights with a prior:
+  without a density map that is all the evidence against it) and at least `min_occupancy`; an
+  alternative lighter than `min_occupancy` is not written. Occupancies are rounded to the 2
+  decimals a PDB file holds and sum to exactly 1; the report's `note` says why each is what it
+  is.
+- An alternative is rejected when one of its moving heavy atoms overlaps an atom of the crystal
+  by `overlap` Å or more: overlap = r_vdW,a + r_vdW,b − distance (Bondi radii; 0.4 Å is the
+  usual serious-clash cut-off), except N/O pairs and N/O with a hydrogen on N/O, which may
+  hydrogen-bond and clash below 2.5 Å and 1.5 Å (`_overlap`). The crystal is every atom of the
+  model and its symmetry copies (cell and space group; a model without a crystal cell has
+  none). The environment of an alternative with altloc L is the crystal "in state L": blank
+  atoms, altloc-L atoms where a residue has L, else its first altloc (for a residue we split,
+  the input side chain). The residue's own atoms do not count, but its symmetry copies do
+  ("its own symmetry copy"). Residues are processed most flexible first, and each alternative
+  is screened against everything written before it, so every pair of coexisting atoms is
+  checked once.
+- Input altlocs: a residue with any altloc in the input (side chain, backbone only, coinciding
+  copies) is written exactly as read, whatever their occupancies sum to (the report says where
+  that is not 1), and we add nothing to it; with `input_altlocs="replace"` a residue whose
+  side-chain altlocs differ starts from its primary conformer like any other residue instead
+  (the report lists what it replaced).
+- B-factors of every atom are the input's; alternatives copy those of the input atom they
+  replace. The files say so in a REMARK.
 """
 
 import functools
@@ -40,7 +50,13 @@ from scipy.spatial import cKDTree
 
 from .. import residues
 from ..structure import ParsedStructure
-from .build import _replace_atoms, base_atoms, base_structure, moving_atoms, rebuildable
+from .build import (
+    base_atoms,
+    input_model,
+    moving_atoms,
+    rebuildable,
+    split_residue,
+)
 from .conformers import SEPARATION_DEG, Selection, chi_distance
 from .sidechains import measure_chis, set_chis
 
@@ -56,11 +72,16 @@ DEFAULT_THRESHOLD = 0.17
 MAX_CONFORMERS = 3  # per residue, the input's included: at most 2 alternatives
 MIN_OCCUPANCY = 0.1  # lighter alternatives are not written
 OVERLAP_CUTOFF = 0.4  # Å of heavy-atom van der Waals overlap: a serious clash
+ECLIPSED_DEG = 20.0  # predicted alternatives with χ1 this close to 0° or ±120° are not written
 INPUT_ALTLOCS = ("keep", "replace")
 ALTLOCS = string.ascii_uppercase
 # Bondi (1964) van der Waals radii, Å, by element; other elements get carbon's.
-VDW_RADIUS = {"C": 1.70, "N": 1.55, "O": 1.52, "S": 1.80, "SE": 1.90}
+# Metals and other ions get METAL_RADIUS, about their size when bound (Bondi's are for neutral
+# atoms and would make every coordinating O a clash).
+VDW_RADIUS = {"C": 1.70, "N": 1.55, "O": 1.52, "S": 1.80, "SE": 1.90, "H": 1.20, "D": 1.20,
+              "P": 1.80, "F": 1.47, "CL": 1.75, "BR": 1.85, "I": 1.98}  # fmt: skip
 DEFAULT_RADIUS = 1.70
+METAL_RADIUS = 1.20
 REPORT_COLUMNS = (
     "chain",
     "resnum",
@@ -69,6 +90,7 @@ REPORT_COLUMNS = (
     "flexibility",
     "altloc",
     "occupancy",
+    "mass",
     "chi1",
     "chi2",
     "chi3",
@@ -77,15 +99,24 @@ REPORT_COLUMNS = (
     "status",
     "overlap",
     "partner",
+    "note",
+)
+KEEP_REMARK = (
+    "Every atom of the input is written as read (waters, ligands, hydrogens, altlocs, "
+    "occupancies); only split residues change, as the report says."
 )
 B_FACTOR_REMARK = (
-    "B-factors are copied from the input atom of the same name; atoms the input lacks get "
-    "the mean B of their residue."
+    "B-factors are those of the input; predicted alternatives copy those of the input atom "
+    "of the same name."
 )
 
 
 def vdw_radius(element: str) -> float:
-    return VDW_RADIUS.get(element, DEFAULT_RADIUS)
+    """Bondi radius, Å, of an element name as gemmi gives it ("C", "Zn", "SE")."""
+    el = element.upper()
+    if el in VDW_RADIUS:
+        return VDW_RADIUS[el]
+    return METAL_RADIUS if gemmi.Element(element).is_metal else DEFAULT_RADIUS
 
 
 @dataclass(frozen=True)
@@ -126,16 +157,43 @@ class MulticonformerModel:
         return self.n_split + self.n_observed_kept
 
 
+def symmetry_images(st: gemmi.Structure) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The crystal's symmetry operations as Cartesian (R [3, 3], t [3]) with x' = x @ R.T + t,
+    without lattice translations (`Environment` adds the ones it needs). The identity is first.
+    [] for a model without a crystal: no cell, or the 1 Å P1 cell of cryo-EM and NMR files."""
+    cell = st.cell
+    if min(cell.a, cell.b, cell.c) <= 1.5 or not cell.is_crystal():
+        return []
+    sg = st.find_spacegroup() or gemmi.SpaceGroup("P 1")
+    orth = np.array(cell.orth.mat.tolist())  # [3, 3] fractional -> Cartesian
+    frac = np.array(cell.frac.mat.tolist())  # [3, 3] Cartesian -> fractional
+    out = []
+    for op in sg.operations():
+        rot = np.array(op.rot, dtype=np.float64) / op.DEN  # [3, 3] on fractional coordinates
+        tran = np.array(op.tran, dtype=np.float64) / op.DEN  # [3]
+        out.append((orth @ rot @ frac, orth @ tran))
+    out.sort(key=lambda rt: not (np.allclose(rt[0], np.eye(3)) and np.allclose(rt[1], 0)))
+    return out
+
+
+def polar(element: str) -> bool:
+    return element in ("N", "O")
+
+
 class Environment:
-    """Heavy atoms of the model being built, and which of them coexist with altloc L.
+    """Every atom of the model being built (protein, waters, ligands, metals, hydrogens), its
+    crystal-symmetry copies, and which of them coexist with altloc L.
 
     Static atoms (the model before any split) sit in a k-d tree; the alternatives written later
-    are few and are searched by brute force. A residue's atoms are contiguous, so relabelling
-    one residue touches only its own slice.
+    are few and are searched by brute force. Symmetry copies are not stored: an atom at x is
+    near the copy g(y) of atom y exactly when g⁻¹(x) is near y, so each alternative's atoms are
+    mapped by every operation (and the lattice translations that bring them near the model) and
+    looked up in the same tree. A residue's atoms are contiguous, so relabelling one residue
+    touches only its own slice.
     """
 
     def __init__(self, st: gemmi.Structure):
-        pos, rad, alt, name, desc = [], [], [], [], []
+        pos, rad, alt, name, desc, kind = [], [], [], [], [], []
         self.labels: dict[tuple[int, int], list[str]] = {}
         self.span: dict[tuple[int, int], tuple[int, int]] = {}
         res_id = []
@@ -143,9 +201,10 @@ class Environment:
         for ci, chain in enumerate(st[0]):
             for ri, r in enumerate(chain):
                 key = (ci, ri)
-                where = f"{chain.name}{r.seqid.num}{r.seqid.icode.strip()} {r.name}"
+                where = f"{chain.name} {r.seqid.num}{r.seqid.icode.strip()} {r.name}"
                 self.labels[key] = sorted({a.altloc for a in r if a.has_altloc()})
                 self.span[key] = (len(pos), len(pos) + len(r))
+                heavy = [a for a in r if not a.is_hydrogen()]
                 for a in r:
                     pos.append(a.pos.tolist())
                     rad.append(vdw_radius(a.element.name))
@@ -153,9 +212,15 @@ class Environment:
                     name.append(a.name)
                     res_id.append(len(self.keys))
                     desc.append(f"{where} {a.name}")
+                    if a.is_hydrogen():  # polar where it rides on N or O
+                        on = min(heavy, key=lambda b: b.pos.dist(a.pos)) if heavy else None
+                        kind.append(POLAR_H if on and polar(on.element.name) else 0)
+                    else:
+                        kind.append(POLAR if polar(a.element.name) else 0)
                 self.keys.append(key)
         self.pos = np.array(pos, dtype=np.float64).reshape(-1, 3)  # [A, 3]
         self.radius = np.array(rad)  # [A]
+        self.kind = np.array(kind, dtype=np.int8)  # [A] 0, POLAR or POLAR_H
         self.altloc = np.array(alt, dtype="<U1")  # [A], "" for blank
         self.name = np.array(name, dtype="<U4")  # [A]
         self.res = np.array(res_id, dtype=np.int64)  # [A] index into self.keys
@@ -163,19 +228,30 @@ class Environment:
         self._desc = desc
         self.tree = cKDTree(self.pos)
         self.reach = max(VDW_RADIUS.values())  # largest partner radius
+        self.images = symmetry_images(st)
+        if self.images:
+            self.orth = np.array(st.cell.orth.mat.tolist())  # [3, 3] fractional -> Å
+            self.frac = np.array(st.cell.frac.mat.tolist())  # [3, 3] Å -> fractional
+            self.frac_pos = self.pos @ self.frac.T  # [A, 3] fractional, unwrapped
+            # A periodic tree over the atoms wrapped into the unit cell finds every lattice
+            # copy at once, however far the model's atoms spread over neighbouring cells.
+            wrapped = np.mod(self.frac_pos, 1.0)
+            self.cell_tree = cKDTree(np.where(wrapped >= 1.0, 0.0, wrapped), boxsize=1.0)
+            self.frac_scale = float(np.linalg.norm(self.frac, 2))  # Å -> fractional, at most
         # Alternatives written so far, per altloc: positions [Q, 3], radii [Q], residue [Q],
-        # atom names [Q], is-SG [Q].
+        # atom names [Q], polar kind [Q].
         self.added: dict[str, tuple[np.ndarray, ...]] = {}
 
-    def describe(self, j: int) -> str:
-        """'A45 LEU CD1B': residue, atom name and current altloc of static atom j."""
-        return self._desc[j] + self.altloc[j]
+    def describe(self, j: int, image: bool = False, own: bool = False) -> str:
+        """'A 45 LEU CD1B': residue, atom name and current altloc of static atom j; a symmetry
+        copy says so ('symmetry copy of …', or 'its own symmetry copy (…)')."""
+        return _partner(self._desc[j] + self.altloc[j], image, own)
 
-    def describe_added(self, res: tuple[int, int], name: str, altloc: str) -> str:
+    def describe_added(self, res: tuple[int, int], name: str, altloc: str, image=False, own=False):
         """The same for an atom of an alternative written later (its residue's first atom
         gives the residue part)."""
         first, _ = self.span[res]
-        return f"{self._desc[first].rsplit(' ', 1)[0]} {name}{altloc}"
+        return _partner(f"{self._desc[first].rsplit(' ', 1)[0]} {name}{altloc}", image, own)
 
     def _present(self, j: np.ndarray, label: str) -> np.ndarray:
         """[J] bool: static atoms j that exist in the model's state `label`."""
@@ -187,72 +263,138 @@ class Environment:
                 out |= (self.res[j] == r) & (alt == labels[0])
         return out
 
+    def copies(self, flat: np.ndarray, cutoff: float, targets: np.ndarray | None = None):
+        """Symmetry copies within `cutoff` Å of the points `flat` [Q, 3]: (point [H], atom [H],
+        distance Å [H]). An atom y has a copy g(y) near x exactly when g⁻¹(x) is near y, so
+        every operation g maps the points and the periodic tree finds the atoms near them in
+        any cell; the identity's own cell (the model itself) is left to the plain search.
+        `targets` [T, 3] (Å) are searched instead of the model's static atoms, by brute force.
+        A file that also holds symmetry-related chains (4YL3's three) meets its own duplicates
+        this way: one copy cannot be split alone, since its twin stays where the split would go.
+        """
+        src, dst, dist = [], [], []
+        if not self.images:
+            return (np.zeros(0, dtype=np.int64),) * 2 + (np.zeros(0),)
+        target_frac = None if targets is None else targets @ self.frac.T  # [T, 3]
+        for k, (rot, tran) in enumerate(self.images):
+            fq = (flat @ rot.T + tran) @ self.frac.T  # [Q, 3] fractional, g(x)
+            if target_frac is None:
+                hits = self.cell_tree.query_ball_point(np.mod(fq, 1.0), cutoff * self.frac_scale)
+                s_ = np.repeat(np.arange(len(flat)), [len(h) for h in hits])
+                d_ = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=len(s_))
+                raw = self.frac_pos[d_] - fq[s_]  # [H, 3]
+            else:
+                s_, d_ = (x.ravel() for x in np.indices((len(flat), len(target_frac))))
+                raw = target_frac[d_] - fq[s_]
+            shift = np.round(raw)  # the lattice translation of the nearest copy
+            gap = np.linalg.norm((raw - shift) @ self.orth.T, axis=1)
+            keep = gap <= cutoff
+            if k == 0:  # the identity: only copies in other cells
+                keep &= np.abs(shift).sum(1) > 0
+            src.append(s_[keep])
+            dst.append(d_[keep])
+            dist.append(gap[keep])
+        return np.concatenate(src), np.concatenate(dst), np.concatenate(dist)
+
     def near(
         self,
         pos: np.ndarray,  # [M, P, 3] moving atoms of M alternatives of one residue
         names: list[str],  # [P]
         radius: np.ndarray,  # [P]
+        kinds: np.ndarray,  # [P] 0 or POLAR
         own: tuple[int, int],
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Static atoms near any alternative, in one search: (alternative [H], static atom [H],
-        overlap Å [H]), own residue and disulfide SG–SG pairs left out."""
+        moving: set[str],  # file names of the residue's own atoms that the alternatives replace
+    ) -> tuple[np.ndarray, ...]:
+        """Static atoms near any alternative, its symmetry copies included, in one search per
+        image: (alternative [H], static atom [H], overlap Å [H], symmetry copy? [H]). Left out:
+        the residue's own atoms in the asymmetric unit, the copies of its own moving atoms (the
+        input side chain, another altloc)."""
         m, p = pos.shape[:2]
         flat = pos.reshape(-1, 3)
-        hits = self.tree.query_ball_point(flat, radius.max() + self.reach)
+        me = self.index[own]
+        cutoff = radius.max() + self.reach
+        hits = self.tree.query_ball_point(flat, cutoff)
         src = np.repeat(np.arange(m * p), [len(h) for h in hits])  # [H]
-        dst = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=len(src))  # [H]
-        keep = self.res[dst] != self.index[own]
-        keep &= ~(np.array([n == "SG" for n in names])[src % p] & (self.name[dst] == "SG"))
+        dst = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=len(src))
+        keep = self.res[dst] != me
         src, dst = src[keep], dst[keep]
-        ov = radius[src % p] + self.radius[dst] - np.linalg.norm(flat[src] - self.pos[dst], axis=1)
-        return src // p, dst, ov
+        d = np.linalg.norm(flat[src] - self.pos[dst], axis=1)
+        s_img, d_img, dist_img = self.copies(flat, cutoff)
+        # the copies of its own moving atoms are the input side chain: another altloc
+        keep = ~((self.res[d_img] == me) & np.isin(self.name[d_img], list(moving)))
+        src = np.concatenate([src, s_img[keep]])
+        dst = np.concatenate([dst, d_img[keep]])
+        d = np.concatenate([d, dist_img[keep]])
+        image = np.arange(len(src)) >= len(src) - int(keep.sum())
+        ov = _overlap(radius[src % p], self.radius[dst], kinds[src % p], self.kind[dst], d)
+        return src // p, dst, ov, image
 
     def worst_overlap(
         self,
-        near: tuple[np.ndarray, np.ndarray, np.ndarray],  # from `near`
+        near: tuple[np.ndarray, ...],  # from `near`
         k: int,  # which alternative
         pos: np.ndarray,  # [P, 3] its moving atoms
         names: list[str],  # [P]
         radius: np.ndarray,  # [P]
+        kinds: np.ndarray,  # [P]
         own: tuple[int, int],
         label: str,  # the altloc it would get
     ) -> tuple[float, str]:
-        """The largest vdW overlap (Å) of alternative k with the environment in state `label`,
-        and the partner atom; (-inf, "") when nothing is near."""
-        alt_k, dst, ov = near
+        """The largest overlap (Å, `_overlap`) of alternative k with the environment in state
+        `label`, symmetry copies included, and the partner atom; (-inf, "") when nothing is
+        near."""
+        alt_k, dst, ov, image = near
         sel = alt_k == k
-        dst, ov = dst[sel], ov[sel]
+        dst, ov, image = dst[sel], ov[sel], image[sel]
         present = self._present(dst, label)
         worst, partner = -math.inf, ""
+        me = self.index[own]
         if present.any():
             best = int(np.argmax(np.where(present, ov, -np.inf)))
-            worst, partner = float(ov[best]), self.describe(int(dst[best]))
-        if label in self.added:  # alternatives with the same letter coexist with this one
-            apos, arad, ares, aname, asg = self.added[label]
-            o = radius[:, None] + arad[None] - np.linalg.norm(pos[:, None] - apos[None], axis=-1)
-            o[:, ares == self.index[own]] = -math.inf
-            o[np.array([n == "SG" for n in names])[:, None] & asg[None]] = -math.inf
-            p, q = np.unravel_index(int(np.argmax(o)), o.shape)
-            if o[p, q] > worst:
-                worst = float(o[p, q])
-                partner = self.describe_added(self.keys[ares[q]], str(aname[q]), label)
+            j = int(dst[best])
+            worst = float(ov[best])
+            partner = self.describe(j, bool(image[best]), self.res[j] == me)
+        # Alternatives with the same letter coexist with this one, and so does its own copy.
+        apos, arad, ares, aname, akind = self.added.get(label, _NONE)
+        apos = np.concatenate([apos, pos])
+        arad, akind = np.concatenate([arad, radius]), np.concatenate([akind, kinds])
+        ares = np.concatenate([ares, np.full(len(names), me)])
+        aname = np.concatenate([aname, np.array(names, dtype="<U4")])
+        d = np.linalg.norm(pos[:, None] - apos[None], axis=-1)  # [P, Q] in the model
+        o = _overlap(radius[:, None], arad[None], kinds[:, None], akind[None], d)
+        o[:, ares == me] = -math.inf
+        pairs = [(False, o)]
+        s_img, d_img, dist_img = self.copies(pos, radius.max() + self.reach, targets=apos)
+        if len(s_img):  # and their symmetry copies, its own included
+            o = np.full((len(pos), len(apos)), -math.inf)
+            ov = _overlap(radius[s_img], arad[d_img], kinds[s_img], akind[d_img], dist_img)
+            np.maximum.at(o, (s_img, d_img), ov)
+            pairs.append((True, o))
+        for image, o in pairs:
+            if o.size == 0:
+                continue
+            p, q_ = np.unravel_index(int(np.argmax(o)), o.shape)
+            if o[p, q_] > worst:
+                worst = float(o[p, q_])
+                partner = self.describe_added(self.keys[ares[q_]], str(aname[q_]), label,
+                                              image, ares[q_] == me)  # fmt: skip
         return worst, partner
 
     def split(self, res: tuple[int, int], moving: set[str], labels: list[str]) -> None:
         """Residue `res` now has altlocs `labels`; its static `moving` atoms (names as in the
-        file) become the first one."""
+        file, hydrogens included) become the first one."""
         self.labels[res] = sorted(labels)
         a, b = self.span[res]
         self.altloc[a:b] = np.where(np.isin(self.name[a:b], list(moving)), labels[0], "")
 
-    def add(self, res, label: str, pos: np.ndarray, radius: np.ndarray, names: list[str]):
+    def add(self, res, label: str, pos, radius, names: list[str], kinds: np.ndarray):
         """An alternative written with altloc `label`: appended to that letter's arrays."""
         new = (
             pos,
             radius,
             np.full(len(names), self.index[res]),
             np.array(names, dtype="<U4"),
-            np.array([n == "SG" for n in names]),
+            kinds,
         )
         old = self.added.get(label)
         self.added[label] = (
@@ -262,15 +404,46 @@ class Environment:
         )
 
 
-def _occupancies(mass: np.ndarray, min_occ: float) -> list[float]:
-    """Mass [M] (input first) → occupancies rounded to 0.01, summing to 1, input ≥ min_occ."""
+POLAR, POLAR_H = 1, 2  # atom kinds for the hydrogen-bond allowance
+POLAR_CONTACT = 2.9  # Å: N/O pairs clash (overlap ≥ 0.4) below 2.5 Å
+POLAR_H_CONTACT = 1.9  # Å: a hydrogen on N/O and an N/O acceptor clash below 1.5 Å
+_NONE = (np.zeros((0, 3)), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype="<U4"),
+         np.zeros(0, dtype=np.int8))  # fmt: skip
+
+
+def _overlap(r_a, r_b, kind_a, kind_b, d) -> np.ndarray:
+    """How far each pair is inside its contact distance, Å: r_a + r_b − d (Bondi radii), except
+    pairs that may hydrogen-bond: N/O with N/O (POLAR_CONTACT − d) and N/O with a hydrogen on
+    N/O (POLAR_H_CONTACT − d). So with the 0.4 Å cut-off a hydrogen bond is no clash and N/O
+    pairs clash below 2.5 Å, the allowance MolProbity makes."""
+    both = (kind_a == POLAR) & (kind_b == POLAR)
+    h_bond = ((kind_a == POLAR) & (kind_b == POLAR_H)) | ((kind_a == POLAR_H) & (kind_b == POLAR))
+    contact = np.where(both, POLAR_CONTACT, np.where(h_bond, POLAR_H_CONTACT, r_a + r_b))
+    return contact - d
+
+
+def _partner(what: str, image: bool, own: bool) -> str:
+    if not image:
+        return what
+    return f"its own symmetry copy ({what})" if own else f"symmetry copy of {what}"
+
+
+def _occupancies(mass: np.ndarray, min_occ: float, floor: float) -> tuple[list[float], str]:
+    """Mass [M] (input first) → occupancies rounded to 0.01, summing to 1, and why the input's
+    is what it is. The input keeps at least `floor` (the library prior's share of its rotamer
+    well) and at least `min_occ`; the alternatives share the rest in proportion to their mass."""
     occ = np.asarray(mass, dtype=np.float64) / np.sum(mass)
-    if occ[0] < min_occ:  # the observed side chain keeps at least the smallest written share
-        occ[1:] = occ[1:] * (1.0 - min_occ) / occ[1:].sum()
-        occ[0] = min_occ
+    why = f"mixture mass {occ[0]:.2f}"
+    low = max(floor, min_occ)
+    if occ[0] < low:
+        occ[1:] = occ[1:] * (1.0 - low) / occ[1:].sum()
+        why = (f"raised from mixture mass {occ[0]:.2f} to the library prior's share of this "
+               f"rotamer well, {floor:.2f}" if floor >= min_occ else
+               f"raised from mixture mass {occ[0]:.2f} to the minimum occupancy")  # fmt: skip
+        occ[0] = low
     out = [0.0] + [round(float(o), 2) for o in occ[1:]]
     out[0] = round(1.0 - sum(out[1:]), 2)
-    return out
+    return out, why
 
 
 def _chi_deg(chi: torch.Tensor, n_chi: int) -> dict:
@@ -288,37 +461,51 @@ def build_multiconformer(
     selection: Selection,
     score: torch.Tensor,  # [N] flexibility score per residue
     options: SplitOptions | None = None,
+    prior_draws: torch.Tensor | None = None,  # [C, N, D] draws of the library prior, if any
 ) -> MulticonformerModel:
     """The multiconformer model and its report (see the module docstring for the rules)."""
     options = options or SplitOptions()
     if len(score) != len(parsed.residues):
         raise ValueError(f"{len(score)} scores for {len(parsed.residues)} residues")
     score = score.tolist()  # [N] floats: read per residue below
-    keep = options.input_altlocs == "keep"
-    observed = {i for i, rec in enumerate(parsed.residues) if keep and rec.n_obs >= 2}
-    st = base_structure(parsed, keep=observed)  # observed altlocs stay exactly as in the input
+    replace = options.input_altlocs == "replace"
+    collapse = {i for i, rec in enumerate(parsed.residues) if replace and rec.n_obs >= 2}
+    st = input_model(parsed, collapse)  # every input atom; `collapse` at its primary conformer
+    where = {i: parsed.input_position(rec) for i, rec in enumerate(parsed.residues)}
+    kept = [i for i in range(len(parsed.residues)) if i not in collapse
+            and any(a.has_altloc() for a in st[0][where[i][0]][where[i][1]])]  # fmt: skip
     env = Environment(st)
     rows: list[dict] = []
     written: dict[int, list[tuple[str, float, torch.Tensor]]] = {}
     n_chi = [residues.n_chi(rec.parent) if rec.parent else 0 for rec in parsed.residues]
     with_chi = [i for i in range(len(n_chi)) if n_chi[i] > 0]
-    candidates = [
-        i
-        for i in with_chi
-        if i not in observed and rebuildable(parsed.residues[i]) and score[i] >= options.threshold
-    ]
-    rows += _observed_rows(parsed, sorted(observed), score, n_chi)
-    prepared = _prepare(parsed, selection, candidates)
+    above = [i for i in with_chi
+             if rebuildable(parsed.residues[i]) and score[i] >= options.threshold]  # fmt: skip
+    kept_set = set(kept)
+    rows += _observed_rows(parsed, st, where, kept, score, n_chi)
+    rows += _replaced_rows(parsed, sorted(collapse), score, n_chi)
+    bonded = _disulfides(st, {i: where[i] for i in above if i not in kept_set})
+    for i in bonded:
+        rows.append(_row(i, parsed.residues[i], score[i], "", "", _input_chi(parsed.residues[i]),
+                         n_chi[i], "input", "kept as in the input",
+                         note="its SG is in a disulfide bond"))  # fmt: skip
+    candidates = [i for i in above if i not in kept_set and i not in bonded]
+    prepared = _prepare(parsed, selection, candidates, prior_draws)
     for i in sorted(candidates, key=lambda j: (-score[j], j)):
         rec = parsed.residues[i]
         d = n_chi[i]
         prep = prepared[i]
-        base, chi_in = prep["base"], prep["chi_in"]
+        chi_in = prep["chi_in"]
         if prep["incomplete"]:
             rows.append(_row(i, rec, score[i], "", "", chi_in, d, "input", "side chain incomplete"))
             continue
         moving = moving_atoms(rec)
-        own = (rec.chain_idx, rec.res_idx)
+        own = where[i]
+        back = residues.file_atom_names(rec.resname)
+        res = st[0][own[0]][own[1]]
+        input_occ = {a.name: a.occ for a in res}
+        # The input's moving atoms, file names, hydrogens riding on them included.
+        own_moving = _riding(res, {back.get(n, n) for n in moving})
         accepted: list[tuple[torch.Tensor, dict]] = []
         rejected: list[dict] = []
         keep_k = prep["keep"]  # distinct proposals, heaviest first
@@ -326,62 +513,70 @@ def build_multiconformer(
             built = {n: x[keep_k] for n, x in prep["built"].items()}  # [M', 3] numpy
             cands = prep["chi"][keep_k]  # [M', D] as written
             mass_all = [prep["mass"][k + 1] for k in keep_k]  # [M'] vs input and each other
-            names = [n for n in moving if n in built]
+            names = [n for n in moving if n in built and back.get(n, n) in own_moving]
             pos = np.stack([built[n] for n in names], axis=1)  # [M', P, 3]
             radius = np.array([vdw_radius(residues.element_of(n)) for n in names])  # [P]
-            near = env.near(pos, names, radius, own)  # one search for all candidates
+            kinds = np.array([POLAR if polar(residues.element_of(n)) else 0 for n in names])
+            near = env.near(pos, names, radius, kinds, own, own_moving)  # one search for all
         for k, chi in enumerate(cands if keep_k else []):
             if len(accepted) >= options.max_conformers - 1:
                 break
+            mass_k = round(float(mass_all[k]), 2)
+            if eclipsed_chi1(chi):
+                rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+                                     "rejected: eclipsed chi1", mass=mass_k))  # fmt: skip
+                continue
             if mass_all[k] < options.min_occupancy:
-                rejected.append(
-                    _row(i, rec, score[i], "", round(float(mass_all[k]), 2), chi, d,
-                         "predicted", "below minimum occupancy")
-                )  # fmt: skip
+                rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+                                     "below minimum occupancy", mass=mass_k))  # fmt: skip
                 continue
             label = ALTLOCS[len(accepted) + 1]
-            worst, partner = env.worst_overlap(near, k, pos[k], names, radius, own, label)
+            worst, partner = env.worst_overlap(near, k, pos[k], names, radius, kinds, own, label)
             if worst >= options.overlap:
-                rejected.append(
-                    _row(i, rec, score[i], "", round(float(mass_all[k]), 2), chi, d, "predicted",
-                         "rejected: clash", overlap=round(worst, 2), partner=partner)
-                )  # fmt: skip
+                rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+                                     "rejected: clash", overlap=round(worst, 2), partner=partner,
+                                     mass=mass_k))  # fmt: skip
                 continue
             atoms = {n: x[k] for n, x in built.items()}
-            accepted.append((chi, {"pos": pos[k], "radius": radius, "names": names, "atoms": atoms,
+            accepted.append((chi, {"pos": pos[k], "names": names, "atoms": atoms,
                                    "overlap": worst, "partner": partner}))  # fmt: skip
         if not accepted and not rejected:
             rows.append(
                 _row(i, rec, score[i], "", "", chi_in, d, "input", "no distinct alternative")
             )
             continue
-        occ = [1.0]
+        occ, why = [1.0], ""
         while accepted:
             centres = np.stack([prep["chi_in_np"], *(a[0].numpy() for a in accepted)])
-            occ = _occupancies(prep["nearest_mass"](centres), options.min_occupancy)
+            mass = prep["nearest_mass"](centres)  # [1 + M] mixture share of each well
+            floor = float(prep["prior_mass"](centres)[0]) if prep["prior_mass"] else 0.0
+            occ, why = _occupancies(mass, options.min_occupancy, floor)
             if min(occ[1:]) >= options.min_occupancy - 1e-9:
                 break
             chi, _ = accepted.pop()  # the last one: the labels of the others stay as screened
-            rejected.append(_row(i, rec, score[i], "", occ[-1], chi, d, "predicted",
-                                 "below minimum occupancy"))  # fmt: skip
+            rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+                                 "below minimum occupancy", mass=round(float(mass[-1]), 2),
+                                 note=f"{occ[-1]:.2f} once the input keeps its share"))  # fmt: skip
         if accepted:
             labels = list(ALTLOCS[: len(accepted) + 1])
-            confs = [base] + [{n: x for n, x in a[1]["atoms"].items()} for a in accepted]
-            res = st[0][rec.chain_idx][rec.res_idx]
-            _replace_atoms(res, rec, confs, labels, occ, moving)
-            back = residues.file_atom_names(rec.resname)
-            env.split(own, {back.get(n, n) for n in moving}, labels)
+            relabelled = split_residue(res, rec, [a[1]["atoms"] for a in accepted], labels, occ,
+                                       moving)  # fmt: skip
+            env.split(own, relabelled, labels)
             written[i] = [(labels[0], occ[0], chi_in)]
-            rows.append(_row(i, rec, score[i], "A", occ[0], chi_in, d, "input", "written"))
-            for (chi, a), label, o in zip(accepted, labels[1:], occ[1:], strict=True):
+            was = _side_chain_occupancy(input_occ, relabelled)
+            if was is not None:  # the input's occupancy of these atoms, now the split's
+                why += f"; the input gave its side chain {was}"
+            rows.append(_row(i, rec, score[i], "A", occ[0], chi_in, d, "input", "written",
+                             mass=round(float(mass[0]), 2), note=why))  # fmt: skip
+            for (chi, a), label, o, m in zip(accepted, labels[1:], occ[1:], mass[1:], strict=True):
                 file_names = [back.get(n, n) for n in a["names"]]
-                env.add(own, label, a["pos"], a["radius"], file_names)
+                env.add(own, label, a["pos"], radius, file_names, kinds)
                 written[i].append((label, o, chi))
-                rows.append(
-                    _row(i, rec, score[i], label, o, chi, d, "predicted", "written",
-                         overlap=round(a["overlap"], 2) if a["partner"] else "",
-                         partner=a["partner"])
-                )  # fmt: skip
+                rows.append(_row(i, rec, score[i], label, o, chi, d, "predicted", "written",
+                                 overlap=round(a["overlap"], 2) if a["partner"] else "",
+                                 partner=a["partner"], mass=round(float(m), 2),
+                                 note="mixture mass, scaled with the others to sum to 1"
+                                 ))  # fmt: skip
         else:
             rows.append(_row(i, rec, score[i], "", "", chi_in, d, "input", "not split"))
         rows.extend(rejected)
@@ -393,35 +588,135 @@ def build_multiconformer(
         conformers=written,
         expected_flexible=float(sum(score[i] for i in with_chi)),
         n_split=len(written),
-        n_above_threshold=len(candidates),
-        n_observed_kept=len(observed),
+        n_above_threshold=len(above),
+        n_observed_kept=len(kept),
         options=options,
-        remarks=[B_FACTOR_REMARK],
+        remarks=[B_FACTOR_REMARK, KEEP_REMARK],
     )
 
 
-def _observed_rows(parsed: ParsedStructure, kept: list[int], score, n_chi) -> list[dict]:
-    """Report rows of the residues whose input altlocs are kept: one per observed conformer."""
+DISULFIDE = 2.5  # Å: SG–SG closer than this are bonded
+
+
+def _disulfides(st: gemmi.Structure, where: dict[int, tuple[int, int]]) -> set[int]:
+    """Residues among `where` whose SG is bonded to another SG: turning χ1 would break the
+    bond, so they are not split."""
+    sg = [(ci, ri, a.pos) for ci, ch in enumerate(st[0]) for ri, r in enumerate(ch)
+          for a in r if a.name == "SG"]  # fmt: skip
+    out = set()
+    for i, (ci, ri) in where.items():
+        mine = [p for c, r, p in sg if (c, r) == (ci, ri)]
+        if any(p.dist(q) < DISULFIDE for p in mine for c, r, q in sg if (c, r) != (ci, ri)):
+            out.add(i)
+    return out
+
+
+def _side_chain_occupancy(input_occ: dict, names: set[str]) -> str | None:
+    """The input's occupancy of the atoms a split relabelled ("0.53", "0.47-0.88"), or None
+    where it was 1 on all of them."""
+    occ = sorted({round(input_occ[n], 2) for n in names if n in input_occ})
+    if occ == [1.0]:
+        return None
+    return f"{occ[0]:.2f}" if len(occ) == 1 else f"{occ[0]:.2f}-{occ[-1]:.2f}"
+
+
+def eclipsed_chi1(chi: torch.Tensor) -> bool:
+    """χ1 within ECLIPSED_DEG of 0° or ±120°: the CA–CB bond eclipsed, a strained rotamer. The
+    mixtures put 4.4% of iid draws there (3.4% of deposited altlocs; benchmarks/eclipsed_chi1.py),
+    half from components whose mean is itself eclipsed: no conformer to start refinement from."""
+    deg = math.degrees(float(chi[0]))
+    return any(abs((deg - e + 180.0) % 360.0 - 180.0) < ECLIPSED_DEG for e in (0.0, 120.0, -120.0))
+
+
+def _riding(res: gemmi.Residue, heavy: set[str]) -> set[str]:
+    """`heavy` atom names plus the hydrogens of `res` that ride on them (nearest heavy atom)."""
+    atoms = [a for a in res if not a.is_hydrogen()]
+    out = {a.name for a in atoms if a.name in heavy}
+    for h in res:
+        if h.is_hydrogen() and atoms:
+            if min(atoms, key=lambda a: a.pos.dist(h.pos)).name in heavy:
+                out.add(h.name)
+    return out
+
+
+def _input_chi(rec) -> torch.Tensor:
+    """χ [D] of the primary input side chain (NaN where unmeasurable)."""
+    if not rec.parent:
+        return torch.full((residues.N_CHI_MAX,), math.nan)
+    atoms = {n: torch.tensor(x) for n, x in {**rec.backbone, **rec.conformers[0].atoms}.items()}
+    return measure_chis(atoms, rec.parent)
+
+
+def _observed_rows(parsed, st, where, kept: list[int], score, n_chi) -> list[dict]:
+    """Report rows of the residues written as the input has them because it models them with
+    altlocs: one per altloc letter, with the occupancy the file holds (its side-chain atoms',
+    or the backbone's for an altloc that splits only the backbone) and the χ of that altloc."""
     rows = []
     for i in kept:
         rec = parsed.residues[i]
-        for conf in rec.conformers:
-            chi = (
-                measure_chis(
-                    {n: torch.tensor(x) for n, x in {**rec.backbone, **conf.atoms}.items()},
-                    rec.parent,
-                )
-                if rec.parent
-                else torch.full((4,), float("nan"))
-            )
-            rows.append(
-                _row(i, rec, score[i], conf.altloc, round(conf.occ, 2), chi, n_chi[i],
-                     "observed", "kept as in the input")
-            )  # fmt: skip
+        res = st[0][where[i][0]][where[i][1]]
+        renames = residues.ATOM_RENAMES.get(rec.resname, {})
+        letters = sorted({a.altloc for a in res if a.has_altloc()})
+        occ_of, chis = {}, {}
+        for alt in letters:
+            mine = [a for a in res if a.altloc == alt and not a.is_hydrogen()]
+            sc = [a for a in mine if renames.get(a.name, a.name) not in residues.BACKBONE_ATOMS]
+            occ_of[alt] = file_occupancy(sc or mine or [a for a in res if a.altloc == alt])
+            atoms = {renames.get(a.name, a.name): torch.tensor(a.pos.tolist(), dtype=torch.float64)
+                     for a in res if not a.is_hydrogen() and a.altloc in ("\0", alt)
+                     and (a.altloc == alt or renames.get(a.name, a.name)
+                          not in {renames.get(b.name, b.name) for b in mine})}  # fmt: skip
+            chis[alt] = (measure_chis(atoms, rec.parent) if rec.parent
+                         else torch.full((residues.N_CHI_MAX,), math.nan))  # fmt: skip
+        total = sum(occ_of.values())
+        for alt in letters:
+            mine = [a for a in res if a.altloc == alt and not a.is_hydrogen()]
+            only_backbone = all(renames.get(a.name, a.name) in residues.BACKBONE_ATOMS
+                                for a in mine)  # fmt: skip
+            # the reader's verdict: side chains within 0.05 Å on every atom are one conformer
+            merged = next((c.altlocs for c in rec.conformers if alt in c.altlocs), alt)
+            twin = merged[0] if merged[0] != alt else None
+            notes = []
+            if only_backbone:
+                notes.append("altloc of the backbone only")
+            elif twin:
+                notes.append(f"same side chain as {twin}")
+            if abs(total - 1.0) > 0.011:
+                notes.append(f"the residue's altlocs sum to {total:.2f} in the input, "
+                             "written as they are")  # fmt: skip
+            rows.append(_row(i, rec, score[i], alt, occ_of[alt], chis[alt], n_chi[i],
+                             "observed", "kept as in the input",
+                             note="; ".join(notes)))  # fmt: skip
     return rows
 
 
-def _prepare(parsed: ParsedStructure, selection: Selection, candidates: list[int]) -> dict:
+def file_occupancy(atoms) -> float:
+    """The occupancy a report gives for a group of atoms of one altloc: their mean, to 0.01
+    (a file's atoms of one altloc almost always share one value)."""
+    return round(float(np.mean([a.occ for a in atoms])), 2)
+
+
+def _replaced_rows(parsed, collapsed: list[int], score, n_chi) -> list[dict]:
+    """Report rows of the input altlocs that `replace` took out (not in the file)."""
+    rows = []
+    for i in collapsed:
+        rec = parsed.residues[i]
+        for conf in rec.conformers:
+            atoms = {n: torch.tensor(x) for n, x in {**rec.backbone, **conf.atoms}.items()}
+            chi = measure_chis(atoms, rec.parent) if rec.parent else torch.full((4,), math.nan)
+            rows.append(_row(i, rec, score[i], "", "", chi, n_chi[i], "observed",
+                             "replaced", note=f"input altloc {conf.altlocs or conf.altloc} at "
+                             f"{conf.file_occ:.2f}; the residue starts from its primary "
+                             "conformer"))  # fmt: skip
+    return rows
+
+
+def _prepare(
+    parsed: ParsedStructure,
+    selection: Selection,
+    candidates: list[int],
+    prior_draws: torch.Tensor | None = None,  # [C, N, D]
+) -> dict:
     """Per candidate residue, everything that does not depend on the other residues, computed
     in one batched pass per residue type (and set of atoms present):
 
@@ -429,7 +724,8 @@ def _prepare(parsed: ParsedStructure, selection: Selection, candidates: list[int
     at the 0.001 Å a PDB file holds, so screened, reported and written atoms are one), chi
     [M, D] (χ as written: rounding moves them by < 0.1°), distinct [M] (a valid proposal ≥ 20°
     from the input on some χ), mass [1 + M] (share of the draws nearest the input and each
-    distinct proposal).
+    distinct proposal), nearest_mass / prior_mass (the same share for given centres, of the
+    mixture's draws and of the library prior's; prior_mass None without a prior).
     """
     groups: dict[tuple, list[int]] = {}
     bases = {}
@@ -475,6 +771,11 @@ def _prepare(parsed: ParsedStructure, selection: Selection, candidates: list[int
                 "nearest_mass": functools.partial(
                     _nearest_mass, draws_np[r], defined=defined_np, sym=sym_np
                 ),
+                "prior_mass": None
+                if prior_draws is None
+                else functools.partial(
+                    _nearest_mass, prior_draws[:, i].numpy(), defined=defined_np, sym=sym_np
+                ),
             }
     return out
 
@@ -489,7 +790,8 @@ def _nearest_mass(draws: np.ndarray, centres: np.ndarray, defined, sym) -> np.nd
     return np.bincount(near, minlength=len(centres)) / len(draws)
 
 
-def _row(i, rec, score, altloc, occ, chi, n_chi, source, status, overlap="", partner="") -> dict:
+def _row(i, rec, score, altloc, occ, chi, n_chi, source, status, overlap="", partner="",
+         mass="", note="") -> dict:  # fmt: skip
     return {
         "index": i,  # residue index into parsed.residues (not written to the CSV)
         **rec.id.fields(),
@@ -497,32 +799,44 @@ def _row(i, rec, score, altloc, occ, chi, n_chi, source, status, overlap="", par
         "flexibility": round(float(score), 3),
         "altloc": altloc,
         "occupancy": occ,
+        "mass": mass,
         **_chi_deg(chi, n_chi),
         "source": source,
         "status": status,
         "overlap": overlap,
         "partner": partner,
+        "note": note,
+    }
+
+
+def report_summary(model: MulticonformerModel) -> dict:
+    """The structure-level numbers of the report (mixture.json's "multiconformer" entry)."""
+    o = model.options
+    return {
+        "expected_flexible": round(
+            model.expected_flexible, 2
+        ),  # Σ flexibility over residues with χ
+        "residues_with_2_or_more_conformers": model.n_multiconformer,
+        "residues_split": model.n_split,
+        "residues_at_or_above_threshold": model.n_above_threshold,
+        "residues_with_input_altlocs_kept": model.n_observed_kept,
+        "settings": {
+            "threshold": o.threshold,
+            "max_conformers": o.max_conformers,
+            "min_occupancy": o.min_occupancy,
+            "clash_overlap": o.overlap,
+            "input_altlocs": o.input_altlocs,
+        },  # fmt: skip
     }
 
 
 def report_csv(model: MulticonformerModel) -> str:
-    """The report as CSV: '#' lines with the structure-level numbers, then REPORT_COLUMNS."""
+    """The report as CSV: the REPORT_COLUMNS header first, so any CSV reader opens it, then one
+    row per conformer. The structure-level numbers are in mixture.json (`report_summary`)."""
     import csv
     import io
 
-    o = model.options
     out = io.StringIO()
-    out.write(
-        f"# expected flexible residues (sum of the flexibility score): "
-        f"{model.expected_flexible:.1f}\n"
-        f"# residues with >= 2 conformers in the file: {model.n_multiconformer}\n"
-        f"# residues split: {model.n_split} (of {model.n_above_threshold} at or above the "
-        f"threshold)\n"
-        f"# residues with input altlocs kept as they are: {model.n_observed_kept}\n"
-        f"# settings: threshold {o.threshold:g}, max conformers {o.max_conformers}, "
-        f"min occupancy {o.min_occupancy:g}, clash overlap {o.overlap:g} A, "
-        f"input altlocs {o.input_altlocs}\n"
-    )
     writer = csv.DictWriter(
         out, fieldnames=REPORT_COLUMNS, extrasaction="ignore", lineterminator="\n"
     )

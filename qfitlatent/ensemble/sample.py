@@ -8,6 +8,7 @@ distinct conformers with their frequencies (the iid option of the multiconformer
 """
 
 import math
+import numbers
 import string
 
 import torch
@@ -19,6 +20,36 @@ ALTLOCS = string.ascii_uppercase  # the PDB format allows one character; 26 lett
 SAME_CONFORMER_DEG = 20.0  # draws within this on every defined χ are one conformer
 MAX_CONFORMERS = 6  # altlocs per residue in a written model; qFit models rarely exceed 5
 MIN_OCC = 0.01  # rarer conformers would be written with occupancy 0.00: they join a kept one
+
+# Limits of the sampling settings, for `predict()` and `qfitlatent predict` alike. Each iid draw
+# is one model of samples.pdb (the whole protein), so 1,000 draws of a 300-residue structure are
+# already a ~200 MB file; the temperature range is where it still means something (at 0.001 every
+# concentration is ×1000, a draw within a degree of its mean); seeds are what torch accepts.
+# `sample_chis` (library use) allows more draws per residue but at most MAX_DRAWS residue-draws
+# (S × N): each [S, N, D] float64 temporary is then at most 160 MB.
+MAX_SAMPLES = 1000
+MAX_DRAWS = 5_000_000
+MIN_TEMPERATURE = 1e-3
+MAX_TEMPERATURE = 1e3
+MAX_SEED = 2**64 - 1
+
+
+def check_sampling(n_samples, temperature, seed, max_samples: int = MAX_SAMPLES) -> None:
+    """Raise ValueError, in words, for sampling settings outside the limits above (numpy
+    numbers count as numbers; bools do not)."""
+    whole = isinstance(n_samples, numbers.Integral) and not isinstance(n_samples, bool)
+    if not whole:
+        raise ValueError(f"the number of samples must be a whole number, not {n_samples!r}")
+    if not 1 <= n_samples <= max_samples:
+        raise ValueError(f"the number of samples must be between 1 and {max_samples:,} "
+                         f"(got {n_samples:,})")  # fmt: skip
+    real = isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
+    if not real or not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:  # nan fails too
+        raise ValueError(f"the temperature must be between {MIN_TEMPERATURE:g} and "
+                         f"{MAX_TEMPERATURE:g} (got {temperature!r})")  # fmt: skip
+    whole = isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
+    if not whole or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"the seed must be a whole number from 0 to 2^64 − 1 (got {seed!r})")
 
 
 def sample_chis(
@@ -32,10 +63,8 @@ def sample_chis(
 
     `temperature` > 1 flattens the mixture (more diverse draws), < 1 sharpens it.
     """
-    if n_samples < 1:
-        raise ValueError("n_samples must be at least 1")
-    if temperature <= 0:
-        raise ValueError("temperature must be positive")
+    n_res = mix.logits.shape[0]
+    check_sampling(n_samples, temperature, seed, max_samples=MAX_DRAWS // max(1, n_res))
     g = torch.Generator().manual_seed(seed)
     chi, _ = sample(mix, n_samples, pi_symmetric, generator=g, temperature=temperature)
     return chi
