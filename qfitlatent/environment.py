@@ -54,10 +54,10 @@ def environment_counts(
         [N, P, len(PROBE_RADII)] float counts.
     """
     n, p, _ = probes.shape
-    flat = probes.reshape(-1, 3).double().numpy()  # [N * P, 3]
-    own = owner.numpy()  # [M]
+    flat = probes.detach().cpu().reshape(-1, 3).double().numpy()  # [N * P, 3]
+    own = owner.cpu().numpy()  # [M]
     out = np.zeros((n * p, len(PROBE_RADII)))
-    found = pairs_within(flat, atoms.double().numpy(), max(PROBE_RADII), chunk * p)
+    found = pairs_within(flat, atoms.detach().cpu().double().numpy(), max(PROBE_RADII), chunk * p)
     for rows, i, j, d in found:
         other = own[j] != i // p  # [E]: the probe's own residue never counts
         for k, r in enumerate(PROBE_RADII):

@@ -90,7 +90,7 @@ def burial_counts(rot: torch.Tensor, trans: torch.Tensor, chunk: int = 1 << 16) 
     for rows, i, j, _ in pairs_within(ca, ca, BURIAL_RADII[2], chunk):
         side = np.einsum("ek,ek->e", up[i], ca[j] - ca[i]) > 0  # [E]
         out[rows, 2] = count_per_row(rows, i[side & (i != j)])
-    return torch.from_numpy(out).float().to(trans.device)
+    return torch.from_numpy(out).float()
 
 
 def to_local(x: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
