@@ -13,9 +13,11 @@ counted, so its observed side chain cannot leak into its own input.
 
 import math
 
+import numpy as np
 import torch
 
 from .geometry import place_atom, virtual_cb
+from .neighbours import count_per_row, pairs_within
 
 N_CHI1_BINS = 12  # probes every 30° of χ1
 CHI1_ANGLES = torch.arange(N_CHI1_BINS, dtype=torch.float64) * (2 * math.pi / N_CHI1_BINS)
@@ -38,7 +40,7 @@ def probe_points(n: torch.Tensor, ca: torch.Tensor, rot: torch.Tensor) -> torch.
 
 
 def environment_counts(
-    probes: torch.Tensor, atoms: torch.Tensor, owner: torch.Tensor, chunk: int = 16
+    probes: torch.Tensor, atoms: torch.Tensor, owner: torch.Tensor, chunk: int = 4096
 ) -> torch.Tensor:
     """Atoms of other residues within each `PROBE_RADII` of each probe.
 
@@ -46,28 +48,21 @@ def environment_counts(
         probes: [N, P, 3] probe positions of residue i (any number P per residue).
         atoms: [M, 3] heavy-atom positions of the whole structure.
         owner: [M] long, the residue index each atom belongs to.
+        chunk: residues per step; only bounds memory (neighbour pairs come from a k-d tree, so
+            time and memory grow linearly with N, never an [N, M] matrix).
     Returns:
         [N, P, len(PROBE_RADII)] float counts.
     """
     n, p, _ = probes.shape
-    r_max = max(PROBE_RADII)
-    out = torch.zeros(n, p, len(PROBE_RADII))
-    if atoms.shape[0] == 0:
-        return out
-    # Only atoms within reach of the chunk's probe cloud can count: a bounding box around a few
-    # sequence neighbours keeps the distance matrix small on large structures.
-    for start in range(0, n, chunk):
-        sl = slice(start, min(start + chunk, n))
-        pr = probes[sl]  # [n_c, P, 3]
-        lo = pr.reshape(-1, 3).min(0).values - r_max
-        hi = pr.reshape(-1, 3).max(0).values + r_max
-        near = ((atoms >= lo) & (atoms <= hi)).all(-1)  # [M]
-        a, o = atoms[near], owner[near]  # [m, 3], [m]
-        d = torch.cdist(pr.reshape(-1, 3), a).reshape(pr.shape[0], p, -1)  # [n_c, P, m]
-        other = o[None, None, :] != torch.arange(sl.start, sl.stop)[:, None, None]  # [n_c, 1, m]
+    flat = probes.detach().cpu().reshape(-1, 3).double().numpy()  # [N * P, 3]
+    own = owner.cpu().numpy()  # [M]
+    out = np.zeros((n * p, len(PROBE_RADII)))
+    found = pairs_within(flat, atoms.detach().cpu().double().numpy(), max(PROBE_RADII), chunk * p)
+    for rows, i, j, d in found:
+        other = own[j] != i // p  # [E]: the probe's own residue never counts
         for k, r in enumerate(PROBE_RADII):
-            out[sl, :, k] = ((d < r) & other).sum(-1).float()
-    return out
+            out[rows, k] = count_per_row(rows, i[other & (d < r)])
+    return torch.from_numpy(out).float().reshape(n, p, len(PROBE_RADII))
 
 
 def environment_features(

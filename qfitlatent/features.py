@@ -150,18 +150,21 @@ def featurize(parsed) -> Features:
     )  # [N, 3, 3]
     rot, trans = backbone_frames(bb[:, 0], bb[:, 1], bb[:, 2])
 
-    # χ atoms of every conformer: [N, A, D, 4 atoms, 3] with a presence mask.
-    quads = torch.zeros(n, a_max, residues.N_CHI_MAX, 4, 3, dtype=torch.float64)
-    chi_mask = torch.zeros(n, a_max, residues.N_CHI_MAX, dtype=torch.bool)
-    occ = torch.zeros(n, a_max)
+    # χ atoms of every conformer: [N, A, D, 4 atoms, 3] with a presence mask, filled in numpy
+    # and converted once (a tensor per residue costs more than the geometry on 5,000 residues).
+    quads = np.zeros((n, a_max, residues.N_CHI_MAX, 4, 3))
+    chi_mask = np.zeros((n, a_max, residues.N_CHI_MAX), dtype=bool)
+    occ = np.zeros((n, a_max), dtype=np.float32)
     for i, rec in enumerate(recs):
-        chi_atoms = residues.CHI_ATOMS.get(rec.parent, [])
+        chi_atoms = residues.CHI_ATOMS.get(rec.parent, ())
         for a, conf in enumerate(rec.conformers):
             occ[i, a] = conf.occ
+            at = conf.atoms
             for d, names in enumerate(chi_atoms):
-                if all(x in conf.atoms for x in names):
-                    quads[i, a, d] = torch.tensor(np.array([conf.atoms[x] for x in names]))
+                if all(x in at for x in names):
+                    quads[i, a, d] = [at[x] for x in names]
                     chi_mask[i, a, d] = True
+    quads, chi_mask, occ = map(torch.from_numpy, (quads, chi_mask, occ))
     chi = dihedral(*quads.unbind(-2))  # [N, A, D]
     chi = torch.where(chi_mask, chi, torch.zeros_like(chi))
 

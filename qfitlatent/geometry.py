@@ -68,28 +68,29 @@ def virtual_cb(rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
 BURIAL_RADII = (8.0, 10.0, 13.0)
 
 
-def burial_counts(rot: torch.Tensor, trans: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+def burial_counts(rot: torch.Tensor, trans: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
     """[N, 3] counts (float) of other residues around each residue's virtual Cβ: Cβ within
     8 Å, Cβ within 10 Å, CA within 13 Å on the Cβ side. Invariant to rigid motions.
 
-    rot [N, 3, 3], trans [N, 3]; rows in chunks so no [N, N] matrix exists for large N.
+    rot [N, 3, 3], trans [N, 3]. Neighbours come from a k-d tree (neighbours.pairs_within), so
+    time and memory grow linearly with N; `chunk` (residues per step) only bounds memory.
     """
-    cb = virtual_cb(rot, trans)  # [N, 3]
-    up = cb - trans  # [N, 3] CA→Cβ
-    n = trans.shape[0]
-    out = torch.zeros(n, 3, dtype=torch.float32)
-    for start in range(0, n, chunk):
-        sl = slice(start, min(start + chunk, n))
-        d_cb = torch.cdist(cb[sl], cb)  # [n_chunk, N]
-        d_ca = torch.cdist(trans[sl], trans)  # [n_chunk, N]
-        side = torch.einsum("ik,ijk->ij", up[sl], trans[None] - trans[sl, None]) > 0  # [n_chunk, N]
-        idx = torch.arange(sl.start, sl.stop)
-        not_self = torch.ones_like(d_cb, dtype=torch.bool)
-        not_self[torch.arange(len(idx)), idx] = False
-        out[sl, 0] = ((d_cb < BURIAL_RADII[0]) & not_self).sum(-1).float()
-        out[sl, 1] = ((d_cb < BURIAL_RADII[1]) & not_self).sum(-1).float()
-        out[sl, 2] = ((d_ca < BURIAL_RADII[2]) & side & not_self).sum(-1).float()
-    return out
+    import numpy as np
+
+    from .neighbours import count_per_row, pairs_within
+
+    cb = virtual_cb(rot, trans).detach().cpu().double().numpy()  # [N, 3]
+    ca = trans.detach().cpu().double().numpy()  # [N, 3]
+    up = cb - ca  # [N, 3] CA→Cβ
+    out = np.zeros((ca.shape[0], 3))
+    for rows, i, j, d in pairs_within(cb, cb, BURIAL_RADII[1], chunk):
+        other = i != j  # [E]
+        out[rows, 0] = count_per_row(rows, i[other & (d < BURIAL_RADII[0])])
+        out[rows, 1] = count_per_row(rows, i[other])
+    for rows, i, j, _ in pairs_within(ca, ca, BURIAL_RADII[2], chunk):
+        side = np.einsum("ek,ek->e", up[i], ca[j] - ca[i]) > 0  # [E]
+        out[rows, 2] = count_per_row(rows, i[side & (i != j)])
+    return torch.from_numpy(out).float()
 
 
 def to_local(x: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
