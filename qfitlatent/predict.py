@@ -127,8 +127,10 @@ def predict(
     for r in multi.rows:
         if r["status"] == "rejected: clash":
             clashed[r["index"]] = clashed.get(r["index"], 0) + 1
+    # Residues whose input altlocs are kept hold the input's side-chain conformers in the file.
+    kept = options.input_altlocs == "keep"
     for row in table:
-        row["n_conformers"] = written.get(row["index"], 1)
+        row["n_conformers"] = written.get(row["index"], row["n_obs"] if kept else 1)
         row["rejected_clash"] = clashed.get(row["index"], 0)
     step(1.0, "Done")
     return Prediction(

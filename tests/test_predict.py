@@ -323,3 +323,41 @@ def test_too_many_long_chain_names_leave_out_only_the_pdb_files(model):
     assert output_name(pred, "cif") in files
     why = json.loads(files[output_name(pred, "mixture")])["multiconformer"]["pdb_not_written"]
     assert "do not fit" in why and "mmCIF" in why
+
+
+def _side_chain_conformers_in_file(text: str) -> dict[tuple[str, int, str], int]:
+    """Distinct side-chain conformers per residue of a written PDB, counted on gemmi atoms: an
+    altloc's side chain is its atoms plus the blank ones; copies within 0.05 Å are one. Keyed
+    by residue name too: crambin's residue 25 is LEU in altloc A and ILE in B and C."""
+    st = gemmi.read_pdb_string(text)
+    counts = {}
+    for chain in st[0]:
+        for res in chain:
+            side = [a for a in res if a.name not in ("N", "CA", "C", "O") and a.element.name != "H"]
+            letters = sorted({a.altloc for a in side if a.altloc != "\0"}) or ["\0"]
+            shapes = []
+            for letter in letters:
+                atoms = {a.name: a.pos for a in side if a.altloc in ("\0", letter)}
+                same = any(
+                    atoms.keys() == s.keys() and all(atoms[n].dist(s[n]) < 0.05 for n in atoms)
+                    for s in shapes
+                )
+                if not same:
+                    shapes.append(atoms)
+            counts[(chain.name, res.seqid.num, res.name)] = len(shapes)
+    return counts
+
+
+@pytest.mark.parametrize("input_altlocs", ["keep", "replace"])
+def test_table_counts_the_side_chain_conformers_the_file_holds(model, input_altlocs):
+    """residues.csv's n_conformers is what multiconformer.pdb holds: the input's altlocs where
+    they are kept (it said 1 for them), plus ours where a residue is split."""
+    from qfitlatent.ensemble.multiconf import SplitOptions
+
+    options = SplitOptions(threshold=0.3, input_altlocs=input_altlocs)
+    pred = predict(model, data_file(SMALL_3), n_samples=4, options=options)
+    in_file = _side_chain_conformers_in_file(multiconformer_pdb(pred))
+    rows = [r for r in pred.table if r["n_chi"] > 0]
+    assert any(r["n_obs"] > 1 for r in rows)  # crambin at 0.54 Å: altlocs to count
+    for r in rows:
+        assert r["n_conformers"] == in_file[(r["chain"], r["resnum"], r["resname"])], r
