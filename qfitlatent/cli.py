@@ -172,6 +172,8 @@ def cmd_predict(args) -> int:
         if args.resume and outdir.holds_results(out / name):
             progress.skip()  # finished by an earlier run: folders are written whole
             continue
+        if args.resume:
+            outdir.remove_stale_staging(out / name)  # a killed run's half-written folder
         try:
             print(_predict_one(model, path, out / name, args, options, device,
                                weights_label(weights)), flush=True)  # fmt: skip
