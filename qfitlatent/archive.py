@@ -194,15 +194,32 @@ def write_part(folders: Iterable[tuple[int, Path]], path: Path) -> int:
     """The rows of every finished folder of (position in the run's list, folder) into the Parquet
     file `path`, with a `position` column for the merge; the number of structures it holds."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     schema = _schema().append(pa.field("position", pa.int64()))
+    try:
+        return _write_rows(folders, path, schema)
+    except BaseException:
+        path.unlink(missing_ok=True)  # no half part beside the table
+        raise
+
+
+def _write_rows(folders, path: Path, schema) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     n, batch = 0, []
     with pq.ParquetWriter(path, schema) as writer:
         for position, folder in folders:
             if not _finished(folder):
                 continue  # failed or never reached: it has no rows yet
-            batch += [{**row, "position": position} for row in structure_rows(folder)]
+            try:
+                rows = structure_rows(folder)
+            except (OSError, ValueError, KeyError) as err:  # a folder changed after predict
+                raise OutputError(
+                    f"{folder} cannot be read into the table ({type(err).__name__}: {err}); "
+                    "remove that folder and re-run with --resume"
+                ) from None
+            batch += [{**row, "position": position} for row in rows]
             n += 1
             if n % STRUCTURES_PER_ROW_GROUP == 0:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema))

@@ -190,3 +190,13 @@ def test_resume_and_overwrite_together_and_no_input_are_refused(weights, tmp_pat
     assert "--list FILE" in capsys.readouterr().err
     assert predict(weights, "--list", tmp_path / "missing.txt", "--out", tmp_path) == 2
     assert "cannot read the list file" in capsys.readouterr().err
+
+
+def test_a_damaged_folder_is_one_line_naming_it(weights, inputs, tmp_path, capsys):
+    out, table = tmp_path / "out", tmp_path / "t.parquet"
+    assert predict(weights, inputs / "1ab1.pdb.gz", "--out", out) == 0
+    (out / "1ab1" / "1ab1_residues.csv").unlink()  # someone tidied the folder by hand
+    rc = predict(weights, inputs / "1ab1.pdb.gz", "--out", out, "--table", table, "--resume")
+    err = capsys.readouterr().err
+    assert rc == 2 and "1ab1 cannot be read into the table" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no table, no part left
