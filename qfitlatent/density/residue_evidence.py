@@ -1,0 +1,110 @@
+"""What the map says about each residue's side chain: a few numbers in σ, one row per residue.
+
+These are the inputs of the map head (`posterior.py`). Each is something a modeller looks at
+before building an alternative conformer:
+
+    fofc_peak          mFo-DFc at the γ atom, highest peak ≥ 30° in χ1 from the modelled one
+                       (Ringer on the difference map: unexplained density where a second
+                       rotamer would put its γ atom)
+    fofc_delta_peak    the same at the δ atom (χ2 kept), where the residue has one
+    two_fofc_peak      2mFo-DFc at γ, highest peak ≥ 30° away (the classic Ringer scan)
+    two_fofc_modelled  2mFo-DFc averaged over the modelled side chain's atoms beyond CB: a
+                       side chain shared between conformers has weaker density
+    fofc_modelled_min  lowest mFo-DFc at those atoms: negative where the model puts more
+                       electrons than the crystal has (the modelled conformer is partial)
+    fofc_near_max      highest mFo-DFc 1.2 Å around those atoms: a near-copy of the side chain
+                       (< 30° in χ1, invisible to a χ1 scan) shows up as an adjacent lump
+
+Residues the map cannot speak for (no χ1: Gly, Ala, Pro; a truncated side chain; outside a
+cryo-EM box) get NaN; the caller keeps the network's answer for them and says so.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ensemble.sidechains import can_rebuild
+from ..ideal import moved_by
+from ..structure import ParsedStructure, ResidueRecord
+from .grid import MapPair, sample
+from .ringer import RingerScan, away_from, scan, second_peak
+
+DIFFERENCE_FEATURES = ("fofc_peak", "fofc_delta_peak", "fofc_modelled_min", "fofc_near_max")
+MAP_FEATURES = ("two_fofc_peak", "two_fofc_modelled")
+FEATURES = DIFFERENCE_FEATURES + MAP_FEATURES
+SHELL_RADIUS = 1.2  # Å: beside an atom, inside the reach of a slightly turned copy of it
+
+
+def _shell_directions() -> np.ndarray:
+    """[14, 3] unit vectors: the 6 axes and the 8 cube diagonals."""
+    axes = np.concatenate([np.eye(3), -np.eye(3)])
+    diag = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
+    return np.concatenate([axes, diag / math.sqrt(3.0)])
+
+
+SHELL = _shell_directions() * SHELL_RADIUS  # [14, 3] Å
+
+
+@dataclass
+class ResidueEvidence:
+    features: np.ndarray  # [N, F] in FEATURES order, σ; NaN where the map says nothing
+    scans: list[RingerScan | None]  # [N] the Ringer scan behind the features, None where none
+    has_difference: bool  # the maps include mFo-DFc (else its columns are all NaN)
+
+    @property
+    def scanned(self) -> np.ndarray:
+        """[N] bool: the map speaks for this residue."""
+        return np.array([s is not None for s in self.scans], dtype=bool)
+
+
+def modelled_atoms(rec: ResidueRecord) -> dict[str, np.ndarray]:
+    """The residue's heaviest side-chain conformer (the one a single-conformer model holds)."""
+    return max(rec.conformers, key=lambda c: c.occ).atoms
+
+
+def residue_features(rec: ResidueRecord, maps: MapPair) -> tuple[np.ndarray, RingerScan | None]:
+    """([F] features in FEATURES order, its Ringer scan) of one residue; NaN and None where the
+    map cannot speak for it."""
+    row = np.full(len(FEATURES), np.nan)
+    if not rec.conformers or not can_rebuild(rec.parent):
+        return row, None
+    atoms = modelled_atoms(rec)
+    try:
+        ringer = scan(atoms, rec.parent, maps)
+    except (KeyError, ValueError):  # backbone or CB missing: nothing to build γ from
+        return row, None
+    two = ringer.gamma.get(maps.two_fofc.label)
+    if math.isnan(ringer.modelled_chi1) or two is None or not np.isfinite(two).all():
+        return row, None
+    side = [atoms[n] for n in moved_by(rec.parent, 0) if n in atoms]
+    side_xyz = np.stack(side) if side else np.empty((0, 3))  # [P, 3]
+    f = dict.fromkeys(FEATURES, np.nan)
+    f["two_fofc_peak"] = second_peak(two, ringer.chi1, ringer.modelled_chi1)[0]
+    f["two_fofc_modelled"] = float(np.mean(sample(maps.two_fofc, side_xyz))) if side else np.nan
+    if maps.fofc is not None:
+        diff = ringer.gamma[maps.fofc.label]
+        f["fofc_peak"] = second_peak(diff, ringer.chi1, ringer.modelled_chi1)[0]
+        delta = ringer.delta.get(maps.fofc.label)
+        if delta is not None:
+            f["fofc_delta_peak"] = float(
+                np.nanmax(delta[away_from(ringer.chi1, ringer.modelled_chi1)])
+            )
+        if side:
+            at = sample(maps.fofc, side_xyz)  # [P]
+            f["fofc_modelled_min"] = float(np.nanmin(at))
+            around = sample(maps.fofc, side_xyz[:, None, :] + SHELL)  # [P, 14]
+            f["fofc_near_max"] = float(np.nanmax(around))
+    row[:] = [f[k] for k in FEATURES]
+    return row, ringer
+
+
+def residue_evidence(parsed: ParsedStructure, maps: MapPair) -> ResidueEvidence:
+    """The map's evidence for every residue of `parsed`, in its residue order."""
+    rows, scans = [], []
+    for rec in parsed.residues:
+        row, ringer = residue_features(rec, maps)
+        rows.append(row)
+        scans.append(ringer)
+    feats = np.stack(rows) if rows else np.empty((0, len(FEATURES)))  # [N, F]
+    return ResidueEvidence(feats, scans, maps.fofc is not None)

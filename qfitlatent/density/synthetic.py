@@ -1,0 +1,76 @@
+"""Training maps for the map head, made from multiconformer structures (issue 22, item 3).
+
+A deposited multiconformer model stands in for the crystal: its structure factors, with the
+model perturbed (coordinate and B errors, as no model is exact) and noise added, are the
+"observed" amplitudes; a user's single-conformer model (its heaviest altloc per residue) gives
+the phases. servalcat then makes σA-weighted 2mFo-DFc and mFo-DFc exactly as it does for a
+user's real data (`read.read_maps(..., from_data=True)`), so the minor conformers appear at the
+weak, model-biased height real maps give them.
+"""
+
+import tempfile
+from pathlib import Path
+
+import gemmi
+import numpy as np
+
+from .grid import MapPair
+from .read import read_maps
+from .reduce import single_conformer
+
+FREE_FRACTION = 0.05
+
+
+def observed_amplitudes(
+    multi: gemmi.Structure, d_min: float, rng: np.random.Generator, *, jitter: float, noise: float
+) -> gemmi.Mtz:
+    """An MTZ with FP/SIGFP/FREE computed from `multi` (perturbed) to `d_min` Å.
+
+    Args:
+        jitter: Å, standard deviation of the coordinate error added to every atom.
+        noise: relative standard deviation of the Gaussian noise on each amplitude.
+    """
+    st = multi.clone()
+    st.remove_hydrogens()
+    st.setup_entities()
+    for cra in st[0].all():
+        cra.atom.pos += gemmi.Position(*rng.normal(0.0, jitter, 3))
+        cra.atom.b_iso = max(2.0, cra.atom.b_iso * float(rng.lognormal(0.0, 0.1)))
+    calc = gemmi.DensityCalculatorX()
+    calc.d_min = d_min
+    calc.grid.setup_from(st)
+    calc.set_refmac_compatible_blur(st[0])
+    calc.put_model_density_on_grid(st[0])
+    grid = gemmi.transform_map_to_f_phi(calc.grid, half_l=True)
+    asu = grid.prepare_asu_data(dmin=d_min, unblur=calc.blur)
+    f = np.abs(asu.value_array).astype(np.float64)  # [H]
+    sig = noise * f + 0.01 * f.mean()
+    fo = np.abs(f + rng.normal(0.0, 1.0, f.shape) * sig)
+    free = (rng.random(f.shape) < FREE_FRACTION).astype(np.float64)
+
+    mtz = gemmi.Mtz(with_base=True)
+    mtz.spacegroup = st.find_spacegroup()
+    mtz.set_cell_for_all(st.cell)
+    mtz.add_dataset("synthetic")
+    for label, kind in (("FP", "F"), ("SIGFP", "Q"), ("FREE", "I")):
+        mtz.add_column(label, kind)
+    mtz.set_data(np.column_stack([asu.miller_array.astype(np.float64), fo, sig, free]))
+    return mtz
+
+
+def synthetic_maps(
+    multi: gemmi.Structure,
+    d_min: float,
+    seed: int,
+    *,
+    jitter: float = 0.2,
+    noise: float = 0.05,
+) -> tuple[gemmi.Structure, MapPair]:
+    """(single-conformer model, its maps from the synthetic data) for one structure."""
+    rng = np.random.default_rng(seed)
+    mtz = observed_amplitudes(multi, d_min, rng, jitter=jitter, noise=noise)
+    single = single_conformer(multi)
+    with tempfile.TemporaryDirectory(prefix="qfitlatent-synth-") as tmp:
+        path = Path(tmp) / "synthetic.mtz"
+        mtz.write_to_file(str(path))
+        return single, read_maps(path, single, from_data=True)

@@ -1,0 +1,174 @@
+"""Fit the map head on synthetic maps: the command that makes `weights/map-head-v1.json`.
+
+    python -m qfitlatent.density.train_head RUN_DIR [--pretrain DIR] [--limit N]
+
+Structures: every X-ray entry of `pretrain/` with side-chain altlocs on at least 3 residues
+(MANIFEST `n_sc_altloc_res`), at most 2.5 Å and 600 residues, none of the entries with real maps
+(`../shared/data/maps`: those are for validation only). The network never saw their altlocs:
+its flexibility head was trained on `multiconf/`. For each one (`synthetic.synthetic_maps`, a
+coordinate error drawn between 0.05 and 0.15 Å so R-work spreads over what refinements reach),
+the network's `p_flexible` on the single-conformer model, the map's evidence and the label (the
+residue has side-chain altlocs in the deposited model) are cached in RUN_DIR, one file per
+structure, so a killed run resumes where it stopped. Then every variant of
+`posterior.VARIANTS` is scored by 5-fold cross-validation grouped by structure, and the shipped
+fits are refitted on all rows.
+"""
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import torch
+
+from ..checkpoint import default_weights, load_model, weights_label
+from ..eval.metrics import auroc
+from ..features import featurize
+from ..structure import from_gemmi
+from .posterior import DEFAULT_PATH, VARIANTS, MapHead, fit_logistic, inputs
+from .residue_evidence import residue_evidence
+from .synthetic import synthetic_maps
+
+MAP_ENTRIES = {"3K0N", "1G8A", "3SB3", "2PKC", "4MS6", "5C40", "5AGK"}
+MAX_RESOLUTION = 2.5
+MAX_RESIDUES = 600
+MIN_ALTLOC_RESIDUES = 3
+FOLDS = 5
+
+
+def chosen(pretrain: Path) -> list[dict]:
+    """MANIFEST rows of the structures the head is trained on, in file order."""
+    rows = []
+    with open(pretrain / "MANIFEST.tsv") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if row["pdb_id"].upper() in MAP_ENTRIES:
+                continue
+            if (
+                int(row["n_sc_altloc_res"]) >= MIN_ALTLOC_RESIDUES
+                and float(row["resolution"] or 99) <= MAX_RESOLUTION
+                and int(row["n_protein_res"]) <= MAX_RESIDUES
+            ):
+                rows.append(row)
+    return rows
+
+
+def structure_rows(model, path: Path, d_min: float, seed: int) -> dict:
+    """Cached arrays of one structure: p_network [N], features [N, F], label [N], scanned [N]."""
+    multi = gemmi.read_structure(str(path))
+    rng = np.random.default_rng(seed)
+    single, maps = synthetic_maps(multi, d_min, seed, jitter=float(rng.uniform(0.05, 0.15)))
+    parsed = from_gemmi(single.clone(), path.name)
+    with torch.no_grad():
+        out = model(featurize(parsed))
+    p_net = torch.sigmoid(out.flex_logit.float()).numpy()
+    evidence = residue_evidence(parsed, maps)
+    labels = {rec.id: rec.n_obs > 1 for rec in from_gemmi(multi.clone(), path.name).residues}
+    y = np.array([labels.get(rec.id, False) for rec in parsed.residues])
+    return {
+        "p_network": p_net.astype(np.float64),
+        "features": evidence.features,
+        "label": y.astype(np.float64),
+        "scanned": evidence.scanned,
+        "r_work": np.float64(maps.r_work if maps.r_work is not None else np.nan),
+    }
+
+
+def collect(run: Path, pretrain: Path, limit: int | None) -> list[dict]:
+    model, _ = load_model(default_weights(), "cpu")
+    model.eval()
+    todo = chosen(pretrain)[:limit]
+    out = []
+    for k, row in enumerate(todo):
+        cache = run / f"{row['filename'].split('.')[0]}.npz"
+        if not cache.exists():
+            t0 = time.perf_counter()
+            try:
+                arrays = structure_rows(
+                    model, pretrain / row["filename"], max(1.0, float(row["resolution"])), k
+                )
+            except Exception as err:  # one bad structure must not end a long run
+                print(f"{row['filename']}: skipped ({type(err).__name__}: {err})", flush=True)
+                continue
+            tmp = cache.with_suffix(".tmp.npz")
+            np.savez(tmp, **arrays)
+            tmp.replace(cache)
+            print(
+                f"[{k + 1}/{len(todo)}] {row['filename']} {time.perf_counter() - t0:.0f} s "
+                f"R-work {float(arrays['r_work']):.3f}",
+                flush=True,
+            )
+        d = dict(np.load(cache))
+        d["name"] = row["filename"]
+        out.append(d)
+    return out
+
+
+def stacked(structures: list[dict]):
+    """Scanned rows of every structure: (p [R], features [R, F], labels [R], group [R])."""
+    keep = [s["scanned"].astype(bool) for s in structures]
+    p = np.concatenate([s["p_network"][m] for s, m in zip(structures, keep)])
+    x = np.concatenate([s["features"][m] for s, m in zip(structures, keep)])
+    y = np.concatenate([s["label"][m] for s, m in zip(structures, keep)])
+    g = np.concatenate([np.full(int(m.sum()), i) for i, m in enumerate(keep)])
+    return p, x, y, g
+
+
+def mean_auroc(score: np.ndarray, y: np.ndarray, g: np.ndarray) -> float:
+    """Mean per-structure AUROC (structures with both classes)."""
+    vals = [auroc(torch.tensor(score[g == i]), torch.tensor(y[g == i])) for i in np.unique(g)]
+    vals = [v for v in vals if v == v]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def cross_validate(p, x, y, g, names) -> float:
+    """Mean per-structure AUROC of a variant, each structure scored by a fit without its fold."""
+    fold = g % FOLDS
+    score = np.empty_like(y)
+    for k in range(FOLDS):
+        train, test = fold != k, fold == k
+        fit = fit_logistic(inputs(names, p[train], x[train]), y[train], names)
+        score[test] = fit.logit(inputs(names, p[test], x[test]))
+    return mean_auroc(score, y, g)
+
+
+def main(argv=None) -> int:
+    here = Path(__file__).resolve().parents[2]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="folder for the per-structure cache (resumable)")
+    parser.add_argument("--pretrain", type=Path, default=here.parent / "shared/data/pretrain")
+    parser.add_argument("--limit", type=int, default=None, help="first N structures only")
+    parser.add_argument("--out", type=Path, default=DEFAULT_PATH)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    args.run.mkdir(parents=True, exist_ok=True)
+    structures = collect(args.run, args.pretrain, args.limit)
+    p, x, y, g = stacked(structures)
+    print(f"{len(structures)} structures, {len(y)} residues scanned, {int(y.sum())} with altlocs")
+    r = np.array([float(s["r_work"]) for s in structures])
+    print(f"R-work of the single-conformer models: median {np.nanmedian(r):.3f}")
+    cv = {name: cross_validate(p, x, y, g, names) for name, names in VARIANTS.items()}
+    for name, v in cv.items():
+        print(f"{name:22s} cross-validated mean per-structure AUROC {v:.3f}")
+    fits = {name: fit_logistic(inputs(n, p, x), y, n) for name, n in VARIANTS.items()}
+    head = MapHead(
+        difference=fits["both"],
+        two_fofc_only=fits["both_two_fofc_only"],
+        trained_on=(
+            f"{len(structures)} pretrain/ X-ray structures with side-chain altlocs, maps "
+            f"synthesised from their multiconformer models (servalcat, median R-work "
+            f"{np.nanmedian(r):.3f}), network {weights_label(default_weights())}"
+        ),
+        ablations={k: v for k, v in fits.items() if k not in ("both", "both_two_fofc_only")},
+        cross_validated_auroc=cv,
+    )
+    head.save(args.out)
+    print(f"wrote {args.out}")
+    (args.run / "summary.json").write_text(json.dumps({"cv": cv, "n": len(y)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
