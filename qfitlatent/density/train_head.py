@@ -109,9 +109,9 @@ def collect(run: Path, pretrain: Path, limit: int | None) -> list[dict]:
 def stacked(structures: list[dict]):
     """Scanned rows of every structure: (p [R], features [R, F], labels [R], group [R])."""
     keep = [s["scanned"].astype(bool) for s in structures]
-    p = np.concatenate([s["p_network"][m] for s, m in zip(structures, keep)])
-    x = np.concatenate([s["features"][m] for s, m in zip(structures, keep)])
-    y = np.concatenate([s["label"][m] for s, m in zip(structures, keep)])
+    p = np.concatenate([s["p_network"][m] for s, m in zip(structures, keep, strict=True)])
+    x = np.concatenate([s["features"][m] for s, m in zip(structures, keep, strict=True)])
+    y = np.concatenate([s["label"][m] for s, m in zip(structures, keep, strict=True)])
     g = np.concatenate([np.full(int(m.sum()), i) for i, m in enumerate(keep)])
     return p, x, y, g
 
