@@ -86,6 +86,23 @@ def meshes(two_fofc: MapBox | None, fofc: MapBox | None) -> list[dict]:
     return out
 
 
+def residue_meshes(maps, atoms: dict[str, np.ndarray]) -> list[dict]:
+    """`meshes` of a MapPair's maps in a box centred on the residue's CB (CA for a residue
+    without one; the atoms' centre failing both): every rotamer of the side chain lies inside.
+
+    Args:
+        maps: density.MapPair.
+        atoms: name -> [3] Å of the residue's modelled conformer.
+    """
+    if not atoms:
+        return []
+    centre = atoms.get("CB", atoms.get("CA"))
+    if centre is None:
+        centre = np.mean(np.stack(list(atoms.values())), axis=0)
+    two = cut_box(maps.two_fofc, centre)
+    return meshes(two, cut_box(maps.fofc, centre) if maps.fofc is not None else None)
+
+
 def add_meshes(view: py3Dmol.view, items: list[dict]) -> None:
     """Draw `meshes` output on a py3Dmol view as wireframe isosurfaces."""
     for item in items:
