@@ -15,7 +15,7 @@ st.caption(
 )
 
 source = ui.structure_input()
-map_source = ui_map.map_input(source[0] if source else None)
+map_source = ui_map.map_input()
 st.sidebar.subheader("Model")
 options = ui.weights_options()
 if not options:

@@ -449,6 +449,7 @@ def flexibility_table(
                 "residue": lab,
                 "n_chi": r["n_chi"],
                 "flexibility": r["flexibility"],
+                **m,  # beside flexibility: where the call comes from, the network's own value
                 "entropy / χ": r["entropy_per_chi"],
                 "entropy": r["entropy"],
                 "modes": r["n_modes"],
@@ -456,7 +457,6 @@ def flexibility_table(
                 "input altlocs": r["n_obs"],
                 "written conformers": r["n_conformers"],
                 "rejected (clash)": r["rejected_clash"],
-                **m,
             }
             for r, lab, m in zip(rows, labels, more, strict=True)
         ]

@@ -46,7 +46,7 @@ def _chose_map_upload() -> None:
     st.session_state["map_choice"] = "upload"
 
 
-def map_input(structure_name: str | None) -> tuple[str, bytes] | None:
+def map_input() -> tuple[str, bytes] | None:
     """Sidebar, under the structure's upload: a map for it. Returns (file name, bytes) or None.
 
     The example with a map brings its own; a map uploaded after it was opened replaces it, and
@@ -66,7 +66,9 @@ def map_input(structure_name: str | None) -> tuple[str, bytes] | None:
         "map, flexibility becomes the posterior given the map's evidence.",
     )
     st.sidebar.caption(f"MTZ, CCP4/MRC map, optionally gzipped · {limit}")
-    example = ui.example_for(structure_name) if structure_name else None
+    # The example opened last (ui.structure_input's choice), not a file of the same name: an
+    # upload called 3k0n_single.pdb.gz is the visitor's own and gets no map of ours.
+    example = ui.EXAMPLES.get(st.session_state.get("source"))
     own = example is not None and example.map_file is not None
     if upload is not None and (st.session_state.get("map_choice") == "upload" or not own):
         return upload.name, upload.getvalue()

@@ -421,7 +421,7 @@ def test_unseen_example_says_so(server, page):
 def test_bad_upload_shows_error_and_app_recovers(server, page, tmp_path):
     bad = tmp_path / "notes.pdb"
     bad.write_text("these are my lab notes, not coordinates\n" * 20)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(bad))
     page.wait_for_selector('[data-testid="stAlertContentError"]')
     wait_idle(page)
     text = page.locator('[data-testid="stAlertContentError"]').first.inner_text()
