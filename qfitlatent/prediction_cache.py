@@ -45,6 +45,8 @@ def estimate_bytes(obj) -> int:
             total += sys.getsizeof(o) if o.base is None else o.nbytes
         elif isinstance(o, gemmi.Structure):
             total += GEMMI_ATOM_BYTES * sum(model.count_atom_sites() for model in o)
+        elif isinstance(o, gemmi.FloatGrid):  # a prediction's maps: ~10 MB each at 1.4 Å
+            total += 4 * o.point_count
         elif isinstance(o, dict):
             total += sys.getsizeof(o)
             stack.extend(o.keys())
