@@ -153,6 +153,7 @@ with info_col:
     row = rows[labels.index(label)]
     i = row["index"]
     ui.residue_summary(pred, row)
+    ui_map.residue_map_line(pred, row)
 
 with overview:
     st.markdown("**Flexibility along each chain** · click a bar to show that residue")

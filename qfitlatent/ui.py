@@ -380,16 +380,23 @@ def residue_summary(pred, row: dict) -> None:
     m1.metric(
         "flexibility",
         f"{row['flexibility']:.2f}",
-        help="probability of ≥ 2 side-chain conformers: the network's p_flexible"
-        + ("" if isinstance(p_flex, float) and not math.isnan(p_flex) else
+        help="Does the crystal show a second conformer? Probability of ≥ 2 side-chain "
+        "conformers: p_flexible"
+        + (" given the network and the map" if row.get("call_from") == "map" else
+           " (the network's)" if isinstance(p_flex, float) and not math.isnan(p_flex) else
            " (these weights have none: mixture weight off the dominant rotamer)"),
     )  # fmt: skip
     m2.metric(
         "entropy / χ",
         f"{row['entropy_per_chi']:.2f}",
-        help=f"{row['entropy']:.2f} nats over {row['n_chi']} χ; entropy grows with the χ count",
+        help=f"How much does this side chain move? {row['entropy']:.2f} nats over "
+        f"{row['n_chi']} χ; entropy grows with the χ count",
     )
-    m3.metric("χ1 spread", f"{row['chi1_spread_deg']:.0f}°", help="circular SD of the χ1 marginal")
+    m3.metric(
+        "χ1 spread",
+        f"{row['chi1_spread_deg']:.0f}°",
+        help="How much does this side chain move? Circular SD of the χ1 marginal",
+    )
     m4.metric("altlocs", row["n_obs"], help="side-chain conformers modelled in the input file")
     n_chi, i = row["n_chi"], row["index"]
 

@@ -155,6 +155,37 @@ def map_status(pred, map_name: str | None, why: str | None) -> None:
     )
 
 
+def residue_map_text(row: dict, scan) -> str | None:
+    """One line on what the map says about a residue: where its call comes from, the network's
+    value before the map, and the highest difference (else 2mFo-DFc) peak at γ ≥ 30° from the
+    modelled χ1 with its χ1. None without a map. `scan`: the residue's RingerScan or None."""
+    from .density.grid import FOFC, TWO_FOFC
+    from .density.ringer import second_peak
+
+    if "call_from" not in row:
+        return None
+    if row["call_from"] != "map" or scan is None:
+        return ("**Map**: it cannot speak for this side chain (no χ1 to scan, a truncated side "
+                "chain, or outside the map): flexibility is the network's")  # fmt: skip
+    label = FOFC if FOFC in scan.gamma else TWO_FOFC
+    height, chi1 = second_peak(scan.gamma[label], scan.chi1, scan.modelled_chi1)
+    wrap = (chi1 + 180.0) % 360.0 - 180.0
+    return (
+        f"**Map** (call from map): network {row['p_flexible_network']:.2f} → "
+        f"{row['flexibility']:.2f} with the map · {label} at γ away from the modelled χ1 "
+        f"({scan.modelled_chi1:.0f}°): highest {height:+.1f}σ at χ1 {wrap:.0f}°"
+    )
+
+
+def residue_map_line(pred, row: dict) -> None:
+    """residue_map_text of the selected residue, under its numbers; nothing without a map."""
+    evidence = getattr(pred, "evidence", None)
+    scan = evidence.scans[row["index"]] if evidence is not None else None
+    text = residue_map_text(row, scan)
+    if text:
+        st.markdown(text)
+
+
 def mesh_toggle(pred) -> bool:
     """Sidebar (Display): whether the viewer draws the map; False, and no toggle, without one."""
     if getattr(pred, "maps", None) is None:

@@ -102,6 +102,8 @@ def test_the_selected_residue_gets_its_ringer_curve_and_map_meshes(with_map):
     assert [t["name"] for t in ringer] == ["2mFo-DFc at γ (σ, Ringer)", "mFo-DFc at γ (σ, Ringer)"]
     assert len(values(ringer[0]["r"])) == 73  # 72 steps of 5°, closed
     assert any(a["text"].startswith("radius") for a in fig["layout"]["annotations"])
+    line = next(m.value for m in with_map.markdown if m.value.startswith("**Map** (call from"))
+    assert "with the map" in line and "σ at χ1" in line
     html = viewer_html(with_map)
     assert html.count("addVolumetricData") == 3 and '"isoval": -3.0' in html
     with_map.toggle(key="map_mesh").set_value(False).run()
@@ -165,3 +167,21 @@ def test_a_map_that_cannot_be_used_leaves_the_prediction_and_says_why(env, name,
     assert "addVolumetricData" not in viewer_html(at)
     at.run()  # a rerun shows the same reason (remembered, not read again)
     assert refusal(at) == why
+
+
+def test_the_residue_line_names_the_difference_peak_away_from_the_modelled_chi1():
+    import numpy as np
+
+    from qfitlatent.density.ringer import RingerScan
+    from qfitlatent.ui_map import residue_map_text
+
+    t = np.arange(0.0, 360.0, 5.0)
+    diff = 3.0 * np.exp(4 * (np.cos(np.radians(t - 180.0)) - 1))  # a peak at χ1 180°
+    diff += 5.0 * np.exp(40 * (np.cos(np.radians(t - 300.0)) - 1))  # higher, but modelled
+    scan = RingerScan("LEU", t, -60.0, {"2mFo-DFc": diff * 0, "mFo-DFc": diff}, {})
+    row = {"call_from": "map", "p_flexible_network": 0.2, "flexibility": 0.9}
+    text = residue_map_text(row, scan)
+    assert "network 0.20 → 0.90" in text and "mFo-DFc at γ" in text
+    assert "+3.0σ at χ1 180°" in text or "+3.0σ at χ1 -180°" in text
+    assert "cannot speak" in residue_map_text({**row, "call_from": "model"}, None)
+    assert residue_map_text({"flexibility": 0.5}, None) is None  # no map: no line
