@@ -39,7 +39,7 @@ NETWORK_HELP = (
     "the network's own p_flexible, before the map: the prior that the map's evidence updates "
     "into the flexibility column"
 )
-REFUSED_KEPT = 64  # unusable maps remembered (structure, map) so a rerun does not re-read one
+REFUSED_KEPT = 64  # unusable maps remembered by (structure, map, weights): a rerun reads none again
 
 
 def _chose_map_upload() -> None:
@@ -54,7 +54,8 @@ def map_input() -> tuple[str, bytes] | None:
     message, and the page shows the structure without it).
     """
     cap = server_config.load().max_map_mb
-    limit = f"up to {cap:,} MB" if cap else "no size limit on this server"
+    # 0 lifts the map cap; the upload box then has Streamlit's own (server.maxUploadSize).
+    limit = f"up to {cap:,} MB" if cap else "up to this server's upload limit"
     upload = st.sidebar.file_uploader(
         "…and its map (optional)",
         key="map_upload",
