@@ -108,8 +108,8 @@ REPORT_COLUMNS = (
 MAP_REPORT_COLUMNS = ("density_2fofc", "density_fofc", "density_vs_input")
 MAP_OCCUPANCY_NOTE = "occupancy from map (NNLS)"
 NO_DENSITY_NOTE = (
-    f"the map does not support it: mean 2mFo-DFc below {SUPPORT_TWO_FOFC:g} sigma and "
-    f"mFo-DFc below {SUPPORT_FOFC:g} sigma at its side-chain atoms"
+    f"the map does not support it: at its side-chain atoms mean 2mFo-DFc below "
+    f"{SUPPORT_TWO_FOFC:g} sigma (or negative mFo-DFc) and mFo-DFc below {SUPPORT_FOFC:g} sigma"
 )
 MAP_REMARK = (
     "Predicted alternatives were kept only where the density map supports them; occupancies "
