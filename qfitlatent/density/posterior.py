@@ -142,6 +142,7 @@ VARIANTS = {
     "both": (NETWORK, *FEATURES),
     "both_two_fofc_only": (NETWORK, *MAP_FEATURES),
     "map_alone": FEATURES,
+    "map_alone_two_fofc_only": MAP_FEATURES,
     "network_alone": (NETWORK,),
     "difference_alone": DIFFERENCE_FEATURES,
 }
