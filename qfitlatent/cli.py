@@ -93,6 +93,12 @@ def configs_from_args(args):
 def cmd_evaluate(args) -> int:
     from .eval.evaluate import evaluate_folder, format_table
 
+    if args.maps is not None:
+        return _evaluate_maps(args)
+    if args.data is None or args.weights is None:
+        print("qfitlatent evaluate: give --weights and --data, or --maps (structures with maps)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         res = evaluate_folder(
             args.weights, args.data, args.split, args.device, args.cache, args.without_resolution
@@ -458,6 +464,22 @@ def _train_parser(add) -> None:
     t.set_defaults(func=cmd_train)
 
 
+def _evaluate_maps(args) -> int:
+    from .errors import StructureError
+    from .eval import map_eval
+
+    try:
+        from .checkpoint import default_weights
+
+        weights = args.weights or default_weights()
+        res = map_eval.evaluate_maps(args.maps, weights, args.device, args.map_head)
+    except (ValueError, StructureError) as err:
+        print(f"qfitlatent evaluate: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(res, indent=1) if args.json else map_eval.format_table(res))
+    return 0
+
+
 def _evaluate_parser(add) -> None:
     """`qfitlatent evaluate`."""
     e = add(
@@ -468,10 +490,25 @@ def _evaluate_parser(add) -> None:
         "calibration, next to three rotamer-library baselines on the same residues. Prints one "
         "table (or JSON).",
     )
-    e.add_argument("--weights", type=Path, required=True, help="checkpoint to evaluate (.pt)")
     e.add_argument(
-        "--data", type=Path, required=True,
-        help="the folder the checkpoint was trained on (the split is rebuilt from it)",
+        "--weights", type=Path,
+        help="checkpoint to evaluate (.pt); needed with --data; default with --maps: the shipped weights",
+    )  # fmt: skip
+    e.add_argument(
+        "--data", type=Path,
+        help="the folder the checkpoint was trained on (the split is rebuilt from it); no default: "
+        "needed unless --maps is given",
+    )  # fmt: skip
+    e.add_argument(
+        "--maps", type=Path, metavar="DIR",
+        help="score p_flexible with and without crystallographic maps instead: DIR holds "
+        "multiconformer models (the labels) and their MTZ/CCP4 files, paired by the id their "
+        "names start with; the input is each model reduced to one conformer and its maps are "
+        "computed from the data (see docs/density.md); default: no maps, score --data",
+    )  # fmt: skip
+    e.add_argument(
+        "--map-head", type=Path, default=None,
+        help="map head (.json) for --maps; default: the shipped weights/map-head-v1.json",
     )  # fmt: skip
     e.add_argument(
         "--split", choices=["val", "all"], default="val",
