@@ -34,8 +34,11 @@ DATA = "1g8a_data.mtz.gz"
 def timed_steps(model, structure: Path, **kw) -> dict[str, float]:
     """{step text: seconds} of one prediction, plus writing its files ("outputs")."""
     marks = []
-    pred = predict(model, structure, progress=lambda f, text: marks.append((time.perf_counter(),
-                                                                           text)), **kw)  # fmt: skip
+
+    def mark(fraction, text):
+        marks.append((time.perf_counter(), text))
+
+    pred = predict(model, structure, progress=mark, **kw)
     t = time.perf_counter()
     outputs(pred, "bench")
     marks.append((time.perf_counter(), "end"))

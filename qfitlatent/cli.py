@@ -128,6 +128,7 @@ def cmd_predict(args) -> int:
     from .dataset import list_structure_files
     from .density.pairing import map_files, pair_map
     from .ensemble.multiconf import SplitOptions
+    from .predict import model_has_no_flex_head
 
     if args.resume and args.overwrite:
         print("qfitlatent predict: --resume keeps finished folders and --overwrite replaces "
@@ -163,6 +164,11 @@ def cmd_predict(args) -> int:
         return 2
     items = [*args.structures, *(p for f in args.list for p in archive.read_list(f))]
     model, _ = load_model(weights, device)
+    if (args.map is not None or args.maps is not None) and model_has_no_flex_head(model):
+        print(f"qfitlatent predict: {weights.name} predicts no p_flexible, which a map refines; "
+              "use weights with a flexibility head (the shipped ones)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     out = Path(args.out)
     outdir.prepare(out)  # before any prediction: an unwritable --out is one line, at once
     files, failed = [], []
@@ -175,7 +181,8 @@ def cmd_predict(args) -> int:
                 _report_failure(out, Path(item), OutputError(f"cannot list it: {err.strerror}"))
     if args.map is not None and len(files) + len(failed) != 1:
         print(f"qfitlatent predict: --map goes with one structure ({len(files)} given); for "
-              "several, put their maps in a folder and give --maps DIR", file=sys.stderr)  # fmt: skip
+              "several, put their maps in a folder and give --maps DIR",
+              file=sys.stderr)  # fmt: skip
         return 2
     try:
         maps_listed = None if args.maps is None else map_files(args.maps)
@@ -273,8 +280,10 @@ def _predict_one(model, path: Path, folder: Path, args, options, device, label: 
         for r in pred.table[:5]
     )
     m = pred.multiconformer
-    with_map = "" if pred.maps is None else (
-        f"; map {map_path.name}: {int(pred.evidence.scanned.sum())} residues called from it")
+    with_map = ""
+    if pred.maps is not None:
+        called = int(pred.evidence.scanned.sum())
+        with_map = f"; map {map_path.name}: {called} residues called from it"
     return (f"{path.name}: {pred.features.n_res} residues → {folder}; {m.n_split} split "
             f"(expected flexible {m.expected_flexible:.1f}); most flexible: {top}"
             f"{with_map}")  # fmt: skip
@@ -545,6 +554,7 @@ def _predict_parsers(add) -> None:
     """`qfitlatent predict` and its other name, `sample`."""
     from .ensemble import sample as sampling
     from .ensemble.multiconf import SplitOptions
+    from .predict import model_has_no_flex_head
 
     split = SplitOptions()  # the defaults the help states
     predict_about = (

@@ -24,7 +24,6 @@ those files are as before):
 - the map's numbers in σ (density.residue_evidence.FEATURES; blank where the map says nothing).
 """
 
-
 import csv
 import io
 import math

@@ -13,6 +13,9 @@ import torch
 
 from . import residues
 from .checkpoint import resolve_device
+from .density import MapPair, read_maps
+from .density.posterior import MapHead, load_map_head, posterior
+from .density.residue_evidence import ResidueEvidence, residue_evidence
 from .ensemble import build
 from .ensemble.conformers import (
     N_CANDIDATES,
@@ -29,14 +32,11 @@ from .ensemble.multiconf import (
     report_summary,
 )
 from .ensemble.sample import check_sampling, sample_chis
+from .errors import CheckpointError
 from .features import Features, featurize
 from .flexibility import add_map_columns, flexibility_table
 from .flexibility import table_csv as _table_csv
 from .mixture import Mixture, sample
-from .density import MapPair, read_maps
-from .density.posterior import MapHead, load_map_head, posterior
-from .density.residue_evidence import ResidueEvidence, residue_evidence
-from .errors import CheckpointError
 from .server_config import check_prediction_size
 from .structure import ParsedStructure, read_structure
 
@@ -125,8 +125,10 @@ def predict(
     maps = None
     if map_file is not None:  # before the network: a bad map is one line, at once
         if model_has_no_flex_head(model):
-            raise CheckpointError("these weights predict no p_flexible, which a map refines: "
-                                  "use weights with a flexibility head (the shipped ones)")  # fmt: skip
+            raise CheckpointError(
+                "these weights predict no p_flexible, which a map refines: use weights with a "
+                "flexibility head (the shipped ones)"
+            )
         map_head = map_head or load_map_head()
         step(0.05, _map_step(map_file, map_name, map_from_data))
         maps = read_maps(map_file, parsed.input_structure(), name=map_name,
@@ -207,7 +209,9 @@ def _map_step(map_file, map_name, from_data: bool) -> str:
     if not isinstance(map_file, (str, Path)):
         return "Reading the map (5-25 s where it holds observed data only: the maps are computed)"
     try:  # the header says whether the file holds map coefficients
-        columns = {c.label: c.type for c in gemmi.read_mtz_file(str(map_file), with_data=False).columns}
+        columns = {
+            c.label: c.type for c in gemmi.read_mtz_file(str(map_file), with_data=False).columns
+        }
     except (RuntimeError, ValueError, OSError):
         return "Reading the map"  # read_maps says what is wrong with it
     return "Reading the map" if labels.pick_pair(columns, labels.TWO_FOFC_LABELS) else computing

@@ -89,3 +89,19 @@ def test_pairing_rules(tmp_path):
     (tmp_path / "3k0n_refined.mtz").write_bytes(b"x")
     with pytest.raises(MapError, match="several maps .*3k0n_data.mtz.gz, 3k0n_refined.mtz"):
         pair_map(tmp_path / "3k0n.pdb", map_files(tmp_path), tmp_path)
+
+
+def test_weights_without_a_flexibility_head_refuse_a_map_before_any_structure(tmp_path, capsys):
+    import torch
+
+    from qfitlatent.checkpoint import save_checkpoint
+    from qfitlatent.config import ModelConfig
+    from qfitlatent.model import QFitLatent
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_s=16, d_z=8, n_blocks=1, dropout=0.0, flex_head=False)
+    weights = save_checkpoint(tmp_path / "no-head.pt", model_cfg=cfg, model=QFitLatent(cfg),
+                              meta={"note": "test"})  # fmt: skip
+    assert run(STRUCTURE, "--map", MAP, "--weights", weights, "--out", tmp_path / "out") == 2
+    assert "no-head.pt predicts no p_flexible" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "3sb3").exists()

@@ -14,8 +14,8 @@ import pytest
 from conftest import SHARED, data_file, tiny_model
 
 from qfitlatent.checkpoint import default_weights, load_model
-from qfitlatent.density.reduce import single_conformer
 from qfitlatent.density.posterior import NETWORK, LogisticFit, MapHead
+from qfitlatent.density.reduce import single_conformer
 from qfitlatent.density.residue_evidence import FEATURES
 from qfitlatent.ensemble.multiconf import MAP_OCCUPANCY_NOTE, MAP_REPORT_COLUMNS, REPORT_COLUMNS
 from qfitlatent.errors import CheckpointError, MapError
