@@ -3,7 +3,8 @@
     python benchmarks/map_multiconf.py [ENTRY ...] [--maps DIR] [--candidates]
 
 The fair case of ../shared/data/maps/README.md: each deposited multiconformer model is reduced
-to one conformer per residue (the heaviest altloc), `predict` reads it with the entry's data
+to one conformer per residue (the heaviest altloc; for 1G8A the deposited single-conformer
+refinement, with qFit's model as the labels), `predict` reads it with the entry's data
 (2mFo-DFc and mFo-DFc computed by servalcat with the reduced model's phases, as a user would
 have them) and writes its multiconformer model, keeping only alternatives the map supports at
 occupancies fitted to it (ensemble/map_support.py). For every residue it split, the real-space
@@ -15,7 +16,10 @@ both. Also: how many written alternatives lie within 30° on every χ of a depos
 the multiconformer model (which the map was never computed from).
 
 --candidates lists every alternative the map judged (its density numbers and whether it matches
-a deposited altloc): the numbers the support rule's thresholds were chosen from.
+a deposited altloc) and, over all entries given, how many of them each of a few support rules
+would keep and how many of those match: the numbers the support rule was chosen from
+(ensemble/map_support.py, docs/density.md). An alternative is judged until its residue holds
+max_conformers, so the set judged depends a little on the rule in force.
 The shipped network weights have seen 3K0N and 1G8A in training (docs/density.md).
 """
 
@@ -39,12 +43,30 @@ from qfitlatent.ensemble.sidechains import measure_chis
 from qfitlatent.predict import predict
 from qfitlatent.structure import from_gemmi
 
+# entry: (multiconformer model: the labels, single-conformer input or None (reduce the labels'
+# model), data)
 ENTRIES = {
-    "3K0N": ("3k0n_refine.pdb.gz", "3k0n_data.mtz.gz"),
-    "3SB3": ("3sb3.pdb.gz", "3sb3_data.mtz.gz"),
-    "1G8A": ("1g8a_qfit.pdb.gz", "1g8a_data.mtz.gz"),  # labels: qFit's model
+    "3K0N": ("3k0n_refine.pdb.gz", None, "3k0n_data.mtz.gz"),
+    "3SB3": ("3sb3.pdb.gz", None, "3sb3_data.mtz.gz"),
+    # labels: qFit's model; input: the deposited single-conformer refinement
+    "1G8A": ("1g8a_qfit.pdb.gz", "1g8a_refined.pdb.gz", "1g8a_data.mtz.gz"),
 }
 MATCH_DEG = 30.0
+# Support rules compared (2mFo-DFc and mFo-DFc means in σ at the alternative's moving atoms);
+# the shipped one is ensemble/map_support.MapJudge.supports.
+RULES = {
+    "every alternative (no map)": lambda two, diff: True,
+    "2mFo-DFc >= 1 or mFo-DFc >= 3": lambda two, diff: two >= 1 or diff >= 3,
+    "2mFo-DFc >= 1.5 alone": lambda two, diff: two >= 1.5,
+    "2mFo-DFc >= 2 alone (no difference map)": lambda two, diff: two >= 2,
+    "mFo-DFc >= 2.5 alone": lambda two, diff: diff >= 2.5,
+    "2mFo-DFc >= 1.5 & mFo-DFc >= 0, or mFo-DFc >= 2.5": lambda two, diff: (
+        (two >= 1.5 and diff >= 0) or diff >= 2.5
+    ),
+    "2mFo-DFc >= 2 & mFo-DFc >= 0, or mFo-DFc >= 2.5 (shipped)": lambda two, diff: (
+        (two >= 2 and diff >= 0) or diff >= 2.5
+    ),
+}
 RSCC_REACH = 2.0  # Å around the atoms
 
 
@@ -110,10 +132,12 @@ def matches(chi_deg: list, resname: str, deposited: list) -> bool:
 
 
 def run(entry: str, maps_dir: Path, model, show_candidates: bool) -> dict:
-    multi_name, data_name = ENTRIES[entry]
+    multi_name, input_name, data_name = ENTRIES[entry]
     multi = gemmi.read_structure(str(maps_dir / multi_name))
     multi.setup_entities()
     single = single_conformer(multi)
+    if input_name is not None:
+        single = single_conformer(gemmi.read_structure(str(maps_dir / input_name)))
     deposited = deposited_chis(from_gemmi(multi.clone(), multi_name))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{entry.lower()}_single.pdb"
@@ -157,7 +181,7 @@ def run(entry: str, maps_dir: Path, model, show_candidates: bool) -> dict:
                   f"{r['matches']}")  # fmt: skip
     return {"entry": entry, "rows": rows, "seconds": seconds, "source": pred.maps.source,
             "written": len(written), "written_matching": sum(r["matches"] for r in written),
-            "judged": len(judged)}  # fmt: skip
+            "judged": judged}  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -179,6 +203,17 @@ def main(argv=None) -> int:
             print(f"{r['residue']:<16}{r['occupancies']:<18}{r['before']:>9.3f}{r['after']:>9.3f}"
                   f"{r['after'] - r['before']:>+8.3f}{r['deposited_altlocs']:>14}")  # fmt: skip
         summary.append(res)
+    if args.candidates:
+        judged = [r for res in summary for r in res["judged"] if r["density_fofc"] != ""]
+        total = sum(r["matches"] for r in judged)
+        print(f"\nsupport rules over {len(judged)} judged alternatives, {total} matching a "
+              "deposited conformer")  # fmt: skip
+        print(f"{'rule':<62}{'kept':>6}{'match':>7}{'precision':>11}{'recall':>8}")
+        for name, rule in RULES.items():
+            kept = [r for r in judged if rule(r["density_2fofc"], r["density_fofc"])]
+            hit = sum(r["matches"] for r in kept)
+            print(f"{name:<62}{len(kept):>6}{hit:>7}{hit / max(1, len(kept)):>11.2f}"
+                  f"{hit / max(1, total):>8.2f}")  # fmt: skip
     print("\nentry  split  mean RSCC in  out  change  worst change  alternatives written "
           "(matching a deposited altloc)")  # fmt: skip
     for res in summary:

@@ -36,6 +36,11 @@ residues the report says were split change. Rules, in the order they apply:
   (the report lists what it replaced).
 - B-factors of every atom are the input's; alternatives copy those of the input atom they
   replace. The files say so in a REMARK.
+- With a density map (`maps`, `map_support.py`): an alternative is tried only where the map
+  supports it (else `rejected: no density`; the mixture-mass minimum does not apply), and the
+  occupancies of the input side chain and the alternatives kept are fitted to the 2mFo-DFc map
+  (NNLS), an alternative below `min_occupancy` dropped and the fit redone. The report gains
+  the density at each conformer (MAP_REPORT_COLUMNS), the files a REMARK.
 """
 
 import functools
