@@ -683,17 +683,19 @@ def _map_occupancies(judge, env, rec, res, own, own_moving, prep, accepted, reje
         rejected.append(_row(i, rec, score_i, "", "", chi, d, "predicted",
                              "below minimum occupancy", note=f"{fit[1 + low]:.2f} from the map "
                              "(NNLS)", **a["density"]))  # fmt: skip
-        for j in range(len(accepted) - 1, low - 1, -1):  # letters after it move up by one
+        j = low  # the letters after it move up by one: screen each under its new letter
+        while j < len(accepted):
             chi, a = accepted[j]
             worst, partner = env.worst_overlap(near, a["k"], a["pos"], names, radius, kinds,
                                                own, ALTLOCS[j + 1])  # fmt: skip
-            if worst >= options.overlap:
+            if worst >= options.overlap:  # the next one moves into place j
                 accepted.pop(j)
                 rejected.append(_row(i, rec, score_i, "", "", chi, d, "predicted",
                                      "rejected: clash", overlap=round(worst, 2),
                                      partner=partner, **a["density"]))  # fmt: skip
-            else:
-                a["overlap"], a["partner"] = worst, partner
+                continue
+            a["overlap"], a["partner"] = worst, partner
+            j += 1
     centres = np.stack([prep["chi_in_np"], *(c.numpy() for c, _ in accepted)])
     mass = prep["nearest_mass"](centres)  # [1 + M]
     return rounded(fit, options.min_occupancy), mass
