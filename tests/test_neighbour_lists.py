@@ -14,7 +14,7 @@ from conftest import data_file
 
 from qfitlatent.checkpoint import load_model
 from qfitlatent.features import load_features
-from qfitlatent.model import network
+from qfitlatent.model import ipa, network
 from qfitlatent.model.embed import neighbours
 from qfitlatent.neighbours import nearest
 
@@ -102,3 +102,19 @@ def test_neighbour_lists_form_no_distance_matrix(big, monkeypatch):
 
     monkeypatch.setattr(torch, "cdist", refuse)
     assert neighbours(big[1], M).shape == (len(big[1]), M)
+
+
+def test_attention_in_query_chunks_gives_the_whole_pass_result(big, monkeypatch):
+    """Huge structures attend a chunk of query rows at a time (ipa.QUERY_CHUNK), so the gathered
+    keys and values stay small; rows are independent, so chunks must not change the output.
+    Here 1,134 residues in chunks of 100 (12 passes, the last one short) against one pass."""
+    f, _ = big
+    model, _ = load_model()
+    with torch.no_grad():
+        monkeypatch.setattr(ipa, "QUERY_CHUNK", 100_000)
+        whole = model(f)
+        monkeypatch.setattr(ipa, "QUERY_CHUNK", 100)
+        chunked = model(f)
+    assert torch.allclose(chunked.flex_logit, whole.flex_logit, rtol=0, atol=1e-6)
+    for a, b in zip(chunked.mixture, whole.mixture, strict=True):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-6)
