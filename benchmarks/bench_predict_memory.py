@@ -122,10 +122,10 @@ def steps_worker(path: str) -> None:
 
     def step(_fraction, text):
         now = time.perf_counter()
-        if rows:
+        if rows and "t0" in rows[-1]:  # the step before ends here
             rows[-1].update(s=now - rows[-1].pop("t0"), peak_gb=vm("VmHWM"))
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
-        rows.append({"step": text.split(" of ")[0].split(" for ")[0], "t0": now})
+        rows.append({"step": text.split(" of ")[0].split(" for ")[0].split(",")[0], "t0": now})
 
     model, _ = load_model()
     step(0, "Loading done")
