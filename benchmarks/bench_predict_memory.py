@@ -12,12 +12,13 @@ its altlocs, the rest single-conformer). Then runs
 resident set size". The file-size cap (QFITLATENT_MAX_MB, 10 MB by default) is raised to fit
 each file, since the size is what is measured here; `--max-residues` sets
 QFITLATENT_MAX_RESIDUES for the run, to show the refusal path. Prints a markdown table:
-residues, file size, exit code, peak RSS, wall time, wall time per residue, and the last line
-the command printed.
+residues, file size, exit code, peak RSS, wall time, CPU time (user + system) and CPU time per
+residue, and the last line the command printed. CPU time is what says whether cost is linear on
+a shared machine: wall time there grows with everyone else's load.
 
 `--steps` adds, per structure, a second fresh process that calls `predict.predict` and
 `predict.outputs` (the files the command writes) with the shipped weights and prints each
-step's time and peak resident memory (Linux VmHWM, reset at each step by
+step's CPU and wall time and peak resident memory (Linux VmHWM, reset at each step by
 /proc/self/clear_refs): where time and memory go, without the command's start-up.
 """
 
@@ -90,6 +91,9 @@ def measure(path: Path, weights: str | None, max_residues: int | None) -> dict:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    cpu = sum(
+        float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr)
+    )
     said = [
         ln
         for ln in (proc.stdout + proc.stderr).splitlines()
@@ -100,6 +104,7 @@ def measure(path: Path, weights: str | None, max_residues: int | None) -> dict:
         "rc": proc.returncode,
         "peak_gb": int(peak.group(1)) / 2**20 if peak else float("nan"),
         "wall_s": wall,
+        "cpu_s": cpu,
         "said": (said[-1] if said else "").replace(str(path), path.name)[:110],
     }
 
@@ -121,11 +126,13 @@ def steps_worker(path: str) -> None:
     rows = []
 
     def step(_fraction, text):
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if rows and "t0" in rows[-1]:  # the step before ends here
-            rows[-1].update(s=now - rows[-1].pop("t0"), peak_gb=vm("VmHWM"))
+            last = rows[-1]
+            last.update(s=now - last.pop("t0"), cpu_s=cpu - last.pop("c0"), peak_gb=vm("VmHWM"))
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
-        rows.append({"step": text.split(" of ")[0].split(" for ")[0].split(",")[0], "t0": now})
+        name = text.split(" of ")[0].split(" for ")[0].split(",")[0]
+        rows.append({"step": name, "t0": now, "c0": cpu})
 
     model, _ = load_model()
     step(0, "Loading done")
@@ -173,21 +180,25 @@ def main() -> None:
             if args.steps:
                 steps[n_res] = measure_steps(path)
                 print(f"{n_res} residues, steps: {steps[n_res]}", file=sys.stderr, flush=True)
-    print("| residues | file MB | exit | peak RSS GB | wall s | ms per residue | last line |")
-    print("|---:|---:|---:|---:|---:|---:|---|")
+    print(
+        "| residues | file MB | exit | peak RSS GB | wall s | CPU s | CPU ms per residue "
+        "| last line |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for n_res, mb, r in rows:
         print(
             f"| {n_res:,} | {mb:.1f} | {r['rc']} | {r['peak_gb']:.2f} | {r['wall_s']:.0f} "
-            f"| {1000 * r['wall_s'] / n_res:.1f} | {r['said']} |"
+            f"| {r['cpu_s']:.0f} | {1000 * r['cpu_s'] / n_res:.1f} | {r['said']} |"
         )
     if steps:
         names = list(next(iter(steps.values())))
         print()
-        print("| step | " + " | ".join(f"{n:,} res: s, ms/res, peak GB" for n in steps) + " |")
+        head = " | ".join(f"{n:,} res: CPU s, CPU ms/res, peak GB" for n in steps)
+        print(f"| step | {head} |")
         print("|---|" + "---:|" * len(steps))
         for i, first in enumerate(names):
             cells = [
-                f"{rs[i]['s']:.1f}, {1000 * rs[i]['s'] / n:.2f}, {rs[i]['peak_gb']:.2f}"
+                f"{rs[i]['cpu_s']:.1f}, {1000 * rs[i]['cpu_s'] / n:.2f}, {rs[i]['peak_gb']:.2f}"
                 for n, rs in steps.items()
             ]
             print(f"| {first['step']} | " + " | ".join(cells) + " |")

@@ -74,9 +74,12 @@ def nearest(points: np.ndarray, k: int, chunk: int = 1 << 16) -> np.ndarray:
         _, j = tree.query(q, k=width)  # [Q, W]
         j = j.reshape(len(q), width).astype(np.int64)
         d2 = ((q[:, None, :] - points[j]) ** 2).sum(-1)  # [Q, W]
-        order = np.lexsort((j, d2), axis=-1)  # by distance, then index
-        j = np.take_along_axis(j, order, -1)
-        d2 = np.take_along_axis(d2, order, -1)
+        # By distance, then index: sorted by index first, then stably by distance (two argsorts
+        # are many times faster than np.lexsort on rows).
+        by_index = np.argsort(j, axis=-1)
+        j, d2 = np.take_along_axis(j, by_index, -1), np.take_along_axis(d2, by_index, -1)
+        by_distance = np.argsort(d2, axis=-1, kind="stable")
+        j, d2 = np.take_along_axis(j, by_distance, -1), np.take_along_axis(d2, by_distance, -1)
         out[start : start + len(q)] = j[:, :k]
         if width == n:
             continue
