@@ -50,17 +50,19 @@ def count_per_row(rows: slice, i: np.ndarray) -> np.ndarray:
     return np.bincount(i - rows.start, minlength=rows.stop - rows.start)
 
 
-def nearest(points: np.ndarray, k: int, chunk: int = 1 << 16) -> np.ndarray:
+def nearest(points: np.ndarray, k: int, chunk: int = 1 << 14) -> np.ndarray:
     """[N, k] int64: each point's k nearest points (itself included), ordered by (distance,
     index), so the result is one well-defined list whatever the search order.
 
     Ties at the k-th place go to the lower index. The tree proposes a few more than k candidates
     per row and the order is decided on distances computed here (the tree's can differ in the last
     bit); a row whose ties may reach past the candidates is searched in full instead (only for
-    exactly repeated distances, as in a lattice). Time and memory O(N k log N), never N × N.
+    exactly repeated distances, as in a lattice). Time O(N k log N), memory O(N k), never N × N.
 
     Args:
         points: [N, 3] positions, N >= k; float64 gives exact comparisons.
+        chunk: query rows per step ([chunk, k + 8, 3] float64 temporaries, 28 MB at k = 64);
+            only bounds memory, never changes the result.
     """
     n = len(points)
     if not 1 <= k <= n:
