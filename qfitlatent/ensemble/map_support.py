@@ -7,12 +7,12 @@ occupancies it gives the input side chain and the alternatives kept (issue 22).
   count as support where the difference map says the crystal has less), or mean mFo-DFc at
   least SUPPORT_FOFC σ (density the single-conformer model leaves unexplained) whatever the
   2mFo-DFc. A map without a difference map (CCP4/MRC) has the 2mFo-DFc test alone. Measured
-  on the single-conformer reductions of 3K0N and 3SB3 with maps computed from their data (209
-  alternatives judged, 29 within 30° on every χ of a deposited altloc; the two thresholds are
-  the only things chosen on these validation maps; `python benchmarks/map_multiconf.py 3K0N
-  3SB3 --candidates` lists them): this rule keeps 16, 13 of them deposited (precision 0.81,
-  recall 0.45). With 1.5 σ for 2mFo-DFc: 27 kept, 16 deposited (0.59); 2mFo-DFc ≥ 2 σ alone
-  (what a map without mFo-DFc gets): 24, 9 (0.38); mFo-DFc ≥ 2.5 σ alone: 7, 7.
+  on the single-conformer reductions of 3K0N and 3SB3 with maps computed from their data
+  (`python benchmarks/map_multiconf.py 3K0N 3SB3 --candidates`; the two thresholds are the only
+  things chosen on these validation maps): of 107 alternatives judged, 22 within 30° on every χ
+  of a deposited altloc, this rule keeps 13, 11 of them deposited (precision 0.85, recall
+  0.50); 2mFo-DFc ≥ 1 σ or mFo-DFc ≥ 3 σ keeps 42 at precision 0.33; 2mFo-DFc ≥ 2 σ alone
+  (a map without mFo-DFc) 17 at 0.41 (docs/density.md has the table).
 - Occupancies: non-negative least squares of the 2mFo-DFc map over the calculated density of
   the input side chain and each kept alternative (`density.occupancy.fit_occupancies`, as qFit
   does), with the atoms around them that no conformer moves as a fixed column.
