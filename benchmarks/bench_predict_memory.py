@@ -1,18 +1,29 @@
-"""Peak memory of `qfitlatent predict` on very large structures (issue #12: bounded memory).
+"""Peak memory and time of `qfitlatent predict` against structure size (issue #12: bounded
+memory; issue #20: structures of any size, memory and time linear in residues).
 
-    python benchmarks/bench_predict_memory.py                       # 5k and 15k residues
+    OMP_NUM_THREADS=1 python benchmarks/bench_predict_memory.py            # 1k, 5k, 15k, 50k
     python benchmarks/bench_predict_memory.py --residues 15000 --max-residues 12000
+    python benchmarks/bench_predict_memory.py --residues 1000 15000 --steps
 
 Builds each test structure by copying the chains of the bundled cyclophilin A model (163
 residues) side by side, 60 Å apart so copies do not touch, into one mmCIF (the first copy with
 its altlocs, the rest single-conformer). Then runs
 `/usr/bin/time -v python -m qfitlatent predict` on it in a fresh process and reads "Maximum
-resident set size". `--max-residues` sets QFITLATENT_MAX_RESIDUES for the run, to show the
-refusal path. Prints a markdown table: residues, file size, exit code, peak RSS, wall time, and
-the last line the command printed.
+resident set size". The file-size cap (QFITLATENT_MAX_MB, 10 MB by default) is raised to fit
+each file, since the size is what is measured here; `--max-residues` sets
+QFITLATENT_MAX_RESIDUES for the run, to show the refusal path. Prints a markdown table:
+residues, file size, exit code, peak RSS, wall time, CPU time (user + system) and CPU time per
+residue, and the last line the command printed. CPU time is what says whether cost is linear on
+a shared machine: wall time there grows with everyone else's load.
+
+`--steps` adds, per structure, a second fresh process that calls `predict.predict` and
+`predict.outputs` (the files the command writes) with the shipped weights and prints each
+step's CPU and wall time and peak resident memory (Linux VmHWM, reset at each step by
+/proc/self/clear_refs): where time and memory go, without the command's start-up.
 """
 
 import argparse
+import math
 import os
 import re
 import string
@@ -70,6 +81,7 @@ def big_structure(n_residues: int, out: Path) -> int:
 def measure(path: Path, weights: str | None, max_residues: int | None) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["QFITLATENT_MAX_MB"] = str(math.ceil(path.stat().st_size / 1e6) + 1)
     if max_residues is not None:
         env["QFITLATENT_MAX_RESIDUES"] = str(max_residues)
     with tempfile.TemporaryDirectory() as out:
@@ -79,6 +91,9 @@ def measure(path: Path, weights: str | None, max_residues: int | None) -> dict:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    cpu = sum(
+        float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr)
+    )
     said = [
         ln
         for ln in (proc.stdout + proc.stderr).splitlines()
@@ -89,30 +104,104 @@ def measure(path: Path, weights: str | None, max_residues: int | None) -> dict:
         "rc": proc.returncode,
         "peak_gb": int(peak.group(1)) / 2**20 if peak else float("nan"),
         "wall_s": wall,
+        "cpu_s": cpu,
         "said": (said[-1] if said else "").replace(str(path), path.name)[:110],
     }
 
 
+def steps_worker(path: str) -> None:
+    """In a fresh process: predict `path` step by step; print one JSON line per step with its
+    wall seconds and peak resident GB (VmHWM, reset when the step starts)."""
+    import json
+
+    from qfitlatent.checkpoint import load_model
+    from qfitlatent.predict import outputs, predict
+
+    def vm(key: str) -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 2**20  # kB → GB
+        return float("nan")
+
+    rows = []
+
+    def step(_fraction, text):
+        now, cpu = time.perf_counter(), time.process_time()
+        if rows and "t0" in rows[-1]:  # the step before ends here
+            last = rows[-1]
+            last.update(s=now - last.pop("t0"), cpu_s=cpu - last.pop("c0"), peak_gb=vm("VmHWM"))
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
+        name = text.split(" of ")[0].split(" for ")[0].split(",")[0]
+        rows.append({"step": name, "t0": now, "c0": cpu})
+
+    model, _ = load_model()
+    step(0, "Loading done")
+    rows.clear()
+    pred = predict(model, path, progress=step, device="cpu")
+    rows.pop()  # "Done": no work after it
+    step(0, "Writing the output files")
+    outputs(pred, "bench")
+    step(0, "end")
+    rows.pop()
+    for r in rows:
+        print(json.dumps(r))
+
+
+def measure_steps(path: Path) -> list[dict]:
+    import json
+
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["QFITLATENT_MAX_MB"] = str(math.ceil(path.stat().st_size / 1e6) + 1)
+    env["QFITLATENT_MAX_RESIDUES"] = "0"
+    code = f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); "
+    code += f"import bench_predict_memory as b; b.steps_worker({str(path)!r})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-2000:])
+    return [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--residues", type=int, nargs="+", default=[5000, 15000])
+    p.add_argument("--residues", type=int, nargs="+", default=[1000, 5000, 15000, 50000])
     p.add_argument("--weights", default=None, help="default: the shipped weights")
     p.add_argument("--max-residues", type=int, default=None, help="default: the server's cap")
+    p.add_argument("--steps", action="store_true", help="also time each step in-process")
     args = p.parse_args()
-    rows = []
+    rows, steps = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        for n in args.residues:
+        for n in args.residues:  # one at a time: each run has the machine's memory to itself
             path = Path(tmp) / f"big{n}.cif"
             n_res = big_structure(n, path)
             r = measure(path, args.weights, args.max_residues)
             rows.append((n_res, path.stat().st_size / 2**20, r))
-    print("| residues | file MB | exit | peak RSS GB | wall s | last line |")
-    print("|---:|---:|---:|---:|---:|---|")
+            print(f"{n_res} residues: {r}", file=sys.stderr, flush=True)
+            if args.steps:
+                steps[n_res] = measure_steps(path)
+                print(f"{n_res} residues, steps: {steps[n_res]}", file=sys.stderr, flush=True)
+    print(
+        "| residues | file MB | exit | peak RSS GB | wall s | CPU s | CPU ms per residue "
+        "| last line |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for n_res, mb, r in rows:
         print(
-            f"| {n_res} | {mb:.1f} | {r['rc']} | {r['peak_gb']:.2f} | {r['wall_s']:.0f} "
-            f"| {r['said']} |"
+            f"| {n_res:,} | {mb:.1f} | {r['rc']} | {r['peak_gb']:.2f} | {r['wall_s']:.0f} "
+            f"| {r['cpu_s']:.0f} | {1000 * r['cpu_s'] / n_res:.1f} | {r['said']} |"
         )
+    if steps:
+        names = list(next(iter(steps.values())))
+        print()
+        head = " | ".join(f"{n:,} res: CPU s, CPU ms/res, peak GB" for n in steps)
+        print(f"| step | {head} |")
+        print("|---|" + "---:|" * len(steps))
+        for i, first in enumerate(names):
+            cells = [
+                f"{rs[i]['cpu_s']:.1f}, {1000 * rs[i]['cpu_s'] / n:.2f}, {rs[i]['peak_gb']:.2f}"
+                for n, rs in steps.items()
+            ]
+            print(f"| {first['step']} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ alone (what an unsplit model gives; qFit's altlocs are often small shifts), the 
 written in multiconformer.pdb (input included), and the selector's top 3, written or not.
 
 These structures are training data of the shipped weights: a comparison, not a held-out score.
+
+With `--maps DIR` (../shared/data/maps), only the qFit models whose entry has observed data
+there (3K0N, 1G8A) are run, once without and once with the map: 2mFo-DFc and mFo-DFc computed
+from the data with the single-conformer input's phases (servalcat), as a user would have them.
 """
 
 import argparse
@@ -50,12 +54,24 @@ def single_conformer(path: Path) -> bytes:
     return st.make_pdb_string(gemmi.PdbWriteOptions(minimal=True)).encode()
 
 
-def compare(model, path: Path, threshold: float) -> dict:
+def data_file(maps: Path, path: Path) -> Path | None:
+    """The MTZ of observed data in `maps` for the entry of qFit model `path`, if any."""
+    entry = path.name.split("_")[0].split(".")[0].lower()
+    found = sorted(maps.glob(f"{entry}_data.mtz*"))
+    return found[0] if found else None
+
+
+def compare(model, path: Path, threshold: float, map_file: Path | None = None) -> dict:
     parsed = read_structure(path)
     f = featurize(parsed)
     key = {(r.chain, r.resnum, r.icode): i for i, r in enumerate(parsed.residues)}
     pred = predict(
-        model, single_conformer(path), name=path.name, options=SplitOptions(threshold=threshold)
+        model,
+        single_conformer(path),
+        name=path.name,
+        options=SplitOptions(threshold=threshold),
+        map_file=map_file,
+        map_from_data=map_file is not None,
     )
     ours_idx = {}  # our residue index -> original residue index
     for j, r in enumerate(pred.parsed.residues):
@@ -88,7 +104,7 @@ def compare(model, path: Path, threshold: float) -> dict:
             hit_input += bool(chi_distance(ours[:1], obs[None], mask, sym)[0] <= TOL)
             hit_top3 += bool((chi_distance(top3[:3], obs[None], mask, sym) <= TOL).any())
     return {
-        "structure": path.name,
+        "structure": path.name + (" + map" if map_file else ""),
         "residues": len(usable),
         "qfit_split": len(qfit_split),
         "ours_split": len(our_split),
@@ -106,15 +122,24 @@ def main() -> None:
     p.add_argument("--weights", type=Path, default=default_weights())
     p.add_argument("--data", type=Path, default=Path("../shared/data/multiconf"))
     p.add_argument("--thresholds", type=float, nargs="+", default=[DEFAULT_THRESHOLD])
+    p.add_argument("--maps", type=Path, default=None, help="compare with and without maps")
     args = p.parse_args()
     torch.set_num_threads(1)
     model, _ = load_model(args.weights, "cpu")
     files = qfit_files(args.data)
+    runs = [(path, None) for path in files]
+    if args.maps:
+        paired = [(path, data_file(args.maps, path)) for path in files]
+        paired = [(path, m) for path, m in paired if m is not None]
+        runs = [(path, None) for path, _ in paired] + paired
     out = io.StringIO()
     for t in args.thresholds:
-        rows = [compare(model, path, t) for path in files]
-        total = {k: sum(r[k] for r in rows) for k in rows[0] if k != "structure"}
-        rows.append({"structure": "all", **total})
+        rows = [compare(model, path, t, m) for path, m in runs]
+        for suffix, label in (("", "all"), (" + map", "all + map")):
+            group = [r for r in rows if r["structure"].endswith(".gz" + suffix)]
+            if group:
+                total = {k: sum(r[k] for r in group) for k in group[0] if k != "structure"}
+                rows.append({"structure": label, **total})
         out.write(f"\nweights {args.weights.name}, threshold {t:g}\n\n")
         out.write("| structure | residues | qFit split | we split | both | precision | recall "
                   "| Σ flexibility | other qFit altlocs | within 20°: input alone | written "

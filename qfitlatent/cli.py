@@ -93,6 +93,12 @@ def configs_from_args(args):
 def cmd_evaluate(args) -> int:
     from .eval.evaluate import evaluate_folder, format_table
 
+    if args.maps is not None:
+        return _evaluate_maps(args)
+    if args.data is None or args.weights is None:
+        print("qfitlatent evaluate: give --weights and --data, or --maps (structures with maps)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         res = evaluate_folder(
             args.weights, args.data, args.split, args.device, args.cache, args.without_resolution
@@ -120,7 +126,9 @@ def cmd_predict(args) -> int:
     from . import archive, outdir
     from .checkpoint import default_weights, load_model, resolve_device, weights_label
     from .dataset import list_structure_files
+    from .density.pairing import map_files, pair_map
     from .ensemble.multiconf import SplitOptions
+    from .predict import model_has_no_flex_head
 
     if args.resume and args.overwrite:
         print("qfitlatent predict: --resume keeps finished folders and --overwrite replaces "
@@ -129,6 +137,10 @@ def cmd_predict(args) -> int:
     if not args.structures and not args.list:
         print("qfitlatent predict: give structure files, folders or --list FILE",
               file=sys.stderr)  # fmt: skip
+        return 2
+    wrong = _map_arguments(args)
+    if wrong:
+        print(f"qfitlatent predict: {wrong}", file=sys.stderr)
         return 2
     weights = Path(args.weights) if args.weights is not None else default_weights()
     if not weights.is_file():
@@ -152,6 +164,11 @@ def cmd_predict(args) -> int:
         return 2
     items = [*args.structures, *(p for f in args.list for p in archive.read_list(f))]
     model, _ = load_model(weights, device)
+    if (args.map is not None or args.maps is not None) and model_has_no_flex_head(model):
+        print(f"qfitlatent predict: {weights.name} predicts no p_flexible, which a map refines; "
+              "use weights with a flexibility head (the shipped ones)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     out = Path(args.out)
     outdir.prepare(out)  # before any prediction: an unwritable --out is one line, at once
     files, failed = [], []
@@ -162,6 +179,17 @@ def cmd_predict(args) -> int:
             failed.append(Path(item))
             if ranks.rank == 0:  # every rank lists the same folders; one line is enough
                 _report_failure(out, Path(item), OutputError(f"cannot list it: {err.strerror}"))
+    if args.map is not None and len(files) + len(failed) != 1:
+        print(f"qfitlatent predict: --map goes with one structure ({len(files)} given); for "
+              "several, put their maps in a folder and give --maps DIR",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        maps_listed = None if args.maps is None else map_files(args.maps)
+    except OSError as err:
+        print(f"qfitlatent predict: --maps {args.maps}: cannot list it ({err.strerror})",
+              file=sys.stderr)  # fmt: skip
+        return 2
     # Names for the whole list before sharding: every rank and every re-run agree on them.
     jobs = archive.shard(list(enumerate(zip(files, outdir.folder_names(files), strict=True))),
                          ranks)  # fmt: skip
@@ -175,8 +203,9 @@ def cmd_predict(args) -> int:
         if args.resume:
             outdir.remove_stale_staging(out / name)  # a killed run's half-written folder
         try:
+            map_path = args.map if maps_listed is None else pair_map(path, maps_listed, args.maps)
             print(_predict_one(model, path, out / name, args, options, device,
-                               weights_label(weights)), flush=True)  # fmt: skip
+                               weights_label(weights), map_path), flush=True)  # fmt: skip
             progress.step(ok=True)
         except Exception as err:  # one file's failure, whatever it is, never ends the batch
             failed.append(path)
@@ -210,8 +239,21 @@ def _write_table(archive, group, ranks, table: Path, folders) -> None:
         print(f"{table}: {rows:,} residues", file=sys.stderr)
 
 
-def _predict_one(model, path: Path, folder: Path, args, options, device, label: str) -> str:
-    """Predict one structure and write its folder whole; the line that reports it."""
+def _map_arguments(args) -> str | None:
+    """What is wrong with --map / --maps / --map-from-data together, or None."""
+    if args.map is not None and args.maps is not None:
+        return "give --map FILE (one structure) or --maps DIR (several), not both"
+    if args.map_from_data and args.map is None and args.maps is None:
+        return "--map-from-data needs a map: --map FILE or --maps DIR"
+    if args.maps is not None and not args.maps.is_dir():
+        return f"--maps {args.maps}: not a folder"
+    return None
+
+
+def _predict_one(model, path: Path, folder: Path, args, options, device, label: str,
+                 map_path: Path | None = None) -> str:  # fmt: skip
+    """Predict one structure (with its map, where given) and write its folder whole; the line
+    that reports it."""
     from dataclasses import replace
 
     from . import outdir
@@ -221,7 +263,8 @@ def _predict_one(model, path: Path, folder: Path, args, options, device, label: 
     outdir.check_free(folder, args.overwrite)  # before predicting, not after
     pred = predict(model, path, n_samples=args.samples, seed=args.seed,
                    temperature=args.temperature, device=device, options=options,
-                   conformers=args.conformers)  # fmt: skip
+                   conformers=args.conformers, map_file=map_path,
+                   map_from_data=args.map_from_data)  # fmt: skip
     for warning in pred.parsed.warnings:  # what the app shows under the structure
         print(f"{path.name}: warning: {warning}", file=sys.stderr)
     # Every file in OUT/<name>/ starts with <name>_, also where the folder got a suffix.
@@ -237,8 +280,13 @@ def _predict_one(model, path: Path, folder: Path, args, options, device, label: 
         for r in pred.table[:5]
     )
     m = pred.multiconformer
+    with_map = ""
+    if pred.maps is not None:
+        called = int(pred.evidence.scanned.sum())
+        with_map = f"; map {map_path.name}: {called} residues called from it"
     return (f"{path.name}: {pred.features.n_res} residues → {folder}; {m.n_split} split "
-            f"(expected flexible {m.expected_flexible:.1f}); most flexible: {top}")  # fmt: skip
+            f"(expected flexible {m.expected_flexible:.1f}); most flexible: {top}"
+            f"{with_map}")  # fmt: skip
 
 
 def _report_failure(out: Path, path: Path, err: Exception) -> None:
@@ -425,6 +473,22 @@ def _train_parser(add) -> None:
     t.set_defaults(func=cmd_train)
 
 
+def _evaluate_maps(args) -> int:
+    from .errors import StructureError
+    from .eval import map_eval
+
+    try:
+        from .checkpoint import default_weights
+
+        weights = args.weights or default_weights()
+        res = map_eval.evaluate_maps(args.maps, weights, args.device, args.map_head)
+    except (ValueError, StructureError) as err:
+        print(f"qfitlatent evaluate: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(res, indent=1) if args.json else map_eval.format_table(res))
+    return 0
+
+
 def _evaluate_parser(add) -> None:
     """`qfitlatent evaluate`."""
     e = add(
@@ -435,10 +499,25 @@ def _evaluate_parser(add) -> None:
         "calibration, next to three rotamer-library baselines on the same residues. Prints one "
         "table (or JSON).",
     )
-    e.add_argument("--weights", type=Path, required=True, help="checkpoint to evaluate (.pt)")
     e.add_argument(
-        "--data", type=Path, required=True,
-        help="the folder the checkpoint was trained on (the split is rebuilt from it)",
+        "--weights", type=Path,
+        help="checkpoint to evaluate (.pt); needed with --data; default with --maps: the shipped weights",
+    )  # fmt: skip
+    e.add_argument(
+        "--data", type=Path,
+        help="the folder the checkpoint was trained on (the split is rebuilt from it); no default: "
+        "needed unless --maps is given",
+    )  # fmt: skip
+    e.add_argument(
+        "--maps", type=Path, metavar="DIR",
+        help="score p_flexible with and without crystallographic maps instead: DIR holds "
+        "multiconformer models (the labels) and their MTZ/CCP4 files, paired by the id their "
+        "names start with; the input is each model reduced to one conformer and its maps are "
+        "computed from the data (see docs/density.md); default: no maps, score --data",
+    )  # fmt: skip
+    e.add_argument(
+        "--map-head", type=Path, default=None,
+        help="map head (.json) for --maps; default: the shipped weights/map-head-v1.json",
     )  # fmt: skip
     e.add_argument(
         "--split", choices=["val", "all"], default="val",
@@ -475,6 +554,7 @@ def _predict_parsers(add) -> None:
     """`qfitlatent predict` and its other name, `sample`."""
     from .ensemble import sample as sampling
     from .ensemble.multiconf import SplitOptions
+    from .predict import model_has_no_flex_head
 
     split = SplitOptions()  # the defaults the help states
     predict_about = (
@@ -572,6 +652,27 @@ def _predict_parsers(add) -> None:
             default="select",
             help="alternatives from the selector's distinct peaks, or from clustered iid draws",
         )
+        q.add_argument(
+            "--map", type=Path, default=None, metavar="MAP",
+            help="the structure's density map: an MTZ with map coefficients (2FOFCWT, FWT; "
+            "DELFWT/FOFCWT too) or observed data (F/SIGF, I/SIGI: the maps are computed with "
+            "servalcat), or a CCP4/MRC map. p_flexible then weighs the map's evidence, and the "
+            "multiconformer model keeps only alternatives the map supports, at occupancies "
+            "fitted to it. One structure only (default: none)",
+        )  # fmt: skip
+        q.add_argument(
+            "--maps", type=Path, default=None, metavar="DIR",
+            help="a folder of maps for several structures: each structure gets the map whose "
+            "file name starts with its id (3k0n.pdb: 3k0n.mtz, 3k0n_data.mtz.gz), an MTZ "
+            "before a CCP4/MRC map; a structure with none or several is reported and skipped "
+            "(default: none)",
+        )  # fmt: skip
+        q.add_argument(
+            "--map-from-data", action="store_true",
+            help="compute 2mFo-DFc and mFo-DFc from the MTZ's observed data with this model's "
+            "phases even where it holds map coefficients (made with another model); 5-25 s "
+            "per structure (default: use the coefficients)",
+        )  # fmt: skip
         q.set_defaults(func=cmd_predict)
 
 

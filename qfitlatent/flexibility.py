@@ -4,7 +4,8 @@ Columns, for every residue with at least one χ:
 - flexibility: the score residues are ranked by and split at (`conformers.flexibility_score`):
   the network's p_flexible where the weights have a flexibility head, else the mixture weight on
   conformers other than the dominant one.
-- p_flexible: the network's probability of ≥ 2 conformers (SPEC §5b); blank without the head.
+- p_flexible: the probability of ≥ 2 conformers (SPEC §5b): the network's, or with a map the
+  posterior given the network and the map; blank without the head.
 - entropy: differential entropy of the mixture over the residue's defined χ (nats, Monte Carlo,
   `mixture.entropy`). Higher means a broader or more multimodal density. It sums over χ, so a
   four-χ lysine and a one-χ serine are on different scales; rank within a type where that matters.
@@ -13,6 +14,14 @@ Columns, for every residue with at least one χ:
 - chi1_spread_deg: circular standard deviation of the χ1 marginal, sqrt(−2 ln R), computed
   exactly from the mixture: R = |Σ_k π_k A(κ_k) e^{iμ_k}| with A(κ) = I1(κ)/I0(κ).
 - n_obs: side-chain conformers observed in the input (1 without altlocs).
+
+With a map (`predict(..., map_file=...)`), after those (MAP_COLUMNS; absent without a map, so
+those files are as before):
+- call_from: "map" where the map speaks for the residue (its p_flexible is the posterior of
+  the network and the map), "model" where it does not (no χ1, truncated, outside the map: the
+  network's value stands).
+- p_flexible_network: the network's own p_flexible, the prior the map updated.
+- the map's numbers in σ (density.residue_evidence.FEATURES; blank where the map says nothing).
 """
 
 import csv
@@ -21,6 +30,7 @@ import math
 
 import torch
 
+from .density.residue_evidence import FEATURES, ResidueEvidence
 from .features import Features
 from .mixture import Mixture, entropy, resultant_length
 
@@ -39,6 +49,7 @@ COLUMNS = (
     "chi1_spread_deg",
     "n_obs",
 )
+MAP_COLUMNS = ("call_from", "p_flexible_network", *FEATURES)
 MODE_WEIGHT = 0.1  # a component counts as a mode from this weight on
 
 
@@ -108,12 +119,27 @@ def flexibility_table(
     return rows
 
 
+def add_map_columns(rows: list[dict], p_network: torch.Tensor, evidence: ResidueEvidence):
+    """The MAP_COLUMNS of each row (in place), from the network's p_flexible [N] and the map's
+    evidence for the same N residues."""
+    scanned = evidence.scanned
+    for row in rows:
+        i = row["index"]
+        row["call_from"] = "map" if scanned[i] else "model"
+        row["p_flexible_network"] = round(float(p_network[i]), 4)
+        for name, value in zip(FEATURES, evidence.features[i].tolist(), strict=True):
+            row[name] = round(value, 3)
+
+
 def table_csv(rows: list[dict]) -> str:
-    """The table as CSV text: the COLUMNS first, then any extra keys the rows carry."""
-    extra = [k for k in (rows[0] if rows else {}) if k not in COLUMNS and k != "index"]
+    """The table as CSV text: the COLUMNS first, the MAP_COLUMNS where the rows have them, then
+    any extra keys the rows carry."""
+    first = rows[0] if rows else {}
+    mapped = [k for k in MAP_COLUMNS if k in first]
+    extra = [k for k in first if k not in COLUMNS and k not in MAP_COLUMNS and k != "index"]
     out = io.StringIO()
     writer = csv.DictWriter(
-        out, fieldnames=[*COLUMNS, *extra], extrasaction="ignore", lineterminator="\n"
+        out, fieldnames=[*COLUMNS, *mapped, *extra], extrasaction="ignore", lineterminator="\n"
     )
     writer.writeheader()
     for row in rows:

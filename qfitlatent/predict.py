@@ -13,6 +13,9 @@ import torch
 
 from . import residues
 from .checkpoint import resolve_device
+from .density import MapPair, read_maps
+from .density.posterior import MapHead, load_map_head, posterior
+from .density.residue_evidence import ResidueEvidence, residue_evidence
 from .ensemble import build
 from .ensemble.conformers import (
     N_CANDIDATES,
@@ -29,8 +32,9 @@ from .ensemble.multiconf import (
     report_summary,
 )
 from .ensemble.sample import check_sampling, sample_chis
+from .errors import CheckpointError
 from .features import Features, featurize
-from .flexibility import flexibility_table
+from .flexibility import add_map_columns, flexibility_table
 from .flexibility import table_csv as _table_csv
 from .mixture import Mixture, sample
 from .server_config import check_prediction_size
@@ -65,8 +69,13 @@ class Prediction:
     multiconformer: MulticonformerModel  # the parsimonious altloc model and its report
     source_name: str  # the input's file name ("1abc.pdb.gz"), or the name given for bytes
     # [N] probability that the side chain has >= 2 distinct conformers (SPEC §5b); None for
-    # weights without a flexibility head.
+    # weights without a flexibility head. With a map, the posterior given the network and the
+    # map (density/posterior.py); without one, the network's own value.
     p_flexible: torch.Tensor | None = None
+    maps: MapPair | None = None  # the map read with the structure, None without one
+    evidence: ResidueEvidence | None = None  # the map's numbers per residue, None without a map
+    p_network: torch.Tensor | None = None  # [N] the network's p_flexible (the prior)
+    map_head: MapHead | None = None  # the head that combined them, None without a map
 
 
 @torch.no_grad()
@@ -82,6 +91,10 @@ def predict(
     options: SplitOptions | None = None,
     conformers: str = "select",
     progress=None,
+    map_file=None,
+    map_name: str | None = None,
+    map_from_data: bool = False,
+    map_head: MapHead | None = None,
 ) -> Prediction:
     """Predict one structure: `source` is a path, bytes, or an already read ParsedStructure.
 
@@ -91,6 +104,13 @@ def predict(
     when given, is called before each step (reading, features, network, sampling, building),
     so a page can show where a long structure is. Raises StructureError for input that cannot
     be used.
+
+    `map_file` (a path, or bytes with `map_name` its file name) is the structure's density map
+    (density.read_maps; `map_from_data` computes the maps from an MTZ's observed data even when
+    it holds coefficients). With it, `p_flexible` is the posterior of the network's value and
+    the map's evidence (`map_head`, by default the shipped weights/map-head-v1.json), the
+    ranking and splitting use it, and the multiconformer model keeps only alternatives the map
+    supports, at occupancies fitted to it. Raises MapError for a map that cannot be used.
     """
     if conformers not in CONFORMER_SOURCES:
         raise ValueError(f"conformers must be one of {CONFORMER_SOURCES}")
@@ -102,6 +122,17 @@ def predict(
     check_prediction_size(parsed)  # the operator's residue cap, before any tensor is built
     source_name = name or (Path(source).name if isinstance(source, (str, Path)) else parsed.name)
     n = len(parsed.residues)
+    maps = None
+    if map_file is not None:  # before the network: a bad map is one line, at once
+        if model_has_no_flex_head(model):
+            raise CheckpointError(
+                "these weights predict no p_flexible, which a map refines: use weights with a "
+                "flexibility head (the shipped ones)"
+            )
+        map_head = map_head or load_map_head()
+        step(0.05, _map_step(map_file, map_name, map_from_data))
+        maps = read_maps(map_file, parsed.input_structure(), name=map_name,
+                         from_data=map_from_data)  # fmt: skip
     step(0.1, f"Computing features of {n:,} residues")
     features = featurize(parsed)
     device = resolve_device(device)
@@ -110,6 +141,12 @@ def predict(
     out = model(features.to(device))
     mix = Mixture(*(t.detach().float().cpu() for t in out.mixture))
     p_flexible = None if out.flex_logit is None else torch.sigmoid(out.flex_logit.float()).cpu()
+    p_network, evidence = p_flexible, None
+    if maps is not None:
+        step(0.4, f"Reading the map's evidence for {n:,} side chains")
+        evidence = residue_evidence(parsed, maps)
+        p_flexible = torch.as_tensor(posterior(map_head, p_network.numpy(), evidence),
+                                     dtype=torch.float32)  # fmt: skip
     defined, symmetric = features.chi_defined, features.pi_symmetric
     step(0.45, f"Sampling {n_samples} conformations per residue, selecting distinct ones")
     samples = sample_chis(mix, symmetric, n_samples=n_samples, seed=seed, temperature=temperature)
@@ -118,10 +155,12 @@ def predict(
     proposed = selection if conformers == "select" else iid_selection(samples, defined, symmetric)
     prior = _prior_draws(model, features, symmetric, seed)
     step(0.65, "Building the multiconformer model and checking clashes")
-    multi = build_multiconformer(parsed, proposed, score, options, prior_draws=prior)
+    multi = build_multiconformer(parsed, proposed, score, options, prior_draws=prior, maps=maps)
     table = flexibility_table(
         features, mix, residue_entropy=selection.entropy, score=score, p_flexible=p_flexible
     )
+    if evidence is not None:
+        add_map_columns(table, p_network, evidence)
     written = {i: len(c) for i, c in multi.conformers.items()}
     clashed: dict[int, int] = {}
     for r in multi.rows:
@@ -145,7 +184,37 @@ def predict(
         multi,
         source_name,
         p_flexible,
+        maps=maps,
+        evidence=evidence,
+        p_network=p_network,
+        map_head=map_head if maps is not None else None,
     )
+
+
+def model_has_no_flex_head(model) -> bool:
+    """Weights without a flexibility head (p_flexible None): nothing for a map to refine."""
+    return getattr(model, "flex", True) is None
+
+
+def _map_step(map_file, map_name, from_data: bool) -> str:
+    """The progress line of reading a map: computing maps from data (servalcat) takes long."""
+    from .density import labels
+
+    computing = "Reading the map: computing 2mFo-DFc and mFo-DFc from the data (5-25 s)"
+    name = map_name or (Path(map_file).name if isinstance(map_file, (str, Path)) else "")
+    if ".mtz" not in name.lower():
+        return "Reading the map"
+    if from_data:
+        return computing
+    if not isinstance(map_file, (str, Path)):
+        return "Reading the map (5-25 s where it holds observed data only: the maps are computed)"
+    try:  # the header says whether the file holds map coefficients
+        columns = {
+            c.label: c.type for c in gemmi.read_mtz_file(str(map_file), with_data=False).columns
+        }
+    except (RuntimeError, ValueError, OSError):
+        return "Reading the map"  # read_maps says what is wrong with it
+    return "Reading the map" if labels.pick_pair(columns, labels.TWO_FOFC_LABELS) else computing
 
 
 def _prior_draws(model, features: Features, symmetric, seed: int) -> torch.Tensor | None:
@@ -181,15 +250,43 @@ def mixture_json(pred: Prediction, weights_name: str) -> dict:
                 "entropy": float(pred.entropy[i]),
                 # SPEC §5b; null for weights without a flexibility head
                 "p_flexible": None if pred.p_flexible is None else float(pred.p_flexible[i]),
+                **_map_fields(pred, i),
             }
         )
-    return {
+    doc = {
         "format": MIXTURE_FORMAT,
         "structure": pred.source_name,
         "weights": weights_name,
         # report.csv's structure-level numbers, and how the PDB file names long chains
         "multiconformer": {**report_summary(pred.multiconformer), **pdb_note(pred)},
         "residues": out,
+    }
+    if pred.maps is not None:  # only with a map: without one the file is as before
+        doc["map"] = map_summary(pred)
+    return doc
+
+
+def map_summary(pred: Prediction) -> dict:
+    """mixture.json's "map" entry: where the map came from, how well the model fits the data
+    (where the maps were computed here), which head combined it with the network."""
+    m = pred.maps
+    return {
+        "source": m.source,
+        "difference_map": m.fofc is not None,
+        "r_work": m.r_work,
+        "r_free": m.r_free,
+        "residues_called_from_map": int(pred.evidence.scanned.sum()),
+        "head_trained_on": pred.map_head.trained_on,
+    }
+
+
+def _map_fields(pred: Prediction, i: int) -> dict:
+    """With a map: the network's p_flexible (the prior) and where residue i's call comes from."""
+    if pred.maps is None:
+        return {}
+    return {
+        "p_flexible_network": float(pred.p_network[i]),
+        "call_from": "map" if pred.evidence.scanned[i] else "model",
     }
 
 

@@ -25,7 +25,8 @@ GEMMI_ATOM_BYTES = 128
 
 def estimate_bytes(obj) -> int:
     """Memory `obj` holds, estimated: tensors by their storage (each storage once), numpy arrays
-    by their data, bytes and text by length, gemmi structures by their atoms and residues, and
+    by their data, bytes and text by length, gemmi structures by their atoms and residues, gemmi
+    grids (a prediction's density maps) by their points, and
     containers, dataclasses and objects by their parts (each object once)."""
     seen: set[int] = set()
     storages: set[int] = set()
@@ -45,8 +46,8 @@ def estimate_bytes(obj) -> int:
             total += sys.getsizeof(o) if o.base is None else o.nbytes
         elif isinstance(o, gemmi.Structure):
             total += GEMMI_ATOM_BYTES * sum(model.count_atom_sites() for model in o)
-        elif isinstance(o, gemmi.FloatGrid):  # a prediction's maps: ~10 MB each at 1.4 Å
-            total += 4 * o.point_count
+        elif isinstance(o, gemmi.FloatGrid):  # a density map a prediction keeps (C++ memory)
+            total += 4 * o.point_count + sys.getsizeof(o)
         elif isinstance(o, dict):
             total += sys.getsizeof(o)
             stack.extend(o.keys())

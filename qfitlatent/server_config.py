@@ -41,11 +41,10 @@ class ServerConfig:
     max_file_mb: int = 100
     max_zip_members: int = 5000
     max_structures: int = 2000
-    # predict refuses larger structures before featurizing. Peak memory is ~0.5 GB plus ~0.08 GB
-    # per 1000 residues (benchmarks/bench_predict_memory.py, 2026-12-02: 0.91 GB at 5,053
-    # residues in 32 s, 1.70 GB at 15,159 in 98 s), so 6000 keeps one prediction near 1 GB and
-    # half a minute of a core. 0: no cap.
-    max_residues: int = 6000
+    # predict refuses larger structures before featurizing; 0 (the default): no cap, as time and
+    # memory grow linearly with residues (docs/benchmarks.md). A shared server may set one to
+    # bound what one visitor's prediction takes.
+    max_residues: int = 0
     # --- prediction limits (issue 21): what one structure and the app's predictions may use.
     # One structure file, uncompressed MB: its size on disk (a .gz streamed with this cap) is
     # checked before it is read, so a 1 GB file costs no memory to refuse. Was QFITLATENT_MAX_MB.

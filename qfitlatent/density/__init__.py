@@ -10,6 +10,7 @@ One module per job, dependencies running one way:
     ringer.py     Ringer scans: density at γ (and δ) as χ1 turns, built from ideal geometry
     evidence.py   density at each candidate conformer's side-chain atoms against the modelled one
     occupancy.py  occupancies of candidate conformers by non-negative least squares
+    pairing.py    which map in a folder belongs to which structure (predict --maps DIR)
 
 docs/density.md says what each number means and what is not wired in yet.
 """

@@ -116,7 +116,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, names, l2: float = 1e-3) -> Logis
     z = torch.as_tensor(np.where(np.isfinite(z), z, 0.0), dtype=torch.float64)
     t = torch.as_tensor(y, dtype=torch.float64)
     w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
-    prior = float(np.clip(t.mean(), 1e-3, 1 - 1e-3))
+    prior = float(np.clip(np.mean(y), 1e-3, 1 - 1e-3))
     b = torch.tensor(math.log(prior / (1 - prior)), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
 
@@ -142,6 +142,7 @@ VARIANTS = {
     "both": (NETWORK, *FEATURES),
     "both_two_fofc_only": (NETWORK, *MAP_FEATURES),
     "map_alone": FEATURES,
+    "map_alone_two_fofc_only": MAP_FEATURES,
     "network_alone": (NETWORK,),
     "difference_alone": DIFFERENCE_FEATURES,
 }

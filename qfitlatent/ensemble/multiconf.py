@@ -36,6 +36,11 @@ residues the report says were split change. Rules, in the order they apply:
   (the report lists what it replaced).
 - B-factors of every atom are the input's; alternatives copy those of the input atom they
   replace. The files say so in a REMARK.
+- With a density map (`maps`, `map_support.py`): an alternative is tried only where the map
+  supports it (else `rejected: no density`; the mixture-mass minimum does not apply), and the
+  occupancies of the input side chain and the alternatives kept are fitted to the 2mFo-DFc map
+  (NNLS), an alternative below `min_occupancy` dropped and the fit redone. The report gains
+  the density at each conformer (MAP_REPORT_COLUMNS), the files a REMARK.
 """
 
 import functools
@@ -49,6 +54,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from .. import residues
+from ..density.grid import MapPair
 from ..structure import ParsedStructure
 from .build import (
     base_atoms,
@@ -58,6 +64,7 @@ from .build import (
     split_residue,
 )
 from .conformers import SEPARATION_DEG, Selection, chi_distance
+from .map_support import SUPPORT_FOFC, SUPPORT_TWO_FOFC, MapJudge, rounded
 from .sidechains import measure_chis, set_chis
 
 # Default split threshold on the flexibility score. Chosen on the validation split with
@@ -100,6 +107,18 @@ REPORT_COLUMNS = (
     "overlap",
     "partner",
     "note",
+)
+# With a map, after REPORT_COLUMNS: mean 2mFo-DFc and mFo-DFc (σ) at the conformer's side-chain
+# atoms (those χ1 moves), and the 2mFo-DFc there minus that at the input side chain.
+MAP_REPORT_COLUMNS = ("density_2fofc", "density_fofc", "density_vs_input")
+MAP_OCCUPANCY_NOTE = "occupancy from map (NNLS)"
+NO_DENSITY_NOTE = (
+    f"the map does not support it: at its side-chain atoms mean 2mFo-DFc below "
+    f"{SUPPORT_TWO_FOFC:g} sigma (or negative mFo-DFc) and mFo-DFc below {SUPPORT_FOFC:g} sigma"
+)
+MAP_REMARK = (
+    "Predicted alternatives were kept only where the density map supports them; occupancies "
+    "of split residues were fitted to the 2mFo-DFc map (non-negative least squares)."
 )
 KEEP_REMARK = (
     "Every atom of the input is written as read (waters, ligands, hydrogens, altlocs, "
@@ -150,6 +169,7 @@ class MulticonformerModel:
     n_observed_kept: int  # residues whose input altlocs were kept as they are
     options: SplitOptions
     remarks: list[str] = field(default_factory=list)
+    with_map: bool = False  # alternatives and occupancies judged by a map (MAP_REPORT_COLUMNS)
 
     @property
     def n_multiconformer(self) -> int:
@@ -462,8 +482,11 @@ def build_multiconformer(
     score: torch.Tensor,  # [N] flexibility score per residue
     options: SplitOptions | None = None,
     prior_draws: torch.Tensor | None = None,  # [C, N, D] draws of the library prior, if any
+    maps: MapPair | None = None,
 ) -> MulticonformerModel:
-    """The multiconformer model and its report (see the module docstring for the rules)."""
+    """The multiconformer model and its report (see the module docstring for the rules). With
+    `maps`, alternatives are kept only where the map supports them and occupancies are fitted
+    to it (`map_support`)."""
     options = options or SplitOptions()
     if len(score) != len(parsed.residues):
         raise ValueError(f"{len(score)} scores for {len(parsed.residues)} residues")
@@ -475,6 +498,7 @@ def build_multiconformer(
     kept = [i for i in range(len(parsed.residues)) if i not in collapse
             and any(a.has_altloc() for a in st[0][where[i][0]][where[i][1]])]  # fmt: skip
     env = Environment(st)
+    judge = None if maps is None else MapJudge.of(st, maps, parsed.resolution)
     rows: list[dict] = []
     written: dict[int, list[tuple[str, float, torch.Tensor]]] = {}
     n_chi = [residues.n_chi(rec.parent) if rec.parent else 0 for rec in parsed.residues]
@@ -518,6 +542,10 @@ def build_multiconformer(
             radius = np.array([vdw_radius(residues.element_of(n)) for n in names])  # [P]
             kinds = np.array([POLAR if polar(residues.element_of(n)) else 0 for n in names])
             near = env.near(pos, names, radius, kinds, own, own_moving)  # one search for all
+            if judge is not None:  # the input side chain first, then each candidate
+                base_np = {n: x.numpy() for n, x in prep["base"].items()}
+                ev = judge.evidence(base_np, rec.parent, prep["chi_in_np"], cands.numpy())
+                seen = _density_fields(ev, 0)
         for k, chi in enumerate(cands if keep_k else []):
             if len(accepted) >= options.max_conformers - 1:
                 break
@@ -526,7 +554,13 @@ def build_multiconformer(
                 rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
                                      "rejected: eclipsed chi1", mass=mass_k))  # fmt: skip
                 continue
-            if mass_all[k] < options.min_occupancy:
+            density = {} if judge is None else _density_fields(ev, k + 1)
+            if judge is not None and not judge.supports(ev, k + 1):
+                rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+                                     "rejected: no density", mass=mass_k,
+                                     note=NO_DENSITY_NOTE, **density))  # fmt: skip
+                continue
+            if judge is None and mass_all[k] < options.min_occupancy:
                 rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
                                      "below minimum occupancy", mass=mass_k))  # fmt: skip
                 continue
@@ -535,18 +569,24 @@ def build_multiconformer(
             if worst >= options.overlap:
                 rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
                                      "rejected: clash", overlap=round(worst, 2), partner=partner,
-                                     mass=mass_k))  # fmt: skip
+                                     mass=mass_k, **density))  # fmt: skip
                 continue
             atoms = {n: x[k] for n, x in built.items()}
-            accepted.append((chi, {"pos": pos[k], "names": names, "atoms": atoms,
-                                   "overlap": worst, "partner": partner}))  # fmt: skip
+            accepted.append((chi, {"pos": pos[k], "names": names, "atoms": atoms, "k": k,
+                                   "overlap": worst, "partner": partner,
+                                   "density": density}))  # fmt: skip
         if not accepted and not rejected:
             rows.append(
                 _row(i, rec, score[i], "", "", chi_in, d, "input", "no distinct alternative")
             )
             continue
         occ, why = [1.0], ""
-        while accepted:
+        if judge is not None and accepted:
+            occ, mass = _map_occupancies(judge, env, rec, res, own, own_moving, prep, accepted,
+                                         rejected, (near, radius, kinds), options,
+                                         (i, score[i], d))  # fmt: skip
+            why = MAP_OCCUPANCY_NOTE
+        while accepted and judge is None:
             centres = np.stack([prep["chi_in_np"], *(a[0].numpy() for a in accepted)])
             mass = prep["nearest_mass"](centres)  # [1 + M] mixture share of each well
             floor = float(prep["prior_mass"](centres)[0]) if prep["prior_mass"] else 0.0
@@ -567,7 +607,8 @@ def build_multiconformer(
             if was is not None:  # the input's occupancy of these atoms, now the split's
                 why += f"; the input gave its side chain {was}"
             rows.append(_row(i, rec, score[i], "A", occ[0], chi_in, d, "input", "written",
-                             mass=round(float(mass[0]), 2), note=why))  # fmt: skip
+                             mass=round(float(mass[0]), 2), note=why,
+                             **(seen if judge else {})))  # fmt: skip
             for (chi, a), label, o, m in zip(accepted, labels[1:], occ[1:], mass[1:], strict=True):
                 file_names = [back.get(n, n) for n in a["names"]]
                 env.add(own, label, a["pos"], radius, file_names, kinds)
@@ -575,10 +616,12 @@ def build_multiconformer(
                 rows.append(_row(i, rec, score[i], label, o, chi, d, "predicted", "written",
                                  overlap=round(a["overlap"], 2) if a["partner"] else "",
                                  partner=a["partner"], mass=round(float(m), 2),
-                                 note="mixture mass, scaled with the others to sum to 1"
-                                 ))  # fmt: skip
+                                 note=MAP_OCCUPANCY_NOTE if judge else
+                                 "mixture mass, scaled with the others to sum to 1",
+                                 **a["density"]))  # fmt: skip
         else:
-            rows.append(_row(i, rec, score[i], "", "", chi_in, d, "input", "not split"))
+            rows.append(_row(i, rec, score[i], "", "", chi_in, d, "input", "not split",
+                             **(seen if judge and keep_k else {})))  # fmt: skip
         rows.extend(rejected)
     st.assign_label_seq_id()  # mmCIF readers that go by label_seq_id (Mol*) need it
     rows.sort(key=lambda r: r["index"])  # stable: within a residue, written before rejected
@@ -591,8 +634,71 @@ def build_multiconformer(
         n_above_threshold=len(above),
         n_observed_kept=len(kept),
         options=options,
-        remarks=[B_FACTOR_REMARK, KEEP_REMARK],
+        remarks=[B_FACTOR_REMARK, KEEP_REMARK, *([MAP_REMARK] if maps is not None else [])],
+        with_map=maps is not None,
     )
+
+
+def _density_fields(ev, k: int) -> dict:
+    """MAP_REPORT_COLUMNS of candidate k of `MapJudge.evidence` (0: the input side chain)."""
+    diff = "" if ev.difference is None else round(float(ev.difference[k]), 2)
+    return {
+        "density_2fofc": round(float(ev.candidates[k]), 2),
+        "density_fofc": diff,
+        "density_vs_input": round(float(ev.candidates[k] - ev.candidates[0]), 2),
+    }
+
+
+def _map_occupancies(judge, env, rec, res, own, own_moving, prep, accepted, rejected, screen,
+                     options, where):  # fmt: skip
+    """Occupancies of the input side chain and the `accepted` alternatives fitted to the map
+    (NNLS). The alternative the fit gives least is dropped while it is below `min_occupancy`,
+    and the fit redone; alternatives whose letter then changes are screened for clashes again
+    under it. Updates `accepted` and `rejected` in place; returns (occupancies rounded to 0.01
+    summing to 1, mixture mass [1 + M] of the conformers kept, for the report)."""
+    i, score_i, d = where
+    near, radius, kinds = screen
+    names = accepted[0][1]["names"]  # the moving heavy atoms, the same for every alternative
+    back = residues.file_atom_names(rec.resname)
+    file_atoms = {a.name: a for a in res}
+    b = np.array([file_atoms[back.get(n, n)].b_iso for n in names])  # [P]
+    z = np.array([gemmi.Element(residues.element_of(n)).atomic_number for n in names], float)
+    input_xyz = np.stack([prep["base"][n].numpy() for n in names])  # [P, 3]
+    own_atoms = (env.res == env.index[own]) & np.isin(env.name, list(own_moving))  # [A]
+    fit = np.ones(1)
+    while accepted:
+        fit = judge.occupancies([input_xyz, *(a["pos"] for _, a in accepted)], z, b, own_atoms)
+        if np.isnan(fit).all():  # the map gives no conformer any weight: nothing to split on
+            for chi, a in accepted:
+                rejected.append(_row(i, rec, score_i, "", "", chi, d, "predicted",
+                                     "rejected: no density", note="the map's fit gives it no "
+                                     "weight", **a["density"]))  # fmt: skip
+            accepted.clear()
+            fit = np.ones(1)
+            break
+        low = int(np.argmin(fit[1:]))
+        if fit[1 + low] >= options.min_occupancy - 1e-9:
+            break
+        chi, a = accepted.pop(low)
+        rejected.append(_row(i, rec, score_i, "", "", chi, d, "predicted",
+                             "below minimum occupancy", note=f"{fit[1 + low]:.2f} from the map "
+                             "(NNLS)", **a["density"]))  # fmt: skip
+        j = low  # the letters after it move up by one: screen each under its new letter
+        while j < len(accepted):
+            chi, a = accepted[j]
+            worst, partner = env.worst_overlap(near, a["k"], a["pos"], names, radius, kinds,
+                                               own, ALTLOCS[j + 1])  # fmt: skip
+            if worst >= options.overlap:  # the next one moves into place j
+                accepted.pop(j)
+                rejected.append(_row(i, rec, score_i, "", "", chi, d, "predicted",
+                                     "rejected: clash", overlap=round(worst, 2),
+                                     partner=partner, **a["density"]))  # fmt: skip
+                continue
+            a["overlap"], a["partner"] = worst, partner
+            j += 1
+    centres = np.stack([prep["chi_in_np"], *(c.numpy() for c, _ in accepted)])
+    mass = prep["nearest_mass"](centres)  # [1 + M]
+    return rounded(fit, options.min_occupancy), mass
 
 
 DISULFIDE = 2.5  # Å: SG–SG closer than this are bonded
@@ -791,7 +897,7 @@ def _nearest_mass(draws: np.ndarray, centres: np.ndarray, defined, sym) -> np.nd
 
 
 def _row(i, rec, score, altloc, occ, chi, n_chi, source, status, overlap="", partner="",
-         mass="", note="") -> dict:  # fmt: skip
+         mass="", note="", **density) -> dict:  # fmt: skip
     return {
         "index": i,  # residue index into parsed.residues (not written to the CSV)
         **rec.id.fields(),
@@ -806,6 +912,7 @@ def _row(i, rec, score, altloc, occ, chi, n_chi, source, status, overlap="", par
         "overlap": overlap,
         "partner": partner,
         "note": note,
+        **density,  # MAP_REPORT_COLUMNS, with a map
     }
 
 
@@ -837,9 +944,8 @@ def report_csv(model: MulticonformerModel) -> str:
     import io
 
     out = io.StringIO()
-    writer = csv.DictWriter(
-        out, fieldnames=REPORT_COLUMNS, extrasaction="ignore", lineterminator="\n"
-    )
+    columns = [*REPORT_COLUMNS, *(MAP_REPORT_COLUMNS if model.with_map else ())]
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(model.rows)
     return out.getvalue()

@@ -1,0 +1,88 @@
+"""How long `predict --map` takes, step by step, on one CPU thread, warm.
+
+    python benchmarks/bench_predict_map.py [--repeats 3]
+
+The largest real structure with data in ../shared/data/maps: 1G8A (227 residues, 1.23 Å),
+its deposited single-conformer model. First its 2mFo-DFc/mFo-DFc coefficients are computed from
+the observed data by servalcat (what `--map-from-data` or a data-only MTZ costs, timed on its
+own) and written to an MTZ of coefficients, as a user's refinement program would leave it; then
+`predict(model, structure, map_file=that MTZ)` runs `--repeats` times after one warm-up, and
+the time between progress steps is the step's time. Also the same prediction without a map.
+Target (issue 22): under 5 s in all with a map of coefficients.
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gemmi
+import torch
+
+from qfitlatent.checkpoint import default_weights, load_model
+from qfitlatent.density import labels
+from qfitlatent.density.sigmaa import maps_from_data
+from qfitlatent.predict import outputs, predict
+
+MAPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "maps"
+STRUCTURE = "1g8a_refined.pdb.gz"
+DATA = "1g8a_data.mtz.gz"
+
+
+def timed_steps(model, structure: Path, **kw) -> dict[str, float]:
+    """{step text: seconds} of one prediction, plus writing its files ("outputs")."""
+    marks = []
+
+    def mark(fraction, text):
+        marks.append((time.perf_counter(), text))
+
+    pred = predict(model, structure, progress=mark, **kw)
+    t = time.perf_counter()
+    outputs(pred, "bench")
+    marks.append((time.perf_counter(), "end"))
+    steps = {text: b - a for (a, text), (b, _) in zip(marks, marks[1:], strict=False)}
+    steps["Writing the files"] = marks[-1][0] - t
+    return steps
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--maps", type=Path, default=MAPS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    model, _ = load_model(default_weights(), "cpu")
+    structure = args.maps / STRUCTURE
+    st = gemmi.read_structure(str(structure))
+    st.setup_entities()
+    mtz = gemmi.read_mtz_file(str(args.maps / DATA))
+    columns = {c.label: c.type for c in mtz.columns}
+    labin = [*labels.pick_observations(columns), labels.pick_free_flags(columns)]
+    t = time.perf_counter()
+    coefficients, r_work, r_free = maps_from_data(mtz, st, labin, DATA)
+    servalcat_s = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "1g8a_maps.mtz"
+        coefficients.write_to_file(str(path))
+        n = len(predict(model, structure, map_file=path).parsed.residues)  # warm-up
+        runs = [timed_steps(model, structure, map_file=path) for _ in range(args.repeats)]
+        plain = [timed_steps(model, structure) for _ in range(args.repeats)]
+    print(f"1G8A, {n} residues, one CPU thread, warm; median of {args.repeats} runs (s)")
+    print(f"servalcat, maps from the data (not in the totals): {servalcat_s:.1f} s, "
+          f"R-work {r_work:.3f}, R-free {r_free:.3f}")  # fmt: skip
+    print(f"{'step':<70}{'with map':>9}{'without':>9}")
+    for step in (s for s in runs[0] if s != "Done"):  # "Done" is the writing, below
+        with_map = statistics.median(r[step] for r in runs)
+        key = next((s for s in plain[0] if s == step), None)
+        without = f"{statistics.median(r[key] for r in plain):>9.2f}" if key else f"{'':>9}"
+        print(f"{step[:69]:<70}{with_map:>9.2f}{without}")
+    total = statistics.median(sum(v for k, v in r.items() if k != "Done") for r in runs)
+    total0 = statistics.median(sum(v for k, v in r.items() if k != "Done") for r in plain)
+    print(f"{'total':<70}{total:>9.2f}{total0:>9.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
