@@ -205,7 +205,11 @@ def profile_figure(pred, i: int | None = None) -> go.Figure:
 
 def profile_caption(pred) -> str:
     """What the profile's bars are, in words and units (p_flexible, or the fallback score)."""
-    if getattr(pred, "p_flexible", None) is not None:
+    if getattr(pred, "evidence", None) is not None:
+        what = ("Bars: p(flexible), the probability (0–1) that the side chain has two or more "
+                "distinct conformers given the network and the map (the network's alone where "
+                "the map cannot speak for it); also the cartoon's colour.")  # fmt: skip
+    elif getattr(pred, "p_flexible", None) is not None:
         what = ("Bars: p(flexible), the network's probability (0–1) that the side chain has two "
                 "or more distinct conformers; also the cartoon's colour.")  # fmt: skip
     else:

@@ -86,6 +86,7 @@ def test_the_example_with_its_map_reads_it_and_says_so(with_map):
     table = flex_table(with_map).value
     assert set(table["call from"]) <= {"map", "model"} and (table["call from"] == "map").sum() > 50
     assert table["network p_flexible"].between(0, 1).all()
+    assert any("given the network and the map" in c.value for c in with_map.caption)  # profile
     # Two questions, two names: the page's caption names both.
     captions = " ".join(c.value for c in with_map.caption)
     assert "Does the crystal show a second conformer?" in captions
