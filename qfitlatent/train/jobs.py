@@ -17,6 +17,7 @@ appears whole, see the lock section) and counts as free when that process is gon
 """
 
 import json
+import math
 import os
 import re
 import shutil
@@ -692,18 +693,37 @@ def log_tail(job: Job, n_lines: int = 30) -> str:
 
 
 def progress(job: Job, records: list[runlog.Record] | None = None) -> tuple[float, float | None]:
-    """(fraction done in [0, 1], seconds left or None) from the epochs in metrics.jsonl."""
+    """(fraction done in [0, 1], seconds left or None) from the epochs in metrics.jsonl.
+
+    Time left comes from measured training time per epoch (the records' `seconds`), never from
+    the time since launch: that includes reading and featurising the structures, which happen
+    once, so dividing it by the first logged fraction of an epoch said 41 min for a 5-min run.
+    No estimate before the first logged step. Validation is not in `seconds`, so with a large
+    validation set the estimate is low by its time per epoch.
+    """
     records = runlog.read(job.metrics_path) if records is None else records
     total = job.settings.get("epochs") or 0
     epochs = runlog.epochs_done(records)
-    if not total or epochs is None:
-        return (1.0 if job.status == "finished" else 0.0), None
-    done = min(1.0, epochs / total)
     if job.status == "finished":
         return 1.0, None
-    elapsed = time.time() - job.started
-    eta = elapsed * (1.0 - done) / done if done > 0 and job.active else None
-    return done, eta
+    if not total or epochs is None:
+        return 0.0, None
+    done = min(1.0, epochs / total)
+    return done, (time_left(records, total) if job.active else None)
+
+
+def time_left(records: list[runlog.Record], total_epochs: float) -> float | None:
+    """Training seconds left to reach `total_epochs` at the rate of the latest record that has
+    both a time and a position (seconds per epoch so far), or None before there is one."""
+    timed = [r for r in records if _positive(r.seconds) and _positive(r.epoch)]
+    if not timed:
+        return None
+    last = timed[-1]
+    return max(0.0, total_epochs - last.epoch) * last.seconds / last.epoch
+
+
+def _positive(value) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
 
 
 # --- the supervisor (runs in the background process) -------------------------------------------
