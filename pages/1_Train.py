@@ -175,11 +175,21 @@ def delete(job) -> None:
 
 
 st.subheader("Runs")
+
+
+# While a run is going the table polls with the live panel: drawn once, a running run's duration
+# stayed at what it was when the page was drawn ("0 s" right after Start).
+@st.fragment(run_every=2.0 if active is not None else None)
+def runs() -> None:
+    if listed := ui.list_runs():
+        ui.runs_table(listed)
+    else:
+        st.caption("No runs yet.")
+
+
+runs()
 listed = ui.list_runs()
-if not listed:
-    st.caption("No runs yet.")
-else:
-    ui.runs_table(listed)
+if listed:
     ended = [j for j in listed if not j.active]
     if ended:
         names = [j.name for j in ended]

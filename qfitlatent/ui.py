@@ -598,19 +598,27 @@ STATUS_ICON = {
 }
 
 
-def runs_table(listed: list[jobs.Job]) -> None:
-    """One row per run: status, timing, settings, best validation NLL, whether best.pt exists."""
+def run_rows(listed: list[jobs.Job], now: float) -> list[dict]:
+    """The runs table's rows at time `now`: a run still going has lasted until now."""
     import time
 
-    import pandas as pd
-
-    rows = [{"run": j.name, "status": j.status,
+    return [{"run": j.name, "status": j.status,
              "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(j.started)),
-             "duration": format_seconds((j.ended or time.time()) - j.started),
+             "duration": format_seconds((j.ended or now) - j.started),
              "epochs": j.settings.get("epochs"), "lr": j.settings.get("lr"),
              "best val NLL": runlog.best_val_nll(runlog.read(j.metrics_path)),
              "best.pt": j.best_path.is_file()}
             for j in listed]  # fmt: skip
+
+
+def runs_table(listed: list[jobs.Job]) -> None:
+    """One row per run: status, timing, settings, best validation NLL, whether best.pt exists.
+    Drawn in a fragment that polls while a run is going (the page does), so its duration grows."""
+    import time
+
+    import pandas as pd
+
+    rows = run_rows(listed, time.time())
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table")
 
 

@@ -6,11 +6,50 @@ clock an argument: nothing here waits or depends on how fast the machine is.
 """
 
 import time
+from pathlib import Path
 
 import pytest
+import streamlit as st
+from conftest import tiny_checkpoint
+from streamlit.testing.v1 import AppTest
 
 from qfitlatent import ui
 from qfitlatent.train import jobs, runlog
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 120
+
+
+@pytest.fixture
+def page_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("QFITLATENT_WEIGHTS", str(tiny_checkpoint(tmp_path / "tiny.pt")))
+    monkeypatch.setenv("QFITLATENT_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    return tmp_path
+
+
+def train_page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Train.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def duration_of(at, run: str) -> str:
+    """The runs table's duration cell of `run` (the page's only dataframe with a "run" column)."""
+    table = next((d.value for d in at.dataframe if "run" in d.value.columns), None)
+    assert table is not None, "no runs table drawn"
+    return table.loc[table.run == run, "duration"].item()
+
+
+def wait_for(predicate, timeout=30.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
 
 
 def running_job(tmp_path, epochs: int, started: float, status: str = "running") -> jobs.Job:
@@ -41,3 +80,35 @@ def test_no_time_left_before_the_first_timed_step(tmp_path):
     assert jobs.progress(job) == (pytest.approx(0.002), None)  # a position but no time
     job.status = "finished"
     assert jobs.progress(job) == (1.0, None)
+
+
+def tick(at, monkeypatch):
+    """What the browser does every `run_every` seconds: rerun the page's fragments only. AppTest
+    has no public call for it, so its script runner gets the fragment ids the page registered;
+    the element tree then holds only what those fragments draw."""
+    from streamlit.testing.v1 import local_script_runner
+
+    ids = list(at._fragment_storage._fragments)
+    assert ids, "the page registered no fragment"
+    plain = local_script_runner.RerunData
+    with monkeypatch.context() as mp:
+        mp.setattr(local_script_runner, "RerunData",
+                   lambda **kw: plain(fragment_id_queue=ids, is_auto_rerun=True, **kw))  # fmt: skip
+        return at.run()
+
+
+def test_the_runs_table_counts_a_running_runs_time_as_it_goes(page_env, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(
+        jobs, "train_command", lambda *a, **k: [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
+    job = jobs.launch("long-one", data=ui.bundled_training_data(), epochs=1, lr=1e-3)
+    try:
+        at = train_page()
+        first = duration_of(at, "long-one")
+        time.sleep(2.0)  # the clock moves on by 2 s at least, however fast the machine is
+        assert duration_of(tick(at, monkeypatch), "long-one") != first
+    finally:
+        jobs.stop(job, operator=True)
+        wait_for(lambda: not jobs.load_job(job.path).active)
