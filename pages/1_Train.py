@@ -60,13 +60,20 @@ BUNDLED, UPLOAD, FOLDER = (
 KINDS = [BUNDLED, UPLOAD] + ([FOLDER] if config.data_roots else [])
 
 
+def run_overrides(kind: str, extra_text: str) -> list[str]:
+    """The `--set` items of a run: the visitor's, and for the bundled sample a validation
+    share that holds one of its 4 structures out (unless the visitor set one)."""
+    extra = extra_text.split()
+    if kind == BUNDLED and not any(x.startswith("val_fraction=") for x in extra):
+        extra.append(f"val_fraction={ui.BUNDLED_VAL_FRACTION}")
+    return extra
+
+
 def start() -> None:
     """Form callback: runs before the page is drawn, so it may reset the run-name field."""
     s = st.session_state
-    extra = s.extra.split()
     kind = s.data_kind if s.data_kind in KINDS else BUNDLED
-    if kind == BUNDLED and not any(x.startswith("val_fraction=") for x in extra):
-        extra.append(f"val_fraction={ui.BUNDLED_VAL_FRACTION}")  # hold one out: a val curve
+    extra = run_overrides(kind, s.extra)
     try:
         if kind == FOLDER:
             data = data_roots.resolve_data_folder(s.get("folder", ""), config.data_roots)
@@ -106,13 +113,29 @@ st.radio(
     help="the bundled sample trains in about a minute, for trying the page; your own "
     "multiconformer structures (with altlocs) are what make a useful fine-tune",
 )
+# Outside the form too: what the form says the bundled sample holds out depends on it.
+st.selectbox(
+    "Start from", list(start_options()), key="init",
+    help="the weights training begins from: a model you can already choose on the main "
+    "page, or random numbers",
+)  # fmt: skip
 kind = st.session_state.get("data_kind", BUNDLED)
 kind = kind if kind in KINDS else BUNDLED
 with st.form("new_run", border=True):
     if kind == BUNDLED:
+        try:  # the trainer's split rule, with the settings last submitted (the defaults first)
+            init_from = start_options()[st.session_state.init]
+            val = ui.held_out(
+                ui.bundled_training_data(),
+                init_from,
+                run_overrides(kind, st.session_state.get("extra", "")),
+            )
+            held = ui.held_out_note(val, from_model=init_from is not None)
+        except ValueError:  # bad settings in the text field: Start says which
+            held = ""
         st.caption(
             "4 small X-ray structures with side-chain altlocs (qfitlatent/data/train_sample); "
-            "one is held out for the validation curve."
+            + held
         )
     elif kind == UPLOAD:
         st.file_uploader(
@@ -143,12 +166,7 @@ with st.form("new_run", border=True):
         help="peak AdamW step size, annealed to a hundredth by the end; lower it to fine-tune "
         "gently from trained weights",
     )  # fmt: skip
-    c1.selectbox(
-        "Start from", list(start_options()), key="init",
-        help="the weights training begins from: a model you can already choose on the main "
-        "page, or random numbers",
-    )  # fmt: skip
-    c2.checkbox(
+    c1.checkbox(
         "Freeze the trunk (train the output head only)", key="freeze",
         help="keeps the structure encoder as it is and retrains only the layers that output "
         "the mixtures: faster, and safer with few structures",

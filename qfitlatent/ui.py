@@ -508,6 +508,39 @@ def bundled_training_data() -> Path:
     return Path(str(resources.files("qfitlatent").joinpath("data", "train_sample")))
 
 
+def held_out(data: Path, init_from: Path | None, overrides: list[str]) -> list[str]:
+    """The structures of folder `data` that a run with these settings validates on, by the
+    trainer's own rule (dataset.choose_split): a start model keeps the structures it trained on
+    out of validation, so from the shipped weights the bundled sample holds none out."""
+    from .config import TrainConfig, split_overrides, with_overrides
+    from .dataset import choose_split, list_structure_files, structure_id
+
+    cfg = with_overrides(TrainConfig(), split_overrides(overrides)[1])
+    names = sorted({structure_id(p) for p in list_structure_files(data)})
+    start = (
+        _checkpoint_split(str(init_from), Path(init_from).stat().st_mtime) if init_from else None
+    )
+    return choose_split(names, cfg.val_fraction, cfg.seed, start)["val"]
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _checkpoint_split(path: str, mtime: float) -> dict | None:
+    """The split a checkpoint was trained on, read once per server for each file version."""
+    from .checkpoint import load_checkpoint
+
+    return load_checkpoint(path).get("split")
+
+
+def held_out_note(val: list[str], from_model: bool) -> str:
+    """What the Train form says about the validation structures of the run it would start."""
+    if val:
+        return f"{', '.join(val)} held out for the validation curve."
+    if not from_model:
+        return "none of them is held out for validation (val_fraction)."
+    return ("none of them is held out for validation: the start model trained on them, so a "
+            "validation curve would measure memory. Start from scratch for one.")  # fmt: skip
+
+
 # The Train page's view of runs (train.jobs): every call acts as this browser session, whose
 # token owns the runs it launches, so the page never handles tokens or imports train itself.
 
@@ -632,7 +665,8 @@ def validation_note(records: list[runlog.Record]) -> str:
     if not runlog.of_kind(records, runlog.EPOCH):
         return note + "The validation point appears when the first epoch ends."
     return note + ("No validation curve: this run holds out no structure (too few structures, "
-                   "or val_fraction=0), so best.pt is simply the last epoch.")  # fmt: skip
+                   "val_fraction=0, or its start model trained on them all), so best.pt is "
+                   "simply the last epoch.")  # fmt: skip
 
 
 def job_report(job: jobs.Job, key: str, show_log: bool = True) -> None:

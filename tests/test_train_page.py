@@ -5,6 +5,7 @@ Progress is computed from synthetic metrics.jsonl records written through runlog
 clock an argument: nothing here waits or depends on how fast the machine is.
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ TIMEOUT = 120
 def page_env(tmp_path, monkeypatch):
     monkeypatch.setenv("QFITLATENT_WEIGHTS", str(tiny_checkpoint(tmp_path / "tiny.pt")))
     monkeypatch.setenv("QFITLATENT_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("QFITLATENT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     st.cache_data.clear()
     st.cache_resource.clear()
@@ -61,14 +63,14 @@ def test_time_left_comes_from_measured_step_time_not_from_start_up(tmp_path):
     # 5 epochs at 60 s each, after 10 min of reading and featurising structures: the first step
     # record (a tenth of an epoch, 6 s of training) must say about 4.9 min, not 41 or 490.
     job = running_job(tmp_path, epochs=5, started=time.time() - 600)
-    runlog.append(job.metrics_path, runlog.Record(runlog.STEP, step=10, epoch=0.1,
-                                                  train_loss=2.0, lr=1e-4, seconds=6.0))  # fmt: skip
+    first = runlog.Record(runlog.STEP, step=10, epoch=0.1, train_loss=2.0, lr=1e-4, seconds=6.0)
+    runlog.append(job.metrics_path, first)
     done, eta = jobs.progress(job)
     assert done == pytest.approx(0.02)
     assert eta == pytest.approx(4.9 * 60)
     # Later records refine the rate: 2 epochs in 100 s leave 3 epochs at 50 s.
-    runlog.append(job.metrics_path, runlog.Record(runlog.EPOCH, step=200, epoch=2,
-                                                  train_loss=1.5, lr=1e-4, seconds=100.0))  # fmt: skip
+    epoch = runlog.Record(runlog.EPOCH, step=200, epoch=2, train_loss=1.5, lr=1e-4, seconds=100.0)
+    runlog.append(job.metrics_path, epoch)
     assert jobs.progress(job) == (pytest.approx(0.4), pytest.approx(150.0))
 
 
@@ -112,3 +114,37 @@ def test_the_runs_table_counts_a_running_runs_time_as_it_goes(page_env, monkeypa
     finally:
         jobs.stop(job, operator=True)
         wait_for(lambda: not jobs.load_job(job.path).active)
+
+
+def bundled_caption(at) -> str:
+    return next(c.value for c in at.caption if "train_sample" in c.value)
+
+
+def split_of_run_started_from(at) -> dict:
+    """Start a run from the page and read the split.json its trainer writes (before training
+    starts); then stop it: what it holds out is all this needs."""
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.error, [e.value for e in at.error]
+    (job,) = [j for j in jobs.list_jobs() if j.active]
+    split = job.path / "split.json"
+    wait_for(lambda: split.exists() or not jobs.load_job(job.path).active, timeout=300)
+    jobs.stop(job, operator=True)
+    wait_for(lambda: not jobs.load_job(job.path).active)
+    assert split.exists(), jobs.log_tail(jobs.load_job(job.path))
+    return json.loads(split.read_text())
+
+
+@pytest.mark.parametrize("start", ["shipped", "scratch"])
+def test_the_form_says_which_bundled_structure_the_run_holds_out(page_env, monkeypatch, start):
+    # The page's defaults start from the shipped model, which trained on all 4 bundled structures:
+    # the trainer keeps them out of validation, and the form said one was held out.
+    monkeypatch.setenv("QFITLATENT_WEIGHTS", str(ROOT / "weights" / "qfitlatent-v3.pt"))
+    at = train_page()
+    if start == "scratch":
+        at.selectbox(key="init").set_value("from scratch (random initialisation)").run()
+        at.text_input(key="extra").set_value("n_blocks=1 d_s=16 d_z=8")  # a quick start
+    caption = bundled_caption(at)
+    val = split_of_run_started_from(at)["val"]
+    assert val == ([] if start == "shipped" else ["1fqt"])
+    assert ("none of them is held out" in caption) == (not val)
+    assert all(f"{name} held out" in caption for name in val)
