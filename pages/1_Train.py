@@ -69,6 +69,24 @@ def run_overrides(kind: str, extra_text: str) -> list[str]:
     return extra
 
 
+def automatic_name(kind: str, data) -> str:
+    """The run's name when the visitor gives none: what it trains on, from what, how long."""
+    if kind == BUNDLED:
+        label = "sample"
+    elif kind == UPLOAD:  # (file name, bytes) pairs
+        label = data[0][0].split(".")[0] if len(data) == 1 else f"{len(data)}-uploads"
+    else:
+        label = Path(data).name
+    weights = start_options()[st.session_state.init]
+    if weights is None:
+        start = "scratch"
+    else:  # a fine-tune's weights are <run>/best.pt: its run names them
+        start = weights.parent.name if weights.name == "best.pt" else weights.stem
+    if st.session_state.freeze:
+        start += "-head"  # only the output head trains
+    return ui.default_run_name(label, start, int(st.session_state.epochs))
+
+
 def start() -> None:
     """Form callback: runs before the page is drawn, so it may reset the run-name field."""
     s = st.session_state
@@ -85,7 +103,7 @@ def start() -> None:
             raise ValueError("choose training data: upload files or give a folder")
         settings_check.check_overrides(extra)  # bad keys and values fail here, not later
         ui.launch_run(
-            s.run_name,
+            s.run_name.strip() or automatic_name(kind, data),
             data=data,
             epochs=int(s.epochs),
             lr=float(s.lr),
@@ -98,7 +116,7 @@ def start() -> None:
     except (ValueError, RuntimeError, OSError) as err:
         s.train_error = str(err)
     else:
-        s.run_name = ui.default_run_name()
+        s.run_name = ""
         time.sleep(0.3)  # let the supervisor write its pid before the page shows the run
 
 
@@ -154,8 +172,13 @@ with st.form("new_run", border=True):
             + "; links to files outside them are skipped",
         )
     c1, c2, c3 = st.columns(3)
-    st.session_state.setdefault("run_name", ui.default_run_name())
-    c1.text_input("Run name", key="run_name", help="the run's folder name; letters, digits, . _ -")
+    c1.text_input(
+        "Run name",
+        key="run_name",
+        placeholder="automatic: data-start-epochs-time",
+        help="the run's folder name; letters, digits, . _ -. Left empty, it names the data, "
+        "the start model, the epochs and the time, e.g. sample-qfitlatent-v3-5ep-20261202-1430",
+    )
     c2.number_input(
         "Epochs", 1, 1000, 5, key="epochs",
         help="passes over the training structures; best.pt keeps the epoch with the lowest "

@@ -560,8 +560,9 @@ def load_run(name: str) -> jobs.Job:
     return jobs.load_job(jobs.runs_root() / name)
 
 
-def default_run_name() -> str:
-    return jobs.default_name()
+def default_run_name(data: str, start: str, epochs: int) -> str:
+    """A new run's name when the visitor gives none: data, start, epochs and time (jobs)."""
+    return jobs.default_name(data, start, epochs, root=jobs.runs_root())
 
 
 def owns(job: jobs.Job) -> bool:

@@ -148,3 +148,30 @@ def test_the_form_says_which_bundled_structure_the_run_holds_out(page_env, monke
     assert val == ([] if start == "shipped" else ["1fqt"])
     assert ("none of them is held out" in caption) == (not val)
     assert all(f"{name} held out" in caption for name in val)
+
+
+def test_a_default_run_name_says_what_the_run_is_and_is_new(tmp_path):
+    when = time.mktime((2026, 12, 2, 14, 30, 0, 0, 0, -1))
+    name = jobs.default_name("sample", "qfitlatent-v3", 5, when=when, root=tmp_path)
+    assert name == "sample-qfitlatent-v3-5ep-20261202-1430"
+    (tmp_path / name).mkdir()  # taken: the next one in that minute gets a counter
+    assert jobs.default_name("sample", "qfitlatent-v3", 5, when=when, root=tmp_path) == name + "-2"
+    # Whatever a file or folder is called, the name is a safe folder name of at most 64 chars.
+    odd = jobs.default_name("../my data é/x" * 9, ".hidden..run " * 9, 1000, when=when)
+    assert jobs.clean_name(odd) == odd and len(odd) <= 64 and ".." not in odd
+    assert odd.startswith("my-data-x-my-data-")
+
+
+def test_a_run_started_without_a_name_is_named_by_its_data_start_and_epochs(page_env, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(jobs, "train_command", lambda *a, **k: [sys.executable, "-c", "pass"])
+    at = train_page()
+    at.selectbox(key="init").set_value("from scratch (random initialisation)").run()
+    at.number_input(key="epochs").set_value(3)
+    at.checkbox(key="freeze").check()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.error, [e.value for e in at.error]
+    (job,) = jobs.list_jobs()
+    assert job.name.startswith("sample-scratch-head-3ep-"), job.name
+    wait_for(lambda: not jobs.load_job(job.path).active)

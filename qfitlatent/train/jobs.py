@@ -62,8 +62,26 @@ def clean_name(text: str) -> str:
     return name
 
 
-def default_name() -> str:
-    return time.strftime("run-%Y%m%d-%H%M%S")
+def default_name(
+    data: str, start: str, epochs: int, when: float | None = None, root: Path | None = None
+) -> str:
+    """A run name that says what the run is: its data, what it starts from, its epochs and when,
+    e.g. `sample-qfitlatent-v3-5ep-20261202-1430`. Odd characters in the parts become '-'; a
+    name taken under `root` gets a counter, so the name is new there."""
+    stamp = time.strftime("%Y%m%d-%H%M", time.localtime(when))
+    base = f"{_name_part(data)}-{_name_part(start)}-{int(epochs)}ep-{stamp}"
+    name, n = base, 1
+    while root is not None and (Path(root) / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return clean_name(name)
+
+
+def _name_part(text: str, limit: int = 18) -> str:
+    """`text` as a piece of a run name: runs of anything but letters, digits, '.', '_' become
+    one '-', dots never two in a row, at most `limit` characters."""
+    part = re.sub(r"(?:[^A-Za-z0-9._]|\.\.+)+", "-", str(text))
+    return part.strip("-._")[:limit].strip("-._") or "run"
 
 
 # Supervisors started by this process, so they are reaped when they end (no zombie holds the lock).
