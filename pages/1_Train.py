@@ -1,7 +1,8 @@
 """Fine-tune qfitlatent on your own multiconformer structures: launch, watch live, stop, list.
 
-A run belongs to the browser session that launched it: only that session stops or deletes it,
-and its model is that session's alone unless an operator publishes it (docs/deploy.md).
+A run belongs to the browser that launched it (a cookie, so a reload keeps it): only that browser
+stops or deletes it, and its model is that browser's alone unless an operator publishes it
+(docs/deploy.md).
 """
 
 import time
@@ -12,6 +13,7 @@ import streamlit as st
 from qfitlatent import data_roots, server_config, settings_check, ui
 
 ui.page_setup("fine-tune")
+ui.remember_browser()  # a reload keeps this browser's runs its own
 st.title("Fine-tune on your multiconformer structures")
 config = server_config.load()
 st.caption(

@@ -8,6 +8,7 @@ those functions.
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -91,12 +92,37 @@ def default_weights() -> Path:
     return Path(os.environ.get(WEIGHTS_ENV) or shipped_weights())
 
 
+# The owner token lives in a cookie too, so a page reload (a new Streamlit session) still owns the
+# runs this browser launched; another browser has another cookie, so ownership never crosses.
+OWNER_COOKIE = "qfitlatent_owner"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")  # secrets.token_urlsafe(24)
+
+
 def session_token() -> str:
-    """This browser session's secret: it owns the runs the session launches. Kept in session
-    state only, so it lives as long as the tab's session (a reload starts a new one)."""
+    """This browser's secret: it owns the runs launched from it. Read from the browser's cookie
+    when it has one (remember_browser sets it), else made for this session."""
     import secrets
 
-    return st.session_state.setdefault("owner_token", secrets.token_urlsafe(24))
+    if "owner_token" not in st.session_state:
+        cookie = (st.context.cookies or {}).get(OWNER_COOKIE, "")
+        st.session_state.owner_token = (
+            cookie if _TOKEN.fullmatch(cookie) else secrets.token_urlsafe(24)
+        )
+    return st.session_state.owner_token
+
+
+def remember_browser() -> None:
+    """Store this session's token in a browser cookie (a year, this site only, never sent to
+    another) unless the browser sent it already. A script in the page, since Streamlit sets no
+    cookies itself."""
+    token = session_token()
+    if (st.context.cookies or {}).get(OWNER_COOKIE) == token:
+        return
+    st.html(
+        f"<script>document.cookie = '{OWNER_COOKIE}={token}; path=/; max-age=31536000; "
+        "SameSite=Strict' + (location.protocol === 'https:' ? '; Secure' : '');</script>",
+        unsafe_allow_javascript=True,
+    )
 
 
 def weights_options() -> dict[str, Path]:
