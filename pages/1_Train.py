@@ -151,7 +151,7 @@ with st.form("new_run", border=True):
                 run_overrides(kind, st.session_state.get("extra", "")),
             )
             held = ui.held_out_note(val, from_model=init_from is not None)
-        except ValueError:  # bad settings in the text field: Start says which
+        except (ValueError, OSError):  # bad settings, or the start file just went: Start says
             held = ""
         st.caption(
             "4 small X-ray structures with side-chain altlocs (qfitlatent/data/train_sample); "

@@ -562,12 +562,12 @@ def held_out_note(val: list[str], from_model: bool) -> str:
     if val:
         return f"{', '.join(val)} held out for the validation curve."
     if not from_model:
-        return "none of them is held out for validation (val_fraction)."
+        return "none of them is held out for validation (val_fraction is too small)."
     return ("none of them is held out for validation: the start model trained on them, so a "
             "validation curve would measure memory. Start from scratch for one.")  # fmt: skip
 
 
-# The Train page's view of runs (train.jobs): every call acts as this browser session, whose
+# The Train page's view of runs (train.jobs): every call acts as this browser, whose
 # token owns the runs it launches, so the page never handles tokens or imports train itself.
 
 
@@ -658,27 +658,20 @@ STATUS_ICON = {
 }
 
 
-def run_rows(listed: list[jobs.Job], now: float) -> list[dict]:
-    """The runs table's rows at time `now`: a run still going has lasted until now."""
-    import time
-
-    return [{"run": j.name, "status": j.status,
-             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(j.started)),
-             "duration": format_seconds((j.ended or now) - j.started),
-             "epochs": j.settings.get("epochs"), "lr": j.settings.get("lr"),
-             "best val NLL": runlog.best_val_nll(runlog.read(j.metrics_path)),
-             "best.pt": j.best_path.is_file()}
-            for j in listed]  # fmt: skip
-
-
 def runs_table(listed: list[jobs.Job]) -> None:
     """One row per run: status, timing, settings, best validation NLL, whether best.pt exists.
-    Drawn in a fragment that polls while a run is going (the page does), so its duration grows."""
+    A running run has lasted until now: the page redraws this while a run is going."""
     import time
 
     import pandas as pd
 
-    rows = run_rows(listed, time.time())
+    rows = [{"run": j.name, "status": j.status,
+             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(j.started)),
+             "duration": format_seconds((j.ended or time.time()) - j.started),
+             "epochs": j.settings.get("epochs"), "lr": j.settings.get("lr"),
+             "best val NLL": runlog.best_val_nll(runlog.read(j.metrics_path)),
+             "best.pt": j.best_path.is_file()}
+            for j in listed]  # fmt: skip
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="runs_table")
 
 
