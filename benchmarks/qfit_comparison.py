@@ -25,7 +25,7 @@ import gemmi
 import torch
 
 from qfitlatent.checkpoint import default_weights, load_model
-from qfitlatent.ensemble.build import _keep_heaviest_conformer, rebuildable
+from qfitlatent.ensemble.build import keep_heaviest_conformer, rebuildable
 from qfitlatent.ensemble.conformers import chi_distance
 from qfitlatent.ensemble.multiconf import DEFAULT_THRESHOLD, SplitOptions
 from qfitlatent.features import featurize
@@ -46,7 +46,7 @@ def single_conformer(path: Path) -> bytes:
     st = read_structure(path).structure.clone()
     for chain in st[0]:
         for res in chain:
-            _keep_heaviest_conformer(res)
+            keep_heaviest_conformer(res)
     return st.make_pdb_string(gemmi.PdbWriteOptions(minimal=True)).encode()
 
 

@@ -112,21 +112,36 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    """Every structure given (files or folders) into OUT/<name>/ (outdir's naming rule), the
-    model loaded once. One structure that fails, for whatever reason, is one line on stderr and
-    in OUT/predict-failures.log, and the rest are still predicted; exit status 1 when any
-    failed, 2 when nothing could start (weights, settings, an unwritable --out)."""
-    from . import outdir
+    """Every structure given (files, folders, --list files) into OUT/<name>/ (outdir's naming
+    rule), the model loaded once. One structure that fails, for whatever reason, is one line on
+    stderr and in OUT/predict-failures.log, and the rest are still predicted; exit status 1 when
+    any failed, 2 when nothing could start (weights, settings, an unwritable --out). Under
+    torchrun each rank predicts its shard, and --table is written once all are done (archive.py)."""
+    from . import archive, outdir
     from .checkpoint import default_weights, load_model, resolve_device, weights_label
     from .dataset import list_structure_files
     from .ensemble.multiconf import SplitOptions
 
+    if args.resume and args.overwrite:
+        print("qfitlatent predict: --resume keeps finished folders and --overwrite replaces "
+              "them; choose one", file=sys.stderr)  # fmt: skip
+        return 2
+    if not args.structures and not args.list:
+        print("qfitlatent predict: give structure files, folders or --list FILE",
+              file=sys.stderr)  # fmt: skip
+        return 2
     weights = Path(args.weights) if args.weights is not None else default_weights()
     if not weights.is_file():
         raise CheckpointError(
             f"no model weights at {weights}; pass --weights PATH to a checkpoint "
             "(train one with `qfitlatent train`)"
         )
+    ranks = archive.ranks_from_env()
+    if ranks.world > 1 and args.device != "cpu":
+        import torch
+
+        if torch.cuda.is_available():  # one GPU per rank of a machine
+            torch.cuda.set_device(ranks.local_rank % torch.cuda.device_count())
     device = resolve_device(args.device)
     given = {"threshold": args.threshold, "max_conformers": args.max_conformers,
              "min_occupancy": args.min_occupancy, "input_altlocs": args.input_altlocs}  # fmt: skip
@@ -135,28 +150,64 @@ def cmd_predict(args) -> int:
     except ValueError as err:
         print(f"qfitlatent predict: {err}", file=sys.stderr)
         return 2
+    items = [*args.structures, *(p for f in args.list for p in archive.read_list(f))]
     model, _ = load_model(weights, device)
     out = Path(args.out)
     outdir.prepare(out)  # before any prediction: an unwritable --out is one line, at once
     files, failed = [], []
-    for item in args.structures:
+    for item in items:
         try:
             files.extend(list_structure_files(item) if Path(item).is_dir() else [Path(item)])
         except OSError as err:  # a folder this user may not list
             failed.append(Path(item))
-            _report_failure(out, Path(item), OutputError(f"cannot list it: {err.strerror}"))
-    for path, name in zip(files, outdir.folder_names(files), strict=True):
+            if ranks.rank == 0:  # every rank lists the same folders; one line is enough
+                _report_failure(out, Path(item), OutputError(f"cannot list it: {err.strerror}"))
+    # Names for the whole list before sharding: every rank and every re-run agree on them.
+    jobs = archive.shard(list(enumerate(zip(files, outdir.folder_names(files), strict=True))),
+                         ranks)  # fmt: skip
+    failed = failed if ranks.rank == 0 else []
+    progress = archive.Progress(len(jobs), ranks.prefix)
+    group = archive.Group(ranks)
+    for _, (path, name) in jobs:
+        if args.resume and outdir.holds_results(out / name):
+            progress.skip()  # finished by an earlier run: folders are written whole
+            continue
+        if args.resume:
+            outdir.remove_stale_staging(out / name)  # a killed run's half-written folder
         try:
             print(_predict_one(model, path, out / name, args, options, device,
-                               weights_label(weights)))  # fmt: skip
+                               weights_label(weights)), flush=True)  # fmt: skip
+            progress.step(ok=True)
         except Exception as err:  # one file's failure, whatever it is, never ends the batch
             failed.append(path)
             _report_failure(out, path, err)
-    if failed:
+            progress.step(ok=False)
+    progress.finish()
+    if args.table is not None:
+        _write_table(archive, group, ranks, args.table,
+                     [(i, out / name) for i, (_, name) in jobs])  # fmt: skip
+    n_failed = group.total(len(failed))
+    group.barrier()  # no rank exits (torchrun would stop the others) before all are done
+    group.close()
+    if n_failed and ranks.rank == 0:
         total = len(files) + sum(p not in files for p in failed)  # unlisted folders count too
-        print(f"{len(failed)} of {total} input(s) not predicted; the reasons are also in "
+        print(f"{n_failed} of {total} input(s) not predicted; the reasons are also in "
               f"{out / outdir.FAILURES_LOG}", file=sys.stderr)  # fmt: skip
-    return 1 if failed else 0
+    return 1 if n_failed else 0
+
+
+def _write_table(archive, group, ranks, table: Path, folders) -> None:
+    """Each rank writes its shard's rows (finished folders, this run's and earlier ones'), and
+    rank 0 merges them once every rank has."""
+    part = archive.part_path(table, ranks)
+    archive.write_part(folders, part)
+    group.barrier()
+    if ranks.rank == 0:
+        parts = [
+            archive.part_path(table, archive.Ranks(r, ranks.world)) for r in range(ranks.world)
+        ]
+        rows = archive.merge(parts, table)
+        print(f"{table}: {rows:,} residues", file=sys.stderr)
 
 
 def _predict_one(model, path: Path, folder: Path, args, options, device, label: str) -> str:
@@ -438,8 +489,25 @@ def _predict_parsers(add) -> None:
         ("sample", "another name for predict: same options, same files"),
     ):
         q = add(name, helptext, predict_about)
-        q.add_argument("structures", nargs="+", type=Path, help="PDB/mmCIF files (.gz too) or "
+        q.add_argument("structures", nargs="*", type=Path, help="PDB/mmCIF files (.gz too) or "
                        "folders of them")  # fmt: skip
+        q.add_argument(
+            "--list", type=Path, action="append", default=[], metavar="FILE",
+            help="a text file of structure paths, one per line (relative to its folder), for "
+            "archives too big for a command line; may be given more than once (default: none)",
+        )  # fmt: skip
+        q.add_argument(
+            "--resume", action="store_true",
+            help="skip structures whose OUT/<name>/ already holds results (folders are written "
+            "whole, so those are finished): re-run a killed archive run with the same inputs "
+            "(default: refuse such a structure and report it)",
+        )  # fmt: skip
+        q.add_argument(
+            "--table", type=Path, default=None,
+            help="also write one Parquet table of every finished structure of these inputs, one "
+            "row per residue (structure, chain, resnum, icode, resname, flexibility, p_flexible, "
+            "entropy, χ modes, n_conformers) (default: none)",
+        )  # fmt: skip
         q.add_argument(
             "--weights", type=Path, default=None,
             help="checkpoint (default: the shipped weights/qfitlatent-v3.pt)",

@@ -9,9 +9,11 @@ The rule, in one place (docs/predict.md states it for users):
   -> `x`, `x.pdb.gz` -> `x-2`), compared without case, so no two share a folder on any disk;
 - a folder that already holds files is never replaced unless asked (`--overwrite`);
 - a folder appears whole or not at all: its files are written into a hidden staging folder
-  beside it, which is renamed into place once every file is on disk and removed on failure.
+  beside it, which is renamed into place once every file is on disk and removed on failure;
+  one left by a killed run is removed when `--resume` comes to that structure.
 """
 
+import glob
 import os
 import re
 import shutil
@@ -101,6 +103,13 @@ def write_folder(folder: Path, files: dict[str, bytes], overwrite: bool = False)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     return {name: folder / name for name in files}
+
+
+def remove_stale_staging(folder: Path) -> None:
+    """Remove staging folders of `folder` that a killed run left (`.<name>.partial-<pid>`): on
+    resume, where this process is the only writer of `folder`."""
+    for stale in folder.parent.glob(f".{glob.escape(folder.name)}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _staging(folder: Path) -> Path:

@@ -7,6 +7,8 @@ fair comparison (../shared/data/maps/README.md) and, later, the phases of synthe
 
 import gemmi
 
+from ..ensemble.build import keep_heaviest_conformer
+
 
 def single_conformer(st: gemmi.Structure) -> gemmi.Structure:
     """A copy of `st` (first model, no hydrogens) with one conformer per residue, occupancy 1."""
@@ -16,17 +18,8 @@ def single_conformer(st: gemmi.Structure) -> gemmi.Structure:
     out.remove_hydrogens()
     for chain in out[0]:
         for res in chain:
-            occ: dict[str, list[float]] = {}
-            for atom in res:
-                if atom.has_altloc():
-                    occ.setdefault(atom.altloc, []).append(atom.occ)
-            if not occ:
-                continue
-            keep = max(sorted(occ), key=lambda alt: (sum(occ[alt]) / len(occ[alt]), -ord(alt)))
-            for k in range(len(res) - 1, -1, -1):
-                if res[k].has_altloc() and res[k].altloc != keep:
-                    del res[k]
-            for atom in res:
-                atom.altloc = "\0"
-                atom.occ = 1.0
+            if any(atom.has_altloc() for atom in res):  # a residue without altlocs stays as read
+                keep_heaviest_conformer(res)
+                for atom in res:
+                    atom.occ = 1.0
     return out

@@ -81,7 +81,7 @@ def base_structure(parsed: ParsedStructure) -> gemmi.Structure:
             i = record_at.get((ci, ri))
             if i is not None and _plain(res):
                 continue  # no altlocs, full occupancy: already its primary conformer
-            _keep_heaviest_conformer(res)
+            keep_heaviest_conformer(res)
             if i is not None:
                 rec = parsed.residues[i]
                 _replace_atoms(res, rec, [base_atoms(rec)], [""], [1.0], ())
@@ -96,7 +96,7 @@ def input_model(parsed: ParsedStructure, collapse: set[int] = frozenset()) -> ge
         rec = parsed.residues[i]
         ci, ri = parsed.input_position(rec)
         res = st[0][ci][ri]
-        _keep_heaviest_conformer(res)
+        keep_heaviest_conformer(res)
         _replace_atoms(res, rec, [base_atoms(rec)], [""], [1.0], ())
     return st
 
@@ -238,8 +238,9 @@ def to_cif(st: gemmi.Structure) -> str:
     return st.make_mmcif_document().as_string()
 
 
-def _keep_heaviest_conformer(res: gemmi.Residue) -> None:
-    """Drop every altloc but the blank atoms and the most occupied letter; clear the labels."""
+def keep_heaviest_conformer(res: gemmi.Residue) -> None:
+    """Drop every altloc but the blank atoms and the most occupied letter (mean occupancy of its
+    atoms; ties to the first letter); clear the labels and set those atoms' occupancy to 1."""
     occ: dict[str, list[float]] = {}
     for atom in res:
         if atom.has_altloc():

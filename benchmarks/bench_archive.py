@@ -1,0 +1,110 @@
+"""Archive throughput of `qfitlatent predict --table`: structures per minute with 1 and 2 workers.
+
+    python benchmarks/bench_archive.py       # 40 files of ../shared/data/pretrain, 1 and 2 workers
+    python benchmarks/bench_archive.py --n 200 --workers 1 2 4 --weights weights/qfitlatent-v3.pt
+
+The first --n structure files of --data (sorted by name) go into one list file; each worker
+count runs the real command line into a fresh OUT: 1 worker as `python -m qfitlatent predict`,
+N workers under `python -m torch.distributed.run --standalone --nproc-per-node N` (torchrun),
+every process with OMP_NUM_THREADS=1. Wall time includes starting Python, loading the weights
+and merging the table, as a user sees it. The tables of every worker count must be equal (the
+script stops if not). With --base REV (e.g. main) that commit of this repository is exported to
+a temporary folder first and its `predict` runs the same files in one process (files on the
+command line, no table: what main offers) as the reference row. Numbers depend on the machine's
+load: compare rows run back to back, not with numbers from another day.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from qfitlatent import archive, outdir  # noqa: E402
+from qfitlatent.dataset import list_structure_files  # noqa: E402
+
+
+def run(workers: int, listing: Path, out: Path, table: Path, args) -> float:
+    launch = [sys.executable]
+    if workers > 1:
+        launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}"]
+    cmd = [*launch, "-m", "qfitlatent", "predict", "--list", str(listing), "--out", str(out),
+           "--table", str(table), "--samples", str(args.samples), "--device", "cpu"]  # fmt: skip
+    if args.weights:
+        cmd += ["--weights", str(args.weights)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)  # fmt: skip
+    wall = time.perf_counter() - start
+    if not table.is_file():
+        sys.exit(f"{workers} worker(s): no table\n{done.stderr[-3000:]}")
+    return wall
+
+
+def run_base(rev: str, files: list[Path], out: Path, tmp: Path, args) -> float:
+    """Wall seconds of commit `rev`'s `predict FILES... --out OUT` (one process, no table)."""
+    code = tmp / "base"
+    code.mkdir()
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(code)], input=tar.stdout, check=True)
+    cmd = [sys.executable, "-m", "qfitlatent", "predict", *map(str, files), "--out", str(out),
+           "--samples", str(args.samples), "--device", "cpu"]  # fmt: skip
+    if args.weights:
+        cmd += ["--weights", str(args.weights.resolve())]
+    else:
+        cmd += ["--weights", str(ROOT / "weights" / "qfitlatent-v3.pt")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(code)}
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "pretrain")
+    p.add_argument("--n", type=int, default=40, help="structures (the first n by name)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--weights", type=Path, default=None, help="default: the shipped weights")
+    p.add_argument("--samples", type=int, default=10)
+    p.add_argument("--base", default=None, help="a commit to compare with, e.g. main")
+    args = p.parse_args()
+
+    files = list_structure_files(args.data)[: args.n]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        listing = tmp / "list.txt"
+        listing.write_text("".join(f"{f.resolve()}\n" for f in files))
+        rows, first = [], None
+        if args.base:
+            wall = run_base(args.base, files, tmp / "out-base", tmp, args)
+            n = sum((tmp / "out-base" / name).is_dir() for name in outdir.folder_names(files))
+            rows.append((f"{args.base} (1 process, no table)", n, None, wall))
+        for workers in args.workers:
+            table = tmp / f"t{workers}.parquet"
+            wall = run(workers, listing, tmp / f"out{workers}", table, args)
+            t = archive.read_table(table)
+            if first is None:
+                first = t
+            elif not t.equals(first):
+                sys.exit(f"the table of {workers} workers differs from {args.workers[0]}'s")
+            rows.append((workers, t["structure"].nunique(), len(t), wall))
+    base = rows[0][3]
+    print(f"{len(files)} files of {args.data.name}, --samples {args.samples}, "
+          f"{os.cpu_count()} CPUs\n")  # fmt: skip
+    print("| workers | structures predicted | residues in table | wall (s) | structures/min "
+          "| speed-up vs first row |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|")
+    for workers, n, res, wall in rows:
+        res = "–" if res is None else f"{res:,}"
+        print(f"| {workers} | {n} | {res} | {wall:.1f} | {n / wall * 60:.1f} | "
+              f"{base / wall:.2f}× |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
