@@ -45,7 +45,7 @@ def duration_of(at, run: str) -> str:
     return table.loc[table.run == run, "duration"].item()
 
 
-def wait_for(predicate, timeout=30.0):
+def wait_for(predicate, timeout=300.0):  # a limit on a hang, not a guess at speed
     end = time.time() + timeout
     while time.time() < end:
         if predicate():
@@ -102,9 +102,10 @@ def tick(at, monkeypatch):
 def test_the_runs_table_counts_a_running_runs_time_as_it_goes(page_env, monkeypatch):
     import sys
 
-    monkeypatch.setattr(
-        jobs, "train_command", lambda *a, **k: [sys.executable, "-c", "import time; time.sleep(60)"]
-    )
+    # Going until stopped below (10 min at most, should the test die first): a run that ended
+    # while a loaded machine drew the page would have a fixed duration.
+    going = [sys.executable, "-c", "import time; time.sleep(600)"]
+    monkeypatch.setattr(jobs, "train_command", lambda *a, **k: going)
     job = jobs.launch("long-one", data=ui.bundled_training_data(), epochs=1, lr=1e-3)
     try:
         at = train_page()
