@@ -341,6 +341,19 @@ def new_pick(key: str, value) -> bool:
     return True
 
 
+def profile_key(tag: str) -> str:
+    """The profile chart's widget key for result `tag`. It changes when the residue is chosen
+    anywhere but on the profile (fresh_profile): the chart's selection lives in the browser and
+    would otherwise keep the bar clicked last highlighted, and a click on that bar again would
+    be no new selection, so it would not show that residue."""
+    return f"profile:{tag}:{st.session_state.get(f'profile-round:{tag}', 0)}"
+
+
+def fresh_profile(tag: str) -> None:
+    """A residue was chosen in the table or the box: draw the profile with no selection."""
+    st.session_state[f"profile-round:{tag}"] = st.session_state.get(f"profile-round:{tag}", 0) + 1
+
+
 def profile_pick(key: str) -> int | None:
     """The residue index of the profile point clicked last (customdata[0]), or None."""
     points = ((st.session_state.get(key) or {}).get("selection") or {}).get("points") or []

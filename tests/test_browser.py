@@ -279,10 +279,11 @@ def assert_residue_in_view_and_text_clean(page) -> None:
     assert page.evaluate(TEXT_PROBLEMS) == []
 
 
-def click_profile_bar(page, skip: str) -> str:
-    """Click the tallest bar of the profile that is not residue `skip`; returns its label."""
+def click_profile_bar(page, skip: str, only: str | None = None) -> str:
+    """Click the tallest bar of the profile that is not residue `skip` (and is residue `only`,
+    when given); returns its label."""
     target = page.evaluate(
-        """(skip) => { const gd = [...document.querySelectorAll('.js-plotly-plot')]
+        """([skip, only]) => { const gd = [...document.querySelectorAll('.js-plotly-plot')]
              .find(g => g.layout.meta === 'profile');
            gd.scrollIntoView({block: 'center'});
            let best = null, height = 0;
@@ -290,13 +291,14 @@ def click_profile_bar(page, skip: str) -> str:
              const bars = gd.data.filter(d => d.type === 'bar')[t];
              trace.querySelectorAll('.point path').forEach((p, k) => {
                const b = p.getBoundingClientRect();
-               if (b.height > height && bars.customdata[k][1] !== skip) {
+               const lab = bars.customdata[k][1];
+               if (b.height > height && lab !== skip && (only === null || lab === only)) {
                  height = b.height;
                  best = {x: b.left + b.width / 2, y: b.top + b.height / 2,
                          label: bars.customdata[k][1]};
                } }); });
            return best; }""",
-        skip,
+        [skip, only],
     )
     page.mouse.click(target["x"], target["y"])
     return target["label"]
