@@ -4,11 +4,14 @@ never for a time.
 """
 
 from test_browser import (
+    ARTIFACTS,
+    assert_residue_in_view_and_text_clean,
     circle_title,
     click_profile_bar,
     open_example,
     page,
     pytestmark,
+    selected_residue,
     server,
     wait_for_residue,
     wait_full_page,
@@ -59,3 +62,32 @@ def test_after_a_table_click_the_profile_highlights_no_other_residue(server, pag
     # The bar clicked first is a new choice again: a click on it shows it.
     again = click_profile_bar(page, skip=shown, only=clicked)
     wait_for_residue(page, again)
+
+
+# The selected residue's atoms on the screen (3Dmol's own projection) and the cartoon's opacity
+# around it, as the viewer drew them.
+RESIDUE_ON_SCREEN = """([chain, resi]) => {
+  const f = [...document.querySelectorAll('iframe')].find(f => { try {
+      return f.contentWindow.qfitViewer; } catch (e) { return false; } });
+  const v = f.contentWindow.qfitViewer;
+  const xy = v.modelToScreen(v.selectedAtoms({model: 0, chain: chain, resi: resi}));
+  const xs = xy.map(p => p.x), ys = xy.map(p => p.y);
+  const cartoon = v.selectedAtoms({model: 0}).map(a => a.style.cartoon).filter(c => c);
+  return {span: Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys)),
+          height: f.contentDocument.querySelector('canvas').getBoundingClientRect().height,
+          opacities: [...new Set(cartoon.map(c => c.opacity === undefined ? 1 : c.opacity))]};
+}"""
+
+
+def test_the_viewer_opens_close_on_the_residue_with_the_cartoon_faded(server, page):
+    open_example(page, server)
+    chain, resi = selected_residue(page)
+    seen = page.evaluate(RESIDUE_ON_SCREEN, [chain, resi])
+    print(f"\nselected residue {chain}{resi}: {seen['span']:.0f} px of {seen['height']:.0f}")
+    ARTIFACTS.mkdir(exist_ok=True)  # for a human to look at
+    page.locator("iframe").first.screenshot(path=str(ARTIFACTS / "app_viewer_close.png"))
+    # Close enough to tell its conformers apart: the residue spans a third of the viewer or more
+    # (it was about 50 px of 500), and still lies wholly inside it.
+    assert seen["span"] >= seen["height"] / 3, seen
+    assert_residue_in_view_and_text_clean(page)
+    assert seen["opacities"] and max(seen["opacities"]) < 1, seen  # cartoon never hides it
