@@ -62,6 +62,13 @@ def test_after_a_table_click_the_profile_highlights_no_other_residue(server, pag
     # The bar clicked first is a new choice again: a click on it shows it.
     again = click_profile_bar(page, skip=shown, only=clicked)
     wait_for_residue(page, again)
+    # A residue chosen in the box leaves no other residue highlighted either.
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Residue (most flexible")
+    box.click()
+    page.keyboard.type(shown)
+    page.get_by_role("option", name=shown).click()
+    wait_for_residue(page, shown)
+    assert page.evaluate(STANDING_OUT) in ([], [shown]), f"{shown} is shown"
 
 
 # The selected residue's atoms on the screen (3Dmol's own projection) and the cartoon's opacity
