@@ -250,8 +250,9 @@ def result_key(data: bytes, weights_choice: str, **settings) -> str:
 
 def profile_figure(result: Result):
     """The chain profile of a result, built once: it does not mark the selected residue, so
-    its figure stays the same while the user moves between residues and the browser never
-    redraws it (thousands of bars across many chains take seconds to redraw on 2 cores)."""
+    its figure stays the same while the user moves between residues and a click on it never
+    redraws it (thousands of bars across many chains take seconds to redraw on 2 cores); only
+    a residue chosen elsewhere does (profile_key)."""
     if result.profile is None:
         result.profile = display.profile_figure(result.pred)
     return result.profile
