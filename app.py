@@ -126,8 +126,9 @@ label_of = {r["index"]: lab for r, lab in zip(rows, labels, strict=True)}
 picked = (st.session_state.get(f"table:{tag}") or {}).get("selection", {}).get("rows", [])
 if picked and ui.new_pick(f"table:{tag}", picked[0]):
     st.session_state[f"residue:{tag}"] = labels[picked[0]]
-clicked = ui.profile_pick(f"profile:{tag}")
-if clicked in label_of and ui.new_pick(f"profile:{tag}", clicked):
+    ui.fresh_profile(tag)
+clicked = ui.profile_pick(ui.profile_key(tag))
+if clicked in label_of and ui.new_pick(ui.profile_key(tag), clicked):
     st.session_state[f"residue:{tag}"] = label_of[clicked]
 
 n_multi = sum(r["n_obs"] >= 2 for r in rows)
@@ -149,7 +150,13 @@ ui.warnings_box(pred.parsed.warnings)
 overview = st.container()  # the whole structure first, then the selected residue
 view_col, info_col = st.columns([3, 2], gap="medium")
 with info_col:
-    label = st.selectbox("Residue (most flexible first)", labels, key=f"residue:{tag}")
+    label = st.selectbox(
+        "Residue (most flexible first)",
+        labels,
+        key=f"residue:{tag}",
+        on_change=ui.fresh_profile,
+        args=(tag,),
+    )
     row = rows[labels.index(label)]
     i = row["index"]
     ui.residue_summary(pred, row)
@@ -160,7 +167,7 @@ with overview:
     st.caption(display.profile_caption(pred))
     st.plotly_chart(
         ui.profile_figure(result),
-        key=f"profile:{tag}",
+        key=ui.profile_key(tag),
         on_select="rerun",
         selection_mode="points",
         config={"displayModeBar": False},

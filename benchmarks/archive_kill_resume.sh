@@ -4,7 +4,8 @@
 # The first N files of ../shared/data/pretrain, 2 torchrun workers, --resume and --table; the
 # run is sent SIGTERM (the whole process group, as a scheduler does) after the given seconds, then
 # re-run with the same command. Prints how many finished files the second run rewrote (0 is
-# right), any hidden leftovers in OUT, the progress lines and the table's size.
+# right), any hidden leftovers in OUT, the progress lines and the table's size. KEEP=1 keeps the
+# work folder (printed) for a comparison with single-file predict.
 set -u
 N=${1:-120}
 AFTER=${2:-45}
@@ -32,4 +33,4 @@ echo "finished files rewritten: $(comm -23 "$W/before.txt" "$W/after.txt" | wc -
 echo "hidden leftovers in OUT: $(find "$W/out" -mindepth 1 -name '.*' | wc -l)"
 grep 'structures' "$W/second.err" | grep -v ETA
 "$PY" -c "import pandas as pd; t = pd.read_parquet('$W/t.parquet'); print(f'table: {len(t):,} residues, {t.structure.nunique()} structures')"
-rm -rf "$W"
+if [ -n "${KEEP:-}" ]; then echo "kept: $W"; else rm -rf "$W"; fi

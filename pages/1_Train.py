@@ -1,7 +1,8 @@
 """Fine-tune qfitlatent on your own multiconformer structures: launch, watch live, stop, list.
 
-A run belongs to the browser session that launched it: only that session stops or deletes it,
-and its model is that session's alone unless an operator publishes it (docs/deploy.md).
+A run belongs to the browser that launched it (a cookie, so a reload keeps it): only that browser
+stops or deletes it, and its model is that browser's alone unless an operator publishes it
+(docs/deploy.md).
 """
 
 import time
@@ -12,6 +13,7 @@ import streamlit as st
 from qfitlatent import data_roots, server_config, settings_check, ui
 
 ui.page_setup("fine-tune")
+ui.remember_browser()  # a reload keeps this browser's runs its own
 st.title("Fine-tune on your multiconformer structures")
 config = server_config.load()
 st.caption(
@@ -60,13 +62,38 @@ BUNDLED, UPLOAD, FOLDER = (
 KINDS = [BUNDLED, UPLOAD] + ([FOLDER] if config.data_roots else [])
 
 
+def run_overrides(kind: str, extra_text: str) -> list[str]:
+    """The `--set` items of a run: the visitor's, and for the bundled sample a validation
+    share that holds one of its 4 structures out (unless the visitor set one)."""
+    extra = extra_text.split()
+    if kind == BUNDLED and not any(x.startswith("val_fraction=") for x in extra):
+        extra.append(f"val_fraction={ui.BUNDLED_VAL_FRACTION}")
+    return extra
+
+
+def automatic_name(kind: str, data) -> str:
+    """The run's name when the visitor gives none: what it trains on, from what, how long."""
+    if kind == BUNDLED:
+        label = "sample"
+    elif kind == UPLOAD:  # (file name, bytes) pairs
+        label = data[0][0].split(".")[0] if len(data) == 1 else f"{len(data)}-uploads"
+    else:
+        label = Path(data).name
+    weights = start_options()[st.session_state.init]
+    if weights is None:
+        start = "scratch"
+    else:  # a fine-tune's weights are <run>/best.pt: its run names them
+        start = weights.parent.name if weights.name == "best.pt" else weights.stem
+    if st.session_state.freeze:
+        start += "-head"  # only the output head trains
+    return ui.default_run_name(label, start, int(st.session_state.epochs))
+
+
 def start() -> None:
     """Form callback: runs before the page is drawn, so it may reset the run-name field."""
     s = st.session_state
-    extra = s.extra.split()
     kind = s.data_kind if s.data_kind in KINDS else BUNDLED
-    if kind == BUNDLED and not any(x.startswith("val_fraction=") for x in extra):
-        extra.append(f"val_fraction={ui.BUNDLED_VAL_FRACTION}")  # hold one out: a val curve
+    extra = run_overrides(kind, s.extra)
     try:
         if kind == FOLDER:
             data = data_roots.resolve_data_folder(s.get("folder", ""), config.data_roots)
@@ -78,7 +105,7 @@ def start() -> None:
             raise ValueError("choose training data: upload files or give a folder")
         settings_check.check_overrides(extra)  # bad keys and values fail here, not later
         ui.launch_run(
-            s.run_name,
+            s.run_name.strip() or automatic_name(kind, data),
             data=data,
             epochs=int(s.epochs),
             lr=float(s.lr),
@@ -91,7 +118,7 @@ def start() -> None:
     except (ValueError, RuntimeError, OSError) as err:
         s.train_error = str(err)
     else:
-        s.run_name = ui.default_run_name()
+        s.run_name = ""
         time.sleep(0.3)  # let the supervisor write its pid before the page shows the run
 
 
@@ -106,13 +133,29 @@ st.radio(
     help="the bundled sample trains in about a minute, for trying the page; your own "
     "multiconformer structures (with altlocs) are what make a useful fine-tune",
 )
+# Outside the form too: what the form says the bundled sample holds out depends on it.
+st.selectbox(
+    "Start from", list(start_options()), key="init",
+    help="the weights training begins from: a model you can already choose on the main "
+    "page, or random numbers",
+)  # fmt: skip
 kind = st.session_state.get("data_kind", BUNDLED)
 kind = kind if kind in KINDS else BUNDLED
 with st.form("new_run", border=True):
     if kind == BUNDLED:
+        try:  # the trainer's split rule, with the settings last submitted (the defaults first)
+            init_from = start_options()[st.session_state.init]
+            val = ui.held_out(
+                ui.bundled_training_data(),
+                init_from,
+                run_overrides(kind, st.session_state.get("extra", "")),
+            )
+            held = ui.held_out_note(val, from_model=init_from is not None)
+        except (ValueError, OSError):  # bad settings, or the start file just went: Start says
+            held = ""
         st.caption(
             "4 small X-ray structures with side-chain altlocs (qfitlatent/data/train_sample); "
-            "one is held out for the validation curve."
+            + held
         )
     elif kind == UPLOAD:
         st.file_uploader(
@@ -131,8 +174,13 @@ with st.form("new_run", border=True):
             + "; links to files outside them are skipped",
         )
     c1, c2, c3 = st.columns(3)
-    st.session_state.setdefault("run_name", ui.default_run_name())
-    c1.text_input("Run name", key="run_name", help="the run's folder name; letters, digits, . _ -")
+    c1.text_input(
+        "Run name",
+        key="run_name",
+        placeholder="automatic: data-start-epochs-time",
+        help="the run's folder name; letters, digits, . _ -. Left empty, it names the data, "
+        "the start model, the epochs and the time, e.g. sample-qfitlatent-v3-5ep-20261202-1430",
+    )
     c2.number_input(
         "Epochs", 1, 1000, 5, key="epochs",
         help="passes over the training structures; best.pt keeps the epoch with the lowest "
@@ -143,12 +191,7 @@ with st.form("new_run", border=True):
         help="peak AdamW step size, annealed to a hundredth by the end; lower it to fine-tune "
         "gently from trained weights",
     )  # fmt: skip
-    c1.selectbox(
-        "Start from", list(start_options()), key="init",
-        help="the weights training begins from: a model you can already choose on the main "
-        "page, or random numbers",
-    )  # fmt: skip
-    c2.checkbox(
+    c1.checkbox(
         "Freeze the trunk (train the output head only)", key="freeze",
         help="keeps the structure encoder as it is and retrains only the layers that output "
         "the mixtures: faster, and safer with few structures",
@@ -175,11 +218,21 @@ def delete(job) -> None:
 
 
 st.subheader("Runs")
+
+
+# While a run is going the table polls with the live panel: drawn once, a running run's duration
+# stayed at what it was when the page was drawn ("0 s" right after Start).
+@st.fragment(run_every=2.0 if active is not None else None)
+def runs() -> None:
+    if listed := ui.list_runs():
+        ui.runs_table(listed)
+    else:
+        st.caption("No runs yet.")
+
+
+runs()
 listed = ui.list_runs()
-if not listed:
-    st.caption("No runs yet.")
-else:
-    ui.runs_table(listed)
+if listed:
     ended = [j for j in listed if not j.active]
     if ended:
         names = [j.name for j in ended]

@@ -32,6 +32,7 @@ __all__ = [
     "load_dataset",
     "pdb_group",
     "refused_links",
+    "choose_split",
     "split_names",
     "structure_id",
 ]
@@ -106,6 +107,20 @@ def split_names(names: list[str], val_fraction: float = 0.1, seed: int = 0) -> d
         h = hashlib.sha256(f"{seed}:{pdb_group(name)}".encode()).digest()
         (val if int.from_bytes(h[:8], "big") / 2**64 < val_fraction else train).append(name)
     return {"train": train, "val": val}
+
+
+def choose_split(
+    names: list[str], val_fraction: float, seed: int, ckpt_split: dict | None = None
+) -> dict[str, list[str]]:
+    """The split a training run uses: split_names, except that names the start checkpoint's
+    split knows keep their side (fine-tuning on the same data must not validate on structures
+    the start model trained on). The Train page states what a run will hold out from this too."""
+    fresh = split_names(names, val_fraction, seed)
+    if not ckpt_split:
+        return fresh
+    known_val, known_train = set(ckpt_split.get("val", [])), set(ckpt_split.get("train", []))
+    val = [n for n in names if n in known_val or (n not in known_train and n in set(fresh["val"]))]
+    return {"train": [n for n in names if n not in set(val)], "val": val}
 
 
 class FeatureCache:

@@ -8,6 +8,7 @@ those functions.
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -104,12 +105,37 @@ def default_weights() -> Path:
     return Path(os.environ.get(WEIGHTS_ENV) or shipped_weights())
 
 
+# The owner token lives in a cookie too, so a page reload (a new Streamlit session) still owns the
+# runs this browser launched; another browser has another cookie, so ownership never crosses.
+OWNER_COOKIE = "qfitlatent_owner"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")  # secrets.token_urlsafe(24)
+
+
 def session_token() -> str:
-    """This browser session's secret: it owns the runs the session launches. Kept in session
-    state only, so it lives as long as the tab's session (a reload starts a new one)."""
+    """This browser's secret: it owns the runs launched from it. Read from the browser's cookie
+    when it has one (remember_browser sets it), else made for this session."""
     import secrets
 
-    return st.session_state.setdefault("owner_token", secrets.token_urlsafe(24))
+    if "owner_token" not in st.session_state:
+        cookie = (st.context.cookies or {}).get(OWNER_COOKIE, "")
+        st.session_state.owner_token = (
+            cookie if _TOKEN.fullmatch(cookie) else secrets.token_urlsafe(24)
+        )
+    return st.session_state.owner_token
+
+
+def remember_browser() -> None:
+    """Store this session's token in a browser cookie (a year, this site only, never sent to
+    another) unless the browser sent it already. A script in the page, since Streamlit sets no
+    cookies itself."""
+    token = session_token()
+    if (st.context.cookies or {}).get(OWNER_COOKIE) == token:
+        return
+    st.html(
+        f"<script>document.cookie = '{OWNER_COOKIE}={token}; path=/; max-age=31536000; "
+        "SameSite=Strict' + (location.protocol === 'https:' ? '; Secure' : '');</script>",
+        unsafe_allow_javascript=True,
+    )
 
 
 def weights_options() -> dict[str, Path]:
@@ -243,8 +269,9 @@ def result_key(data: bytes, weights_choice: str, **settings) -> str:
 
 def profile_figure(result: Result):
     """The chain profile of a result, built once: it does not mark the selected residue, so
-    its figure stays the same while the user moves between residues and the browser never
-    redraws it (thousands of bars across many chains take seconds to redraw on 2 cores)."""
+    its figure stays the same while the user moves between residues and a click on it never
+    redraws it (thousands of bars across many chains take seconds to redraw on 2 cores); only
+    a residue chosen elsewhere does (profile_key)."""
     if result.profile is None:
         result.profile = display.profile_figure(result.pred)
     return result.profile
@@ -334,6 +361,19 @@ def new_pick(key: str, value) -> bool:
         return False
     st.session_state[f"picked:{key}"] = value
     return True
+
+
+def profile_key(tag: str) -> str:
+    """The profile chart's widget key for result `tag`. It changes when the residue is chosen
+    anywhere but on the profile (fresh_profile): the chart's selection lives in the browser and
+    would otherwise keep the bar clicked last highlighted, and a click on that bar again would
+    be no new selection, so it would not show that residue."""
+    return f"profile:{tag}:{st.session_state.get(f'profile-round:{tag}', 0)}"
+
+
+def fresh_profile(tag: str) -> None:
+    """A residue was chosen in the table or the box: draw the profile with no selection."""
+    st.session_state[f"profile-round:{tag}"] = st.session_state.get(f"profile-round:{tag}", 0) + 1
 
 
 def profile_pick(key: str) -> int | None:
@@ -549,7 +589,40 @@ def bundled_training_data() -> Path:
     return Path(str(resources.files("qfitlatent").joinpath("data", "train_sample")))
 
 
-# The Train page's view of runs (train.jobs): every call acts as this browser session, whose
+def held_out(data: Path, init_from: Path | None, overrides: list[str]) -> list[str]:
+    """The structures of folder `data` that a run with these settings validates on, by the
+    trainer's own rule (dataset.choose_split): a start model keeps the structures it trained on
+    out of validation, so from the shipped weights the bundled sample holds none out."""
+    from .config import TrainConfig, split_overrides, with_overrides
+    from .dataset import choose_split, list_structure_files, structure_id
+
+    cfg = with_overrides(TrainConfig(), split_overrides(overrides)[1])
+    names = sorted({structure_id(p) for p in list_structure_files(data)})
+    start = (
+        _checkpoint_split(str(init_from), Path(init_from).stat().st_mtime) if init_from else None
+    )
+    return choose_split(names, cfg.val_fraction, cfg.seed, start)["val"]
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _checkpoint_split(path: str, mtime: float) -> dict | None:
+    """The split a checkpoint was trained on, read once per server for each file version."""
+    from .checkpoint import load_checkpoint
+
+    return load_checkpoint(path).get("split")
+
+
+def held_out_note(val: list[str], from_model: bool) -> str:
+    """What the Train form says about the validation structures of the run it would start."""
+    if val:
+        return f"{', '.join(val)} held out for the validation curve."
+    if not from_model:
+        return "none of them is held out for validation (val_fraction is too small)."
+    return ("none of them is held out for validation: the start model trained on them, so a "
+            "validation curve would measure memory. Start from scratch for one.")  # fmt: skip
+
+
+# The Train page's view of runs (train.jobs): every call acts as this browser, whose
 # token owns the runs it launches, so the page never handles tokens or imports train itself.
 
 
@@ -568,8 +641,9 @@ def load_run(name: str) -> jobs.Job:
     return jobs.load_job(jobs.runs_root() / name)
 
 
-def default_run_name() -> str:
-    return jobs.default_name()
+def default_run_name(data: str, start: str, epochs: int) -> str:
+    """A new run's name when the visitor gives none: data, start, epochs and time (jobs)."""
+    return jobs.default_name(data, start, epochs, root=jobs.runs_root())
 
 
 def owns(job: jobs.Job) -> bool:
@@ -640,7 +714,8 @@ STATUS_ICON = {
 
 
 def runs_table(listed: list[jobs.Job]) -> None:
-    """One row per run: status, timing, settings, best validation NLL, whether best.pt exists."""
+    """One row per run: status, timing, settings, best validation NLL, whether best.pt exists.
+    A running run has lasted until now: the page redraws this while a run is going."""
     import time
 
     import pandas as pd
@@ -665,7 +740,8 @@ def validation_note(records: list[runlog.Record]) -> str:
     if not runlog.of_kind(records, runlog.EPOCH):
         return note + "The validation point appears when the first epoch ends."
     return note + ("No validation curve: this run holds out no structure (too few structures, "
-                   "or val_fraction=0), so best.pt is simply the last epoch.")  # fmt: skip
+                   "val_fraction=0, or its start model trained on them all), so best.pt is "
+                   "simply the last epoch.")  # fmt: skip
 
 
 def job_report(job: jobs.Job, key: str, show_log: bool = True) -> None:

@@ -41,6 +41,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def healthy(url: str) -> bool:
+    try:
+        return urllib.request.urlopen(url + "/_stcore/health", timeout=5).status == 200
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -76,18 +83,20 @@ def server(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("streamlit did not start:\n" + (tmp / "streamlit.log").read_text())
+        # A generous limit, not a guess at speed: on a loaded machine starting takes long.
+        deadline = time.monotonic() + 300
+        while not healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("streamlit did not start:\n" + (tmp / "streamlit.log").read_text())
+            time.sleep(0.2)
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:  # never leave a server behind
+            proc.kill()
+            proc.wait()
         log.close()
 
 
@@ -102,11 +111,16 @@ def page(server):
         browser.close()
 
 
+# No script run going: Streamlit marks its state on the app element. (Its status widget is no
+# test: it shows a Stop button, no text saying 'Running', and only after 500 ms of a run.)
+IDLE = (
+    "() => document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState"
+    " === 'notRunning'"
+)
+
+
 def wait_idle(page) -> None:
-    page.wait_for_function(
-        "() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
-        " return !w || !w.innerText.includes('Running'); }"
-    )
+    page.wait_for_function(IDLE)
 
 
 def full_screenshot(page, name: str, height: int = 2900) -> None:
@@ -265,10 +279,11 @@ def assert_residue_in_view_and_text_clean(page) -> None:
     assert page.evaluate(TEXT_PROBLEMS) == []
 
 
-def click_profile_bar(page, skip: str) -> str:
-    """Click the tallest bar of the profile that is not residue `skip`; returns its label."""
+def click_profile_bar(page, skip: str, only: str | None = None) -> str:
+    """Click the tallest bar of the profile that is not residue `skip` (and is residue `only`,
+    when given); returns its label."""
     target = page.evaluate(
-        """(skip) => { const gd = [...document.querySelectorAll('.js-plotly-plot')]
+        """([skip, only]) => { const gd = [...document.querySelectorAll('.js-plotly-plot')]
              .find(g => g.layout.meta === 'profile');
            gd.scrollIntoView({block: 'center'});
            let best = null, height = 0;
@@ -276,13 +291,14 @@ def click_profile_bar(page, skip: str) -> str:
              const bars = gd.data.filter(d => d.type === 'bar')[t];
              trace.querySelectorAll('.point path').forEach((p, k) => {
                const b = p.getBoundingClientRect();
-               if (b.height > height && bars.customdata[k][1] !== skip) {
+               const lab = bars.customdata[k][1];
+               if (b.height > height && lab !== skip && (only === null || lab === only)) {
                  height = b.height;
                  best = {x: b.left + b.width / 2, y: b.top + b.height / 2,
                          label: bars.customdata[k][1]};
                } }); });
            return best; }""",
-        skip,
+        [skip, only],
     )
     page.mouse.click(target["x"], target["y"])
     return target["label"]
@@ -439,8 +455,8 @@ def test_train_page_shows_the_inputs_of_the_chosen_data_source(server, page):
     page.wait_for_selector('[data-testid="stApp"]')
     page.get_by_text("Fine-tune").first.wait_for()
     main = page.locator('[data-testid="stMain"]')
-    main.get_by_text("Runs", exact=True).wait_for()  # the last section: the page has rendered
-    wait_idle(page)
+    main.get_by_text("Runs", exact=True).wait_for()  # the run that draws the page has begun
+    wait_idle(page)  # and ended: every element is in, none stale
     dropzone = main.locator('[data-testid="stFileUploaderDropzoneInput"]')
     bundled = main.get_by_text("4 small X-ray structures")
     # The bundled sample is the default: its note, no file input, and no runs in a fresh folder.

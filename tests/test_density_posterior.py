@@ -28,7 +28,7 @@ from qfitlatent.density.residue_evidence import (
     residue_evidence,
     residue_features,
 )
-from qfitlatent.density.synthetic import observed_amplitudes, synthetic_maps
+from qfitlatent.density.synthetic import observed_amplitudes, synthetic_maps, thin_side_chains
 from qfitlatent.structure import from_gemmi, read_structure
 
 
@@ -158,3 +158,23 @@ def test_synthetic_maps_show_the_minor_conformers():
     ok = ev.scanned
     assert (is_split & ok).sum() >= 3
     assert np.mean(peak[is_split & ok]) > np.mean(peak[~is_split & ok]) + 1.0
+
+
+def test_thinned_side_chains_leave_backbone_and_altloc_residues_alone():
+    st = gemmi.read_structure(str(map_file("3sb3.pdb.gz")))
+    before = st.clone()
+    thin_side_chains(st, np.random.default_rng(0), fraction=1.0)
+    thinned = 0
+    for ch0, ch1 in zip(before[0], st[0], strict=True):
+        for r0, r1 in zip(ch0, ch1, strict=True):
+            altloc = any(a.has_altloc() for a in r0)
+            ratios = {a1.name: a1.occ / a0.occ for a0, a1 in zip(r0, r1, strict=True) if a0.occ > 0}
+            side = {n: v for n, v in ratios.items() if n not in ("N", "CA", "C", "O", "CB", "OXT")}
+            assert all(ratios[n] == 1.0 for n in ratios if n not in side)
+            if altloc or not side:
+                assert all(v == 1.0 for v in side.values())
+            else:
+                assert len({round(v, 6) for v in side.values()}) == 1  # one factor per residue
+                assert 0.4 <= next(iter(side.values())) <= 0.9
+                thinned += 1
+    assert thinned > 50

@@ -256,11 +256,12 @@ def test_progress_and_metrics_from_jsonl(root, data_dir, monkeypatch):
     fake_trainer(monkeypatch, "import time; time.sleep(60)")
     job = jobs.launch("prog", data=data_dir, epochs=4, lr=1e-3)
     job.metrics_path.write_text(
-        '{"epoch": 1, "train_loss": 2.0}\n{"epoch": 2, "train_loss": 1.5}\n{"ep'
+        '{"epoch": 1, "train_loss": 2.0, "seconds": 30}\n'
+        '{"epoch": 2, "train_loss": 1.5, "seconds": 60}\n{"ep'
     )
     records = runlog.read(job.metrics_path)
     assert [r.epoch for r in records] == [1, 2]  # the half-written line is skipped
     done, eta = jobs.progress(jobs.load_job(job.path), records)
-    assert done == 0.5 and eta is not None and eta >= 0
+    assert done == 0.5 and eta == pytest.approx(60.0)  # 2 epochs left at 30 s each
     jobs.stop(job, operator=True)
     wait_for(lambda: jobs.load_job(job.path).status == "stopped")

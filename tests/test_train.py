@@ -15,6 +15,7 @@ from conftest import DATA, ROOT
 
 from qfitlatent.checkpoint import load_checkpoint
 from qfitlatent.config import ModelConfig, TrainConfig, split_overrides
+from qfitlatent.dataset import split_names
 from qfitlatent.train import loop as train_module
 from qfitlatent.train import runlog
 from qfitlatent.train.loop import epoch_order, hide_resolution, spatial_crop, train
@@ -335,7 +336,7 @@ def test_pretraining_folder_trains_leaves_out_validation_homologs_and_resumes(
     extra.mkdir()
     for name in ("1bpi.pdb.gz", "1duc.pdb.gz", "1bx8.pdb.gz", "1atg.pdb.gz"):
         (extra / name).symlink_to(PRETRAIN / name)
-    val = train_module.split_names([f.split(".")[0] for f in FILES], 0.3, 3)["val"]
+    val = split_names([f.split(".")[0] for f in FILES], 0.3, 3)["val"]
     assert val, "the split of FILES must hold a validation structure for this test"
     (extra / "MANIFEST.tsv").write_text(
         "filename\tmax_identity_to_multiconf\tclosest_multiconf\tcluster90\n"

@@ -133,3 +133,35 @@ def test_drawn_pdb_is_the_union_of_the_shown_residues_neighbourhoods():
     assert lines == [line for line in index.lines if line in set(lines)]  # file order kept
     whole = viewer.drawn_pdb(index, shown, whole=True)
     assert whole.splitlines()[:-1] == index.lines
+
+
+def viewer_calls(html: str, method: str) -> list[list]:
+    """The arguments of every `viewer.METHOD(...)` call in the view's script, as JSON values."""
+    import json
+    import re
+
+    found = re.findall(rf"\.{method}\((.*)\);$", html, flags=re.MULTILINE)
+    return [json.loads(f"[{args}]") for args in found]
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_the_view_frames_the_residue_fades_the_cartoon_and_keeps_labels_off_atoms(whole):
+    pdb = viewer.atoms_pdb({"N": np.zeros(3), "CA": np.array([1.46, 0, 0])}, "GLY", "A", 1)
+    view = viewer.ensemble_view(pdb, focus=("A", 1, ""), whole=whole,
+                                residue_colours={("A", 1, ""): "#ff0000"},
+                                labels=[(("A", 1, ""), "A1 GLY")])  # fmt: skip
+    html = viewer.view_html(view)
+    # The camera frames the residue and what lies within FRAME_A of it, in every model (its
+    # conformers are models of their own), not its 10 Å neighbourhood.
+    ((frame,),) = [args for args in viewer_calls(html, "zoomTo") if args]
+    assert "model" not in frame and frame["within"]["sel"] == {"chain": "A", "resi": 1}
+    assert frame["within"]["distance"] <= 4.0
+    # Every cartoon drawn is see-through, so none hides the residue's side chain.
+    cartoons = [
+        args[1]["cartoon"] for args in viewer_calls(html, "setStyle") if "cartoon" in args[1]
+    ]
+    assert cartoons and all(c["opacity"] < 1 for c in cartoons)
+    # Labels float beside their CA rather than on it.
+    (label,) = viewer_calls(html, "addLabel")
+    offset = label[1]["screenOffset"]
+    assert abs(offset["x"]) >= 10 and abs(offset["y"]) >= 10

@@ -22,17 +22,29 @@ FREE_FRACTION = 0.05
 
 
 def observed_amplitudes(
-    multi: gemmi.Structure, d_min: float, rng: np.random.Generator, *, jitter: float, noise: float
+    multi: gemmi.Structure,
+    d_min: float,
+    rng: np.random.Generator,
+    *,
+    jitter: float,
+    noise: float,
+    unmodelled: float = 0.0,
 ) -> gemmi.Mtz:
     """An MTZ with FP/SIGFP/FREE computed from `multi` (perturbed) to `d_min` Å.
 
     Args:
         jitter: Å, standard deviation of the coordinate error added to every atom.
         noise: relative standard deviation of the Gaussian noise on each amplitude.
+        unmodelled: fraction of the residues without altlocs whose side chain beyond CB holds
+            only 40-90% of its electrons in the "crystal": disorder a modeller left as one
+            conformer. The map then lacks density there although the labels have no altloc,
+            as real maps do; without it a head learns that any missing density is an altloc.
     """
     st = multi.clone()
     st.remove_hydrogens()
     st.setup_entities()
+    if unmodelled > 0:
+        thin_side_chains(st, rng, unmodelled)
     for cra in st[0].all():
         cra.atom.pos += gemmi.Position(*rng.normal(0.0, jitter, 3))
         cra.atom.b_iso = max(2.0, cra.atom.b_iso * float(rng.lognormal(0.0, 0.1)))
@@ -58,6 +70,19 @@ def observed_amplitudes(
     return mtz
 
 
+def thin_side_chains(st: gemmi.Structure, rng: np.random.Generator, fraction: float) -> None:
+    """Scale the occupancy of atoms beyond CB by U(0.4, 0.9) in `fraction` of the residues
+    without altlocs (in place)."""
+    for chain in st[0]:
+        for res in chain:
+            side = [a for a in res if a.name not in ("N", "CA", "C", "O", "CB", "OXT")]
+            if not side or any(a.has_altloc() for a in res) or rng.random() >= fraction:
+                continue
+            keep = float(rng.uniform(0.4, 0.9))
+            for atom in side:
+                atom.occ *= keep
+
+
 def synthetic_maps(
     multi: gemmi.Structure,
     d_min: float,
@@ -65,10 +90,11 @@ def synthetic_maps(
     *,
     jitter: float = 0.2,
     noise: float = 0.05,
+    unmodelled: float = 0.0,
 ) -> tuple[gemmi.Structure, MapPair]:
     """(single-conformer model, its maps from the synthetic data) for one structure."""
     rng = np.random.default_rng(seed)
-    mtz = observed_amplitudes(multi, d_min, rng, jitter=jitter, noise=noise)
+    mtz = observed_amplitudes(multi, d_min, rng, jitter=jitter, noise=noise, unmodelled=unmodelled)
     single = single_conformer(multi)
     with tempfile.TemporaryDirectory(prefix="qfitlatent-synth-") as tmp:
         path = Path(tmp) / "synthetic.mtz"

@@ -37,6 +37,7 @@ MAX_RESOLUTION = 2.5
 MAX_RESIDUES = 600
 MIN_ALTLOC_RESIDUES = 3
 FOLDS = 5
+UNMODELLED = 0.0
 
 
 def chosen(pretrain: Path) -> list[dict]:
@@ -55,11 +56,12 @@ def chosen(pretrain: Path) -> list[dict]:
     return rows
 
 
-def structure_rows(model, path: Path, d_min: float, seed: int) -> dict:
+def structure_rows(model, path: Path, d_min: float, seed: int, unmodelled: float) -> dict:
     """Cached arrays of one structure: p_network [N], features [N, F], label [N], scanned [N]."""
     multi = gemmi.read_structure(str(path))
     rng = np.random.default_rng(seed)
-    single, maps = synthetic_maps(multi, d_min, seed, jitter=float(rng.uniform(0.05, 0.15)))
+    jitter = float(rng.uniform(0.05, 0.15))
+    single, maps = synthetic_maps(multi, d_min, seed, jitter=jitter, unmodelled=unmodelled)
     parsed = from_gemmi(single.clone(), path.name)
     with torch.no_grad():
         out = model(featurize(parsed))
@@ -76,7 +78,7 @@ def structure_rows(model, path: Path, d_min: float, seed: int) -> dict:
     }
 
 
-def collect(run: Path, pretrain: Path, limit: int | None) -> list[dict]:
+def collect(run: Path, pretrain: Path, limit: int | None, unmodelled: float) -> list[dict]:
     model, _ = load_model(default_weights(), "cpu")
     model.eval()
     todo = chosen(pretrain)[:limit]
@@ -86,9 +88,8 @@ def collect(run: Path, pretrain: Path, limit: int | None) -> list[dict]:
         if not cache.exists():
             t0 = time.perf_counter()
             try:
-                arrays = structure_rows(
-                    model, pretrain / row["filename"], max(1.0, float(row["resolution"])), k
-                )
+                d_min = max(1.0, float(row["resolution"]))
+                arrays = structure_rows(model, pretrain / row["filename"], d_min, k, unmodelled)
             except Exception as err:  # one bad structure must not end a long run
                 print(f"{row['filename']}: skipped ({type(err).__name__}: {err})", flush=True)
                 continue
@@ -141,10 +142,15 @@ def main(argv=None) -> int:
     parser.add_argument("--pretrain", type=Path, default=here.parent / "shared/data/pretrain")
     parser.add_argument("--limit", type=int, default=None, help="first N structures only")
     parser.add_argument("--out", type=Path, default=DEFAULT_PATH)
+    parser.add_argument(
+        "--unmodelled", type=float, default=UNMODELLED,
+        help="fraction of residues without altlocs given a thinned side chain in the crystal "
+        "(synthetic.thin_side_chains); the cache of RUN_DIR was made with one value",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.run.mkdir(parents=True, exist_ok=True)
-    structures = collect(args.run, args.pretrain, args.limit)
+    structures = collect(args.run, args.pretrain, args.limit, args.unmodelled)
     p, x, y, g = stacked(structures)
     print(f"{len(structures)} structures, {len(y)} residues scanned, {int(y.sum())} with altlocs")
     r = np.array([float(s["r_work"]) for s in structures])
@@ -159,7 +165,8 @@ def main(argv=None) -> int:
         trained_on=(
             f"{len(structures)} pretrain/ X-ray structures with side-chain altlocs, maps "
             f"synthesised from their multiconformer models (servalcat, median R-work "
-            f"{np.nanmedian(r):.3f}), network {weights_label(default_weights())}"
+            f"{np.nanmedian(r):.3f}; unmodelled disorder {args.unmodelled:g}), network "
+            f"{weights_label(default_weights())}"
         ),
         ablations={k: v for k, v in fits.items() if k not in ("both", "both_two_fofc_only")},
         cross_validated_auroc=cv,

@@ -37,11 +37,11 @@ from ..checkpoint import (
 )
 from ..config import ModelConfig, TrainConfig
 from ..dataset import (
+    choose_split,
     list_structure_files,
     load_dataset,
     pdb_group,
     refused_links,
-    split_names,
     structure_id,
     write_json,
 )
@@ -237,17 +237,6 @@ def _set_threads(local_world: int) -> None:
     env = os.environ.get("QFITLATENT_THREADS") or os.environ.get("OMP_NUM_THREADS")
     n = int(env) if env else max(1, (os.cpu_count() or 1) // max(local_world, 1))
     torch.set_num_threads(n)
-
-
-def _choose_split(names, train_cfg, ckpt_split=None) -> dict:
-    """Reuse a checkpoint's split for the names it knows (no leakage when fine-tuning on the same
-    data); names it does not know are split by PDB id as usual."""
-    fresh = split_names(names, train_cfg.val_fraction, train_cfg.seed)
-    if not ckpt_split:
-        return fresh
-    known_val, known_train = set(ckpt_split.get("val", [])), set(ckpt_split.get("train", []))
-    val = [n for n in names if n in known_val or (n not in known_train and n in set(fresh["val"]))]
-    return {"train": [n for n in names if n not in set(val)], "val": val}
 
 
 class _Printer:
@@ -502,7 +491,9 @@ def _prepare_data(data_dir, out_dir: Path, model, train_cfg, ckpt, init_ckpt, ou
     if ckpt is not None:
         split = ckpt["split"]
     else:
-        split = _choose_split(names, train_cfg, init_ckpt["split"] if init_ckpt else None)
+        split = choose_split(
+            names, train_cfg.val_fraction, train_cfg.seed, init_ckpt["split"] if init_ckpt else None
+        )
         if pretrain_dir is not None:
             split["pretrain"], split["pretrain_left_out"] = pretrain_names(
                 pretrain_dir, split["val"]

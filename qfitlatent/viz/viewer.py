@@ -125,8 +125,14 @@ def _sel(chain: str, resnum: int, icode: str = "") -> dict:
     return sel
 
 
-NEIGHBOURHOOD_A = 10.0  # Å around the residue drawn in full and framed by the camera
 CARTOON_A = 14.0  # Å: residues this close keep their cartoon when the rest is switched off
+# The camera frames the residue's conformers and what lies within FRAME_A of them, so a side
+# chain fills a good part of the view (framing the 10 Å neighbourhood left it ~50 px wide).
+FRAME_A = 3.0
+# The cartoon stays see-through: in front of the residue it would hide its side chain.
+CARTOON_OPACITY = 0.6
+# Labels sit this far (px) up and right of their CA, so they never cover CA, CB and the bonds.
+LABEL_OFFSET = {"x": 18, "y": -18}
 
 
 def drawn_pdb(index: PdbIndex, shown: list[tuple[str, int, str]], whole: bool = False) -> str:
@@ -179,7 +185,7 @@ def ensemble_view(
         view.setStyle({"model": 0}, {"cartoon": {"color": CARTOON_GREY, "opacity": 0.55}})
     else:
         view.setStyle({"model": 0}, {})
-        view.setStyle(near, {"cartoon": {"color": CARTOON_GREY}})
+        view.setStyle(near, {"cartoon": {"color": CARTOON_GREY, "opacity": CARTOON_OPACITY}})
     if residue_colours:
         by_colour: dict[tuple[str, str], list[int]] = {}
         for (chain, resnum, _icode), colour in residue_colours.items():
@@ -188,7 +194,8 @@ def ensemble_view(
             sel = {"model": 0, "chain": chain, "resi": resis}
             if not whole:
                 sel = {**sel, "byres": True, "within": near["within"]}
-            view.setStyle(sel, {"cartoon": {"color": colour}})
+            opacity = 0.55 if whole else CARTOON_OPACITY  # 3Dmol: one opacity per model
+            view.setStyle(sel, {"cartoon": {"color": colour, "opacity": opacity}})
     # The neighbourhood in full: every residue with an atom within 6 Å of the focus residue
     # as thin lines (side chains and backbone), so contacts read without rotating.
     view.addStyle(
@@ -216,12 +223,13 @@ def ensemble_view(
                 "backgroundOpacity": 0.75,
                 "borderThickness": 0,
                 "inFront": True,
+                "screenOffset": LABEL_OFFSET,
             },
             {"model": 0, **_sel(*rid), "atom": "CA"},
         )
     view.setBackgroundColor("white")
-    # Frame the residue's neighbourhood, then put the residue itself in the centre.
-    view.zoomTo({"model": 0, "within": {"distance": NEIGHBOURHOOD_A, "sel": focus_sel}})
+    # Frame the residue with all its conformers (every model), then centre the residue itself.
+    view.zoomTo({"within": {"distance": FRAME_A, "sel": _sel(*focus)}})
     view.center(focus_sel)
     return view
 

@@ -1,0 +1,100 @@
+"""The main page's small defects of issue 20, in a real browser (Debian chromium through
+Playwright, the server and helpers of test_browser). Every wait is for a state of the page,
+never for a time.
+"""
+
+from test_browser import (
+    ARTIFACTS,
+    assert_residue_in_view_and_text_clean,
+    circle_title,
+    click_profile_bar,
+    open_example,
+    page,
+    pytestmark,
+    selected_residue,
+    server,
+    wait_for_residue,
+    wait_full_page,
+)
+
+__all__ = ["page", "pytestmark", "server"]  # fixtures and skip marks come from test_browser
+
+# Bars of the profile that plotly draws at full strength while it dims others (its look for a
+# selected point), by label; [] when none is dimmed.
+STANDING_OUT = """() => {
+  const gd = [...document.querySelectorAll('.js-plotly-plot')]
+    .find(g => g.layout.meta === 'profile');
+  const bars = gd.data.filter(d => d.type === 'bar');
+  const out = [], dim = [];
+  gd.querySelectorAll('.trace.bars').forEach((trace, t) => {
+    trace.querySelectorAll('.point path').forEach((p, k) => {
+      (parseFloat(getComputedStyle(p).opacity) < 1 ? dim : out).push(bars[t].customdata[k][1]);
+    }); });
+  return dim.length ? out : []; }"""
+
+
+def click_table_row(page, n: int) -> None:
+    """Tick the selection box of data row `n` of the flexibility table (a canvas grid)."""
+    grid = page.locator('[data-testid="stDataFrame"]').last
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 20, box["y"] + 36 * n + 18)
+
+
+def residue_of(title: str) -> str:
+    return title.replace("<b>", "").split(":")[0]  # "A69 ARG"
+
+
+def test_after_a_table_click_the_profile_highlights_no_other_residue(server, page):
+    open_example(page, server)
+    clicked = click_profile_bar(page, skip=residue_of(circle_title(page)))
+    wait_for_residue(page, clicked)
+    click_table_row(page, 3)
+    page.wait_for_function(  # the table's residue is shown
+        "(before) => { const g = [...document.querySelectorAll('.js-plotly-plot')]"
+        ".find(g => g.layout && g.layout.meta === 'chi-circles');"
+        " return g && !g.layout.annotations[0].text.includes(before); }",
+        arg=clicked,
+    )
+    wait_full_page(page)
+    shown = residue_of(circle_title(page))
+    assert page.evaluate(STANDING_OUT) in ([], [shown]), f"{shown} is shown"
+    # The bar clicked first is a new choice again: a click on it shows it.
+    again = click_profile_bar(page, skip=shown, only=clicked)
+    wait_for_residue(page, again)
+    # A residue chosen in the box leaves no other residue highlighted either.
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Residue (most flexible")
+    box.click()
+    page.keyboard.type(shown)
+    page.get_by_role("option", name=shown).click()
+    wait_for_residue(page, shown)
+    assert page.evaluate(STANDING_OUT) in ([], [shown]), f"{shown} is shown"
+
+
+# The selected residue's atoms on the screen (3Dmol's own projection) and the cartoon's opacity
+# around it, as the viewer drew them.
+RESIDUE_ON_SCREEN = """([chain, resi]) => {
+  const f = [...document.querySelectorAll('iframe')].find(f => { try {
+      return f.contentWindow.qfitViewer; } catch (e) { return false; } });
+  const v = f.contentWindow.qfitViewer;
+  const xy = v.modelToScreen(v.selectedAtoms({model: 0, chain: chain, resi: resi}));
+  const xs = xy.map(p => p.x), ys = xy.map(p => p.y);
+  const cartoon = v.selectedAtoms({model: 0}).map(a => a.style.cartoon).filter(c => c);
+  return {span: Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys)),
+          height: f.contentDocument.querySelector('canvas').getBoundingClientRect().height,
+          opacities: [...new Set(cartoon.map(c => c.opacity === undefined ? 1 : c.opacity))]};
+}"""
+
+
+def test_the_viewer_opens_close_on_the_residue_with_the_cartoon_faded(server, page):
+    open_example(page, server)
+    chain, resi = selected_residue(page)
+    seen = page.evaluate(RESIDUE_ON_SCREEN, [chain, resi])
+    print(f"\nselected residue {chain}{resi}: {seen['span']:.0f} px of {seen['height']:.0f}")
+    ARTIFACTS.mkdir(exist_ok=True)  # for a human to look at
+    page.locator("iframe").first.screenshot(path=str(ARTIFACTS / "app_viewer_close.png"))
+    # Close enough to tell its conformers apart: the residue spans a third of the viewer or more
+    # (it was about 50 px of 500), and still lies wholly inside it.
+    assert seen["span"] >= seen["height"] / 3, seen
+    assert_residue_in_view_and_text_clean(page)
+    assert seen["opacities"] and max(seen["opacities"]) < 1, seen  # cartoon never hides it
