@@ -410,7 +410,7 @@ def test_large_structure_shows_the_residue_and_clean_plots(server, page):
     page.goto(server)
     page.wait_for_selector('[data-testid="stApp"]')
     wait_idle(page)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
     page.wait_for_function(  # the start box goes at once; a progress bar says what runs
         "() => !document.body.innerText.includes('Open a bundled example')"
     )
