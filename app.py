@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from qfitlatent import display, ui
+from qfitlatent import display, ui, ui_map
 from qfitlatent.ensemble.multiconf import DEFAULT_THRESHOLD, MAX_CONFORMERS
 from qfitlatent.errors import CheckpointError, StructureError
 from qfitlatent.viz import chi, colours, viewer
@@ -15,6 +15,7 @@ st.caption(
 )
 
 source = ui.structure_input()
+map_source = ui_map.map_input()
 st.sidebar.subheader("Model")
 options = ui.weights_options()
 if not options:
@@ -82,10 +83,11 @@ if source is None:
     st.stop()
 name, data = source
 try:
-    result = ui.predict_cached(
+    result, map_refused = ui_map.predict(
         data,
         name,
         options[weights_label],
+        map_source,
         n_samples=n_samples,
         seed=seed,
         temperature=temperature,
@@ -115,6 +117,7 @@ tag = ui.result_key(data, weights_label)
 fig_key = ui.result_key(
     data, weights_label, n_samples=n_samples, seed=seed, temperature=temperature,
     threshold=threshold, max_conformers=max_conformers, input_altlocs=input_altlocs,
+    map=ui_map.map_key(map_source, map_refused),
 )  # fmt: skip
 labels = [display.residue_label(pred, r["index"]) for r in rows]
 label_of = {r["index"]: lab for r, lab in zip(rows, labels, strict=True)}
@@ -138,6 +141,7 @@ st.markdown(
     f"{n_samples} samples"
 )
 st.markdown(ui.split_summary(pred))
+ui_map.map_status(pred, map_source[0] if map_source else None, map_refused)
 example = ui.example_for(name)
 if example is not None:
     (st.warning if example.seen else st.success)(example.note, icon="ℹ️")
@@ -156,6 +160,7 @@ with info_col:
     row = rows[labels.index(label)]
     i = row["index"]
     ui.residue_summary(pred, row)
+    ui_map.residue_map_line(pred, row)
 
 with overview:
     st.markdown("**Flexibility along each chain** · click a bar to show that residue")
@@ -179,6 +184,8 @@ view, legend = display.structure_view(
     show_observed=show_observed,
     whole=whole,
 )
+if ui_map.mesh_toggle(pred):
+    ui_map.add_meshes(view, legend, fig_key, i, pred)
 with view_col:
     ui.show_view(view, 500, camera_key=tag)
 with info_col:
@@ -193,7 +200,8 @@ if torus is not None:
 
 st.subheader("Flexibility table")
 st.caption("Click a row to show that residue above; click a column header to sort.")
-ui.flexibility_table(rows, labels, key=f"table:{tag}")
+st.caption(ui_map.TWO_QUESTIONS)
+ui.flexibility_table(rows, labels, key=f"table:{tag}", extra=ui_map.table_columns(rows))
 
 st.subheader("Downloads")
 st.caption(

@@ -55,6 +55,16 @@ def mixture_arrays(pred, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     )
 
 
+def ringer_curves(pred, i: int) -> dict | None:
+    """Residue i's Ringer scan as the χ plot draws it ({"chi1": [T] deg, "curves": {map label:
+    [T] σ at γ}}), None where the prediction has no map or the map cannot speak for it."""
+    evidence = getattr(pred, "evidence", None)
+    scan = evidence.scans[i] if evidence is not None else None
+    if scan is None:
+        return None
+    return {"chi1": scan.chi1, "curves": dict(scan.gamma)}
+
+
 def residue_figures(pred, i: int) -> tuple[go.Figure | None, go.Figure | None]:
     """(χ circle figure, χ1–χ2 torus or None) for residue i; (None, None) without χ."""
     n_chi = int(pred.features.chi_defined[i].sum())
@@ -77,6 +87,7 @@ def residue_figures(pred, i: int) -> tuple[go.Figure | None, go.Figure | None]:
         title=f"{label}: predicted χ densities",
         resname=resname,
         chi_atoms=CHI_ATOMS.get(resname, []),
+        ringer=ringer_curves(pred, i),
     )
     torus = None
     if n_chi >= 2:
@@ -194,7 +205,11 @@ def profile_figure(pred, i: int | None = None) -> go.Figure:
 
 def profile_caption(pred) -> str:
     """What the profile's bars are, in words and units (p_flexible, or the fallback score)."""
-    if getattr(pred, "p_flexible", None) is not None:
+    if getattr(pred, "evidence", None) is not None:
+        what = ("Bars: p(flexible), the probability (0–1) that the side chain has two or more "
+                "distinct conformers given the network and the map (the network's alone where "
+                "the map cannot speak for it); also the cartoon's colour.")  # fmt: skip
+    elif getattr(pred, "p_flexible", None) is not None:
         what = ("Bars: p(flexible), the network's probability (0–1) that the side chain has two "
                 "or more distinct conformers; also the cartoon's colour.")  # fmt: skip
     else:

@@ -33,6 +33,7 @@ class Example:
     title: str
     seen: bool  # in the shipped model's training split
     note: str  # what a first-time user should know about it
+    map_file: str | None = None  # its density map, in qfitlatent/data too (ui_map opens it)
 
 
 EXAMPLES = {
@@ -52,6 +53,18 @@ EXAMPLES = {
         False,
         "1ATG is **held out of every training run** with its 90%-identity cluster: this is the "
         "model on a protein it has not seen.",
+    ),
+    "example_map": Example(
+        "3k0n_single.pdb.gz",
+        "Example with its map: 3K0N, one conformer",
+        "Cyclophilin A (PDB 3K0N) reduced to one conformer per residue, with the σA-weighted "
+        "2mFo-DFc and mFo-DFc maps servalcat computed from its data: what a crystallographer "
+        "has before building altlocs",
+        True,
+        "3K0N is a **training structure** (the network's prior has seen its altlocs; the map "
+        "has not been used in training). This is the deposited model reduced to one conformer: "
+        "the map shows where the minor conformers were.",
+        map_file="3k0n_maps.mtz.gz",
     ),
 }
 EXAMPLE_FILE = EXAMPLES["example"].file
@@ -204,23 +217,29 @@ def predict_cached(
     threshold: float | None = None,
     max_conformers: int | None = None,
     input_altlocs: str = "keep",
+    map_data: bytes | None = None,
+    map_name: str | None = None,
     progress=None,
 ) -> Result:
-    """Prediction for (file bytes, model file and its mtime, settings, device), kept across
-    reruns and visitors. The multiconformer settings default to `multiconf.SplitOptions`'s.
+    """Prediction for (file bytes, model file and its mtime, settings, device, map bytes), kept
+    across reruns and visitors. The multiconformer settings default to `multiconf.SplitOptions`'s.
     `progress(fraction, text)` hears each step of a new prediction. Raises StructureError for
-    unusable input."""
+    unusable input (MapError, one, for an unusable map: `ui_map.predict` handles that)."""
     import hashlib
 
     settings = dict(n_samples=int(n_samples), seed=int(seed), temperature=float(temperature))
+    if map_data is not None:  # the map's bytes are in the key through their hash
+        settings.update(map_file=bytes(map_data), map_name=map_name or "upload.map")
     split = {"input_altlocs": input_altlocs}
     if threshold is not None:
         split["threshold"] = float(threshold)
     if max_conformers is not None:
         split["max_conformers"] = int(max_conformers)
     dev = device()
+    kept_settings = {k: v for k, v in settings.items() if k != "map_file"}
+    map_hash = hashlib.sha1(map_data).hexdigest() if map_data is not None else None
     key = (hashlib.sha1(data).hexdigest(), name, str(weights), weights.stat().st_mtime, dev,
-           *sorted(settings.items()), *sorted(split.items()))  # fmt: skip
+           map_hash, *sorted(kept_settings.items()), *sorted(split.items()))  # fmt: skip
     kept = _results().get(key)
     if kept is not None:
         return kept
@@ -279,6 +298,8 @@ def example_for(name: str) -> Example | None:
 
 def _choose(source: str) -> None:
     st.session_state["source"] = source
+    if source in EXAMPLES:  # an example opened after a map upload brings its own map, if any
+        st.session_state.pop("map_choice", None)
 
 
 def structure_input() -> tuple[str, bytes] | None:
@@ -399,16 +420,23 @@ def residue_summary(pred, row: dict) -> None:
     m1.metric(
         "flexibility",
         f"{row['flexibility']:.2f}",
-        help="probability of ≥ 2 side-chain conformers: the network's p_flexible"
-        + ("" if isinstance(p_flex, float) and not math.isnan(p_flex) else
+        help="Does the crystal show a second conformer? Probability of ≥ 2 side-chain "
+        "conformers: p_flexible"
+        + (" given the network and the map" if row.get("call_from") == "map" else
+           " (the network's)" if isinstance(p_flex, float) and not math.isnan(p_flex) else
            " (these weights have none: mixture weight off the dominant rotamer)"),
     )  # fmt: skip
     m2.metric(
         "entropy / χ",
         f"{row['entropy_per_chi']:.2f}",
-        help=f"{row['entropy']:.2f} nats over {row['n_chi']} χ; entropy grows with the χ count",
+        help=f"How much does this side chain move? {row['entropy']:.2f} nats over "
+        f"{row['n_chi']} χ; entropy grows with the χ count",
     )
-    m3.metric("χ1 spread", f"{row['chi1_spread_deg']:.0f}°", help="circular SD of the χ1 marginal")
+    m3.metric(
+        "χ1 spread",
+        f"{row['chi1_spread_deg']:.0f}°",
+        help="How much does this side chain move? Circular SD of the χ1 marginal",
+    )
     m4.metric("altlocs", row["n_obs"], help="side-chain conformers modelled in the input file")
     n_chi, i = row["n_chi"], row["index"]
 
@@ -452,9 +480,14 @@ def split_summary(pred) -> str:
     )
 
 
-def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
-    """The sortable per-residue table; a row click reruns with the selection under `key`."""
+def flexibility_table(
+    rows: list[dict], labels: list[str], key: str, extra: tuple[list[dict], dict] | None = None
+) -> None:
+    """The sortable per-residue table; a row click reruns with the selection under `key`.
+    `extra`: ([per row {column: value}], {column: config}) appended (the map's, ui_map)."""
     import pandas as pd
+
+    more, more_config = extra or ([{} for _ in rows], {})
 
     table = pd.DataFrame(
         [
@@ -463,6 +496,7 @@ def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
                 "residue": lab,
                 "n_chi": r["n_chi"],
                 "flexibility": r["flexibility"],
+                **m,  # beside flexibility: where the call comes from, the network's own value
                 "entropy / χ": r["entropy_per_chi"],
                 "entropy": r["entropy"],
                 "modes": r["n_modes"],
@@ -471,7 +505,7 @@ def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
                 "written conformers": r["n_conformers"],
                 "rejected (clash)": r["rejected_clash"],
             }
-            for r, lab in zip(rows, labels, strict=True)
+            for r, lab, m in zip(rows, labels, more, strict=True)
         ]
     )
     number = st.column_config.NumberColumn
@@ -489,20 +523,26 @@ def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
                 format="%.2f",
                 min_value=0.0,
                 max_value=1.0,
-                help="probability that the side chain has ≥ 2 conformers (p_flexible; for "
-                "weights without a flexibility head, the mixture weight off the dominant "
-                "rotamer). The table is ranked by it.",
+                help="Does the crystal show a second conformer? The probability that the side "
+                "chain has ≥ 2 conformers (p_flexible; with a map, the posterior given the map's "
+                "evidence; for weights without a flexibility head, the mixture weight off the "
+                "dominant rotamer). The table is ranked by it.",
             ),
             "entropy / χ": number(
                 format="%.2f",
-                help="entropy divided by the number of χ: comparable across residue types",
+                help="How much does this side chain move? Entropy divided by the number of χ: "
+                "comparable across residue types",
             ),
             "entropy": number(
                 format="%.2f",
-                help="differential entropy over the residue's χ (nats); it sums over χ, so "
-                "4-χ residues score higher whether or not they move",
+                help="How much does this side chain move? Differential entropy over the "
+                "residue's χ (nats); it sums over χ, so 4-χ residues score higher whether or "
+                "not they move",
             ),
-            "χ1 spread (°)": number(format="%.0f°", help="circular SD of the χ1 marginal"),
+            "χ1 spread (°)": number(
+                format="%.0f°",
+                help="How much does this side chain move? Circular SD of the χ1 marginal",
+            ),
             "modes": number(help="mixture components with weight ≥ 10%"),
             "input altlocs": number(help="distinct side-chain conformers modelled in the file"),
             "written conformers": number(
@@ -511,6 +551,7 @@ def flexibility_table(rows: list[dict], labels: list[str], key: str) -> None:
             "rejected (clash)": number(
                 help="predicted alternatives not written: heavy-atom overlap ≥ 0.4 Å"
             ),
+            **more_config,
         },
     )
 

@@ -410,7 +410,7 @@ def test_large_structure_shows_the_residue_and_clean_plots(server, page):
     page.goto(server)
     page.wait_for_selector('[data-testid="stApp"]')
     wait_idle(page)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
     page.wait_for_function(  # the start box goes at once; a progress bar says what runs
         "() => !document.body.innerText.includes('Open a bundled example')"
     )
@@ -437,7 +437,7 @@ def test_unseen_example_says_so(server, page):
 def test_bad_upload_shows_error_and_app_recovers(server, page, tmp_path):
     bad = tmp_path / "notes.pdb"
     bad.write_text("these are my lab notes, not coordinates\n" * 20)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(bad))
     page.wait_for_selector('[data-testid="stAlertContentError"]')
     wait_idle(page)
     text = page.locator('[data-testid="stAlertContentError"]').first.inner_text()

@@ -119,13 +119,29 @@ def crowded_altlocs(n=5, spread=8.0):
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_circle_and_torus_labels_never_overlap_and_stay_inside(seed):
+def ringer_curves(seed=0, peak=4.0):
+    """A Ringer-like scan: a 2mFo-DFc peak at the modelled χ1 and a difference peak 120° away."""
+    t = np.arange(0.0, 360.0, 5.0)
+    rng = np.random.default_rng(seed)
+    two = (
+        peak * np.exp(2 * (np.cos(np.radians(t - 300.0)) - 1)) - 0.6 + 0.1 * rng.normal(size=t.size)
+    )
+    diff = 3.2 * np.exp(4 * (np.cos(np.radians(t - 180.0)) - 1)) - 1.5 * np.exp(
+        4 * (np.cos(np.radians(t - 300.0)) - 1)
+    )
+    return {"chi1": t, "curves": {"2mFo-DFc": two, "mFo-DFc": diff}}
+
+
+@pytest.mark.parametrize("seed,with_ringer", [(0, False), (1, False), (2, False), (0, True),
+                                              (1, True)])  # fmt: skip
+def test_circle_and_torus_labels_never_overlap_and_stay_inside(seed, with_ringer):
     logits, mu, kappa = mixture(k=6, seed=seed)
     observed = crowded_altlocs()
-    circle = chi.chi_circle_figure(logits, mu, kappa, 4, np.array([0, 1, 0, 0], bool),
+    n_chi = 1 if with_ringer and seed == 1 else 4  # the narrowest figure holds the σ lines too
+    circle = chi.chi_circle_figure(logits, mu, kappa, n_chi, np.array([0, 1, 0, 0], bool),
                                    observed=observed, title="A69 ARG: predicted χ densities",
-                                   resname="ARG", chi_atoms=CHI_ATOMS["ARG"])  # fmt: skip
+                                   resname="ARG", chi_atoms=CHI_ATOMS["ARG"],
+                                   ringer=ringer_curves(seed) if with_ringer else None)  # fmt: skip
     torus = chi.torus_figure(logits, mu, kappa, np.zeros(4, bool), observed=observed,
                              resname="ARG", n_chi=4)  # fmt: skip
     for fig in (circle, torus):
@@ -136,6 +152,33 @@ def test_circle_and_torus_labels_never_overlap_and_stay_inside(seed):
                 assert not placement.boxes_overlap((a0, b0, a1, b1), box, pad=0.0), (text, other)
     labelled = {a.text for a in circle.layout.annotations}
     assert {"A", "B", "C", "D", "E"} <= labelled  # every altloc got its letter somewhere
+
+
+def test_ringer_curves_overlay_the_chi1_panel_on_their_own_sigma_scale():
+    logits, mu, kappa = mixture(k=2, seed=3)
+    ringer = ringer_curves(peak=5.5)
+    fig = chi.chi_circle_figure(logits, mu, kappa, 2, np.zeros(4, bool), ringer=ringer)
+    plain = chi.chi_circle_figure(logits, mu, kappa, 2, np.zeros(4, bool))
+    curves = [t for t in fig.data if t.meta == "ringer"]
+    assert [t.name for t in curves] == ["2mFo-DFc at γ (σ, Ringer)", "mFo-DFc at γ (σ, Ringer)"]
+    assert {t.subplot for t in curves} == {"polar3"}  # its own axis, not the density's
+    for t, values in zip(curves, ringer["curves"].values(), strict=True):
+        np.testing.assert_allclose(t.r[:-1], values)  # the scan as given, closed on itself
+        np.testing.assert_allclose(t.theta[:-1], ringer["chi1"])
+    over, under = fig.layout.polar3, fig.layout.polar
+    assert over.domain.x == under.domain.x and over.domain.y == under.domain.y
+    assert over.angularaxis.rotation == 90 and over.angularaxis.direction == "counterclockwise"
+    lo, hi = over.radialaxis.range
+    every = np.concatenate(list(ringer["curves"].values()))
+    assert lo <= min(every.min(), 0.0) and hi >= every.max()  # nothing clipped, 0σ inside
+    assert list(over.radialaxis.tickvals) == [1.0]
+    notes = [a.text for a in fig.layout.annotations]
+    assert "1σ" in notes
+    scale_line = next(n for n in notes if n.startswith("radius"))
+    assert f"{lo:+.1f}σ at the centre" in scale_line and f"{hi:+.1f}σ at the rim" in scale_line
+    assert fig.layout.height == plain.layout.height + chi.RINGER_FOOT_H
+    # The mixture itself is drawn exactly as without the map.
+    assert [t.name for t in plain.data] == [t.name for t in fig.data if t.meta != "ringer"]
 
 
 def test_rotamer_names_follow_the_library_convention():

@@ -159,12 +159,16 @@ def chi_circle_figure(
     title: str = "",
     resname: str = "",
     chi_atoms: list[tuple[str, ...]] = (),
+    ringer: dict | None = None,  # {"chi1": [T] deg, "curves": {map label: [T] σ}}
     n_grid: int = 360,
 ) -> go.Figure:
     """One polar panel per defined χ: mixture density around the circle (radial scale in
     density per radian), the components that carry weight (dotted, named by rotamer, with their
     mean as a spoke), the input's altlocs (diamonds on the rim, letters inside, occupancies
     under the panel) and sampled χ (ticks on the rim). 0° at the top, counter-clockwise.
+    With `ringer` (the residue's Ringer scan), the χ1 panel also draws the map at the γ atom as
+    χ1 turns, on its own radial scale in σ (an overlaid polar axis, its 1σ circle labelled and
+    its range said under the figure): the map's evidence over the network's prior.
 
     The figure has a fixed pixel size (show it with width="content") so every label is placed
     in pixels, clear of every other: nothing overlaps and nothing leaves the figure.
@@ -175,7 +179,8 @@ def chi_circle_figure(
     w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()  # [K]
     names = component_names(resname, _deg(mu), w, pi_symmetric, n_chi)  # {k: "mt−80"}
     theta = np.append(_deg(grid), _deg(grid[0]) + 360.0)  # [G + 1] deg: closed curves
-    fig_w, fig_h = 2 * PAD + PANEL_W * n_chi + LEGEND_W, CIRCLE_H
+    fig_w = 2 * PAD + PANEL_W * n_chi + LEGEND_W
+    fig_h = CIRCLE_H + (RINGER_FOOT_H if ringer else 0)
     cy = TITLE_H + 20 + 22 + CIRCLE_R  # title, panel title, room for the top tick label
     fig = go.Figure()
     notes = []
@@ -196,10 +201,81 @@ def chi_circle_figure(
         for trace in traces:
             fig.add_trace(trace)
         head = _panel_head(d, chi_atoms, pi_symmetric[d])
-        notes += _panel_labels(p, head, scale, obs) + _occupancy_notes(p, obs)
+        sigma = None
+        if ringer and d == 0:
+            sigma = _add_ringer(fig, p, ringer, f"polar{n_chi + 1}")
+            notes += _ringer_foot(p, sigma)
+        notes += _panel_labels(p, head, scale, obs, sigma) + _occupancy_notes(p, obs)
         fig.update_layout({p.subplot: _polar_axes(p, scale)})
     fig.update_layout(**_circle_layout(fig_w, fig_h, notes))
     return fig
+
+
+# --- the Ringer scan over the χ1 panel -----------------------------------------------------------
+
+RINGER_COLOURS = {"2mFo-DFc": "#3a6fd8", "mFo-DFc": "#1a9e1a"}  # as the viewer's meshes
+RINGER_FOOT_H = 36  # px under the panels for the two lines that give the σ scale
+RINGER_LEVEL = 1.0  # σ: the labelled circle, the 2mFo-DFc contour the viewer draws
+
+
+class _SigmaScale(NamedTuple):
+    """The Ringer overlay's radial axis: σ at the centre and at the rim."""
+
+    lo: float
+    hi: float
+
+    def radius_px(self, value: float) -> float:
+        return CIRCLE_R * (value - self.lo) / (self.hi - self.lo)
+
+
+def sigma_scale(curves: dict) -> _SigmaScale:
+    """The overlay's radial range: from a little below the lowest value (never above 0σ, so the
+    mean of the map is inside the circle) to a little above the highest (never below 1σ)."""
+    values = np.concatenate([np.asarray(v, dtype=float) for v in curves.values()])
+    values = values[np.isfinite(values)]
+    lo = min(float(values.min()) if len(values) else 0.0, 0.0)
+    hi = max(float(values.max()) if len(values) else 1.0, RINGER_LEVEL)
+    pad = 0.08 * (hi - lo)
+    return _SigmaScale(math.floor((lo - pad) * 2) / 2, hi + pad)
+
+
+def _add_ringer(fig: go.Figure, p: _Panel, ringer: dict, subplot: str) -> _SigmaScale:
+    """The Ringer curves on a polar axis overlaid on panel `p` (same domain and orientation,
+    transparent, its own radial range in σ). Returns that range for the labels."""
+    scale = sigma_scale(ringer["curves"])
+    theta = np.append(ringer["chi1"], ringer["chi1"][0] + 360.0)  # [T + 1] deg, closed
+    for label, values in ringer["curves"].items():
+        fig.add_trace(
+            go.Scatterpolar(
+                r=np.append(values, values[0]),  # [T + 1] σ
+                theta=theta,
+                mode="lines",
+                line=dict(color=RINGER_COLOURS.get(label, "#555"), width=1.8),
+                name=f"{label} at γ (σ, Ringer)",
+                legendgroup=f"ringer-{label}",
+                subplot=subplot,
+                meta="ringer",
+                hovertemplate=f"{label} at γ<br>χ1 %{{theta:.0f}}°<br>%{{r:.2f}} σ<extra></extra>",
+            )
+        )
+    axes = _polar_axes(p, RINGER_LEVEL)
+    axes["angularaxis"].update(visible=False)
+    axes["radialaxis"].update(range=[scale.lo, scale.hi], gridcolor="#9ab", griddash="dash")
+    axes["bgcolor"] = "rgba(0,0,0,0)"
+    fig.update_layout({subplot: axes})
+    return scale
+
+
+def _ringer_foot(p: _Panel, scale: _SigmaScale) -> list[dict]:
+    """The σ scale in words, under the panels: the overlay has no axis labels of its own."""
+    lines = (
+        "Ringer scan (χ1 panel): the map at the γ atom as χ1 turns, in σ",
+        f"radius {scale.lo:+.1f}σ at the centre, {scale.hi:+.1f}σ at the rim; "
+        f"dashed circle {RINGER_LEVEL:g}σ",
+    )
+    y0 = p.fig_h - RINGER_FOOT_H + 2
+    return [_paper(p.fig_w, p.fig_h, PAD, y0 + 16 * k, "left", "top", text, 10, color="#333")
+            for k, text in enumerate(lines)]  # fmt: skip
 
 
 def _component_traces(p: _Panel, names, per_d, mu_d, kappa_d, symmetric, theta) -> list:
@@ -309,10 +385,13 @@ def _panel_head(d: int, chi_atoms, symmetric) -> str:
     return head + (" (π-symmetric)" if symmetric else "")
 
 
-def _panel_labels(p: _Panel, head: str, scale: float, obs: list[dict]) -> list[dict]:
+def _panel_labels(
+    p: _Panel, head: str, scale: float, obs: list[dict], sigma: "_SigmaScale | None" = None
+) -> list[dict]:
     """The panel's pixel labels, placed in this order because each claims its box before the
-    next looks for room: title, well ticks outside the rim, the radial scale on its grid circle,
-    then the altloc letters inside the rim wherever they still fit (dropped where none does)."""
+    next looks for room: title, well ticks outside the rim, the radial scale on its grid circle
+    (and the Ringer overlay's 1σ circle), then the altloc letters inside the rim wherever they
+    still fit (dropped where none does)."""
     fig_w, fig_h, cx, cy = p.fig_w, p.fig_h, p.cx, p.cy
     bounds = (cx - PANEL_W / 2 + 2, TITLE_H, cx + PANEL_W / 2 - 2, fig_h - 2)
     taken: list[tuple] = []  # (x0, y0, x1, y1) px boxes already used, grows as labels land
@@ -329,6 +408,16 @@ def _panel_labels(p: _Panel, head: str, scale: float, obs: list[dict]) -> list[d
     taken.append(text_box(sx, sy, scale_text, 9))
     notes.append(_paper(fig_w, fig_h, sx, sy, "center", "middle", scale_text, 9,
                         color="#777", bgcolor="rgba(255,255,255,0.85)"))  # fmt: skip
+    if sigma is not None:
+        level = f"{RINGER_LEVEL:g}σ"
+        r = sigma.radius_px(RINGER_LEVEL)
+        angles = [_scale_angle(obs) + da for da in (180.0, 150.0, 210.0, 120.0, 240.0, 90.0)]
+        spots = [(*_polar_xy(cx, cy, r, a), "center", "middle") for a in angles]
+        item = {"text": level, "size": 9, "candidates": spots}
+        spot = place_labels([item], taken, bounds)[0]
+        if spot is not None:
+            notes.append(_paper(fig_w, fig_h, *spot, level, 9, color="#3a6fd8",
+                                bgcolor="rgba(255,255,255,0.85)"))  # fmt: skip
     letters = [o["text"].rsplit(" ", 1)[0] for o in obs]  # "A+B 0.69" → "A+B"
     items = [
         {
