@@ -1,6 +1,7 @@
 """Reading maps: each kind from the real files in ../shared/data/maps, and the bad ones."""
 
 import gzip
+import tempfile
 
 import gemmi
 import numpy as np
@@ -155,6 +156,16 @@ def test_truncated_mtz(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(MapError, match="cut short"):
         read_maps(path, model("3sb3.pdb.gz"))
+
+
+@pytest.mark.parametrize("name", ["notes.mtz", "notes.ccp4"])
+def test_an_uploaded_bad_map_names_no_server_folder(name):
+    """Uploads are read from a temporary folder; its path stays out of the visitor's message."""
+    with pytest.raises(MapError) as err:
+        read_maps(b"these are my notes, not a map\n" * 40, model("3sb3.pdb.gz"), name=name)
+    text = str(err.value)
+    assert text.startswith(name) and tempfile.gettempdir() not in text
+    assert "qfitlatent-map-" not in text
 
 
 def test_truncated_gzipped_ccp4(tmp_path, sb3_grid):

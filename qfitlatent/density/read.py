@@ -6,6 +6,7 @@ in σ units. Every failure is a MapError whose message names the file and what t
 """
 
 import math
+import re
 import tempfile
 from pathlib import Path
 
@@ -237,4 +238,7 @@ def _mrc_origin(ccp4: gemmi.Ccp4Map) -> np.ndarray:
 
 
 def _short(err: Exception) -> str:
-    return str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+    """gemmi's first line, without the folders of any path in it: on a shared server an upload
+    sits in a temporary folder whose path is not the visitor's business."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return re.sub(r"(?:/[^\s/:'\"()]+)*/([^\s/:'\"()]+)", r"\1", text)[:200]
