@@ -2,7 +2,7 @@
 
     python benchmarks/map_head_forms.py RUN_DIR [MAPS_DIR]
 
-RUN_DIR is the cache `python -m qfitlatent.density.train_head RUN_DIR` filled (one .npz of
+RUN_DIR is the cache `python -m qfitlatent.train.map_head RUN_DIR` filled (one .npz of
 network p_flexible, map evidence and labels per synthetic-map structure). Every form is fitted
 on all of it and scored on the real maps of MAPS_DIR (../shared/data/maps by default) exactly as
 `qfitlatent evaluate --maps` pairs and reduces them: per-structure AUROC for "χ1 alt" / "altloc".
@@ -23,11 +23,11 @@ from qfitlatent.density import read_maps
 from qfitlatent.density.posterior import NETWORK, VARIANTS, fit_logistic, inputs
 from qfitlatent.density.reduce import single_conformer
 from qfitlatent.density.residue_evidence import FEATURES, residue_evidence
-from qfitlatent.density.train_head import FOLDS, mean_auroc, stacked
 from qfitlatent.eval import map_eval
 from qfitlatent.eval.metrics import auroc
 from qfitlatent.features import featurize
 from qfitlatent.structure import from_gemmi
+from qfitlatent.train.map_head import FOLDS, mean_auroc, stacked
 
 
 def real_entries(maps_dir: Path, model) -> dict:

@@ -5,7 +5,7 @@ the evidence. The posterior is a calibrated logistic model on both:
 
     logit p = w0 · logit(p_network) + Σ_j w_j · (x_j − mean_j) / scale_j + b
 
-fitted on maps synthesised from multiconformer structures (`synthetic.py`, `train_head.py`),
+fitted on maps synthesised from multiconformer structures (`synthetic.py`, `train/map_head.py`),
 never on the real maps it is validated on. A logistic model, not a network: the evidence is a
 handful of numbers per residue, the labels a few thousand residues, and its coefficients can be
 read (w0 says how far the map may overrule the network). `docs/density.md` has the ablations

@@ -1,6 +1,6 @@
 """Fit the map head on synthetic maps: the command that makes `weights/map-head-v1.json`.
 
-    python -m qfitlatent.density.train_head RUN_DIR [--pretrain DIR] [--limit N]
+    python -m qfitlatent.train.map_head RUN_DIR [--pretrain DIR] [--limit N]
 
 Structures: every X-ray entry of `pretrain/` with side-chain altlocs on at least 3 residues
 (MANIFEST `n_sc_altloc_res`), at most 2.5 Å and 600 residues, none of the entries with real maps
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 
 from ..checkpoint import default_weights, load_model, weights_label
+from ..density.posterior import DEFAULT_PATH, VARIANTS, MapHead, fit_logistic, inputs
+from ..density.residue_evidence import residue_evidence
+from ..density.synthetic import synthetic_maps
 from ..eval.metrics import auroc
 from ..features import featurize
 from ..structure import from_gemmi
-from .posterior import DEFAULT_PATH, VARIANTS, MapHead, fit_logistic, inputs
-from .residue_evidence import residue_evidence
-from .synthetic import synthetic_maps
 
 MAP_ENTRIES = {"3K0N", "1G8A", "3SB3", "2PKC", "4MS6", "5C40", "5AGK"}
 MAX_RESOLUTION = 2.5
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--unmodelled", type=float, default=UNMODELLED,
         help="fraction of residues without altlocs given a thinned side chain in the crystal "
-        "(synthetic.thin_side_chains); the cache of RUN_DIR was made with one value",
+        "(density.synthetic.thin_side_chains); the cache of RUN_DIR was made with one value",
     )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
