@@ -798,9 +798,11 @@ def _supervise(run_dir: Path) -> int:
     # The trainer has exited: free the lock before the end is recorded, so whoever sees the run
     # ended can start the next one (the other order let a Start land in between and be refused).
     _release_lock(run_dir.parent, os.getpid())
-    job.save()
+    # Uploads go before the end is recorded: whoever reads "failed" finds them gone (the other
+    # order let a reader under load see the failed run still holding its staged data).
     if job.status == "failed":
         _drop_staged(job)
+    job.save()
     return 0
 
 
