@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from qfitlatent import data_roots, server_config, settings_check, ui
+from qfitlatent import data_roots, server_config, settings_check, ui, ui_train
 
 ui.page_setup("fine-tune")
 ui.remember_browser()  # a reload keeps this browser's runs its own
@@ -19,18 +19,18 @@ config = server_config.load()
 st.caption(
     "Runs in the background on this server, one at a time; closing the page does not stop it. "
     "A finished run's best.pt appears in your model choice on the main page."
-    + ui.run_limits_note(config)
+    + ui_train.run_limits_note(config)
 )
 
-active = ui.active_run()
+active = ui_train.active_run()
 if active is not None:
     st.subheader(f"Running: {active.name}")
 
     @st.fragment(run_every=2.0)
     def live(name: str) -> None:
-        job = ui.load_run(name)
-        mine = ui.owns(job)
-        ui.job_report(job, key="live", show_log=mine or job.public)
+        job = ui_train.load_run(name)
+        mine = ui_train.owns(job)
+        ui_train.job_report(job, key="live", show_log=mine or job.public)
         if job.active and not job.stop_requested and mine:
             if st.button(
                 "Stop this run",
@@ -38,7 +38,7 @@ if active is not None:
                 icon=":material/stop:",
                 help="SIGTERM: the trainer saves last.pt (resumable) and exits",
             ):
-                ui.stop_run(job)
+                ui_train.stop_run(job)
         elif job.active and not mine:
             st.caption("Started by another visitor: you can watch it, not stop it.")
         elif not job.active:
@@ -67,7 +67,7 @@ def run_overrides(kind: str, extra_text: str) -> list[str]:
     share that holds one of its 4 structures out (unless the visitor set one)."""
     extra = extra_text.split()
     if kind == BUNDLED and not any(x.startswith("val_fraction=") for x in extra):
-        extra.append(f"val_fraction={ui.BUNDLED_VAL_FRACTION}")
+        extra.append(f"val_fraction={ui_train.BUNDLED_VAL_FRACTION}")
     return extra
 
 
@@ -86,7 +86,7 @@ def automatic_name(kind: str, data) -> str:
         start = weights.parent.name if weights.name == "best.pt" else weights.stem
     if st.session_state.freeze:
         start += "-head"  # only the output head trains
-    return ui.default_run_name(label, start, int(st.session_state.epochs))
+    return ui_train.default_run_name(label, start, int(st.session_state.epochs))
 
 
 def start() -> None:
@@ -100,11 +100,11 @@ def start() -> None:
         elif kind == UPLOAD:
             data = [(f.name, f.getvalue()) for f in s.train_upload or []]
         else:
-            data = ui.bundled_training_data()
+            data = ui_train.bundled_training_data()
         if not data:
             raise ValueError("choose training data: upload files or give a folder")
         settings_check.check_overrides(extra)  # bad keys and values fail here, not later
-        ui.launch_run(
+        ui_train.launch_run(
             s.run_name.strip() or automatic_name(kind, data),
             data=data,
             epochs=int(s.epochs),
@@ -145,12 +145,12 @@ with st.form("new_run", border=True):
     if kind == BUNDLED:
         try:  # the trainer's split rule, with the settings last submitted (the defaults first)
             init_from = start_options()[st.session_state.init]
-            val = ui.held_out(
-                ui.bundled_training_data(),
+            val = ui_train.held_out(
+                ui_train.bundled_training_data(),
                 init_from,
                 run_overrides(kind, st.session_state.get("extra", "")),
             )
-            held = ui.held_out_note(val, from_model=init_from is not None)
+            held = ui_train.held_out_note(val, from_model=init_from is not None)
         except (ValueError, OSError):  # bad settings, or the start file just went: Start says
             held = ""
         st.caption(
@@ -162,7 +162,7 @@ with st.form("new_run", border=True):
             "Structures (.pdb/.cif, .gz) or a .zip of them",
             accept_multiple_files=True,
             key="train_upload",
-            help=ui.upload_limits_note(config),
+            help=ui_train.upload_limits_note(config),
         )
     else:
         st.text_input(
@@ -212,7 +212,7 @@ if error := st.session_state.pop("train_error", None):
 
 def delete(job) -> None:
     try:
-        ui.delete_run(job)
+        ui_train.delete_run(job)
     except (ValueError, OSError) as err:  # PermissionError is an OSError
         st.session_state.delete_error = str(err)
 
@@ -224,14 +224,14 @@ st.subheader("Runs")
 # stayed at what it was when the page was drawn ("0 s" right after Start).
 @st.fragment(run_every=2.0 if active is not None else None)
 def runs() -> None:
-    if listed := ui.list_runs():
-        ui.runs_table(listed)
+    if listed := ui_train.list_runs():
+        ui_train.runs_table(listed)
     else:
         st.caption("No runs yet.")
 
 
 runs()
-listed = ui.list_runs()
+listed = ui_train.list_runs()
 if listed:
     ended = [j for j in listed if not j.active]
     if ended:
@@ -243,8 +243,8 @@ if listed:
             st.session_state.detail = names[0]
         shown = st.selectbox("Details of run", names, key="detail")
         job = next(j for j in ended if j.name == shown)
-        mine = ui.owns(job)
-        ui.job_report(job, key="detail", show_log=mine or job.public)
+        mine = ui_train.owns(job)
+        ui_train.job_report(job, key="detail", show_log=mine or job.public)
         if mine:
             st.button(
                 "Delete this run",

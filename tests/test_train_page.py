@@ -14,7 +14,7 @@ import streamlit as st
 from conftest import tiny_checkpoint
 from streamlit.testing.v1 import AppTest
 
-from qfitlatent import ui
+from qfitlatent import ui_train
 from qfitlatent.train import jobs, runlog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def test_the_runs_table_counts_a_running_runs_time_as_it_goes(page_env, monkeypa
     # while a loaded machine drew the page would have a fixed duration.
     going = [sys.executable, "-c", "import time; time.sleep(600)"]
     monkeypatch.setattr(jobs, "train_command", lambda *a, **k: going)
-    job = jobs.launch("long-one", data=ui.bundled_training_data(), epochs=1, lr=1e-3)
+    job = jobs.launch("long-one", data=ui_train.bundled_training_data(), epochs=1, lr=1e-3)
     try:
         at = train_page()
         first = duration_of(at, "long-one")
