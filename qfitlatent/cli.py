@@ -501,7 +501,8 @@ def _evaluate_parser(add) -> None:
     )
     e.add_argument(
         "--weights", type=Path,
-        help="checkpoint to evaluate (.pt); needed with --data; default with --maps: the shipped weights",
+        help="checkpoint to evaluate (.pt); needed with --data; default with --maps: the "
+        "shipped weights",
     )  # fmt: skip
     e.add_argument(
         "--data", type=Path,
@@ -554,7 +555,6 @@ def _predict_parsers(add) -> None:
     """`qfitlatent predict` and its other name, `sample`."""
     from .ensemble import sample as sampling
     from .ensemble.multiconf import SplitOptions
-    from .predict import model_has_no_flex_head
 
     split = SplitOptions()  # the defaults the help states
     predict_about = (
