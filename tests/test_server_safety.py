@@ -188,7 +188,7 @@ def test_a_training_run_clears_a_temporary_left_by_kill_9(tmp_path):
 
 def test_the_bundled_sample_holds_out_one_structure_for_validation():
     from qfitlatent.dataset import split_names, structure_id
-    from qfitlatent.ui import BUNDLED_VAL_FRACTION
+    from qfitlatent.ui_train import BUNDLED_VAL_FRACTION
 
     names = sorted(structure_id(p) for p in SAMPLE_DIR.glob("*.pdb.gz"))
     assert len(names) == 4
