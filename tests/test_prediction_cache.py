@@ -1,5 +1,7 @@
 """The app's predictions on a shared server: kept ones bounded by bytes, running ones queued,
-and a writer failure reported as what it is. Real predictions with a tiny real checkpoint."""
+each in a thread of its own that a rerun of the page follows on and that stops once no page
+follows it, and a writer failure reported as what it is. Real predictions with a tiny real
+checkpoint."""
 
 import threading
 from pathlib import Path
@@ -13,7 +15,9 @@ from conftest import data_file, tiny_checkpoint
 
 from qfitlatent.prediction_cache import (
     GEMMI_ATOM_BYTES,
+    Cancelled,
     KeptResults,
+    PredictionJobs,
     PredictionQueue,
     estimate_bytes,
 )
@@ -122,7 +126,110 @@ def test_predictions_beyond_the_limit_queue_and_the_page_says_so(ui, monkeypatch
     first.join()
     assert most[0] == 1
     assert said[0].startswith("Queued: 1 prediction(s) ahead") and "1 at a time" in said[0]
-    assert said[-1] == "Done"
+
+
+def counting_predictions(monkeypatch) -> list:
+    """predict.predict, counted: one entry per prediction started."""
+    from qfitlatent import predict
+
+    calls, real = [], predict.predict
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("seed"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict", counted)
+    return calls
+
+
+class Rerun(Exception):
+    """What streamlit raises in a page's script run when its visitor touches any widget."""
+
+
+def test_a_rerun_of_the_page_follows_the_running_prediction_on(ui, monkeypatch):
+    """A display toggle reruns the script, which stops the page's run where it shows progress.
+    The prediction goes on, and the next run follows it to its end: predicted once (it was
+    computed in the script run, so it stopped with it and the next run started it again)."""
+    calls = counting_predictions(monkeypatch)
+
+    def touched(fraction, text):
+        raise Rerun
+
+    with pytest.raises(Rerun):
+        predict_in_page(ui, SMALL, progress=touched)
+    said: list[str] = []
+    result = predict_in_page(ui, SMALL, progress=lambda fraction, text: said.append(text))
+    assert calls == [0]
+    assert predict_in_page(ui, SMALL) is result  # kept
+    assert len(ui._jobs()) == 0
+
+
+def test_pages_with_the_same_inputs_share_one_prediction(ui, monkeypatch):
+    """Two visitors asking for the same bytes and settings at once follow one job (with places
+    free, both were computed); other settings are another job."""
+    calls = counting_predictions(monkeypatch)
+    out: list = []
+    pages = [threading.Thread(target=lambda: out.append(predict_in_page(ui, SMALL)))
+             for _ in range(2)]  # fmt: skip
+    for page in pages:
+        page.start()
+    for page in pages:
+        page.join()
+    assert calls == [0] and out[0] is out[1]
+    assert predict_in_page(ui, SMALL, seed=1) is not out[0] and calls == [0, 1]
+
+
+def test_a_prediction_no_page_follows_stops_at_its_next_step(ui):
+    """The visitor left (or chose another file): nobody follows the job for longer than the
+    grace period, so the step after that raises Cancelled, the queue place is given back and
+    nothing is kept. A followed job goes on to the end. A fake clock: each step takes 20 s."""
+    path = data_file(SMALL)
+    data, weights = path.read_bytes(), ui.default_weights()
+
+    def run(followed: bool):
+        now = [0.0]
+        jobs = PredictionJobs(KeptResults(), PredictionQueue(), grace=30, clock=lambda: now[0])
+        said: list[str] = []
+
+        def work(report):
+            def step(fraction, text):
+                report(fraction, text)
+                said.append(text)
+                now[0] += 20.0
+                if followed:
+                    jobs.find("key")[1].follow()  # what a page's poll does
+
+            return ui._compute(data, path.name, weights, "cpu", step, {"input_altlocs": "keep"},
+                               n_samples=2, seed=0, temperature=1.0)  # fmt: skip
+
+        job = jobs.start("key", work, limit=lambda: 1, budget=lambda: 2**30, queued=str)
+        job.done.wait(120)
+        return job, jobs, said
+
+    job, jobs, said = run(followed=False)
+    assert isinstance(job.error, Cancelled) and job.result is None
+    assert said == ["Reading the structure", "Computing features of 46 residues"]
+    assert jobs.find("key") == (None, None) and jobs.queue.running == 0 and len(jobs.kept) == 0
+    job, jobs, said = run(followed=True)
+    assert job.error is None and jobs.find("key")[0] is job.result
+    assert said[-1] == "Preparing the 3D viewer"
+
+
+def test_the_progress_of_a_prediction_never_says_done_before_the_page(ui):
+    """predict's last step says "Done", but the files, the viewer's index and the page come
+    after it; the page says "Drawing the page" itself and then removes the bar."""
+    path = data_file(SMALL)
+    said: list[tuple[float, str]] = []
+    ui._compute(path.read_bytes(), path.name, ui.default_weights(), "cpu",
+                lambda f, text: said.append((f, text)), {"input_altlocs": "keep"}, n_samples=2,
+                seed=0, temperature=1.0)  # fmt: skip
+    texts = [text for _, text in said]
+    assert "Done" not in texts and texts[-2:] == [
+        "Writing the multiconformer model, the ensemble and the tables",
+        "Preparing the 3D viewer",
+    ]
+    fractions = [f for f, _ in said]
+    assert fractions == sorted(fractions) and fractions[-1] < 1.0
 
 
 def test_a_queued_visitor_who_leaves_gives_up_the_place():
