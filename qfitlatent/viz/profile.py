@@ -168,7 +168,7 @@ def chain_overview(
     fig = go.Figure(
         go.Bar(
             y=[f"chain {c}" for c in chains],
-            x=expected,
+            x=expected.tolist(),  # a list, not plotly's binary array: page scripts read it
             orientation="h",
             marker=dict(color=[flexibility_colour(v) for v in mean], line=dict(width=0),
                         opacity=np.where(on, 1.0, 0.3).tolist()),  # fmt: skip
