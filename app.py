@@ -208,4 +208,4 @@ st.caption(
     "sampled ensemble (one model per sample), the split report, the per-residue table, mixtures."
 )
 ui.downloads(result)
-slot.empty()  # everything is drawn: the progress bar goes only now
+ui.finish(progress)  # everything is sent: the bar goes once the browser has drawn it

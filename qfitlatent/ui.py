@@ -492,10 +492,41 @@ class Progress:
 def drawing(progress: Progress, tag: str) -> None:
     """The last step, the page itself: shown after a prediction, and when this session draws a
     result it has not drawn before (a kept one takes seconds to draw on a big structure). The
-    script empties the slot at its end, once everything is drawn: "Done" never shows early."""
+    bar stays until the end of the script (`finish`): "Done" never shows early."""
     if progress.shown or st.session_state.get("drawn") != tag:
         progress(1.0, "Drawing the page")
     st.session_state["drawn"] = tag
+
+
+# Hides the note once the browser has drawn the page: every plotly chart and the viewer. The
+# script's end is not that: a page of 1,486 residues then stayed blank for 9 s in the browser.
+_DRAWN_JS = """(() => {
+  const drawn = () => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
+    return plots.length > 0 && plots.every(p => p.querySelector('.main-svg'))
+      && document.querySelector('iframe') !== null; };
+  const hide = () => { if (!drawn()) return false;
+    const note = document.getElementById('NOTE'); if (note) note.style.display = 'none';
+    return true; };
+  if (!hide()) { const watch = new MutationObserver(() => { if (hide()) watch.disconnect(); });
+    watch.observe(document.body, {subtree: true, childList: true}); }
+})();"""
+
+
+def finish(progress: Progress) -> None:
+    """End of the script: the bar goes. Where it showed, a "Drawing the page…" line takes its
+    place until the browser has drawn the page (it receives everything at the script's end and
+    then draws for seconds on a big structure)."""
+    if not progress.shown:
+        progress.slot.empty()
+        return
+    import secrets
+
+    note = f"qfit-drawing-{secrets.token_hex(4)}"
+    progress.slot.html(
+        f'<div id="{note}" class="qfit-drawing" style="font-size:14px">Drawing the page…</div>'
+        f"<script>{_DRAWN_JS.replace('NOTE', note)}</script>",
+        unsafe_allow_javascript=True,
+    )
 
 
 def warnings_box(warnings: list[str]) -> None:

@@ -170,8 +170,11 @@ def chain_overview(
             y=[f"chain {c}" for c in chains],
             x=expected.tolist(),  # a list, not plotly's binary array: page scripts read it
             orientation="h",
-            marker=dict(color=[flexibility_colour(v) for v in mean], line=dict(width=0),
-                        opacity=np.where(on, 1.0, 0.3).tolist()),  # fmt: skip
+            marker=dict(
+                color=[flexibility_colour(v) for v in mean],
+                line=dict(width=0),
+                opacity=np.where(on, 1.0, 0.3).tolist(),  # the hidden chains faded
+            ),
             text=text,
             textposition="outside",
             cliponaxis=False,
