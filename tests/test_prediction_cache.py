@@ -276,3 +276,33 @@ def test_limits_that_would_stop_every_prediction_are_refused(monkeypatch):
     monkeypatch.setenv("QFITLATENT_MAX_KEPT_MB", "0")  # allowed: keep only the newest
     cfg = server_config.load()
     assert cfg.max_running_predictions == 3 and cfg.max_kept_mb == 0 and cfg.max_mb == 10
+
+
+def test_leaving_a_running_prediction_for_other_settings_says_so(ui, monkeypatch):
+    """Other settings applied while a prediction runs: the page says the first one stops
+    unless chosen again soon, rather than dropping it silently."""
+    from qfitlatent import predict
+
+    release, real = threading.Event(), predict.predict
+
+    def held(*args, **kwargs):
+        if kwargs["seed"] == 0:
+            release.wait(60)  # the first prediction is still running when the page moves on
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict", held)
+    told: list[str] = []
+    monkeypatch.setattr(ui.st, "toast", lambda text, **kwargs: told.append(text))
+    st.session_state.pop("following", None)
+
+    def touched(fraction, text):
+        raise Rerun
+
+    try:
+        with pytest.raises(Rerun):
+            predict_in_page(ui, SMALL, progress=touched)
+        assert not told
+        predict_in_page(ui, SMALL, seed=1)
+        assert len(told) == 1 and "stops unless you choose its file and settings again" in told[0]
+    finally:
+        release.set()
