@@ -241,5 +241,7 @@ class PredictionJobs:
         finally:
             job.done.set()
 
-    def __len__(self) -> int:
-        return len(self._jobs)
+    @property
+    def running(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())

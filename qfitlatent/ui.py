@@ -7,6 +7,7 @@ cached, what a visitor sees when something goes wrong, and how widgets map onto 
 import math
 import os
 import re
+import weakref
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,7 +18,13 @@ from . import display, server_config
 from .checkpoint import default_weights as shipped_weights
 from .checkpoint import weights_label
 from .errors import CheckpointError, OutputError, StructureError
-from .prediction_cache import ABANDONED_AFTER_S, KeptResults, PredictionJobs, PredictionQueue
+from .prediction_cache import (
+    ABANDONED_AFTER_S,
+    Cancelled,
+    KeptResults,
+    PredictionJobs,
+    PredictionQueue,
+)
 from .train import jobs
 from .viz import viewer
 
@@ -266,25 +273,29 @@ def predict_cached(
     map_hash = hashlib.sha1(map_data).hexdigest() if map_data is not None else None
     key = (hashlib.sha1(data).hexdigest(), name, str(weights), weights.stat().st_mtime, dev,
            map_hash, *sorted(kept_settings.items()), *sorted(split.items()))  # fmt: skip
-    kept, job = _jobs().find(key)
-    if kept is not None:
-        _left_behind(None)
-        return kept
-    if job is None:
 
-        def queued(ahead: int, limit: int) -> str:
-            return (f"Queued: {ahead} prediction(s) ahead of yours on this server, which runs "
-                    f"{limit} at a time; yours starts when a place is free")  # fmt: skip
+    def queued(ahead: int, limit: int) -> str:
+        return (f"Queued: {ahead} prediction(s) ahead of yours on this server, which runs "
+                f"{limit} at a time; yours starts when a place is free")  # fmt: skip
 
-        job = _jobs().start(
-            key,
-            lambda report: _compute(data, name, weights, dev, report, split, **settings),
-            limit=lambda: server_config.load().max_running_predictions,
-            budget=lambda: server_config.load().max_kept_mb * 2**20,
-            queued=queued,
-        )
-    _left_behind(job)
-    return follow(job, progress)
+    while True:
+        kept, job = _jobs().find(key)
+        if kept is not None:
+            _left_behind(None)
+            return kept
+        if job is None:
+            job = _jobs().start(
+                key,
+                lambda report: _compute(data, name, weights, dev, report, split, **settings),
+                limit=lambda: server_config.load().max_running_predictions,
+                budget=lambda: server_config.load().max_kept_mb * 2**20,
+                queued=queued,
+            )
+        _left_behind(job)
+        try:
+            return follow(job, progress)
+        except Cancelled:  # it stopped, unfollowed, just as this page came back to it
+            continue
 
 
 def follow(job, progress=None):
@@ -305,8 +316,9 @@ def _left_behind(job) -> None:
     """Say so when this visitor leaves a running prediction for another (other settings or
     another file): it stops unless chosen again soon. Remembers the job this session follows
     (None: a kept prediction)."""
-    before = st.session_state.get("following")
-    st.session_state["following"] = job
+    # A weak reference: a session holding the job would hold its result past `max_kept_mb`.
+    before = (st.session_state.get("following") or (lambda: None))()
+    st.session_state["following"] = None if job is None else weakref.ref(job)
     if before is not None and before is not job and not before.done.is_set():
         st.toast(
             f"The prediction you started before (at {before.fraction:.0%}: {before.text}) "

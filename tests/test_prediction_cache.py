@@ -35,6 +35,8 @@ def ui(tmp_path, monkeypatch):
     monkeypatch.setenv("QFITLATENT_WEIGHTS", str(tiny_checkpoint(tmp_path / "tiny.pt")))
     st.cache_resource.clear()
     yield ui
+    for job in ui._jobs().running:  # no prediction thread outlives its test
+        job.done.wait(120)
     st.cache_resource.clear()
 
 
@@ -150,18 +152,27 @@ def test_a_rerun_of_the_page_follows_the_running_prediction_on(ui, monkeypatch):
     """A display toggle reruns the script, which stops the page's run where it shows progress.
     The prediction goes on, and the next run follows it to its end: predicted once (it was
     computed in the script run, so it stopped with it and the next run started it again)."""
-    calls = counting_predictions(monkeypatch)
+    from qfitlatent import predict
+
+    calls, release, real = [], threading.Event(), predict.predict
+
+    def held(*args, **kwargs):  # runs until the page has been stopped
+        calls.append(kwargs["seed"])
+        release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict", held)
 
     def touched(fraction, text):
+        release.set()
         raise Rerun
 
     with pytest.raises(Rerun):
         predict_in_page(ui, SMALL, progress=touched)
-    said: list[str] = []
-    result = predict_in_page(ui, SMALL, progress=lambda fraction, text: said.append(text))
+    result = predict_in_page(ui, SMALL)
     assert calls == [0]
     assert predict_in_page(ui, SMALL) is result  # kept
-    assert len(ui._jobs()) == 0
+    assert ui._jobs().running == []
 
 
 def test_pages_with_the_same_inputs_share_one_prediction(ui, monkeypatch):
