@@ -214,13 +214,19 @@ class PredictionJobs:
         budget: Callable[[], int],
         queued: Callable[[int, int], str],
     ) -> Job:
-        """The job for `key`: the running one, or a new thread that waits for a place in the
-        queue (its text is `queued(ahead, limit)` meanwhile), runs `work(report)`, and keeps
-        the value under `budget()` bytes."""
+        """The job for `key`: the running one, one already done if the value was kept since
+        the caller looked, or a new thread that waits for a place in the queue (its text is
+        `queued(ahead, limit)` meanwhile), runs `work(report)`, and keeps the value under
+        `budget()` bytes."""
         with self._lock:
             if key in self._jobs:
                 return self._jobs[key]
-            job = self._jobs[key] = Job(key, self._grace, self._clock)
+            job = Job(key, self._grace, self._clock)
+            job.result = self.kept.get(key)
+            if job.result is not None:
+                job.done.set()
+                return job
+            self._jobs[key] = job
         threading.Thread(target=self._run, args=(job, work, limit, budget, queued),
                          name="qfitlatent-prediction", daemon=True).start()  # fmt: skip
         return job

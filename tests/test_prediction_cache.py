@@ -317,3 +317,18 @@ def test_leaving_a_running_prediction_for_other_settings_says_so(ui, monkeypatch
         assert len(told) == 1 and "stops unless you choose its file and settings again" in told[0]
     finally:
         release.set()
+
+
+def test_a_value_kept_since_the_page_looked_is_not_predicted_again():
+    """Between a page's `find` and its `start` the job may finish: start hands out the kept
+    value, done, rather than a second prediction."""
+    kept = KeptResults()
+    jobs = PredictionJobs(kept, PredictionQueue())
+    kept.put("key", "value", nbytes=1, budget=10)
+
+    def work(report):
+        raise AssertionError("predicted again")
+
+    job = jobs.start("key", work, limit=lambda: 1, budget=lambda: 10, queued=str)
+    assert job.done.is_set() and job.result == "value" and job.error is None
+    assert jobs.running == []
