@@ -81,7 +81,8 @@ whole = st.sidebar.toggle(
     help="Off: only the residue's ~14 Å neighbourhood is drawn, so other chains never hide it.",
 )
 
-# One slot for the start box and then the progress bar: the box goes the moment work starts.
+# One slot for the start box, then the progress bar, then "Drawing the page" until the browser
+# has drawn it (ui.finish): the box goes the moment work starts.
 slot = st.empty()
 if source is None:
     slot.info("Open a bundled example or upload a PDB/mmCIF file in the sidebar to start.")

@@ -21,7 +21,7 @@ OTHER = "4l7k.pdb.gz"  # 12 chains, 1,486 residues
 
 # Every text the progress bar (or the "Drawing the page" line after it) shows from now on, and
 # every moment something said "Done", or the bar went away, while the page was not drawn: not
-# every plotly chart drawn, or no viewer. Also when the page was first drawn (ms).
+# every plotly chart drawn, or no viewer.
 RECORD = """() => {
   window.qfitTexts = []; window.qfitEarly = []; window.qfitBarSeen = false;
   const drawn = () => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
@@ -38,7 +38,6 @@ RECORD = """() => {
     if (bars.length) window.qfitBarSeen = true;
     else if (window.qfitBarSeen && !drawn())
       window.qfitEarly.push('bar gone after ' + window.qfitTexts[window.qfitTexts.length - 1]);
-    if (drawn() && window.qfitDrawnAt === undefined) window.qfitDrawnAt = performance.now();
   };
   window.qfitObserver = new MutationObserver(look);
   window.qfitObserver.observe(document.body,
