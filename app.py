@@ -16,7 +16,6 @@ st.caption(
 
 source = ui.structure_input()
 map_source = ui_map.map_input()
-st.sidebar.subheader("Model")
 options = ui.weights_options()
 if not options:
     st.warning(
@@ -24,11 +23,15 @@ if not options:
         f"**Train** page, or point `{ui.WEIGHTS_ENV}` at a checkpoint."
     )
     st.stop()
-weights_label = st.sidebar.selectbox("weights", list(options), key="weights")
-st.sidebar.caption(f"Runs on **{ui.device_label(ui.device())}**")
-st.sidebar.subheader("Sampling")
-n_samples = st.sidebar.slider("samples S per residue", 1, 50, 10, key="samples")
-temperature = st.sidebar.slider(
+# Settings that change the prediction sit in a form: none recomputes anything until "Apply",
+# and the button says it recomputes. Display settings (below) apply at once and never do.
+settings = st.sidebar.form("prediction_settings", border=False)
+settings.subheader("Model")
+weights_label = settings.selectbox("weights", list(options), key="weights")
+settings.caption(f"Runs on **{ui.device_label(ui.device())}**")
+settings.subheader("Sampling")
+n_samples = settings.slider("samples S per residue", 1, 50, 10, key="samples")
+temperature = settings.slider(
     "temperature",
     0.5,
     2.0,
@@ -37,9 +40,9 @@ temperature = st.sidebar.slider(
     key="temperature",
     help=">1 flattens the mixture, <1 sharpens it",
 )
-seed = st.sidebar.number_input("seed", 0, 2**31 - 1, 0, key="seed")
-st.sidebar.subheader("Multiconformer model")
-threshold = st.sidebar.slider(
+seed = settings.number_input("seed", 0, 2**31 - 1, 0, key="seed")
+settings.subheader("Multiconformer model")
+threshold = settings.slider(
     "split residues with flexibility ≥",
     0.05,
     1.0,
@@ -49,7 +52,7 @@ threshold = st.sidebar.slider(
     help="a residue gets predicted alternatives only where its flexibility (p_flexible) is at "
     "least this",
 )
-max_conformers = st.sidebar.slider(
+max_conformers = settings.slider(
     "max conformers per residue",
     2,
     4,
@@ -57,7 +60,7 @@ max_conformers = st.sidebar.slider(
     key="max_conformers",
     help="the input's side chain included: 3 means at most 2 predicted alternatives",
 )
-input_altlocs = st.sidebar.radio(
+input_altlocs = settings.radio(
     "where the input has altlocs",
     ["keep", "replace"],
     key="input_altlocs",
@@ -65,6 +68,8 @@ input_altlocs = st.sidebar.radio(
     help="keep: written exactly as in the input, nothing added; replace: start from the "
     "primary conformer and add ours like anywhere else",
 )
+settings.form_submit_button(ui.APPLY, width="stretch")
+settings.caption(ui.APPLY_NOTE)
 st.sidebar.subheader("Display")
 top_n = st.sidebar.slider("also show the N most flexible residues", 0, 10, 0, key="top_n")
 flex_colour = st.sidebar.toggle("colour cartoon by predicted flexibility", True, key="flex_colour")
@@ -76,12 +81,14 @@ whole = st.sidebar.toggle(
     help="Off: only the residue's ~14 Å neighbourhood is drawn, so other chains never hide it.",
 )
 
-# One slot for the start box and then the progress bar: the box goes the moment work starts.
+# One slot for the start box, then the progress bar, then "Drawing the page" until the browser
+# has drawn it (ui.finish): the box goes the moment work starts.
 slot = st.empty()
 if source is None:
     slot.info("Open a bundled example or upload a PDB/mmCIF file in the sidebar to start.")
     st.stop()
 name, data = source
+progress = ui.Progress(slot)
 try:
     result, map_refused = ui_map.predict(
         data,
@@ -94,7 +101,7 @@ try:
         threshold=threshold,
         max_conformers=max_conformers,
         input_altlocs=input_altlocs,
-        progress=ui.prediction_progress(slot),
+        progress=progress,
     )
 except (StructureError, CheckpointError) as err:
     slot.empty()
@@ -104,10 +111,10 @@ except Exception as err:  # a file the reader lets through but featurizing choke
     slot.empty()
     ui.error_box(err, log=True)
     st.stop()
-slot.empty()
 pred = result.pred
 rows = pred.table
 if not rows:
+    slot.empty()
     st.warning(f"{name}: no residue with side-chain torsions (χ) to predict.")
     st.stop()
 
@@ -119,6 +126,7 @@ fig_key = ui.result_key(
     threshold=threshold, max_conformers=max_conformers, input_altlocs=input_altlocs,
     map=ui_map.map_key(map_source, map_refused),
 )  # fmt: skip
+ui.drawing(progress, fig_key)  # the bar stays until the end of the script: the page is drawn
 labels = [display.residue_label(pred, r["index"]) for r in rows]
 label_of = {r["index"]: lab for r, lab in zip(rows, labels, strict=True)}
 # A click in the table or on the profile (both below) selects that residue in the box (above):
@@ -163,15 +171,7 @@ with info_col:
     ui_map.residue_map_line(pred, row)
 
 with overview:
-    st.markdown("**Flexibility along each chain** · click a bar to show that residue")
-    st.caption(display.profile_caption(pred))
-    st.plotly_chart(
-        ui.profile_figure(result),
-        key=ui.profile_key(tag),
-        on_select="rerun",
-        selection_mode="points",
-        config={"displayModeBar": False},
-    )
+    ui.profile_section(result, tag)
 
 top = [r["index"] for r in rows[:top_n]]
 view, legend = display.structure_view(
@@ -209,3 +209,4 @@ st.caption(
     "sampled ensemble (one model per sample), the split report, the per-residue table, mixtures."
 )
 ui.downloads(result)
+ui.finish(progress)  # everything is sent: the bar goes once the browser has drawn it

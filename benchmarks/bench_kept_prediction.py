@@ -59,7 +59,7 @@ def main() -> None:
             data = (path if n > 163 else EXAMPLE).read_bytes()
             before = rss()
             result = ui._compute(data, path.name, weights, "cpu", None, split, **settings)
-            result.profile = display.profile_figure(result.pred)  # what the page adds
+            result.profiles[None] = display.profile_figure(result.pred)  # what the page adds
             held = rss() - before
             files = sum(len(b) for b in result.downloads.values())
             rows.append((n_res, held, estimate_bytes(result), files))

@@ -183,14 +183,18 @@ def structure_view(
 # --- the chain profile ---------------------------------------------------------------------------
 
 
-def profile_figure(pred, i: int | None = None) -> go.Figure:
-    """`flexibility_profile` of a prediction in file order, one track per chain, residue i (if
-    given) marked; each point's customdata[0] is its residue index in the prediction."""
+def profile_figure(pred, i: int | None = None, chains: list[str] | None = None) -> go.Figure:
+    """`flexibility_profile` of a prediction in file order, one track per chain (only `chains`,
+    when given), residue i (if given) marked; each point's customdata[0] is its residue index in
+    the prediction."""
+    f = pred.features
     order = sorted(r["index"] for r in pred.table)  # residues with χ, in file order
+    if chains is not None:
+        keep = set(chains)
+        order = [j for j in order if f.chain_id[j] in keep]
     # The flexibility score (`conformers.flexibility_score`): p_flexible, or the mixture's
     # distinct mass without a flexibility head; a probability either way.
     values = pred.flexibility.float().numpy()
-    f = pred.features
     return profile.flexibility_profile(
         [f.chain_id[j] for j in order],
         f.resnum[order].numpy(),
@@ -200,6 +204,36 @@ def profile_figure(pred, i: int | None = None) -> go.Figure:
         selected=order.index(i) if i in order else None,
         index=order,
         split=np.array([j in pred.multiconformer.conformers for j in order]),
+    )
+
+
+def chain_flexibility(pred) -> list[dict]:
+    """Per chain, in file order, over its residues with χ: `chain`, `residues`, `expected` (Σ of
+    the flexibility score: the expected number of flexible residues) and `mean` score."""
+    values = pred.flexibility.float().numpy()
+    per: dict[str, list[float]] = {}
+    for r in sorted(pred.table, key=lambda r: r["index"]):
+        per.setdefault(pred.features.chain_id[r["index"]], []).append(values[r["index"]])
+    return [{"chain": c, "residues": len(v), "expected": float(np.sum(v)),
+             "mean": float(np.mean(v))} for c, v in per.items()]  # fmt: skip
+
+
+def most_flexible_chains(stats: list[dict], n: int) -> list[str]:
+    """The n chains with the most expected flexible residues (a chain of many residues with
+    some flexible ones before a short peptide that moves), in file order."""
+    top = sorted(range(len(stats)), key=lambda k: -stats[k]["expected"])[:n]
+    return [stats[k]["chain"] for k in sorted(top)]
+
+
+def chain_overview_figure(pred, shown: list[str]) -> go.Figure:
+    """`chain_overview` of a prediction: one row per chain, the chains in `shown` stand out."""
+    stats = chain_flexibility(pred)
+    return profile.chain_overview(
+        [s["chain"] for s in stats],
+        np.array([s["residues"] for s in stats]),
+        np.array([s["expected"] for s in stats]),
+        np.array([s["mean"] for s in stats]),
+        shown=shown,
     )
 
 

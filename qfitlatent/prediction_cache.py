@@ -1,13 +1,19 @@
 """The app's predictions on a shared server: the kept ones bounded by bytes, the running ones by
-count (both operator settings, server_config `max_kept_mb` and `max_running_predictions`).
+count (both operator settings, server_config `max_kept_mb` and `max_running_predictions`), each
+running one in a worker thread of its own (`PredictionJobs`), outside any page's script run.
 
-No streamlit here: ui.py holds one `KeptResults` and one `PredictionQueue` per server process
-and says what a waiting visitor sees. `estimate_bytes` walks every object a prediction holds:
-0.5–1 s of CPU for 5,868 residues, once, after a prediction of about 30 s.
+A Streamlit script run stops whenever its visitor touches a widget; a prediction computed inside
+it stopped with it and started again from "Reading the structure". Here the page only follows a
+job: the next script run finds the job by its key and follows it on.
+
+No streamlit here: ui.py holds one `KeptResults`, one `PredictionQueue` and one `PredictionJobs`
+per server process and says what a waiting visitor sees. `estimate_bytes` walks every object a
+prediction holds: 0.5–1 s of CPU for 5,868 residues, once, after a prediction of about 30 s.
 """
 
 import sys
 import threading
+import time
 import types
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
@@ -135,3 +141,113 @@ class PredictionQueue:
     @property
     def running(self) -> int:
         return self._running
+
+
+# A job no page has followed for this long is cancelled at its next step: its visitor left or
+# chose another file or settings. Long enough for any rerun of the page to reach the prediction
+# again (a rerun on a loaded 2-core machine takes a few seconds before it gets there).
+ABANDONED_AFTER_S = 30.0
+
+
+class Cancelled(Exception):
+    """A prediction no page follows any more, stopped at a step boundary."""
+
+
+class Job:
+    """One prediction running in its own thread: where it is (fraction, text), and once `done`
+    is set, its `result` or its `error`. Pages `follow` it; one nobody follows for `grace`
+    seconds raises Cancelled at its next `report`."""
+
+    def __init__(self, key: Hashable, grace: float, clock: Callable[[], float]):
+        self.key = key
+        self.fraction, self.text = 0.0, "Starting"
+        self.result, self.error = None, None
+        self.done = threading.Event()
+        self._grace, self._clock = grace, clock
+        self._seen = clock()
+
+    def follow(self) -> None:
+        """A page still waits for this job (called on each of its polls)."""
+        self._seen = self._clock()
+
+    @property
+    def abandoned(self) -> bool:
+        return self._clock() - self._seen > self._grace
+
+    def report(self, fraction: float, text: str) -> None:
+        """The job's progress callback: records where it is, and stops a job nobody follows."""
+        if self.abandoned:
+            raise Cancelled(f"no page followed this prediction for {self._grace:g} s")
+        self.fraction, self.text = fraction, text
+
+
+class PredictionJobs:
+    """Running predictions by key (the key of `KeptResults`), each in a thread of its own and
+    bounded by the `PredictionQueue`; a finished one goes into `KeptResults`. Pages with the
+    same key (the same bytes and settings) follow the same job; no other page sees it."""
+
+    def __init__(
+        self,
+        kept: KeptResults,
+        queue: PredictionQueue,
+        grace: float = ABANDONED_AFTER_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.kept, self.queue = kept, queue
+        self._grace, self._clock = grace, clock
+        self._jobs: dict[Hashable, Job] = {}
+        self._lock = threading.Lock()
+
+    def find(self, key: Hashable) -> tuple[object | None, Job | None]:
+        """(the kept value, None), (None, the running job) or (None, None), seen at one instant:
+        a job that finishes in between moves from one to the other under the same lock."""
+        with self._lock:
+            value = self.kept.get(key)
+            return (value, None) if value is not None else (None, self._jobs.get(key))
+
+    def start(
+        self,
+        key: Hashable,
+        work: Callable[[Callable[[float, str], None]], object],
+        *,
+        limit: Callable[[], int],
+        budget: Callable[[], int],
+        queued: Callable[[int, int], str],
+    ) -> Job:
+        """The job for `key`: the running one, one already done if the value was kept since
+        the caller looked, or a new thread that waits for a place in the queue (its text is
+        `queued(ahead, limit)` meanwhile), runs `work(report)`, and keeps the value under
+        `budget()` bytes."""
+        with self._lock:
+            if key in self._jobs:
+                return self._jobs[key]
+            job = Job(key, self._grace, self._clock)
+            job.result = self.kept.get(key)
+            if job.result is not None:
+                job.done.set()
+                return job
+            self._jobs[key] = job
+        threading.Thread(target=self._run, args=(job, work, limit, budget, queued),
+                         name="qfitlatent-prediction", daemon=True).start()  # fmt: skip
+        return job
+
+    def _run(self, job: Job, work, limit, budget, queued) -> None:
+        try:
+            with self.queue.slot(limit, lambda ahead, n: job.report(0.0, queued(ahead, n))):
+                value = work(job.report)
+            nbytes = estimate_bytes(value)
+            with self._lock:  # kept before the job goes: `find` sees one or the other
+                self.kept.put(job.key, value, nbytes, budget())
+                del self._jobs[job.key]
+            job.result = value
+        except BaseException as err:  # the page that follows it raises it (or nobody does)
+            job.error = err
+            with self._lock:
+                self._jobs.pop(job.key, None)
+        finally:
+            job.done.set()
+
+    @property
+    def running(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())

@@ -7,7 +7,8 @@ cached, what a visitor sees when something goes wrong, and how widgets map onto 
 import math
 import os
 import re
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -17,7 +18,13 @@ from . import display, server_config
 from .checkpoint import default_weights as shipped_weights
 from .checkpoint import weights_label
 from .errors import CheckpointError, OutputError, StructureError
-from .prediction_cache import KeptResults, PredictionQueue, estimate_bytes
+from .prediction_cache import (
+    ABANDONED_AFTER_S,
+    Cancelled,
+    KeptResults,
+    PredictionJobs,
+    PredictionQueue,
+)
 from .train import jobs
 from .viz import viewer
 
@@ -165,7 +172,8 @@ class Result:
     pred: object  # predict.Prediction
     viewer_pdb: object  # viewer.PdbIndex of the input re-written by gemmi (never the raw upload)
     downloads: dict[str, bytes]  # file name -> bytes: predict.outputs
-    profile: object = None  # the chain profile figure, built on first use (profile_figure)
+    # The chain profile figures, by the chains shown, built on first use (profile_figure).
+    profiles: dict = field(default_factory=dict)
 
 
 @st.cache_resource(show_spinner=False)
@@ -173,8 +181,8 @@ def _results() -> KeptResults:
     """The server's kept predictions, bounded by bytes (server_config `max_kept_mb`). A
     resource rather than st.cache_data: a kept value is then handed out as is (st.cache_data
     unpickles a copy on every rerun, which costs seconds per residue click on a structure of
-    thousands of residues), and the prediction can report progress to the page while it runs,
-    which a st.cache_data function may not."""
+    thousands of residues), and a running prediction can report progress to the page, which a
+    st.cache_data function may not."""
     return KeptResults()
 
 
@@ -185,23 +193,49 @@ def _queue() -> PredictionQueue:
     return PredictionQueue()
 
 
+@st.cache_resource(show_spinner=False)
+def _jobs() -> PredictionJobs:
+    """The server's running predictions, each in a thread of its own, so a rerun of the page
+    (any widget touched) follows the running one on instead of starting it again."""
+    return PredictionJobs(_results(), _queue())
+
+
+# predict's steps fill the bar up to here; writing the files and the viewer's index follow.
+PREDICT_SHARE = 0.85
+
+
 def _compute(data, name, weights: Path, dev: str, progress, split: dict, **settings) -> Result:
     from . import predict
     from .ensemble.multiconf import SplitOptions
 
+    say = progress or (lambda fraction, text: None)
+
+    def step(fraction: float, text: str) -> None:
+        if fraction < 1.0:  # predict's last step says "Done"; the files and the page come after
+            say(PREDICT_SHARE * fraction, text)
+
     model, _ = _load_model(str(weights), weights.stat().st_mtime, dev)
-    pred = predict.predict(model, data, name=name, device=dev, progress=progress,
+    pred = predict.predict(model, data, name=name, device=dev, progress=step,
                            options=SplitOptions(**split), **settings)  # fmt: skip
+    say(PREDICT_SHARE, "Writing the multiconformer model, the ensemble and the tables")
     try:
         downloads = predict.outputs(pred, weights_label(weights))  # what `predict` writes
     except Exception as err:
         raise OutputError(f"the prediction ran, but its files could not be made "
                           f"({type(err).__name__}: {err})") from err  # fmt: skip
+    say(0.95, "Preparing the 3D viewer")
     return Result(pred, viewer.pdb_index(viewer.viewer_pdb(pred.parsed.structure)), downloads)
 
 
+APPLY = "Apply: recompute the prediction"
+APPLY_NOTE = (
+    "Model, sampling and multiconformer settings change the prediction: they take effect with "
+    "**Apply**, which predicts again (seconds; minutes for thousands of residues; kept ones "
+    "come back at once). Display settings below apply at once."
+)
 MIME = {".pdb": "chemical/x-pdb", ".cif": "chemical/x-mmcif", ".csv": "text/csv",
         ".json": "application/json"}  # fmt: skip
+POLL_S = 0.25  # how often a page looks at the prediction it follows
 
 
 def predict_cached(
@@ -221,8 +255,9 @@ def predict_cached(
 ) -> Result:
     """Prediction for (file bytes, model file and its mtime, settings, device, map bytes), kept
     across reruns and visitors. The multiconformer settings default to `multiconf.SplitOptions`'s.
-    `progress(fraction, text)` hears each step of a new prediction. Raises StructureError for
-    unusable input (MapError, one, for an unusable map: `ui_map.predict` handles that)."""
+    It runs in a thread of its own (`_jobs`): a rerun of the page follows the same job on, and
+    `progress(fraction, text)` hears where it is. Raises StructureError for unusable input
+    (MapError, one, for an unusable map: `ui_map.predict` handles that)."""
     import hashlib
 
     settings = dict(n_samples=int(n_samples), seed=int(seed), temperature=float(temperature))
@@ -238,23 +273,59 @@ def predict_cached(
     map_hash = hashlib.sha1(map_data).hexdigest() if map_data is not None else None
     key = (hashlib.sha1(data).hexdigest(), name, str(weights), weights.stat().st_mtime, dev,
            map_hash, *sorted(kept_settings.items()), *sorted(split.items()))  # fmt: skip
-    kept = _results().get(key)
-    if kept is not None:
-        return kept
 
-    def queued(ahead: int, limit: int) -> None:
-        if progress is not None:
-            progress(0.0, f"Queued: {ahead} prediction(s) ahead of yours on this server, which "
-                     f"runs {limit} at a time; yours starts when a place is free")  # fmt: skip
+    def queued(ahead: int, limit: int) -> str:
+        return (f"Queued: {ahead} prediction(s) ahead of yours on this server, which runs "
+                f"{limit} at a time; yours starts when a place is free")  # fmt: skip
 
-    with _queue().slot(lambda: server_config.load().max_running_predictions, queued):
-        kept = _results().get(key)  # another visitor may have asked for the same meanwhile
+    while True:
+        kept, job = _jobs().find(key)
         if kept is not None:
+            _left_behind(None)
             return kept
-        result = _compute(data, name, weights, dev, progress, split, **settings)
-    budget = server_config.load().max_kept_mb * 2**20
-    _results().put(key, result, estimate_bytes(result), budget)
-    return result
+        if job is None:
+            job = _jobs().start(
+                key,
+                lambda report: _compute(data, name, weights, dev, report, split, **settings),
+                limit=lambda: server_config.load().max_running_predictions,
+                budget=lambda: server_config.load().max_kept_mb * 2**20,
+                queued=queued,
+            )
+        _left_behind(job)
+        try:
+            return follow(job, progress)
+        except Cancelled:  # it stopped, unfollowed, just as this page came back to it
+            continue
+
+
+def follow(job, progress=None):
+    """Wait for `job`, telling `progress` where it is on each poll, and return its value (or
+    raise its error). Each poll sends the bar to the browser, which is also where Streamlit
+    stops this script run when the visitor touches a widget; the job runs on, and the next
+    run follows it again."""
+    while not job.done.wait(POLL_S):
+        job.follow()
+        if progress is not None:
+            progress(job.fraction, job.text)
+    if job.error is not None:
+        raise job.error
+    return job.result
+
+
+def _left_behind(job) -> None:
+    """Say so when this visitor leaves a running prediction for another (other settings or
+    another file): it stops unless chosen again soon. Remembers the job this session follows
+    (None: a kept prediction)."""
+    # A weak reference: a session holding the job would hold its result past `max_kept_mb`.
+    before = (st.session_state.get("following") or (lambda: None))()
+    st.session_state["following"] = None if job is None else weakref.ref(job)
+    if before is not None and before is not job and not before.done.is_set():
+        st.toast(
+            f"The prediction you started before (at {before.fraction:.0%}: {before.text}) "
+            f"stops unless you choose its file and settings again within "
+            f"{ABANDONED_AFTER_S:.0f} s.",
+            icon="⏸️",
+        )
 
 
 def result_key(data: bytes, weights_choice: str, **settings) -> str:
@@ -265,14 +336,90 @@ def result_key(data: bytes, weights_choice: str, **settings) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def profile_figure(result: Result):
-    """The chain profile of a result, built once: it does not mark the selected residue, so
-    its figure stays the same while the user moves between residues and a click on it never
-    redraws it (thousands of bars across many chains take seconds to redraw on 2 cores); only
-    a residue chosen elsewhere does (profile_key)."""
-    if result.profile is None:
-        result.profile = display.profile_figure(result.pred)
-    return result.profile
+PROFILE_CHAINS = 10  # a structure of more chains shows these many, the user picks which
+PROFILES_KEPT = 8  # profile figures kept per result (each a choice of chains)
+
+
+def profile_figure(result: Result, chains: list[str] | None = None):
+    """The chain profile of a result (all chains, or `chains`), built once per choice of
+    chains: it does not mark the selected residue, so its figure stays the same while the user
+    moves between residues and a click on it never redraws it (thousands of bars across many
+    chains take seconds to redraw on 2 cores); only a residue chosen elsewhere does
+    (profile_key)."""
+    key = None if chains is None else tuple(chains)
+    if key not in result.profiles:
+        while len(result.profiles) >= PROFILES_KEPT:
+            result.profiles.pop(next(iter(result.profiles)))
+        result.profiles[key] = display.profile_figure(result.pred, chains=chains)
+    return result.profiles[key]
+
+
+def profile_section(result: Result, tag: str) -> None:
+    """The profile: every chain's track, or, beyond PROFILE_CHAINS chains, a row per chain and
+    the tracks of the chains the user picks (first the ten most flexible)."""
+    chains = profile_chains(result.pred, tag)
+    st.markdown(
+        "**Flexibility along each chain** · click a bar to show that residue"
+        if chains is None
+        else f"**Flexibility along the {len(chains)} chosen chain(s)** · click a bar to show "
+        "that residue"
+    )
+    st.caption(display.profile_caption(result.pred))
+    if chains == []:
+        st.info("No chain chosen: pick one or more above to draw their tracks.")
+        return
+    st.plotly_chart(
+        profile_figure(result, chains),
+        key=profile_key(tag),
+        on_select="rerun",
+        selection_mode="points",
+        config={"displayModeBar": False},
+    )
+
+
+def profile_chains(pred, tag: str) -> list[str] | None:
+    """None for a structure of at most PROFILE_CHAINS chains (every track drawn). Else the
+    chains to draw, in file order: the user's choice in a multiselect (first the
+    PROFILE_CHAINS with the most expected flexible residues), changed by a click on a chain's
+    row of the overview drawn above it."""
+    stats = display.chain_flexibility(pred)
+    if len(stats) <= PROFILE_CHAINS:
+        return None
+    names = [s["chain"] for s in stats]
+    key = f"chains:{tag}"
+    if key not in st.session_state:
+        st.session_state[key] = display.most_flexible_chains(stats, PROFILE_CHAINS)
+    shown = st.session_state[key]
+    # A new key per choice of chains: the chart starts with no selection, so a click on the
+    # same row again is a new click.
+    overview_key = f"chain-overview:{tag}:{'|'.join(shown)}"
+    points = ((st.session_state.get(overview_key) or {}).get("selection") or {}).get("points")
+    clicked = next((p["customdata"][0] for p in points or [] if p.get("customdata")), None)
+    if clicked in names:
+        flip = set(shown) ^ {clicked}
+        shown = st.session_state[key] = [c for c in names if c in flip]
+        fresh_profile(tag)
+        overview_key = f"chain-overview:{tag}:{'|'.join(shown)}"
+    st.markdown(
+        f"**{len(names)} chains** · bar: expected flexible residues (Σ flexibility), colour: "
+        "mean flexibility · click a chain to show or hide its track below"
+    )
+    st.plotly_chart(
+        display.chain_overview_figure(pred, shown),
+        key=overview_key,
+        on_select="rerun",
+        selection_mode="points",
+        config={"displayModeBar": False},
+    )
+    st.multiselect(
+        f"chains in the profile (first: the {PROFILE_CHAINS} with the most expected flexible "
+        "residues)",
+        names,
+        key=key,
+        on_change=fresh_profile,
+        args=(tag,),
+    )
+    return [c for c in names if c in set(st.session_state[key])]
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -335,14 +482,63 @@ def structure_input() -> tuple[str, bytes] | None:
     return None
 
 
-def prediction_progress(slot):
-    """A progress bar in `slot` (an st.empty) and the callback predict_cached feeds it."""
-    bar = slot.progress(0.0, text="Starting…")
+class Progress:
+    """The progress bar in `slot` (an st.empty), drawn at the first step, so a page that finds
+    its prediction kept shows none; called as `progress(fraction, text)` by predict_cached."""
 
-    def update(fraction: float, text: str) -> None:
-        bar.progress(min(1.0, max(0.0, fraction)), text=f"{text}…")
+    def __init__(self, slot):
+        self.slot, self.bar = slot, None
 
-    return update
+    def __call__(self, fraction: float, text: str) -> None:
+        fraction = min(1.0, max(0.0, fraction))
+        if self.bar is None:
+            self.bar = self.slot.progress(fraction, text=f"{text}…")
+        else:
+            self.bar.progress(fraction, text=f"{text}…")
+
+    @property
+    def shown(self) -> bool:
+        return self.bar is not None
+
+
+def drawing(progress: Progress, tag: str) -> None:
+    """The last step, the page itself: shown after a prediction, and when this session draws a
+    result it has not drawn before (a kept one takes seconds to draw on a big structure). The
+    bar stays until the end of the script (`finish`): "Done" never shows early."""
+    if progress.shown or st.session_state.get("drawn") != tag:
+        progress(1.0, "Drawing the page")
+    st.session_state["drawn"] = tag
+
+
+# Hides the note once the browser has drawn the page: every plotly chart and the viewer. The
+# script's end is not that: a page of 1,486 residues then stayed blank for 9 s in the browser.
+_DRAWN_JS = """(() => {
+  const drawn = () => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
+    return plots.length > 0 && plots.every(p => p.querySelector('.main-svg'))
+      && document.querySelector('iframe') !== null; };
+  const hide = () => { if (!drawn()) return false;
+    const note = document.getElementById('NOTE'); if (note) note.style.display = 'none';
+    return true; };
+  if (!hide()) { const watch = new MutationObserver(() => { if (hide()) watch.disconnect(); });
+    watch.observe(document.body, {subtree: true, childList: true}); }
+})();"""
+
+
+def finish(progress: Progress) -> None:
+    """End of the script: the bar goes. Where it showed, a "Drawing the page…" line takes its
+    place until the browser has drawn the page (it receives everything at the script's end and
+    then draws for seconds on a big structure)."""
+    if not progress.shown:
+        progress.slot.empty()
+        return
+    import secrets
+
+    note = f"qfit-drawing-{secrets.token_hex(4)}"
+    progress.slot.html(
+        f'<div id="{note}" class="qfit-drawing" style="font-size:14px">Drawing the page…</div>'
+        f"<script>{_DRAWN_JS.replace('NOTE', note)}</script>",
+        unsafe_allow_javascript=True,
+    )
 
 
 def warnings_box(warnings: list[str]) -> None:

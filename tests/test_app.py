@@ -476,3 +476,106 @@ def test_train_page_shows_only_the_chosen_sources_inputs(env):
     assert [u for u in at.get("file_uploader") if u.proto.label.startswith("Structures")]
     helps = {w.label: w.help for w in (*at.number_input, *at.selectbox, *at.checkbox)}
     assert all(helps[k] for k in ("Epochs", "Learning rate", "Start from"))
+
+
+def test_prediction_settings_wait_for_apply_and_display_settings_do_not(env, monkeypatch):
+    """Settings that change the prediction sit in a form: moved, nothing is predicted until
+    Apply, whose label says it recomputes (before, each one predicted again at once). Display
+    settings never predict."""
+    from qfitlatent import predict
+
+    calls, real = [], predict.predict
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["seed"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict", counted)
+    at = app(env)
+    at.button(key="example").click().run()
+    before = len(calls)  # 0 when an earlier test kept the example's prediction
+    at.toggle(key="whole").set_value(True).run()
+    at.slider(key="top_n").set_value(3).run()
+    assert len(calls) == before and not at.exception
+    at.number_input(key="seed").set_value(7).run()
+    assert len(calls) == before  # not yet: the form waits
+    assert any("change the prediction" in c.value for c in at.sidebar.caption)
+    at.number_input(key="seed").set_value(7)
+    apply = next(b for b in at.get("form_submit_button") if "recompute" in b.proto.label)
+    apply.click().run()
+    assert calls[before:] == [7] and not at.exception
+
+
+MANY_CHAINS = "3cyq.pdb.gz"  # 16 protein chains, 2,123 residues
+
+
+@pytest.fixture(scope="module")
+def many_chains(env):
+    from conftest import data_file
+
+    path = data_file(MANY_CHAINS)
+    at = app(env)
+    at.file_uploader(key="upload").set_value((path.name, path.read_bytes(), "chemical/x-pdb"))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def profile_tracks(spec: dict) -> list[str]:
+    """The chain of each track of a profile figure, top to bottom ("chain A" → "A")."""
+    axes = sorted((k for k in spec["layout"] if k.startswith("yaxis")), key=lambda k: int(
+        k[5:] or 1))  # fmt: skip
+    return [spec["layout"][k]["title"]["text"].split()[-1] for k in axes]
+
+
+def test_a_structure_of_many_chains_shows_the_ten_most_flexible_and_an_overview(many_chains):
+    """16 chains drew 16 flat tracks. Now: one overview row per chain, the tracks of the ten
+    with the most expected flexible residues, and a multiselect that changes them."""
+    from qfitlatent import display, ui
+
+    at = many_chains
+    overview = chart(at, "chain-overview")
+    rows = overview["data"][0]
+    box = next(m for m in at.multiselect if m.key.startswith("chains:"))
+    assert len(box.options) == 16 and len(box.value) == ui.PROFILE_CHAINS
+    assert [y.split()[-1] for y in rows["y"]] == box.options  # file order, one row each
+    # The default is what the overview's bars say: the ten longest bars.
+    expected = dict(zip([y.split()[-1] for y in rows["y"]], rows["x"], strict=True))
+    longest = sorted(expected, key=lambda c: -expected[c])[: ui.PROFILE_CHAINS]
+    assert set(box.value) == set(longest)
+    assert profile_tracks(chart(at, "profile")) == list(box.value)
+    assert display.most_flexible_chains([{"chain": c, "expected": e} for c, e in
+                                         expected.items()], 3) == [c for c in expected if c in
+                                                                   longest[:3]]  # fmt: skip
+    hidden = next(c for c in box.options if c not in box.value)
+    box.set_value([*box.value[:2], hidden]).run()
+    assert not at.exception
+    assert profile_tracks(chart(at, "profile")) == [c for c in box.options if c in
+                                                    {*box.value}]  # fmt: skip
+    assert len(profile_tracks(chart(at, "profile"))) == 3
+
+
+def test_a_click_on_a_chain_of_the_overview_shows_or_hides_its_track(many_chains):
+    at = many_chains
+    box = next(m for m in at.multiselect if m.key.startswith("chains:"))
+    shown = list(box.value)
+    hidden = next(c for c in box.options if c not in shown)
+    key = next(c.key for c in at.get("plotly_chart") if json.loads(c.proto.spec)["layout"].get(
+        "meta") == "chain-overview")  # fmt: skip
+    at.session_state[key] = {"selection": {"points": [{"customdata": [hidden]}]}}
+    at.run()
+    assert not at.exception
+    tracks = profile_tracks(chart(at, "profile"))
+    assert hidden in tracks and set(tracks) == {*shown, hidden}
+    key = next(c.key for c in at.get("plotly_chart") if json.loads(c.proto.spec)["layout"].get(
+        "meta") == "chain-overview")  # fmt: skip
+    at.session_state[key] = {"selection": {"points": [{"customdata": [hidden]}]}}
+    at.run()
+    assert set(profile_tracks(chart(at, "profile"))) == set(shown)
+
+
+def test_a_structure_of_ten_chains_or_fewer_draws_every_track_and_no_overview(example):
+    assert not [m for m in example.multiselect if m.key and m.key.startswith("chains:")]
+    assert not any(json.loads(c.proto.spec)["layout"].get("meta") == "chain-overview"
+                   for c in example.get("plotly_chart"))  # fmt: skip
+    assert profile_tracks(chart(example, "profile")) == ["A"]

@@ -1,5 +1,7 @@
 """The app's predictions on a shared server: kept ones bounded by bytes, running ones queued,
-and a writer failure reported as what it is. Real predictions with a tiny real checkpoint."""
+each in a thread of its own that a rerun of the page follows on and that stops once no page
+follows it, and a writer failure reported as what it is. Real predictions with a tiny real
+checkpoint."""
 
 import threading
 from pathlib import Path
@@ -13,7 +15,9 @@ from conftest import data_file, tiny_checkpoint
 
 from qfitlatent.prediction_cache import (
     GEMMI_ATOM_BYTES,
+    Cancelled,
     KeptResults,
+    PredictionJobs,
     PredictionQueue,
     estimate_bytes,
 )
@@ -31,6 +35,8 @@ def ui(tmp_path, monkeypatch):
     monkeypatch.setenv("QFITLATENT_WEIGHTS", str(tiny_checkpoint(tmp_path / "tiny.pt")))
     st.cache_resource.clear()
     yield ui
+    for job in ui._jobs().running:  # no prediction thread outlives its test
+        job.done.wait(120)
     st.cache_resource.clear()
 
 
@@ -122,7 +128,119 @@ def test_predictions_beyond_the_limit_queue_and_the_page_says_so(ui, monkeypatch
     first.join()
     assert most[0] == 1
     assert said[0].startswith("Queued: 1 prediction(s) ahead") and "1 at a time" in said[0]
-    assert said[-1] == "Done"
+
+
+def counting_predictions(monkeypatch) -> list:
+    """predict.predict, counted: one entry per prediction started."""
+    from qfitlatent import predict
+
+    calls, real = [], predict.predict
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("seed"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict", counted)
+    return calls
+
+
+class Rerun(Exception):
+    """What streamlit raises in a page's script run when its visitor touches any widget."""
+
+
+def test_a_rerun_of_the_page_follows_the_running_prediction_on(ui, monkeypatch):
+    """A display toggle reruns the script, which stops the page's run where it shows progress.
+    The prediction goes on, and the next run follows it to its end: predicted once (it was
+    computed in the script run, so it stopped with it and the next run started it again)."""
+    from qfitlatent import predict
+
+    calls, release, real = [], threading.Event(), predict.predict
+
+    def held(*args, **kwargs):  # runs until the page has been stopped
+        calls.append(kwargs["seed"])
+        release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict", held)
+
+    def touched(fraction, text):
+        release.set()
+        raise Rerun
+
+    with pytest.raises(Rerun):
+        predict_in_page(ui, SMALL, progress=touched)
+    result = predict_in_page(ui, SMALL)
+    assert calls == [0]
+    assert predict_in_page(ui, SMALL) is result  # kept
+    assert ui._jobs().running == []
+
+
+def test_pages_with_the_same_inputs_share_one_prediction(ui, monkeypatch):
+    """Two visitors asking for the same bytes and settings at once follow one job (with places
+    free, both were computed); other settings are another job."""
+    calls = counting_predictions(monkeypatch)
+    out: list = []
+    pages = [threading.Thread(target=lambda: out.append(predict_in_page(ui, SMALL)))
+             for _ in range(2)]  # fmt: skip
+    for page in pages:
+        page.start()
+    for page in pages:
+        page.join()
+    assert calls == [0] and out[0] is out[1]
+    assert predict_in_page(ui, SMALL, seed=1) is not out[0] and calls == [0, 1]
+
+
+def test_a_prediction_no_page_follows_stops_at_its_next_step(ui):
+    """The visitor left (or chose another file): nobody follows the job for longer than the
+    grace period, so the step after that raises Cancelled, the queue place is given back and
+    nothing is kept. A followed job goes on to the end. A fake clock: each step takes 20 s."""
+    path = data_file(SMALL)
+    data, weights = path.read_bytes(), ui.default_weights()
+
+    def run(followed: bool):
+        now = [0.0]
+        jobs = PredictionJobs(KeptResults(), PredictionQueue(), grace=30, clock=lambda: now[0])
+        said: list[str] = []
+
+        def work(report):
+            def step(fraction, text):
+                report(fraction, text)
+                said.append(text)
+                now[0] += 20.0
+                if followed:
+                    jobs.find("key")[1].follow()  # what a page's poll does
+
+            return ui._compute(data, path.name, weights, "cpu", step, {"input_altlocs": "keep"},
+                               n_samples=2, seed=0, temperature=1.0)  # fmt: skip
+
+        job = jobs.start("key", work, limit=lambda: 1, budget=lambda: 2**30, queued=str)
+        job.done.wait(120)
+        return job, jobs, said
+
+    job, jobs, said = run(followed=False)
+    assert isinstance(job.error, Cancelled) and job.result is None
+    assert said == ["Reading the structure", "Computing features of 46 residues"]
+    assert jobs.find("key") == (None, None) and jobs.queue.running == 0 and len(jobs.kept) == 0
+    job, jobs, said = run(followed=True)
+    assert job.error is None and jobs.find("key")[0] is job.result
+    assert said[-1] == "Preparing the 3D viewer"
+
+
+def test_the_progress_of_a_prediction_never_says_done_before_the_page(ui):
+    """predict's last step says "Done", but the files, the viewer's index and the page come
+    after it; the page says "Drawing the page" itself and then removes the bar."""
+    path = data_file(SMALL)
+    said: list[tuple[float, str]] = []
+    ui._compute(path.read_bytes(), path.name, ui.default_weights(), "cpu",
+                lambda f, text: said.append((f, text)), {"input_altlocs": "keep"}, n_samples=2,
+                seed=0, temperature=1.0)  # fmt: skip
+    texts = [text for _, text in said]
+    assert "Done" not in texts and texts[-2:] == [
+        "Writing the multiconformer model, the ensemble and the tables",
+        "Preparing the 3D viewer",
+    ]
+    fractions = [f for f, _ in said]
+    assert fractions == sorted(fractions) and fractions[-1] < 1.0
 
 
 def test_a_queued_visitor_who_leaves_gives_up_the_place():
@@ -169,3 +287,48 @@ def test_limits_that_would_stop_every_prediction_are_refused(monkeypatch):
     monkeypatch.setenv("QFITLATENT_MAX_KEPT_MB", "0")  # allowed: keep only the newest
     cfg = server_config.load()
     assert cfg.max_running_predictions == 3 and cfg.max_kept_mb == 0 and cfg.max_mb == 10
+
+
+def test_leaving_a_running_prediction_for_other_settings_says_so(ui, monkeypatch):
+    """Other settings applied while a prediction runs: the page says the first one stops
+    unless chosen again soon, rather than dropping it silently."""
+    from qfitlatent import predict
+
+    release, real = threading.Event(), predict.predict
+
+    def held(*args, **kwargs):
+        if kwargs["seed"] == 0:
+            release.wait(60)  # the first prediction is still running when the page moves on
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict", held)
+    told: list[str] = []
+    monkeypatch.setattr(ui.st, "toast", lambda text, **kwargs: told.append(text))
+    st.session_state.pop("following", None)
+
+    def touched(fraction, text):
+        raise Rerun
+
+    try:
+        with pytest.raises(Rerun):
+            predict_in_page(ui, SMALL, progress=touched)
+        assert not told
+        predict_in_page(ui, SMALL, seed=1)
+        assert len(told) == 1 and "stops unless you choose its file and settings again" in told[0]
+    finally:
+        release.set()
+
+
+def test_a_value_kept_since_the_page_looked_is_not_predicted_again():
+    """Between a page's `find` and its `start` the job may finish: start hands out the kept
+    value, done, rather than a second prediction."""
+    kept = KeptResults()
+    jobs = PredictionJobs(kept, PredictionQueue())
+    kept.put("key", "value", nbytes=1, budget=10)
+
+    def work(report):
+        raise AssertionError("predicted again")
+
+    job = jobs.start("key", work, limit=lambda: 1, budget=lambda: 10, queued=str)
+    assert job.done.is_set() and job.result == "value" and job.error is None
+    assert jobs.running == []

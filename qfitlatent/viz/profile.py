@@ -1,5 +1,7 @@
-"""The flexibility of every residue along its chain: one bar track per chain. Pure: no
-streamlit here; arrays in (chain, number, label, value per residue), a plotly figure out."""
+"""The flexibility of every residue along its chain: one bar track per chain; and, for
+structures of many chains, one row per chain to choose which tracks to draw. Pure: no
+streamlit here; arrays in (chain, number, label, value per residue or chain), a plotly figure
+out."""
 
 import numpy as np
 import plotly.graph_objects as go
@@ -142,3 +144,63 @@ def _chain_axes(fig: go.Figure, r: int, chain: str, chain_resnum) -> None:
         title=dict(text=f"chain {chain}", font=dict(size=11)), nticks=3,
         tickfont=dict(size=9),
     )  # fmt: skip
+
+
+OVERVIEW_ROW_PX = 20  # one chain per row: 18 chains make a 420 px figure
+
+
+def chain_overview(
+    chains: list[str],  # [C] chain ids, file order
+    residues: np.ndarray,  # [C] residues with χ
+    expected: np.ndarray,  # [C] Σ flexibility: the expected number of flexible residues
+    mean: np.ndarray,  # [C] mean flexibility, 0–1
+    *,
+    shown: list[str],  # chains whose tracks the profile draws
+) -> go.Figure:
+    """One row per chain, first chain on top: a bar as long as its expected number of flexible
+    residues, coloured by its mean flexibility (the profile's scale), the numbers beside it.
+    Chains the profile shows are drawn in full, the others faded. customdata [chain] so a click
+    can show or hide that chain."""
+    expected = np.asarray(expected, dtype=float)
+    on = np.array([c in shown for c in chains])
+    text = [f"{e:.1f} of {n:,} · mean {m:.2f}" + ("" if s else " · hidden")
+            for e, n, m, s in zip(expected, residues, mean, on, strict=True)]  # fmt: skip
+    fig = go.Figure(
+        go.Bar(
+            y=[f"chain {c}" for c in chains],
+            x=expected.tolist(),  # a list, not plotly's binary array: page scripts read it
+            orientation="h",
+            marker=dict(
+                color=[flexibility_colour(v) for v in mean],
+                line=dict(width=0),
+                opacity=np.where(on, 1.0, 0.3).tolist(),  # the hidden chains faded
+            ),
+            text=text,
+            textposition="outside",
+            cliponaxis=False,
+            textfont=dict(size=10),
+            customdata=[[c] for c in chains],
+            hovertemplate="chain %{customdata[0]}: %{x:.1f} expected flexible residues "
+            "(Σ p(flexible))<extra></extra>",
+            showlegend=False,
+        )
+    )
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=10), type="category")
+    fig.update_xaxes(
+        title=dict(text="expected flexible residues (Σ p(flexible))", font=dict(size=11)),
+        range=[0, 1.45 * max(float(expected.max(initial=0.0)), 1.0)],  # room for the numbers
+        gridcolor="#eee",
+        tickfont=dict(size=10),
+    )
+    fig.update_layout(
+        height=OVERVIEW_ROW_PX * len(chains) + 60,
+        margin=dict(l=70, r=10, t=5, b=40),
+        bargap=0.25,
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        clickmode="event+select",
+        dragmode=False,
+        hovermode="closest",
+        meta="chain-overview",
+    )
+    return fig
