@@ -24,7 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .residue_evidence import DIFFERENCE_FEATURES, FEATURES, MAP_FEATURES, ResidueEvidence
+from .residue_evidence import (
+    DIFFERENCE_FEATURES,
+    FEATURES,
+    FEATURES_V1,
+    MAP_FEATURES,
+    ResidueEvidence,
+)
 
 NETWORK = "network_logit"
 FORMAT = "qfitlatent.map-head/1"
@@ -145,4 +151,6 @@ VARIANTS = {
     "map_alone_two_fofc_only": MAP_FEATURES,
     "network_alone": (NETWORK,),
     "difference_alone": DIFFERENCE_FEATURES,
+    "both_v1_features": (NETWORK, *FEATURES_V1),
+    "map_alone_v1_features": FEATURES_V1,
 }

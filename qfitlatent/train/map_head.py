@@ -26,7 +26,7 @@ import torch
 
 from ..checkpoint import default_weights, load_model, weights_label
 from ..density.posterior import DEFAULT_PATH, VARIANTS, MapHead, fit_logistic, inputs
-from ..density.residue_evidence import residue_evidence
+from ..density.residue_evidence import FEATURES, residue_evidence
 from ..density.synthetic import synthetic_maps
 from ..eval.metrics import auroc
 from ..features import featurize
@@ -74,6 +74,7 @@ def structure_rows(model, path: Path, d_min: float, seed: int, unmodelled: float
         "features": evidence.features,
         "label": y.astype(np.float64),
         "scanned": evidence.scanned,
+        "feature_names": np.array(FEATURES),
         "r_work": np.float64(maps.r_work if maps.r_work is not None else np.nan),
     }
 
@@ -85,7 +86,7 @@ def collect(run: Path, pretrain: Path, limit: int | None, unmodelled: float) -> 
     out = []
     for k, row in enumerate(todo):
         cache = run / f"{row['filename'].split('.')[0]}.npz"
-        if not cache.exists():
+        if not _current(cache):
             t0 = time.perf_counter()
             try:
                 d_min = max(1.0, float(row["resolution"]))
@@ -102,9 +103,19 @@ def collect(run: Path, pretrain: Path, limit: int | None, unmodelled: float) -> 
                 flush=True,
             )
         d = dict(np.load(cache))
+        d.pop("feature_names")
         d["name"] = row["filename"]
         out.append(d)
     return out
+
+
+def _current(cache: Path) -> bool:
+    """The cached rows exist and hold today's features (a cache from an older feature set is
+    recomputed, never read with its columns misnamed)."""
+    if not cache.exists():
+        return False
+    with np.load(cache) as d:
+        return "feature_names" in d and tuple(d["feature_names"]) == FEATURES
 
 
 def stacked(structures: list[dict]):
