@@ -61,6 +61,9 @@ class MapHead:
     # Fits the shipped one is compared with (posterior.VARIANTS): map alone, network alone, ...
     ablations: dict[str, LogisticFit] = field(default_factory=dict)
     cross_validated_auroc: dict[str, float] = field(default_factory=dict)  # variant -> on synthetic
+    # The multiconformer model's split threshold on this head's posterior, chosen on the
+    # synthetic rows (train.map_head.choose_threshold); None: keep the network's threshold.
+    split_threshold: float | None = None
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=1) + "\n")
@@ -80,6 +83,7 @@ def load_map_head(path: Path | None = None) -> MapHead:
         d["trained_on"],
         {k: fit(v) for k, v in d.get("ablations", {}).items()},
         d.get("cross_validated_auroc", {}),
+        d.get("split_threshold"),
     )
 
 
