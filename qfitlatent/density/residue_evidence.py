@@ -15,7 +15,7 @@ before building an alternative conformer:
     fofc_near_max      highest mFo-DFc 1.2 Å around those atoms: a near-copy of the side chain
                        (< 30° in χ1, invisible to a χ1 scan) shows up as an adjacent lump
 
-and, for the near-copies a χ1 scan misses (added for map head v2):
+and, for the near-copies a χ1 scan misses (measured, not used by the shipped head):
 
     fofc_chi2_peak     mFo-DFc at the δ atom as χ2 turns (χ1 as modelled), highest peak ≥ 30°
                        in χ2 from the modelled one: a copy that differs in χ2 only
@@ -52,8 +52,10 @@ DIFFERENCE_FEATURES = (
 )
 MAP_FEATURES = ("two_fofc_peak", "two_fofc_modelled", "two_fofc_side_vs_bb", "two_fofc_tip_vs_bb")
 FEATURES = DIFFERENCE_FEATURES + MAP_FEATURES
-# The inputs of map head v1, kept for the ablation that compares the two.
-FEATURES_V1 = DIFFERENCE_FEATURES[:4] + MAP_FEATURES[:2]
+# The inputs of the shipped map head (v1); the rest were measured against them (posterior.py).
+DIFFERENCE_FEATURES_V1 = DIFFERENCE_FEATURES[:4]
+MAP_FEATURES_V1 = MAP_FEATURES[:2]
+FEATURES_V1 = DIFFERENCE_FEATURES_V1 + MAP_FEATURES_V1
 BACKBONE = ("N", "CA", "C", "O")
 SHELL_RADIUS = 1.2  # Å: beside an atom, inside the reach of a slightly turned copy of it
 
