@@ -195,7 +195,8 @@ def predict(
 
 def with_map_threshold(options: SplitOptions, head: MapHead) -> SplitOptions:
     """The split options with the map head's own threshold where the caller kept the default:
-    the default was chosen for the network's p_flexible, not for the posterior given a map."""
+    the default was chosen for the network's p_flexible, not for the posterior given a map.
+    A threshold given equal to the default reads as the default (SplitOptions cannot tell)."""
     if head.split_threshold is None or options.threshold != DEFAULT_THRESHOLD:
         return options
     return replace(options, threshold=head.split_threshold)
