@@ -104,7 +104,7 @@ def main() -> None:
     model.eval()
     real = real_entries(args.maps, model)
     forms = {f"logistic {k}": (Logistic, v) for k, v in VARIANTS.items()}
-    forms["MLP network + map"] = (MLP, (NETWORK, *FEATURES))
+    forms["MLP network + every map feature"] = (MLP, (NETWORK, *FEATURES))
     print(f"{len(structures)} synthetic-map structures, {len(y)} residues; * = coefficient maps")
     print("| form | synthetic CV | " + " | ".join(f"{k} χ1 alt / altloc" for k in real) + " |")
     print("|---|---|" + "---|" * len(real))

@@ -105,6 +105,8 @@ def compare(model, path: Path, threshold: float, map_file: Path | None = None) -
             hit_top3 += bool((chi_distance(top3[:3], obs[None], mask, sym) <= TOL).any())
     return {
         "structure": path.name + (" + map" if map_file else ""),
+        # with a map and the default, the map head's own threshold (predict.with_map_threshold)
+        "threshold": pred.multiconformer.options.threshold,
         "residues": len(usable),
         "qfit_split": len(qfit_split),
         "ours_split": len(our_split),
@@ -138,12 +140,17 @@ def main() -> None:
         for suffix, label in (("", "all"), (" + map", "all + map")):
             group = [r for r in rows if r["structure"].endswith(".gz" + suffix)]
             if group:
-                total = {k: sum(r[k] for r in group) for k in group[0] if k != "structure"}
-                rows.append({"structure": label, **total})
-        out.write(f"\nweights {args.weights.name}, threshold {t:g}\n\n")
-        out.write("| structure | residues | qFit split | we split | both | precision | recall "
-                  "| Σ flexibility | other qFit altlocs | within 20°: input alone | written "
-                  "| selector top 3 |\n" + "|---" * 12 + "|\n")  # fmt: skip
+                total = {k: sum(r[k] for r in group) for k in group[0]
+                         if k not in ("structure", "threshold")}  # fmt: skip
+                rows.append({"structure": label, "threshold": math.nan, **total})
+        out.write(
+            f"\nweights {args.weights.name}, threshold {t:g} (with a map and the default: "
+            "the map head's)\n\n"
+        )
+        out.write("| structure | split threshold | residues | qFit split | we split | both "
+                  "| precision | recall | Σ flexibility | other qFit altlocs "
+                  "| within 20°: input alone | written | selector top 3 |\n"
+                  + "|---" * 13 + "|\n")  # fmt: skip
         for r in rows:
             prec = r["both"] / r["ours_split"] if r["ours_split"] else float("nan")
             rec = r["both"] / r["qfit_split"] if r["qfit_split"] else float("nan")
@@ -151,7 +158,8 @@ def main() -> None:
             i0 = r["hit_input"] / r["alts"] if r["alts"] else float("nan")
             t3 = r["hit_top3"] / r["alts"] if r["alts"] else float("nan")
             out.write(
-                f"| {r['structure']} | {r['residues']} | {r['qfit_split']} | {r['ours_split']} "
+                f"| {r['structure']} | {r['threshold']:g} | {r['residues']} "
+                f"| {r['qfit_split']} | {r['ours_split']} "
                 f"| {r['both']} | {prec:.2f} | {rec:.2f} | {r['expected']:.1f} | {r['alts']} "
                 f"| {i0:.2f} | {w:.2f} | {t3:.2f} |\n"
             )

@@ -5,7 +5,7 @@ writers below (the only writers of these files), so a file written by either is 
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gemmi
@@ -25,6 +25,7 @@ from .ensemble.conformers import (
     select_conformers,
 )
 from .ensemble.multiconf import (
+    DEFAULT_THRESHOLD,
     MulticonformerModel,
     SplitOptions,
     build_multiconformer,
@@ -133,6 +134,7 @@ def predict(
         step(0.05, _map_step(map_file, map_name, map_from_data))
         maps = read_maps(map_file, parsed.input_structure(), name=map_name,
                          from_data=map_from_data)  # fmt: skip
+        options = with_map_threshold(options, map_head)
     step(0.1, f"Computing features of {n:,} residues")
     features = featurize(parsed)
     device = resolve_device(device)
@@ -189,6 +191,15 @@ def predict(
         p_network=p_network,
         map_head=map_head if maps is not None else None,
     )
+
+
+def with_map_threshold(options: SplitOptions, head: MapHead) -> SplitOptions:
+    """The split options with the map head's own threshold where the caller kept the default:
+    the default was chosen for the network's p_flexible, not for the posterior given a map.
+    A threshold given equal to the default reads as the default (SplitOptions cannot tell)."""
+    if head.split_threshold is None or options.threshold != DEFAULT_THRESHOLD:
+        return options
+    return replace(options, threshold=head.split_threshold)
 
 
 def model_has_no_flex_head(model) -> bool:

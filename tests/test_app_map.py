@@ -186,3 +186,39 @@ def test_the_residue_line_names_the_difference_peak_away_from_the_modelled_chi1(
     assert "+3.0σ at χ1 180°" in text or "+3.0σ at χ1 -180°" in text
     assert "cannot speak" in residue_map_text({**row, "call_from": "model"}, None)
     assert residue_map_text({"flexibility": 0.5}, None) is None  # no map: no line
+
+
+def test_a_data_only_mtz_gets_maps_computed_and_the_r_work_reported(env, tmp_path):
+    """Most users have F/SIGF and a model before they have maps: the page computes them
+    (servalcat) and says which data it used and the R-work it reached."""
+    import re
+
+    import gemmi
+
+    from qfitlatent.density.reduce import single_conformer
+
+    shared = ROOT.parent / "shared" / "data" / "maps"
+    model = single_conformer(gemmi.read_structure(str(shared / "3sb3.pdb.gz")))
+    model.write_pdb(str(tmp_path / "3sb3_single.pdb"))
+    # 3SB3's deposited MTZ with its map coefficients and model columns taken out: observed
+    # data and free flags only.
+    mtz = gemmi.read_mtz_file(str(shared / "3sb3_data.mtz.gz"))
+    for label in mtz.column_labels():
+        if label not in ("H", "K", "L", "FREE", "FP", "SIGFP"):
+            mtz.remove_column(mtz.column_labels().index(label))
+    mtz.write_to_file(str(tmp_path / "3sb3_obs.mtz"))
+    kept = gemmi.read_mtz_file(str(tmp_path / "3sb3_obs.mtz")).column_labels()
+    assert kept == ["H", "K", "L", "FREE", "FP", "SIGFP"]
+
+    at = app()
+    at.file_uploader(key="upload").set_value(
+        ("3sb3_single.pdb", (tmp_path / "3sb3_single.pdb").read_bytes(), "text/plain")
+    ).run()
+    upload_map(at, "3sb3_obs.mtz", (tmp_path / "3sb3_obs.mtz").read_bytes())
+    assert not refusal(at), refusal(at)
+    line = next(m.value for m in at.markdown if m.value.startswith("**Map**"))
+    assert "computed by servalcat from FP/SIGFP" in line, line
+    r_work = float(re.search(r"R-work (\d\.\d+)", line).group(1))
+    assert 0.1 < r_work < 0.35  # a refined model against its own data (0.203 measured)
+    table = flex_table(at).value
+    assert (table["call from"] == "map").sum() > 50 and "network p_flexible" in table

@@ -29,7 +29,10 @@ from qfitlatent.density.residue_evidence import (
     residue_features,
 )
 from qfitlatent.density.synthetic import observed_amplitudes, synthetic_maps, thin_side_chains
+from qfitlatent.ensemble.multiconf import DEFAULT_THRESHOLD, SplitOptions
+from qfitlatent.predict import with_map_threshold
 from qfitlatent.structure import from_gemmi, read_structure
+from qfitlatent.train.map_head import choose_threshold
 
 
 def serine_record_in_a_box():
@@ -126,6 +129,26 @@ def test_posterior_keeps_the_network_where_the_map_is_silent(tmp_path):
     head.save(tmp_path / "head.json")
     assert load_map_head(tmp_path / "head.json") == head
     np.testing.assert_allclose(inputs((NETWORK,), p, feats)[:, 0], np.log(p / (1 - p)))
+
+
+def test_the_split_threshold_with_a_map_is_the_heads_unless_the_caller_chose_one(tmp_path):
+    fit = LogisticFit((NETWORK,), (0.0,), (1.0,), (1.0,), 0.0)
+    head = MapHead(fit, fit, "test", split_threshold=0.31)
+    head.save(tmp_path / "head.json")
+    assert load_map_head(tmp_path / "head.json").split_threshold == 0.31
+    assert with_map_threshold(SplitOptions(), head).threshold == 0.31
+    assert with_map_threshold(SplitOptions(threshold=0.5), head).threshold == 0.5
+    v1 = dataclasses.replace(head, split_threshold=None)  # a head without one: the network's
+    assert with_map_threshold(SplitOptions(), v1).threshold == DEFAULT_THRESHOLD
+
+
+def test_choose_threshold_matches_the_count_to_the_expected_number():
+    # 100 residues: 10 at 0.9, 90 at 0.02. Σp = 10.8: any threshold in (0.02, 0.9] puts 10
+    # residues at or above it (nearest), the grid's first such is 0.05.
+    prob = np.array([0.9] * 10 + [0.02] * 90)
+    assert choose_threshold(prob) == 0.05
+    # 20 at 0.6 and 20 at 0.3, Σp 18: 20 above from 0.31 to 0.6, 40 at or below 0.3.
+    assert choose_threshold(np.array([0.6] * 20 + [0.3] * 20)) == 0.31
 
 
 def test_synthetic_amplitudes_are_the_models_structure_factors():

@@ -2,6 +2,7 @@
 rounding, and occupancies fitted to a map computed by gemmi from a real structure in which one
 leucine holds two conformers at known occupancies."""
 
+import dataclasses
 import math
 
 import gemmi
@@ -12,8 +13,14 @@ from conftest import SHARED
 
 from qfitlatent.density.evidence import ConformerEvidence
 from qfitlatent.density.grid import TWO_FOFC, DensityMap, MapPair, to_sigma
-from qfitlatent.ensemble.map_support import SUPPORT_FOFC, SUPPORT_TWO_FOFC, MapJudge, rounded
-from qfitlatent.ensemble.sidechains import set_chis
+from qfitlatent.ensemble.map_support import (
+    FIXED_REACH,
+    SUPPORT_FOFC,
+    SUPPORT_TWO_FOFC,
+    MapJudge,
+    rounded,
+)
+from qfitlatent.ensemble.sidechains import measure_chis, set_chis
 from qfitlatent.ideal import moved_by
 
 STRUCTURE = SHARED / "maps" / "3sb3.pdb.gz"
@@ -99,3 +106,82 @@ def test_occupancies_from_a_two_conformer_map(major):
     occ = judge.occupancies([here, alt], z, b_iso, own)
     assert occ.sum() == pytest.approx(1.0)
     assert occ == pytest.approx([major, 1.0 - major], abs=0.08)
+
+
+def crystal_map(st: gemmi.Structure) -> MapPair:
+    """The 2mFo-DFc stand-in: gemmi's calculated density of `st` over its unit cell, symmetry
+    copies included (as a crystal's map has them)."""
+    dc = gemmi.DensityCalculatorX()
+    dc.d_min = D_MIN
+    dc.rate = 3.0
+    dc.set_grid_cell_and_spacegroup(st)
+    dc.put_model_density_on_grid(st[0])
+    return MapPair(DensityMap(to_sigma(dc.grid, "test"), np.zeros(3), TWO_FOFC, True), None, "")
+
+
+def symmetry_copies_near(st: gemmi.Structure, xyz: np.ndarray, reach: float) -> np.ndarray:
+    """[S, 3] every copy of every atom by the space group's operations and lattice shifts of
+    ±1 cell, within `reach` Å of xyz [P, 3], the model's own atoms left out: plain numpy, the
+    independent reference for MapJudge.symmetry_mates."""
+    pos = np.array([a.pos.tolist() for ch in st[0] for r in ch for a in r])  # [A, 3]
+    frac = pos @ np.array(st.cell.frac.mat).T
+    orth = np.array(st.cell.orth.mat)
+    out = []
+    for op in st.find_spacegroup().operations():
+        rot = np.array(op.rot, float) / op.DEN
+        tran = np.array(op.tran, float) / op.DEN
+        moved = frac @ rot.T + tran  # [A, 3]
+        for shift in np.ndindex(5, 5, 5):
+            copy = (moved + np.array(shift) - 2) @ orth.T
+            d = np.linalg.norm(copy[:, None] - xyz[None], axis=-1).min(1)  # [A]
+            same = np.linalg.norm(copy - pos, axis=1) < 1e-3
+            out.append(copy[(d <= reach) & ~same])
+    return np.concatenate(out)
+
+
+def lysine_36():
+    """3SB3's single-conformer model and Lys36, whose side chain turned χ1 + 120° points into a
+    symmetry copy of the molecule (1.1 Å from its atoms)."""
+    st = gemmi.read_structure(str(STRUCTURE))
+    st.remove_hydrogens()
+    st.remove_alternative_conformations()
+    ci, ri = next((c, r) for c, ch in enumerate(st[0]) for r, res in enumerate(ch)
+                  if res.seqid.num == 36)  # fmt: skip
+    return st, ci, ri
+
+
+def test_symmetry_mates_are_the_crystals_copies_within_reach():
+    st, ci, ri = lysine_36()
+    judge = MapJudge.of(st, crystal_map(st), D_MIN)
+    names = list(moved_by("LYS", 0))
+    here = np.stack([st[0][ci][ri][n][0].pos.tolist() for n in names])
+    got, z, b = judge.symmetry_mates(here)
+    want = symmetry_copies_near(st, here, FIXED_REACH)
+    assert len(got) > 0 and len(got) == len(want) and len(z) == len(b) == len(got)
+    # The same positions, each once.
+    np.testing.assert_allclose(np.sort(np.linalg.norm(got[:, None] - want[None], axis=-1)
+                                       .min(1)), 0.0, atol=1e-3)  # fmt: skip
+    # A cryo-EM box has no symmetry: none.
+    boxed = MapPair(dataclasses.replace(judge.maps.two_fofc, periodic=False), None, "")
+    assert len(MapJudge.of(st, boxed, D_MIN).symmetry_mates(here)[0]) == 0
+
+
+def test_occupancies_do_not_credit_a_symmetry_copys_density_to_a_conformer():
+    st, ci, ri = lysine_36()
+    res = st[0][ci][ri]
+    names = list(moved_by("LYS", 0))
+    atoms = {a.name: torch.tensor(a.pos.tolist(), dtype=torch.float64) for a in res}
+    chi = measure_chis(atoms, "LYS")
+    chi[0] += math.radians(120.0)
+    built = set_chis(atoms, "LYS", chi[None])
+    here = np.stack([atoms[n].numpy() for n in names])
+    alt = np.stack([built[n][0].numpy() for n in names])  # points into the neighbour
+    # The crystal holds only the modelled side chain: the alternative's true occupancy is 0.
+    judge = MapJudge.of(st, crystal_map(st), D_MIN)
+    order = [(c, r_, a.name) for c, ch in enumerate(st[0]) for r_, rr in enumerate(ch)
+             for a in rr]  # fmt: skip
+    own = np.array([(c, r_) == (ci, ri) and n in names for c, r_, n in order])
+    z = np.array([6.0, 6.0, 6.0, 7.0])  # CG, CD, CE, NZ
+    b_iso = np.array([res[n][0].b_iso for n in names])
+    occ = judge.occupancies([here, alt], z, b_iso, own)
+    assert occ == pytest.approx([1.0, 0.0], abs=0.03)

@@ -15,6 +15,18 @@ before building an alternative conformer:
     fofc_near_max      highest mFo-DFc 1.2 Å around those atoms: a near-copy of the side chain
                        (< 30° in χ1, invisible to a χ1 scan) shows up as an adjacent lump
 
+and, for the near-copies a χ1 scan misses (measured, not used by the shipped head):
+
+    fofc_chi2_peak     mFo-DFc at the δ atom as χ2 turns (χ1 as modelled), highest peak ≥ 30°
+                       in χ2 from the modelled one: a copy that differs in χ2 only
+    fofc_shift         mean over the side chain's atoms of (highest mFo-DFc 1.2 Å around the
+                       atom − mFo-DFc at it): a whole shifted copy leaves a negative/positive
+                       pair at every atom, a single noise peak at one
+    two_fofc_side_vs_bb   mean 2mFo-DFc at the side chain's atoms − mean at N, CA, C, O: density
+                       that fades along the side chain relative to the residue's own backbone
+                       (a shared side chain), not just a weak, high-B surface residue
+    two_fofc_tip_vs_bb    the same for the lowest 2mFo-DFc along the side chain
+
 Residues the map cannot speak for (no χ1: Gly, Ala, Pro; a truncated side chain; outside a
 cryo-EM box) get NaN; the caller keeps the network's answer for them and says so.
 """
@@ -28,11 +40,23 @@ from ..ensemble.sidechains import can_rebuild
 from ..ideal import moved_by
 from ..structure import ParsedStructure, ResidueRecord
 from .grid import MapPair, sample
-from .ringer import RingerScan, away_from, scan, second_peak
+from .ringer import RingerScan, away_from, chi1_steps, chi2_scan_positions, scan, second_peak
 
-DIFFERENCE_FEATURES = ("fofc_peak", "fofc_delta_peak", "fofc_modelled_min", "fofc_near_max")
-MAP_FEATURES = ("two_fofc_peak", "two_fofc_modelled")
+DIFFERENCE_FEATURES = (
+    "fofc_peak",
+    "fofc_delta_peak",
+    "fofc_modelled_min",
+    "fofc_near_max",
+    "fofc_chi2_peak",
+    "fofc_shift",
+)
+MAP_FEATURES = ("two_fofc_peak", "two_fofc_modelled", "two_fofc_side_vs_bb", "two_fofc_tip_vs_bb")
 FEATURES = DIFFERENCE_FEATURES + MAP_FEATURES
+# The inputs of the shipped map head (v1); the rest were measured against them (posterior.py).
+DIFFERENCE_FEATURES_V1 = DIFFERENCE_FEATURES[:4]
+MAP_FEATURES_V1 = MAP_FEATURES[:2]
+FEATURES_V1 = DIFFERENCE_FEATURES_V1 + MAP_FEATURES_V1
+BACKBONE = ("N", "CA", "C", "O")
 SHELL_RADIUS = 1.2  # Å: beside an atom, inside the reach of a slightly turned copy of it
 
 
@@ -81,7 +105,13 @@ def residue_features(rec: ResidueRecord, maps: MapPair) -> tuple[np.ndarray, Rin
     side_xyz = np.stack(side) if side else np.empty((0, 3))  # [P, 3]
     f = dict.fromkeys(FEATURES, np.nan)
     f["two_fofc_peak"] = second_peak(two, ringer.chi1, ringer.modelled_chi1)[0]
-    f["two_fofc_modelled"] = float(np.mean(sample(maps.two_fofc, side_xyz))) if side else np.nan
+    if side:
+        two_side = sample(maps.two_fofc, side_xyz)  # [P]
+        f["two_fofc_modelled"] = float(np.mean(two_side))
+        backbone = [rec.backbone[n] for n in BACKBONE if n in rec.backbone]
+        two_bb = float(np.mean(sample(maps.two_fofc, np.stack(backbone))))
+        f["two_fofc_side_vs_bb"] = f["two_fofc_modelled"] - two_bb
+        f["two_fofc_tip_vs_bb"] = float(np.min(two_side)) - two_bb
     if maps.fofc is not None:
         diff = ringer.gamma[maps.fofc.label]
         f["fofc_peak"] = second_peak(diff, ringer.chi1, ringer.modelled_chi1)[0]
@@ -95,6 +125,13 @@ def residue_features(rec: ResidueRecord, maps: MapPair) -> tuple[np.ndarray, Rin
             f["fofc_modelled_min"] = float(np.nanmin(at))
             around = sample(maps.fofc, side_xyz[:, None, :] + SHELL)  # [P, 14]
             f["fofc_near_max"] = float(np.nanmax(around))
+            f["fofc_shift"] = float(np.nanmean(np.nanmax(around, axis=1) - at))
+        chi2 = chi2_scan_positions(atoms, rec.parent, chi1_steps())
+        if chi2 is not None:
+            delta_xyz, modelled_chi2 = chi2
+            f["fofc_chi2_peak"] = second_peak(
+                sample(maps.fofc, delta_xyz), chi1_steps(), modelled_chi2
+            )[0]
     row[:] = [f[k] for k in FEATURES]
     return row, ringer
 

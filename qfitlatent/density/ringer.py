@@ -66,6 +66,36 @@ def scan_positions(
     return gamma, delta, math.degrees(float(chis[0]))  # NaN for a truncated side chain
 
 
+def chi2_scan_positions(
+    atoms: dict[str, np.ndarray], resname: str, chi2_deg: np.ndarray
+) -> tuple[np.ndarray, float] | None:
+    """Where the δ atom that defines χ2 sits as χ2 turns, χ1 held at its modelled value.
+
+    A near-copy of a side chain (< 30° apart in χ1) often differs in χ2 (Leu, Met, Lys, Gln,
+    Glu, Arg, Ile): a χ1 scan cannot see it, a χ2 scan can. Built like `scan_positions`, from
+    the residue's N, CA, CB and ideal geometry.
+
+    Args:
+        atoms: name -> [3] Å of one conformer; chi2_deg: [T] degrees.
+    Returns:
+        (δ [T, 3], modelled χ2 in degrees), or None where the residue has no modelled χ1 and χ2.
+    """
+    if not can_rebuild(resname) or residues.n_chi(resname) < 2:
+        return None
+    own = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in atoms.items()}
+    chis = measure_chis(own, resname)  # [4] radians, NaN where absent
+    if torch.isnan(chis[:2]).any():
+        return None
+    t = len(chi2_deg)
+    chi = torch.full((t, residues.N_CHI_MAX), torch.pi, dtype=torch.float64)  # [T, D]
+    chi[:, 0] = chis[0]
+    chi[:, 1] = torch.deg2rad(torch.as_tensor(chi2_deg, dtype=torch.float64))
+    base = {k: v.expand(t, 3) for k, v in own.items() if k in ("N", "CA", "C", "CB")}
+    built = complete_sidechain(base, resname, chi)
+    delta = built[residues.CHI_ATOMS[resname][1][3]].numpy()
+    return delta, math.degrees(float(chis[1]))
+
+
 def scan(
     atoms: dict[str, np.ndarray], resname: str, maps: MapPair, step_deg: float = STEP_DEG
 ) -> RingerScan:

@@ -15,7 +15,10 @@ occupancies it gives the input side chain and the alternatives kept (issue 22).
   (a map without mFo-DFc) 17 at 0.41 (docs/density.md has the table).
 - Occupancies: non-negative least squares of the 2mFo-DFc map over the calculated density of
   the input side chain and each kept alternative (`density.occupancy.fit_occupancies`, as qFit
-  does), with the atoms around them that no conformer moves as a fixed column.
+  does), with the atoms around them that no conformer moves as a fixed column. In a crystal map
+  those include the symmetry copies of the model (a neighbouring molecule across a symmetry axis
+  or a lattice translation): their density is in the map, and left out of the fixed column it
+  would be credited to whichever conformer points at them.
 """
 
 from dataclasses import dataclass
@@ -44,6 +47,10 @@ class MapJudge:
     pos: np.ndarray  # [A, 3] every atom of the input model, in Environment's order
     electrons: np.ndarray  # [A] atomic number × occupancy (altlocs share their density)
     b: np.ndarray  # [A] B-factors
+    # Symmetry copies: a search over the model and its images in the crystal (None: a cryo-EM
+    # box, which has none), and the structure it reads atoms from (kept alive with it).
+    mates: gemmi.NeighborSearch | None = None
+    st: gemmi.Structure | None = None
 
     @classmethod
     def of(cls, st: gemmi.Structure, maps: MapPair, d_min: float | None) -> "MapJudge":
@@ -51,7 +58,31 @@ class MapJudge:
         pos = np.array([a.pos.tolist() for a in atoms], dtype=np.float64).reshape(-1, 3)
         z = np.array([a.element.atomic_number * a.occ for a in atoms], dtype=np.float64)
         b = np.array([a.b_iso for a in atoms], dtype=np.float64)
-        return cls(maps, d_min or DEFAULT_D_MIN, cKDTree(pos), pos, z, b)
+        mates = None
+        if maps.two_fofc.periodic:
+            mates = gemmi.NeighborSearch(st[0], st.cell, FIXED_REACH).populate(include_h=True)
+        return cls(maps, d_min or DEFAULT_D_MIN, cKDTree(pos), pos, z, b, mates, st)
+
+    def symmetry_mates(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Atoms of the model's symmetry copies (not the model itself) within FIXED_REACH of any
+        of xyz [P, 3]: (positions [S, 3], electrons [S], B-factors [S]), each copy once."""
+        found: dict[tuple, tuple] = {}
+        if self.mates is not None:
+            cell = self.st.cell
+            for p in xyz:
+                q = gemmi.Position(*p)
+                for mark in self.mates.find_atoms(q, "\0", radius=FIXED_REACH):
+                    atom = mark.to_cra(self.st[0]).atom
+                    copy = cell.find_nearest_pbc_position(q, mark.pos, 0)  # the image near q
+                    if copy.dist(atom.pos) < 1e-3 or copy.dist(q) > FIXED_REACH:
+                        continue  # the atom itself (in pos already), or out of reach
+                    key = (mark.chain_idx, mark.residue_idx, mark.atom_idx,
+                           *np.round(copy.tolist(), 2))  # fmt: skip
+                    found[key] = (copy.tolist(), atom.element.atomic_number * atom.occ, atom.b_iso)
+        if not found:
+            return np.empty((0, 3)), np.empty(0), np.empty(0)
+        xyz_s, z, b = zip(*found.values(), strict=True)
+        return np.array(xyz_s, dtype=np.float64), np.array(z, float), np.array(b, float)
 
     def evidence(
         self, atoms: dict[str, np.ndarray], resname: str, chi_in: np.ndarray, chi: np.ndarray
@@ -79,15 +110,16 @@ class MapJudge:
         near = sorted({j for hits in self.tree.query_ball_point(every, FIXED_REACH)
                        for j in hits})  # fmt: skip
         near = np.array([j for j in near if not own[j]], dtype=np.int64)
+        mate_xyz, mate_z, mate_b = self.symmetry_mates(every)
         return fit_occupancies(
             lambda p: sample(self.maps.two_fofc, p),
             conformers,
             electrons,
             b,
             self.d_min,
-            fixed=self.pos[near],
-            fixed_z=self.electrons[near],
-            fixed_b=self.b[near],
+            fixed=np.concatenate([self.pos[near], mate_xyz]),
+            fixed_z=np.concatenate([self.electrons[near], mate_z]),
+            fixed_b=np.concatenate([self.b[near], mate_b]),
         )
 
 

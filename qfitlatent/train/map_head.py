@@ -26,7 +26,7 @@ import torch
 
 from ..checkpoint import default_weights, load_model, weights_label
 from ..density.posterior import DEFAULT_PATH, VARIANTS, MapHead, fit_logistic, inputs
-from ..density.residue_evidence import residue_evidence
+from ..density.residue_evidence import FEATURES, residue_evidence
 from ..density.synthetic import synthetic_maps
 from ..eval.metrics import auroc
 from ..features import featurize
@@ -74,6 +74,7 @@ def structure_rows(model, path: Path, d_min: float, seed: int, unmodelled: float
         "features": evidence.features,
         "label": y.astype(np.float64),
         "scanned": evidence.scanned,
+        "feature_names": np.array(FEATURES),
         "r_work": np.float64(maps.r_work if maps.r_work is not None else np.nan),
     }
 
@@ -85,7 +86,7 @@ def collect(run: Path, pretrain: Path, limit: int | None, unmodelled: float) -> 
     out = []
     for k, row in enumerate(todo):
         cache = run / f"{row['filename'].split('.')[0]}.npz"
-        if not cache.exists():
+        if not _current(cache):
             t0 = time.perf_counter()
             try:
                 d_min = max(1.0, float(row["resolution"]))
@@ -102,9 +103,19 @@ def collect(run: Path, pretrain: Path, limit: int | None, unmodelled: float) -> 
                 flush=True,
             )
         d = dict(np.load(cache))
+        d.pop("feature_names")
         d["name"] = row["filename"]
         out.append(d)
     return out
+
+
+def _current(cache: Path) -> bool:
+    """The cached rows exist and hold today's features (a cache from an older feature set is
+    recomputed, never read with its columns misnamed)."""
+    if not cache.exists():
+        return False
+    with np.load(cache) as d:
+        return "feature_names" in d and tuple(d["feature_names"]) == FEATURES
 
 
 def stacked(structures: list[dict]):
@@ -124,15 +135,45 @@ def mean_auroc(score: np.ndarray, y: np.ndarray, g: np.ndarray) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def cross_validate(p, x, y, g, names) -> float:
-    """Mean per-structure AUROC of a variant, each structure scored by a fit without its fold."""
+def cross_validated_logits(p, x, y, g, names) -> np.ndarray:
+    """[R] posterior logit of each row from a fit without its structure's fold."""
     fold = g % FOLDS
     score = np.empty_like(y)
     for k in range(FOLDS):
         train, test = fold != k, fold == k
         fit = fit_logistic(inputs(names, p[train], x[train]), y[train], names)
         score[test] = fit.logit(inputs(names, p[test], x[test]))
-    return mean_auroc(score, y, g)
+    return score
+
+
+def cross_validate(p, x, y, g, names) -> float:
+    """Mean per-structure AUROC of a variant, each structure scored by a fit without its fold."""
+    return mean_auroc(cross_validated_logits(p, x, y, g, names), y, g)
+
+
+THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.01), 2)
+
+
+def choose_threshold(prob: np.ndarray) -> float:
+    """The split threshold on a posterior, by the network's rule (ensemble.multiconf
+    DEFAULT_THRESHOLD): the one whose count of residues at or above it is nearest the expected
+    number of flexible residues, Σ p. prob: [R] held-out posteriors."""
+    expected = float(prob.sum())
+    counts = np.array([(prob >= t).sum() for t in THRESHOLDS])
+    return float(THRESHOLDS[int(np.argmin(np.abs(counts - expected)))])
+
+
+def threshold_table(prob: np.ndarray, y: np.ndarray) -> str:
+    """Residues at or above each threshold, precision, recall and F1 against the labels."""
+    lines = [f"expected flexible Σp {prob.sum():.0f}, labelled {int(y.sum())}",
+             "threshold  above  precision  recall  F1"]  # fmt: skip
+    for t in (0.05, 0.1, 0.15, 0.17, 0.2, 0.25, 0.3, 0.4, 0.5):
+        above = prob >= t
+        tp = float((above & (y == 1)).sum())
+        prec, rec = tp / max(int(above.sum()), 1), tp / max(float(y.sum()), 1.0)
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        lines.append(f"{t:9.2f} {int(above.sum()):6d} {prec:10.3f} {rec:7.3f} {f1:.3f}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -158,6 +199,10 @@ def main(argv=None) -> int:
     cv = {name: cross_validate(p, x, y, g, names) for name, names in VARIANTS.items()}
     for name, v in cv.items():
         print(f"{name:22s} cross-validated mean per-structure AUROC {v:.3f}")
+    held_out = 1.0 / (1.0 + np.exp(-cross_validated_logits(p, x, y, g, VARIANTS["both"])))
+    threshold = choose_threshold(held_out)
+    print(threshold_table(held_out, y))
+    print(f"split threshold with a map: {threshold:g}")
     fits = {name: fit_logistic(inputs(n, p, x), y, n) for name, n in VARIANTS.items()}
     head = MapHead(
         difference=fits["both"],
@@ -170,6 +215,7 @@ def main(argv=None) -> int:
         ),
         ablations={k: v for k, v in fits.items() if k not in ("both", "both_two_fofc_only")},
         cross_validated_auroc=cv,
+        split_threshold=threshold,
     )
     head.save(args.out)
     print(f"wrote {args.out}")
