@@ -625,7 +625,8 @@ def _predict_parsers(add) -> None:
             type=fraction,
             default=None,
             help="split a residue in the multiconformer model where its flexibility is at least "
-            f"this (default: {split.threshold:g})",
+            f"this (default: {split.threshold:g}; with a map, the map head's own, see "
+            "docs/density.md)",
         )
         q.add_argument(
             "--max-conformers",

@@ -40,7 +40,7 @@ def test_predict_help_shows_numbers_and_sample_is_documented():
     assert "(default: 10)" in text and "(default: 0)" in text
     # The split defaults are the ones predict uses (the help once said 0.5 after they changed).
     split = SplitOptions()
-    assert f"at least this (default: {split.threshold:g})" in text
+    assert f"at least this (default: {split.threshold:g};" in text
     assert f"included (default: {split.max_conformers})" in text
     assert "<name>_multiconformer.pdb" in text
     top = build_parser().format_help()
