@@ -1,16 +1,20 @@
-"""Archive throughput of `qfitlatent predict --table`: structures per minute with 1 and 2 workers.
+"""Archive throughput of `qfitlatent predict --table`: structures per minute with 1 and 2 workers,
+each structure in its own forward pass and packed several to a pass (--batch-residues).
 
     python benchmarks/bench_archive.py       # 40 files of ../shared/data/pretrain, 1 and 2 workers
     python benchmarks/bench_archive.py --n 200 --workers 1 2 4 --weights weights/qfitlatent-v3.pt
+    python benchmarks/bench_archive.py --batch-residues 0 1024 4096 --base 8ed855d
 
 The first --n structure files of --data (sorted by name) go into one list file; each worker
 count runs the real command line into a fresh OUT: 1 worker as `python -m qfitlatent predict`,
 N workers under `python -m torch.distributed.run --standalone --nproc-per-node N` (torchrun),
 every process with OMP_NUM_THREADS=1. Wall time includes starting Python, loading the weights
-and merging the table, as a user sees it. The tables of every worker count must be equal (the
-script stops if not). With --base REV (e.g. main) that commit of this repository is exported to
-a temporary folder first and its `predict` runs the same files in one process (files on the
-command line, no table: what main offers) as the reference row. Numbers depend on the machine's
+and merging the table, as a user sees it. Each worker count runs once per --batch-residues value
+(0: a forward pass per structure). The tables must agree: equal residues, numbers equal to
+residues.csv's rounding (packing changes float rounding only; the script stops if not). With
+--base REV (e.g. main) that commit of this repository is exported to a temporary folder first
+and its `predict` runs the same files in one process (files on the command line, no table: what
+it offers) as the reference row. Numbers depend on the machine's
 load: compare rows run back to back, not with numbers from another day.
 """
 
@@ -29,12 +33,13 @@ from qfitlatent import archive, outdir  # noqa: E402
 from qfitlatent.dataset import list_structure_files  # noqa: E402
 
 
-def run(workers: int, listing: Path, out: Path, table: Path, args) -> float:
+def run(workers: int, batch: int, listing: Path, out: Path, table: Path, args) -> float:
     launch = [sys.executable]
     if workers > 1:
         launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}"]
     cmd = [*launch, "-m", "qfitlatent", "predict", "--list", str(listing), "--out", str(out),
-           "--table", str(table), "--samples", str(args.samples), "--device", "cpu"]  # fmt: skip
+           "--table", str(table), "--samples", str(args.samples), "--device", "cpu",
+           "--batch-residues", str(batch)]  # fmt: skip
     if args.weights:
         cmd += ["--weights", str(args.weights)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -72,8 +77,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--weights", type=Path, default=None, help="default: the shipped weights")
     p.add_argument("--samples", type=int, default=10)
+    p.add_argument("--batch-residues", type=int, nargs="+", default=[0, 4096],
+                   help="packing budgets to run (0: one structure per forward pass)")  # fmt: skip
     p.add_argument("--base", default=None, help="a commit to compare with, e.g. main")
     args = p.parse_args()
+    load_before = os.getloadavg()
 
     files = list_structure_files(args.data)[: args.n]
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,26 +92,40 @@ def main() -> None:
         if args.base:
             wall = run_base(args.base, files, tmp / "out-base", tmp, args)
             n = sum((tmp / "out-base" / name).is_dir() for name in outdir.folder_names(files))
-            rows.append((f"{args.base} (1 process, no table)", n, None, wall))
+            rows.append((f"{args.base} (1 process, no table)", "–", n, None, wall))
         for workers in args.workers:
-            table = tmp / f"t{workers}.parquet"
-            wall = run(workers, listing, tmp / f"out{workers}", table, args)
-            t = archive.read_table(table)
-            if first is None:
-                first = t
-            elif not t.equals(first):
-                sys.exit(f"the table of {workers} workers differs from {args.workers[0]}'s")
-            rows.append((workers, t["structure"].nunique(), len(t), wall))
-    base = rows[0][3]
+            for batch in args.batch_residues:
+                table = tmp / f"t{workers}-{batch}.parquet"
+                wall = run(workers, batch, listing, tmp / f"out{workers}-{batch}", table, args)
+                t = archive.read_table(table)
+                if first is None:
+                    first = t
+                else:
+                    check_same(t, first, f"{workers} worker(s), --batch-residues {batch}")
+                rows.append((workers, batch, t["structure"].nunique(), len(t), wall))
+    base = rows[0][-1]
     print(f"{len(files)} files of {args.data.name}, --samples {args.samples}, "
-          f"{os.cpu_count()} CPUs\n")  # fmt: skip
-    print("| workers | structures predicted | residues in table | wall (s) | structures/min "
-          "| speed-up vs first row |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|")
-    for workers, n, res, wall in rows:
+          f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f} before and "
+          f"{os.getloadavg()[0]:.1f} after\n")  # fmt: skip
+    print("| workers | --batch-residues | structures predicted | residues in table | wall (s) "
+          "| structures/min | speed-up vs first row |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for workers, batch, n, res, wall in rows:
         res = "–" if res is None else f"{res:,}"
-        print(f"| {workers} | {n} | {res} | {wall:.1f} | {n / wall * 60:.1f} | "
+        print(f"| {workers} | {batch} | {n} | {res} | {wall:.1f} | {n / wall * 60:.1f} | "
               f"{base / wall:.2f}× |")  # fmt: skip
+
+
+def check_same(t, first, what: str) -> None:
+    """Same residues and identities; numbers equal to residues.csv's 4 decimals (a packed pass
+    agrees with a structure's own pass to float rounding, which can move a last digit)."""
+    import numpy as np
+
+    numbers = t.select_dtypes("number").columns
+    if not t.drop(columns=numbers).equals(first.drop(columns=numbers)) or not np.allclose(
+        t[numbers], first[numbers], rtol=0, atol=2e-4, equal_nan=True
+    ):
+        sys.exit(f"the table of {what} differs from the first run's")
 
 
 if __name__ == "__main__":
