@@ -261,7 +261,6 @@ class _Job:
     folder: Path
     map_path: Path | None
     prep: object  # predict.Prepared
-    residues: int
 
 
 def _prepared(model, jobs, out: Path, args, maps_listed, progress, failed: list):
@@ -286,7 +285,7 @@ def _prepared(model, jobs, out: Path, args, maps_listed, progress, failed: list)
             _report_failure(out, path, err)
             progress.step(ok=False)
             continue
-        yield _Job(path, out / name, map_path, prep, prep.features.n_res), prep.features.n_res
+        yield _Job(path, out / name, map_path, prep), prep.features.n_res
 
 
 def _network(model, batch: list, device) -> list:
