@@ -4,6 +4,7 @@ each structure in its own forward pass and packed several to a pass (--batch-res
     python benchmarks/bench_archive.py       # 40 files of ../shared/data/pretrain, 1 and 2 workers
     python benchmarks/bench_archive.py --n 200 --workers 1 2 4 --weights weights/qfitlatent-v3.pt
     python benchmarks/bench_archive.py --batch-residues 0 1024 4096 --base 8ed855d
+    python benchmarks/bench_archive.py --network-only --batch-residues 0 1024 4096
 
 The first --n structure files of --data (sorted by name) go into one list file; each worker
 count runs the real command line into a fresh OUT: 1 worker as `python -m qfitlatent predict`,
@@ -16,6 +17,11 @@ residues.csv's rounding (packing changes float rounding only; the script stops i
 and its `predict` runs the same files in one process (files on the command line, no table: what
 it offers) as the reference row. Numbers depend on the machine's
 load: compare rows run back to back, not with numbers from another day.
+
+--network-only times the network alone in this process instead (the files featurised first, not
+timed): for each budget the structures in packed passes as `predict` forms them, the budgets
+interleaved --repeat times, the median reported. Far less noisy than whole runs, where the
+network is a small part of the time.
 """
 
 import argparse
@@ -80,8 +86,12 @@ def main() -> None:
     p.add_argument("--batch-residues", type=int, nargs="+", default=[0, 4096],
                    help="packing budgets to run (0: one structure per forward pass)")  # fmt: skip
     p.add_argument("--base", default=None, help="a commit to compare with, e.g. main")
+    p.add_argument("--network-only", action="store_true", help="time the forward passes alone")
+    p.add_argument("--repeat", type=int, default=3, help="with --network-only")
     args = p.parse_args()
     load_before = os.getloadavg()
+    if args.network_only:
+        return network_only(list_structure_files(args.data)[: args.n], args, load_before)
 
     files = list_structure_files(args.data)[: args.n]
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,6 +124,41 @@ def main() -> None:
         res = "–" if res is None else f"{res:,}"
         print(f"| {workers} | {batch} | {n} | {res} | {wall:.1f} | {n / wall * 60:.1f} | "
               f"{base / wall:.2f}× |")  # fmt: skip
+
+
+def network_only(files: list[Path], args, load_before) -> None:
+    import statistics
+
+    import torch
+
+    from qfitlatent.checkpoint import default_weights, load_model
+    from qfitlatent.features import load_features
+    from qfitlatent.model.packing import forward_many
+
+    torch.set_num_threads(1)
+    feats = [load_features(f) for f in files]
+    model = load_model(args.weights or default_weights(), "cpu")[0].eval()
+    times = {b: [] for b in args.batch_residues}
+    with torch.no_grad():
+        forward_many(model, feats[:1], "cpu")  # warm-up
+        for _ in range(args.repeat):
+            for budget in args.batch_residues:
+                start = time.perf_counter()
+                passes = 0
+                for batch in archive.packed([(f, f.n_res) for f in feats], budget):
+                    forward_many(model, batch, "cpu")
+                    passes += 1
+                times[budget].append((time.perf_counter() - start, passes))
+    n_res = sum(f.n_res for f in feats)
+    print(f"{len(files)} files of {args.data.name} ({n_res:,} residues), the network alone, "
+          f"one thread, median of {args.repeat}, load average {load_before[0]:.1f} before and "
+          f"{os.getloadavg()[0]:.1f} after\n")  # fmt: skip
+    print("| --batch-residues | forward passes | s (median) | ms per residue | speed-up vs first |")
+    print("|---:|---:|---:|---:|---:|")
+    first = statistics.median(t for t, _ in times[args.batch_residues[0]])
+    for budget, runs in times.items():
+        s = statistics.median(t for t, _ in runs)
+        print(f"| {budget} | {runs[0][1]} | {s:.2f} | {1000 * s / n_res:.2f} | {first / s:.2f}× |")
 
 
 def check_same(t, first, what: str) -> None:
