@@ -88,6 +88,7 @@ def main() -> None:
     p.add_argument("--base", default=None, help="a commit to compare with, e.g. main")
     p.add_argument("--network-only", action="store_true", help="time the forward passes alone")
     p.add_argument("--repeat", type=int, default=3, help="with --network-only")
+    p.add_argument("--device", default="cpu", help="with --network-only: cpu, cuda or auto")
     args = p.parse_args()
     load_before = os.getloadavg()
     if args.network_only:
@@ -131,28 +132,36 @@ def network_only(files: list[Path], args, load_before) -> None:
 
     import torch
 
-    from qfitlatent.checkpoint import default_weights, load_model
+    from qfitlatent.checkpoint import default_weights, load_model, resolve_device
     from qfitlatent.features import load_features
     from qfitlatent.model.packing import forward_many
 
     torch.set_num_threads(1)
+    device = resolve_device(args.device)
     feats = [load_features(f) for f in files]
-    model = load_model(args.weights or default_weights(), "cpu")[0].eval()
+    model = load_model(args.weights or default_weights(), device)[0].eval()
+
+    def forward(batch):
+        out = forward_many(model, batch, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # the pass, not its launch
+        return out
+
     times = {b: [] for b in args.batch_residues}
     with torch.no_grad():
-        forward_many(model, feats[:1], "cpu")  # warm-up
+        forward(feats[:1])  # warm-up
         for _ in range(args.repeat):
             for budget in args.batch_residues:
                 start = time.perf_counter()
                 passes = 0
                 for batch in archive.packed([(f, f.n_res) for f in feats], budget):
-                    forward_many(model, batch, "cpu")
+                    forward(batch)
                     passes += 1
                 times[budget].append((time.perf_counter() - start, passes))
     n_res = sum(f.n_res for f in feats)
-    print(f"{len(files)} files of {args.data.name} ({n_res:,} residues), the network alone, "
-          f"one thread, median of {args.repeat}, load average {load_before[0]:.1f} before and "
-          f"{os.getloadavg()[0]:.1f} after\n")  # fmt: skip
+    print(f"{len(files)} files of {args.data.name} ({n_res:,} residues), the network alone on "
+          f"{device}, one CPU thread, median of {args.repeat}, load average "
+          f"{load_before[0]:.1f} before and {os.getloadavg()[0]:.1f} after\n")  # fmt: skip
     print("| --batch-residues | forward passes | s (median) | ms per residue | speed-up vs first |")
     print("|---:|---:|---:|---:|---:|")
     first = statistics.median(t for t, _ in times[args.batch_residues[0]])
