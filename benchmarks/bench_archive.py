@@ -26,6 +26,7 @@ network is a small part of the time.
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -49,13 +50,20 @@ def run(workers: int, batch: int, listing: Path, out: Path, table: Path, args) -
     if args.weights:
         cmd += ["--weights", str(args.weights)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True)  # fmt: skip
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, children_cpu() - cpu
     if not table.is_file():
         sys.exit(f"{workers} worker(s): no table\n{done.stderr[-3000:]}")
-    return wall
+    return wall, cpu
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of every finished child process and its descendants: what a
+    run cost, which other jobs on a shared machine change far less than its wall time."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def run_base(rev: str, files: list[Path], out: Path, tmp: Path, args) -> float:
@@ -71,9 +79,9 @@ def run_base(rev: str, files: list[Path], out: Path, tmp: Path, args) -> float:
     else:
         cmd += ["--weights", str(ROOT / "weights" / "qfitlatent-v3.pt")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(code)}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu()
     subprocess.run(cmd, env=env, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - cpu
 
 
 def main() -> None:
@@ -101,30 +109,32 @@ def main() -> None:
         listing.write_text("".join(f"{f.resolve()}\n" for f in files))
         rows, first = [], None
         if args.base:
-            wall = run_base(args.base, files, tmp / "out-base", tmp, args)
+            wall, cpu = run_base(args.base, files, tmp / "out-base", tmp, args)
             n = sum((tmp / "out-base" / name).is_dir() for name in outdir.folder_names(files))
-            rows.append((f"{args.base} (1 process, no table)", "–", n, None, wall))
+            rows.append((f"{args.base} (1 process, no table)", "–", n, None, wall, cpu))
         for workers in args.workers:
             for batch in args.batch_residues:
                 table = tmp / f"t{workers}-{batch}.parquet"
-                wall = run(workers, batch, listing, tmp / f"out{workers}-{batch}", table, args)
+                wall, cpu = run(workers, batch, listing, tmp / f"out{workers}-{batch}", table, args)
                 t = archive.read_table(table)
                 if first is None:
                     first = t
                 else:
                     check_same(t, first, f"{workers} worker(s), --batch-residues {batch}")
-                rows.append((workers, batch, t["structure"].nunique(), len(t), wall))
-    base = rows[0][-1]
+                rows.append((workers, batch, t["structure"].nunique(), len(t), wall, cpu))
+    base_wall, base_cpu = rows[0][-2:]
     print(f"{len(files)} files of {args.data.name}, --samples {args.samples}, "
           f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f} before and "
           f"{os.getloadavg()[0]:.1f} after\n")  # fmt: skip
     print("| workers | --batch-residues | structures predicted | residues in table | wall (s) "
-          "| structures/min | speed-up vs first row |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for workers, batch, n, res, wall in rows:
+          "| structures/min | speed-up vs first row | CPU s | CPU s per structure "
+          "| CPU, first row / this |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for workers, batch, n, res, wall, cpu in rows:
         res = "–" if res is None else f"{res:,}"
         print(f"| {workers} | {batch} | {n} | {res} | {wall:.1f} | {n / wall * 60:.1f} | "
-              f"{base / wall:.2f}× |")  # fmt: skip
+              f"{base_wall / wall:.2f}× | {cpu:.0f} | {cpu / n:.2f} | "
+              f"{base_cpu / cpu:.2f}× |")  # fmt: skip
 
 
 def network_only(files: list[Path], args, load_before) -> None:
