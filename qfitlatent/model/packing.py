@@ -8,10 +8,12 @@ lists (computed on the structure's own residues, then offset to its rows) and at
 of a structure's residues where it has no more than `max_neighbours` of them (padded to the
 batch's list width, the padding masked out of the softmax). Relative positions and "same chain"
 are compared only between a query and its own keys, which never leave the structure; the head,
-the prior and the flexibility logit are per residue. What differs is summation order alone: a
-structure of at most `max_neighbours` residues is summed over a gathered list instead of a dense
-matmul, so its outputs agree to float rounding (tests/test_batched_forward.py); structures with
-more residues get the same lists and the same per-row arithmetic.
+the prior and the flexibility logit are per residue. What differs is the order of float sums
+alone: a structure of at most `max_neighbours` residues is summed over a gathered list instead
+of a dense matmul, and the matrix kernels may block a longer matrix differently. Outputs agree
+to float rounding (tests/test_batched_forward.py; with the shipped weights a 231-residue
+structure came out bit-identical, a 163-residue one within 2.4e-7, and 46-residue ones within
+3.4e-6 in logits and means, 1.2e-4 in concentrations κ, which run to hundreds).
 """
 
 from dataclasses import fields
