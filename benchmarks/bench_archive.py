@@ -20,7 +20,8 @@ load: compare rows run back to back, not with numbers from another day.
 
 --network-only times the network alone in this process instead (the files featurised first, not
 timed): for each budget the structures in packed passes as `predict` forms them, the budgets
-interleaved --repeat times, the median reported. Far less noisy than whole runs, where the
+interleaved --repeat times, the medians of wall and process CPU time reported (on a GPU the
+wall time is what counts). Far less noisy than whole runs, where the
 network is a small part of the time.
 """
 
@@ -157,27 +158,28 @@ def network_only(files: list[Path], args, load_before) -> None:
             torch.cuda.synchronize()  # the pass, not its launch
         return out
 
-    times = {b: [] for b in args.batch_residues}
+    times = {b: [] for b in args.batch_residues}  # (wall s, CPU s of this process)
     with torch.no_grad():
         forward(feats[:1])  # warm-up
         for _ in range(args.repeat):
             for budget in args.batch_residues:
-                start = time.perf_counter()
-                passes = 0
+                start, cpu = time.perf_counter(), time.process_time()
                 for batch in archive.packed([(f, f.n_res) for f in feats], budget):
                     forward(batch)
-                    passes += 1
-                times[budget].append((time.perf_counter() - start, passes))
+                times[budget].append((time.perf_counter() - start, time.process_time() - cpu))
     n_res = sum(f.n_res for f in feats)
     print(f"{len(files)} files of {args.data.name} ({n_res:,} residues), the network alone on "
           f"{device}, one CPU thread, median of {args.repeat}, load average "
           f"{load_before[0]:.1f} before and {os.getloadavg()[0]:.1f} after\n")  # fmt: skip
-    print("| --batch-residues | forward passes | s (median) | ms per residue | speed-up vs first |")
-    print("|---:|---:|---:|---:|---:|")
-    first = statistics.median(t for t, _ in times[args.batch_residues[0]])
+    print("| --batch-residues | forward passes | wall s | CPU s | CPU ms per residue "
+          "| CPU, first row / this |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|")
+    first = statistics.median(c for _, c in times[args.batch_residues[0]])
     for budget, runs in times.items():
-        s = statistics.median(t for t, _ in runs)
-        print(f"| {budget} | {runs[0][1]} | {s:.2f} | {1000 * s / n_res:.2f} | {first / s:.2f}× |")
+        wall, cpu = (statistics.median(x) for x in zip(*runs, strict=True))
+        passes = len(list(archive.packed([(f, f.n_res) for f in feats], budget)))
+        print(f"| {budget} | {passes} | {wall:.2f} | {cpu:.2f} | {1000 * cpu / n_res:.2f} | "
+              f"{first / cpu:.2f}× |")  # fmt: skip
 
 
 def check_same(t, first, what: str) -> None:
