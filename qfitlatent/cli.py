@@ -158,8 +158,9 @@ def cmd_predict(args) -> int:
             gpu = ranks.local_rank % torch.cuda.device_count()
             torch.cuda.set_device(gpu)
     device = resolve_device(args.device, gpu)  # "cuda" alone would be every rank's GPU 0
-    if args.batch_residues is None:
-        args.batch_residues = archive.BATCH_RESIDUES[device.type]
+    if args.batch_residues is None:  # with maps, a batch would hold every structure's map at once
+        with_maps = args.map is not None or args.maps is not None
+        args.batch_residues = 0 if with_maps else archive.BATCH_RESIDUES[device.type]
     given = {"threshold": args.threshold, "max_conformers": args.max_conformers,
              "min_occupancy": args.min_occupancy, "input_altlocs": args.input_altlocs}  # fmt: skip
     try:
@@ -650,7 +651,8 @@ def _predict_parsers(add) -> None:
             "residues (a larger structure goes alone); 0 passes each alone. Outputs equal "
             "unpacked ones to float rounding (default: "
             f"{archive.BATCH_RESIDUES['cpu']:,} on the CPU, "
-            f"{archive.BATCH_RESIDUES['cuda']:,} on a GPU)",
+            f"{archive.BATCH_RESIDUES['cuda']:,} on a GPU; 0 with maps, as a batch holds every "
+            "structure's map at once)",
         )  # fmt: skip
         q.add_argument(
             "--weights", type=Path, default=None,

@@ -199,3 +199,33 @@ def test_a_failing_packed_pass_falls_back_to_one_pass_per_structure(
     alone = unpacked[1]
     assert list(table["structure"].unique()) == ["1ab1", "3k0n_qfit", "1ejg", "7w2p"]
     pd.testing.assert_frame_equal(table, alone[alone["structure"] != "1atg"].reset_index(drop=True))
+
+
+def test_the_default_packs_unless_maps_are_given(tmp_path, monkeypatch):
+    """With maps each structure keeps its own pass by default: a batch would hold every
+    structure's map in memory at once. Real 3SB3 and its MTZ, twice under two names."""
+    maps_dir = ROOT.parent / "shared" / "data" / "maps"
+    structure, mtz = data_file("3sb3.pdb.gz", maps_dir), data_file("3sb3_data.mtz.gz", maps_dir)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "maps").mkdir()
+    for name in ("xa", "xb"):
+        shutil.copy(structure, tmp_path / "in" / f"{name}.pdb.gz")
+        shutil.copy(mtz, tmp_path / "maps" / f"{name}_data.mtz.gz")
+    monkeypatch.setattr(archive, "BATCH_RESIDUES", {"cpu": 100_000, "cuda": 100_000})
+    passes = []
+    forward_many = packing.forward_many
+
+    def counting(model, feats, device):
+        passes.append(len(feats))
+        return forward_many(model, feats, device)
+
+    monkeypatch.setattr(packing, "forward_many", counting)
+
+    def predict(*extra) -> int:
+        return cli.main(["predict", str(tmp_path / "in"), "--samples", "2", *map(str, extra)])
+
+    assert predict("--out", tmp_path / "plain") == 0
+    assert passes == [2]  # both in one pass, by the (patched) default
+    passes.clear()
+    assert predict("--out", tmp_path / "mapped", "--maps", tmp_path / "maps") == 0
+    assert passes == [1, 1]
