@@ -4,6 +4,7 @@ memory; issue #20: structures of any size, memory and time linear in residues).
     OMP_NUM_THREADS=1 python benchmarks/bench_predict_memory.py            # 1k, 5k, 15k, 50k
     python benchmarks/bench_predict_memory.py --residues 15000 --max-residues 12000
     python benchmarks/bench_predict_memory.py --residues 1000 15000 --steps
+    python benchmarks/bench_predict_memory.py --residues 300 1000 5000 15000 --base 8ed855d
 
 Builds each test structure by copying the chains of the bundled cyclophilin A model (163
 residues) side by side, 60 Å apart so copies do not touch, into one mmCIF (the first copy with
@@ -15,6 +16,11 @@ QFITLATENT_MAX_RESIDUES for the run, to show the refusal path. Prints a markdown
 residues, file size, exit code, peak RSS, wall time, CPU time (user + system) and CPU time per
 residue, and the last line the command printed. CPU time is what says whether cost is linear on
 a shared machine: wall time there grows with everyone else's load.
+
+`--base REV` runs the same command of that commit of this repository (exported with `git
+archive` to a temporary folder) on each structure as well, with that commit's own residue cap
+(the one before issue 20 refused more than 6,000 residues), and adds its columns and the ratio
+of CPU times. The file-size cap is raised for both.
 
 `--steps` adds, per structure, a second fresh process that calls `predict.predict` and
 `predict.outputs` (the files the command writes) with the shipped weights and prints each
@@ -78,17 +84,19 @@ def big_structure(n_residues: int, out: Path) -> int:
     return copies * per_copy
 
 
-def measure(path: Path, weights: str | None, max_residues: int | None) -> dict:
+def measure(path: Path, weights: str | None, max_residues: int | None, code: Path = ROOT) -> dict:
+    """The whole command of the tree at `code` on `path` in a fresh process."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(code) + os.pathsep + env.get("PYTHONPATH", "")
     env["QFITLATENT_MAX_MB"] = str(math.ceil(path.stat().st_size / 1e6) + 1)
     if max_residues is not None:
         env["QFITLATENT_MAX_RESIDUES"] = str(max_residues)
     with tempfile.TemporaryDirectory() as out:
         cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "qfitlatent", "predict", str(path)]
-        cmd += ["--out", out, "--device", "cpu"] + (["--weights", weights] if weights else [])
+        weights = weights or str(ROOT / "weights" / "qfitlatent-v3.pt")  # the same for a base
+        cmd += ["--out", out, "--device", "cpu", "--weights", weights]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=code)
         wall = time.perf_counter() - t0
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     cpu = sum(
@@ -107,6 +115,15 @@ def measure(path: Path, weights: str | None, max_residues: int | None) -> dict:
         "cpu_s": cpu,
         "said": (said[-1] if said else "").replace(str(path), path.name)[:110],
     }
+
+
+def export(rev: str, tmp: Path) -> Path:
+    """Commit `rev` of this repository as a folder (git archive), to run its command."""
+    code = tmp / "base"
+    code.mkdir()
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(code)], input=tar.stdout, check=True)
+    return code
 
 
 def steps_worker(path: str) -> None:
@@ -168,15 +185,21 @@ def main() -> None:
     p.add_argument("--weights", default=None, help="default: the shipped weights")
     p.add_argument("--max-residues", type=int, default=None, help="default: the server's cap")
     p.add_argument("--steps", action="store_true", help="also time each step in-process")
+    p.add_argument("--base", default=None, help="a commit to run side by side, e.g. 8ed855d")
     args = p.parse_args()
-    rows, steps = [], {}
+    rows, steps, based = [], {}, {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
+        base_code = export(args.base, Path(tmp)) if args.base else None
         for n in args.residues:  # one at a time: each run has the machine's memory to itself
             path = Path(tmp) / f"big{n}.cif"
             n_res = big_structure(n, path)
             r = measure(path, args.weights, args.max_residues)
             rows.append((n_res, path.stat().st_size / 2**20, r))
             print(f"{n_res} residues: {r}", file=sys.stderr, flush=True)
+            if base_code is not None:
+                based[n_res] = measure(path, args.weights, None, base_code)
+                print(f"{n_res} residues, {args.base}: {based[n_res]}", file=sys.stderr, flush=True)
             if args.steps:
                 steps[n_res] = measure_steps(path)
                 print(f"{n_res} residues, steps: {steps[n_res]}", file=sys.stderr, flush=True)
@@ -190,6 +213,19 @@ def main() -> None:
             f"| {n_res:,} | {mb:.1f} | {r['rc']} | {r['peak_gb']:.2f} | {r['wall_s']:.0f} "
             f"| {r['cpu_s']:.0f} | {1000 * r['cpu_s'] / n_res:.1f} | {r['said']} |"
         )
+    print(f"\nload average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
+    if based:
+        print(f"\n| residues | this tree: exit, peak GB, CPU s, CPU ms/res | {args.base}: exit, "
+              "peak GB, CPU s, CPU ms/res | CPU time, base / this tree |")  # fmt: skip
+        print("|---:|---|---|---:|")
+        for n_res, _, r in rows:
+            b = based[n_res]
+            ratio = f"{b['cpu_s'] / r['cpu_s']:.2f}×" if b["rc"] == 0 and r["rc"] == 0 else "–"
+            cells = [f"{x['rc']}, {x['peak_gb']:.2f}, {x['cpu_s']:.0f}, "
+                     f"{1000 * x['cpu_s'] / n_res:.1f}" for x in (r, b)]  # fmt: skip
+            print(f"| {n_res:,} | {cells[0]} | {cells[1]} | {ratio} |")
+            if b["rc"]:
+                print(f"|  | | {args.base} said: {b['said']} | |")
     if steps:
         names = list(next(iter(steps.values())))
         print()

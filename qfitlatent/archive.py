@@ -9,6 +9,8 @@
   whole list, so every rank and every re-run names a structure's folder the same way. The ranks
   meet at a gloo barrier (CPU, also on GPU machines) before the table is merged and before any
   exits, because torchrun stops every rank as soon as one exits with an error.
+- Packing: consecutive structures of a rank's shard share one forward pass of the network, up to
+  a residue budget (`packed`, --batch-residues); reading, sampling and writing stay per structure.
 """
 
 import csv
@@ -18,7 +20,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,10 @@ TABLE_COLUMNS = (
     *(f"chi{k}_mode" for k in range(1, N_CHI + 1)),
     "n_conformers",
 )
+# --batch-residues by device type: how many residues of consecutive structures share one forward
+# pass (model/packing.py). Chosen by benchmarks/bench_archive.py (docs/benchmarks.md, "Archive
+# throughput"); the GPU value is not yet measured on a GPU (none was available).
+BATCH_RESIDUES = {"cpu": 0, "cuda": 4096}
 STRUCTURES_PER_ROW_GROUP = 256  # bounds a rank's memory while it writes its part
 BARRIER_TIMEOUT = datetime.timedelta(days=7)  # ranks wait for the slowest shard, however long
 
@@ -74,6 +80,20 @@ def ranks_from_env(env=os.environ) -> Ranks:
 def shard(items: Sequence, ranks: Ranks) -> list:
     """This rank's share of the run's list: every world-th item from position rank."""
     return list(items[ranks.rank :: ranks.world])
+
+
+def packed(items: Iterable[tuple[object, int]], budget: int) -> Iterator[list]:
+    """(item, residues) pairs as lists of consecutive items of at most `budget` residues in all,
+    in order; an item larger than `budget` alone, and every item alone where `budget` is 0."""
+    batch, total = [], 0
+    for item, n in items:
+        if batch and total + n > budget:
+            yield batch
+            batch, total = [], 0
+        batch.append(item)
+        total += n
+    if batch:
+        yield batch
 
 
 def read_list(path: Path) -> list[Path]:

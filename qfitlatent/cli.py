@@ -8,6 +8,7 @@ is a usage message and exit code 2, never a traceback.
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CheckpointError, DeviceError, OutputError, StructureError
@@ -126,7 +127,7 @@ def cmd_predict(args) -> int:
     from . import archive, outdir
     from .checkpoint import default_weights, load_model, resolve_device, weights_label
     from .dataset import list_structure_files
-    from .density.pairing import map_files, pair_map
+    from .density.pairing import map_files
     from .ensemble.multiconf import SplitOptions
     from .predict import model_has_no_flex_head
 
@@ -149,12 +150,17 @@ def cmd_predict(args) -> int:
             "(train one with `qfitlatent train`)"
         )
     ranks = archive.ranks_from_env()
+    gpu = 0
     if ranks.world > 1 and args.device != "cpu":
         import torch
 
         if torch.cuda.is_available():  # one GPU per rank of a machine
-            torch.cuda.set_device(ranks.local_rank % torch.cuda.device_count())
-    device = resolve_device(args.device)
+            gpu = ranks.local_rank % torch.cuda.device_count()
+            torch.cuda.set_device(gpu)
+    device = resolve_device(args.device, gpu)  # "cuda" alone would be every rank's GPU 0
+    if args.batch_residues is None:  # with maps, a batch would hold every structure's map at once
+        with_maps = args.map is not None or args.maps is not None
+        args.batch_residues = 0 if with_maps else archive.BATCH_RESIDUES[device.type]
     given = {"threshold": args.threshold, "max_conformers": args.max_conformers,
              "min_occupancy": args.min_occupancy, "input_altlocs": args.input_altlocs}  # fmt: skip
     try:
@@ -196,21 +202,19 @@ def cmd_predict(args) -> int:
     failed = failed if ranks.rank == 0 else []
     progress = archive.Progress(len(jobs), ranks.prefix)
     group = archive.Group(ranks)
-    for _, (path, name) in jobs:
-        if args.resume and outdir.holds_results(out / name):
-            progress.skip()  # finished by an earlier run: folders are written whole
-            continue
-        if args.resume:
-            outdir.remove_stale_staging(out / name)  # a killed run's half-written folder
-        try:
-            map_path = args.map if maps_listed is None else pair_map(path, maps_listed, args.maps)
-            print(_predict_one(model, path, out / name, args, options, device,
-                               weights_label(weights), map_path), flush=True)  # fmt: skip
-            progress.step(ok=True)
-        except Exception as err:  # one file's failure, whatever it is, never ends the batch
-            failed.append(path)
-            _report_failure(out, path, err)
-            progress.step(ok=False)
+    label = weights_label(weights)
+    prepared = _prepared(model, jobs, out, args, maps_listed, progress, failed)
+    for batch in archive.packed(prepared, args.batch_residues):
+        for item, result in zip(batch, _network(model, batch, device), strict=True):
+            try:
+                if isinstance(result, Exception):
+                    raise result
+                print(_finish_one(model, item, result, args, options, label), flush=True)
+                progress.step(ok=True)
+            except Exception as err:  # one file's failure, whatever it is, never ends the batch
+                failed.append(item.path)
+                _report_failure(out, item.path, err)
+                progress.step(ok=False)
     progress.finish()
     if args.table is not None:
         _write_table(archive, group, ranks, args.table,
@@ -250,21 +254,73 @@ def _map_arguments(args) -> str | None:
     return None
 
 
-def _predict_one(model, path: Path, folder: Path, args, options, device, label: str,
-                 map_path: Path | None = None) -> str:  # fmt: skip
-    """Predict one structure (with its map, where given) and write its folder whole; the line
-    that reports it."""
+@dataclass
+class _Job:
+    """One structure of the run, read and featurised, waiting for the network."""
+
+    path: Path
+    folder: Path
+    map_path: Path | None
+    prep: object  # predict.Prepared
+
+
+def _prepared(model, jobs, out: Path, args, maps_listed, progress, failed: list):
+    """The run's structures read and featurised, in order: finished ones skipped under
+    --resume, and one that cannot be read reported (and counted) and left out."""
+    from . import outdir
+    from .density.pairing import pair_map
+    from .predict import prepare
+
+    for _, (path, name) in jobs:
+        if args.resume and outdir.holds_results(out / name):
+            progress.skip()  # finished by an earlier run: folders are written whole
+            continue
+        if args.resume:
+            outdir.remove_stale_staging(out / name)  # a killed run's half-written folder
+        try:
+            map_path = args.map if maps_listed is None else pair_map(path, maps_listed, args.maps)
+            outdir.check_free(out / name, args.overwrite)  # before predicting, not after
+            prep = prepare(model, path, map_file=map_path, map_from_data=args.map_from_data)
+        except Exception as err:  # one file's failure, whatever it is, never ends the batch
+            failed.append(path)
+            _report_failure(out, path, err)
+            progress.step(ok=False)
+            continue
+        yield _Job(path, out / name, map_path, prep), prep.features.n_res
+
+
+def _network(model, batch: list, device) -> list:
+    """The network's output for each job of `batch`, from one forward pass; where that pass
+    fails, each job's own pass, so a failure is the one structure's (its exception in its place)."""
+    from .predict import predict_many
+
+    try:
+        return predict_many(model, [job.prep for job in batch], device)
+    except Exception as err:
+        if len(batch) == 1:
+            return [err]
+    results = []
+    for job in batch:
+        try:
+            results += predict_many(model, [job.prep], device)
+        except Exception as err:
+            results.append(err)
+    return results
+
+
+def _finish_one(model, job: _Job, result, args, options, label: str) -> str:
+    """Sample and build one structure from the network's output, write its folder whole; the
+    line that reports it."""
     from dataclasses import replace
 
     from . import outdir
-    from .predict import outputs, predict
+    from .predict import finish, outputs
     from .structure import ResidueId
 
-    outdir.check_free(folder, args.overwrite)  # before predicting, not after
-    pred = predict(model, path, n_samples=args.samples, seed=args.seed,
-                   temperature=args.temperature, device=device, options=options,
-                   conformers=args.conformers, map_file=map_path,
-                   map_from_data=args.map_from_data)  # fmt: skip
+    pred = finish(model, job.prep, result, n_samples=args.samples, seed=args.seed,
+                  temperature=args.temperature, options=options,
+                  conformers=args.conformers)  # fmt: skip
+    path, folder, map_path = job.path, job.folder, job.map_path
     for warning in pred.parsed.warnings:  # what the app shows under the structure
         print(f"{path.name}: warning: {warning}", file=sys.stderr)
     # Every file in OUT/<name>/ starts with <name>_, also where the folder got a suffix.
@@ -553,6 +609,7 @@ def _within(kind: type, lo, hi, must: str):
 
 def _predict_parsers(add) -> None:
     """`qfitlatent predict` and its other name, `sample`."""
+    from . import archive
     from .ensemble import sample as sampling
     from .ensemble.multiconf import SplitOptions
 
@@ -587,6 +644,15 @@ def _predict_parsers(add) -> None:
             help="also write one Parquet table of every finished structure of these inputs, one "
             "row per residue (structure, chain, resnum, icode, resname, flexibility, p_flexible, "
             "entropy, χ modes, n_conformers) (default: none)",
+        )  # fmt: skip
+        q.add_argument(
+            "--batch-residues", type=non_negative_int, default=None, metavar="N",
+            help="pack consecutive structures into one forward pass of the network, up to N "
+            "residues (a larger structure goes alone); 0 passes each alone. Outputs equal "
+            "unpacked ones to float rounding (default: "
+            f"{archive.BATCH_RESIDUES['cpu']:,} on the CPU, "
+            f"{archive.BATCH_RESIDUES['cuda']:,} on a GPU; 0 with maps, as a batch holds every "
+            "structure's map at once)",
         )  # fmt: skip
         q.add_argument(
             "--weights", type=Path, default=None,

@@ -116,7 +116,42 @@ def predict(
     if conformers not in CONFORMER_SOURCES:
         raise ValueError(f"conformers must be one of {CONFORMER_SOURCES}")
     check_sampling(n_samples, temperature, seed)  # before any work: a clear line, no traceback
-    options = options or SplitOptions()
+    step = progress or (lambda fraction, text: None)
+    prep = prepare(model, source, name=name, progress=step, map_file=map_file,
+                   map_name=map_name, map_from_data=map_from_data, map_head=map_head)  # fmt: skip
+    device = resolve_device(device)
+    model.eval()
+    step(0.25, f"Predicting χ mixtures for {prep.features.n_res:,} residues")
+    out = model(prep.features.to(device))
+    return finish(model, prep, out, n_samples=n_samples, seed=seed, temperature=temperature,
+                  options=options, conformers=conformers, progress=step)  # fmt: skip
+
+
+@dataclass
+class Prepared:
+    """A structure read and featurised, with its map where one was given: what the network
+    needs, and what `finish` needs besides the network's output."""
+
+    parsed: ParsedStructure
+    features: Features
+    source_name: str
+    maps: MapPair | None = None
+    map_head: MapHead | None = None
+
+
+def prepare(
+    model,
+    source,
+    *,
+    name: str | None = None,
+    progress=None,
+    map_file=None,
+    map_name: str | None = None,
+    map_from_data: bool = False,
+    map_head: MapHead | None = None,
+) -> Prepared:
+    """`predict`'s steps before the network: read the structure (and its map), featurise it.
+    Raises StructureError / MapError / CheckpointError as `predict` does."""
     step = progress or (lambda fraction, text: None)
     step(0.0, "Reading the structure")
     parsed = source if isinstance(source, ParsedStructure) else read_structure(source, name=name)
@@ -137,17 +172,45 @@ def predict(
         options = with_map_threshold(options, map_head)
     step(0.1, f"Computing features of {n:,} residues")
     features = featurize(parsed)
-    device = resolve_device(device)
+    return Prepared(parsed, features, source_name, maps, map_head if maps is not None else None)
+
+
+@torch.no_grad()
+def predict_many(model, preps: list[Prepared], device: str = "cpu") -> list:
+    """The network's outputs (model.ModelOutput) for several prepared structures from one
+    forward pass (model/packing.py): each equal, to float rounding, to its own forward pass."""
+    from .model.packing import forward_many
+
     model.eval()
-    step(0.25, f"Predicting χ mixtures for {n:,} residues")
-    out = model(features.to(device))
+    return forward_many(model, [p.features for p in preps], resolve_device(device))
+
+
+@torch.no_grad()
+def finish(
+    model,
+    prep: Prepared,
+    out,
+    *,
+    n_samples: int = 10,
+    seed: int = 0,
+    temperature: float = 1.0,
+    options: SplitOptions | None = None,
+    conformers: str = "select",
+    progress=None,
+) -> Prediction:
+    """`predict`'s steps after the network, from its output `out` (model.ModelOutput) for
+    `prep`: the map's posterior, sampling, conformer selection, the multiconformer model."""
+    options = options or SplitOptions()
+    step = progress or (lambda fraction, text: None)
+    parsed, features, maps = prep.parsed, prep.features, prep.maps
+    n = features.n_res
     mix = Mixture(*(t.detach().float().cpu() for t in out.mixture))
     p_flexible = None if out.flex_logit is None else torch.sigmoid(out.flex_logit.float()).cpu()
     p_network, evidence = p_flexible, None
     if maps is not None:
         step(0.4, f"Reading the map's evidence for {n:,} side chains")
         evidence = residue_evidence(parsed, maps)
-        p_flexible = torch.as_tensor(posterior(map_head, p_network.numpy(), evidence),
+        p_flexible = torch.as_tensor(posterior(prep.map_head, p_network.numpy(), evidence),
                                      dtype=torch.float32)  # fmt: skip
     defined, symmetric = features.chi_defined, features.pi_symmetric
     step(0.45, f"Sampling {n_samples} conformations per residue, selecting distinct ones")
@@ -184,12 +247,12 @@ def predict(
         selection.entropy,
         score,
         multi,
-        source_name,
+        prep.source_name,
         p_flexible,
         maps=maps,
         evidence=evidence,
         p_network=p_network,
-        map_head=map_head if maps is not None else None,
+        map_head=prep.map_head,
     )
 
 

@@ -48,7 +48,10 @@ class ServerConfig:
     # --- prediction limits (issue 21): what one structure and the app's predictions may use.
     # One structure file, uncompressed MB: its size on disk (a .gz streamed with this cap) is
     # checked before it is read, so a 1 GB file costs no memory to refuse. Was QFITLATENT_MAX_MB.
-    max_mb: int = 10
+    # 64 (issue 20, no residue cap by default): 50,041 residues are 27.4 MB of mmCIF as gemmi
+    # writes it, and a deposited file with hydrogens or every mmCIF column is up to twice that.
+    # 10 MB stopped at about 18,000 residues. Peak memory: 4.6 GB at 50,041 residues.
+    max_mb: int = 64
     # The app keeps finished predictions for reruns (every click) and other visitors; all of
     # them together stay under this many MB (estimated from their tensors, structures and
     # files). The newest is always kept, else each click on its page would predict it again.

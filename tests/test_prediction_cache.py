@@ -286,7 +286,7 @@ def test_limits_that_would_stop_every_prediction_are_refused(monkeypatch):
     monkeypatch.setenv("QFITLATENT_MAX_RUNNING_PREDICTIONS", "3")
     monkeypatch.setenv("QFITLATENT_MAX_KEPT_MB", "0")  # allowed: keep only the newest
     cfg = server_config.load()
-    assert cfg.max_running_predictions == 3 and cfg.max_kept_mb == 0 and cfg.max_mb == 10
+    assert cfg.max_running_predictions == 3 and cfg.max_kept_mb == 0 and cfg.max_mb == 64
 
 
 def test_leaving_a_running_prediction_for_other_settings_says_so(ui, monkeypatch):

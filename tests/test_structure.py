@@ -8,6 +8,7 @@ import pytest
 from conftest import data_file
 
 from qfitlatent.errors import StructureError
+from qfitlatent.server_config import ServerConfig
 from qfitlatent.structure import read_structure, structure_id
 
 
@@ -190,7 +191,8 @@ def _cases():
     for res in absurd_all[0][0]:
         for a in res:
             a.pos = gemmi.Position(a.pos.x * 1e5, a.pos.y, a.pos.z)
-    huge = text + ("REMARK 999 " + "x" * 68 + "\n") * (11 * 2**20 // 80)
+    over = (ServerConfig().max_mb + 1) * 2**20  # past the reader's default limit
+    huge = text + ("REMARK 999 " + "x" * 68 + "\n") * (over // 80)
     return {
         "empty": (b"", "empty"),
         "whitespace": (b"\n\n   \n", "empty"),
@@ -207,7 +209,7 @@ def _cases():
         "NaN coordinates": (nan.encode(), "NaN"),
         "absurd coordinates": (absurd_all.make_mmcif_document().as_string().encode(), "impossible"),
         "single residue": (_minimal_pdb(real, keep_resnums={3}).encode(), "at least 2"),
-        "10 MB+": (huge.encode(), "larger than"),
+        "over the size limit": (huge.encode(), "larger than"),
         "raw bytes ok": (raw, None),
         "absurd in one place": (absurd.encode(), None),
     }
@@ -228,7 +230,7 @@ def _cases():
         "NaN coordinates",
         "absurd coordinates",
         "single residue",
-        "10 MB+",
+        "over the size limit",
     ],
 )
 def test_bad_input_raises_one_clear_error(case):

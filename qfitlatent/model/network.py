@@ -12,6 +12,7 @@ from ..mixture import Mixture
 from .embed import PairEmbedding, SingleEmbedding, neighbours
 from .head import VonMisesMixtureHead
 from .ipa import IPABlock
+from .packing import packed_lists
 
 
 class ModelOutput(NamedTuple):
@@ -32,27 +33,36 @@ class QFitLatent(nn.Module):
         self.head = VonMisesMixtureHead(cfg)
         self.flex = nn.Linear(cfg.d_s, 1) if cfg.flex_head else None
 
-    def trunk(self, feats: Features) -> torch.Tensor:
-        """Single representation [N, C_s] after the IPA blocks."""
+    def trunk(self, feats: Features, lengths: list[int] | None = None) -> torch.Tensor:
+        """Single representation [N, C_s] after the IPA blocks. `lengths`: feats packs several
+        structures of these residue counts (model/packing.py), each attending only to itself."""
         rot, trans = feats.rot.float(), feats.trans.float()
-        # Centred: the model is translation-invariant anyway, and IPA's |q|² + |k|² − 2q·k keeps
-        # more precision near the origin.
-        trans = trans - trans.mean(0)
-        nbr = neighbours(trans, self.cfg.max_neighbours)  # [N, M] or None (all pairs)
+        valid = None  # [N, M] real keys; None: every key of the list is real
+        if lengths is None:
+            # Centred: the model is translation-invariant anyway, and IPA's |q|² + |k|² − 2q·k
+            # keeps more precision near the origin.
+            trans = trans - trans.mean(0)
+            nbr = neighbours(trans, self.cfg.max_neighbours)  # [N, M] or None (all pairs)
+        else:
+            trans, nbr, valid = packed_lists(trans, lengths, self.cfg.max_neighbours)
         # bf16 on CUDA for the matmuls; point geometry and the head stay fp32 (see ipa.py).
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=trans.is_cuda):
             s = self.single(feats)  # [N, C_s]
             z = self.pair(feats, nbr)  # [N, M, C_z]
             # [N, L*H, M]: keys last, so a block adds its bias to the logits in one contiguous pass.
-            biases = self.pair_bias(z).transpose(1, 2).contiguous().chunk(len(self.blocks), dim=1)
+            biases = self.pair_bias(z).transpose(1, 2)  # [N, L*H, M]
+            if valid is not None:  # padding of a packed batch: out of every softmax
+                biases = biases.masked_fill(~valid[:, None, :], float("-inf"))
+            biases = biases.contiguous().chunk(len(self.blocks), dim=1)
             for block, bias in zip(self.blocks, biases, strict=True):
                 s = block(s, z, bias, rot, trans, nbr)
         return s
 
-    def forward(self, feats: Features) -> ModelOutput:
+    def forward(self, feats: Features, lengths: list[int] | None = None) -> ModelOutput:
         """Per-residue mixture (K' = K, or K + prior_components with the rotamer-library prior,
-        model/prior.py) and the flexibility logit (fp32, like the mixture)."""
-        s = self.trunk(feats)
+        model/prior.py) and the flexibility logit (fp32, like the mixture). `lengths`: see
+        `trunk` (packing.forward_many is the way to call it)."""
+        s = self.trunk(feats, lengths)
         flex = None
         if self.flex is not None:
             with torch.autocast(device_type=s.device.type, enabled=False):
