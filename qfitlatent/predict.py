@@ -169,7 +169,6 @@ def prepare(
         step(0.05, _map_step(map_file, map_name, map_from_data))
         maps = read_maps(map_file, parsed.input_structure(), name=map_name,
                          from_data=map_from_data)  # fmt: skip
-        options = with_map_threshold(options, map_head)
     step(0.1, f"Computing features of {n:,} residues")
     features = featurize(parsed)
     return Prepared(parsed, features, source_name, maps, map_head if maps is not None else None)
@@ -201,6 +200,8 @@ def finish(
     """`predict`'s steps after the network, from its output `out` (model.ModelOutput) for
     `prep`: the map's posterior, sampling, conformer selection, the multiconformer model."""
     options = options or SplitOptions()
+    if prep.map_head is not None:
+        options = with_map_threshold(options, prep.map_head)
     step = progress or (lambda fraction, text: None)
     parsed, features, maps = prep.parsed, prep.features, prep.maps
     n = features.n_res
