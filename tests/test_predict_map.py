@@ -177,3 +177,15 @@ def test_weights_without_a_flexibility_head_refuse_a_map():
                                      n_qk_points=2, n_v_points=2, flex_head=False))  # fmt: skip
     with pytest.raises(CheckpointError, match="flexibility head"):
         predict(no_head.eval(), STRUCTURE, map_file=MAP, map_head=HEAD)
+
+
+def test_the_split_uses_the_map_heads_threshold(network, plain):
+    """The head's own split threshold replaces the default (chosen for the network alone)."""
+    from dataclasses import replace
+
+    from qfitlatent.ensemble.multiconf import DEFAULT_THRESHOLD
+
+    head = replace(HEAD, split_threshold=0.42)
+    mapped = predict(network, STRUCTURE, map_file=MAP, map_head=head)
+    assert mapped.multiconformer.options.threshold == 0.42
+    assert plain.multiconformer.options.threshold == DEFAULT_THRESHOLD
