@@ -275,10 +275,14 @@ def profile_figure(result: Result):
     return result.profile
 
 
-@st.cache_data(show_spinner=False, max_entries=128)
+@st.cache_resource(show_spinner=False, max_entries=128)
 def residue_figures(key: str, i: int, _result: Result):
-    """display.residue_figures, cached per (result key, residue): building plotly figures costs
-    ~0.4 s, so revisiting a residue or toggling a display option stays instant."""
+    """display.residue_figures, built once per (result key, residue): building the plotly
+    figures costs ~0.4 s, so revisiting a residue or toggling a display option stays instant.
+    A resource, not st.cache_data: that unpickles a copy on every hit, and unpickling a plotly
+    figure validates it again (0.2–0.8 s for a residue with a torus, the build's own cost). The
+    figures are only read (st.plotly_chart serialises them), never changed, so one shared copy
+    is safe."""
     return display.residue_figures(_result.pred, i)
 
 
@@ -574,7 +578,18 @@ def downloads(result: Result) -> None:
 # --- viewer ------------------------------------------------------------------------------------
 
 
-def show_view(view, height: int, camera_key: str = "") -> None:
-    """Embed a py3Dmol view; its HTML is stable across reruns, so the camera survives them, and
-    with a `camera_key` (the structure) the user's rotation survives a change of residue too."""
-    st.iframe(viewer.view_html(view, camera_key), height=height + 8)
+@st.cache_resource(show_spinner=False)
+def _viewer_component():
+    """The viewer component (viz/viewer_component: an index.html and its script, no build step),
+    declared once per server."""
+    import streamlit.components.v1 as components
+
+    path = resources.files("qfitlatent.viz").joinpath("viewer_component")
+    return components.declare_component("qfitlatent_viewer", path=str(path))
+
+
+def show_view(scene: viewer.Scene, structure: str, focus: tuple[str, int, str]) -> None:
+    """Draw a viewer scene in the page's one 3D viewer. Its iframe, 3Dmol.js and WebGL context
+    stay across reruns (a constant key): a new residue only sends the new scene, and the user's
+    rotation is kept while `structure` (the result's key) stays the same."""
+    _viewer_component()(**scene.message(structure, focus), key="viewer", default=None)

@@ -1,18 +1,17 @@
-"""The 3D viewer: the structure's text for it, one residue's atoms as PDB records, the py3Dmol
-view of a residue in its neighbourhood with conformers overlaid, and that view's HTML made
-stable and safe to embed. Pure: no streamlit here.
+"""The 3D viewer: the structure's text for it, one residue's atoms as PDB records, and the scene
+of a residue in its neighbourhood with conformers overlaid, as a JSON-able list of 3Dmol.js calls
+that the app's viewer component (viewer_component/) draws. Pure: no streamlit here.
 
 Everything arrives as plain records: PDB text (only ever from `viewer_pdb`), residue ids
 (chain, resnum, icode), conformers as {"pdb": ATOM text, "colour": hex}.
 """
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 
 import gemmi
 import numpy as np
-import py3Dmol
 
 from ..residues import element_of
 from .colours import CARTOON_GREY, ELEMENT_COLOURS
@@ -118,6 +117,43 @@ def side_chain_atoms(atoms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 # --- the 3D view -------------------------------------------------------------------------------
 
 
+@dataclass
+class Scene:
+    """What the viewer draws: the structure's text (`base`, 3Dmol's model 0) and the 3Dmol.js
+    viewer calls after it, [(method, [args])], recorded as py3Dmol records them (any method name;
+    arguments must be JSON-able). The component (viewer_component/viewer.js) keeps one viewer
+    per page and replays the calls on it, parsing `base` again only when its hash changes.
+    """
+
+    base: str
+    height: int = 480
+    calls: list[tuple[str, list]] = field(default_factory=list)
+
+    def __getattr__(self, method: str):
+        if method.startswith("_"):  # copy/pickle probe dunders: not viewer calls
+            raise AttributeError(method)
+        return lambda *args: self.calls.append((method, list(args)))
+
+    def calls_to(self, method: str) -> list[list]:
+        """The arguments of every call to `method`, in order."""
+        return [args for name, args in self.calls if name == method]
+
+    def message(self, structure: str = "", focus: tuple[str, int, str] | None = None) -> dict:
+        """The component's arguments: the scene, its base text's hash, the structure it belongs
+        to (a rotation is kept across residues of one structure) and the focus residue (for
+        tests to see which residue is drawn)."""
+        return {
+            "base": self.base,
+            "base_hash": hashlib.sha1(self.base.encode()).hexdigest(),
+            "calls": [[name, args] for name, args in self.calls],
+            "height": self.height,
+            "structure": structure,
+            "focus": list(focus) if focus else None,
+            "js_url": JS_URL,
+        }
+
+
+
 def _sel(chain: str, resnum: int, icode: str = "") -> dict:
     sel = {"chain": chain, "resi": int(resnum)}
     if icode:
@@ -159,8 +195,7 @@ def ensemble_view(
     labels: list[tuple[tuple[str, int, str], str]] = (),
     whole: bool = False,
     height: int = 480,
-    js_url: str = JS_URL,
-) -> py3Dmol.view:
+) -> Scene:
     """The residue in its neighbourhood: cartoon and side chains within about 10 Å drawn in
     full, sampled and observed conformers as sticks, the camera on the residue.
 
@@ -177,8 +212,7 @@ def ensemble_view(
         whole: also draw the cartoon of everything farther than CARTOON_A, faded. Off by
             default: on a large structure other chains' cartoon buries the residue.
     """
-    view = py3Dmol.view(width="100%", height=height, js=js_url)
-    view.addModel(pdb_text, "pdb")  # model 0: 3Dmol keeps altloc A (or blank) for the cartoon
+    view = Scene(pdb_text, height)  # model 0: 3Dmol keeps altloc A (or blank) for the cartoon
     focus_sel = {"model": 0, **_sel(*focus)}
     near = {"model": 0, "byres": True, "within": {"distance": CARTOON_A, "sel": focus_sel}}
     if whole:  # one opacity per model in 3Dmol, so the whole cartoon is faded alike
@@ -232,58 +266,6 @@ def ensemble_view(
     view.zoomTo({"within": {"distance": FRAME_A, "sel": _sel(*focus)}})
     view.center(focus_sel)
     return view
-
-
-# Runs after py3Dmol's own script (same promise, later callback). Exposes the viewer to tests
-# (window.qfitViewer) and keeps the camera's rotation across residues of one structure: a
-# rotation the user made is stored per structure in sessionStorage and re-applied around the
-# newly centred residue, so moving through the table does not undo the user's view.
-CAMERA_JS = """<script>
-$3Dmolpromise.then(function() {
-  var v = viewer_ID, key = "qfitlatent-camera:KEY";
-  window.qfitViewer = v;
-  var saved = null;
-  try { saved = JSON.parse(sessionStorage.getItem(key) || "null"); } catch (e) {}
-  if (saved && saved.length >= 8) {
-    var now = v.getView();
-    [4, 5, 6, 7].forEach(function(i) { now[i] = saved[i]; });
-    v.setView(now);
-    v.render();
-  }
-  var save = function() {
-    try { sessionStorage.setItem(key, JSON.stringify(v.getView())); } catch (e) {}
-  };
-  var el = document.getElementById("3dmolviewer_ID");
-  ["mouseup", "touchend"].forEach(function(t) {
-    el.addEventListener(t, function() { setTimeout(save, 30); });
-  });
-  window.qfitReady = true;
-});
-</script>"""
-
-
-def view_html(view: py3Dmol.view, camera_key: str = "") -> str:
-    """The view's HTML with its random element id replaced by a content hash.
-
-    py3Dmol names its div after time.time(), so the HTML would differ on every rerun and the
-    browser would rebuild the viewer (losing the camera) on any unrelated widget change.
-    Also escapes every '<' inside the script as \\u003c. py3Dmol's own script has none, so any '<'
-    there comes from data (a chain id, a label, a name from an mmCIF) inside a JSON string, where
-    the escape means the same character but can never close the script tag.
-    `camera_key` (a structure id) turns on CAMERA_JS: the user's rotation is kept between views
-    of the same structure.
-    """
-    html = view._make_html()
-    digest = hashlib.sha1(html.replace(view.uniqueid, "").encode()).hexdigest()[:12]
-    html = html.replace(view.uniqueid, digest)
-    start = html.index("<script>") + len("<script>")
-    end = html.rindex("</script>")
-    html = html[:start] + html[start:end].replace("<", "\\u003c") + html[end:]
-    if camera_key:
-        key = "".join(c for c in camera_key if c.isalnum())[:40]
-        html += CAMERA_JS.replace("viewer_ID", f"viewer_{digest}").replace(
-            "3dmolviewer_ID", f"3dmolviewer_{digest}").replace("KEY", key)  # fmt: skip
-    return html
 
 
 def legend_html(items: list[tuple[str, str]]) -> str:
