@@ -398,11 +398,12 @@ def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page
     assert_residue_in_view_and_text_clean(page)
     # The new residue went to the viewer that was there: same window, viewer and WebGL canvas.
     assert page.evaluate(KEPT), "the viewer was rebuilt for a change of residue"
-    # A rerun that changes nothing the viewer shows (un-ticking the same row) keeps it too, and
-    # the residue. That rerun is seen to happen (the script ran and ended), not assumed.
+    # A rerun that changes nothing the viewer shows (a click on the profile's bar of the residue
+    # already shown) keeps it too, and the residue. That rerun is seen to happen (the script ran
+    # and ended), not assumed.
+    shown = after.replace("<b>", "").split(":")[0]
     page.evaluate(WATCH_RUNS)
-    box = grid.bounding_box()  # the page above the table may have changed height
-    page.mouse.click(box["x"] + 20, box["y"] + 36 * 3 + 18)
+    click_profile_bar(page, skip="", only=shown)
     page.wait_for_function(RERAN)
     wait_full_page(page)
     assert circle_title(page) == after
