@@ -144,9 +144,7 @@ def test_the_view_frames_the_residue_fades_the_cartoon_and_keeps_labels_off_atom
     assert "model" not in frame and frame["within"]["sel"] == {"chain": "A", "resi": 1}
     assert frame["within"]["distance"] <= 4.0
     # Every cartoon drawn is see-through, so none hides the residue's side chain.
-    cartoons = [
-        args[1]["cartoon"] for args in view.calls_to("setStyle") if "cartoon" in args[1]
-    ]
+    cartoons = [args[1]["cartoon"] for args in view.calls_to("setStyle") if "cartoon" in args[1]]
     assert cartoons and all(c["opacity"] < 1 for c in cartoons)
     # Labels float beside their CA rather than on it.
     (label,) = view.calls_to("addLabel")

@@ -153,7 +153,6 @@ class Scene:
         }
 
 
-
 def _sel(chain: str, resnum: int, icode: str = "") -> dict:
     sel = {"chain": chain, "resi": int(resnum)}
     if icode:

@@ -67,6 +67,7 @@
       viewer.setView(view);
     }
     viewer.render();
+    document.getElementById("problem").hidden = true;
     structure = args.structure;
     window.qfitFocus = args.focus;
     window.qfitRenders = ++renders;
