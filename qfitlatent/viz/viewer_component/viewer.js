@@ -33,6 +33,7 @@
   }
 
   function draw(args) {
+    var start = performance.now();
     var el = document.getElementById("viewer");
     if (el.style.height !== args.height + "px") {
       el.style.height = args.height + "px";
@@ -71,6 +72,7 @@
     structure = args.structure;
     window.qfitFocus = args.focus;
     window.qfitRenders = ++renders;
+    window.qfitDrawMs = performance.now() - start; // the last scene's cost here (benchmarks)
     window.qfitReady = true;
   }
 
