@@ -62,22 +62,30 @@ def pdb_index(text: str) -> PdbIndex:
                     np.asarray(residue, dtype=np.int64), keys)  # fmt: skip
 
 
+def near_residues(index: PdbIndex, focus: tuple[str, int, str], radius: float) -> np.ndarray:
+    """Indices into `index.keys` of the residues with an atom within `radius` Å of an atom of the
+    focus residue (3Dmol's `byres` + `within`, computed here once instead of per selection in
+    the browser); empty when the focus is not in the text."""
+    try:
+        r = index.keys.index(focus)
+    except ValueError:
+        return np.zeros(0, dtype=np.int64)
+    centre = index.xyz[index.residue == r]  # [F, 3]
+    lo, hi = centre.min(0) - radius, centre.max(0) + radius
+    box = np.flatnonzero(((index.xyz >= lo) & (index.xyz <= hi)).all(1))  # cheap prefilter
+    d2 = ((index.xyz[box, None, :] - centre[None]) ** 2).sum(-1).min(1)  # [B]
+    return np.unique(index.residue[box[d2 <= radius * radius]])
+
+
 def neighbourhood_pdb(index: PdbIndex, focus: tuple[str, int, str], radius: float) -> str:
     """PDB text of the residues with an atom within `radius` Å of the focus residue's atoms.
 
     The viewer then parses a few hundred atoms instead of a whole structure: on a structure of
     thousands of residues this is what keeps a change of residue quick in the browser.
     """
-    try:
-        r = index.keys.index(focus)
-    except ValueError:  # not in the text (should not happen): draw everything
+    if focus not in index.keys:  # not in the text (should not happen): draw everything
         return "\n".join(index.lines) + "\nEND\n"
-    centre = index.xyz[index.residue == r]  # [F, 3]
-    lo, hi = centre.min(0) - radius, centre.max(0) + radius
-    box = np.flatnonzero(((index.xyz >= lo) & (index.xyz <= hi)).all(1))  # cheap prefilter
-    d2 = ((index.xyz[box, None, :] - centre[None]) ** 2).sum(-1).min(1)  # [B]
-    near = np.unique(index.residue[box[d2 <= radius * radius]])
-    keep = np.isin(index.residue, near)
+    keep = np.isin(index.residue, near_residues(index, focus, radius))
     return "\n".join(line for line, k in zip(index.lines, keep, strict=True) if k) + "\nEND\n"
 
 
@@ -184,6 +192,15 @@ def drawn_pdb(index: PdbIndex, shown: list[tuple[str, int, str]], whole: bool = 
     return "\n".join(line for line in index.lines if line in parts) + "\nEND\n"
 
 
+def _by_chain(index: PdbIndex, residues: np.ndarray) -> dict[str, list[int]]:
+    """{chain: [resnum]} of residues (indices into index.keys), for 3Dmol selections."""
+    out: dict[str, list[int]] = {}
+    for r in residues:
+        chain, resnum, _icode = index.keys[r]
+        out.setdefault(chain, []).append(resnum)
+    return out
+
+
 def ensemble_view(
     pdb_text: str,
     *,
@@ -213,28 +230,34 @@ def ensemble_view(
     """
     view = Scene(pdb_text, height)  # model 0: 3Dmol keeps altloc A (or blank) for the cartoon
     focus_sel = {"model": 0, **_sel(*focus)}
-    near = {"model": 0, "byres": True, "within": {"distance": CARTOON_A, "sel": focus_sel}}
+    # Residues near the focus are found here, once, and named in plain selections: a 3Dmol
+    # `within` selection searches every atom in the browser, once per selection that has it
+    # (one per cartoon colour), which took seconds of each residue change on software WebGL.
+    index = pdb_index(pdb_text)
+    cartoon = _by_chain(index, near_residues(index, focus, CARTOON_A))  # {chain: [resnum]}
     if whole:  # one opacity per model in 3Dmol, so the whole cartoon is faded alike
         view.setStyle({"model": 0}, {"cartoon": {"color": CARTOON_GREY, "opacity": 0.55}})
     else:
         view.setStyle({"model": 0}, {})
-        view.setStyle(near, {"cartoon": {"color": CARTOON_GREY, "opacity": CARTOON_OPACITY}})
+        for chain, resis in cartoon.items():
+            grey = {"cartoon": {"color": CARTOON_GREY, "opacity": CARTOON_OPACITY}}
+            view.setStyle({"model": 0, "chain": chain, "resi": resis}, grey)
     if residue_colours:
         by_colour: dict[tuple[str, str], list[int]] = {}
         for (chain, resnum, _icode), colour in residue_colours.items():
-            by_colour.setdefault((chain, colour), []).append(int(resnum))
+            if whole or int(resnum) in cartoon.get(chain, ()):
+                by_colour.setdefault((chain, colour), []).append(int(resnum))
+        opacity = 0.55 if whole else CARTOON_OPACITY  # 3Dmol: one opacity per model
         for (chain, colour), resis in by_colour.items():
-            sel = {"model": 0, "chain": chain, "resi": resis}
-            if not whole:
-                sel = {**sel, "byres": True, "within": near["within"]}
-            opacity = 0.55 if whole else CARTOON_OPACITY  # 3Dmol: one opacity per model
-            view.setStyle(sel, {"cartoon": {"color": colour, "opacity": opacity}})
+            view.setStyle({"model": 0, "chain": chain, "resi": resis},
+                          {"cartoon": {"color": colour, "opacity": opacity}})  # fmt: skip
     # The neighbourhood in full: every residue with an atom within 6 Å of the focus residue
     # as thin lines (side chains and backbone), so contacts read without rotating.
-    view.addStyle(
-        {"model": 0, "byres": True, "within": {"distance": 6.0, "sel": focus_sel}},
-        {"line": {"colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}, "opacity": 0.8}},
-    )
+    for chain, resis in _by_chain(index, near_residues(index, focus, 6.0)).items():
+        view.addStyle(
+            {"model": 0, "chain": chain, "resi": resis},
+            {"line": {"colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}, "opacity": 0.8}},
+        )
     for conf in observed or ():
         view.addModel(conf["pdb"], "pdb")
         view.setStyle(

@@ -45,27 +45,39 @@
     }
     var sameStructure = structure !== null && structure === args.structure;
     var rotation = sameStructure ? viewer.getView().slice(4, 8) : null;
-    if (args.base_hash !== baseHash) {
-      viewer.removeAllModels();
-      viewer.addModel(args.base, "pdb");
-      baseHash = args.base_hash;
-    } else {
-      // Keep model 0; drop the conformers (removed from the end, so 3Dmol's list stays compact
-      // and the scene's next addModel is model 1 again).
-      for (var m = viewer.models.length - 1; m >= 1; m--) viewer.removeModel(m);
-    }
-    viewer.removeAllLabels();
-    viewer.removeAllShapes();
-    args.calls.forEach(function (call) {
-      var method = viewer[call[0]];
-      if (typeof method !== "function") throw new Error("3Dmol has no method " + call[0]);
-      method.apply(viewer, call[1]);
-    });
-    if (rotation) {
-      // The scene centred and framed the new residue; the user's rotation stays.
-      var view = viewer.getView();
-      for (var k = 0; k < 4; k++) view[4 + k] = rotation[k];
-      viewer.setView(view);
+    // 3Dmol draws the whole scene after most calls (zoomTo, center, addLabel, setBackgroundColor,
+    // removeAll*...): a few hundred ms each on software WebGL. Drawing is switched off while the
+    // scene is replayed and done once at the end.
+    var render = viewer.render, show = viewer.show;
+    viewer.render = viewer.show = function () {
+      return viewer;
+    };
+    try {
+      if (args.base_hash !== baseHash) {
+        viewer.removeAllModels();
+        viewer.addModel(args.base, "pdb");
+        baseHash = args.base_hash;
+      } else {
+        // Keep model 0; drop the conformers (removed from the end, so 3Dmol's list stays compact
+        // and the scene's next addModel is model 1 again).
+        for (var m = viewer.models.length - 1; m >= 1; m--) viewer.removeModel(m);
+      }
+      viewer.removeAllLabels();
+      viewer.removeAllShapes();
+      args.calls.forEach(function (call) {
+        var method = viewer[call[0]];
+        if (typeof method !== "function") throw new Error("3Dmol has no method " + call[0]);
+        method.apply(viewer, call[1]);
+      });
+      if (rotation) {
+        // The scene centred and framed the new residue; the user's rotation stays.
+        var view = viewer.getView();
+        for (var k = 0; k < 4; k++) view[4 + k] = rotation[k];
+        viewer.setView(view);
+      }
+    } finally {
+      viewer.render = render;
+      viewer.show = show;
     }
     viewer.render();
     document.getElementById("problem").hidden = true;
