@@ -150,3 +150,29 @@ def test_the_view_frames_the_residue_fades_the_cartoon_and_keeps_labels_off_atom
     (label,) = view.calls_to("addLabel")
     offset = label[1]["screenOffset"]
     assert abs(offset["x"]) >= 10 and abs(offset["y"]) >= 10
+
+
+def test_the_scene_names_the_nearby_residues_itself_rather_than_asking_3dmol_to_search():
+    # A 3Dmol `within` selection searches every atom in the browser, once per selection; the
+    # scene names the residues instead (only the camera's framing keeps one `within`).
+    full = viewer.viewer_pdb(gemmi.read_structure(str(ROOT / "qfitlatent/data/3k0n_qfit.pdb.gz")))
+    colours = {("A", 99, ""): "#ff0000", ("A", 2, ""): "#00ff00"}
+    view = viewer.ensemble_view(full, focus=("A", 99, ""), residue_colours=colours)
+    styled = [args[0] for args in view.calls_to("setStyle") + view.calls_to("addStyle")]
+    assert not any("within" in sel for sel in styled)
+    chain = gemmi.read_pdb_string(full)[0]["A"]
+    res = {r.seqid.num: r for r in chain}
+
+    def near(radius):  # gemmi's distances over every atom of every altloc
+        return sorted(r.seqid.num for r in chain
+                      if min(a.pos.dist(b.pos) for a in r for b in res[99]) <= radius)  # fmt: skip
+
+    grey = [sel["resi"] for sel, style in view.calls_to("setStyle")
+            if style.get("cartoon", {}).get("color") == viewer.CARTOON_GREY]  # fmt: skip
+    assert grey == [near(viewer.CARTOON_A)] and 10 < len(grey[0]) < len(res)
+    lines = [sel["resi"] for sel, style in view.calls_to("addStyle") if "line" in style]
+    assert lines == [near(6.0)]
+    # A flexibility colour far from the residue (A2) is not drawn; the residue's own is.
+    coloured = [sel["resi"] for sel, style in view.calls_to("setStyle")
+                if style.get("cartoon", {}).get("color") in ("#ff0000", "#00ff00")]  # fmt: skip
+    assert coloured == [[99]] and 2 not in near(viewer.CARTOON_A)
