@@ -398,12 +398,11 @@ def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page
     assert_residue_in_view_and_text_clean(page)
     # The new residue went to the viewer that was there: same window, viewer and WebGL canvas.
     assert page.evaluate(KEPT), "the viewer was rebuilt for a change of residue"
-    # A rerun that changes nothing the viewer shows (a click on the profile's bar of the residue
-    # already shown) keeps it too, and the residue. That rerun is seen to happen (the script ran
-    # and ended), not assumed.
-    shown = after.replace("<b>", "").split(":")[0]
+    # A rerun that changes nothing the viewer shows (Streamlit's R key: rerun the page) keeps it
+    # too, and the residue. That rerun is seen to happen (the script ran and ended), not assumed.
     page.evaluate(WATCH_RUNS)
-    click_profile_bar(page, skip="", only=shown)
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("r")
     page.wait_for_function(RERAN)
     wait_full_page(page)
     assert circle_title(page) == after
