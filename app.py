@@ -128,16 +128,6 @@ fig_key = ui.result_key(
 )  # fmt: skip
 ui.drawing(progress, fig_key)  # the bar stays until the end of the script: the page is drawn
 labels = [display.residue_label(pred, r["index"]) for r in rows]
-label_of = {r["index"]: lab for r, lab in zip(rows, labels, strict=True)}
-# A click in the table or on the profile (both below) selects that residue in the box (above):
-# their selections are in session_state before this run reaches the box.
-picked = (st.session_state.get(f"table:{tag}") or {}).get("selection", {}).get("rows", [])
-if picked and ui.new_pick(f"table:{tag}", picked[0]):
-    st.session_state[f"residue:{tag}"] = labels[picked[0]]
-    ui.fresh_profile(tag)
-clicked = ui.profile_pick(ui.profile_key(tag))
-if clicked in label_of and ui.new_pick(ui.profile_key(tag), clicked):
-    st.session_state[f"residue:{tag}"] = label_of[clicked]
 
 n_multi = sum(r["n_obs"] >= 2 for r in rows)
 resolution = pred.parsed.resolution
@@ -155,53 +145,74 @@ if example is not None:
     (st.warning if example.seen else st.success)(example.note, icon="ℹ️")
 ui.warnings_box(pred.parsed.warnings)
 
-overview = st.container()  # the whole structure first, then the selected residue
-view_col, info_col = st.columns([3, 2], gap="medium")
-with info_col:
-    label = st.selectbox(
-        "Residue (most flexible first)",
-        labels,
-        key=f"residue:{tag}",
-        on_change=ui.fresh_profile,
-        args=(tag,),
+show_map = ui_map.mesh_toggle(pred)  # a sidebar widget: never inside the fragment below
+
+
+@st.fragment
+def residue_panel() -> None:
+    """The profile, the selected residue (box, numbers, viewer, legend, χ plots) and the table.
+    A fragment: a residue chosen in any of them reruns only this, not the page above it."""
+    label_of = {r["index"]: lab for r, lab in zip(rows, labels, strict=True)}
+    # A click in the table or on the profile (both below) selects that residue in the box
+    # (above): their selections are in session_state before this run reaches the box.
+    picked = (st.session_state.get(f"table:{tag}") or {}).get("selection", {}).get("rows", [])
+    if picked and ui.new_pick(f"table:{tag}", picked[0]):
+        st.session_state[f"residue:{tag}"] = labels[picked[0]]
+        ui.fresh_profile(tag)
+    clicked = ui.profile_pick(ui.profile_key(tag))
+    if clicked in label_of and ui.new_pick(ui.profile_key(tag), clicked):
+        st.session_state[f"residue:{tag}"] = label_of[clicked]
+
+    overview = st.container()  # the whole structure first, then the selected residue
+    view_col, info_col = st.columns([3, 2], gap="medium")
+    with info_col:
+        label = st.selectbox(
+            "Residue (most flexible first)",
+            labels,
+            key=f"residue:{tag}",
+            on_change=ui.fresh_profile,
+            args=(tag,),
+        )
+        row = rows[labels.index(label)]
+        i = row["index"]
+        ui.residue_summary(pred, row)
+        ui_map.residue_map_line(pred, row)
+
+    with overview:
+        ui.profile_section(result, tag)
+
+    top = [r["index"] for r in rows[:top_n]]
+    view, legend = display.structure_view(
+        pred,
+        result.viewer_pdb,
+        i,
+        also=top,
+        height=500,
+        colour_by_flexibility=flex_colour,
+        show_observed=show_observed,
+        whole=whole,
     )
-    row = rows[labels.index(label)]
-    i = row["index"]
-    ui.residue_summary(pred, row)
-    ui_map.residue_map_line(pred, row)
+    if show_map:
+        ui_map.add_meshes(view, legend, fig_key, i, pred)
+    with view_col:
+        ui.show_view(view, structure=tag, focus=display.residue_id(pred, i))
+    with info_col:
+        st.caption("In the viewer (sampled conformers: darker green = higher occupancy)")
+        st.html(viewer.legend_html(legend + ([colours.FLEX_LEGEND] if flex_colour else [])))
 
-with overview:
-    ui.profile_section(result, tag)
+    circle, torus = ui.residue_figures(fig_key, i, result)
+    st.plotly_chart(circle, key="circle", width="content")
+    st.caption(chi.COMPONENT_CAPTION)
+    if torus is not None:
+        st.plotly_chart(torus, key="torus", width="content")
 
-top = [r["index"] for r in rows[:top_n]]
-view, legend = display.structure_view(
-    pred,
-    result.viewer_pdb,
-    i,
-    also=top,
-    height=500,
-    colour_by_flexibility=flex_colour,
-    show_observed=show_observed,
-    whole=whole,
-)
-if ui_map.mesh_toggle(pred):
-    ui_map.add_meshes(view, legend, fig_key, i, pred)
-with view_col:
-    ui.show_view(view, 500, camera_key=tag)
-with info_col:
-    st.caption("In the viewer (sampled conformers: darker green = higher occupancy)")
-    st.html(viewer.legend_html(legend + ([colours.FLEX_LEGEND] if flex_colour else [])))
+    st.subheader("Flexibility table")
+    st.caption("Click a row to show that residue above; click a column header to sort.")
+    st.caption(ui_map.TWO_QUESTIONS)
+    ui.flexibility_table(rows, labels, key=f"table:{tag}", extra=ui_map.table_columns(rows))
 
-circle, torus = ui.residue_figures(fig_key, i, result)
-st.plotly_chart(circle, key="circle", width="content")
-st.caption(chi.COMPONENT_CAPTION)
-if torus is not None:
-    st.plotly_chart(torus, key="torus", width="content")
 
-st.subheader("Flexibility table")
-st.caption("Click a row to show that residue above; click a column header to sort.")
-st.caption(ui_map.TWO_QUESTIONS)
-ui.flexibility_table(rows, labels, key=f"table:{tag}", extra=ui_map.table_columns(rows))
+residue_panel()
 
 st.subheader("Downloads")
 st.caption(

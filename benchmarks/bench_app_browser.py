@@ -11,9 +11,14 @@ software WebGL) with Playwright, on the same machine, as tests/test_browser.py d
   drawn (its canvas has a size) and every plotly chart has its traces, the script idle. One
   warm-up open first, so the prediction is cached and the runs measure the page, not the model
   (the cold open is printed on its own).
-- residue change: a click on a row of the flexibility table, until the χ plots show the new
-  residue and the viewer and charts are drawn again.
-- with --structure, the same residue change on that uploaded structure (opened once).
+- residue change, three ways: a click on a row of the flexibility table, a click on a bar of the
+  chain profile, a choice in the residue box; each until the χ plots show the new residue, the
+  charts are drawn, the script is idle and the viewer has drawn that residue (the viewer
+  component says which residue it drew last; the iframe of older checkouts is waited for until
+  its canvas has a size).
+- with --structure, the table-click residue change on that uploaded structure (opened once).
+- with --compare DIR, the same on a second checkout (e.g. `git archive main`), started after the
+  first, and a table with both columns and their ratio.
 
 Medians of --runs (default 5). The numbers depend on the machine's load: compare two checkouts
 back to back, not with numbers from another day.
@@ -42,15 +47,31 @@ CIRCLE_TITLE = """() => { for (const g of document.querySelectorAll('.js-plotly-
   for (const s of [t, a]) if (s.includes('predicted χ densities')) return s; }
   return null; }"""
 FULL = """() => {
-  const w = document.querySelector('[data-testid="stStatusWidget"]');
-  if (w && w.innerText.includes('Running')) return false;
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.dataset.testScriptState !== 'notRunning') return false;
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
   if (plots.length < 2 || !plots.every(g => g.querySelector('.main-svg') && (g.data || []).length))
     return false;
+  const title = (CIRCLE)();
   return [...document.querySelectorAll('iframe')].some(f => { try {
-    const d = f.contentDocument, c = d && d.readyState === 'complete' && d.querySelector('canvas');
+    const w = f.contentWindow, d = f.contentDocument;
+    if (w.qfitFocus !== undefined)  // the viewer component: it has drawn the shown residue
+      return !!title && title.replace('<b>', '').split(' ')[0] === w.qfitFocus.join('');
+    const c = d && d.readyState === 'complete' && d.querySelector('canvas');
     return c && c.width > 0; } catch (e) { return false; } });
-}"""
+}""".replace("CIRCLE", CIRCLE_TITLE)
+# The tallest bar of the profile that is not the residue shown: its screen position and label.
+PROFILE_BAR = """(skip) => { const gd = [...document.querySelectorAll('.js-plotly-plot')]
+    .find(g => g.layout.meta === 'profile');
+  gd.scrollIntoView({block: 'center'});
+  let best = null, height = 0;
+  gd.querySelectorAll('.trace.bars').forEach((trace, t) => {
+    const bars = gd.data.filter(d => d.type === 'bar')[t];
+    trace.querySelectorAll('.point path').forEach((p, k) => {
+      const b = p.getBoundingClientRect(), lab = bars.customdata[k][1];
+      if (b.height > height && !skip.includes(lab)) {
+        height = b.height; best = {x: b.left + b.width / 2, y: b.top + b.height / 2}; } }); });
+  return best; }"""
 
 
 def free_port() -> int:
@@ -90,13 +111,27 @@ def open_example(page, url) -> float:
     return time.perf_counter() - t0
 
 
-def change_residue(page, row: int) -> float:
+def change_residue(page, how: str, k: int) -> float:
+    """Seconds from a residue change (`how`: table, profile or box) to the full page."""
     before = page.evaluate(CIRCLE_TITLE)
-    grid = page.locator('[data-testid="stDataFrame"]').last
-    grid.scroll_into_view_if_needed()
-    box = grid.bounding_box()
-    t0 = time.perf_counter()
-    page.mouse.click(box["x"] + 20, box["y"] + 36 * row + 18)
+    shown = before.replace("<b>", "").split(":")[0]  # "A69 ARG"
+    if how == "table":
+        grid = page.locator('[data-testid="stDataFrame"]').last
+        grid.scroll_into_view_if_needed()
+        box = grid.bounding_box()
+        t0 = time.perf_counter()
+        page.mouse.click(box["x"] + 20, box["y"] + 36 * (2 + k % 6) + 18)
+    elif how == "profile":
+        bar = page.evaluate(PROFILE_BAR, shown)
+        t0 = time.perf_counter()
+        page.mouse.click(bar["x"], bar["y"])
+    else:
+        box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Residue (most flexible")
+        box.click()
+        option = page.get_by_role("option").filter(has_not_text=shown).nth(1 + k % 4)
+        option.wait_for()
+        t0 = time.perf_counter()
+        option.click()
     # null while the chart is being replaced during the rerun: that is not the new residue yet.
     page.wait_for_function(
         f"() => {{ const t = ({CIRCLE_TITLE})(); return t !== null && t !== {before!r}; }}"
@@ -105,16 +140,12 @@ def change_residue(page, row: int) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--app-dir", type=Path, default=ROOT, help="checkout whose app.py runs")
-    ap.add_argument("--runs", type=int, default=5, help="measurements per quantity (median)")
-    ap.add_argument("--structure", type=Path, help="also time residue changes on this upload")
-    args = ap.parse_args()
+def measure(app_dir: Path, runs: int, structure: Path | None) -> list[tuple[str, list[float]]]:
+    """[(what, seconds per run)] for one checkout: its own server and browser."""
     from playwright.sync_api import sync_playwright
 
     log = Path("/tmp") / f"bench_app_{os.getpid()}.log"
-    proc, url = start_server(args.app_dir.resolve(), log)
+    proc, url = start_server(app_dir.resolve(), log)
     rows = []
     try:
         with sync_playwright() as p:
@@ -122,36 +153,62 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.set_default_timeout(300_000)
             cold = open_example(page, url)
-            opens = [open_example(page, url) for _ in range(args.runs)]
-            changes = [change_residue(page, 2 + k % 6) for k in range(args.runs)]
-            rows += [("example → full page, first (predicts)", [cold]),
-                     ("example → full page, cached prediction", opens),
-                     ("residue change (table click), example", changes)]  # fmt: skip
-            if args.structure:
+            rows.append(("example → full page, first (predicts)", [cold]))
+            rows.append(("example → full page, cached prediction",
+                         [open_example(page, url) for _ in range(runs)]))  # fmt: skip
+            for how in ("table", "profile", "box"):
+                what = {"table": "table click", "profile": "profile click", "box": "residue box"}
+                rows.append((f"residue change ({what[how]}), example",
+                             [change_residue(page, how, k) for k in range(runs)]))  # fmt: skip
+            if structure:
                 page.goto(url)
                 page.wait_for_selector(
                     '[data-testid="stFileUploaderDropzoneInput"]', state="attached"
                 )
                 t0 = time.perf_counter()
-                page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
-                    str(args.structure)
+                page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+                    str(structure)
                 )
                 page.wait_for_function(CIRCLE_TITLE)
                 page.wait_for_function(FULL)
-                rows.append((f"upload → full page, {args.structure.name}",
-                             [time.perf_counter() - t0]))  # fmt: skip
-                big = [change_residue(page, 2 + k % 6) for k in range(args.runs)]
-                rows.append((f"residue change (table click), {args.structure.name}", big))
+                rows.append((f"upload → full page, {structure.name}", [time.perf_counter() - t0]))
+                rows.append((f"residue change (table click), {structure.name}",
+                             [change_residue(page, "table", k) for k in range(runs)]))  # fmt: skip
             browser.close()
-    finally:  # what was measured is printed even when a later step fails
+    finally:
         proc.terminate()
         proc.wait(timeout=20)
-        print(f"\napp: {args.app_dir.resolve()}  ·  load average {os.getloadavg()[0]:.1f}")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--app-dir", type=Path, default=ROOT, help="checkout whose app.py runs")
+    ap.add_argument("--compare", type=Path, help="a second checkout, measured after the first")
+    ap.add_argument("--runs", type=int, default=5, help="measurements per quantity (median)")
+    ap.add_argument("--structure", type=Path, help="also time residue changes on this upload")
+    args = ap.parse_args()
+    load = [os.getloadavg()[0]]
+    this = measure(args.app_dir, args.runs, args.structure)
+    load.append(os.getloadavg()[0])
+    other = measure(args.compare, args.runs, args.structure) if args.compare else None
+    load.append(os.getloadavg()[0])
+    print(f"\napp: {args.app_dir.resolve()}" + (f"  ·  compared: {args.compare.resolve()}"
+          if args.compare else "") + "  ·  load average (1 min) at start, between, end: "
+          + ", ".join(f"{x:.1f}" for x in load))  # fmt: skip
+    if other is None:
         print(f"| {'what':<52} | median (s) | runs (s) |")
         print(f"|{'-' * 54}|-----------:|----------|")
-        for what, times in rows:
+        for what, times in this:
             runs = ", ".join(f"{t:.1f}" for t in times)
             print(f"| {what:<52} | {statistics.median(times):10.1f} | {runs} |")
+        return
+    print(f"| {'what':<52} | this (s) | compared (s) | compared / this | runs, this (s) |")
+    print(f"|{'-' * 54}|---------:|-------------:|----------------:|----------------|")
+    for (what, times), (_, old) in zip(this, other, strict=True):
+        new_m, old_m = statistics.median(times), statistics.median(old)
+        runs = ", ".join(f"{t:.1f}" for t in times)
+        print(f"| {what:<52} | {new_m:8.2f} | {old_m:12.2f} | {old_m / new_m:14.1f}× | {runs} |")
 
 
 if __name__ == "__main__":

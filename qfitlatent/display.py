@@ -7,7 +7,6 @@ altloc records, conformers as PDB text, per-residue values for the profile.
 
 import numpy as np
 import plotly.graph_objects as go
-import py3Dmol
 
 from .residues import CHI_ATOMS
 from .viz import chi, profile, viewer
@@ -118,8 +117,7 @@ def structure_view(
     show_observed: bool = True,
     whole: bool = False,
     height: int = 480,
-    js_url: str = viewer.JS_URL,
-) -> tuple[py3Dmol.view, list[tuple[str, str]]]:
+) -> tuple[viewer.Scene, list[tuple[str, str]]]:
     """The 3D view of residue i (and residues `also`) with sampled and observed conformers.
 
     Returns the view and legend items (label, colour) for the selected residue's conformers.
@@ -175,7 +173,6 @@ def structure_view(
         labels=labels,
         whole=whole,
         height=height,
-        js_url=js_url,
     )
     return view, legend
 

@@ -422,10 +422,14 @@ def profile_chains(pred, tag: str) -> list[str] | None:
     return [c for c in names if c in set(st.session_state[key])]
 
 
-@st.cache_data(show_spinner=False, max_entries=128)
+@st.cache_resource(show_spinner=False, max_entries=128)
 def residue_figures(key: str, i: int, _result: Result):
-    """display.residue_figures, cached per (result key, residue): building plotly figures costs
-    ~0.4 s, so revisiting a residue or toggling a display option stays instant."""
+    """display.residue_figures, built once per (result key, residue): building the plotly
+    figures costs ~0.4 s, so revisiting a residue or toggling a display option stays instant.
+    A resource, not st.cache_data: that unpickles a copy on every hit, and unpickling a plotly
+    figure validates it again (0.2–0.8 s for a residue with a torus, the build's own cost). The
+    figures are only read (st.plotly_chart serialises them), never changed, so one shared copy
+    is safe."""
     return display.residue_figures(_result.pred, i)
 
 
@@ -510,17 +514,20 @@ def drawing(progress: Progress, tag: str) -> None:
     st.session_state["drawn"] = tag
 
 
-# Hides the note once the browser has drawn the page: every plotly chart and the viewer. The
-# script's end is not that: a page of 1,486 residues then stayed blank for 9 s in the browser.
+# Hides the note once the browser has drawn the page: every plotly chart has its SVG and the
+# viewer component has drawn a residue. The script's end is not that: a page of 1,486 residues
+# then stayed blank for 9 s in the browser. The viewer draws inside its own iframe, which no
+# mutation of this document reports, so this polls (5 times a second, for 10 minutes at most).
 _DRAWN_JS = """(() => {
+  const viewerDrawn = () => [...document.querySelectorAll('iframe')].some(f => {
+    try { return (f.contentWindow.qfitRenders || 0) > 0; } catch (e) { return false; } });
   const drawn = () => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
-    return plots.length > 0 && plots.every(p => p.querySelector('.main-svg'))
-      && document.querySelector('iframe') !== null; };
+    return plots.length > 0 && plots.every(p => p.querySelector('.main-svg')) && viewerDrawn(); };
   const hide = () => { if (!drawn()) return false;
     const note = document.getElementById('NOTE'); if (note) note.style.display = 'none';
     return true; };
-  if (!hide()) { const watch = new MutationObserver(() => { if (hide()) watch.disconnect(); });
-    watch.observe(document.body, {subtree: true, childList: true}); }
+  let left = 3000;
+  const poll = setInterval(() => { if (hide() || --left <= 0) clearInterval(poll); }, 200);
 })();"""
 
 
@@ -770,7 +777,18 @@ def downloads(result: Result) -> None:
 # --- viewer ------------------------------------------------------------------------------------
 
 
-def show_view(view, height: int, camera_key: str = "") -> None:
-    """Embed a py3Dmol view; its HTML is stable across reruns, so the camera survives them, and
-    with a `camera_key` (the structure) the user's rotation survives a change of residue too."""
-    st.iframe(viewer.view_html(view, camera_key), height=height + 8)
+@st.cache_resource(show_spinner=False)
+def _viewer_component():
+    """The viewer component (viz/viewer_component: an index.html and its script, no build step),
+    declared once per server."""
+    import streamlit.components.v1 as components
+
+    path = resources.files("qfitlatent.viz").joinpath("viewer_component")
+    return components.declare_component("qfitlatent_viewer", path=str(path))
+
+
+def show_view(scene: viewer.Scene, structure: str, focus: tuple[str, int, str]) -> None:
+    """Draw a viewer scene in the page's one 3D viewer. Its iframe, 3Dmol.js and WebGL context
+    stay across reruns (a constant key): a new residue only sends the new scene, and the user's
+    rotation is kept while `structure` (the result's key) stays the same."""
+    _viewer_component()(**scene.message(structure, focus), key="viewer", default=None)

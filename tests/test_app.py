@@ -64,6 +64,12 @@ def flex_table(at):
     return next(d for d in at.dataframe if d.key and d.key.startswith("table:"))
 
 
+def viewer_args(at) -> dict:
+    """What the page sent its viewer component: viz.viewer.Scene.message()."""
+    (component,) = at.get("component_instance")
+    return json.loads(component.proto.json_args)
+
+
 def residue_box(at):
     return next(s for s in at.selectbox if s.key and s.key.startswith("residue:"))
 
@@ -80,10 +86,10 @@ def test_example_predicts_and_draws(example):
     traces = chart_traces(example)
     n_chi = int(flex_table(example).value.n_chi[0])
     assert len(traces) == (3 if n_chi >= 2 else 2) and min(traces) > 0
-    frame = example.get("iframe")[0].proto
-    html = frame.srcdoc
-    assert "/app/static/3Dmol-min.js" in html and "cdn.jsdelivr" not in html
-    assert html.count("addModel") >= 3  # structure + predicted + observed conformers
+    scene = viewer_args(example)
+    assert scene["js_url"] == "/app/static/3Dmol-min.js"  # the app's own copy: works offline
+    assert "ATOM" in scene["base"]  # the structure, then predicted + observed conformers
+    assert sum(name == "addModel" for name, _ in scene["calls"]) >= 2
     # Input conformers of the residue, what the multiconformer model did with it (report rows,
     # or the selector's proposals where it was not split), then the flexibility table.
     assert len(example.dataframe) == 3
@@ -110,10 +116,10 @@ def test_example_predicts_and_draws(example):
     }
 
 
-def test_viewer_html_is_stable_across_reruns(example):
-    before = example.get("iframe")[0].proto.srcdoc
+def test_viewer_scene_is_stable_across_reruns(example):
+    before = viewer_args(example)
     example.run()
-    assert example.get("iframe")[0].proto.srcdoc == before  # no reload, camera kept
+    assert viewer_args(example) == before  # the same scene: nothing to redraw
 
 
 def test_selecting_a_residue_updates_plots_and_viewer(example):
@@ -126,7 +132,9 @@ def test_selecting_a_residue_updates_plots_and_viewer(example):
     assert any("π-symmetric" in a["text"] for a in circle["layout"]["annotations"])
     assert any("CA–CB–CG–CD1" in a["text"] for a in circle["layout"]["annotations"])
     chain, resnum = target[0], int(target.split()[0][1:])
-    assert f'"chain": "{chain}", "resi": {resnum}' in example.get("iframe")[0].proto.srcdoc
+    scene = viewer_args(example)
+    assert scene["focus"][:2] == [chain, resnum]
+    assert ["center", [{"model": 0, "chain": chain, "resi": resnum}]] in scene["calls"]
 
 
 def test_table_row_selection_selects_the_residue(example):
@@ -184,8 +192,8 @@ def test_uploaded_structure_is_read_and_remarks_never_reach_the_viewer(env):
     at = app(env)
     at.file_uploader(key="upload").set_value(("evil.pdb", evil.encode(), "chemical/x-pdb")).run()
     assert not at.exception and not at.error
-    html = at.get("iframe")[0].proto.srcdoc
-    assert "alert(" not in html and "REMARK" not in html
+    scene = json.dumps(viewer_args(at))
+    assert "alert(" not in scene and "REMARK" not in scene
 
 
 def no_protein_pdb() -> bytes:

@@ -58,7 +58,9 @@ def values(array) -> list:
 
 
 def viewer_html(at) -> str:
-    return at.get("iframe")[0].proto.srcdoc
+    """The scene the page sent its viewer component, as JSON text."""
+    (component,) = at.get("component_instance")
+    return component.proto.json_args
 
 
 def upload_map(at, name: str, data: bytes):
@@ -162,7 +164,7 @@ def test_a_map_that_cannot_be_used_leaves_the_prediction_and_says_why(env, name,
     assert expect in why and name in why, why
     assert not at.error  # a warning: the page goes on
     # The structure's prediction is all there, from the model alone.
-    assert len(at.get("plotly_chart")) >= 2 and at.get("iframe")
+    assert len(at.get("plotly_chart")) >= 2 and at.get("component_instance")
     assert "call from" not in flex_table(at).value
     assert not any(t.get("meta") == "ringer" for t in circle(at)["data"])
     assert "addVolumetricData" not in viewer_html(at)

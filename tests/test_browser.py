@@ -197,18 +197,28 @@ def canvas_variance(page) -> float:
 EXAMPLE_BUTTON = "Example: cyclophilin A"
 
 
+# The viewer component's window (viz/viewer_component): the iframe whose window has the viewer.
+VIEWER_WINDOW = """(() => { const f = [...document.querySelectorAll('iframe')].find(f => { try {
+    return f.contentWindow.qfitViewer; } catch (e) { return false; } });
+  return f && f.contentWindow; })()"""
+# The viewer has drawn the residue the χ plots show (its last scene's focus).
+VIEWER_SHOWS_CHI_RESIDUE = f"""() => {{ const w = {VIEWER_WINDOW};
+  const g = [...document.querySelectorAll('.js-plotly-plot')]
+    .find(g => g.layout && g.layout.meta === 'chi-circles');
+  if (!w || !w.qfitReady || !w.qfitFocus || !g) return false;
+  const resid = g.layout.annotations[0].text.replace('<b>', '').split(' ')[0];
+  return resid === w.qfitFocus[0] + w.qfitFocus[1] + w.qfitFocus[2]; }}"""
+
+
 def wait_full_page(page) -> None:
-    """Viewer drawn (our script ran after 3Dmol's) and every chart drawn, the script idle."""
+    """Every chart drawn and the viewer drawn on the residue they show, the script idle."""
     wait_idle(page)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('iframe')].some(f => { try {"
-        " return f.contentWindow.qfitReady === true; } catch (e) { return false; } })"
-    )
     page.wait_for_function(
         "() => { const p = [...document.querySelectorAll('.js-plotly-plot')];"
         " return p.length >= 2"
         " && p.every(g => g.querySelector('.main-svg') && (g.data || []).length); }"
     )
+    page.wait_for_function(VIEWER_SHOWS_CHI_RESIDUE)
 
 
 def open_example(page, url: str, button: str = EXAMPLE_BUTTON) -> float:
@@ -328,8 +338,11 @@ def test_example_renders_viewer_and_plots(server, page):
         "() => [...document.querySelectorAll('.js-plotly-plot')].map(p => (p.data || []).length)"
     )
     assert n_traces and min(n_traces) > 0, "a plotly chart has no traces"
-    src = page.locator("iframe").first.get_attribute("srcdoc") or ""
-    assert "/app/static/3Dmol-min.js" in src and "cdn.jsdelivr" not in src
+    scripts = page.evaluate(
+        f"() => [...{VIEWER_WINDOW}.document.querySelectorAll('script[src]')].map(s => s.src)"
+    )
+    assert any(s.endswith("/app/static/3Dmol-min.js") for s in scripts), scripts
+    assert not any("cdn" in s for s in scripts), scripts
     assert page.get_by_text("Flexibility table").count() == 1
     assert page.get_by_text("training structure").count() >= 1  # 3K0N is said to be seen
     assert_residue_in_view_and_text_clean(page)
@@ -342,8 +355,31 @@ def circle_title(page) -> str:
     )
 
 
+# Marks the viewer's window, its viewer and its canvas (the WebGL context's) before a residue
+# change; KEPT then says whether the same window, viewer and canvas are still there after it.
+# Rebuilding the viewer's iframe (what every residue change did before the viewer component)
+# loses all three.
+MARK_VIEWER = f"""() => {{ const w = {VIEWER_WINDOW};
+  w.__mark = {{viewer: w.qfitViewer, canvas: w.document.querySelector('canvas')}}; }}"""
+KEPT = f"""() => {{ const w = {VIEWER_WINDOW}; const m = w && w.__mark;
+  return !!m && m.viewer === w.qfitViewer && m.canvas === w.document.querySelector('canvas')
+    && m.canvas.isConnected; }}"""
+# Records every value of the app's script state from now on (a MutationObserver), so a test can
+# see that a rerun happened however fast it was: RERAN is true once one ran and ended.
+WATCH_RUNS = """() => { const app = document.querySelector('[data-testid="stApp"]');
+  window.__states = [];
+  new MutationObserver(() => window.__states.push(app.dataset.testScriptState))
+    .observe(app, {attributes: true, attributeFilter: ['data-test-script-state']}); }"""
+RERAN = (
+    "() => (window.__states || []).includes('running')"
+    " && document.querySelector('[data-testid=\"stApp\"]').dataset.testScriptState"
+    " === 'notRunning'"
+)
+
+
 def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page):
     before = circle_title(page)
+    page.evaluate(MARK_VIEWER)
     grid = page.locator('[data-testid="stDataFrame"]').last  # the flexibility table
     grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
@@ -356,27 +392,21 @@ def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page
         " return g && g.layout.annotations[0].text != before; }",
         arg=before,
     )
-    wait_idle(page)
+    wait_full_page(page)  # the viewer too draws the new residue
     after = circle_title(page)
     assert after != before
     assert_residue_in_view_and_text_clean(page)
-    # The new residue's viewer loads its document; mark its window only once it has drawn.
-    page.wait_for_function(
-        "() => { const f = document.querySelector('iframe'); const d = f && f.contentDocument;"
-        " const c = d && d.readyState === 'complete' && d.querySelector('canvas');"
-        " return c && c.width > 0; }"
-    )
-    page.wait_for_timeout(500)
-    # A rerun that changes nothing the viewer shows (un-ticking the same row) must not reload
-    # it: a marker set inside the viewer's window survives (the camera would too).
-    page.evaluate("() => { document.querySelector('iframe').contentWindow.__kept = 1; }")
-    page.mouse.click(*row3)
-    page.wait_for_timeout(500)
-    wait_idle(page)
-    page.wait_for_timeout(500)
+    # The new residue went to the viewer that was there: same window, viewer and WebGL canvas.
+    assert page.evaluate(KEPT), "the viewer was rebuilt for a change of residue"
+    # A rerun that changes nothing the viewer shows (Streamlit's R key: rerun the page) keeps it
+    # too, and the residue. That rerun is seen to happen (the script ran and ended), not assumed.
+    page.evaluate(WATCH_RUNS)
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("r")
+    page.wait_for_function(RERAN)
+    wait_full_page(page)
     assert circle_title(page) == after
-    kept = page.evaluate("() => document.querySelector('iframe').contentWindow.__kept")
-    assert kept == 1, "the viewer was reloaded by a rerun that did not change it"
+    assert page.evaluate(KEPT), "the viewer was reloaded by a rerun that did not change it"
 
 
 ROTATION = """() => { const f = [...document.querySelectorAll('iframe')].find(f => { try {
@@ -395,12 +425,27 @@ def test_profile_click_selects_residue_and_keeps_the_users_rotation(server, page
     page.mouse.up()
     page.wait_for_timeout(300)
     rotated = page.evaluate(ROTATION)
+    page.evaluate(MARK_VIEWER)
     label = click_profile_bar(page, skip=before.replace("<b>", "").split(":")[0])
     wait_for_residue(page, label)
     assert label in circle_title(page)
     assert_residue_in_view_and_text_clean(page)
     kept = page.evaluate(ROTATION)
     assert kept == pytest.approx(rotated, abs=1e-6), "the user's rotation was reset"
+    assert page.evaluate(KEPT), "the viewer was rebuilt for a change of residue"
+
+
+def test_residue_box_change_updates_plots_and_the_same_viewer(server, page):
+    shown = circle_title(page).replace("<b>", "").split(":")[0]  # "A69 ARG"
+    page.evaluate(MARK_VIEWER)
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Residue (most flexible")
+    box.click()
+    option = page.get_by_role("option").filter(has_not_text=shown).nth(2)
+    target = option.inner_text().strip()
+    option.click()
+    wait_for_residue(page, target)  # χ plots, then the viewer on the same residue
+    assert_residue_in_view_and_text_clean(page)
+    assert page.evaluate(KEPT), "the viewer was rebuilt for a change of residue"
 
 
 def test_large_structure_shows_the_residue_and_clean_plots(server, page):

@@ -21,12 +21,13 @@ OTHER = "4l7k.pdb.gz"  # 12 chains, 1,486 residues
 
 # Every text the progress bar (or the "Drawing the page" line after it) shows from now on, and
 # every moment something said "Done", or the bar went away, while the page was not drawn: not
-# every plotly chart drawn, or no viewer.
+# every plotly chart drawn, or the viewer has not drawn a residue.
 RECORD = """() => {
   window.qfitTexts = []; window.qfitEarly = []; window.qfitBarSeen = false;
   const drawn = () => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
     return plots.length > 0 && plots.every(p => p.querySelector('.main-svg'))
-      && document.querySelector('iframe') !== null; };
+      && [...document.querySelectorAll('iframe')].some(f => {
+        try { return (f.contentWindow.qfitRenders || 0) > 0; } catch (e) { return false; } }); };
   const look = () => {
     const bars = [...document.querySelectorAll('[data-testid="stProgress"], .qfit-drawing')]
       .filter(b => b.offsetParent !== null);  // shown, not hidden

@@ -48,14 +48,16 @@ def test_structure_view_and_figures_from_a_prediction(prediction):
         also=[pred.table[0]["index"]],
         colour_by_flexibility=True,
     )
-    html = viewer.view_html(view)
+    import json
+
+    scene = json.dumps(view.message())
     from qfitlatent.predict import residue_proposals
 
     n_conf = len(residue_proposals(pred, i))  # written alternatives, or the selector's proposals
     assert n_conf >= 1
     assert len(legend) == n_conf + 1 and legend[-1][1] == colours.OBSERVED_CARBON
     chain, resnum, _ = display.residue_id(pred, i)
-    assert f'"chain": "{chain}", "resi": {resnum}' in html
+    assert f'"chain": "{chain}", "resi": {resnum}' in scene
     circle, torus = display.residue_figures(pred, i)
     n_chi = int(pred.features.chi_defined[i].sum())
     assert sum(k.startswith("polar") for k in circle.to_dict()["layout"]) == n_chi

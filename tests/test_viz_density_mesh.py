@@ -109,6 +109,6 @@ def test_meshes_levels_colours_and_view(example_maps):
     assert [m["level"] for m in meshes(cut_box(maps.two_fofc, centre), None)] == [1.0]
     view = viewer.ensemble_view("END\n", focus=("A", 1, ""))
     add_meshes(view, items)
-    html = viewer.view_html(view)
-    assert html.count("addVolumetricData") == 3 and html.count('"wireframe": true') == 3
-    assert '"isoval": -3.0' in html
+    drawn = view.calls_to("addVolumetricData")
+    assert len(drawn) == 3 and all(d[1] == "cube" and d[2]["wireframe"] for d in drawn)
+    assert [d[2]["isoval"] for d in drawn] == [1.0, 3.0, -3.0]

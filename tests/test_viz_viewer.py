@@ -63,30 +63,27 @@ def small_view(sampled_colour="#E69F00"):
     )
 
 
-def test_view_html_is_offline_and_stable_across_builds():
-    a, b = viewer.view_html(small_view()), viewer.view_html(small_view())
-    assert a == b  # py3Dmol's own ids come from time.time(); ours from the content
-    assert viewer.view_html(small_view("#56B4E9")) != a
-    assert "/app/static/3Dmol-min.js" in a and "cdn.jsdelivr" not in a
-    assert a.count("addModel") == 3 and "zoomTo" in a and "#E69F00" in a
+def test_scene_is_json_and_its_message_names_the_local_script_and_the_text_hash():
+    import json
+
+    scene = small_view()
+    msg = json.loads(json.dumps(scene.message("result-1", ("A", 1, ""))))  # JSON as is
+    assert msg["js_url"] == "/app/static/3Dmol-min.js"  # served by the app: works offline
+    assert msg["structure"] == "result-1" and msg["focus"] == ["A", 1, ""]
+    # The structure's text is model 0; sampled and observed conformers are models after it.
+    assert msg["base"] == scene.base and len(scene.calls_to("addModel")) == 2
+    assert msg["calls"][-1] == ["center", [{"model": 0, "chain": "A", "resi": 1}]]
+    # Equal for equal text, so the viewer re-parses the structure only when it changes.
+    assert msg["base_hash"] == small_view("#56B4E9").message()["base_hash"]
+    other = viewer.ensemble_view(scene.base + "REMARK\n", focus=("A", 1, ""))
+    assert other.message()["base_hash"] != msg["base_hash"]
+    assert ["setStyle", [{"model": -1}, {"stick": {"radius": 0.13, "color": "#E69F00",
+                                                   "opacity": 0.95}}]] in msg["calls"]  # fmt: skip
 
 
 def test_legend_html_escapes_labels():
     html = viewer.legend_html([("<b>A</b>", "#000")])
     assert "<b>A</b>" not in html and "&lt;b&gt;" in html
-
-
-def test_view_html_escapes_markup_from_any_data_field():
-    # A chain id or label from an mmCIF can be any string; none may close the script tag.
-    pdb = viewer.atoms_pdb({"N": np.zeros(3), "CA": np.array([1.46, 0, 0])}, "GLY", "A", 1)
-    view = viewer.ensemble_view(pdb, focus=("</script><script>alert(1)//", 1, ""),
-                             labels=[(("A", 1, ""), "</script><b>x</b>")])  # fmt: skip
-    html = viewer.view_html(view)
-    script = html[html.index("<script>") + 8 : html.rindex("</script>")]
-    assert "<" not in script and "\\u003c/script>" in script
-    # py3Dmol's own script has no '<' (so every escaped one was inside a JSON string).
-    plain = viewer.view_html(viewer.ensemble_view(pdb, focus=("A", 1, "")))
-    assert "\\u003c" not in plain
 
 
 def test_neighbourhood_pdb_keeps_exactly_the_residues_within_the_radius():
@@ -135,33 +132,47 @@ def test_drawn_pdb_is_the_union_of_the_shown_residues_neighbourhoods():
     assert whole.splitlines()[:-1] == index.lines
 
 
-def viewer_calls(html: str, method: str) -> list[list]:
-    """The arguments of every `viewer.METHOD(...)` call in the view's script, as JSON values."""
-    import json
-    import re
-
-    found = re.findall(rf"\.{method}\((.*)\);$", html, flags=re.MULTILINE)
-    return [json.loads(f"[{args}]") for args in found]
-
-
 @pytest.mark.parametrize("whole", [False, True])
 def test_the_view_frames_the_residue_fades_the_cartoon_and_keeps_labels_off_atoms(whole):
     pdb = viewer.atoms_pdb({"N": np.zeros(3), "CA": np.array([1.46, 0, 0])}, "GLY", "A", 1)
     view = viewer.ensemble_view(pdb, focus=("A", 1, ""), whole=whole,
                                 residue_colours={("A", 1, ""): "#ff0000"},
                                 labels=[(("A", 1, ""), "A1 GLY")])  # fmt: skip
-    html = viewer.view_html(view)
     # The camera frames the residue and what lies within FRAME_A of it, in every model (its
     # conformers are models of their own), not its 10 Å neighbourhood.
-    ((frame,),) = [args for args in viewer_calls(html, "zoomTo") if args]
+    ((frame,),) = [args for args in view.calls_to("zoomTo") if args]
     assert "model" not in frame and frame["within"]["sel"] == {"chain": "A", "resi": 1}
     assert frame["within"]["distance"] <= 4.0
     # Every cartoon drawn is see-through, so none hides the residue's side chain.
-    cartoons = [
-        args[1]["cartoon"] for args in viewer_calls(html, "setStyle") if "cartoon" in args[1]
-    ]
+    cartoons = [args[1]["cartoon"] for args in view.calls_to("setStyle") if "cartoon" in args[1]]
     assert cartoons and all(c["opacity"] < 1 for c in cartoons)
     # Labels float beside their CA rather than on it.
-    (label,) = viewer_calls(html, "addLabel")
+    (label,) = view.calls_to("addLabel")
     offset = label[1]["screenOffset"]
     assert abs(offset["x"]) >= 10 and abs(offset["y"]) >= 10
+
+
+def test_the_scene_names_the_nearby_residues_itself_rather_than_asking_3dmol_to_search():
+    # A 3Dmol `within` selection searches every atom in the browser, once per selection; the
+    # scene names the residues instead (only the camera's framing keeps one `within`).
+    full = viewer.viewer_pdb(gemmi.read_structure(str(ROOT / "qfitlatent/data/3k0n_qfit.pdb.gz")))
+    colours = {("A", 99, ""): "#ff0000", ("A", 2, ""): "#00ff00"}
+    view = viewer.ensemble_view(full, focus=("A", 99, ""), residue_colours=colours)
+    styled = [args[0] for args in view.calls_to("setStyle") + view.calls_to("addStyle")]
+    assert not any("within" in sel for sel in styled)
+    chain = gemmi.read_pdb_string(full)[0]["A"]
+    res = {r.seqid.num: r for r in chain}
+
+    def near(radius):  # gemmi's distances over every atom of every altloc
+        return sorted(r.seqid.num for r in chain
+                      if min(a.pos.dist(b.pos) for a in r for b in res[99]) <= radius)  # fmt: skip
+
+    grey = [sel["resi"] for sel, style in view.calls_to("setStyle")
+            if style.get("cartoon", {}).get("color") == viewer.CARTOON_GREY]  # fmt: skip
+    assert grey == [near(viewer.CARTOON_A)] and 10 < len(grey[0]) < len(res)
+    lines = [sel["resi"] for sel, style in view.calls_to("addStyle") if "line" in style]
+    assert lines == [near(6.0)]
+    # A flexibility colour far from the residue (A2) is not drawn; the residue's own is.
+    coloured = [sel["resi"] for sel, style in view.calls_to("setStyle")
+                if style.get("cartoon", {}).get("color") in ("#ff0000", "#00ff00")]  # fmt: skip
+    assert coloured == [[99]] and 2 not in near(viewer.CARTOON_A)

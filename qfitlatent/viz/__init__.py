@@ -2,7 +2,8 @@
 one into what these take). Pure: no streamlit here. One module per job:
 
 - `viewer`: the structure's text for the 3D viewer, a residue's atoms as PDB records, the
-  py3Dmol view of a residue with conformers overlaid, its stable, safe HTML, the legend chips.
+  scene of a residue with conformers overlaid (3Dmol.js calls the app's viewer component
+  draws, `viewer_component/`), the legend chips.
 - `chi`: χ densities of a mixture, the χ circle panels and the χ1–χ2 torus.
 - `rotamers`: rotamer-library names (p, t, m; "mt−80") for wells and mixture components.
 - `placement`: pixel boxes of labels and a greedy placer that keeps them apart.

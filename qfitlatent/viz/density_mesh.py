@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import py3Dmol
 
 from ..density.grid import DensityMap, sample
 
@@ -103,8 +102,8 @@ def residue_meshes(maps, atoms: dict[str, np.ndarray]) -> list[dict]:
     return meshes(two, cut_box(maps.fofc, centre) if maps.fofc is not None else None)
 
 
-def add_meshes(view: py3Dmol.view, items: list[dict]) -> None:
-    """Draw `meshes` output on a py3Dmol view as wireframe isosurfaces."""
+def add_meshes(view, items: list[dict]) -> None:
+    """Draw `meshes` output on a viewer scene (`viewer.Scene`) as wireframe isosurfaces."""
     for item in items:
         view.addVolumetricData(
             item["cube"],

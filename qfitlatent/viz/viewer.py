@@ -1,18 +1,17 @@
-"""The 3D viewer: the structure's text for it, one residue's atoms as PDB records, the py3Dmol
-view of a residue in its neighbourhood with conformers overlaid, and that view's HTML made
-stable and safe to embed. Pure: no streamlit here.
+"""The 3D viewer: the structure's text for it, one residue's atoms as PDB records, and the scene
+of a residue in its neighbourhood with conformers overlaid, as a JSON-able list of 3Dmol.js calls
+that the app's viewer component (viewer_component/) draws. Pure: no streamlit here.
 
 Everything arrives as plain records: PDB text (only ever from `viewer_pdb`), residue ids
 (chain, resnum, icode), conformers as {"pdb": ATOM text, "colour": hex}.
 """
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 
 import gemmi
 import numpy as np
-import py3Dmol
 
 from ..residues import element_of
 from .colours import CARTOON_GREY, ELEMENT_COLOURS
@@ -63,22 +62,30 @@ def pdb_index(text: str) -> PdbIndex:
                     np.asarray(residue, dtype=np.int64), keys)  # fmt: skip
 
 
+def near_residues(index: PdbIndex, focus: tuple[str, int, str], radius: float) -> np.ndarray:
+    """Indices into `index.keys` of the residues with an atom within `radius` Å of an atom of the
+    focus residue (3Dmol's `byres` + `within`, computed here once instead of per selection in
+    the browser); empty when the focus is not in the text."""
+    try:
+        r = index.keys.index(focus)
+    except ValueError:
+        return np.zeros(0, dtype=np.int64)
+    centre = index.xyz[index.residue == r]  # [F, 3]
+    lo, hi = centre.min(0) - radius, centre.max(0) + radius
+    box = np.flatnonzero(((index.xyz >= lo) & (index.xyz <= hi)).all(1))  # cheap prefilter
+    d2 = ((index.xyz[box, None, :] - centre[None]) ** 2).sum(-1).min(1)  # [B]
+    return np.unique(index.residue[box[d2 <= radius * radius]])
+
+
 def neighbourhood_pdb(index: PdbIndex, focus: tuple[str, int, str], radius: float) -> str:
     """PDB text of the residues with an atom within `radius` Å of the focus residue's atoms.
 
     The viewer then parses a few hundred atoms instead of a whole structure: on a structure of
     thousands of residues this is what keeps a change of residue quick in the browser.
     """
-    try:
-        r = index.keys.index(focus)
-    except ValueError:  # not in the text (should not happen): draw everything
+    if focus not in index.keys:  # not in the text (should not happen): draw everything
         return "\n".join(index.lines) + "\nEND\n"
-    centre = index.xyz[index.residue == r]  # [F, 3]
-    lo, hi = centre.min(0) - radius, centre.max(0) + radius
-    box = np.flatnonzero(((index.xyz >= lo) & (index.xyz <= hi)).all(1))  # cheap prefilter
-    d2 = ((index.xyz[box, None, :] - centre[None]) ** 2).sum(-1).min(1)  # [B]
-    near = np.unique(index.residue[box[d2 <= radius * radius]])
-    keep = np.isin(index.residue, near)
+    keep = np.isin(index.residue, near_residues(index, focus, radius))
     return "\n".join(line for line, k in zip(index.lines, keep, strict=True) if k) + "\nEND\n"
 
 
@@ -118,6 +125,42 @@ def side_chain_atoms(atoms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 # --- the 3D view -------------------------------------------------------------------------------
 
 
+@dataclass
+class Scene:
+    """What the viewer draws: the structure's text (`base`, 3Dmol's model 0) and the 3Dmol.js
+    viewer calls after it, [(method, [args])], recorded as py3Dmol records them (any method name;
+    arguments must be JSON-able). The component (viewer_component/viewer.js) keeps one viewer
+    per page and replays the calls on it, parsing `base` again only when its hash changes.
+    """
+
+    base: str
+    height: int = 480
+    calls: list[tuple[str, list]] = field(default_factory=list)
+
+    def __getattr__(self, method: str):
+        if method.startswith("_"):  # copy/pickle probe dunders: not viewer calls
+            raise AttributeError(method)
+        return lambda *args: self.calls.append((method, list(args)))
+
+    def calls_to(self, method: str) -> list[list]:
+        """The arguments of every call to `method`, in order."""
+        return [args for name, args in self.calls if name == method]
+
+    def message(self, structure: str = "", focus: tuple[str, int, str] | None = None) -> dict:
+        """The component's arguments: the scene, its base text's hash, the structure it belongs
+        to (a rotation is kept across residues of one structure) and the focus residue (for
+        tests to see which residue is drawn)."""
+        return {
+            "base": self.base,
+            "base_hash": hashlib.sha1(self.base.encode()).hexdigest(),
+            "calls": [[name, args] for name, args in self.calls],
+            "height": self.height,
+            "structure": structure,
+            "focus": list(focus) if focus else None,
+            "js_url": JS_URL,
+        }
+
+
 def _sel(chain: str, resnum: int, icode: str = "") -> dict:
     sel = {"chain": chain, "resi": int(resnum)}
     if icode:
@@ -149,6 +192,15 @@ def drawn_pdb(index: PdbIndex, shown: list[tuple[str, int, str]], whole: bool = 
     return "\n".join(line for line in index.lines if line in parts) + "\nEND\n"
 
 
+def _by_chain(index: PdbIndex, residues: np.ndarray) -> dict[str, list[int]]:
+    """{chain: [resnum]} of residues (indices into index.keys), for 3Dmol selections."""
+    out: dict[str, list[int]] = {}
+    for r in residues:
+        chain, resnum, _icode = index.keys[r]
+        out.setdefault(chain, []).append(resnum)
+    return out
+
+
 def ensemble_view(
     pdb_text: str,
     *,
@@ -159,8 +211,7 @@ def ensemble_view(
     labels: list[tuple[tuple[str, int, str], str]] = (),
     whole: bool = False,
     height: int = 480,
-    js_url: str = JS_URL,
-) -> py3Dmol.view:
+) -> Scene:
     """The residue in its neighbourhood: cartoon and side chains within about 10 Å drawn in
     full, sampled and observed conformers as sticks, the camera on the residue.
 
@@ -177,31 +228,36 @@ def ensemble_view(
         whole: also draw the cartoon of everything farther than CARTOON_A, faded. Off by
             default: on a large structure other chains' cartoon buries the residue.
     """
-    view = py3Dmol.view(width="100%", height=height, js=js_url)
-    view.addModel(pdb_text, "pdb")  # model 0: 3Dmol keeps altloc A (or blank) for the cartoon
+    view = Scene(pdb_text, height)  # model 0: 3Dmol keeps altloc A (or blank) for the cartoon
     focus_sel = {"model": 0, **_sel(*focus)}
-    near = {"model": 0, "byres": True, "within": {"distance": CARTOON_A, "sel": focus_sel}}
+    # Residues near the focus are found here, once, and named in plain selections: a 3Dmol
+    # `within` selection searches every atom in the browser, once per selection that has it
+    # (one per cartoon colour), which took seconds of each residue change on software WebGL.
+    index = pdb_index(pdb_text)
+    cartoon = _by_chain(index, near_residues(index, focus, CARTOON_A))  # {chain: [resnum]}
     if whole:  # one opacity per model in 3Dmol, so the whole cartoon is faded alike
         view.setStyle({"model": 0}, {"cartoon": {"color": CARTOON_GREY, "opacity": 0.55}})
     else:
         view.setStyle({"model": 0}, {})
-        view.setStyle(near, {"cartoon": {"color": CARTOON_GREY, "opacity": CARTOON_OPACITY}})
+        for chain, resis in cartoon.items():
+            grey = {"cartoon": {"color": CARTOON_GREY, "opacity": CARTOON_OPACITY}}
+            view.setStyle({"model": 0, "chain": chain, "resi": resis}, grey)
     if residue_colours:
         by_colour: dict[tuple[str, str], list[int]] = {}
         for (chain, resnum, _icode), colour in residue_colours.items():
-            by_colour.setdefault((chain, colour), []).append(int(resnum))
+            if whole or int(resnum) in cartoon.get(chain, ()):
+                by_colour.setdefault((chain, colour), []).append(int(resnum))
+        opacity = 0.55 if whole else CARTOON_OPACITY  # 3Dmol: one opacity per model
         for (chain, colour), resis in by_colour.items():
-            sel = {"model": 0, "chain": chain, "resi": resis}
-            if not whole:
-                sel = {**sel, "byres": True, "within": near["within"]}
-            opacity = 0.55 if whole else CARTOON_OPACITY  # 3Dmol: one opacity per model
-            view.setStyle(sel, {"cartoon": {"color": colour, "opacity": opacity}})
+            view.setStyle({"model": 0, "chain": chain, "resi": resis},
+                          {"cartoon": {"color": colour, "opacity": opacity}})  # fmt: skip
     # The neighbourhood in full: every residue with an atom within 6 Å of the focus residue
     # as thin lines (side chains and backbone), so contacts read without rotating.
-    view.addStyle(
-        {"model": 0, "byres": True, "within": {"distance": 6.0, "sel": focus_sel}},
-        {"line": {"colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}, "opacity": 0.8}},
-    )
+    for chain, resis in _by_chain(index, near_residues(index, focus, 6.0)).items():
+        view.addStyle(
+            {"model": 0, "chain": chain, "resi": resis},
+            {"line": {"colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}, "opacity": 0.8}},
+        )
     for conf in observed or ():
         view.addModel(conf["pdb"], "pdb")
         view.setStyle(
@@ -232,58 +288,6 @@ def ensemble_view(
     view.zoomTo({"within": {"distance": FRAME_A, "sel": _sel(*focus)}})
     view.center(focus_sel)
     return view
-
-
-# Runs after py3Dmol's own script (same promise, later callback). Exposes the viewer to tests
-# (window.qfitViewer) and keeps the camera's rotation across residues of one structure: a
-# rotation the user made is stored per structure in sessionStorage and re-applied around the
-# newly centred residue, so moving through the table does not undo the user's view.
-CAMERA_JS = """<script>
-$3Dmolpromise.then(function() {
-  var v = viewer_ID, key = "qfitlatent-camera:KEY";
-  window.qfitViewer = v;
-  var saved = null;
-  try { saved = JSON.parse(sessionStorage.getItem(key) || "null"); } catch (e) {}
-  if (saved && saved.length >= 8) {
-    var now = v.getView();
-    [4, 5, 6, 7].forEach(function(i) { now[i] = saved[i]; });
-    v.setView(now);
-    v.render();
-  }
-  var save = function() {
-    try { sessionStorage.setItem(key, JSON.stringify(v.getView())); } catch (e) {}
-  };
-  var el = document.getElementById("3dmolviewer_ID");
-  ["mouseup", "touchend"].forEach(function(t) {
-    el.addEventListener(t, function() { setTimeout(save, 30); });
-  });
-  window.qfitReady = true;
-});
-</script>"""
-
-
-def view_html(view: py3Dmol.view, camera_key: str = "") -> str:
-    """The view's HTML with its random element id replaced by a content hash.
-
-    py3Dmol names its div after time.time(), so the HTML would differ on every rerun and the
-    browser would rebuild the viewer (losing the camera) on any unrelated widget change.
-    Also escapes every '<' inside the script as \\u003c. py3Dmol's own script has none, so any '<'
-    there comes from data (a chain id, a label, a name from an mmCIF) inside a JSON string, where
-    the escape means the same character but can never close the script tag.
-    `camera_key` (a structure id) turns on CAMERA_JS: the user's rotation is kept between views
-    of the same structure.
-    """
-    html = view._make_html()
-    digest = hashlib.sha1(html.replace(view.uniqueid, "").encode()).hexdigest()[:12]
-    html = html.replace(view.uniqueid, digest)
-    start = html.index("<script>") + len("<script>")
-    end = html.rindex("</script>")
-    html = html[:start] + html[start:end].replace("<", "\\u003c") + html[end:]
-    if camera_key:
-        key = "".join(c for c in camera_key if c.isalnum())[:40]
-        html += CAMERA_JS.replace("viewer_ID", f"viewer_{digest}").replace(
-            "3dmolviewer_ID", f"3dmolviewer_{digest}").replace("KEY", key)  # fmt: skip
-    return html
 
 
 def legend_html(items: list[tuple[str, str]]) -> str:

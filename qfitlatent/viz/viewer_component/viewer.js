@@ -1,0 +1,112 @@
+// A Streamlit component without a build step: it speaks the component protocol (version 1) by
+// postMessage. Streamlit keeps this iframe while the page reruns, so the 3Dmol.js viewer (and
+// its WebGL context) is made once; each render message replays a scene (viz/viewer.py, Scene)
+// on it. The structure's text is parsed again only when its hash changes, and the user's
+// rotation is kept across residues of one structure.
+(function () {
+  "use strict";
+
+  var viewer = null; // made on the first render, kept for the page's life
+  var baseHash = null; // the hash of the text that model 0 holds
+  var structure = null; // the structure (result) the last scene belonged to
+  var script = null; // a promise: 3Dmol.js, loaded once from the app's own static folder
+  var renders = 0;
+
+  function send(type, data) {
+    var msg = Object.assign({ isStreamlitMessage: true, type: type }, data || {});
+    window.parent.postMessage(msg, "*");
+  }
+
+  function load(url) {
+    if (!script) {
+      script = new Promise(function (resolve, reject) {
+        var tag = document.createElement("script");
+        tag.src = url;
+        tag.onload = resolve;
+        tag.onerror = function () {
+          reject(new Error("the 3D viewer's script (" + url + ") could not be loaded"));
+        };
+        document.head.appendChild(tag);
+      });
+    }
+    return script;
+  }
+
+  function draw(args) {
+    var start = performance.now();
+    var el = document.getElementById("viewer");
+    if (el.style.height !== args.height + "px") {
+      el.style.height = args.height + "px";
+      if (viewer) viewer.resize();
+    }
+    if (!viewer) {
+      viewer = $3Dmol.createViewer(el, { backgroundColor: "white" });
+      window.qfitViewer = viewer; // for tests and for a curious user's console
+    }
+    var sameStructure = structure !== null && structure === args.structure;
+    var rotation = sameStructure ? viewer.getView().slice(4, 8) : null;
+    // 3Dmol draws the whole scene after most calls (zoomTo, center, addLabel, setBackgroundColor,
+    // removeAll*...): a few hundred ms each on software WebGL. Drawing is switched off while the
+    // scene is replayed and done once at the end.
+    var render = viewer.render, show = viewer.show;
+    viewer.render = viewer.show = function () {
+      return viewer;
+    };
+    try {
+      if (args.base_hash !== baseHash) {
+        viewer.removeAllModels();
+        viewer.addModel(args.base, "pdb");
+        baseHash = args.base_hash;
+      } else {
+        // Keep model 0; drop the conformers (removed from the end, so 3Dmol's list stays compact
+        // and the scene's next addModel is model 1 again).
+        for (var m = viewer.models.length - 1; m >= 1; m--) viewer.removeModel(m);
+      }
+      viewer.removeAllLabels();
+      viewer.removeAllShapes();
+      args.calls.forEach(function (call) {
+        var method = viewer[call[0]];
+        if (typeof method !== "function") throw new Error("3Dmol has no method " + call[0]);
+        method.apply(viewer, call[1]);
+      });
+      if (rotation) {
+        // The scene centred and framed the new residue; the user's rotation stays.
+        var view = viewer.getView();
+        for (var k = 0; k < 4; k++) view[4 + k] = rotation[k];
+        viewer.setView(view);
+      }
+    } finally {
+      viewer.render = render;
+      viewer.show = show;
+    }
+    viewer.render();
+    document.getElementById("problem").hidden = true;
+    structure = args.structure;
+    window.qfitFocus = args.focus;
+    window.qfitRenders = ++renders;
+    window.qfitDrawMs = performance.now() - start; // the last scene's cost here (benchmarks)
+    window.qfitReady = true;
+  }
+
+  function problem(text) {
+    var box = document.getElementById("problem");
+    box.textContent = text;
+    box.hidden = false;
+  }
+
+  window.addEventListener("message", function (event) {
+    var msg = event.data;
+    if (!msg || msg.type !== "streamlit:render") return;
+    var args = msg.args;
+    send("streamlit:setFrameHeight", { height: args.height + 8 });
+    load(args.js_url)
+      .then(function () {
+        draw(args);
+      })
+      .catch(function (err) {
+        problem(String(err.message || err));
+      });
+  });
+
+  send("streamlit:componentReady", { apiVersion: 1 });
+})();
