@@ -119,10 +119,8 @@ def predict(
     step = progress or (lambda fraction, text: None)
     prep = prepare(model, source, name=name, progress=step, map_file=map_file,
                    map_name=map_name, map_from_data=map_from_data, map_head=map_head)  # fmt: skip
-    device = resolve_device(device)
-    model.eval()
     step(0.25, f"Predicting χ mixtures for {prep.features.n_res:,} residues")
-    out = model(prep.features.to(device))
+    (out,) = predict_many(model, [prep], device)
     return finish(model, prep, out, n_samples=n_samples, seed=seed, temperature=temperature,
                   options=options, conformers=conformers, progress=step)  # fmt: skip
 
