@@ -75,6 +75,12 @@ def tiny_checkpoint(path: Path) -> Path:
     return save_checkpoint(path, model_cfg=cfg, model=QFitLatent(cfg), meta={"note": "test"})
 
 
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """tiny_checkpoint as a file, once per test module (a module may define its own)."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("w") / "tiny.pt")
+
+
 def header_resolution(text: str) -> float | None:
     """The resolution as a reader of the raw header text sees it (no gemmi); None without one."""
     pdb = re.search(r"^REMARK   2 RESOLUTION\.\s+([0-9.]+)\s+ANGSTROMS", text, re.MULTILINE)

@@ -13,17 +13,12 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT, data_file, tiny_checkpoint
+from conftest import ROOT, data_file
 
 from qfitlatent import archive, cli, outdir
 
 NAMES = ("1ab1.pdb.gz", "1ejg.pdb.gz", "7w2p.pdb.gz")  # small real structures
 KEYS = ["chain", "resnum", "icode"]
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("w") / "tiny.pt")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, data_file, tiny_checkpoint, tiny_model
+from conftest import ROOT, data_file, tiny_model
 
 from qfitlatent import archive, cli, outdir
 from qfitlatent.checkpoint import load_model
@@ -114,11 +114,6 @@ def test_packing_groups_consecutive_structures_by_residue_budget():
 
 
 # --- the archive path ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("w") / "tiny.pt")
 
 
 @pytest.fixture(scope="module")

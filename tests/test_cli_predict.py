@@ -10,7 +10,7 @@ import subprocess
 
 import gemmi
 import pytest
-from conftest import data_file, tiny_checkpoint
+from conftest import data_file
 
 from qfitlatent import cli, outdir
 from qfitlatent.errors import OutputError
@@ -18,11 +18,6 @@ from qfitlatent.predict import OUTPUT_FILES
 
 SMALL = "1ab1.pdb.gz"  # 46 residues
 OTHER = "1ejg.pdb.gz"  # crambin, 48 residues
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("w") / "tiny.pt")
 
 
 def run(weights, *args) -> int:
