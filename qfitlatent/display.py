@@ -222,9 +222,9 @@ def most_flexible_chains(stats: list[dict], n: int) -> list[str]:
     return [stats[k]["chain"] for k in sorted(top)]
 
 
-def chain_overview_figure(pred, shown: list[str]) -> go.Figure:
-    """`chain_overview` of a prediction: one row per chain, the chains in `shown` stand out."""
-    stats = chain_flexibility(pred)
+def chain_overview_figure(stats: list[dict], shown: list[str]) -> go.Figure:
+    """`chain_overview` of a prediction's `chain_flexibility`: one row per chain, the chains in
+    `shown` stand out."""
     return profile.chain_overview(
         [s["chain"] for s in stats],
         np.array([s["residues"] for s in stats]),

@@ -174,6 +174,7 @@ class Result:
     downloads: dict[str, bytes]  # file name -> bytes: predict.outputs
     # The chain profile figures, by the chains shown, built on first use (profile_figure).
     profiles: dict = field(default_factory=dict)
+    chain_stats: list | None = None  # display.chain_flexibility, on first use (profile_chains)
 
 
 @st.cache_resource(show_spinner=False)
@@ -357,7 +358,7 @@ def profile_figure(result: Result, chains: list[str] | None = None):
 def profile_section(result: Result, tag: str) -> None:
     """The profile: every chain's track, or, beyond PROFILE_CHAINS chains, a row per chain and
     the tracks of the chains the user picks (first the ten most flexible)."""
-    chains = profile_chains(result.pred, tag)
+    chains = profile_chains(result, tag)
     st.markdown(
         "**Flexibility along each chain** · click a bar to show that residue"
         if chains is None
@@ -377,12 +378,14 @@ def profile_section(result: Result, tag: str) -> None:
     )
 
 
-def profile_chains(pred, tag: str) -> list[str] | None:
+def profile_chains(result: Result, tag: str) -> list[str] | None:
     """None for a structure of at most PROFILE_CHAINS chains (every track drawn). Else the
     chains to draw, in file order: the user's choice in a multiselect (first the
     PROFILE_CHAINS with the most expected flexible residues), changed by a click on a chain's
     row of the overview drawn above it."""
-    stats = display.chain_flexibility(pred)
+    if result.chain_stats is None:  # once per result: the fragment reruns on every residue
+        result.chain_stats = display.chain_flexibility(result.pred)
+    stats = result.chain_stats
     if len(stats) <= PROFILE_CHAINS:
         return None
     names = [s["chain"] for s in stats]
@@ -405,7 +408,7 @@ def profile_chains(pred, tag: str) -> list[str] | None:
         "mean flexibility · click a chain to show or hide its track below"
     )
     st.plotly_chart(
-        display.chain_overview_figure(pred, shown),
+        display.chain_overview_figure(stats, shown),
         key=overview_key,
         on_select="rerun",
         selection_mode="points",
