@@ -19,7 +19,6 @@ from .checkpoint import default_weights as shipped_weights
 from .checkpoint import weights_label
 from .errors import CheckpointError, OutputError, StructureError
 from .prediction_cache import (
-    ABANDONED_AFTER_S,
     Cancelled,
     KeptResults,
     PredictionJobs,
@@ -321,10 +320,14 @@ def _left_behind(job) -> None:
     before = (st.session_state.get("following") or (lambda: None))()
     st.session_state["following"] = None if job is None else weakref.ref(job)
     if before is not None and before is not job and not before.done.is_set():
+        again = "choose its file and settings again"
+        left = (
+            f"stops unless you {again} within {before.grace:.0f} s"
+            if before.grace
+            else f"runs on to its end: {again} to see it"
+        )
         st.toast(
-            f"The prediction you started before (at {before.fraction:.0%}: {before.text}) "
-            f"stops unless you choose its file and settings again within "
-            f"{ABANDONED_AFTER_S:.0f} s.",
+            f"The prediction you started before (at {before.fraction:.0%}: {before.text}) {left}.",
             icon="⏸️",
         )
 
