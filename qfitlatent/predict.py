@@ -5,6 +5,7 @@ writers below (the only writers of these files), so a file written by either is 
 """
 
 import json
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -194,13 +195,21 @@ def predict_many(model, preps: list[Prepared], device: str = "cpu", tick: Tick =
 def _block_ticks(model, tick: Tick):
     """`tick(k, L)` as the k-th of the network's L IPA blocks finishes: the blocks take about
     90 % of its time (the pair embedding the rest). Forward hooks, so the model's code knows
-    nothing of progress; a tick that raises stops the forward pass after that block."""
+    nothing of progress; a tick that raises stops the forward pass after that block. The app
+    shares one model between its prediction threads, so a hook ticks only for the thread that
+    set it: another prediction's forward pass is not this one's progress, nor its cancel."""
     blocks = list(getattr(model, "blocks", ()))
     if tick is no_tick or not blocks:
         yield
         return
-    tick(0, len(blocks))
-    hooks = [block.register_forward_hook(lambda *_, k=k: tick(k + 1, len(blocks)))
+    mine = threading.get_ident()
+
+    def done(k: int) -> None:
+        if threading.get_ident() == mine:
+            tick(k, len(blocks))
+
+    done(0)
+    hooks = [block.register_forward_hook(lambda *_, k=k: done(k + 1))
              for k, block in enumerate(blocks)]  # fmt: skip
     try:
         yield
