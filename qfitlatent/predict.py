@@ -462,26 +462,32 @@ def output_name(pred: Prediction, kind: str) -> str:
     return f"{pred.parsed.name}_{OUTPUT_FILES[kind]}"
 
 
-def outputs(pred: Prediction, weights_name: str) -> dict[str, bytes]:
+def outputs(pred: Prediction, weights_name: str, tick: Tick = no_tick) -> dict[str, bytes]:
     """Every output file, {file name: bytes} in OUTPUT_FILES order: what `qfitlatent predict`
     writes and what the app offers for download, from this one function. The two PDB files are
     left out only where the chains cannot be named in PDB (over 62 with long names); the
     mmCIF files always hold the model, and mixture.json says why.
 
     `weights_name` is `checkpoint.weights_label(path)` of the weights used (mixture.json says it).
+    `tick(done, total)` hears each file made (seconds each on tens of thousands of residues).
     """
     st = samples_structure(pred)  # built once for both formats
-    texts = {
-        "cif": multiconformer_cif(pred),
-        "samples_cif": build.to_cif(st),
-        "report": report_csv(pred.multiconformer),
-        "table": _table_csv(pred.table),
-        "mixture": json.dumps(mixture_json(pred, weights_name), indent=1) + "\n",
+    makers = {
+        "cif": lambda: multiconformer_cif(pred),
+        "samples_cif": lambda: build.to_cif(st),
+        "report": lambda: report_csv(pred.multiconformer),
+        "table": lambda: _table_csv(pred.table),
+        "mixture": lambda: json.dumps(mixture_json(pred, weights_name), indent=1) + "\n",
     }
     # PDB where the format can hold the chains (mixture.json says why not, otherwise).
     if "pdb_not_written" not in pdb_note(pred):
-        texts["pdb"] = multiconformer_pdb(pred)
-        texts["samples_pdb"] = build.to_pdb(st, build.pdb_chain_map(st))
+        makers["pdb"] = lambda: multiconformer_pdb(pred)
+        makers["samples_pdb"] = lambda: build.to_pdb(st, build.pdb_chain_map(st))
+    texts = {}
+    for done, (kind, make) in enumerate(makers.items()):
+        tick(done, len(makers))
+        texts[kind] = make()
+    tick(len(makers), len(makers))
     return {output_name(pred, kind): texts[kind].encode() for kind in OUTPUT_FILES
             if kind in texts}  # fmt: skip
 

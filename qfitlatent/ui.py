@@ -24,6 +24,7 @@ from .prediction_cache import (
     PredictionJobs,
     PredictionQueue,
 )
+from .progress import ticker
 from .train import jobs
 from .viz import viewer
 
@@ -217,9 +218,11 @@ def _compute(data, name, weights: Path, dev: str, progress, split: dict, **setti
     model, _ = _load_model(str(weights), weights.stat().st_mtime, dev)
     pred = predict.predict(model, data, name=name, device=dev, progress=step,
                            options=SplitOptions(**split), **settings)  # fmt: skip
-    say(PREDICT_SHARE, "Writing the multiconformer model, the ensemble and the tables")
+    writing = "Writing the multiconformer model, the ensemble and the tables"
+    say(PREDICT_SHARE, writing)
+    files = ticker(progress, PREDICT_SHARE, 0.95, writing, "files")
     try:
-        downloads = predict.outputs(pred, weights_label(weights))  # what `predict` writes
+        downloads = predict.outputs(pred, weights_label(weights), files)  # what `predict` writes
     except Exception as err:
         raise OutputError(f"the prediction ran, but its files could not be made "
                           f"({type(err).__name__}: {err})") from err  # fmt: skip

@@ -11,7 +11,7 @@ import gemmi
 import pytest
 import streamlit as st
 import torch
-from conftest import data_file, tiny_checkpoint, tiny_model
+from conftest import SHARED, data_file, tiny_checkpoint, tiny_model
 
 from qfitlatent import predict as predict_module
 from qfitlatent import server_config
@@ -106,6 +106,29 @@ def test_predict_counts_within_its_long_steps_up_to_each_total():
         assert done[0] == 0 and done == sorted(set(done)) and done[-1] == rows[0][2]
     fractions = [f for f, _ in said]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_the_maps_evidence_and_iid_clustering_count_too():
+    """With a map (3SB3 and its coefficients) the map's evidence counts over the residues; with
+    conformers="iid" so does the clustering of the draws."""
+    from qfitlatent.density.posterior import NETWORK, LogisticFit, MapHead
+
+    maps = SHARED / "maps"
+    fit = LogisticFit((NETWORK,), (0.0,), (1.0,), (1.0,), 0.5)  # the test's own head
+    said: list[tuple[float, str]] = []
+    pred = predict_module.predict(
+        tiny_model(), data_file("3sb3.pdb.gz", maps), n_samples=3, conformers="iid",
+        map_file=data_file("3sb3_data.mtz.gz", maps), map_head=MapHead(fit, fit, "a test head"),
+        progress=lambda f, t: said.append((f, t)),
+    )  # fmt: skip
+    steps = counts(said)
+    n = pred.features.n_res
+    for step in ("Reading the map's evidence", "Clustering the draws"):
+        done = [d for _, d, _ in steps[step]]
+        stride = -(-n // REPORTS_PER_STEP)  # every 1 % of the residues
+        assert done == [*range(0, n, stride), n], step
+    fractions = [f for f, _ in said]
+    assert fractions == sorted(fractions)
 
 
 def test_a_large_structure_reports_a_bounded_number_of_times(tmp_path):
