@@ -5,6 +5,8 @@ writers below (the only writers of these files), so a file written by either is 
 """
 
 import json
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from .features import Features, featurize
 from .flexibility import add_map_columns, flexibility_table
 from .flexibility import table_csv as _table_csv
 from .mixture import Mixture, sample
+from .progress import Tick, no_tick, ticker
 from .server_config import check_prediction_size
 from .structure import ParsedStructure, read_structure
 
@@ -101,10 +104,12 @@ def predict(
 
     `options` set the multiconformer model (threshold, conformers, occupancy, input altlocs);
     `conformers` says where its alternatives come from: "select" (the selector's distinct
-    peaks, the default) or "iid" (clusters of the S iid draws). `progress(fraction, text)`,
-    when given, is called before each step (reading, features, network, sampling, building),
-    so a page can show where a long structure is. Raises StructureError for input that cannot
-    be used.
+    peaks, the default) or "iid" (clusters of the S iid draws). `progress(fraction, text)`
+    (progress.Report), when given, is called before each step (reading, features, network,
+    sampling, building) and within the long ones (the network's blocks, conformer selection,
+    the map's evidence and the multiconformer build, about every 1 %), so a page can show where
+    a long structure is; an exception it raises stops the prediction there. Raises
+    StructureError for input that cannot be used.
 
     `map_file` (a path, or bytes with `map_name` its file name) is the structure's density map
     (density.read_maps; `map_from_data` computes the maps from an MTZ's observed data even when
@@ -117,12 +122,14 @@ def predict(
         raise ValueError(f"conformers must be one of {CONFORMER_SOURCES}")
     check_sampling(n_samples, temperature, seed)  # before any work: a clear line, no traceback
     step = progress or (lambda fraction, text: None)
-    prep = prepare(model, source, name=name, progress=step, map_file=map_file,
+    prep = prepare(model, source, name=name, progress=progress, map_file=map_file,
                    map_name=map_name, map_from_data=map_from_data, map_head=map_head)  # fmt: skip
-    step(0.25, f"Predicting χ mixtures for {prep.features.n_res:,} residues")
-    (out,) = predict_many(model, [prep], device)
+    predicting = f"Predicting χ mixtures for {prep.features.n_res:,} residues"
+    step(0.25, predicting)
+    blocks = ticker(progress, 0.25, 0.4, predicting, "network blocks")
+    (out,) = predict_many(model, [prep], device, tick=blocks)
     return finish(model, prep, out, n_samples=n_samples, seed=seed, temperature=temperature,
-                  options=options, conformers=conformers, progress=step)  # fmt: skip
+                  options=options, conformers=conformers, progress=progress)  # fmt: skip
 
 
 @dataclass
@@ -173,13 +180,42 @@ def prepare(
 
 
 @torch.no_grad()
-def predict_many(model, preps: list[Prepared], device: str = "cpu") -> list:
+def predict_many(model, preps: list[Prepared], device: str = "cpu", tick: Tick = no_tick) -> list:
     """The network's outputs (model.ModelOutput) for several prepared structures from one
-    forward pass (model/packing.py): each equal, to float rounding, to its own forward pass."""
+    forward pass (model/packing.py): each equal, to float rounding, to its own forward pass.
+    `tick(done, total)` hears each of the network's blocks finish."""
     from .model.packing import forward_many
 
     model.eval()
-    return forward_many(model, [p.features for p in preps], resolve_device(device))
+    with _block_ticks(model, tick):
+        return forward_many(model, [p.features for p in preps], resolve_device(device))
+
+
+@contextmanager
+def _block_ticks(model, tick: Tick):
+    """`tick(k, L)` as the k-th of the network's L IPA blocks finishes: the blocks take about
+    90 % of its time (the pair embedding the rest). Forward hooks, so the model's code knows
+    nothing of progress; a tick that raises stops the forward pass after that block. The app
+    shares one model between its prediction threads, so a hook ticks only for the thread that
+    set it: another prediction's forward pass is not this one's progress, nor its cancel."""
+    blocks = list(getattr(model, "blocks", ()))
+    if tick is no_tick or not blocks:
+        yield
+        return
+    mine = threading.get_ident()
+
+    def done(k: int) -> None:
+        if threading.get_ident() == mine:
+            tick(k, len(blocks))
+
+    done(0)
+    hooks = [block.register_forward_hook(lambda *_, k=k: done(k + 1))
+             for k, block in enumerate(blocks)]  # fmt: skip
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 @torch.no_grad()
@@ -208,18 +244,26 @@ def finish(
     p_network, evidence = p_flexible, None
     if maps is not None:
         step(0.4, f"Reading the map's evidence for {n:,} side chains")
-        evidence = residue_evidence(parsed, maps)
+        evidence = residue_evidence(
+            parsed, maps, tick=ticker(progress, 0.4, 0.45, "Reading the map's evidence", "residues")
+        )
         p_flexible = torch.as_tensor(posterior(prep.map_head, p_network.numpy(), evidence),
                                      dtype=torch.float32)  # fmt: skip
     defined, symmetric = features.chi_defined, features.pi_symmetric
     step(0.45, f"Sampling {n_samples} conformations per residue, selecting distinct ones")
     samples = sample_chis(mix, symmetric, n_samples=n_samples, seed=seed, temperature=temperature)
-    selection = select_conformers(mix, defined, symmetric, N_PROPOSED, seed=seed)
+    selecting = ticker(progress, 0.45, 0.6, "Selecting distinct conformers", "residues")
+    selection = select_conformers(mix, defined, symmetric, N_PROPOSED, seed=seed, tick=selecting)
     score = flexibility_score(mix, defined, symmetric, p_flexible)
-    proposed = selection if conformers == "select" else iid_selection(samples, defined, symmetric)
+    proposed = selection
+    if conformers == "iid":
+        clustering = ticker(progress, 0.6, 0.65, "Clustering the draws", "residues")
+        proposed = iid_selection(samples, defined, symmetric, tick=clustering)
     prior = _prior_draws(model, features, symmetric, seed)
     step(0.65, "Building the multiconformer model and checking clashes")
-    multi = build_multiconformer(parsed, proposed, score, options, prior_draws=prior, maps=maps)
+    building = ticker(progress, 0.65, 0.95, "Building the multiconformer model", "side chains")
+    multi = build_multiconformer(parsed, proposed, score, options, prior_draws=prior, maps=maps,
+                                 tick=building)  # fmt: skip
     table = flexibility_table(
         features, mix, residue_entropy=selection.entropy, score=score, p_flexible=p_flexible
     )
@@ -418,26 +462,32 @@ def output_name(pred: Prediction, kind: str) -> str:
     return f"{pred.parsed.name}_{OUTPUT_FILES[kind]}"
 
 
-def outputs(pred: Prediction, weights_name: str) -> dict[str, bytes]:
+def outputs(pred: Prediction, weights_name: str, tick: Tick = no_tick) -> dict[str, bytes]:
     """Every output file, {file name: bytes} in OUTPUT_FILES order: what `qfitlatent predict`
     writes and what the app offers for download, from this one function. The two PDB files are
     left out only where the chains cannot be named in PDB (over 62 with long names); the
     mmCIF files always hold the model, and mixture.json says why.
 
     `weights_name` is `checkpoint.weights_label(path)` of the weights used (mixture.json says it).
+    `tick(done, total)` hears each file made (seconds each on tens of thousands of residues).
     """
     st = samples_structure(pred)  # built once for both formats
-    texts = {
-        "cif": multiconformer_cif(pred),
-        "samples_cif": build.to_cif(st),
-        "report": report_csv(pred.multiconformer),
-        "table": _table_csv(pred.table),
-        "mixture": json.dumps(mixture_json(pred, weights_name), indent=1) + "\n",
+    makers = {
+        "cif": lambda: multiconformer_cif(pred),
+        "samples_cif": lambda: build.to_cif(st),
+        "report": lambda: report_csv(pred.multiconformer),
+        "table": lambda: _table_csv(pred.table),
+        "mixture": lambda: json.dumps(mixture_json(pred, weights_name), indent=1) + "\n",
     }
     # PDB where the format can hold the chains (mixture.json says why not, otherwise).
     if "pdb_not_written" not in pdb_note(pred):
-        texts["pdb"] = multiconformer_pdb(pred)
-        texts["samples_pdb"] = build.to_pdb(st, build.pdb_chain_map(st))
+        makers["pdb"] = lambda: multiconformer_pdb(pred)
+        makers["samples_pdb"] = lambda: build.to_pdb(st, build.pdb_chain_map(st))
+    texts = {}
+    for done, (kind, make) in enumerate(makers.items()):
+        tick(done, len(makers))
+        texts[kind] = make()
+    tick(len(makers), len(makers))
     return {output_name(pred, kind): texts[kind].encode() for kind in OUTPUT_FILES
             if kind in texts}  # fmt: skip
 

@@ -23,6 +23,8 @@ import gemmi
 import numpy as np
 import torch
 
+from . import server_config
+
 # Bytes per atom of a gemmi.Structure in memory, its residues and chains included (C++ objects
 # the Python walk below cannot see): 128 measured by benchmarks/bench_kept_prediction.py as
 # the resident memory of 20 clones of a 45,270-atom structure (docs/benchmarks.md).
@@ -143,27 +145,22 @@ class PredictionQueue:
         return self._running
 
 
-# A job no page has followed for this long is cancelled at its next step: its visitor left or
-# chose another file or settings. Long enough for any rerun of the page to reach the prediction
-# again (a rerun on a loaded 2-core machine takes a few seconds before it gets there).
-ABANDONED_AFTER_S = 30.0
-
-
 class Cancelled(Exception):
-    """A prediction no page follows any more, stopped at a step boundary."""
+    """A prediction no page follows any more, stopped at its next progress report."""
 
 
 class Job:
     """One prediction running in its own thread: where it is (fraction, text), and once `done`
     is set, its `result` or its `error`. Pages `follow` it; one nobody follows for `grace`
-    seconds raises Cancelled at its next `report`."""
+    seconds (0: never stopped) raises Cancelled at its next `report`: a step boundary, or a
+    tick inside a long step (progress.py), about every 1 % of it."""
 
     def __init__(self, key: Hashable, grace: float, clock: Callable[[], float]):
         self.key = key
         self.fraction, self.text = 0.0, "Starting"
         self.result, self.error = None, None
         self.done = threading.Event()
-        self._grace, self._clock = grace, clock
+        self.grace, self._clock = grace, clock
         self._seen = clock()
 
     def follow(self) -> None:
@@ -172,25 +169,27 @@ class Job:
 
     @property
     def abandoned(self) -> bool:
-        return self._clock() - self._seen > self._grace
+        return self.grace > 0 and self._clock() - self._seen > self.grace
 
     def report(self, fraction: float, text: str) -> None:
         """The job's progress callback: records where it is, and stops a job nobody follows."""
         if self.abandoned:
-            raise Cancelled(f"no page followed this prediction for {self._grace:g} s")
+            raise Cancelled(f"no page followed this prediction for {self.grace:g} s")
         self.fraction, self.text = fraction, text
 
 
 class PredictionJobs:
     """Running predictions by key (the key of `KeptResults`), each in a thread of its own and
     bounded by the `PredictionQueue`; a finished one goes into `KeptResults`. Pages with the
-    same key (the same bytes and settings) follow the same job; no other page sees it."""
+    same key (the same bytes and settings) follow the same job; no other page sees it.
+    `grace`: seconds a job runs on unfollowed; None: the operator's `abandoned_after_s`, read
+    as each job starts, so a changed setting applies without a restart."""
 
     def __init__(
         self,
         kept: KeptResults,
         queue: PredictionQueue,
-        grace: float = ABANDONED_AFTER_S,
+        grace: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.kept, self.queue = kept, queue
@@ -221,7 +220,7 @@ class PredictionJobs:
         with self._lock:
             if key in self._jobs:
                 return self._jobs[key]
-            job = Job(key, self._grace, self._clock)
+            job = Job(key, self.grace(), self._clock)
             job.result = self.kept.get(key)
             if job.result is not None:
                 job.done.set()
@@ -251,3 +250,7 @@ class PredictionJobs:
     def running(self) -> list[Job]:
         with self._lock:
             return list(self._jobs.values())
+
+    def grace(self) -> float:
+        """Seconds a job started now runs on with no page following it (0: no limit)."""
+        return self._grace if self._grace is not None else server_config.load().abandoned_after_s

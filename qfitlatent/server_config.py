@@ -19,6 +19,8 @@ from environment variables, which win:
     QFITLATENT_MAX_TRAIN_PARAMETERS   largest model the Train page launches
     QFITLATENT_MAX_RUN_SECONDS wall-clock budget of one Train-page run
     QFITLATENT_MAX_MAP_MB      largest density map `density.read_maps` accepts
+    QFITLATENT_ABANDONED_AFTER_S   seconds an app prediction runs on with no page following
+                               it (0: it always runs to its end)
 
 Read afresh on every call (a few microseconds), so tests and operators can change it without a
 restart and nothing is cached at import time.
@@ -78,6 +80,14 @@ class ServerConfig:
     # cryo-EM map is refused before it is read; a 1.4 Å crystal map of 300 residues is ~10 MB.
     # Env: QFITLATENT_MAX_MAP_MB. 0: no cap.
     max_map_mb: int = 512
+    # --- unfollowed predictions (issue 20) ---
+    # Seconds the app's prediction runs on once no page follows it (its visitor left, or chose
+    # another file or settings); then it stops at its next progress report (about every 1 % of
+    # a long step) and gives its place and memory back. Long enough for a rerun of the page to
+    # reach the prediction again: a rerun on a loaded 2-core machine takes a few seconds. 0:
+    # never stop one (every started prediction runs to its end, even for nobody).
+    # Env: QFITLATENT_ABANDONED_AFTER_S.
+    abandoned_after_s: int = 30
 
 
 class ServerConfigError(ValueError):

@@ -19,12 +19,12 @@ from .checkpoint import default_weights as shipped_weights
 from .checkpoint import weights_label
 from .errors import CheckpointError, OutputError, StructureError
 from .prediction_cache import (
-    ABANDONED_AFTER_S,
     Cancelled,
     KeptResults,
     PredictionJobs,
     PredictionQueue,
 )
+from .progress import ticker
 from .train import jobs
 from .viz import viewer
 
@@ -218,9 +218,11 @@ def _compute(data, name, weights: Path, dev: str, progress, split: dict, **setti
     model, _ = _load_model(str(weights), weights.stat().st_mtime, dev)
     pred = predict.predict(model, data, name=name, device=dev, progress=step,
                            options=SplitOptions(**split), **settings)  # fmt: skip
-    say(PREDICT_SHARE, "Writing the multiconformer model, the ensemble and the tables")
+    writing = "Writing the multiconformer model, the ensemble and the tables"
+    say(PREDICT_SHARE, writing)
+    files = ticker(progress, PREDICT_SHARE, 0.95, writing, "files")
     try:
-        downloads = predict.outputs(pred, weights_label(weights))  # what `predict` writes
+        downloads = predict.outputs(pred, weights_label(weights), files)  # what `predict` writes
     except Exception as err:
         raise OutputError(f"the prediction ran, but its files could not be made "
                           f"({type(err).__name__}: {err})") from err  # fmt: skip
@@ -321,10 +323,14 @@ def _left_behind(job) -> None:
     before = (st.session_state.get("following") or (lambda: None))()
     st.session_state["following"] = None if job is None else weakref.ref(job)
     if before is not None and before is not job and not before.done.is_set():
+        again = "choose its file and settings again"
+        left = (
+            f"stops unless you {again} within {before.grace:.0f} s"
+            if before.grace
+            else f"runs on to its end: {again} to see it"
+        )
         st.toast(
-            f"The prediction you started before (at {before.fraction:.0%}: {before.text}) "
-            f"stops unless you choose its file and settings again within "
-            f"{ABANDONED_AFTER_S:.0f} s.",
+            f"The prediction you started before (at {before.fraction:.0%}: {before.text}) {left}.",
             icon="⏸️",
         )
 

@@ -235,8 +235,11 @@ def test_the_progress_of_a_prediction_never_says_done_before_the_page(ui):
                 lambda f, text: said.append((f, text)), {"input_altlocs": "keep"}, n_samples=2,
                 seed=0, temperature=1.0)  # fmt: skip
     texts = [text for _, text in said]
-    assert "Done" not in texts and texts[-2:] == [
-        "Writing the multiconformer model, the ensemble and the tables",
+    writing = "Writing the multiconformer model, the ensemble and the tables"
+    files = len(predict_in_page(ui, SMALL).downloads)
+    assert "Done" not in texts and texts[-files - 3 :] == [
+        writing,
+        *(f"{writing}: {k} / {files} files" for k in range(files + 1)),
         "Preparing the 3D viewer",
     ]
     fractions = [f for f, _ in said]
@@ -265,7 +268,7 @@ def test_a_writer_failure_in_the_app_reads_as_such(ui, monkeypatch):
 
     from qfitlatent import predict
 
-    def broken(pred, label):
+    def broken(pred, label, tick=None):
         raise RuntimeError("chain name too long for the PDB format")
 
     monkeypatch.setattr(predict, "outputs", broken)

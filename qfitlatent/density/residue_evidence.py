@@ -38,6 +38,7 @@ import numpy as np
 
 from ..ensemble.sidechains import can_rebuild
 from ..ideal import moved_by
+from ..progress import Tick, no_tick
 from ..structure import ParsedStructure, ResidueRecord
 from .grid import MapPair, sample
 from .ringer import RingerScan, away_from, chi1_steps, chi2_scan_positions, scan, second_peak
@@ -136,12 +137,17 @@ def residue_features(rec: ResidueRecord, maps: MapPair) -> tuple[np.ndarray, Rin
     return row, ringer
 
 
-def residue_evidence(parsed: ParsedStructure, maps: MapPair) -> ResidueEvidence:
-    """The map's evidence for every residue of `parsed`, in its residue order."""
+def residue_evidence(
+    parsed: ParsedStructure, maps: MapPair, tick: Tick = no_tick
+) -> ResidueEvidence:
+    """The map's evidence for every residue of `parsed`, in its residue order; `tick(done,
+    total)` hears the residues done (progress.py)."""
     rows, scans = [], []
-    for rec in parsed.residues:
+    for done, rec in enumerate(parsed.residues):
+        tick(done, len(parsed.residues))
         row, ringer = residue_features(rec, maps)
         rows.append(row)
         scans.append(ringer)
+    tick(len(parsed.residues), len(parsed.residues))
     feats = np.stack(rows) if rows else np.empty((0, len(FEATURES)))  # [N, F]
     return ResidueEvidence(feats, scans, maps.fofc is not None)

@@ -55,6 +55,7 @@ from scipy.spatial import cKDTree
 
 from .. import residues
 from ..density.grid import MapPair
+from ..progress import Tick, no_tick
 from ..structure import ParsedStructure
 from .build import (
     base_atoms,
@@ -483,10 +484,11 @@ def build_multiconformer(
     options: SplitOptions | None = None,
     prior_draws: torch.Tensor | None = None,  # [C, N, D] draws of the library prior, if any
     maps: MapPair | None = None,
+    tick: Tick = no_tick,
 ) -> MulticonformerModel:
     """The multiconformer model and its report (see the module docstring for the rules). With
     `maps`, alternatives are kept only where the map supports them and occupancies are fitted
-    to it (`map_support`)."""
+    to it (`map_support`). `tick(done, total)` hears the side chains tried."""
     options = options or SplitOptions()
     if len(score) != len(parsed.residues):
         raise ValueError(f"{len(score)} scores for {len(parsed.residues)} residues")
@@ -515,7 +517,8 @@ def build_multiconformer(
                          note="its SG is in a disulfide bond"))  # fmt: skip
     candidates = [i for i in above if i not in kept_set and i not in bonded]
     prepared = _prepare(parsed, selection, candidates, prior_draws)
-    for i in sorted(candidates, key=lambda j: (-score[j], j)):
+    for done, i in enumerate(sorted(candidates, key=lambda j: (-score[j], j))):
+        tick(done, len(candidates))
         rec = parsed.residues[i]
         d = n_chi[i]
         prep = prepared[i]
@@ -623,6 +626,7 @@ def build_multiconformer(
             rows.append(_row(i, rec, score[i], "", "", chi_in, d, "input", "not split",
                              **(seen if judge and keep_k else {})))  # fmt: skip
         rows.extend(rejected)
+    tick(len(candidates), len(candidates))
     st.assign_label_seq_id()  # mmCIF readers that go by label_seq_id (Mol*) need it
     rows.sort(key=lambda r: r["index"])  # stable: within a residue, written before rejected
     return MulticonformerModel(
