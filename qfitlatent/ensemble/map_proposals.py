@@ -63,6 +63,8 @@ def propose(
     n_chi = residues.n_chi(resname)
     near = peak_deg + np.arange(-CHI1_REFINE_DEG, CHI1_REFINE_DEG + 1.0, STEP_DEG)  # degrees
     chi1s = np.radians(near[_staggered(near) & away_from(near, ringer.modelled_chi1)])
+    if not len(chi1s):  # no staggered χ1 away from the modelled one: nothing to propose
+        return None
     chi2s = [cand[1]]
     if n_chi >= 2:
         chi2s = np.concatenate([np.radians(CHI2_GRID_DEG), network_chi[:, 1]])
