@@ -142,6 +142,9 @@ def test_the_map_proposes_the_missed_rotamer(crystal):
     assert chi is not None
     assert circular_deg(math.degrees(chi[0]), math.degrees(alt_chi[0])) <= 10.0
     assert circular_deg(math.degrees(chi[1]), math.degrees(alt_chi[1])) <= 20.0
+    # A CCP4/MRC map (2mFo-DFc alone): its Ringer scan's second peak, the same rotamer.
+    alone = propose(base, rec.parent, network, MapPair(maps.two_fofc, None, "2mFo-DFc"))
+    assert circular_deg(math.degrees(alone[0]), math.degrees(alt_chi[0])) <= 10.0
     # A network proposal already there: the map adds nothing.
     assert propose(base, rec.parent, np.stack([network[0], chi]), maps) is None
 
