@@ -1,6 +1,6 @@
 """Does the multiconformer model built with a map fit that map better than its input?
 
-    python benchmarks/map_multiconf.py [ENTRY ...] [--maps DIR] [--candidates]
+    python benchmarks/map_multiconf.py [ENTRY ...] [--maps DIR] [--candidates] [--no-map-proposals]
 
 The fair case of ../shared/data/maps/README.md: each deposited multiconformer model is reduced
 to one conformer per residue (the heaviest altloc; for 1G8A the deposited single-conformer
@@ -15,11 +15,12 @@ the points of a 0.4 Å lattice within 2 Å of the atoms of either version, the s
 both. Also: how many written alternatives lie within 30° on every χ of a deposited altloc of
 the multiconformer model (which the map was never computed from).
 
---candidates lists every alternative the map judged, the network's and the map's own (its density numbers and whether it matches
-a deposited altloc) and, over all entries given, how many of them each of a few support rules
-would keep and how many of those match: the numbers the support rule was chosen from
-(ensemble/map_support.py, docs/density.md). An alternative is judged until its residue holds
-max_conformers, so the set judged depends a little on the rule in force.
+--candidates lists every alternative the map judged, the network's and the map's own (its
+density numbers and whether it matches a deposited altloc) and, over all entries given, how
+many of them each of a few support rules would keep and how many of those match: the numbers
+the support rule was chosen from (ensemble/map_support.py, docs/density.md). An alternative is
+judged until its residue holds max_conformers, so the set judged depends a little on the rule
+in force.
 The shipped network weights have seen 3K0N and 1G8A in training (docs/density.md).
 """
 
@@ -39,6 +40,7 @@ from qfitlatent.checkpoint import default_weights, load_model
 from qfitlatent.density import sample
 from qfitlatent.density.occupancy import lattice_near
 from qfitlatent.density.reduce import single_conformer
+from qfitlatent.ensemble.multiconf import SplitOptions
 from qfitlatent.ensemble.sidechains import measure_chis
 from qfitlatent.predict import predict
 from qfitlatent.structure import from_gemmi
@@ -131,7 +133,7 @@ def matches(chi_deg: list, resname: str, deposited: list) -> bool:
     return False
 
 
-def run(entry: str, maps_dir: Path, model, show_candidates: bool) -> dict:
+def run(entry: str, maps_dir: Path, model, show_candidates: bool, proposals: bool = True) -> dict:
     multi_name, input_name, data_name = ENTRIES[entry]
     multi = gemmi.read_structure(str(maps_dir / multi_name))
     multi.setup_entities()
@@ -143,7 +145,8 @@ def run(entry: str, maps_dir: Path, model, show_candidates: bool) -> dict:
         path = Path(tmp) / f"{entry.lower()}_single.pdb"
         single.write_pdb(str(path))
         t0 = time.perf_counter()
-        pred = predict(model, path, map_file=maps_dir / data_name, map_from_data=True)
+        pred = predict(model, path, map_file=maps_dir / data_name, map_from_data=True,
+                       options=SplitOptions(map_proposals=proposals))  # fmt: skip
         seconds = time.perf_counter() - t0
     d_min = gemmi.read_mtz_file(str(maps_dir / data_name), with_data=False).resolution_high()
     before = pred.parsed.input_structure()
@@ -196,12 +199,17 @@ def main(argv=None) -> int:
     ap.add_argument("--maps", type=Path, default=Path("../shared/data/maps"))
     ap.add_argument("--weights", type=Path, default=None)
     ap.add_argument("--candidates", action="store_true", help="list every judged alternative")
+    ap.add_argument(
+        "--no-map-proposals",
+        action="store_true",
+        help="only the network's conformers (before issue 22's map proposals)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     model, _ = load_model(args.weights or default_weights(), "cpu")
     summary = []
     for entry in [e.upper() for e in args.entries] or ["3K0N"]:
-        res = run(entry, args.maps, model, args.candidates)
+        res = run(entry, args.maps, model, args.candidates, not args.no_map_proposals)
         print(f"\n{entry}: {res['source']} (predict {res['seconds']:.1f} s)")
         print(f"{'residue':<16}{'occupancies':<18}{'RSCC in':>9}{'RSCC out':>9}{'change':>8}"
               f"{'dep. altlocs':>14}{'from map':>10}")  # fmt: skip
