@@ -1,6 +1,6 @@
 """Does the multiconformer model built with a map fit that map better than its input?
 
-    python benchmarks/map_multiconf.py [ENTRY ...] [--maps DIR] [--candidates]
+    python benchmarks/map_multiconf.py [ENTRY ...] [--maps DIR] [--candidates] [--no-map-proposals]
 
 The fair case of ../shared/data/maps/README.md: each deposited multiconformer model is reduced
 to one conformer per residue (the heaviest altloc; for 1G8A the deposited single-conformer
@@ -15,11 +15,12 @@ the points of a 0.4 Å lattice within 2 Å of the atoms of either version, the s
 both. Also: how many written alternatives lie within 30° on every χ of a deposited altloc of
 the multiconformer model (which the map was never computed from).
 
---candidates lists every alternative the map judged (its density numbers and whether it matches
-a deposited altloc) and, over all entries given, how many of them each of a few support rules
-would keep and how many of those match: the numbers the support rule was chosen from
-(ensemble/map_support.py, docs/density.md). An alternative is judged until its residue holds
-max_conformers, so the set judged depends a little on the rule in force.
+--candidates lists every alternative the map judged, the network's and the map's own (its
+density numbers and whether it matches a deposited altloc) and, over all entries given, how
+many of them each of a few support rules would keep and how many of those match: the numbers
+the support rule was chosen from (ensemble/map_support.py, docs/density.md). An alternative is
+judged until its residue holds max_conformers, so the set judged depends a little on the rule
+in force.
 The shipped network weights have seen 3K0N and 1G8A in training (docs/density.md).
 """
 
@@ -39,6 +40,7 @@ from qfitlatent.checkpoint import default_weights, load_model
 from qfitlatent.density import sample
 from qfitlatent.density.occupancy import lattice_near
 from qfitlatent.density.reduce import single_conformer
+from qfitlatent.ensemble.multiconf import SplitOptions
 from qfitlatent.ensemble.sidechains import measure_chis
 from qfitlatent.predict import predict
 from qfitlatent.structure import from_gemmi
@@ -131,7 +133,7 @@ def matches(chi_deg: list, resname: str, deposited: list) -> bool:
     return False
 
 
-def run(entry: str, maps_dir: Path, model, show_candidates: bool) -> dict:
+def run(entry: str, maps_dir: Path, model, show_candidates: bool, proposals: bool = True) -> dict:
     multi_name, input_name, data_name = ENTRIES[entry]
     multi = gemmi.read_structure(str(maps_dir / multi_name))
     multi.setup_entities()
@@ -143,7 +145,8 @@ def run(entry: str, maps_dir: Path, model, show_candidates: bool) -> dict:
         path = Path(tmp) / f"{entry.lower()}_single.pdb"
         single.write_pdb(str(path))
         t0 = time.perf_counter()
-        pred = predict(model, path, map_file=maps_dir / data_name, map_from_data=True)
+        pred = predict(model, path, map_file=maps_dir / data_name, map_from_data=True,
+                       options=SplitOptions(map_proposals=proposals))  # fmt: skip
         seconds = time.perf_counter() - t0
     d_min = gemmi.read_mtz_file(str(maps_dir / data_name), with_data=False).resolution_high()
     before = pred.parsed.input_structure()
@@ -161,9 +164,12 @@ def run(entry: str, maps_dir: Path, model, show_candidates: bool) -> dict:
             "before": rscc(r0, points, cell, d_min, pred.maps.two_fofc),
             "after": rscc(r1, points, cell, d_min, pred.maps.two_fofc),
             "deposited_altlocs": len(deposited.get(rec.id.label(), ("", []))[1]),
+            "from_map": "".join(r["altloc"] for r in pred.multiconformer.rows if r["index"] == i
+                                and r["source"] == "map" and r["status"] == "written"),
         })  # fmt: skip
-    judged = [r for r in pred.multiconformer.rows
-              if r["source"] == "predicted" and r.get("density_2fofc", "") != ""]  # fmt: skip
+    judged = [r for r in pred.multiconformer.rows  # the network's alternatives and the map's
+              if r["source"] in ("predicted", "map")
+              and r.get("density_2fofc", "") != ""]  # fmt: skip
     for r in judged:
         key = f"{r['chain']}{r['resnum']}{r['icode']}".strip()
         resname, dep = next(((v[0], v[1]) for k, v in deposited.items()
@@ -174,13 +180,16 @@ def run(entry: str, maps_dir: Path, model, show_candidates: bool) -> dict:
     if show_candidates:
         print(f"\n{entry}: every alternative the map judged (matches: within {MATCH_DEG:g}° of a "
               "deposited conformer on every χ, the residue having ≥ 2)")  # fmt: skip
-        print(f"{'residue':<14}{'status':<26}{'2fofc':>7}{'fofc':>7}{'vs in':>7}  matches")
+        print(f"{'residue':<14}{'source':<10}{'status':<26}{'2fofc':>7}{'fofc':>7}{'vs in':>7}"
+              "  matches")  # fmt: skip
         for r in judged:
-            print(f"{r['chain']}{r['resnum']:<5}{r['resname']:<8}{r['status']:<26}"
+            print(f"{r['chain']}{r['resnum']:<5}{r['resname']:<8}{r['source']:<10}{r['status']:<26}"
                   f"{r['density_2fofc']:>7}{r['density_fofc']!s:>7}{r['density_vs_input']:>7}  "
                   f"{r['matches']}")  # fmt: skip
     return {"entry": entry, "rows": rows, "seconds": seconds, "source": pred.maps.source,
             "written": len(written), "written_matching": sum(r["matches"] for r in written),
+            "written_map": sum(r["source"] == "map" for r in written),
+            "written_map_matching": sum(r["matches"] for r in written if r["source"] == "map"),
             "judged": judged}  # fmt: skip
 
 
@@ -190,18 +199,24 @@ def main(argv=None) -> int:
     ap.add_argument("--maps", type=Path, default=Path("../shared/data/maps"))
     ap.add_argument("--weights", type=Path, default=None)
     ap.add_argument("--candidates", action="store_true", help="list every judged alternative")
+    ap.add_argument(
+        "--no-map-proposals",
+        action="store_true",
+        help="only the network's conformers (before issue 22's map proposals)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     model, _ = load_model(args.weights or default_weights(), "cpu")
     summary = []
     for entry in [e.upper() for e in args.entries] or ["3K0N"]:
-        res = run(entry, args.maps, model, args.candidates)
+        res = run(entry, args.maps, model, args.candidates, not args.no_map_proposals)
         print(f"\n{entry}: {res['source']} (predict {res['seconds']:.1f} s)")
         print(f"{'residue':<16}{'occupancies':<18}{'RSCC in':>9}{'RSCC out':>9}{'change':>8}"
-              f"{'dep. altlocs':>14}")  # fmt: skip
+              f"{'dep. altlocs':>14}{'from map':>10}")  # fmt: skip
         for r in res["rows"]:
             print(f"{r['residue']:<16}{r['occupancies']:<18}{r['before']:>9.3f}{r['after']:>9.3f}"
-                  f"{r['after'] - r['before']:>+8.3f}{r['deposited_altlocs']:>14}")  # fmt: skip
+                  f"{r['after'] - r['before']:>+8.3f}{r['deposited_altlocs']:>14}"
+                  f"{r['from_map'] or '-':>10}")  # fmt: skip
         summary.append(res)
     if args.candidates:
         judged = [r for res in summary for r in res["judged"] if r["density_fofc"] != ""]
@@ -215,7 +230,7 @@ def main(argv=None) -> int:
             print(f"{name:<62}{len(kept):>6}{hit:>7}{hit / max(1, len(kept)):>11.2f}"
                   f"{hit / max(1, total):>8.2f}")  # fmt: skip
     print("\nentry  split  mean RSCC in  out  change  worst change  alternatives written "
-          "(matching a deposited altloc)")  # fmt: skip
+          "(matching a deposited altloc) [of them proposed by the map (matching)]")  # fmt: skip
     for res in summary:
         rows = res["rows"]
         if not rows:
@@ -225,7 +240,8 @@ def main(argv=None) -> int:
         a = np.mean([r["after"] for r in rows])
         worst = min(r["after"] - r["before"] for r in rows)
         print(f"{res['entry']:<6} {len(rows):>5}  {b:>13.3f}  {a:.3f}  {a - b:+.3f}  {worst:+12.3f}"
-              f"  {res['written']} ({res['written_matching']})")  # fmt: skip
+              f"  {res['written']} ({res['written_matching']}) "
+              f"[{res['written_map']} ({res['written_map_matching']})]")  # fmt: skip
     return 0
 
 

@@ -16,7 +16,8 @@ These structures are training data of the shipped weights: a comparison, not a h
 
 With `--maps DIR` (../shared/data/maps), only the qFit models whose entry has observed data
 there (3K0N, 1G8A) are run, once without and once with the map: 2mFo-DFc and mFo-DFc computed
-from the data with the single-conformer input's phases (servalcat), as a user would have them.
+from the data with the single-conformer input's phases (servalcat), as a user would have them;
+the map also proposes conformers (ensemble/map_proposals.py) unless --no-map-proposals.
 """
 
 import argparse
@@ -61,7 +62,9 @@ def data_file(maps: Path, path: Path) -> Path | None:
     return found[0] if found else None
 
 
-def compare(model, path: Path, threshold: float, map_file: Path | None = None) -> dict:
+def compare(
+    model, path: Path, threshold: float, map_file: Path | None = None, proposals: bool = True
+) -> dict:
     parsed = read_structure(path)
     f = featurize(parsed)
     key = {(r.chain, r.resnum, r.icode): i for i, r in enumerate(parsed.residues)}
@@ -69,7 +72,7 @@ def compare(model, path: Path, threshold: float, map_file: Path | None = None) -
         model,
         single_conformer(path),
         name=path.name,
-        options=SplitOptions(threshold=threshold),
+        options=SplitOptions(threshold=threshold, map_proposals=proposals),
         map_file=map_file,
         map_from_data=map_file is not None,
     )
@@ -125,6 +128,11 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("../shared/data/multiconf"))
     p.add_argument("--thresholds", type=float, nargs="+", default=[DEFAULT_THRESHOLD])
     p.add_argument("--maps", type=Path, default=None, help="compare with and without maps")
+    p.add_argument(
+        "--no-map-proposals",
+        action="store_true",
+        help="with a map, only the network's conformers (before issue 22's proposals)",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     model, _ = load_model(args.weights, "cpu")
@@ -136,7 +144,7 @@ def main() -> None:
         runs = [(path, None) for path, _ in paired] + paired
     out = io.StringIO()
     for t in args.thresholds:
-        rows = [compare(model, path, t, m) for path, m in runs]
+        rows = [compare(model, path, t, m, not args.no_map_proposals) for path, m in runs]
         for suffix, label in (("", "all"), (" + map", "all + map")):
             group = [r for r in rows if r["structure"].endswith(".gz" + suffix)]
             if group:

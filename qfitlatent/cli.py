@@ -162,7 +162,8 @@ def cmd_predict(args) -> int:
         with_maps = args.map is not None or args.maps is not None
         args.batch_residues = 0 if with_maps else archive.BATCH_RESIDUES[device.type]
     given = {"threshold": args.threshold, "max_conformers": args.max_conformers,
-             "min_occupancy": args.min_occupancy, "input_altlocs": args.input_altlocs}  # fmt: skip
+             "min_occupancy": args.min_occupancy, "input_altlocs": args.input_altlocs,
+             "map_proposals": False if args.no_map_proposals else None}  # fmt: skip
     try:
         options = SplitOptions(**{k: v for k, v in given.items() if v is not None})
     except ValueError as err:
@@ -280,7 +281,8 @@ def _prepared(model, jobs, out: Path, args, maps_listed, progress, failed: list)
         try:
             map_path = args.map if maps_listed is None else pair_map(path, maps_listed, args.maps)
             outdir.check_free(out / name, args.overwrite)  # before predicting, not after
-            prep = prepare(model, path, map_file=map_path, map_from_data=args.map_from_data)
+            prep = prepare(model, path, map_file=map_path, map_from_data=args.map_from_data,
+                           all_evidence=args.all_evidence)  # fmt: skip
         except Exception as err:  # one file's failure, whatever it is, never ends the batch
             failed.append(path)
             _report_failure(out, path, err)
@@ -739,6 +741,17 @@ def _predict_parsers(add) -> None:
             help="compute 2mFo-DFc and mFo-DFc from the MTZ's observed data with this model's "
             "phases even where it holds map coefficients (made with another model); 5-25 s "
             "per structure (default: use the coefficients)",
+        )  # fmt: skip
+        q.add_argument(
+            "--all-evidence", action="store_true",
+            help="with a map, also read the near-copy evidence the map head does not use "
+            "(residues.csv's fofc_chi2_peak, fofc_shift, two_fofc_side_vs_bb, "
+            "two_fofc_tip_vs_bb; empty without this flag)",
+        )  # fmt: skip
+        q.add_argument(
+            "--no-map-proposals", action="store_true",
+            help="with a map, try only the network's conformers, not also the one the map "
+            "proposes where its difference density peaks",
         )  # fmt: skip
         q.set_defaults(func=cmd_predict)
 

@@ -17,7 +17,7 @@ from . import residues
 from .checkpoint import resolve_device
 from .density import MapPair, read_maps
 from .density.posterior import MapHead, load_map_head, posterior
-from .density.residue_evidence import ResidueEvidence, residue_evidence
+from .density.residue_evidence import NEAR_COPY_FEATURES, ResidueEvidence, residue_evidence
 from .ensemble import build
 from .ensemble.conformers import (
     N_CANDIDATES,
@@ -99,6 +99,7 @@ def predict(
     map_name: str | None = None,
     map_from_data: bool = False,
     map_head: MapHead | None = None,
+    all_evidence: bool = False,
 ) -> Prediction:
     """Predict one structure: `source` is a path, bytes, or an already read ParsedStructure.
 
@@ -117,13 +118,16 @@ def predict(
     the map's evidence (`map_head`, by default the shipped weights/map-head-v1.json), the
     ranking and splitting use it, and the multiconformer model keeps only alternatives the map
     supports, at occupancies fitted to it. Raises MapError for a map that cannot be used.
+    `all_evidence` reads every column of the map's evidence, also the near-copy ones the head
+    does not use (residue_evidence.NEAR_COPY_FEATURES; else empty where the head needs none).
     """
     if conformers not in CONFORMER_SOURCES:
         raise ValueError(f"conformers must be one of {CONFORMER_SOURCES}")
     check_sampling(n_samples, temperature, seed)  # before any work: a clear line, no traceback
     step = progress or (lambda fraction, text: None)
     prep = prepare(model, source, name=name, progress=progress, map_file=map_file,
-                   map_name=map_name, map_from_data=map_from_data, map_head=map_head)  # fmt: skip
+                   map_name=map_name, map_from_data=map_from_data, map_head=map_head,
+                   all_evidence=all_evidence)  # fmt: skip
     predicting = f"Predicting χ mixtures for {prep.features.n_res:,} residues"
     step(0.25, predicting)
     blocks = ticker(progress, 0.25, 0.4, predicting, "network blocks")
@@ -142,6 +146,7 @@ class Prepared:
     source_name: str
     maps: MapPair | None = None
     map_head: MapHead | None = None
+    all_evidence: bool = False  # read the near-copy evidence even where the head needs none
 
 
 def prepare(
@@ -154,6 +159,7 @@ def prepare(
     map_name: str | None = None,
     map_from_data: bool = False,
     map_head: MapHead | None = None,
+    all_evidence: bool = False,
 ) -> Prepared:
     """`predict`'s steps before the network: read the structure (and its map), featurise it.
     Raises StructureError / MapError / CheckpointError as `predict` does."""
@@ -176,7 +182,8 @@ def prepare(
                          from_data=map_from_data)  # fmt: skip
     step(0.1, f"Computing features of {n:,} residues")
     features = featurize(parsed)
-    return Prepared(parsed, features, source_name, maps, map_head if maps is not None else None)
+    return Prepared(parsed, features, source_name, maps, map_head if maps is not None else None,
+                    all_evidence)  # fmt: skip
 
 
 @torch.no_grad()
@@ -244,9 +251,9 @@ def finish(
     p_network, evidence = p_flexible, None
     if maps is not None:
         step(0.4, f"Reading the map's evidence for {n:,} side chains")
-        evidence = residue_evidence(
-            parsed, maps, tick=ticker(progress, 0.4, 0.45, "Reading the map's evidence", "residues")
-        )
+        near_copy = prep.all_evidence or uses_near_copy(prep.map_head)
+        reading = ticker(progress, 0.4, 0.45, "Reading the map's evidence", "residues")
+        evidence = residue_evidence(parsed, maps, near_copy=near_copy, tick=reading)
         p_flexible = torch.as_tensor(posterior(prep.map_head, p_network.numpy(), evidence),
                                      dtype=torch.float32)  # fmt: skip
     defined, symmetric = features.chi_defined, features.pi_symmetric
@@ -297,6 +304,12 @@ def finish(
         p_network=p_network,
         map_head=prep.map_head,
     )
+
+
+def uses_near_copy(head: MapHead) -> bool:
+    """Whether the head reads any near-copy feature (the shipped v1 does not: not computed)."""
+    fits = (head.difference, head.two_fofc_only)
+    return any(n in NEAR_COPY_FEATURES for fit in fits for n in fit.inputs)
 
 
 def with_map_threshold(options: SplitOptions, head: MapHead) -> SplitOptions:

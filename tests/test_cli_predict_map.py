@@ -35,6 +35,25 @@ def test_predict_with_a_map(tmp_path, capsys):
     assert set(rows["call_from"]) == {"map", "model"}
 
 
+def test_all_evidence_and_no_map_proposals_reach_the_files(tmp_path):
+    """--all-evidence fills the near-copy columns the shipped head leaves empty;
+    --no-map-proposals leaves report.csv without a conformer the map proposed."""
+    default, flagged = tmp_path / "default", tmp_path / "flagged"
+    every = ("--threshold", 0, "--input-altlocs", "replace")  # every residue tried
+    assert run(STRUCTURE, "--map", MAP, "--out", default, *every) == 0
+    assert run(STRUCTURE, "--map", MAP, "--out", flagged, *every, "--all-evidence",
+               "--no-map-proposals") == 0  # fmt: skip
+    mapped = table(default, "3sb3")["call_from"] == "map"
+    assert (table(default, "3sb3").loc[mapped, "fofc_shift"] == "").all()
+    assert (table(flagged, "3sb3").loc[mapped, "fofc_shift"] != "").all()
+
+    def sources(folder):
+        report = pd.read_csv(folder / "3sb3" / "3sb3_report.csv", keep_default_na=False)
+        return set(report["source"])
+
+    assert "map" in sources(default) and "map" not in sources(flagged)
+
+
 def test_maps_folder_pairs_by_name_and_skips_a_structure_without_one(tmp_path, capsys):
     maps = tmp_path / "maps"
     maps.mkdir()

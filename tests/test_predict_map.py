@@ -16,7 +16,7 @@ from conftest import SHARED, data_file, tiny_model
 from qfitlatent.checkpoint import default_weights, load_model
 from qfitlatent.density.posterior import NETWORK, LogisticFit, MapHead
 from qfitlatent.density.reduce import single_conformer
-from qfitlatent.density.residue_evidence import FEATURES
+from qfitlatent.density.residue_evidence import FEATURES, NEAR_COPY_FEATURES
 from qfitlatent.ensemble.multiconf import MAP_OCCUPANCY_NOTE, MAP_REPORT_COLUMNS, REPORT_COLUMNS
 from qfitlatent.errors import CheckpointError, MapError
 from qfitlatent.flexibility import COLUMNS, MAP_COLUMNS
@@ -83,6 +83,30 @@ def test_residues_csv_says_where_each_call_comes_from(mapped):
     assert pd.to_numeric(map_rows["fofc_peak"]).notna().all()
     # rows are ranked by the posterior
     assert table["flexibility"].is_monotonic_decreasing
+
+
+def test_near_copy_evidence_is_read_only_where_used_or_asked(network, mapped):
+    """HEAD reads none of the near-copy numbers: they are not computed, and residues.csv keeps
+    their columns empty; --all-evidence, or a head that reads one, gets them all."""
+    near = [FEATURES.index(f) for f in NEAR_COPY_FEATURES]
+    rest = [i for i in range(len(FEATURES)) if i not in near]
+    scanned = mapped.evidence.scanned
+    assert np.isnan(mapped.evidence.features[:, near]).all()
+    table = pd.read_csv(io.BytesIO(files_of(mapped)["residues.csv"]), keep_default_na=False)
+    assert (table[list(NEAR_COPY_FEATURES)] == "").all().all()
+    asked = predict(network, STRUCTURE, map_file=MAP, map_head=HEAD, all_evidence=True)
+    got = asked.evidence.features[scanned][:, near]  # [R, 4]
+    assert np.isfinite(got).mean(axis=0).min() > 0.5  # every column read (χ2 scan: χ2 only)
+    np.testing.assert_array_equal(
+        asked.evidence.features[:, rest], mapped.evidence.features[:, rest]
+    )
+    table = pd.read_csv(io.BytesIO(files_of(asked)["residues.csv"]))
+    assert table.loc[table["call_from"] == "map", "fofc_shift"].notna().all()
+    # A head that reads one of them: computed without being asked.
+    reads = LogisticFit((NETWORK, "fofc_shift"), (0.0, 0.0), (1.0, 1.0), (1.0, 1.0), -1.0)
+    head = MapHead(reads, HEAD.two_fofc_only, "a head reading a near-copy number")
+    used = predict(network, STRUCTURE, map_file=MAP, map_head=head)
+    np.testing.assert_array_equal(used.evidence.features, asked.evidence.features)
 
 
 def test_mixture_json_has_the_map_section(plain, mapped):

@@ -15,7 +15,9 @@ before building an alternative conformer:
     fofc_near_max      highest mFo-DFc 1.2 Å around those atoms: a near-copy of the side chain
                        (< 30° in χ1, invisible to a χ1 scan) shows up as an adjacent lump
 
-and, for the near-copies a χ1 scan misses (measured, not used by the shipped head):
+and, for the near-copies a χ1 scan misses (measured, not used by the shipped head; computed
+only with `near_copy`, else NaN: `predict` asks for them where its head uses them or the caller
+wants every column):
 
     fofc_chi2_peak     mFo-DFc at the δ atom as χ2 turns (χ1 as modelled), highest peak ≥ 30°
                        in χ2 from the modelled one: a copy that differs in χ2 only
@@ -57,6 +59,7 @@ FEATURES = DIFFERENCE_FEATURES + MAP_FEATURES
 DIFFERENCE_FEATURES_V1 = DIFFERENCE_FEATURES[:4]
 MAP_FEATURES_V1 = MAP_FEATURES[:2]
 FEATURES_V1 = DIFFERENCE_FEATURES_V1 + MAP_FEATURES_V1
+NEAR_COPY_FEATURES = tuple(f for f in FEATURES if f not in FEATURES_V1)
 BACKBONE = ("N", "CA", "C", "O")
 SHELL_RADIUS = 1.2  # Å: beside an atom, inside the reach of a slightly turned copy of it
 
@@ -88,9 +91,11 @@ def modelled_atoms(rec: ResidueRecord) -> dict[str, np.ndarray]:
     return max(rec.conformers, key=lambda c: c.occ).atoms
 
 
-def residue_features(rec: ResidueRecord, maps: MapPair) -> tuple[np.ndarray, RingerScan | None]:
+def residue_features(
+    rec: ResidueRecord, maps: MapPair, near_copy: bool = True
+) -> tuple[np.ndarray, RingerScan | None]:
     """([F] features in FEATURES order, its Ringer scan) of one residue; NaN and None where the
-    map cannot speak for it."""
+    map cannot speak for it. Without `near_copy`, the NEAR_COPY_FEATURES are NaN, not read."""
     row = np.full(len(FEATURES), np.nan)
     if not rec.conformers or not can_rebuild(rec.parent):
         return row, None
@@ -109,10 +114,11 @@ def residue_features(rec: ResidueRecord, maps: MapPair) -> tuple[np.ndarray, Rin
     if side:
         two_side = sample(maps.two_fofc, side_xyz)  # [P]
         f["two_fofc_modelled"] = float(np.mean(two_side))
-        backbone = [rec.backbone[n] for n in BACKBONE if n in rec.backbone]
-        two_bb = float(np.mean(sample(maps.two_fofc, np.stack(backbone))))
-        f["two_fofc_side_vs_bb"] = f["two_fofc_modelled"] - two_bb
-        f["two_fofc_tip_vs_bb"] = float(np.min(two_side)) - two_bb
+        if near_copy:
+            backbone = [rec.backbone[n] for n in BACKBONE if n in rec.backbone]
+            two_bb = float(np.mean(sample(maps.two_fofc, np.stack(backbone))))
+            f["two_fofc_side_vs_bb"] = f["two_fofc_modelled"] - two_bb
+            f["two_fofc_tip_vs_bb"] = float(np.min(two_side)) - two_bb
     if maps.fofc is not None:
         diff = ringer.gamma[maps.fofc.label]
         f["fofc_peak"] = second_peak(diff, ringer.chi1, ringer.modelled_chi1)[0]
@@ -126,8 +132,9 @@ def residue_features(rec: ResidueRecord, maps: MapPair) -> tuple[np.ndarray, Rin
             f["fofc_modelled_min"] = float(np.nanmin(at))
             around = sample(maps.fofc, side_xyz[:, None, :] + SHELL)  # [P, 14]
             f["fofc_near_max"] = float(np.nanmax(around))
-            f["fofc_shift"] = float(np.nanmean(np.nanmax(around, axis=1) - at))
-        chi2 = chi2_scan_positions(atoms, rec.parent, chi1_steps())
+            if near_copy:
+                f["fofc_shift"] = float(np.nanmean(np.nanmax(around, axis=1) - at))
+        chi2 = chi2_scan_positions(atoms, rec.parent, chi1_steps()) if near_copy else None
         if chi2 is not None:
             delta_xyz, modelled_chi2 = chi2
             f["fofc_chi2_peak"] = second_peak(
@@ -138,14 +145,15 @@ def residue_features(rec: ResidueRecord, maps: MapPair) -> tuple[np.ndarray, Rin
 
 
 def residue_evidence(
-    parsed: ParsedStructure, maps: MapPair, tick: Tick = no_tick
+    parsed: ParsedStructure, maps: MapPair, near_copy: bool = True, tick: Tick = no_tick
 ) -> ResidueEvidence:
-    """The map's evidence for every residue of `parsed`, in its residue order; `tick(done,
-    total)` hears the residues done (progress.py)."""
+    """The map's evidence for every residue of `parsed`, in its residue order (the
+    NEAR_COPY_FEATURES NaN without `near_copy`); `tick(done, total)` hears the residues done
+    (progress.py)."""
     rows, scans = [], []
     for done, rec in enumerate(parsed.residues):
         tick(done, len(parsed.residues))
-        row, ringer = residue_features(rec, maps)
+        row, ringer = residue_features(rec, maps, near_copy)
         rows.append(row)
         scans.append(ringer)
     tick(len(parsed.residues), len(parsed.residues))

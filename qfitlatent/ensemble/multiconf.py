@@ -40,9 +40,13 @@ residues the report says were split change. Rules, in the order they apply:
   supports it (else `rejected: no density`; the mixture-mass minimum does not apply), and the
   occupancies of the input side chain and the alternatives kept are fitted to the 2mFo-DFc map
   (NNLS), an alternative below `min_occupancy` dropped and the fit redone. The report gains
-  the density at each conformer (MAP_REPORT_COLUMNS), the files a REMARK.
+  the density at each conformer (MAP_REPORT_COLUMNS), the files a REMARK. Unless
+  `map_proposals` is off, the map also proposes a conformer (`map_proposals.py`: the χ1 where
+  the mFo-DFc Ringer scan peaks), tried before the network's and judged like them; its report
+  rows say `source` "map".
 """
 
+import dataclasses
 import functools
 import math
 import string
@@ -64,7 +68,8 @@ from .build import (
     rebuildable,
     split_residue,
 )
-from .conformers import SEPARATION_DEG, Selection, chi_distance
+from .conformers import SEPARATION_DEG, Selection, chi_distance, eclipsed_chi1
+from .map_proposals import propose
 from .map_support import SUPPORT_FOFC, SUPPORT_TWO_FOFC, MapJudge, rounded
 from .sidechains import measure_chis, set_chis
 
@@ -80,7 +85,6 @@ DEFAULT_THRESHOLD = 0.17
 MAX_CONFORMERS = 3  # per residue, the input's included: at most 2 alternatives
 MIN_OCCUPANCY = 0.1  # lighter alternatives are not written
 OVERLAP_CUTOFF = 0.4  # Å of heavy-atom van der Waals overlap: a serious clash
-ECLIPSED_DEG = 20.0  # predicted alternatives with χ1 this close to 0° or ±120° are not written
 INPUT_ALTLOCS = ("keep", "replace")
 ALTLOCS = string.ascii_uppercase
 # Bondi (1964) van der Waals radii, Å, by element; other elements get carbon's.
@@ -146,6 +150,8 @@ class SplitOptions:
     min_occupancy: float = MIN_OCCUPANCY  # lightest alternative written
     input_altlocs: str = "keep"  # "keep": input altlocs stay, untouched; "replace": ours instead
     overlap: float = OVERLAP_CUTOFF  # Å: alternatives overlapping this much are rejected
+    # With a map: also try the conformer the map proposes (map_proposals.py), first
+    map_proposals: bool = True
 
     def __post_init__(self):
         if not 0.0 <= self.threshold <= 1.0:
@@ -516,6 +522,9 @@ def build_multiconformer(
                          n_chi[i], "input", "kept as in the input",
                          note="its SG is in a disulfide bond"))  # fmt: skip
     candidates = [i for i in above if i not in kept_set and i not in bonded]
+    map_slot = -1  # the selection's slot that holds the map's proposals, -1 without
+    if judge is not None and options.map_proposals:
+        selection, map_slot = _with_map_proposals(parsed, selection, candidates, maps)
     prepared = _prepare(parsed, selection, candidates, prior_draws)
     for done, i in enumerate(sorted(candidates, key=lambda j: (-score[j], j))):
         tick(done, len(candidates))
@@ -535,7 +544,9 @@ def build_multiconformer(
         own_moving = _riding(res, {back.get(n, n) for n in moving})
         accepted: list[tuple[torch.Tensor, dict]] = []
         rejected: list[dict] = []
-        keep_k = prep["keep"]  # distinct proposals, heaviest first
+        # distinct proposals, heaviest first; the map's first: its density is the evidence
+        keep_k = sorted(prep["keep"], key=lambda k: k != map_slot)
+        sources = ["map" if k == map_slot else "predicted" for k in keep_k]
         if keep_k:
             built = {n: x[keep_k] for n, x in prep["built"].items()}  # [M', 3] numpy
             cands = prep["chi"][keep_k]  # [M', D] as written
@@ -554,30 +565,30 @@ def build_multiconformer(
                 break
             mass_k = round(float(mass_all[k]), 2)
             if eclipsed_chi1(chi):
-                rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+                rejected.append(_row(i, rec, score[i], "", "", chi, d, sources[k],
                                      "rejected: eclipsed chi1", mass=mass_k))  # fmt: skip
                 continue
             density = {} if judge is None else _density_fields(ev, k + 1)
             if judge is not None and not judge.supports(ev, k + 1):
-                rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+                rejected.append(_row(i, rec, score[i], "", "", chi, d, sources[k],
                                      "rejected: no density", mass=mass_k,
                                      note=NO_DENSITY_NOTE, **density))  # fmt: skip
                 continue
             if judge is None and mass_all[k] < options.min_occupancy:
-                rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+                rejected.append(_row(i, rec, score[i], "", "", chi, d, sources[k],
                                      "below minimum occupancy", mass=mass_k))  # fmt: skip
                 continue
             label = ALTLOCS[len(accepted) + 1]
             worst, partner = env.worst_overlap(near, k, pos[k], names, radius, kinds, own, label)
             if worst >= options.overlap:
-                rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+                rejected.append(_row(i, rec, score[i], "", "", chi, d, sources[k],
                                      "rejected: clash", overlap=round(worst, 2), partner=partner,
                                      mass=mass_k, **density))  # fmt: skip
                 continue
             atoms = {n: x[k] for n, x in built.items()}
             accepted.append((chi, {"pos": pos[k], "names": names, "atoms": atoms, "k": k,
                                    "overlap": worst, "partner": partner,
-                                   "density": density}))  # fmt: skip
+                                   "density": density, "source": sources[k]}))  # fmt: skip
         if not accepted and not rejected:
             rows.append(
                 _row(i, rec, score[i], "", "", chi_in, d, "input", "no distinct alternative")
@@ -596,8 +607,8 @@ def build_multiconformer(
             occ, why = _occupancies(mass, options.min_occupancy, floor)
             if min(occ[1:]) >= options.min_occupancy - 1e-9:
                 break
-            chi, _ = accepted.pop()  # the last one: the labels of the others stay as screened
-            rejected.append(_row(i, rec, score[i], "", "", chi, d, "predicted",
+            chi, a = accepted.pop()  # the last one: the labels of the others stay as screened
+            rejected.append(_row(i, rec, score[i], "", "", chi, d, a["source"],
                                  "below minimum occupancy", mass=round(float(mass[-1]), 2),
                                  note=f"{occ[-1]:.2f} once the input keeps its share"))  # fmt: skip
         if accepted:
@@ -616,7 +627,7 @@ def build_multiconformer(
                 file_names = [back.get(n, n) for n in a["names"]]
                 env.add(own, label, a["pos"], radius, file_names, kinds)
                 written[i].append((label, o, chi))
-                rows.append(_row(i, rec, score[i], label, o, chi, d, "predicted", "written",
+                rows.append(_row(i, rec, score[i], label, o, chi, d, a["source"], "written",
                                  overlap=round(a["overlap"], 2) if a["partner"] else "",
                                  partner=a["partner"], mass=round(float(m), 2),
                                  note=MAP_OCCUPANCY_NOTE if judge else
@@ -674,7 +685,7 @@ def _map_occupancies(judge, env, rec, res, own, own_moving, prep, accepted, reje
         fit = judge.occupancies([input_xyz, *(a["pos"] for _, a in accepted)], z, b, own_atoms)
         if np.isnan(fit).all():  # the map gives no conformer any weight: nothing to split on
             for chi, a in accepted:
-                rejected.append(_row(i, rec, score_i, "", "", chi, d, "predicted",
+                rejected.append(_row(i, rec, score_i, "", "", chi, d, a["source"],
                                      "rejected: no density", note="the map's fit gives it no "
                                      "weight", **a["density"]))  # fmt: skip
             accepted.clear()
@@ -684,7 +695,7 @@ def _map_occupancies(judge, env, rec, res, own, own_moving, prep, accepted, reje
         if fit[1 + low] >= options.min_occupancy - 1e-9:
             break
         chi, a = accepted.pop(low)
-        rejected.append(_row(i, rec, score_i, "", "", chi, d, "predicted",
+        rejected.append(_row(i, rec, score_i, "", "", chi, d, a["source"],
                              "below minimum occupancy", note=f"{fit[1 + low]:.2f} from the map "
                              "(NNLS)", **a["density"]))  # fmt: skip
         j = low  # the letters after it move up by one: screen each under its new letter
@@ -694,7 +705,7 @@ def _map_occupancies(judge, env, rec, res, own, own_moving, prep, accepted, reje
                                                own, ALTLOCS[j + 1])  # fmt: skip
             if worst >= options.overlap:  # the next one moves into place j
                 accepted.pop(j)
-                rejected.append(_row(i, rec, score_i, "", "", chi, d, "predicted",
+                rejected.append(_row(i, rec, score_i, "", "", chi, d, a["source"],
                                      "rejected: clash", overlap=round(worst, 2),
                                      partner=partner, **a["density"]))  # fmt: skip
                 continue
@@ -703,6 +714,28 @@ def _map_occupancies(judge, env, rec, res, own, own_moving, prep, accepted, reje
     centres = np.stack([prep["chi_in_np"], *(c.numpy() for c, _ in accepted)])
     mass = prep["nearest_mass"](centres)  # [1 + M]
     return rounded(fit, options.min_occupancy), mass
+
+
+def _with_map_proposals(parsed, selection: Selection, candidates: list[int], maps: MapPair):
+    """(`selection` with one more slot holding the map's proposal for each candidate residue,
+    valid where the map made one; that slot's index)."""
+    n, m, _ = selection.chi.shape
+    extra = selection.chi[:, :1].clone()  # [N, 1, D] a copy of the first where no proposal
+    valid = torch.zeros(n, 1, dtype=torch.bool)
+    for i in candidates:
+        rec = parsed.residues[i]
+        base = {k: v.numpy() for k, v in base_atoms(rec).items()}
+        network = selection.chi[i][selection.valid[i]].double().numpy()  # [M_i, D]
+        chi = propose(base, rec.parent, network, maps)
+        if chi is not None:
+            extra[i, 0] = torch.as_tensor(chi, dtype=extra.dtype)
+            valid[i, 0] = True
+    return dataclasses.replace(
+        selection,
+        chi=torch.cat([selection.chi, extra], 1),  # [N, M + 1, D]
+        mass=torch.cat([selection.mass, torch.zeros(n, 1)], 1),
+        valid=torch.cat([selection.valid, valid], 1),
+    ), m
 
 
 DISULFIDE = 2.5  # Å: SG–SG closer than this are bonded
@@ -728,14 +761,6 @@ def _side_chain_occupancy(input_occ: dict, names: set[str]) -> str | None:
     if occ == [1.0]:
         return None
     return f"{occ[0]:.2f}" if len(occ) == 1 else f"{occ[0]:.2f}-{occ[-1]:.2f}"
-
-
-def eclipsed_chi1(chi: torch.Tensor) -> bool:
-    """χ1 within ECLIPSED_DEG of 0° or ±120°: the CA–CB bond eclipsed, a strained rotamer. The
-    mixtures put 4.4% of iid draws there (3.4% of deposited altlocs; benchmarks/eclipsed_chi1.py),
-    half from components whose mean is itself eclipsed: no conformer to start refinement from."""
-    deg = math.degrees(float(chi[0]))
-    return any(abs((deg - e + 180.0) % 360.0 - 180.0) < ECLIPSED_DEG for e in (0.0, 120.0, -120.0))
 
 
 def _riding(res: gemmi.Residue, heavy: set[str]) -> set[str]:
