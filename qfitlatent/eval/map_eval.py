@@ -28,6 +28,7 @@ import torch
 
 from ..checkpoint import load_model, resolve_device, weights_label
 from ..density import read_maps
+from ..density.bfactor import refine_b_against
 from ..density.labels import TWO_FOFC_LABELS, pick_observations, pick_pair
 from ..density.posterior import inputs as head_inputs
 from ..density.posterior import load_map_head, posterior
@@ -125,11 +126,24 @@ def _best_map(paths: list[Path]) -> tuple[Path, bool]:
     return best, rank(best)[0] == 1
 
 
-def score_entry(model, head, entry: dict, sample_rate: float) -> dict:
+def input_model(entry: dict, multi: gemmi.Structure, refine: bool = True) -> gemmi.Structure:
+    """The single-conformer model a user would bring: the entry's own single-conformer model,
+    else the labels model reduced to one conformer and, where the entry has observed data, its
+    B-factors refined against them (`density.bfactor`: the reduced model's B were refined with
+    the altlocs, a single-conformer refinement's are not)."""
+    if entry["input"]:
+        return single_conformer(gemmi.read_structure(str(entry["input"])))
+    single = single_conformer(multi)
+    if refine and entry["from_data"]:
+        single = refine_b_against(entry["map"], single)
+    return single
+
+
+def score_entry(model, head, entry: dict, sample_rate: float, refine_b: bool = True) -> dict:
     t0 = time.perf_counter()
     multi = gemmi.read_structure(str(entry["labels"]))
     given = entry["input"]
-    single = single_conformer(gemmi.read_structure(str(given)) if given else multi)
+    single = input_model(entry, multi, refine_b)
     maps = read_maps(entry["map"], single, from_data=entry["from_data"], sample_rate=sample_rate)
     parsed = from_gemmi(single.clone(), entry["id"])
     with torch.no_grad():
