@@ -59,7 +59,9 @@ def refine_b(
                 warnings.simplefilter("ignore")
                 refine_xtal.main(refine_xtal.parse_args(argv))
         except (Exception, SystemExit) as err:
-            raise MapError(f"{what}: B-factors could not be refined against the data: {err}")
+            raise MapError(
+                f"{what}: B-factors could not be refined against the data: {err}"
+            ) from None
         finally:
             logger.start()
         refined = gemmi.read_structure(prefix + ".pdb")
