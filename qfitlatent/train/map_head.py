@@ -38,6 +38,8 @@ MAX_RESIDUES = 600
 MIN_ALTLOC_RESIDUES = 3
 FOLDS = 5
 UNMODELLED = 0.0
+# The head's two fits (with mFo-DFc, 2mFo-DFc only), by the name of the inputs they use.
+SHIPPED = {"v1": ("both", "both_two_fofc_only"), "b": ("both_b", "both_two_fofc_only_b")}
 
 
 def chosen(pretrain: Path) -> list[dict]:
@@ -208,6 +210,11 @@ def main(argv=None) -> int:
         help="keep the single-conformer model's B as refined with the altlocs (head v1) instead "
         "of refining them against the synthetic data (density.bfactor)",
     )  # fmt: skip
+    parser.add_argument(
+        "--fits", choices=sorted(SHIPPED), default="v1",
+        help="which variants become the head's two fits (posterior.VARIANTS): v1's six map "
+        "numbers, or those and the model's side-chain B (b)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.run.mkdir(parents=True, exist_ok=True)
@@ -219,14 +226,15 @@ def main(argv=None) -> int:
     cv = {name: cross_validate(p, x, y, g, names) for name, names in VARIANTS.items()}
     for name, v in cv.items():
         print(f"{name:22s} cross-validated mean per-structure AUROC {v:.3f}")
-    held_out = 1.0 / (1.0 + np.exp(-cross_validated_logits(p, x, y, g, VARIANTS["both"])))
+    diff_fit, two_fit = SHIPPED[args.fits]
+    held_out = 1.0 / (1.0 + np.exp(-cross_validated_logits(p, x, y, g, VARIANTS[diff_fit])))
     threshold = choose_threshold(held_out)
     print(threshold_table(held_out, y))
     print(f"split threshold with a map: {threshold:g}")
     fits = {name: fit_logistic(inputs(n, p, x), y, n) for name, n in VARIANTS.items()}
     head = MapHead(
-        difference=fits["both"],
-        two_fofc_only=fits["both_two_fofc_only"],
+        difference=fits[diff_fit],
+        two_fofc_only=fits[two_fit],
         trained_on=(
             f"{len(structures)} pretrain/ X-ray structures with side-chain altlocs, maps "
             f"synthesised from their multiconformer models (servalcat, median R-work "
@@ -235,7 +243,7 @@ def main(argv=None) -> int:
             "network "
             f"{weights_label(default_weights())}"
         ),
-        ablations={k: v for k, v in fits.items() if k not in ("both", "both_two_fofc_only")},
+        ablations={k: v for k, v in fits.items() if k not in (diff_fit, two_fit)},
         cross_validated_auroc=cv,
         split_threshold=threshold,
     )
