@@ -13,7 +13,9 @@ them), two tables:
    the network's p_flexible, and the input model's own B-factors: side chain (beyond CB) mean B
    over backbone mean B, and their difference. The B of the single-conformer input is what a
    refinement of it left: for 1G8A a real single-conformer refinement, for 3K0N/3SB3 the B
-   refined WITH the altlocs (the multiconformer model reduced to one conformer).
+   refined WITH the altlocs (the multiconformer model reduced to one conformer), unless B are
+   refined against the data (the default, as `evaluate` does; --keep-b to see the former).
+   And burial (CA atoms within 10 Å).
 
 Each AUROC is computed on the residues `evaluate` scores (the map speaks for them), for the
 labels as defined ("altloc") and for the labels whose conformers differ by ≥ 0.3 Å RMSD beyond CB
@@ -71,6 +73,13 @@ def b_numbers(st: gemmi.Structure, parsed) -> tuple[np.ndarray, np.ndarray]:
     return np.array(ratio), np.array(diff)
 
 
+def neighbours(parsed, radius: float = 10.0) -> np.ndarray:
+    """[N] CA atoms within `radius` Å of each residue's CA: burial (a buried residue has ~20+)."""
+    ca = np.stack([r.backbone["CA"] for r in parsed.residues])  # [N, 3]
+    d = np.linalg.norm(ca[:, None] - ca[None], axis=-1)  # [N, N]
+    return (d < radius).sum(1).astype(float) - 1
+
+
 def audit(entry: dict, model, refine_b: bool) -> None:
     multi = gemmi.read_structure(str(entry["labels"]))
     given = entry["input"]
@@ -102,6 +111,7 @@ def audit(entry: dict, model, refine_b: bool) -> None:
     ratio, diff = b_numbers(single, parsed)
     scores = {f: ev.features[keep, FEATURES.index(f)] for f in FEATURES}
     scores |= {"network": p[keep], "B side/bb": ratio[keep], "B side-bb": diff[keep]}
+    scores["CA within 10 Å (burial)"] = neighbours(parsed)[keep]
     wide = alt & (spread[:, 0] >= 0.3)
     print(f"| score | AUROC altloc ({alt.sum()}) | AUROC altloc ≥0.3Å ({wide.sum()}) |")
     print("|---|---|---|")
