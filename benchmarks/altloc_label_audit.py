@@ -110,7 +110,8 @@ def audit(entry: dict, model, refine_b: bool) -> None:
     )
     ratio, diff = b_numbers(single, parsed)
     scores = {f: ev.features[keep, FEATURES.index(f)] for f in FEATURES}
-    scores |= {"network": p[keep], "B side/bb": ratio[keep], "B side-bb": diff[keep]}
+    # b_side_vs_bb (FEATURES) is the side-chain/backbone B ratio; the difference beside it.
+    scores |= {"network": p[keep], "B side-bb": diff[keep]}
     scores["CA within 10 Å (burial)"] = neighbours(parsed)[keep]
     wide = alt & (spread[:, 0] >= 0.3)
     print(f"| score | AUROC altloc ({alt.sum()}) | AUROC altloc ≥0.3Å ({wide.sum()}) |")

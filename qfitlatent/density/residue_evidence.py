@@ -32,6 +32,7 @@ and from the model itself, read beside the map (issue 22, the B-factor evidence)
     b_side_vs_bb       mean B of the side chain beyond CB / mean B of N, CA, C, O: a single-
                        conformer refinement puts a side chain's unmodelled alternates into its
                        B. Only meaningful for B refined without altlocs (`bfactor.py`).
+                       Measured, not used by the shipped head (docs/density.md).
 
 Residues the map cannot speak for (no χ1: Gly, Ala, Pro; a truncated side chain; outside a
 cryo-EM box) get NaN; the caller keeps the network's answer for them and says so.

@@ -1,6 +1,12 @@
 """Fit the map head on synthetic maps: the command that makes `weights/map-head-v1.json`.
 
-    python -m qfitlatent.train.map_head RUN_DIR [--pretrain DIR] [--limit N]
+    python -m qfitlatent.train.map_head RUN_DIR [--pretrain DIR] [--limit N] [--keep-b]
+        [--fits v1|b]
+
+`map-head-v1.json` was made with `--keep-b` (the single-conformer model keeps the B refined
+with its altlocs); by default the B are now refined against the synthetic data first, as a
+user's refinement leaves them (`density.bfactor`; docs/density.md, "Why 1G8A ranks below
+chance": refitted so, the head scores the same on the real maps, and is not shipped).
 
 Structures: every X-ray entry of `pretrain/` with side-chain altlocs on at least 3 residues
 (MANIFEST `n_sc_altloc_res`), at most 2.5 Å and 600 residues, none of the entries with real maps
