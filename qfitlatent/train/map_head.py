@@ -1,12 +1,12 @@
 """Fit the map head on synthetic maps: the command that makes `weights/map-head-v1.json`.
 
-    python -m qfitlatent.train.map_head RUN_DIR [--pretrain DIR] [--limit N] [--keep-b]
+    python -m qfitlatent.train.map_head RUN_DIR [--pretrain DIR] [--limit N] [--refine-b]
         [--fits v1|b]
 
-`map-head-v1.json` was made with `--keep-b` (the single-conformer model keeps the B refined
-with its altlocs); by default the B are now refined against the synthetic data first, as a
-user's refinement leaves them (`density.bfactor`; docs/density.md, "Why 1G8A ranks below
-chance": refitted so, the head scores the same on the real maps, and is not shipped).
+By default the single-conformer model keeps the B refined with its altlocs, as for the shipped
+`map-head-v1.json`; `--refine-b` refines them against the synthetic data first, as a user's
+refinement leaves them (`density.bfactor`; docs/density.md, "Why 1G8A ranks below chance":
+refitted so, the head scores the same on the real maps, and is not shipped).
 
 Structures: every X-ray entry of `pretrain/` with side-chain altlocs on at least 3 residues
 (MANIFEST `n_sc_altloc_res`), at most 2.5 Å and 600 residues, none of the entries with real maps
@@ -212,9 +212,9 @@ def main(argv=None) -> int:
         "(density.synthetic.thin_side_chains); the cache of RUN_DIR was made with one value",
     )  # fmt: skip
     parser.add_argument(
-        "--keep-b", action="store_true",
-        help="keep the single-conformer model's B as refined with the altlocs (head v1) instead "
-        "of refining them against the synthetic data (density.bfactor)",
+        "--refine-b", action="store_true",
+        help="refine the single-conformer model's B against the synthetic data (density.bfactor) "
+        "instead of keeping those refined with the altlocs (head v1)",
     )  # fmt: skip
     parser.add_argument(
         "--fits", choices=sorted(SHIPPED), default="v1",
@@ -224,7 +224,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.run.mkdir(parents=True, exist_ok=True)
-    structures = collect(args.run, args.pretrain, args.limit, args.unmodelled, not args.keep_b)
+    structures = collect(args.run, args.pretrain, args.limit, args.unmodelled, args.refine_b)
     p, x, y, g = stacked(structures)
     print(f"{len(structures)} structures, {len(y)} residues scanned, {int(y.sum())} with altlocs")
     r = np.array([float(s["r_work"]) for s in structures])
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
             f"{len(structures)} pretrain/ X-ray structures with side-chain altlocs, maps "
             f"synthesised from their multiconformer models (servalcat, median R-work "
             f"{np.nanmedian(r):.3f}; unmodelled disorder {args.unmodelled:g}; single-conformer "
-            f"B {'as refined with altlocs' if args.keep_b else 'refined against the data'}), "
+            f"B {'refined against the data' if args.refine_b else 'as refined with altlocs'}), "
             "network "
             f"{weights_label(default_weights())}"
         ),
