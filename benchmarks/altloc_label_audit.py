@@ -43,18 +43,21 @@ from qfitlatent.structure import from_gemmi
 RMSD_CUTS = (0.1, 0.3, 0.5)
 
 
-def side_chain_spread(rec) -> tuple[float, float]:
-    """(largest RMSD beyond CB between two conformers in Å, largest χ1 difference in °)."""
-    rmsd, dchi = 0.0, 0.0
+def side_chain_spread(rec) -> tuple[float, float, float]:
+    """(largest RMSD beyond CB between two conformers in Å, largest χ1 difference in °, largest
+    CA shift in Å: a split that only rides on a backbone move shows as CA ≈ RMSD)."""
+    rmsd, dchi, ca_shift = 0.0, 0.0, 0.0
     chis = [map_eval.chi1_deg(c.atoms, rec.parent) for c in rec.conformers]
     for (a, ca), (b, cb) in itertools.combinations(zip(rec.conformers, chis, strict=True), 2):
         names = [n for n in a.atoms if n in b.atoms and n not in (*BACKBONE, "CB")]
         if names:
             d = np.stack([a.atoms[n] - b.atoms[n] for n in names])  # [P, 3]
             rmsd = max(rmsd, float(np.sqrt((d**2).sum(1).mean())))
+        if "CA" in a.atoms and "CA" in b.atoms:
+            ca_shift = max(ca_shift, float(np.linalg.norm(a.atoms["CA"] - b.atoms["CA"])))
         if ca == ca and cb == cb:
             dchi = max(dchi, abs((ca - cb + 180) % 360 - 180))
-    return rmsd, dchi
+    return rmsd, dchi, ca_shift
 
 
 def b_numbers(st: gemmi.Structure, parsed) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +98,7 @@ def audit(entry: dict, model, refine_b: bool) -> None:
     )
     recs = [labels_by_id[r.id] for r, k in zip(parsed.residues, keep, strict=True) if k]
     alt = np.array([r.n_obs > 1 for r in recs])
-    spread = np.array([side_chain_spread(r) if r.n_obs > 1 else (0.0, 0.0) for r in recs])
+    spread = np.array([side_chain_spread(r) if r.n_obs > 1 else (0.0,) * 3 for r in recs])
     print(f"\n## {entry['id']}: {keep.sum()} residues scored, {alt.sum()} with side-chain altlocs")
     reduced = "reduced" + (
         ", B refined against the data" if refine_b else ", B as refined with altlocs"
@@ -105,8 +108,8 @@ def audit(entry: dict, model, refine_b: bool) -> None:
     counts = ", ".join(f"< {c} Å: {(rm < c).sum()}" for c in RMSD_CUTS)
     print(f"labelled residues by RMSD beyond CB between conformers: {counts}")
     print(
-        f"  median RMSD {np.median(rm):.2f} Å; χ1 apart ≥ 30°: {(dchi >= 30).sum()}, "
-        f"< 10°: {(dchi < 10).sum()}"
+        f"  median RMSD {np.median(rm):.2f} Å, CA shift {np.median(spread[alt, 2]):.2f} Å; "
+        f"χ1 apart ≥ 30°: {(dchi >= 30).sum()}, < 10°: {(dchi < 10).sum()}"
     )
     ratio, diff = b_numbers(single, parsed)
     scores = {f: ev.features[keep, FEATURES.index(f)] for f in FEATURES}
