@@ -21,7 +21,6 @@ import torch
 from qfitlatent.checkpoint import default_weights, load_model
 from qfitlatent.density import read_maps
 from qfitlatent.density.posterior import NETWORK, VARIANTS, fit_logistic, inputs
-from qfitlatent.density.reduce import single_conformer
 from qfitlatent.density.residue_evidence import FEATURES, residue_evidence
 from qfitlatent.eval import map_eval
 from qfitlatent.eval.metrics import auroc
@@ -34,7 +33,7 @@ def real_entries(maps_dir: Path, model) -> dict:
     out = {}
     for e in map_eval.entries(maps_dir):
         multi = gemmi.read_structure(str(e["labels"]))
-        single = single_conformer(gemmi.read_structure(str(e["input"])) if e["input"] else multi)
+        single = map_eval.input_model(e, multi)  # reduced inputs: B refined against the data
         maps = read_maps(e["map"], single, from_data=e["from_data"])
         parsed = from_gemmi(single.clone(), e["id"])
         with torch.no_grad():

@@ -3,11 +3,15 @@
 import json
 import shutil
 
+import gemmi
+import numpy as np
 import pytest
 from test_density_read import map_file
 
 from qfitlatent.cli import main
-from qfitlatent.eval.map_eval import entries
+from qfitlatent.density.residue_evidence import side_chain_b_ratio
+from qfitlatent.eval.map_eval import entries, input_model
+from qfitlatent.structure import from_gemmi
 
 
 def copy(tmp_path, *names):
@@ -67,3 +71,32 @@ def test_evaluate_maps_says_when_a_folder_has_no_entry(tmp_path, capsys):
     copy(tmp_path, "3sb3.pdb.gz")
     assert main(["evaluate", "--maps", str(tmp_path), "--device", "cpu"]) == 2
     assert "no entry with a multiconformer model and a map" in capsys.readouterr().err
+
+
+def test_reduced_inputs_get_b_refined_and_real_single_conformers_stay_as_read(tmp_path):
+    """3SB3's reduced model kept the B refined with its altlocs; refined against the data, the
+    side chains that lost an alternate take up a higher B than the rest. 1G8A's own
+    single-conformer refinement is used as read."""
+    copy(tmp_path, "3sb3.pdb.gz", "3sb3_data.mtz.gz", "1g8a_refined.pdb.gz", "1g8a_qfit.pdb.gz")
+    copy(tmp_path, "1g8a_data.mtz.gz")
+    got = {e["id"]: e for e in entries(tmp_path)}
+    multi = gemmi.read_structure(str(got["3SB3"]["labels"]))
+    split = {r.id for r in from_gemmi(multi.clone(), "3sb3").residues if r.n_obs > 1}
+
+    def ratio_gain(st):
+        parsed = from_gemmi(st.clone(), "3sb3")
+        r = side_chain_b_ratio(parsed)
+        alt = np.array([rec.id in split for rec in parsed.residues])
+        ok = np.isfinite(r)
+        return np.mean(r[alt & ok]) - np.mean(r[~alt & ok])
+
+    kept = input_model(got["3SB3"], multi, refine=False)
+    refined = input_model(got["3SB3"], multi)
+    assert ratio_gain(refined) > ratio_gain(kept) + 0.2
+    g8a = input_model(got["1G8A"], gemmi.read_structure(str(got["1G8A"]["labels"])))
+    given = gemmi.read_structure(str(got["1G8A"]["input"]))
+    as_read = {
+        (c.chain.name, str(c.residue.seqid), c.atom.name): c.atom.b_iso for c in given[0].all()
+    }
+    used = [((c.chain.name, str(c.residue.seqid), c.atom.name), c.atom.b_iso) for c in g8a[0].all()]
+    assert len(used) > 1000 and all(as_read[k] == b for k, b in used)

@@ -25,11 +25,13 @@ import numpy as np
 import torch
 
 from .residue_evidence import (
+    DIFFERENCE_FEATURES,
     DIFFERENCE_FEATURES_V1,
     FEATURES,
     FEATURES_V1,
     MAP_FEATURES,
     MAP_FEATURES_V1,
+    MODEL_FEATURES,
     ResidueEvidence,
 )
 
@@ -158,7 +160,11 @@ VARIANTS = {
     "map_alone_two_fofc_only": MAP_FEATURES_V1,
     "network_alone": (NETWORK,),
     "difference_alone": DIFFERENCE_FEATURES_V1,
-    "both_near_copy": (NETWORK, *FEATURES),
+    "both_near_copy": (NETWORK, *DIFFERENCE_FEATURES, *MAP_FEATURES),
     "both_two_fofc_only_near_copy": (NETWORK, *MAP_FEATURES),
-    "map_alone_near_copy": FEATURES,
+    "map_alone_near_copy": DIFFERENCE_FEATURES + MAP_FEATURES,
+    # issue 22: the model's side-chain B beside the map (B refined without altlocs, bfactor.py)
+    "both_b": (NETWORK, *FEATURES_V1, *MODEL_FEATURES),
+    "both_two_fofc_only_b": (NETWORK, *MAP_FEATURES_V1, *MODEL_FEATURES),
+    "b_alone": MODEL_FEATURES,
 }

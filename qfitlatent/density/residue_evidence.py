@@ -29,6 +29,13 @@ wants every column):
                        (a shared side chain), not just a weak, high-B surface residue
     two_fofc_tip_vs_bb    the same for the lowest 2mFo-DFc along the side chain
 
+and from the model itself, read beside the map (issue 22, the B-factor evidence):
+
+    b_side_vs_bb       mean B of the side chain beyond CB / mean B of N, CA, C, O: a single-
+                       conformer refinement puts a side chain's unmodelled alternates into its
+                       B. Only meaningful for B refined without altlocs (`bfactor.py`).
+                       Measured, not used by the shipped head (docs/density.md).
+
 Residues the map cannot speak for (no χ1: Gly, Ala, Pro; a truncated side chain; outside a
 cryo-EM box) get NaN; the caller keeps the network's answer for them and says so.
 """
@@ -54,7 +61,10 @@ DIFFERENCE_FEATURES = (
     "fofc_shift",
 )
 MAP_FEATURES = ("two_fofc_peak", "two_fofc_modelled", "two_fofc_side_vs_bb", "two_fofc_tip_vs_bb")
-FEATURES = DIFFERENCE_FEATURES + MAP_FEATURES
+# --- issue 22 (B-factors): model features, not read from the map ---
+MODEL_FEATURES = ("b_side_vs_bb",)
+# ---
+FEATURES = DIFFERENCE_FEATURES + MAP_FEATURES + MODEL_FEATURES
 # The inputs of the shipped map head (v1); the rest were measured against them (posterior.py).
 DIFFERENCE_FEATURES_V1 = DIFFERENCE_FEATURES[:4]
 MAP_FEATURES_V1 = MAP_FEATURES[:2]
@@ -158,4 +168,22 @@ def residue_evidence(
         scans.append(ringer)
     tick(len(parsed.residues), len(parsed.residues))
     feats = np.stack(rows) if rows else np.empty((0, len(FEATURES)))  # [N, F]
+    # --- issue 22 (B-factors): where the map speaks for a residue, its model B beside it
+    scanned = np.array([s is not None for s in scans], dtype=bool)
+    feats[scanned, FEATURES.index("b_side_vs_bb")] = side_chain_b_ratio(parsed)[scanned]
+    # ---
     return ResidueEvidence(feats, scans, maps.fofc is not None)
+
+
+def side_chain_b_ratio(parsed: ParsedStructure) -> np.ndarray:
+    """[N] mean isotropic B of each residue's atoms beyond CB over that of N, CA, C, O (every
+    altloc of the input model); NaN without both."""
+    out = np.full(len(parsed.residues), np.nan)
+    model = parsed.structure[0]
+    for i, rec in enumerate(parsed.residues):
+        res = model[rec.chain_idx][rec.res_idx]
+        side = [a.b_iso for a in res if a.name not in (*BACKBONE, "CB", "OXT")]
+        bb = [a.b_iso for a in res if a.name in BACKBONE]
+        if side and bb and np.mean(bb) > 0:
+            out[i] = float(np.mean(side) / np.mean(bb))
+    return out

@@ -5,7 +5,9 @@ model perturbed (coordinate and B errors, as no model is exact) and noise added,
 "observed" amplitudes; a user's single-conformer model (its heaviest altloc per residue) gives
 the phases. servalcat then makes σA-weighted 2mFo-DFc and mFo-DFc exactly as it does for a
 user's real data (`read.read_maps(..., from_data=True)`), so the minor conformers appear at the
-weak, model-biased height real maps give them.
+weak, model-biased height real maps give them. The single-conformer model's B-factors are
+refined against the synthetic data before the maps are made (`bfactor.py`: the B it inherits
+were refined with its altlocs, which no user's model has).
 """
 
 import tempfile
@@ -14,6 +16,7 @@ from pathlib import Path
 import gemmi
 import numpy as np
 
+from .bfactor import refine_b
 from .grid import MapPair
 from .read import read_maps
 from .reduce import single_conformer
@@ -91,11 +94,18 @@ def synthetic_maps(
     jitter: float = 0.2,
     noise: float = 0.05,
     unmodelled: float = 0.0,
+    refine: bool = True,
 ) -> tuple[gemmi.Structure, MapPair]:
-    """(single-conformer model, its maps from the synthetic data) for one structure."""
+    """(single-conformer model, its maps from the synthetic data) for one structure.
+
+    refine: the single-conformer model's B-factors are refined against the synthetic data
+    first (`bfactor.refine_b`), as a user's refinement leaves them; False keeps the B refined
+    with the altlocs (the head v1 was trained so)."""
     rng = np.random.default_rng(seed)
     mtz = observed_amplitudes(multi, d_min, rng, jitter=jitter, noise=noise, unmodelled=unmodelled)
     single = single_conformer(multi)
+    if refine:
+        single = refine_b(mtz, single, ["FP", "SIGFP", "FREE"], "synthetic data")
     with tempfile.TemporaryDirectory(prefix="qfitlatent-synth-") as tmp:
         path = Path(tmp) / "synthetic.mtz"
         mtz.write_to_file(str(path))

@@ -6,7 +6,9 @@ same id (the text before the first "_" or "."): `3k0n_refine.pdb.gz` and `3k0n_d
 Per entry, as a user would have it:
   - labels: the entry's model with the most side-chain altloc residues;
   - input: a single-conformer model of the entry if there is one (1G8A's deposited refinement),
-    else the labels model reduced to its heaviest altloc per residue (`density.reduce`);
+    else the labels model reduced to its heaviest altloc per residue (`density.reduce`) with
+    its B-factors refined against the entry's data (`density.bfactor`: the reduced model's B
+    were refined with its altlocs, which no user's single-conformer model has);
   - map: an MTZ with observed data is preferred, and maps are then computed from the data with
     the input's phases (servalcat); a file that has only map coefficients is used as it is and
     the entry is marked `maps_from_data: false` (such maps were made with some model, often the
@@ -28,6 +30,7 @@ import torch
 
 from ..checkpoint import load_model, resolve_device, weights_label
 from ..density import read_maps
+from ..density.bfactor import refine_b_against
 from ..density.labels import TWO_FOFC_LABELS, pick_observations, pick_pair
 from ..density.posterior import inputs as head_inputs
 from ..density.posterior import load_map_head, posterior
@@ -125,11 +128,31 @@ def _best_map(paths: list[Path]) -> tuple[Path, bool]:
     return best, rank(best)[0] == 1
 
 
-def score_entry(model, head, entry: dict, sample_rate: float) -> dict:
+def input_model(entry: dict, multi: gemmi.Structure, refine: bool = True) -> gemmi.Structure:
+    """The single-conformer model a user would bring: the entry's own single-conformer model,
+    else the labels model reduced to one conformer and, where the entry has observed data, its
+    B-factors refined against them (`density.bfactor`: the reduced model's B were refined with
+    the altlocs, a single-conformer refinement's are not)."""
+    if entry["input"]:
+        return single_conformer(gemmi.read_structure(str(entry["input"])))
+    single = single_conformer(multi)
+    if refine and entry["from_data"]:
+        single = refine_b_against(entry["map"], single)
+    return single
+
+
+def reduced_name(entry: dict, refine_b: bool) -> str:
+    refined = refine_b and entry["from_data"]
+    return f"{entry['labels'].name} reduced to one conformer" + (
+        ", B-factors refined against the data" if refined else ""
+    )
+
+
+def score_entry(model, head, entry: dict, sample_rate: float, refine_b: bool = True) -> dict:
     t0 = time.perf_counter()
     multi = gemmi.read_structure(str(entry["labels"]))
     given = entry["input"]
-    single = single_conformer(gemmi.read_structure(str(given)) if given else multi)
+    single = input_model(entry, multi, refine_b)
     maps = read_maps(entry["map"], single, from_data=entry["from_data"], sample_rate=sample_rate)
     parsed = from_gemmi(single.clone(), entry["id"])
     with torch.no_grad():
@@ -152,7 +175,7 @@ def score_entry(model, head, entry: dict, sample_rate: float) -> dict:
     res = {
         "entry": entry["id"],
         "labels_model": entry["labels"].name,
-        "input_model": given.name if given else f"{entry['labels'].name} reduced to one conformer",
+        "input_model": given.name if given else reduced_name(entry, refine_b),
         "map": entry["map"].name,
         "maps_from_data": entry["from_data"],
         "map_source": maps.source,
@@ -171,7 +194,7 @@ def score_entry(model, head, entry: dict, sample_rate: float) -> dict:
 
 
 def evaluate_maps(
-    folder: Path, weights: Path, device="auto", head_path=None, sample_rate=3.0
+    folder: Path, weights: Path, device="auto", head_path=None, sample_rate=3.0, refine_b=True
 ) -> dict:
     """Score `weights` with and without the maps of every entry in `folder` (module docstring)."""
     found = entries(Path(folder))
@@ -181,7 +204,7 @@ def evaluate_maps(
     model, _ = load_model(weights, device)
     model.eval()
     head = load_map_head(head_path)
-    rows = [score_entry(model, head, e, sample_rate) for e in found]
+    rows = [score_entry(model, head, e, sample_rate, refine_b) for e in found]
     means = {}
     for group, use in (("maps_from_data", True), ("map_coefficients", False)):
         chosen = [r for r in rows if r["maps_from_data"] is use]

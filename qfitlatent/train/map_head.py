@@ -1,6 +1,12 @@
 """Fit the map head on synthetic maps: the command that makes `weights/map-head-v1.json`.
 
-    python -m qfitlatent.train.map_head RUN_DIR [--pretrain DIR] [--limit N]
+    python -m qfitlatent.train.map_head RUN_DIR [--pretrain DIR] [--limit N] [--refine-b]
+        [--fits v1|b]
+
+By default the single-conformer model keeps the B refined with its altlocs, as for the shipped
+`map-head-v1.json`; `--refine-b` refines them against the synthetic data first, as a user's
+refinement leaves them (`density.bfactor`; docs/density.md, "Why 1G8A ranks below chance":
+refitted so, the head scores the same on the real maps, and is not shipped).
 
 Structures: every X-ray entry of `pretrain/` with side-chain altlocs on at least 3 residues
 (MANIFEST `n_sc_altloc_res`), at most 2.5 Å and 600 residues, none of the entries with real maps
@@ -38,6 +44,8 @@ MAX_RESIDUES = 600
 MIN_ALTLOC_RESIDUES = 3
 FOLDS = 5
 UNMODELLED = 0.0
+# The head's two fits (with mFo-DFc, 2mFo-DFc only), by the name of the inputs they use.
+SHIPPED = {"v1": ("both", "both_two_fofc_only"), "b": ("both_b", "both_two_fofc_only_b")}
 
 
 def chosen(pretrain: Path) -> list[dict]:
@@ -56,12 +64,16 @@ def chosen(pretrain: Path) -> list[dict]:
     return rows
 
 
-def structure_rows(model, path: Path, d_min: float, seed: int, unmodelled: float) -> dict:
+def structure_rows(
+    model, path: Path, d_min: float, seed: int, unmodelled: float, refine_b: bool = True
+) -> dict:
     """Cached arrays of one structure: p_network [N], features [N, F], label [N], scanned [N]."""
     multi = gemmi.read_structure(str(path))
     rng = np.random.default_rng(seed)
     jitter = float(rng.uniform(0.05, 0.15))
-    single, maps = synthetic_maps(multi, d_min, seed, jitter=jitter, unmodelled=unmodelled)
+    single, maps = synthetic_maps(
+        multi, d_min, seed, jitter=jitter, unmodelled=unmodelled, refine=refine_b
+    )
     parsed = from_gemmi(single.clone(), path.name)
     with torch.no_grad():
         out = model(featurize(parsed))
@@ -76,21 +88,26 @@ def structure_rows(model, path: Path, d_min: float, seed: int, unmodelled: float
         "scanned": evidence.scanned,
         "feature_names": np.array(FEATURES),
         "r_work": np.float64(maps.r_work if maps.r_work is not None else np.nan),
+        "b_refined": np.bool_(refine_b),
     }
 
 
-def collect(run: Path, pretrain: Path, limit: int | None, unmodelled: float) -> list[dict]:
+def collect(
+    run: Path, pretrain: Path, limit: int | None, unmodelled: float, refine_b: bool = True
+) -> list[dict]:
     model, _ = load_model(default_weights(), "cpu")
     model.eval()
     todo = chosen(pretrain)[:limit]
     out = []
     for k, row in enumerate(todo):
         cache = run / f"{row['filename'].split('.')[0]}.npz"
-        if not _current(cache):
+        if not _current(cache, refine_b):
             t0 = time.perf_counter()
             try:
                 d_min = max(1.0, float(row["resolution"]))
-                arrays = structure_rows(model, pretrain / row["filename"], d_min, k, unmodelled)
+                arrays = structure_rows(
+                    model, pretrain / row["filename"], d_min, k, unmodelled, refine_b
+                )
             except Exception as err:  # one bad structure must not end a long run
                 print(f"{row['filename']}: skipped ({type(err).__name__}: {err})", flush=True)
                 continue
@@ -104,18 +121,24 @@ def collect(run: Path, pretrain: Path, limit: int | None, unmodelled: float) -> 
             )
         d = dict(np.load(cache))
         d.pop("feature_names")
+        d.pop("b_refined")
         d["name"] = row["filename"]
         out.append(d)
     return out
 
 
-def _current(cache: Path) -> bool:
-    """The cached rows exist and hold today's features (a cache from an older feature set is
-    recomputed, never read with its columns misnamed)."""
+def _current(cache: Path, refine_b: bool) -> bool:
+    """The cached rows exist and hold today's features, from maps made the same way (a cache
+    from an older feature set, or with the other B, is recomputed, never read as this one)."""
     if not cache.exists():
         return False
     with np.load(cache) as d:
-        return "feature_names" in d and tuple(d["feature_names"]) == FEATURES
+        return (
+            "feature_names" in d
+            and tuple(d["feature_names"]) == FEATURES
+            and "b_refined" in d
+            and bool(d["b_refined"]) == refine_b
+        )
 
 
 def stacked(structures: list[dict]):
@@ -188,10 +211,20 @@ def main(argv=None) -> int:
         help="fraction of residues without altlocs given a thinned side chain in the crystal "
         "(density.synthetic.thin_side_chains); the cache of RUN_DIR was made with one value",
     )  # fmt: skip
+    parser.add_argument(
+        "--refine-b", action="store_true",
+        help="refine the single-conformer model's B against the synthetic data (density.bfactor) "
+        "instead of keeping those refined with the altlocs (head v1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fits", choices=sorted(SHIPPED), default="v1",
+        help="which variants become the head's two fits (posterior.VARIANTS): v1's six map "
+        "numbers, or those and the model's side-chain B (b)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.run.mkdir(parents=True, exist_ok=True)
-    structures = collect(args.run, args.pretrain, args.limit, args.unmodelled)
+    structures = collect(args.run, args.pretrain, args.limit, args.unmodelled, args.refine_b)
     p, x, y, g = stacked(structures)
     print(f"{len(structures)} structures, {len(y)} residues scanned, {int(y.sum())} with altlocs")
     r = np.array([float(s["r_work"]) for s in structures])
@@ -199,21 +232,24 @@ def main(argv=None) -> int:
     cv = {name: cross_validate(p, x, y, g, names) for name, names in VARIANTS.items()}
     for name, v in cv.items():
         print(f"{name:22s} cross-validated mean per-structure AUROC {v:.3f}")
-    held_out = 1.0 / (1.0 + np.exp(-cross_validated_logits(p, x, y, g, VARIANTS["both"])))
+    diff_fit, two_fit = SHIPPED[args.fits]
+    held_out = 1.0 / (1.0 + np.exp(-cross_validated_logits(p, x, y, g, VARIANTS[diff_fit])))
     threshold = choose_threshold(held_out)
     print(threshold_table(held_out, y))
     print(f"split threshold with a map: {threshold:g}")
     fits = {name: fit_logistic(inputs(n, p, x), y, n) for name, n in VARIANTS.items()}
     head = MapHead(
-        difference=fits["both"],
-        two_fofc_only=fits["both_two_fofc_only"],
+        difference=fits[diff_fit],
+        two_fofc_only=fits[two_fit],
         trained_on=(
             f"{len(structures)} pretrain/ X-ray structures with side-chain altlocs, maps "
             f"synthesised from their multiconformer models (servalcat, median R-work "
-            f"{np.nanmedian(r):.3f}; unmodelled disorder {args.unmodelled:g}), network "
+            f"{np.nanmedian(r):.3f}; unmodelled disorder {args.unmodelled:g}; single-conformer "
+            f"B {'refined against the data' if args.refine_b else 'as refined with altlocs'}), "
+            "network "
             f"{weights_label(default_weights())}"
         ),
-        ablations={k: v for k, v in fits.items() if k not in ("both", "both_two_fofc_only")},
+        ablations={k: v for k, v in fits.items() if k not in (diff_fit, two_fit)},
         cross_validated_auroc=cv,
         split_threshold=threshold,
     )
