@@ -69,7 +69,9 @@ FEATURES = DIFFERENCE_FEATURES + MAP_FEATURES + MODEL_FEATURES
 DIFFERENCE_FEATURES_V1 = DIFFERENCE_FEATURES[:4]
 MAP_FEATURES_V1 = MAP_FEATURES[:2]
 FEATURES_V1 = DIFFERENCE_FEATURES_V1 + MAP_FEATURES_V1
-NEAR_COPY_FEATURES = tuple(f for f in FEATURES if f not in FEATURES_V1)
+# The costly ones (a χ2 scan, backbone density, a shifted copy), read only where asked; the
+# side-chain B is the model's own number and costs nothing.
+NEAR_COPY_FEATURES = DIFFERENCE_FEATURES[4:] + MAP_FEATURES[2:]
 BACKBONE = ("N", "CA", "C", "O")
 SHELL_RADIUS = 1.2  # Å: beside an atom, inside the reach of a slightly turned copy of it
 
