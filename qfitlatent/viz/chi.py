@@ -160,7 +160,7 @@ def chi_circle_figure(
     resname: str = "",
     chi_atoms: list[tuple[str, ...]] = (),
     ringer: dict | None = None,  # {"chi1": [T] deg, "curves": {map label: [T] σ}}
-    n_grid: int = 360,
+    n_grid: int = 180,  # 2° steps: smooth at the κ the model predicts, half the points of 1°
 ) -> go.Figure:
     """One polar panel per defined χ: mixture density around the circle (radial scale in
     density per radian), the components that carry weight (dotted, named by rotamer, with their
@@ -279,40 +279,34 @@ def _ringer_foot(p: _Panel, scale: _SigmaScale) -> list[dict]:
 
 
 def _component_traces(p: _Panel, names, per_d, mu_d, kappa_d, symmetric, theta) -> list:
-    """Each named component's density on this χ (dotted) and its mean as a spoke (two spokes,
-    180° apart, on a π-symmetric χ). per_d [K, G] density, mu_d and kappa_d [K], theta [G + 1].
-    The legend entry is the density curve of the first panel; spokes share its group."""
+    """Each named component on this χ as one trace: its density (dotted) and its mean as a
+    spoke (two spokes, 180° apart, on a π-symmetric χ), joined by a gap (NaN). One trace per
+    component, not one per curve and spoke: plotly's cost grows with the traces, and this
+    figure is redrawn on every change of residue. per_d [K, G] density, mu_d and kappa_d [K],
+    theta [G + 1]. The legend entry is the first panel's."""
     traces = []
     for k, name in names.items():
+        mean = float(wrap_deg(_deg(mu_d[k])))
+        spokes = [mean, mean + 180.0] if symmetric else [mean]
+        # [G + 1 + 3 × spokes]: the closed curve, then per spoke a gap (NaN) and its two ends.
+        # NaN, not None: the arrays stay numeric and go to the browser as packed binary.
+        spoke_r = [np.nan, 0.0, p.r_max * 0.92]
+        r = np.concatenate([per_d[k], per_d[k, :1], *[spoke_r] * len(spokes)])
+        th = np.concatenate([theta, *[[np.nan, m, m] for m in spokes]])
         traces.append(
             go.Scatterpolar(
-                r=np.append(per_d[k], per_d[k, 0]),  # [G + 1], closed
-                theta=theta,
+                r=r,
+                theta=th,
                 mode="lines",
-                line=dict(color=component_colour(k), width=1, dash="dot"),
+                line=dict(color=component_colour(k), width=1.5, dash="dot"),
                 name=name,
                 legendgroup=f"c{k}",
                 showlegend=p.d == 0,
                 subplot=p.subplot,
-                hovertemplate=f"{name}<br>χ{p.d + 1} %{{theta:.0f}}°<br>"
-                "%{r:.3f} /rad<extra></extra>",
+                hovertemplate=f"{name} (mean {mean:.0f}°, κ {kappa_d[k]:.1f})<br>"
+                f"χ{p.d + 1} %{{theta:.0f}}°<br>%{{r:.3f}} /rad<extra></extra>",
             )
         )
-        mean = float(wrap_deg(_deg(mu_d[k])))
-        for m in [mean, mean + 180.0] if symmetric else [mean]:
-            traces.append(
-                go.Scatterpolar(
-                    r=[0, p.r_max * 0.92],
-                    theta=[m, m],
-                    mode="lines",
-                    line=dict(color=component_colour(k), width=2),
-                    legendgroup=f"c{k}",
-                    showlegend=False,
-                    subplot=p.subplot,
-                    hovertemplate=f"{name}: mean {float(wrap_deg(m)):.0f}°, "
-                    f"κ {kappa_d[k]:.1f}<extra></extra>",
-                )
-            )
     return traces
 
 
