@@ -19,6 +19,10 @@ software WebGL) with Playwright, on the same machine, as tests/test_browser.py d
 - with --structure, the table-click residue change on that uploaded structure (opened once).
 - with --compare DIR, the same on a second checkout (e.g. `git archive main`), started after the
   first, and a table with both columns and their ratio.
+- with --timeline, where the time of each cached example open goes instead (this checkout
+  only): when the script starts and ends, when each chart, the table and the viewer are first
+  drawn (a 20 ms poller in the page), the viewer's own draw and when its iframe fetched 3Dmol.js
+  — milliseconds from the click. The page has one thread: the poller stalls while it is busy.
 
 Medians of --runs (default 5). The numbers depend on the machine's load: compare two checkouts
 back to back, not with numbers from another day.
@@ -140,6 +144,60 @@ def change_residue(page, how: str, k: int) -> float:
     return time.perf_counter() - t0
 
 
+# Installed in the page just before the click: records the script's states and, every 20 ms,
+# which charts (by layout.meta), the table and the viewer have drawn; ms from installation.
+TIMELINE = """() => { const app = document.querySelector('[data-testid="stApp"]');
+  const t0 = performance.now(), at = () => Math.round(performance.now() - t0), seen = new Set();
+  window.__timeline = {t0: performance.timeOrigin + t0, events: []};
+  const note = (what, extra) => { if (!seen.has(what)) { seen.add(what);
+    window.__timeline.events.push([what, at(), ...(extra || [])]); } };
+  new MutationObserver(() => window.__timeline.events.push(['script ' + app.dataset.testScriptState,
+    at()])).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  const poll = setInterval(() => {
+    document.querySelectorAll('.js-plotly-plot').forEach(g => {
+      if (g.querySelector('.main-svg') && g.layout) note('chart ' + g.layout.meta); });
+    if (document.querySelector('[data-testid="stDataFrame"] canvas')) note('table');
+    document.querySelectorAll('iframe').forEach(f => { try { const w = f.contentWindow;
+      if (w.qfitRenders) { note('viewer drawn', [Math.round(w.qfitDrawMs)]); clearInterval(poll); }
+    } catch (e) {} }); }, 20); }"""
+# In the viewer's iframe: when it started loading and when it fetched its scripts, in ms from
+# the moment TIMELINE was installed (t0, an absolute time).
+IFRAME_TIMES = """(t0) => { const o = performance.timeOrigin - t0;
+  return [['viewer iframe opens', Math.round(o)], ...performance.getEntriesByType('resource')
+    .map(e => ['fetched ' + e.name.split('/').pop(), Math.round(o + e.responseEnd)])]; }"""
+
+
+def timeline(app_dir: Path, runs: int) -> None:
+    """Print, per cached example open, the events of TIMELINE and IFRAME_TIMES in time order."""
+    from playwright.sync_api import sync_playwright
+
+    log = Path("/tmp") / f"bench_app_{os.getpid()}.log"
+    proc, url = start_server(app_dir.resolve(), log)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(300_000)
+            open_example(page, url)  # the prediction, once
+            for _ in range(runs):
+                page.goto(url)
+                button = page.locator(".st-key-example button").first
+                button.wait_for()
+                page.wait_for_timeout(300)
+                page.evaluate(TIMELINE)
+                button.click()
+                page.wait_for_function(FULL)
+                record = page.evaluate("() => window.__timeline")
+                frame = next(f for f in page.frames if "/component/" in (f.url or ""))
+                events = record["events"] + frame.evaluate(IFRAME_TIMES, record["t0"])
+                print("  ·  ".join(f"{e[0]} {e[1]}" + (f" (draw {e[2]})" if len(e) > 2 else "")
+                                   for e in sorted(events, key=lambda e: e[1])))  # fmt: skip
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def measure(app_dir: Path, runs: int, structure: Path | None) -> list[tuple[str, list[float]]]:
     """[(what, seconds per run)] for one checkout: its own server and browser."""
     from playwright.sync_api import sync_playwright
@@ -187,7 +245,12 @@ def main() -> None:
     ap.add_argument("--compare", type=Path, help="a second checkout, measured after the first")
     ap.add_argument("--runs", type=int, default=5, help="measurements per quantity (median)")
     ap.add_argument("--structure", type=Path, help="also time residue changes on this upload")
+    ap.add_argument("--timeline", action="store_true", help="where a cached example open goes")
     args = ap.parse_args()
+    if args.timeline:
+        print(f"load average (1 min): {os.getloadavg()[0]:.1f}; ms from the click")
+        timeline(args.app_dir, args.runs)
+        return
     load = [os.getloadavg()[0]]
     this = measure(args.app_dir, args.runs, args.structure)
     load.append(os.getloadavg()[0])

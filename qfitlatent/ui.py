@@ -582,8 +582,14 @@ def profile_key(tag: str) -> str:
 
 
 def fresh_profile(tag: str) -> None:
-    """A residue was chosen in the table or the box: draw the profile with no selection."""
-    st.session_state[f"profile-round:{tag}"] = st.session_state.get(f"profile-round:{tag}", 0) + 1
+    """A residue was chosen in the table or the box: draw the profile with no selection. Only
+    when it has one: a new key makes the browser draw the chart again from scratch (seconds
+    for thousands of bars), and a chart with no selection has nothing to clear."""
+    selection = (st.session_state.get(profile_key(tag)) or {}).get("selection") or {}
+    if selection.get("points"):
+        st.session_state[f"profile-round:{tag}"] = (
+            st.session_state.get(f"profile-round:{tag}", 0) + 1
+        )
 
 
 def profile_pick(key: str) -> int | None:

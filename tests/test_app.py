@@ -168,6 +168,33 @@ def test_profile_click_selects_the_residue(example):
     assert any(target in a["text"] for a in chart(example, "chi-circles")["layout"]["annotations"])
 
 
+def profile_id(at) -> str:
+    """The profile chart's element id: a new id is a new chart, which the browser draws again
+    from scratch."""
+    return next(c.proto.id for c in at.get("plotly_chart")
+                if json.loads(c.proto.spec)["layout"].get("meta") == "profile")  # fmt: skip
+
+
+def test_the_profile_is_made_anew_only_to_clear_a_bar_clicked_on_it(example):
+    box = residue_box(example)
+    box.set_value(box.options[2]).run()  # clears a selection an earlier test may have left
+    before = profile_id(example)
+    residue_box(example).set_value(box.options[3]).run()
+    assert profile_id(example) == before  # nothing selected on it: the same chart stays
+    # A bar clicked on the profile, then a residue chosen in the box: a new chart, unselected.
+    tag = flex_table(example).key.split(":", 1)[1]
+    rounds = f"profile-round:{tag}"
+    key = f"profile:{tag}:{example.session_state[rounds] if rounds in example.session_state else 0}"
+    target = box.options[5]
+    index = next(c[0] for c in chart(example, "profile")["data"][0]["customdata"] if c[1] == target)
+    example.session_state[key] = {"selection": {"points": [{"customdata": [index, target]}]}}
+    example.run()
+    assert residue_box(example).value == target
+    residue_box(example).set_value(box.options[3]).run()
+    assert not example.exception
+    assert profile_id(example) != before
+
+
 def test_unseen_example_opens_and_says_it_is_unseen(env):
     at = app(env)
     at.button(key="example_unseen").click().run()

@@ -3,8 +3,10 @@ Playwright, the server and helpers of test_browser). Every wait is for a state o
 never for a time.
 """
 
+import pytest
 from test_browser import (
     ARTIFACTS,
+    ROTATION,
     assert_residue_in_view_and_text_clean,
     circle_title,
     click_profile_bar,
@@ -98,3 +100,19 @@ def test_the_viewer_opens_close_on_the_residue_with_the_cartoon_faded(server, pa
     assert seen["span"] >= seen["height"] / 3, seen
     assert_residue_in_view_and_text_clean(page)
     assert seen["opacities"] and max(seen["opacities"]) < 1, seen  # cartoon never hides it
+
+
+def test_the_users_rotation_survives_a_reload_of_the_page(server, page):
+    open_example(page, server)
+    box = page.locator("iframe").first.bounding_box()  # drag across the viewer, as a user would
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 120, cy + 40, steps=8)
+    page.mouse.up()
+    page.wait_for_function(  # the drag turned the view away from where the page opened it
+        f"(q) => ({ROTATION})().some((v, k) => Math.abs(v - q[k]) > 0.05)", arg=[0, 0, 0, 1]
+    )
+    rotated = page.evaluate(ROTATION)
+    open_example(page, server)  # loads the page again: a new viewer in a new Streamlit session
+    assert page.evaluate(ROTATION) == pytest.approx(rotated, abs=1e-6), "the rotation was lost"

@@ -88,11 +88,22 @@ def test_circle_figure_has_one_panel_per_chi_with_wells_means_and_altlocs():
     assert list(obs[0].customdata) == ["A 0.60", "B 0.40"]
     assert notes.count("A") == 2 and notes.count("B") == 2  # letters inside each circle
     assert "A 0.60 · B 0.40" in notes  # occupancies under the panel
-    spokes = [
-        t for t in fig.data if t.mode == "lines" and len(t.theta) == 2 and t.subplot == "polar"
-    ]
     means = sorted(rotamers.wrap_deg(np.degrees(mu[:, 0])))
-    np.testing.assert_allclose(sorted(s.theta[0] for s in spokes), means, atol=1e-9)
+    np.testing.assert_allclose(sorted(spokes(fig, "polar")), means, atol=1e-9)
+    # One trace per component and panel (its curve and spoke), not one per curve and spoke.
+    assert len(fig.data) == 2 * (len(mu) + 1 + 1 + 1)  # components, density, samples, altlocs
+
+
+def spokes(fig, subplot: str) -> list[float]:
+    """The angles (°) of the component spokes in a panel: the segments from r = 0 after a gap
+    in each component's trace (its curve first, then a NaN, then the spoke)."""
+    out = []
+    for t in fig.data:
+        if t.subplot != subplot or not (t.legendgroup or "").startswith("c"):
+            continue
+        r, theta = list(t.r), list(t.theta)
+        out += [theta[k + 1] for k, v in enumerate(r[:-1]) if np.isnan(v) and r[k + 1] == 0.0]
+    return out
 
 
 def annotation_boxes(fig) -> list[tuple]:
@@ -205,12 +216,7 @@ def test_components_shown_carry_weight_and_a_rotamer_name():
 def test_pi_symmetric_chi_draws_both_means():
     logits, mu, kappa = np.zeros(1), np.zeros((1, 4)), np.full((1, 4), 5.0)
     fig = chi.chi_circle_figure(logits, mu, kappa, 2, np.array([False, True, False, False]))
-    spokes2 = [
-        t.theta[0]
-        for t in fig.data
-        if t.mode == "lines" and len(t.theta) == 2 and t.subplot == "polar2"
-    ]
-    assert sorted(spokes2) == [0.0, 180.0]
+    assert sorted(spokes(fig, "polar2")) == [0.0, 180.0]
 
 
 def test_torus_figure_heatmap_is_the_joint_density():

@@ -160,7 +160,7 @@ def chi_circle_figure(
     resname: str = "",
     chi_atoms: list[tuple[str, ...]] = (),
     ringer: dict | None = None,  # {"chi1": [T] deg, "curves": {map label: [T] σ}}
-    n_grid: int = 360,
+    n_grid: int = 360,  # 1°: the sharpest predicted components (κ ~ 800, σ ~ 2°) stay smooth
 ) -> go.Figure:
     """One polar panel per defined χ: mixture density around the circle (radial scale in
     density per radian), the components that carry weight (dotted, named by rotamer, with their
@@ -182,8 +182,9 @@ def chi_circle_figure(
     fig_w = 2 * PAD + PANEL_W * n_chi + LEGEND_W
     fig_h = CIRCLE_H + (RINGER_FOOT_H if ringer else 0)
     cy = TITLE_H + 20 + 22 + CIRCLE_R  # title, panel title, room for the top tick label
-    fig = go.Figure()
-    notes = []
+    # Traces and layout are collected, then made into a figure once: plotly validates on every
+    # add_trace and update_layout, which took most of the figure's build (0.35 of 0.5 s).
+    traces, layout, notes = [], {}, []
     if title:
         notes.append(_paper(fig_w, fig_h, PAD, 4, "left", "top", f"<b>{title}</b>", 14,
                             color="#111"))  # fmt: skip
@@ -192,23 +193,23 @@ def chi_circle_figure(
                    float(total[d].max()) * 1.18, fig_w, fig_h)  # fmt: skip
         obs = merge_altlocs(observed, [d])  # altlocs defined on this χ, coinciding ones merged
         scale = _nice(float(total[d].max()) * 0.6)  # the one labelled grid circle, /rad
-        traces = [
+        traces += [
             *_component_traces(p, names, per[:, d], mu[:, d], kappa[:, d], pi_symmetric[d], theta),
             _total_trace(p, total[d], theta),
             *_sample_traces(p, samples),
             *_altloc_traces(p, obs),
         ]
-        for trace in traces:
-            fig.add_trace(trace)
         head = _panel_head(d, chi_atoms, pi_symmetric[d])
         sigma = None
         if ringer and d == 0:
-            sigma = _add_ringer(fig, p, ringer, f"polar{n_chi + 1}")
+            overlay = f"polar{n_chi + 1}"
+            ringer_traces, layout[overlay], sigma = _ringer(p, ringer, overlay)
+            traces += ringer_traces
             notes += _ringer_foot(p, sigma)
         notes += _panel_labels(p, head, scale, obs, sigma) + _occupancy_notes(p, obs)
-        fig.update_layout({p.subplot: _polar_axes(p, scale)})
-    fig.update_layout(**_circle_layout(fig_w, fig_h, notes))
-    return fig
+        layout[p.subplot] = _polar_axes(p, scale)
+    layout.update(_circle_layout(fig_w, fig_h, notes))
+    return go.Figure(data=traces, layout=layout)
 
 
 # --- the Ringer scan over the χ1 panel -----------------------------------------------------------
@@ -239,13 +240,14 @@ def sigma_scale(curves: dict) -> _SigmaScale:
     return _SigmaScale(math.floor((lo - pad) * 2) / 2, hi + pad)
 
 
-def _add_ringer(fig: go.Figure, p: _Panel, ringer: dict, subplot: str) -> _SigmaScale:
+def _ringer(p: _Panel, ringer: dict, subplot: str) -> tuple[list, dict, _SigmaScale]:
     """The Ringer curves on a polar axis overlaid on panel `p` (same domain and orientation,
-    transparent, its own radial range in σ). Returns that range for the labels."""
+    transparent, its own radial range in σ): (traces, that axis, its range for the labels)."""
     scale = sigma_scale(ringer["curves"])
     theta = np.append(ringer["chi1"], ringer["chi1"][0] + 360.0)  # [T + 1] deg, closed
+    traces = []
     for label, values in ringer["curves"].items():
-        fig.add_trace(
+        traces.append(
             go.Scatterpolar(
                 r=np.append(values, values[0]),  # [T + 1] σ
                 theta=theta,
@@ -262,8 +264,7 @@ def _add_ringer(fig: go.Figure, p: _Panel, ringer: dict, subplot: str) -> _Sigma
     axes["angularaxis"].update(visible=False)
     axes["radialaxis"].update(range=[scale.lo, scale.hi], gridcolor="#9ab", griddash="dash")
     axes["bgcolor"] = "rgba(0,0,0,0)"
-    fig.update_layout({subplot: axes})
-    return scale
+    return traces, axes, scale
 
 
 def _ringer_foot(p: _Panel, scale: _SigmaScale) -> list[dict]:
@@ -279,40 +280,34 @@ def _ringer_foot(p: _Panel, scale: _SigmaScale) -> list[dict]:
 
 
 def _component_traces(p: _Panel, names, per_d, mu_d, kappa_d, symmetric, theta) -> list:
-    """Each named component's density on this χ (dotted) and its mean as a spoke (two spokes,
-    180° apart, on a π-symmetric χ). per_d [K, G] density, mu_d and kappa_d [K], theta [G + 1].
-    The legend entry is the density curve of the first panel; spokes share its group."""
+    """Each named component on this χ as one trace: its density (dotted) and its mean as a
+    spoke (two spokes, 180° apart, on a π-symmetric χ), joined by a gap (NaN). One trace per
+    component, not one per curve and spoke: plotly's cost grows with the traces, and this
+    figure is redrawn on every change of residue. per_d [K, G] density, mu_d and kappa_d [K],
+    theta [G + 1]. The legend entry is the first panel's."""
     traces = []
     for k, name in names.items():
+        mean = float(wrap_deg(_deg(mu_d[k])))
+        spokes = [mean, mean + 180.0] if symmetric else [mean]
+        # [G + 1 + 3 × spokes]: the closed curve, then per spoke a gap (NaN) and its two ends.
+        # NaN, not None: the arrays stay numeric and go to the browser as packed binary.
+        spoke_r = [np.nan, 0.0, p.r_max * 0.92]
+        r = np.concatenate([per_d[k], per_d[k, :1], *[spoke_r] * len(spokes)])
+        th = np.concatenate([theta, *[[np.nan, m, m] for m in spokes]])
         traces.append(
             go.Scatterpolar(
-                r=np.append(per_d[k], per_d[k, 0]),  # [G + 1], closed
-                theta=theta,
+                r=r,
+                theta=th,
                 mode="lines",
-                line=dict(color=component_colour(k), width=1, dash="dot"),
+                line=dict(color=component_colour(k), width=1.5, dash="dot"),
                 name=name,
                 legendgroup=f"c{k}",
                 showlegend=p.d == 0,
                 subplot=p.subplot,
-                hovertemplate=f"{name}<br>χ{p.d + 1} %{{theta:.0f}}°<br>"
-                "%{r:.3f} /rad<extra></extra>",
+                hovertemplate=f"{name} (mean {mean:.0f}°, κ {kappa_d[k]:.1f})<br>"
+                f"χ{p.d + 1} %{{theta:.0f}}°<br>%{{r:.3f}} /rad<extra></extra>",
             )
         )
-        mean = float(wrap_deg(_deg(mu_d[k])))
-        for m in [mean, mean + 180.0] if symmetric else [mean]:
-            traces.append(
-                go.Scatterpolar(
-                    r=[0, p.r_max * 0.92],
-                    theta=[m, m],
-                    mode="lines",
-                    line=dict(color=component_colour(k), width=2),
-                    legendgroup=f"c{k}",
-                    showlegend=False,
-                    subplot=p.subplot,
-                    hovertemplate=f"{name}: mean {float(wrap_deg(m)):.0f}°, "
-                    f"κ {kappa_d[k]:.1f}<extra></extra>",
-                )
-            )
     return traces
 
 
@@ -550,14 +545,13 @@ def torus_figure(
     w = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), -1).numpy()  # [K]
     names = component_names(resname, _deg(mu), w, pi_symmetric, n_chi)  # {k: "mt−80"}
     obs = merge_altlocs(observed, [0, 1])  # altlocs defined on χ1 and χ2, coinciding merged
-    fig = go.Figure(_torus_heatmap(_deg(grid), dens))
-    for trace in [*_torus_samples(samples), *_torus_means(names, mu), *_torus_altlocs(obs)]:
-        fig.add_trace(trace)
+    traces = [_torus_heatmap(_deg(grid), dens), *_torus_samples(samples),
+              *_torus_means(names, mu), *_torus_altlocs(obs)]  # fmt: skip
     # Altloc labels first: they are the data, so they get the best spots.
     items = [(o["text"], _torus_xy(*o["deg"]), "#b00020") for o in obs]
     items += [(names[k], _torus_xy(_deg(mu[k, 0]), _deg(mu[k, 1])), "#111") for k in names]
-    fig.update_layout(**_torus_layout(title, _torus_labels(items)))
-    return fig
+    # One figure from traces and layout: plotly validates on each add_trace and update_layout.
+    return go.Figure(data=traces, layout=_torus_layout(title, _torus_labels(items)))
 
 
 def _torus_heatmap(deg, dens) -> go.Heatmap:

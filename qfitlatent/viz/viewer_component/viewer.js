@@ -2,7 +2,8 @@
 // postMessage. Streamlit keeps this iframe while the page reruns, so the 3Dmol.js viewer (and
 // its WebGL context) is made once; each render message replays a scene (viz/viewer.py, Scene)
 // on it. The structure's text is parsed again only when its hash changes, and the user's
-// rotation is kept across residues of one structure.
+// rotation is kept across residues of one structure, and across a reload of the page (in the
+// tab's sessionStorage, per structure).
 (function () {
   "use strict";
 
@@ -11,6 +12,26 @@
   var structure = null; // the structure (result) the last scene belonged to
   var script = null; // a promise: 3Dmol.js, loaded once from the app's own static folder
   var renders = 0;
+  var ROTATION_KEY = "qfitlatent-rotation:";
+
+  // The rotation (a quaternion: getView()[4..8]) the user last left on `key`'s structure in
+  // this tab, or null.
+  function savedRotation(key) {
+    try {
+      var q = JSON.parse(window.sessionStorage.getItem(ROTATION_KEY + key) || "null");
+      return Array.isArray(q) && q.length === 4 ? q : null;
+    } catch (e) {
+      return null; // storage switched off: the view starts unrotated, as without this
+    }
+  }
+
+  function saveRotation() {
+    if (!viewer || structure === null) return;
+    try {
+      var q = viewer.getView().slice(4, 8);
+      window.sessionStorage.setItem(ROTATION_KEY + structure, JSON.stringify(q));
+    } catch (e) {}
+  }
 
   function send(type, data) {
     var msg = Object.assign({ isStreamlitMessage: true, type: type }, data || {});
@@ -40,11 +61,20 @@
       if (viewer) viewer.resize();
     }
     if (!viewer) {
-      viewer = $3Dmol.createViewer(el, { backgroundColor: "white" });
+      // No antialiasing: 3Dmol's default draws at twice the size in each direction and scales
+      // down, four times the pixels: on software WebGL a draw took 3-4 times as long (0.9-1.2 s
+      // for the example's scene against 0.24-0.34 s).
+      viewer = $3Dmol.createViewer(el, { backgroundColor: "white", antialias: false });
       window.qfitViewer = viewer; // for tests and for a curious user's console
+      // A drag ends: keep the rotation for a reload (3Dmol has turned the view by then).
+      ["mouseup", "touchend"].forEach(function (type) {
+        el.addEventListener(type, function () {
+          setTimeout(saveRotation, 0);
+        });
+      });
     }
     var sameStructure = structure !== null && structure === args.structure;
-    var rotation = sameStructure ? viewer.getView().slice(4, 8) : null;
+    var rotation = sameStructure ? viewer.getView().slice(4, 8) : savedRotation(args.structure);
     // 3Dmol draws the whole scene after most calls (zoomTo, center, addLabel, setBackgroundColor,
     // removeAll*...): a few hundred ms each on software WebGL. Drawing is switched off while the
     // scene is replayed and done once at the end.
