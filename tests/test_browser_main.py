@@ -88,6 +88,16 @@ RESIDUE_ON_SCREEN = """([chain, resi]) => {
 }"""
 
 
+CANVAS_SCALE = """() => {
+  const f = [...document.querySelectorAll('iframe')].find(f => f.contentWindow.qfitViewer);
+  const c = f.contentDocument.querySelector('canvas');
+  const gl = document.createElement('canvas').getContext('webgl');
+  const info = gl && gl.getExtension('WEBGL_debug_renderer_info');
+  return {scale: c.width / c.getBoundingClientRect().width, dpr: f.contentWindow.devicePixelRatio,
+          renderer: info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : null};
+}"""
+
+
 def test_the_viewer_opens_close_on_the_residue_with_the_cartoon_faded(server, page):
     open_example(page, server)
     chain, resi = selected_residue(page)
@@ -100,6 +110,11 @@ def test_the_viewer_opens_close_on_the_residue_with_the_cartoon_faded(server, pa
     assert seen["span"] >= seen["height"] / 3, seen
     assert_residue_in_view_and_text_clean(page)
     assert seen["opacities"] and max(seen["opacities"]) < 1, seen  # cartoon never hides it
+    # Headless chromium draws WebGL in software: there the viewer skips 3Dmol's antialiasing,
+    # which draws four times the pixels (a canvas twice the element's size each way).
+    canvas = page.evaluate(CANVAS_SCALE)
+    assert canvas["renderer"] and "swiftshader" in canvas["renderer"].lower(), canvas
+    assert canvas["scale"] == pytest.approx(canvas["dpr"], rel=0.05), canvas
 
 
 def test_the_users_rotation_survives_a_reload_of_the_page(server, page):

@@ -7,6 +7,21 @@
 (function () {
   "use strict";
 
+  // Whether WebGL is drawn by the CPU (SwiftShader, llvmpipe, ...): its renderer says so.
+  function softwareGL() {
+    try {
+      var gl = document.createElement("canvas").getContext("webgl");
+      if (!gl) return true;
+      var info = gl.getExtension("WEBGL_debug_renderer_info");
+      var name = info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER);
+      var lose = gl.getExtension("WEBGL_lose_context");
+      if (lose) lose.loseContext(); // a probe: give its context back at once
+      return /swiftshader|llvmpipe|software|softpipe/i.test(String(name));
+    } catch (e) {
+      return true;
+    }
+  }
+
   var viewer = null; // made on the first render, kept for the page's life
   var baseHash = null; // the hash of the text that model 0 holds
   var structure = null; // the structure (result) the last scene belonged to
@@ -61,10 +76,11 @@
       if (viewer) viewer.resize();
     }
     if (!viewer) {
-      // No antialiasing: 3Dmol's default draws at twice the size in each direction and scales
-      // down, four times the pixels: on software WebGL a draw took 3-4 times as long (0.9-1.2 s
-      // for the example's scene against 0.24-0.34 s).
-      viewer = $3Dmol.createViewer(el, { backgroundColor: "white", antialias: false });
+      // Antialiasing only on a GPU: 3Dmol's draws at twice the size in each direction and
+      // scales down, four times the pixels; on software WebGL (a server's headless browser, a
+      // machine without a GPU driver) a draw took 3-4 times as long (0.9-1.2 s for the
+      // example's scene against 0.24-0.34 s). A GPU draws it in milliseconds either way.
+      viewer = $3Dmol.createViewer(el, { backgroundColor: "white", antialias: !softwareGL() });
       window.qfitViewer = viewer; // for tests and for a curious user's console
       // A drag ends: keep the rotation for a reload (3Dmol has turned the view by then).
       ["mouseup", "touchend"].forEach(function (type) {
