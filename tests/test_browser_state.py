@@ -20,10 +20,12 @@ MANY_CHAINS = "3cyq.pdb.gz"  # 16 protein chains, 2,123 residues: a prediction o
 OTHER = "4l7k.pdb.gz"  # 12 chains, 1,486 residues
 
 # Every text the progress bar (or the "Drawing the page" line after it) shows from now on, and
-# every moment something said "Done", or the bar went away, while the page was not drawn: not
-# every plotly chart drawn, or the viewer has not drawn a residue.
+# every moment something said "Done", or the bar went away, while the page was not yet drawn: not
+# every plotly chart drawn, or the viewer has not drawn a residue. Streamlit draws each chart
+# twice, and a redraw may empty it for a moment: after the page was once seen whole, not counted.
 RECORD = """() => {
   window.qfitTexts = []; window.qfitEarly = []; window.qfitBarSeen = false;
+  window.qfitDrawn = false;  // once drawn, a chart's later redraw (it empties its svg) is no gap
   const drawn = () => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
     return plots.length > 0 && plots.every(p => p.querySelector('.main-svg'))
       && [...document.querySelectorAll('iframe')].some(f => {
@@ -36,8 +38,9 @@ RECORD = """() => {
       if (window.qfitTexts[window.qfitTexts.length - 1] !== text) window.qfitTexts.push(text);
       if (text.includes('Done') && !drawn()) window.qfitEarly.push(text);
     }
+    if (window.qfitBarSeen && drawn()) window.qfitDrawn = true;
     if (bars.length) window.qfitBarSeen = true;
-    else if (window.qfitBarSeen && !drawn())
+    else if (window.qfitBarSeen && !window.qfitDrawn && !drawn())
       window.qfitEarly.push('bar gone after ' + window.qfitTexts[window.qfitTexts.length - 1]);
   };
   window.qfitObserver = new MutationObserver(look);
