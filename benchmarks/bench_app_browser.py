@@ -175,7 +175,8 @@ COUNT_DRAWS = """(() => { window.__draws = []; const add = EventTarget.prototype
     if (type === 'wheel' && this.on && !this.__counted) { this.__counted = true; const gd = this;
       let calc = null;  // plotly recomputes (calcdata anew) or keeps what it has drawn
       gd.on('plotly_afterplot', () => { const kept = gd.calcdata === calc; calc = gd.calcdata;
-        window.__draws.push([kept ? 'kept' : 'calc', (gd.layout || {}).meta, performance.now()]); });
+        const meta = (gd.layout || {}).meta;
+        window.__draws.push([kept ? 'kept' : 'calc', meta, performance.now()]); });
     }
     return add.call(this, type, ...rest); }; })()"""
 
@@ -185,7 +186,8 @@ COUNT_RUNS = """() => { window.__draws = []; window.__runs = 0;
   const app = document.querySelector('[data-testid="stApp"]');
   if (!window.__runObserver) window.__runObserver = new MutationObserver(() => {
     if (app.dataset.testScriptState === 'running') window.__runs += 1; });
-  window.__runObserver.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  window.__runObserver.observe(app,
+    {attributes: true, attributeFilter: ['data-test-script-state']});
 }"""
 
 
