@@ -167,6 +167,66 @@ IFRAME_TIMES = """(t0) => { const o = performance.timeOrigin - t0;
     .map(e => ['fetched ' + e.name.split('/').pop(), Math.round(o + e.responseEnd)])]; }"""
 
 
+# Before any page script: each plotly chart, when plotly sets it up (Events.init adds a passive
+# wheel listener to the chart's div, right before its first draw), gets a listener that records
+# its draws (plotly_afterplot, by layout.meta) and whether plotly computed the traces anew.
+COUNT_DRAWS = """(() => { window.__draws = []; const add = EventTarget.prototype.addEventListener;
+  EventTarget.prototype.addEventListener = function (type, ...rest) {
+    if (type === 'wheel' && this.on && !this.__counted) { this.__counted = true; const gd = this;
+      let calc = null;  // plotly recomputes (calcdata anew) or keeps what it has drawn
+      gd.on('plotly_afterplot', () => { const kept = gd.calcdata === calc; calc = gd.calcdata;
+        const meta = (gd.layout || {}).meta;
+        window.__draws.push([kept ? 'kept' : 'calc', meta, performance.now()]); });
+    }
+    return add.call(this, type, ...rest); }; })()"""
+
+
+# Reset before each change: the draws so far, and a count of the script's (or fragment's) runs.
+COUNT_RUNS = """() => { window.__draws = []; window.__runs = 0;
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!window.__runObserver) window.__runObserver = new MutationObserver(() => {
+    if (app.dataset.testScriptState === 'running') window.__runs += 1; });
+  window.__runObserver.observe(app,
+    {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+
+
+def draws(app_dir: Path, runs: int) -> None:
+    """Print, per residue change (table, profile, box), how many times the script or fragment
+    ran and each chart's draws: ms from the click, and whether plotly computed the traces anew
+    (calc) or kept them (kept)."""
+    from playwright.sync_api import sync_playwright
+
+    log = Path("/tmp") / f"bench_app_{os.getpid()}.log"
+    proc, url = start_server(app_dir.resolve(), log)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(300_000)
+            page.add_init_script(COUNT_DRAWS)
+            open_example(page, url)
+            for how in ("table", "profile", "box"):  # the order of measure()
+                for k in range(runs):
+                    page.evaluate(COUNT_RUNS)
+                    t0 = page.evaluate("() => performance.now()")
+                    seconds = change_residue(page, how, k)
+                    page.wait_for_timeout(500)  # a late redraw would still be counted
+                    events = page.evaluate("() => window.__draws")
+                    charts = {}  # meta -> ["calc 986", "calc 1338"]: each draw, ms from click
+                    for ev, meta, t in events:
+                        charts.setdefault(meta, []).append(f"{ev} {t - t0:.0f}")
+                    n_runs = page.evaluate("() => window.__runs")
+                    print(
+                        f"{how:8s} {seconds:5.2f} s · {n_runs} run(s) · "
+                        + " · ".join(f"{m}: {', '.join(d)}" for m, d in charts.items())
+                    )
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def timeline(app_dir: Path, runs: int) -> None:
     """Print, per cached example open, the events of TIMELINE and IFRAME_TIMES in time order."""
     from playwright.sync_api import sync_playwright
@@ -246,7 +306,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="measurements per quantity (median)")
     ap.add_argument("--structure", type=Path, help="also time residue changes on this upload")
     ap.add_argument("--timeline", action="store_true", help="where a cached example open goes")
+    ap.add_argument("--draws", action="store_true", help="chart draws per residue change")
     args = ap.parse_args()
+    if args.draws:
+        print(f"load average (1 min): {os.getloadavg()[0]:.1f}")
+        draws(args.app_dir, args.runs)
+        return
     if args.timeline:
         print(f"load average (1 min): {os.getloadavg()[0]:.1f}; ms from the click")
         timeline(args.app_dir, args.runs)
