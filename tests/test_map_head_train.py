@@ -64,3 +64,10 @@ def test_refit_on_consistent_maps_writes_v2_and_leaves_v1(tmp_path, monkeypatch)
     assert head.two_fofc_only.inputs in [VARIANTS[n] for n in CANDIDATES["two_fofc_only"]]
     assert set(head.cross_validated_auroc) == set(VARIANTS)
     assert head.cross_validated_auroc["difference_alone"] > 0.8  # the cue in the cache is found
+
+
+def test_the_default_head_was_trained_on_inputs_as_users_have_them():
+    # v1's synthetic inputs kept the B refined with their altlocs (docs/density.md)
+    head = load_map_head()
+    assert "single-conformer B refined against the data" in head.trained_on
+    assert head.split_threshold is not None

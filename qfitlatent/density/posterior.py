@@ -41,7 +41,7 @@ P_CLAMP = 1e-4  # logit(p) stays finite for a network that says 0 or 1
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 V1_PATH = WEIGHTS / "map-head-v1.json"  # synthetic inputs kept the B refined with their altlocs
 V2_PATH = WEIGHTS / "map-head-v2.json"  # synthetic inputs' B refined against the data, as a user's
-DEFAULT_PATH = V1_PATH
+DEFAULT_PATH = V2_PATH  # trained on inputs as users have them (docs/density.md, "The head v2")
 
 
 @dataclass(frozen=True)
