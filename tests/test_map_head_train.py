@@ -71,3 +71,10 @@ def test_the_default_head_was_trained_on_inputs_as_users_have_them():
     head = load_map_head()
     assert "single-conformer B refined against the data" in head.trained_on
     assert head.split_threshold is not None
+
+
+def test_the_default_head_reads_no_costly_near_copy_scan():
+    # its CCP4 fit reads the model's side-chain B, which costs nothing: no χ2 scans for it
+    from qfitlatent.predict import uses_near_copy
+
+    assert uses_near_copy(load_map_head()) is False

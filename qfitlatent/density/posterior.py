@@ -153,9 +153,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, names, l2: float = 1e-3) -> Logis
     )
 
 
-# The inputs of each fit the head ships, and of the ablations it is compared with. The shipped
-# fits use v1's six features: the near-copy features (residue_evidence) were measured as
-# "*_near_copy" and did not beat them on the real maps (docs/density.md, "The map head").
+# The inputs of each fit a head may ship, and of the ablations it is compared with. v1 used
+# "both" / "both_two_fofc_only"; v2's were chosen from CANDIDATES on synthetic cross-validation
+# (train.map_head.choose_fit; docs/density.md, "The head v2").
 VARIANTS = {
     "both": (NETWORK, *FEATURES_V1),
     "both_two_fofc_only": (NETWORK, *MAP_FEATURES_V1),

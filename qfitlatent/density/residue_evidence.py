@@ -69,7 +69,8 @@ FEATURES = DIFFERENCE_FEATURES + MAP_FEATURES + MODEL_FEATURES
 DIFFERENCE_FEATURES_V1 = DIFFERENCE_FEATURES[:4]
 MAP_FEATURES_V1 = MAP_FEATURES[:2]
 FEATURES_V1 = DIFFERENCE_FEATURES_V1 + MAP_FEATURES_V1
-NEAR_COPY_FEATURES = tuple(f for f in FEATURES if f not in FEATURES_V1)
+# Read only where asked (costly map scans); the model's own B is free and always read.
+NEAR_COPY_FEATURES = tuple(f for f in FEATURES if f not in FEATURES_V1 + MODEL_FEATURES)
 BACKBONE = ("N", "CA", "C", "O")
 SHELL_RADIUS = 1.2  # Å: beside an atom, inside the reach of a slightly turned copy of it
 
