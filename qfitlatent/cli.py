@@ -576,7 +576,7 @@ def _evaluate_parser(add) -> None:
     )  # fmt: skip
     e.add_argument(
         "--map-head", type=Path, default=None,
-        help="map head (.json) for --maps; default: the shipped weights/map-head-v1.json",
+        help="map head (.json) for --maps; default: the shipped weights/map-head-v2.json",
     )  # fmt: skip
     e.add_argument(
         "--split", choices=["val", "all"], default="val",

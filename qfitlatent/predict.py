@@ -115,7 +115,7 @@ def predict(
     `map_file` (a path, or bytes with `map_name` its file name) is the structure's density map
     (density.read_maps; `map_from_data` computes the maps from an MTZ's observed data even when
     it holds coefficients). With it, `p_flexible` is the posterior of the network's value and
-    the map's evidence (`map_head`, by default the shipped weights/map-head-v1.json), the
+    the map's evidence (`map_head`, by default the shipped weights/map-head-v2.json), the
     ranking and splitting use it, and the multiconformer model keeps only alternatives the map
     supports, at occupancies fitted to it. Raises MapError for a map that cannot be used.
     `all_evidence` reads every column of the map's evidence, also the near-copy ones the head

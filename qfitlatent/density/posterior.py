@@ -38,7 +38,10 @@ from .residue_evidence import (
 NETWORK = "network_logit"
 FORMAT = "qfitlatent.map-head/1"
 P_CLAMP = 1e-4  # logit(p) stays finite for a network that says 0 or 1
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "weights" / "map-head-v1.json"
+WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+V1_PATH = WEIGHTS / "map-head-v1.json"  # synthetic inputs kept the B refined with their altlocs
+V2_PATH = WEIGHTS / "map-head-v2.json"  # synthetic inputs' B refined against the data, as a user's
+DEFAULT_PATH = V2_PATH  # trained on inputs as users have them (docs/density.md, "The head v2")
 
 
 @dataclass(frozen=True)
@@ -150,9 +153,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, names, l2: float = 1e-3) -> Logis
     )
 
 
-# The inputs of each fit the head ships, and of the ablations it is compared with. The shipped
-# fits use v1's six features: the near-copy features (residue_evidence) were measured as
-# "*_near_copy" and did not beat them on the real maps (docs/density.md, "The map head").
+# The inputs of each fit a head may ship, and of the ablations it is compared with. v1 used
+# "both" / "both_two_fofc_only"; v2's were chosen from CANDIDATES on synthetic cross-validation
+# (train.map_head.choose_fit; docs/density.md, "The head v2").
 VARIANTS = {
     "both": (NETWORK, *FEATURES_V1),
     "both_two_fofc_only": (NETWORK, *MAP_FEATURES_V1),
@@ -167,4 +170,18 @@ VARIANTS = {
     "both_b": (NETWORK, *FEATURES_V1, *MODEL_FEATURES),
     "both_two_fofc_only_b": (NETWORK, *MAP_FEATURES_V1, *MODEL_FEATURES),
     "b_alone": MODEL_FEATURES,
+    # issue 22 (consistent inputs): the two peaks that need no modelled conformer to compare with
+    "both_peaks": (NETWORK, "fofc_peak", "two_fofc_peak"),
+    "both_peaks_two_fofc_only": (NETWORK, "two_fofc_peak"),
+}
+# The fits a head may ship, per kind of map (train.map_head.choose_fit picks one of each): the
+# posterior is given the network AND the map, so every candidate has both.
+CANDIDATES = {
+    "difference": ("both", "both_near_copy", "both_b", "both_peaks"),
+    "two_fofc_only": (
+        "both_two_fofc_only",
+        "both_two_fofc_only_near_copy",
+        "both_two_fofc_only_b",
+        "both_peaks_two_fofc_only",
+    ),
 }

@@ -1,12 +1,13 @@
-"""Fit the map head on synthetic maps: the command that makes `weights/map-head-v1.json`.
+"""Fit the map head on synthetic maps: the command that makes `weights/map-head-v*.json`.
 
     python -m qfitlatent.train.map_head RUN_DIR [--pretrain DIR] [--limit N] [--refine-b]
-        [--fits v1|b]
+        [--fits v1|b|cv] [--out FILE]
 
-By default the single-conformer model keeps the B refined with its altlocs, as for the shipped
-`map-head-v1.json`; `--refine-b` refines them against the synthetic data first, as a user's
-refinement leaves them (`density.bfactor`; docs/density.md, "Why 1G8A ranks below chance":
-refitted so, the head scores the same on the real maps, and is not shipped).
+By default the single-conformer model keeps the B refined with its altlocs and the fits are v1's
+(the command that made `map-head-v1.json`). `--refine-b` refines them against the synthetic data
+first, as a user's refinement leaves them (`density.bfactor`), picks the fits by the one-SE rule
+on the grouped cross-validation (`choose_fit`) and writes `map-head-v2.json`: a refit never
+overwrites v1.
 
 Structures: every X-ray entry of `pretrain/` with side-chain altlocs on at least 3 residues
 (MANIFEST `n_sc_altloc_res`), at most 2.5 Å and 600 residues, none of the entries with real maps
@@ -31,7 +32,15 @@ import numpy as np
 import torch
 
 from ..checkpoint import default_weights, load_model, weights_label
-from ..density.posterior import DEFAULT_PATH, VARIANTS, MapHead, fit_logistic, inputs
+from ..density.posterior import (
+    CANDIDATES,
+    V1_PATH,
+    V2_PATH,
+    VARIANTS,
+    MapHead,
+    fit_logistic,
+    inputs,
+)
 from ..density.residue_evidence import FEATURES, residue_evidence
 from ..density.synthetic import synthetic_maps
 from ..eval.metrics import auroc
@@ -44,7 +53,8 @@ MAX_RESIDUES = 600
 MIN_ALTLOC_RESIDUES = 3
 FOLDS = 5
 UNMODELLED = 0.0
-# The head's two fits (with mFo-DFc, 2mFo-DFc only), by the name of the inputs they use.
+# The head's two fits (with mFo-DFc, 2mFo-DFc only), by the name of the inputs they use; "cv":
+# chosen by `choose_fit` from posterior.CANDIDATES on the synthetic cross-validation.
 SHIPPED = {"v1": ("both", "both_two_fofc_only"), "b": ("both_b", "both_two_fofc_only_b")}
 
 
@@ -151,11 +161,29 @@ def stacked(structures: list[dict]):
     return p, x, y, g
 
 
+def per_structure_auroc(score: np.ndarray, y: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """[S] AUROC of each structure with both classes."""
+    vals = [auroc(torch.tensor(score[g == i]), torch.tensor(y[g == i])) for i in np.unique(g)]
+    return np.array([v for v in vals if v == v], dtype=np.float64)
+
+
 def mean_auroc(score: np.ndarray, y: np.ndarray, g: np.ndarray) -> float:
     """Mean per-structure AUROC (structures with both classes)."""
-    vals = [auroc(torch.tensor(score[g == i]), torch.tensor(y[g == i])) for i in np.unique(g)]
-    vals = [v for v in vals if v == v]
-    return float(np.mean(vals)) if vals else float("nan")
+    vals = per_structure_auroc(score, y, g)
+    return float(vals.mean()) if len(vals) else float("nan")
+
+
+def choose_fit(per_structure: dict[str, np.ndarray], candidates) -> str:
+    """The one-standard-error rule (Breiman et al. 1984), fixed before the real maps are seen:
+    the candidate with the fewest inputs whose cross-validated mean per-structure AUROC is within
+    one standard error of the best one's; ties by the higher mean. per_structure: variant ->
+    [S] held-out AUROC of each synthetic structure."""
+    mean = {n: float(per_structure[n].mean()) for n in candidates}
+    best = max(candidates, key=mean.get)
+    v = per_structure[best]
+    se = float(v.std(ddof=1) / np.sqrt(len(v)))
+    near = [n for n in candidates if mean[n] >= mean[best] - se]
+    return min(near, key=lambda n: (len(VARIANTS[n]), -mean[n]))
 
 
 def cross_validated_logits(p, x, y, g, names) -> np.ndarray:
@@ -169,9 +197,9 @@ def cross_validated_logits(p, x, y, g, names) -> np.ndarray:
     return score
 
 
-def cross_validate(p, x, y, g, names) -> float:
-    """Mean per-structure AUROC of a variant, each structure scored by a fit without its fold."""
-    return mean_auroc(cross_validated_logits(p, x, y, g, names), y, g)
+def cross_validate(p, x, y, g, names) -> np.ndarray:
+    """[S] per-structure AUROC of a variant, each structure scored by a fit without its fold."""
+    return per_structure_auroc(cross_validated_logits(p, x, y, g, names), y, g)
 
 
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.01), 2)
@@ -205,7 +233,11 @@ def main(argv=None) -> int:
     parser.add_argument("run", type=Path, help="folder for the per-structure cache (resumable)")
     parser.add_argument("--pretrain", type=Path, default=here.parent / "shared/data/pretrain")
     parser.add_argument("--limit", type=int, default=None, help="first N structures only")
-    parser.add_argument("--out", type=Path, default=DEFAULT_PATH)
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="default: weights/map-head-v1.json, or weights/map-head-v2.json with --refine-b "
+        "(so refitting on consistent maps never overwrites v1)",
+    )  # fmt: skip
     parser.add_argument(
         "--unmodelled", type=float, default=UNMODELLED,
         help="fraction of residues without altlocs given a thinned side chain in the crystal "
@@ -217,11 +249,14 @@ def main(argv=None) -> int:
         "instead of keeping those refined with the altlocs (head v1)",
     )  # fmt: skip
     parser.add_argument(
-        "--fits", choices=sorted(SHIPPED), default="v1",
+        "--fits", choices=[*sorted(SHIPPED), "cv"], default=None,
         help="which variants become the head's two fits (posterior.VARIANTS): v1's six map "
-        "numbers, or those and the model's side-chain B (b)",
+        "numbers, those and the model's side-chain B (b), or the one-SE rule on the synthetic "
+        "cross-validation (cv, choose_fit); default: v1, or cv with --refine-b",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    fits_rule = args.fits or ("cv" if args.refine_b else "v1")
+    out = args.out or (V2_PATH if args.refine_b else V1_PATH)
     torch.set_num_threads(1)
     args.run.mkdir(parents=True, exist_ok=True)
     structures = collect(args.run, args.pretrain, args.limit, args.unmodelled, args.refine_b)
@@ -229,10 +264,16 @@ def main(argv=None) -> int:
     print(f"{len(structures)} structures, {len(y)} residues scanned, {int(y.sum())} with altlocs")
     r = np.array([float(s["r_work"]) for s in structures])
     print(f"R-work of the single-conformer models: median {np.nanmedian(r):.3f}")
-    cv = {name: cross_validate(p, x, y, g, names) for name, names in VARIANTS.items()}
-    for name, v in cv.items():
-        print(f"{name:22s} cross-validated mean per-structure AUROC {v:.3f}")
-    diff_fit, two_fit = SHIPPED[args.fits]
+    per = {name: cross_validate(p, x, y, g, names) for name, names in VARIANTS.items()}
+    cv = {name: float(v.mean()) for name, v in per.items()}
+    for name, v in per.items():
+        se = v.std(ddof=1) / np.sqrt(len(v))
+        print(f"{name:30s} cross-validated mean per-structure AUROC {v.mean():.3f} ± {se:.3f} SE")
+    if fits_rule == "cv":
+        diff_fit, two_fit = (choose_fit(per, CANDIDATES[k]) for k in CANDIDATES)
+    else:
+        diff_fit, two_fit = SHIPPED[fits_rule]
+    print(f"fits: {diff_fit} (with mFo-DFc), {two_fit} (2mFo-DFc only)")
     held_out = 1.0 / (1.0 + np.exp(-cross_validated_logits(p, x, y, g, VARIANTS[diff_fit])))
     threshold = choose_threshold(held_out)
     print(threshold_table(held_out, y))
@@ -245,16 +286,17 @@ def main(argv=None) -> int:
             f"{len(structures)} pretrain/ X-ray structures with side-chain altlocs, maps "
             f"synthesised from their multiconformer models (servalcat, median R-work "
             f"{np.nanmedian(r):.3f}; unmodelled disorder {args.unmodelled:g}; single-conformer "
-            f"B {'refined against the data' if args.refine_b else 'as refined with altlocs'}), "
-            "network "
+            f"B {'refined against the data' if args.refine_b else 'as refined with altlocs'}; "
+            f"fits {diff_fit} / {two_fit}"
+            f"{' by the one-SE rule on grouped CV' if fits_rule == 'cv' else ''}), network "
             f"{weights_label(default_weights())}"
         ),
         ablations={k: v for k, v in fits.items() if k not in (diff_fit, two_fit)},
         cross_validated_auroc=cv,
         split_threshold=threshold,
     )
-    head.save(args.out)
-    print(f"wrote {args.out}")
+    head.save(out)
+    print(f"wrote {out}")
     (args.run / "summary.json").write_text(json.dumps({"cv": cv, "n": len(y)}, indent=1))
     return 0
 
