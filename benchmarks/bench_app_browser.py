@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +103,28 @@ def start_server(app_dir: Path, log: Path):
             time.sleep(0.1)
     proc.terminate()
     raise RuntimeError("streamlit did not start: " + log.read_text()[-2000:])
+
+
+@contextmanager
+def served_page(app_dir: Path, init_script: str | None = None):
+    """(page, url): `app_dir`'s app on its own server, one headless chromium page on it; both
+    end with the block."""
+    from playwright.sync_api import sync_playwright
+
+    log = Path("/tmp") / f"bench_app_{os.getpid()}.log"
+    proc, url = start_server(app_dir.resolve(), log)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(300_000)
+            if init_script:
+                page.add_init_script(init_script)
+            yield page, url
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def open_example(page, url) -> float:
@@ -195,107 +218,68 @@ def draws(app_dir: Path, runs: int) -> None:
     """Print, per residue change (table, profile, box), how many times the script or fragment
     ran and each chart's draws: ms from the click, and whether plotly computed the traces anew
     (calc) or kept them (kept)."""
-    from playwright.sync_api import sync_playwright
-
-    log = Path("/tmp") / f"bench_app_{os.getpid()}.log"
-    proc, url = start_server(app_dir.resolve(), log)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.set_default_timeout(300_000)
-            page.add_init_script(COUNT_DRAWS)
-            open_example(page, url)
-            for how in ("table", "profile", "box"):  # the order of measure()
-                for k in range(runs):
-                    page.evaluate(COUNT_RUNS)
-                    t0 = page.evaluate("() => performance.now()")
-                    seconds = change_residue(page, how, k)
-                    page.wait_for_timeout(500)  # a late redraw would still be counted
-                    events = page.evaluate("() => window.__draws")
-                    charts = {}  # meta -> ["calc 986", "calc 1338"]: each draw, ms from click
-                    for ev, meta, t in events:
-                        charts.setdefault(meta, []).append(f"{ev} {t - t0:.0f}")
-                    n_runs = page.evaluate("() => window.__runs")
-                    print(
-                        f"{how:8s} {seconds:5.2f} s · {n_runs} run(s) · "
-                        + " · ".join(f"{m}: {', '.join(d)}" for m, d in charts.items())
-                    )
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with served_page(app_dir, COUNT_DRAWS) as (page, url):
+        open_example(page, url)
+        for how in ("table", "profile", "box"):  # the order of measure()
+            for k in range(runs):
+                page.evaluate(COUNT_RUNS)
+                t0 = page.evaluate("() => performance.now()")
+                seconds = change_residue(page, how, k)
+                page.wait_for_timeout(500)  # a late redraw would still be counted
+                events = page.evaluate("() => window.__draws")
+                charts = {}  # meta -> ["calc 986", "calc 1338"]: each draw, ms from click
+                for ev, meta, t in events:
+                    charts.setdefault(meta, []).append(f"{ev} {t - t0:.0f}")
+                n_runs = page.evaluate("() => window.__runs")
+                print(
+                    f"{how:8s} {seconds:5.2f} s · {n_runs} run(s) · "
+                    + " · ".join(f"{m}: {', '.join(d)}" for m, d in charts.items())
+                )
 
 
 def timeline(app_dir: Path, runs: int) -> None:
     """Print, per cached example open, the events of TIMELINE and IFRAME_TIMES in time order."""
-    from playwright.sync_api import sync_playwright
-
-    log = Path("/tmp") / f"bench_app_{os.getpid()}.log"
-    proc, url = start_server(app_dir.resolve(), log)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.set_default_timeout(300_000)
-            open_example(page, url)  # the prediction, once
-            for _ in range(runs):
-                page.goto(url)
-                button = page.locator(".st-key-example button").first
-                button.wait_for()
-                page.wait_for_timeout(300)
-                page.evaluate(TIMELINE)
-                button.click()
-                page.wait_for_function(FULL)
-                record = page.evaluate("() => window.__timeline")
-                frame = next(f for f in page.frames if "/component/" in (f.url or ""))
-                events = record["events"] + frame.evaluate(IFRAME_TIMES, record["t0"])
-                print("  ·  ".join(f"{e[0]} {e[1]}" + (f" (draw {e[2]})" if len(e) > 2 else "")
-                                   for e in sorted(events, key=lambda e: e[1])))  # fmt: skip
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with served_page(app_dir) as (page, url):
+        open_example(page, url)  # the prediction, once
+        for _ in range(runs):
+            page.goto(url)
+            button = page.locator(".st-key-example button").first
+            button.wait_for()
+            page.wait_for_timeout(300)
+            page.evaluate(TIMELINE)
+            button.click()
+            page.wait_for_function(FULL)
+            record = page.evaluate("() => window.__timeline")
+            frame = next(f for f in page.frames if "/component/" in (f.url or ""))
+            events = record["events"] + frame.evaluate(IFRAME_TIMES, record["t0"])
+            print("  ·  ".join(f"{e[0]} {e[1]}" + (f" (draw {e[2]})" if len(e) > 2 else "")
+                               for e in sorted(events, key=lambda e: e[1])))  # fmt: skip
 
 
 def measure(app_dir: Path, runs: int, structure: Path | None) -> list[tuple[str, list[float]]]:
     """[(what, seconds per run)] for one checkout: its own server and browser."""
-    from playwright.sync_api import sync_playwright
-
-    log = Path("/tmp") / f"bench_app_{os.getpid()}.log"
-    proc, url = start_server(app_dir.resolve(), log)
     rows = []
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.set_default_timeout(300_000)
-            cold = open_example(page, url)
-            rows.append(("example → full page, first (predicts)", [cold]))
-            rows.append(("example → full page, cached prediction",
-                         [open_example(page, url) for _ in range(runs)]))  # fmt: skip
-            for how in ("table", "profile", "box"):
-                what = {"table": "table click", "profile": "profile click", "box": "residue box"}
-                rows.append((f"residue change ({what[how]}), example",
-                             [change_residue(page, how, k) for k in range(runs)]))  # fmt: skip
-            if structure:
-                page.goto(url)
-                page.wait_for_selector(
-                    '[data-testid="stFileUploaderDropzoneInput"]', state="attached"
-                )
-                t0 = time.perf_counter()
-                page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
-                    str(structure)
-                )
-                page.wait_for_function(CIRCLE_TITLE)
-                page.wait_for_function(FULL)
-                rows.append((f"upload → full page, {structure.name}", [time.perf_counter() - t0]))
-                rows.append((f"residue change (table click), {structure.name}",
-                             [change_residue(page, "table", k) for k in range(runs)]))  # fmt: skip
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with served_page(app_dir) as (page, url):
+        cold = open_example(page, url)
+        rows.append(("example → full page, first (predicts)", [cold]))
+        rows.append(("example → full page, cached prediction",
+                     [open_example(page, url) for _ in range(runs)]))  # fmt: skip
+        for how in ("table", "profile", "box"):
+            what = {"table": "table click", "profile": "profile click", "box": "residue box"}
+            rows.append((f"residue change ({what[how]}), example",
+                         [change_residue(page, how, k) for k in range(runs)]))  # fmt: skip
+        if structure:
+            page.goto(url)
+            page.wait_for_selector('[data-testid="stFileUploaderDropzoneInput"]', state="attached")
+            t0 = time.perf_counter()
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+                str(structure)
+            )
+            page.wait_for_function(CIRCLE_TITLE)
+            page.wait_for_function(FULL)
+            rows.append((f"upload → full page, {structure.name}", [time.perf_counter() - t0]))
+            rows.append((f"residue change (table click), {structure.name}",
+                         [change_residue(page, "table", k) for k in range(runs)]))  # fmt: skip
     return rows
 
 
