@@ -167,6 +167,7 @@ def structure_view(
     view = viewer.ensemble_view(
         viewer.drawn_pdb(index, [residue_id(pred, j) for j in shown], whole),
         focus=residue_id(pred, i),
+        index=index,
         sampled=sampled,
         observed=observed,
         residue_colours=colours,

@@ -66,15 +66,28 @@ def near_residues(index: PdbIndex, focus: tuple[str, int, str], radius: float) -
     """Indices into `index.keys` of the residues with an atom within `radius` Å of an atom of the
     focus residue (3Dmol's `byres` + `within`, computed here once instead of per selection in
     the browser); empty when the focus is not in the text."""
+    residues, gap = residue_gaps(index, focus, radius)
+    return residues[gap <= radius]
+
+
+def residue_gaps(
+    index: PdbIndex, focus: tuple[str, int, str], radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """([R] indices into `index.keys`, [R] Å): residues with an atom in the box `radius` Å
+    around the focus residue, and each one's closest approach to it; empty when the focus is
+    not in the text. One search serves every radius up to `radius`."""
     try:
         r = index.keys.index(focus)
     except ValueError:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
     centre = index.xyz[index.residue == r]  # [F, 3]
     lo, hi = centre.min(0) - radius, centre.max(0) + radius
     box = np.flatnonzero(((index.xyz >= lo) & (index.xyz <= hi)).all(1))  # cheap prefilter
-    d2 = ((index.xyz[box, None, :] - centre[None]) ** 2).sum(-1).min(1)  # [B]
-    return np.unique(index.residue[box[d2 <= radius * radius]])
+    d = np.sqrt(((index.xyz[box, None, :] - centre[None]) ** 2).sum(-1).min(1))  # [B]
+    residues, where = np.unique(index.residue[box], return_inverse=True)  # [R], [B]
+    gap = np.full(len(residues), np.inf)
+    np.minimum.at(gap, where, d)
+    return residues, gap
 
 
 def neighbourhood_pdb(index: PdbIndex, focus: tuple[str, int, str], radius: float) -> str:
@@ -205,6 +218,7 @@ def ensemble_view(
     pdb_text: str,
     *,
     focus: tuple[str, int, str],
+    index: PdbIndex | None = None,
     sampled: list[dict] | None = None,
     observed: list[dict] | None = None,
     residue_colours: dict[tuple[str, int, str], str] | None = None,
@@ -219,6 +233,9 @@ def ensemble_view(
         pdb_text: the structure, or the part of it drawn (`drawn_pdb`), from `viewer_pdb`
             (never raw upload text).
         focus: (chain, resnum, icode) of the residue to zoom to.
+        index: the index `pdb_text` was cut from (`drawn_pdb` keeps everything within
+            CARTOON_A of the focus), so the neighbours are found without parsing the text
+            again; parsed from `pdb_text` when not given.
         sampled: conformers to overlay, each {"pdb": ATOM text, "colour": hex}; thin sticks.
         observed: the input's altlocs of the shown residues, each {"pdb": ATOM text}; thicker
             sticks in element colours with dark carbons, so they read as "the data".
@@ -233,8 +250,9 @@ def ensemble_view(
     # Residues near the focus are found here, once, and named in plain selections: a 3Dmol
     # `within` selection searches every atom in the browser, once per selection that has it
     # (one per cartoon colour), which took seconds of each residue change on software WebGL.
-    index = pdb_index(pdb_text)
-    cartoon = _by_chain(index, near_residues(index, focus, CARTOON_A))  # {chain: [resnum]}
+    index = index or pdb_index(pdb_text)
+    near, gap = residue_gaps(index, focus, CARTOON_A)  # [R], [R] Å
+    cartoon = _by_chain(index, near[gap <= CARTOON_A])  # {chain: [resnum]}
     if whole:  # one opacity per model in 3Dmol, so the whole cartoon is faded alike
         view.setStyle({"model": 0}, {"cartoon": {"color": CARTOON_GREY, "opacity": 0.55}})
     else:
@@ -253,7 +271,7 @@ def ensemble_view(
                           {"cartoon": {"color": colour, "opacity": opacity}})  # fmt: skip
     # The neighbourhood in full: every residue with an atom within 6 Å of the focus residue
     # as thin lines (side chains and backbone), so contacts read without rotating.
-    for chain, resis in _by_chain(index, near_residues(index, focus, 6.0)).items():
+    for chain, resis in _by_chain(index, near[gap <= 6.0]).items():
         view.addStyle(
             {"model": 0, "chain": chain, "resi": resis},
             {"line": {"colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}, "opacity": 0.8}},
