@@ -181,10 +181,9 @@ def structure_view(
 # --- the chain profile ---------------------------------------------------------------------------
 
 
-def profile_figure(pred, i: int | None = None, chains: list[str] | None = None) -> go.Figure:
+def profile_figure(pred, chains: list[str] | None = None) -> go.Figure:
     """`flexibility_profile` of a prediction in file order, one track per chain (only `chains`,
-    when given), residue i (if given) marked; each point's customdata[0] is its residue index in
-    the prediction."""
+    when given); each point's customdata[0] is its residue index in the prediction."""
     f = pred.features
     order = sorted(r["index"] for r in pred.table)  # residues with χ, in file order
     if chains is not None:
@@ -199,7 +198,6 @@ def profile_figure(pred, i: int | None = None, chains: list[str] | None = None) 
         [residue_label(pred, j) for j in order],
         values[order],
         f.n_obs[order].numpy(),
-        selected=order.index(i) if i in order else None,
         index=order,
         split=np.array([j in pred.multiconformer.conformers for j in order]),
     )

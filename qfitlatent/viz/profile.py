@@ -28,15 +28,13 @@ def flexibility_profile(
     value: np.ndarray,  # [N] the flexibility score, a probability in [0, 1]
     n_obs: np.ndarray,  # [N] side-chain conformers in the input
     *,
-    selected: int | None = None,
     index: list[int] | None = None,  # [N] residue index in the prediction (click → residue)
     split: np.ndarray | None = None,  # [N] bool: residues the multiconformer model splits
 ) -> go.Figure:
     """The flexibility of every residue along its chain, one track per chain, so the ticks are
     residue numbers plotly spaces for any length. Triangles mark residues the input models with
-    altlocs, squares under the bars those the multiconformer model splits; the selected residue
-    gets a dotted line. Every point carries its residue index as
-    customdata, so a click can select it."""
+    altlocs, squares under the bars those the multiconformer model splits. Every point carries
+    its residue index as customdata, so a click can select it."""
     value = np.asarray(value, dtype=float)
     n_obs = np.asarray(n_obs)
     resnum = np.asarray(resnum)
@@ -50,8 +48,6 @@ def flexibility_profile(
         sel = [j for j, c in enumerate(chains) if c == chain]  # this chain's residues
         for trace in _chain_traces(sel, resnum, value, colours, n_obs, labels, index, split):
             fig.add_trace(trace, row=r, col=1)
-        if selected is not None and selected in sel:
-            _mark_selected(fig, r, float(resnum[selected]), resnum[sel], labels[selected])
         _chain_axes(fig, r, chain, resnum[sel])
     fig.update_xaxes(title=dict(text="residue number", font=dict(size=11)), row=n_rows, col=1)
     fig.update_layout(
@@ -114,21 +110,6 @@ def _chain_traces(sel, resnum, value, colours, n_obs, labels, index, split) -> l
             )
         )
     return traces
-
-
-def _mark_selected(fig: go.Figure, r: int, x: float, chain_resnum, label: str) -> None:
-    """A dotted line at residue number x on track r, labelled at its top. chain_resnum [M]: the
-    track's residue numbers; the label goes on the side of the line with more room, so it never
-    leaves the track."""
-    axis = "" if r == 1 else str(r)
-    fig.add_vline(x=x, line=dict(color="#111", width=1.5, dash="dot"), row=r, col=1)
-    right = x > (float(chain_resnum.min()) + float(chain_resnum.max())) / 2
-    fig.add_annotation(
-        x=x, y=1.0, xref=f"x{axis}", yref=f"y{axis} domain",
-        xanchor="right" if right else "left", yanchor="top", xshift=-4 if right else 4,
-        text=label, showarrow=False,
-        font=dict(size=11, color="#111"), bgcolor="rgba(255,255,255,0.85)",
-    )  # fmt: skip
 
 
 def _chain_axes(fig: go.Figure, r: int, chain: str, chain_resnum) -> None:
