@@ -128,6 +128,8 @@ fig_key = ui.result_key(
 )  # fmt: skip
 ui.drawing(progress, fig_key)  # the bar stays until the end of the script: the page is drawn
 labels = [display.residue_label(pred, r["index"]) for r in rows]
+label_of = {r["index"]: lab for r, lab in zip(rows, labels, strict=True)}
+row_of = dict(zip(labels, rows, strict=True))
 
 n_multi = sum(r["n_obs"] >= 2 for r in rows)
 resolution = pred.parsed.resolution
@@ -152,7 +154,6 @@ show_map = ui_map.mesh_toggle(pred)  # a sidebar widget: never inside the fragme
 def residue_panel() -> None:
     """The profile, the selected residue (box, numbers, viewer, legend, χ plots) and the table.
     A fragment: a residue chosen in any of them reruns only this, not the page above it."""
-    label_of = {r["index"]: lab for r, lab in zip(rows, labels, strict=True)}
     # A click in the table or on the profile (both below) selects that residue in the box
     # (above): their selections are in session_state before this run reaches the box.
     picked = (st.session_state.get(f"table:{tag}") or {}).get("selection", {}).get("rows", [])
@@ -173,7 +174,7 @@ def residue_panel() -> None:
             on_change=ui.fresh_profile,
             args=(tag,),
         )
-        row = rows[labels.index(label)]
+        row = row_of[label]
         i = row["index"]
         ui.residue_summary(pred, row)
         ui_map.residue_map_line(pred, row)

@@ -182,8 +182,7 @@ def _results() -> KeptResults:
     """The server's kept predictions, bounded by bytes (server_config `max_kept_mb`). A
     resource rather than st.cache_data: a kept value is then handed out as is (st.cache_data
     unpickles a copy on every rerun, which costs seconds per residue click on a structure of
-    thousands of residues), and a running prediction can report progress to the page, which a
-    st.cache_data function may not."""
+    thousands of residues). Running predictions are `_jobs`', not kept here until done."""
     return KeptResults()
 
 
@@ -428,7 +427,8 @@ def profile_chains(result: Result, tag: str) -> list[str] | None:
         on_change=fresh_profile,
         args=(tag,),
     )
-    return [c for c in names if c in set(st.session_state[key])]
+    picked = set(st.session_state[key])
+    return [c for c in names if c in picked]
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
@@ -582,8 +582,9 @@ def profile_key(tag: str) -> str:
 
 
 def fresh_profile(tag: str) -> None:
-    """A residue was chosen in the table or the box: draw the profile with no selection. Only
-    when it has one: a new key makes the browser draw the chart again from scratch (seconds
+    """The profile's selection is no longer the residue shown (a residue chosen in the table
+    or the box, another chain shown or hidden): draw the profile with no selection. Only when
+    it has one: a new key makes the browser draw the chart again from scratch (seconds
     for thousands of bars), and a chart with no selection has nothing to clear."""
     selection = (st.session_state.get(profile_key(tag)) or {}).get("selection") or {}
     if selection.get("points"):
