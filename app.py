@@ -50,7 +50,7 @@ threshold = settings.slider(
     0.05,
     key="threshold",
     help="a residue gets predicted alternatives only where its flexibility (p_flexible) is at "
-    "least this",
+    "least this; left at its start, with a map the map head's own threshold applies",
 )
 max_conformers = settings.slider(
     "max conformers per residue",
@@ -98,7 +98,9 @@ try:
         n_samples=n_samples,
         seed=seed,
         temperature=temperature,
-        threshold=threshold,
+        # The start value is off the slider's 0.05 grid, so it is there only untouched: then the
+        # default for the score at hand (SplitOptions.resolved), a map head's own with a map.
+        threshold=None if threshold == DEFAULT_THRESHOLD else threshold,
         max_conformers=max_conformers,
         input_altlocs=input_altlocs,
         progress=progress,

@@ -34,7 +34,7 @@ def main() -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        default=SplitOptions().threshold,
+        default=SplitOptions().resolved().threshold,
         help="split threshold to check (default: the shipped default)",
     )
     args = p.parse_args()

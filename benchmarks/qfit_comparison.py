@@ -32,7 +32,7 @@ import torch
 from qfitlatent.checkpoint import default_weights, load_model
 from qfitlatent.ensemble.build import keep_heaviest_conformer, rebuildable
 from qfitlatent.ensemble.conformers import chi_distance
-from qfitlatent.ensemble.multiconf import DEFAULT_THRESHOLD, SplitOptions
+from qfitlatent.ensemble.multiconf import SplitOptions
 from qfitlatent.features import featurize
 from qfitlatent.predict import predict
 from qfitlatent.structure import read_structure
@@ -63,7 +63,7 @@ def data_file(maps: Path, path: Path) -> Path | None:
 
 
 def compare(
-    model, path: Path, threshold: float, map_file: Path | None = None, proposals: bool = True
+    model, path: Path, threshold: float | None, map_file: Path | None = None, proposals: bool = True
 ) -> dict:
     parsed = read_structure(path)
     f = featurize(parsed)
@@ -108,7 +108,7 @@ def compare(
             hit_top3 += bool((chi_distance(top3[:3], obs[None], mask, sym) <= TOL).any())
     return {
         "structure": path.name + (" + map" if map_file else ""),
-        # with a map and the default, the map head's own threshold (predict.with_map_threshold)
+        # with a map and the default, the map head's own threshold (SplitOptions.resolved)
         "threshold": pred.multiconformer.options.threshold,
         "residues": len(usable),
         "qfit_split": len(qfit_split),
@@ -126,7 +126,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", type=Path, default=default_weights())
     p.add_argument("--data", type=Path, default=Path("../shared/data/multiconf"))
-    p.add_argument("--thresholds", type=float, nargs="+", default=[DEFAULT_THRESHOLD])
+    p.add_argument(
+        "--thresholds", type=float, nargs="+", default=[None],
+        help="default: predict's own (the network's; with a map, the map head's)",
+    )  # fmt: skip
     p.add_argument("--maps", type=Path, default=None, help="compare with and without maps")
     p.add_argument(
         "--no-map-proposals",
@@ -152,8 +155,9 @@ def main() -> None:
                          if k not in ("structure", "threshold")}  # fmt: skip
                 rows.append({"structure": label, "threshold": math.nan, **total})
         out.write(
-            f"\nweights {args.weights.name}, threshold {t:g} (with a map and the default: "
-            "the map head's)\n\n"
+            f"\nweights {args.weights.name}, threshold "
+            + ("predict's default (with a map, the map head's)" if t is None else f"{t:g}")
+            + "\n\n"
         )
         out.write("| structure | split threshold | residues | qFit split | we split | both "
                   "| precision | recall | Σ flexibility | other qFit altlocs "

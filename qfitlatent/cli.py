@@ -615,7 +615,7 @@ def _predict_parsers(add) -> None:
     from .ensemble import sample as sampling
     from .ensemble.multiconf import SplitOptions
 
-    split = SplitOptions()  # the defaults the help states
+    split = SplitOptions().resolved()  # the defaults the help states (no map)
     predict_about = (
         "Predict every structure given: OUT/<name>/ gets <name>_mixture.json (the χ mixtures), "
         "<name>_residues.csv (flexibility per residue), <name>_multiconformer.pdb/.cif (altlocs "

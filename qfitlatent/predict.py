@@ -7,7 +7,7 @@ writers below (the only writers of these files), so a file written by either is 
 import json
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import gemmi
@@ -27,7 +27,6 @@ from .ensemble.conformers import (
     select_conformers,
 )
 from .ensemble.multiconf import (
-    DEFAULT_THRESHOLD,
     MulticonformerModel,
     SplitOptions,
     build_multiconformer,
@@ -240,9 +239,8 @@ def finish(
 ) -> Prediction:
     """`predict`'s steps after the network, from its output `out` (model.ModelOutput) for
     `prep`: the map's posterior, sampling, conformer selection, the multiconformer model."""
-    options = options or SplitOptions()
-    if prep.map_head is not None:
-        options = with_map_threshold(options, prep.map_head)
+    head_threshold = prep.map_head.split_threshold if prep.map_head is not None else None
+    options = (options or SplitOptions()).resolved(head_threshold)
     step = progress or (lambda fraction, text: None)
     parsed, features, maps = prep.parsed, prep.features, prep.maps
     n = features.n_res
@@ -310,15 +308,6 @@ def uses_near_copy(head: MapHead) -> bool:
     """Whether the head reads any near-copy feature (the shipped v1 does not: not computed)."""
     fits = (head.difference, head.two_fofc_only)
     return any(n in NEAR_COPY_FEATURES for fit in fits for n in fit.inputs)
-
-
-def with_map_threshold(options: SplitOptions, head: MapHead) -> SplitOptions:
-    """The split options with the map head's own threshold where the caller kept the default:
-    the default was chosen for the network's p_flexible, not for the posterior given a map.
-    A threshold given equal to the default reads as the default (SplitOptions cannot tell)."""
-    if head.split_threshold is None or options.threshold != DEFAULT_THRESHOLD:
-        return options
-    return replace(options, threshold=head.split_threshold)
 
 
 def model_has_no_flex_head(model) -> bool:

@@ -39,7 +39,7 @@ def test_predict_help_shows_numbers_and_sample_is_documented():
     text = " ".join(subcommands()["predict"].format_help().split())  # unwrapped
     assert "(default: 10)" in text and "(default: 0)" in text
     # The split defaults are the ones predict uses (the help once said 0.5 after they changed).
-    split = SplitOptions()
+    split = SplitOptions().resolved()  # without a map
     assert f"at least this (default: {split.threshold:g};" in text
     assert f"included (default: {split.max_conformers})" in text
     assert "<name>_multiconformer.pdb" in text

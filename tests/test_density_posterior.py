@@ -30,7 +30,6 @@ from qfitlatent.density.residue_evidence import (
 )
 from qfitlatent.density.synthetic import observed_amplitudes, synthetic_maps, thin_side_chains
 from qfitlatent.ensemble.multiconf import DEFAULT_THRESHOLD, SplitOptions
-from qfitlatent.predict import with_map_threshold
 from qfitlatent.structure import from_gemmi, read_structure
 from qfitlatent.train.map_head import choose_threshold
 
@@ -136,10 +135,13 @@ def test_the_split_threshold_with_a_map_is_the_heads_unless_the_caller_chose_one
     head = MapHead(fit, fit, "test", split_threshold=0.31)
     head.save(tmp_path / "head.json")
     assert load_map_head(tmp_path / "head.json").split_threshold == 0.31
-    assert with_map_threshold(SplitOptions(), head).threshold == 0.31
-    assert with_map_threshold(SplitOptions(threshold=0.5), head).threshold == 0.5
+    assert SplitOptions().resolved(head.split_threshold).threshold == 0.31
+    assert SplitOptions(threshold=0.5).resolved(head.split_threshold).threshold == 0.5
+    # A threshold given equal to the network's default is the caller's choice, kept.
+    given = SplitOptions(threshold=DEFAULT_THRESHOLD).resolved(head.split_threshold)
+    assert given.threshold == DEFAULT_THRESHOLD
     v1 = dataclasses.replace(head, split_threshold=None)  # a head without one: the network's
-    assert with_map_threshold(SplitOptions(), v1).threshold == DEFAULT_THRESHOLD
+    assert SplitOptions().resolved(v1.split_threshold).threshold == DEFAULT_THRESHOLD
 
 
 def test_choose_threshold_matches_the_count_to_the_expected_number():

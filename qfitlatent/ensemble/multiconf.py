@@ -50,7 +50,7 @@ import dataclasses
 import functools
 import math
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import gemmi
 import numpy as np
@@ -145,7 +145,9 @@ def vdw_radius(element: str) -> float:
 
 @dataclass(frozen=True)
 class SplitOptions:
-    threshold: float = DEFAULT_THRESHOLD  # split where the flexibility score is at least this
+    # Split where the flexibility score is at least this; None: the default for the score at
+    # hand (`resolved`): DEFAULT_THRESHOLD for the network's, a map head's own for its posterior.
+    threshold: float | None = None
     max_conformers: int = MAX_CONFORMERS  # per residue, the input's side chain included
     min_occupancy: float = MIN_OCCUPANCY  # lightest alternative written
     input_altlocs: str = "keep"  # "keep": input altlocs stay, untouched; "replace": ours instead
@@ -154,7 +156,7 @@ class SplitOptions:
     map_proposals: bool = True
 
     def __post_init__(self):
-        if not 0.0 <= self.threshold <= 1.0:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError("threshold must be between 0 and 1")
         if not 1 <= self.max_conformers <= len(ALTLOCS):
             raise ValueError(f"max_conformers must be between 1 and {len(ALTLOCS)}")
@@ -162,6 +164,13 @@ class SplitOptions:
             raise ValueError("min_occupancy must be in (0, 0.5]")
         if self.input_altlocs not in INPUT_ALTLOCS:
             raise ValueError(f"input_altlocs must be one of {INPUT_ALTLOCS}")
+
+    def resolved(self, default: float | None = None) -> "SplitOptions":
+        """These options with a threshold: the one given, else `default` (a map head's), else
+        DEFAULT_THRESHOLD (chosen for the network's p_flexible)."""
+        if self.threshold is not None:
+            return self
+        return replace(self, threshold=DEFAULT_THRESHOLD if default is None else default)
 
 
 @dataclass
@@ -495,7 +504,7 @@ def build_multiconformer(
     """The multiconformer model and its report (see the module docstring for the rules). With
     `maps`, alternatives are kept only where the map supports them and occupancies are fitted
     to it (`map_support`). `tick(done, total)` hears the side chains tried."""
-    options = options or SplitOptions()
+    options = (options or SplitOptions()).resolved()
     if len(score) != len(parsed.residues):
         raise ValueError(f"{len(score)} scores for {len(parsed.residues)} residues")
     score = score.tolist()  # [N] floats: read per residue below
