@@ -103,7 +103,7 @@ def main() -> None:
     model.eval()
     real = real_entries(args.maps, model)
     forms = {f"logistic {k}": (Logistic, v) for k, v in VARIANTS.items()}
-    forms["MLP network + every map feature"] = (MLP, (NETWORK, *FEATURES))
+    forms["MLP network + every evidence feature"] = (MLP, (NETWORK, *FEATURES))
     print(f"{len(structures)} synthetic-map structures, {len(y)} residues; * = coefficient maps")
     print(
         "| form | synthetic CV | maps from data, mean χ1 alt / altloc | "

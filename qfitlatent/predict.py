@@ -305,7 +305,7 @@ def finish(
 
 
 def uses_near_copy(head: MapHead) -> bool:
-    """Whether the head reads any near-copy feature (the shipped v1 does not: not computed)."""
+    """Whether the head reads any near-copy feature (the shipped v2 does not: not computed)."""
     fits = (head.difference, head.two_fofc_only)
     return any(n in NEAR_COPY_FEATURES for fit in fits for n in fit.inputs)
 

@@ -34,7 +34,8 @@ and from the model itself, read beside the map (issue 22, the B-factor evidence)
     b_side_vs_bb       mean B of the side chain beyond CB / mean B of N, CA, C, O: a single-
                        conformer refinement puts a side chain's unmodelled alternates into its
                        B. Only meaningful for B refined without altlocs (`bfactor.py`).
-                       Measured, not used by the shipped head (docs/density.md).
+                       The shipped head (v2) reads it where there is no difference map
+                       (its 2mFo-DFc-only fit; docs/density.md).
 
 Residues the map cannot speak for (no χ1: Gly, Ala, Pro; a truncated side chain; outside a
 cryo-EM box) get NaN; the caller keeps the network's answer for them and says so.
@@ -61,11 +62,9 @@ DIFFERENCE_FEATURES = (
     "fofc_shift",
 )
 MAP_FEATURES = ("two_fofc_peak", "two_fofc_modelled", "two_fofc_side_vs_bb", "two_fofc_tip_vs_bb")
-# --- issue 22 (B-factors): model features, not read from the map ---
-MODEL_FEATURES = ("b_side_vs_bb",)
-# ---
+MODEL_FEATURES = ("b_side_vs_bb",)  # from the model, not read from the map
 FEATURES = DIFFERENCE_FEATURES + MAP_FEATURES + MODEL_FEATURES
-# The inputs of the shipped map head (v1); the rest were measured against them (posterior.py).
+# The inputs of map head v1 (v2's with mFo-DFc too); the rest were measured against them.
 DIFFERENCE_FEATURES_V1 = DIFFERENCE_FEATURES[:4]
 MAP_FEATURES_V1 = MAP_FEATURES[:2]
 FEATURES_V1 = DIFFERENCE_FEATURES_V1 + MAP_FEATURES_V1
@@ -170,10 +169,9 @@ def residue_evidence(
         scans.append(ringer)
     tick(len(parsed.residues), len(parsed.residues))
     feats = np.stack(rows) if rows else np.empty((0, len(FEATURES)))  # [N, F]
-    # --- issue 22 (B-factors): where the map speaks for a residue, its model B beside it
+    # Where the map speaks for a residue, its model B beside it
     scanned = np.array([s is not None for s in scans], dtype=bool)
     feats[scanned, FEATURES.index("b_side_vs_bb")] = side_chain_b_ratio(parsed)[scanned]
-    # ---
     return ResidueEvidence(feats, scans, maps.fofc is not None)
 
 

@@ -20,6 +20,7 @@ fallback computed from the mixture (see its docstring).
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..mixture import LOG_2PI, Mixture, log_i0, mode, sample
@@ -40,8 +41,14 @@ def eclipsed_chi1(chi: torch.Tensor) -> bool:
     """χ1 within ECLIPSED_DEG of 0° or ±120°: the CA–CB bond eclipsed, a strained rotamer. The
     mixtures put 4.4% of iid draws there (3.4% of deposited altlocs; benchmarks/eclipsed_chi1.py),
     half from components whose mean is itself eclipsed: no conformer to start refinement from."""
-    deg = math.degrees(float(chi[0]))
-    return any(abs((deg - e + 180.0) % 360.0 - 180.0) < ECLIPSED_DEG for e in (0.0, 120.0, -120.0))
+    return bool(eclipsed_deg(np.array([math.degrees(float(chi[0]))]))[0])
+
+
+def eclipsed_deg(chi1_deg: np.ndarray) -> np.ndarray:
+    """[T] bool: `eclipsed_chi1` of many χ1 values at once, in degrees."""
+    eclipses = np.array([0.0, 120.0, -120.0])  # [3]
+    gap = np.abs((np.asarray(chi1_deg, dtype=float)[..., None] - eclipses + 180.0) % 360.0 - 180.0)
+    return (gap < ECLIPSED_DEG).any(-1)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from .. import residues
 from ..density.evidence import score_conformers
 from ..density.grid import MapPair
 from ..density.ringer import STEP_DEG, away_from, scan, second_peak
-from .conformers import SEPARATION_DEG, chi_distance, eclipsed_chi1
+from .conformers import SEPARATION_DEG, chi_distance, eclipsed_deg
 from .sidechains import measure_chis
 
 CHI2_GRID_DEG = np.arange(-180.0, 180.0, 30.0)  # [12] the χ2 values tried besides the network's
@@ -46,7 +46,7 @@ def propose(
     if math.isnan(ringer.modelled_chi1) or not np.isfinite(values).all():
         return None
     # An eclipsed χ1 is never written (conformers.eclipsed_chi1): the best peak elsewhere
-    _, peak_deg = second_peak(np.where(_staggered(ringer.chi1), values, -np.inf), ringer.chi1,
+    _, peak_deg = second_peak(np.where(~eclipsed_deg(ringer.chi1), values, -np.inf), ringer.chi1,
                               ringer.modelled_chi1)  # fmt: skip
     chi1 = math.radians(peak_deg)
     own = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in base.items()}
@@ -62,7 +62,7 @@ def propose(
     # the whole side chain is fitted, χ1 within CHI1_REFINE_DEG of the peak and χ2 over its grid.
     n_chi = residues.n_chi(resname)
     near = peak_deg + np.arange(-CHI1_REFINE_DEG, CHI1_REFINE_DEG + 1.0, STEP_DEG)  # degrees
-    chi1s = np.radians(near[_staggered(near) & away_from(near, ringer.modelled_chi1)])
+    chi1s = np.radians(near[~eclipsed_deg(near) & away_from(near, ringer.modelled_chi1)])
     if not len(chi1s):  # no staggered χ1 away from the modelled one: nothing to propose
         return None
     chi2s = [cand[1]]
@@ -80,11 +80,6 @@ def propose(
     if len(network_chi) and _covered(cand, network_chi, resname):
         return None
     return cand
-
-
-def _staggered(chi1_deg: np.ndarray) -> np.ndarray:
-    """[T] bool: χ1 values (degrees) a written conformer may have (not eclipsed)."""
-    return ~np.array([eclipsed_chi1(torch.tensor([math.radians(c)])) for c in chi1_deg])
 
 
 def _covered(cand: np.ndarray, network_chi: np.ndarray, resname: str) -> bool:

@@ -197,11 +197,6 @@ def cross_validated_logits(p, x, y, g, names) -> np.ndarray:
     return score
 
 
-def cross_validate(p, x, y, g, names) -> np.ndarray:
-    """[S] per-structure AUROC of a variant, each structure scored by a fit without its fold."""
-    return per_structure_auroc(cross_validated_logits(p, x, y, g, names), y, g)
-
-
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.01), 2)
 
 
@@ -264,7 +259,9 @@ def main(argv=None) -> int:
     print(f"{len(structures)} structures, {len(y)} residues scanned, {int(y.sum())} with altlocs")
     r = np.array([float(s["r_work"]) for s in structures])
     print(f"R-work of the single-conformer models: median {np.nanmedian(r):.3f}")
-    per = {name: cross_validate(p, x, y, g, names) for name, names in VARIANTS.items()}
+    # Each structure scored by a fit without its fold; [S] per-structure AUROC per variant
+    logits = {name: cross_validated_logits(p, x, y, g, names) for name, names in VARIANTS.items()}
+    per = {name: per_structure_auroc(logits[name], y, g) for name in VARIANTS}
     cv = {name: float(v.mean()) for name, v in per.items()}
     for name, v in per.items():
         se = v.std(ddof=1) / np.sqrt(len(v))
@@ -274,7 +271,7 @@ def main(argv=None) -> int:
     else:
         diff_fit, two_fit = SHIPPED[fits_rule]
     print(f"fits: {diff_fit} (with mFo-DFc), {two_fit} (2mFo-DFc only)")
-    held_out = 1.0 / (1.0 + np.exp(-cross_validated_logits(p, x, y, g, VARIANTS[diff_fit])))
+    held_out = 1.0 / (1.0 + np.exp(-logits[diff_fit]))
     threshold = choose_threshold(held_out)
     print(threshold_table(held_out, y))
     print(f"split threshold with a map: {threshold:g}")
