@@ -267,8 +267,9 @@ def finish(
     prior = _prior_draws(model, features, symmetric, seed)
     step(0.65, "Building the multiconformer model and checking clashes")
     building = ticker(progress, 0.65, 0.95, "Building the multiconformer model", "side chains")
+    scans = None if evidence is None else evidence.scans  # the map's proposals start from them
     multi = build_multiconformer(parsed, proposed, score, options, prior_draws=prior, maps=maps,
-                                 tick=building)  # fmt: skip
+                                 tick=building, scans=scans)  # fmt: skip
     table = flexibility_table(
         features, mix, residue_entropy=selection.entropy, score=score, p_flexible=p_flexible
     )

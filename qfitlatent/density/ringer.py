@@ -9,7 +9,7 @@ building an alternative conformer; the mFo-DFc map shows it without the model's 
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,6 +29,29 @@ class RingerScan:
     modelled_chi1: float  # degrees, as the model has it
     gamma: dict[str, np.ndarray]  # map label -> [T] σ at the γ atom
     delta: dict[str, np.ndarray]  # map label -> [T] σ at the δ atom; empty without a χ2
+    # name -> [3] Å: the atoms the scan was built from (`scanned_atoms`); empty: unknown
+    read: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def is_scan_of(self, atoms: dict[str, np.ndarray]) -> bool:
+        """Whether this is the scan of `atoms` too (on the same maps): the atoms it reads sit
+        at the same places, so scanning them again would give it bit for bit."""
+        mine = scanned_atoms(atoms, self.resname)
+        return (
+            bool(self.read)
+            and mine.keys() == self.read.keys()
+            and all(np.array_equal(mine[n], self.read[n]) for n in mine)
+        )
+
+
+def scanned_atoms(atoms: dict[str, np.ndarray], resname: str) -> dict[str, np.ndarray]:
+    """The atoms of `atoms` a scan depends on: N, CA, CB (C where CB must be built) to build on,
+    and those of χ1 and χ2, whose modelled values it keeps."""
+    names = {"N", "CA", "CB"} | {
+        n for quad in residues.CHI_ATOMS.get(resname, ())[:2] for n in quad
+    }
+    if "CB" not in atoms:
+        names.add("C")
+    return {n: np.asarray(atoms[n]) for n in sorted(names) if n in atoms}
 
 
 def chi1_steps(step_deg: float = STEP_DEG) -> np.ndarray:
@@ -109,6 +132,7 @@ def scan(
         modelled_chi1=modelled,
         gamma={m.label: sample(m, gamma) for m in dmaps},
         delta={m.label: sample(m, delta) for m in dmaps} if delta is not None else {},
+        read=scanned_atoms(atoms, resname),
     )
 
 

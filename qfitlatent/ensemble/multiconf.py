@@ -60,6 +60,7 @@ from scipy.spatial import cKDTree
 
 from .. import residues
 from ..density.grid import MapPair
+from ..density.ringer import RingerScan
 from ..progress import Tick, no_tick
 from ..structure import ParsedStructure
 from .build import (
@@ -538,10 +539,13 @@ def build_multiconformer(
     prior_draws: torch.Tensor | None = None,  # [C, N, D] draws of the library prior, if any
     maps: MapPair | None = None,
     tick: Tick = no_tick,
+    scans: list[RingerScan | None] | None = None,  # [N] Ringer scans on `maps`, if kept
 ) -> MulticonformerModel:
     """The multiconformer model and its report (see the module docstring for the rules). With
     `maps`, alternatives are kept only where the map supports them and occupancies are fitted
-    to it (`map_support`). `tick(done, total)` hears the side chains tried."""
+    to it (`map_support`); the map's proposals start from `scans` (`ResidueEvidence.scans`)
+    where they are of the input side chain, else scan it. `tick(done, total)` hears the side
+    chains tried."""
     options = (options or SplitOptions()).resolved()
     if len(score) != len(parsed.residues):
         raise ValueError(f"{len(score)} scores for {len(parsed.residues)} residues")
@@ -571,7 +575,7 @@ def build_multiconformer(
     candidates = [i for i in above if i not in kept_set and i not in bonded]
     map_slot = -1  # the selection's slot that holds the map's proposals, -1 without
     if judge is not None and options.map_proposals:
-        selection, map_slot = _with_map_proposals(parsed, selection, candidates, maps)
+        selection, map_slot = _with_map_proposals(parsed, selection, candidates, maps, scans)
     prepared = _prepare(parsed, selection, candidates, prior_draws)
     for done, i in enumerate(sorted(candidates, key=lambda j: (-score[j], j))):
         tick(done, len(candidates))
@@ -763,7 +767,8 @@ def _map_occupancies(judge, env, rec, res, own, own_moving, prep, accepted, reje
     return rounded(fit, options.min_occupancy), mass
 
 
-def _with_map_proposals(parsed, selection: Selection, candidates: list[int], maps: MapPair):
+def _with_map_proposals(parsed, selection: Selection, candidates: list[int], maps: MapPair,
+                        scans: list[RingerScan | None] | None):  # fmt: skip
     """(`selection` with one more slot holding the map's proposal for each candidate residue,
     valid where the map made one; that slot's index)."""
     n, m, _ = selection.chi.shape
@@ -773,7 +778,7 @@ def _with_map_proposals(parsed, selection: Selection, candidates: list[int], map
         rec = parsed.residues[i]
         base = {k: v.numpy() for k, v in base_atoms(rec).items()}
         network = selection.chi[i][selection.valid[i]].double().numpy()  # [M_i, D]
-        chi = propose(base, rec.parent, network, maps)
+        chi = propose(base, rec.parent, network, maps, None if scans is None else scans[i])
         if chi is not None:
             extra[i, 0] = torch.as_tensor(chi, dtype=extra.dtype)
             valid[i, 0] = True
