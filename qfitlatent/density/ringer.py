@@ -59,6 +59,29 @@ def chi1_steps(step_deg: float = STEP_DEG) -> np.ndarray:
     return np.arange(0.0, 360.0, step_deg)
 
 
+def _modelled(atoms: dict[str, np.ndarray], resname: str):
+    """(name -> [3] float64 tensors, the modelled χ [4] in radians, NaN where absent)."""
+    own = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in atoms.items()}
+    return own, measure_chis(own, resname)
+
+
+def _turned(
+    own: dict[str, torch.Tensor], chis: torch.Tensor, resname: str, d: int, chi_deg: np.ndarray
+) -> dict[str, torch.Tensor]:
+    """The residue `own` (its modelled χ `chis` [4], radians) rebuilt with χ(d+1) at each of
+    `chi_deg` [T] (degrees): name -> [T, 3] Å. Every atom beyond CB is placed anew from ideal
+    geometry on its N, CA, CB (C where CB is missing), the other of χ1 and χ2 as modelled
+    (180° where not modelled, and for χ3, χ4)."""
+    t = len(chi_deg)
+    chi = torch.full((t, residues.N_CHI_MAX), torch.pi, dtype=torch.float64)  # [T, D]
+    for k in range(min(2, residues.n_chi(resname))):
+        if k != d and not torch.isnan(chis[k]):
+            chi[:, k] = chis[k]
+    chi[:, d] = torch.deg2rad(torch.as_tensor(chi_deg, dtype=torch.float64))
+    base = {k: v.expand(t, 3) for k, v in own.items() if k in ("N", "CA", "C", "CB")}
+    return complete_sidechain(base, resname, chi)
+
+
 def scan_positions(
     atoms: dict[str, np.ndarray], resname: str, chi1_deg: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None, float]:
@@ -72,17 +95,9 @@ def scan_positions(
     """
     if not can_rebuild(resname):
         raise ValueError(f"{resname}: no χ1 to scan")
-    own = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in atoms.items()}
-    chis = measure_chis(own, resname)  # [4] radians, NaN where absent
-    t = len(chi1_deg)
-    chi = torch.full((t, residues.N_CHI_MAX), torch.pi, dtype=torch.float64)  # [T, D]
-    chi[:, 0] = torch.deg2rad(torch.as_tensor(chi1_deg, dtype=torch.float64))
+    own, chis = _modelled(atoms, resname)
+    built = _turned(own, chis, resname, 0, chi1_deg)
     has_chi2 = residues.n_chi(resname) > 1 and not torch.isnan(chis[1])
-    if has_chi2:
-        chi[:, 1] = chis[1]
-    # Only the backbone and CB are kept: every other atom is placed anew from ideal geometry.
-    base = {k: v.expand(t, 3) for k, v in own.items() if k in ("N", "CA", "C", "CB")}
-    built = complete_sidechain(base, resname, chi)
     quads = residues.CHI_ATOMS[resname]
     gamma = built[quads[0][3]].numpy()
     delta = built[quads[1][3]].numpy() if has_chi2 else None
@@ -105,16 +120,10 @@ def chi2_scan_positions(
     """
     if not can_rebuild(resname) or residues.n_chi(resname) < 2:
         return None
-    own = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in atoms.items()}
-    chis = measure_chis(own, resname)  # [4] radians, NaN where absent
+    own, chis = _modelled(atoms, resname)
     if torch.isnan(chis[:2]).any():
         return None
-    t = len(chi2_deg)
-    chi = torch.full((t, residues.N_CHI_MAX), torch.pi, dtype=torch.float64)  # [T, D]
-    chi[:, 0] = chis[0]
-    chi[:, 1] = torch.deg2rad(torch.as_tensor(chi2_deg, dtype=torch.float64))
-    base = {k: v.expand(t, 3) for k, v in own.items() if k in ("N", "CA", "C", "CB")}
-    built = complete_sidechain(base, resname, chi)
+    built = _turned(own, chis, resname, 1, chi2_deg)
     delta = built[residues.CHI_ATOMS[resname][1][3]].numpy()
     return delta, math.degrees(float(chis[1]))
 
