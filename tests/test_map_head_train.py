@@ -4,7 +4,7 @@ import csv
 
 import numpy as np
 
-from qfitlatent.density.posterior import CANDIDATES, VARIANTS, load_map_head
+from qfitlatent.density.posterior import CANDIDATES, VARIANTS, load_map_head, uses_near_copy
 from qfitlatent.density.residue_evidence import FEATURES
 from qfitlatent.train import map_head
 
@@ -75,6 +75,4 @@ def test_the_default_head_was_trained_on_inputs_as_users_have_them():
 
 def test_the_default_head_reads_no_costly_near_copy_scan():
     # its CCP4 fit reads the model's side-chain B, which costs nothing: no χ2 scans for it
-    from qfitlatent.predict import uses_near_copy
-
     assert uses_near_copy(load_map_head()) is False
