@@ -180,6 +180,29 @@ def test_symmetry_mates_hold_each_copy_once():
     assert len(got) == len(symmetry_copies_near(st, here, FIXED_REACH))
 
 
+def test_an_atom_on_a_symmetry_axis_is_not_its_own_copy():
+    """P 2: a water on the 2-fold axis is mapped onto itself (it is in the model already, not a
+    copy); a water 2 Å off the axis has a copy 4 Å from itself, 2 Å from the first."""
+    st = gemmi.Structure()
+    st.cell = gemmi.UnitCell(20, 20, 20, 90, 90, 90)
+    st.spacegroup_hm = "P 1 2 1"
+    chain = gemmi.Chain("W")
+    for k, x in enumerate((0.0, 2.0)):
+        res = gemmi.Residue()
+        res.name, res.seqid = "HOH", gemmi.SeqId(k + 1, " ")
+        atom = gemmi.Atom()
+        atom.name, atom.element, atom.occ = "O", gemmi.Element("O"), 1.0
+        atom.pos = gemmi.Position(x, 5.0, 0.0)
+        res.add_atom(atom)
+        chain.add_residue(res)
+    model = gemmi.Model("1")
+    model.add_chain(chain)
+    st.add_model(model)
+    atom, where = Environment(st).symmetry_copies(np.array([[0.0, 5.0, 0.0]]), 3.0)
+    assert atom.tolist() == [1]
+    np.testing.assert_allclose(where, [[-2.0, 5.0, 0.0]], atol=1e-9)
+
+
 def test_occupancies_do_not_credit_a_symmetry_copys_density_to_a_conformer():
     st, ci, ri = lysine_36()
     res = st[0][ci][ri]

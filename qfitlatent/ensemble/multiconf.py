@@ -349,13 +349,13 @@ class Environment:
 
     def copy_positions(self, found: Copies) -> np.ndarray:
         """[H, 3] Å: where the static atoms' copies `found` (by `copies`, without targets) sit.
-        The atom y lies near g(x) once shifted by -shift cells, so its copy near x is
-        g⁻¹(y - shift): the inverse of a crystal operation's Cartesian rotation is its
-        transpose."""
+        The atom y less `shift` cells lies near g(x) = x @ R.T + t, so its copy near x is
+        g⁻¹(y - shift) = (y - shift - t) @ R: a crystal operation's Cartesian rotation is
+        orthogonal."""
         rot = np.stack([r for r, _ in self.images])[found.op]  # [H, 3, 3]
         tran = np.stack([t for _, t in self.images])[found.op]  # [H, 3]
-        moved = self.pos[found.atom] - found.shift @ self.orth.T - tran  # [H, 3] y - shift - t
-        return np.einsum("hi,hij->hj", moved, rot)  # (y - shift - t) @ R = R.T (…)
+        moved = self.pos[found.atom] - found.shift @ self.orth.T - tran  # [H, 3]
+        return np.einsum("hi,hij->hj", moved, rot)  # [H, 3]
 
     def symmetry_copies(self, xyz: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
         """The model's symmetry copies within `cutoff` Å of any of xyz [P, 3], each copy once:
