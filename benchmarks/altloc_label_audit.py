@@ -34,7 +34,12 @@ import torch
 
 from qfitlatent.checkpoint import default_weights, load_model
 from qfitlatent.density import read_maps
-from qfitlatent.density.residue_evidence import BACKBONE, FEATURES, residue_evidence
+from qfitlatent.density.residue_evidence import (
+    BACKBONE,
+    FEATURES,
+    residue_evidence,
+    side_chain_b_ratio,
+)
 from qfitlatent.eval import map_eval
 from qfitlatent.eval.metrics import auroc
 from qfitlatent.features import featurize
@@ -60,20 +65,17 @@ def side_chain_spread(rec) -> tuple[float, float, float]:
     return rmsd, dchi, ca_shift
 
 
-def b_numbers(st: gemmi.Structure, parsed) -> tuple[np.ndarray, np.ndarray]:
-    """[N] side-chain/backbone mean B ratio and [N] difference (Å²) of the input model."""
-    ratio, diff = [], []
-    for rec in parsed.residues:
+def b_difference(st: gemmi.Structure, parsed) -> np.ndarray:
+    """[N] mean B of the side chain beyond CB minus that of the backbone (Å²) of the input model;
+    the ratio is residue_evidence.side_chain_b_ratio."""
+    diff = np.full(len(parsed.residues), np.nan)
+    for i, rec in enumerate(parsed.residues):
         res = st[0][rec.chain_idx][rec.res_idx]
         side = [a.b_iso for a in res if a.name not in (*BACKBONE, "CB", "OXT")]
         bb = [a.b_iso for a in res if a.name in BACKBONE]
         if side and bb:
-            ratio.append(np.mean(side) / np.mean(bb))
-            diff.append(np.mean(side) - np.mean(bb))
-        else:
-            ratio.append(np.nan)
-            diff.append(np.nan)
-    return np.array(ratio), np.array(diff)
+            diff[i] = np.mean(side) - np.mean(bb)
+    return diff
 
 
 def neighbours(parsed, radius: float = 10.0) -> np.ndarray:
@@ -111,7 +113,7 @@ def audit(entry: dict, model, refine_b: bool) -> None:
         f"  median RMSD {np.median(rm):.2f} Å, CA shift {np.median(spread[alt, 2]):.2f} Å; "
         f"χ1 apart ≥ 30°: {(dchi >= 30).sum()}, < 10°: {(dchi < 10).sum()}"
     )
-    ratio, diff = b_numbers(single, parsed)
+    ratio, diff = side_chain_b_ratio(parsed), b_difference(single, parsed)
     scores = {f: ev.features[keep, FEATURES.index(f)] for f in FEATURES}
     # b_side_vs_bb (FEATURES) is the side-chain/backbone B ratio; the difference beside it.
     scores |= {"network": p[keep], "B side-bb": diff[keep]}

@@ -16,8 +16,8 @@ import torch
 from . import residues
 from .checkpoint import resolve_device
 from .density import MapPair, read_maps
-from .density.posterior import MapHead, load_map_head, posterior
-from .density.residue_evidence import NEAR_COPY_FEATURES, ResidueEvidence, residue_evidence
+from .density.posterior import MapHead, load_map_head, posterior, uses_near_copy
+from .density.residue_evidence import ResidueEvidence, residue_evidence
 from .ensemble import build
 from .ensemble.conformers import (
     N_CANDIDATES,
@@ -267,8 +267,9 @@ def finish(
     prior = _prior_draws(model, features, symmetric, seed)
     step(0.65, "Building the multiconformer model and checking clashes")
     building = ticker(progress, 0.65, 0.95, "Building the multiconformer model", "side chains")
+    scans = None if evidence is None else evidence.scans  # the map's proposals start from them
     multi = build_multiconformer(parsed, proposed, score, options, prior_draws=prior, maps=maps,
-                                 tick=building)  # fmt: skip
+                                 tick=building, scans=scans)  # fmt: skip
     table = flexibility_table(
         features, mix, residue_entropy=selection.entropy, score=score, p_flexible=p_flexible
     )
@@ -302,12 +303,6 @@ def finish(
         p_network=p_network,
         map_head=prep.map_head,
     )
-
-
-def uses_near_copy(head: MapHead) -> bool:
-    """Whether the head reads any near-copy feature (the shipped v2 does not: not computed)."""
-    fits = (head.difference, head.two_fofc_only)
-    return any(n in NEAR_COPY_FEATURES for fit in fits for n in fit.inputs)
 
 
 def model_has_no_flex_head(model) -> bool:

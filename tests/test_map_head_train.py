@@ -3,8 +3,9 @@
 import csv
 
 import numpy as np
+import pytest
 
-from qfitlatent.density.posterior import CANDIDATES, VARIANTS, load_map_head
+from qfitlatent.density.posterior import CANDIDATES, VARIANTS, load_map_head, uses_near_copy
 from qfitlatent.density.residue_evidence import FEATURES
 from qfitlatent.train import map_head
 
@@ -55,7 +56,7 @@ def test_refit_on_consistent_maps_writes_v2_and_leaves_v1(tmp_path, monkeypatch)
     v1.write_text("the shipped head")
     monkeypatch.setattr(map_head, "V1_PATH", v1)
     monkeypatch.setattr(map_head, "V2_PATH", v2)
-    assert map_head.main([str(run), "--pretrain", str(pretrain), "--refine-b"]) == 0
+    assert map_head.main([str(run), "--pretrain", str(pretrain)]) == 0  # the defaults: v2
     assert v1.read_text() == "the shipped head"
     head = load_map_head(v2)
     assert "refined against the data" in head.trained_on
@@ -64,6 +65,20 @@ def test_refit_on_consistent_maps_writes_v2_and_leaves_v1(tmp_path, monkeypatch)
     assert head.two_fofc_only.inputs in [VARIANTS[n] for n in CANDIDATES["two_fofc_only"]]
     assert set(head.cross_validated_auroc) == set(VARIANTS)
     assert head.cross_validated_auroc["difference_alone"] > 0.8  # the cue in the cache is found
+
+
+def test_the_command_rebuilds_v2_unless_told_to_keep_the_b():
+    """Like every other default, the command's is the shipped head's kind (v2: B refined
+    against the data, fits by cross-validation, map-head-v2.json); --keep-b gives v1's."""
+    v2 = map_head.parse_args(["run"])
+    assert (v2.refine_b, v2.fits, v2.out) == (True, "cv", map_head.V2_PATH)
+    v1 = map_head.parse_args(["run", "--keep-b"])
+    assert (v1.refine_b, v1.fits, v1.out) == (False, "v1", map_head.V1_PATH)
+    # what is given stands
+    mixed = map_head.parse_args(["run", "--keep-b", "--fits", "cv", "--out", "h.json"])
+    assert (mixed.refine_b, mixed.fits, str(mixed.out)) == (False, "cv", "h.json")
+    with pytest.raises(SystemExit):  # the old flag is gone, not silently ignored
+        map_head.parse_args(["run", "--refine-b"])
 
 
 def test_the_default_head_was_trained_on_inputs_as_users_have_them():
@@ -75,6 +90,4 @@ def test_the_default_head_was_trained_on_inputs_as_users_have_them():
 
 def test_the_default_head_reads_no_costly_near_copy_scan():
     # its CCP4 fit reads the model's side-chain B, which costs nothing: no χ2 scans for it
-    from qfitlatent.predict import uses_near_copy
-
     assert uses_near_copy(load_map_head()) is False

@@ -13,7 +13,10 @@ import pytest
 import torch
 from conftest import SHARED
 
+from qfitlatent.density import ringer
 from qfitlatent.density.grid import FOFC, TWO_FOFC, DensityMap, MapPair, to_sigma
+from qfitlatent.density.residue_evidence import residue_evidence
+from qfitlatent.ensemble import map_proposals
 from qfitlatent.ensemble.build import base_atoms
 from qfitlatent.ensemble.conformers import Selection
 from qfitlatent.ensemble.map_proposals import propose
@@ -147,6 +150,36 @@ def test_the_map_proposes_the_missed_rotamer(crystal):
     assert circular_deg(math.degrees(alone[0]), math.degrees(alt_chi[0])) <= 10.0
     # A network proposal already there: the map adds nothing.
     assert propose(base, rec.parent, np.stack([network[0], chi]), maps) is None
+
+
+def test_the_proposal_starts_from_the_kept_scan(crystal, monkeypatch):
+    """The Ringer scans residue_evidence kept are not made again: the same proposal, the same
+    model, no second scan; a kept scan of other atoms (another side chain) is not used."""
+    parsed, maps, i, _ = crystal
+    rec = parsed.residues[i]
+    base = {k: v.numpy() for k, v in base_atoms(rec).items()}
+    network = measure_chis(base_atoms(rec), rec.parent).numpy()[None]  # [1, D]
+    sel, score = blind_selection(parsed, i)
+    fresh = propose(base, rec.parent, network, maps)
+    fresh_model = build_multiconformer(parsed, sel, score, SplitOptions(), maps=maps)
+    scans = residue_evidence(parsed, maps).scans
+    calls = []
+
+    def counted(*args, **kw):
+        calls.append(args[1])
+        return ringer.scan(*args, **kw)
+
+    monkeypatch.setattr(map_proposals, "scan", counted)
+    np.testing.assert_array_equal(propose(base, rec.parent, network, maps, scans[i]), fresh)
+    kept = build_multiconformer(parsed, sel, score, SplitOptions(), maps=maps, scans=scans)
+    assert calls == []
+    assert kept.rows == fresh_model.rows
+    # The scan of the residue turned 120° in χ1 is another side chain's: the residue is scanned.
+    turned = set_chis(base_atoms(rec), rec.parent, torch.as_tensor(network[0]) + torch.tensor(
+        [2 * math.pi / 3, 0, 0, 0], dtype=torch.float64))  # fmt: skip
+    other = ringer.scan({k: v.numpy() for k, v in turned.items()}, rec.parent, maps)
+    np.testing.assert_array_equal(propose(base, rec.parent, network, maps, other), fresh)
+    assert calls == [rec.parent]
 
 
 def test_the_maps_conformer_is_kept_at_its_occupancy(crystal, tmp_path):

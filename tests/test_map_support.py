@@ -20,6 +20,7 @@ from qfitlatent.ensemble.map_support import (
     MapJudge,
     rounded,
 )
+from qfitlatent.ensemble.multiconf import Environment
 from qfitlatent.ensemble.sidechains import measure_chis, set_chis
 from qfitlatent.ideal import moved_by
 
@@ -97,7 +98,7 @@ def test_occupancies_from_a_two_conformer_map(major):
     grid = to_sigma(dc.grid, "test")
     maps = MapPair(DensityMap(grid, np.zeros(3), TWO_FOFC, True), None, "gemmi")
 
-    judge = MapJudge.of(st, maps, D_MIN)  # the single-conformer model, as predict has it
+    judge = MapJudge.of(st, Environment(st), maps, D_MIN)  # the single-conformer model
     order = [(c, r_, a.name) for c, ch in enumerate(st[0]) for r_, rr in enumerate(ch)
              for a in rr]  # fmt: skip
     own = np.array([(c, r_) == (ci, ri) and n in names for c, r_, n in order])
@@ -152,7 +153,7 @@ def lysine_36():
 
 def test_symmetry_mates_are_the_crystals_copies_within_reach():
     st, ci, ri = lysine_36()
-    judge = MapJudge.of(st, crystal_map(st), D_MIN)
+    judge = MapJudge.of(st, Environment(st), crystal_map(st), D_MIN)
     names = list(moved_by("LYS", 0))
     here = np.stack([st[0][ci][ri][n][0].pos.tolist() for n in names])
     got, z, b = judge.symmetry_mates(here)
@@ -163,7 +164,43 @@ def test_symmetry_mates_are_the_crystals_copies_within_reach():
                                        .min(1)), 0.0, atol=1e-3)  # fmt: skip
     # A cryo-EM box has no symmetry: none.
     boxed = MapPair(dataclasses.replace(judge.maps.two_fofc, periodic=False), None, "")
-    assert len(MapJudge.of(st, boxed, D_MIN).symmetry_mates(here)[0]) == 0
+    assert len(MapJudge.of(st, Environment(st), boxed, D_MIN).symmetry_mates(here)[0]) == 0
+
+
+def test_symmetry_mates_hold_each_copy_once():
+    """A copy found from several points is one atom, not one per point: around all of Lys36's
+    atoms the old search (gemmi's, keyed on positions rounded to 0.01 Å) counted some copies
+    twice, where their coordinate sat on a rounding boundary (x.xx5) and two points' images
+    differed in the last bit. Twice an atom in the fixed column is twice its density."""
+    st, ci, ri = lysine_36()
+    here = np.array([a.pos.tolist() for a in st[0][ci][ri]])  # [P, 3] every atom of the residue
+    got = MapJudge.of(st, Environment(st), crystal_map(st), D_MIN).symmetry_mates(here)[0]
+    gap = np.linalg.norm(got[:, None] - got[None], axis=-1) + np.eye(len(got)) * 1e9  # [S, S]
+    assert gap.min() > 1e-3  # no copy twice
+    assert len(got) == len(symmetry_copies_near(st, here, FIXED_REACH))
+
+
+def test_an_atom_on_a_symmetry_axis_is_not_its_own_copy():
+    """P 2: a water on the 2-fold axis is mapped onto itself (it is in the model already, not a
+    copy); a water 2 Å off the axis has a copy 4 Å from itself, 2 Å from the first."""
+    st = gemmi.Structure()
+    st.cell = gemmi.UnitCell(20, 20, 20, 90, 90, 90)
+    st.spacegroup_hm = "P 1 2 1"
+    chain = gemmi.Chain("W")
+    for k, x in enumerate((0.0, 2.0)):
+        res = gemmi.Residue()
+        res.name, res.seqid = "HOH", gemmi.SeqId(k + 1, " ")
+        atom = gemmi.Atom()
+        atom.name, atom.element, atom.occ = "O", gemmi.Element("O"), 1.0
+        atom.pos = gemmi.Position(x, 5.0, 0.0)
+        res.add_atom(atom)
+        chain.add_residue(res)
+    model = gemmi.Model("1")
+    model.add_chain(chain)
+    st.add_model(model)
+    atom, where = Environment(st).symmetry_copies(np.array([[0.0, 5.0, 0.0]]), 3.0)
+    assert atom.tolist() == [1]
+    np.testing.assert_allclose(where, [[-2.0, 5.0, 0.0]], atol=1e-9)
 
 
 def test_occupancies_do_not_credit_a_symmetry_copys_density_to_a_conformer():
@@ -177,7 +214,7 @@ def test_occupancies_do_not_credit_a_symmetry_copys_density_to_a_conformer():
     here = np.stack([atoms[n].numpy() for n in names])
     alt = np.stack([built[n][0].numpy() for n in names])  # points into the neighbour
     # The crystal holds only the modelled side chain: the alternative's true occupancy is 0.
-    judge = MapJudge.of(st, crystal_map(st), D_MIN)
+    judge = MapJudge.of(st, Environment(st), crystal_map(st), D_MIN)
     order = [(c, r_, a.name) for c, ch in enumerate(st[0]) for r_, rr in enumerate(ch)
              for a in rr]  # fmt: skip
     own = np.array([(c, r_) == (ci, ri) and n in names for c, r_, n in order])

@@ -32,6 +32,7 @@ from .residue_evidence import (
     MAP_FEATURES,
     MAP_FEATURES_V1,
     MODEL_FEATURES,
+    NEAR_COPY_FEATURES,
     ResidueEvidence,
 )
 
@@ -91,6 +92,12 @@ def load_map_head(path: Path | None = None) -> MapHead:
         d.get("cross_validated_auroc", {}),
         d.get("split_threshold"),
     )
+
+
+def uses_near_copy(head: MapHead) -> bool:
+    """Whether the head reads any near-copy feature (the shipped v2 does not: not computed)."""
+    fits = (head.difference, head.two_fofc_only)
+    return any(n in NEAR_COPY_FEATURES for fit in fits for n in fit.inputs)
 
 
 def network_logit(p: np.ndarray) -> np.ndarray:

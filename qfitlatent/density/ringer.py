@@ -9,7 +9,7 @@ building an alternative conformer; the mFo-DFc map shows it without the model's 
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -29,11 +29,57 @@ class RingerScan:
     modelled_chi1: float  # degrees, as the model has it
     gamma: dict[str, np.ndarray]  # map label -> [T] σ at the γ atom
     delta: dict[str, np.ndarray]  # map label -> [T] σ at the δ atom; empty without a χ2
+    # name -> [3] Å: the atoms the scan was built from (`scanned_atoms`); empty: unknown
+    read: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def is_scan_of(self, atoms: dict[str, np.ndarray]) -> bool:
+        """Whether this is the scan of `atoms` too (on the same maps): the atoms it reads sit
+        at the same places, so scanning them again would give it bit for bit."""
+        mine = scanned_atoms(atoms, self.resname)
+        return (
+            bool(self.read)
+            and mine.keys() == self.read.keys()
+            and all(np.array_equal(mine[n], self.read[n]) for n in mine)
+        )
+
+
+def scanned_atoms(atoms: dict[str, np.ndarray], resname: str) -> dict[str, np.ndarray]:
+    """The atoms of `atoms` a scan depends on: N, CA, CB (C where CB must be built) to build on,
+    and those of χ1 and χ2, whose modelled values it keeps."""
+    names = {"N", "CA", "CB"} | {
+        n for quad in residues.CHI_ATOMS.get(resname, ())[:2] for n in quad
+    }
+    if "CB" not in atoms:
+        names.add("C")
+    return {n: np.asarray(atoms[n]) for n in sorted(names) if n in atoms}
 
 
 def chi1_steps(step_deg: float = STEP_DEG) -> np.ndarray:
     """[T] χ1 values in degrees, 0 up to 360 (excluded) in `step_deg` steps."""
     return np.arange(0.0, 360.0, step_deg)
+
+
+def _modelled(atoms: dict[str, np.ndarray], resname: str):
+    """(name -> [3] float64 tensors, the modelled χ [4] in radians, NaN where absent)."""
+    own = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in atoms.items()}
+    return own, measure_chis(own, resname)
+
+
+def _turned(
+    own: dict[str, torch.Tensor], chis: torch.Tensor, resname: str, d: int, chi_deg: np.ndarray
+) -> dict[str, torch.Tensor]:
+    """The residue `own` (its modelled χ `chis` [4], radians) rebuilt with χ(d+1) at each of
+    `chi_deg` [T] (degrees): name -> [T, 3] Å. Every atom beyond CB is placed anew from ideal
+    geometry on its N, CA, CB (C where CB is missing), the other of χ1 and χ2 as modelled
+    (180° where not modelled, and for χ3, χ4)."""
+    t = len(chi_deg)
+    chi = torch.full((t, residues.N_CHI_MAX), torch.pi, dtype=torch.float64)  # [T, D]
+    for k in range(min(2, residues.n_chi(resname))):
+        if k != d and not torch.isnan(chis[k]):
+            chi[:, k] = chis[k]
+    chi[:, d] = torch.deg2rad(torch.as_tensor(chi_deg, dtype=torch.float64))
+    base = {k: v.expand(t, 3) for k, v in own.items() if k in ("N", "CA", "C", "CB")}
+    return complete_sidechain(base, resname, chi)
 
 
 def scan_positions(
@@ -49,17 +95,9 @@ def scan_positions(
     """
     if not can_rebuild(resname):
         raise ValueError(f"{resname}: no χ1 to scan")
-    own = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in atoms.items()}
-    chis = measure_chis(own, resname)  # [4] radians, NaN where absent
-    t = len(chi1_deg)
-    chi = torch.full((t, residues.N_CHI_MAX), torch.pi, dtype=torch.float64)  # [T, D]
-    chi[:, 0] = torch.deg2rad(torch.as_tensor(chi1_deg, dtype=torch.float64))
+    own, chis = _modelled(atoms, resname)
+    built = _turned(own, chis, resname, 0, chi1_deg)
     has_chi2 = residues.n_chi(resname) > 1 and not torch.isnan(chis[1])
-    if has_chi2:
-        chi[:, 1] = chis[1]
-    # Only the backbone and CB are kept: every other atom is placed anew from ideal geometry.
-    base = {k: v.expand(t, 3) for k, v in own.items() if k in ("N", "CA", "C", "CB")}
-    built = complete_sidechain(base, resname, chi)
     quads = residues.CHI_ATOMS[resname]
     gamma = built[quads[0][3]].numpy()
     delta = built[quads[1][3]].numpy() if has_chi2 else None
@@ -82,16 +120,10 @@ def chi2_scan_positions(
     """
     if not can_rebuild(resname) or residues.n_chi(resname) < 2:
         return None
-    own = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in atoms.items()}
-    chis = measure_chis(own, resname)  # [4] radians, NaN where absent
+    own, chis = _modelled(atoms, resname)
     if torch.isnan(chis[:2]).any():
         return None
-    t = len(chi2_deg)
-    chi = torch.full((t, residues.N_CHI_MAX), torch.pi, dtype=torch.float64)  # [T, D]
-    chi[:, 0] = chis[0]
-    chi[:, 1] = torch.deg2rad(torch.as_tensor(chi2_deg, dtype=torch.float64))
-    base = {k: v.expand(t, 3) for k, v in own.items() if k in ("N", "CA", "C", "CB")}
-    built = complete_sidechain(base, resname, chi)
+    built = _turned(own, chis, resname, 1, chi2_deg)
     delta = built[residues.CHI_ATOMS[resname][1][3]].numpy()
     return delta, math.degrees(float(chis[1]))
 
@@ -109,6 +141,7 @@ def scan(
         modelled_chi1=modelled,
         gamma={m.label: sample(m, gamma) for m in dmaps},
         delta={m.label: sample(m, delta) for m in dmaps} if delta is not None else {},
+        read=scanned_atoms(atoms, resname),
     )
 
 

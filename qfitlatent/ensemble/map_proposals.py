@@ -21,7 +21,7 @@ import torch
 from .. import residues
 from ..density.evidence import score_conformers
 from ..density.grid import MapPair
-from ..density.ringer import STEP_DEG, away_from, scan, second_peak
+from ..density.ringer import STEP_DEG, RingerScan, away_from, scan, second_peak
 from .conformers import SEPARATION_DEG, chi_distance, eclipsed_deg
 from .sidechains import measure_chis
 
@@ -34,13 +34,16 @@ def propose(
     resname: str,
     network_chi: np.ndarray,  # [M, D] radians: the network's proposals for this residue
     maps: MapPair,
+    ringer: RingerScan | None = None,  # the residue's scan on `maps`, where one was kept
 ) -> np.ndarray | None:
     """[D] radians: the map's candidate conformer, or None where the map cannot place one (no
-    scan, or one of the network's proposals already lies within 20° of it on every χ)."""
-    try:
-        ringer = scan(base, resname, maps)
-    except (KeyError, ValueError):  # backbone or CB missing: nothing to build γ from
-        return None
+    scan, or one of the network's proposals already lies within 20° of it on every χ). A
+    `ringer` of other atoms than `base`'s (another altloc) is not used: `base` is scanned."""
+    if ringer is None or not ringer.is_scan_of(base):
+        try:
+            ringer = scan(base, resname, maps)
+        except (KeyError, ValueError):  # backbone or CB missing: nothing to build γ from
+            return None
     dmap = maps.fofc if maps.fofc is not None else maps.two_fofc
     values = ringer.gamma[dmap.label]  # [T] σ
     if math.isnan(ringer.modelled_chi1) or not np.isfinite(values).all():

@@ -22,14 +22,17 @@ occupancies it gives the input side chain and the alternatives kept (issue 22).
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gemmi
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ..density.evidence import ConformerEvidence, score_conformers
 from ..density.grid import MapPair, sample
 from ..density.occupancy import REACH, fit_occupancies
+
+if TYPE_CHECKING:  # multiconf imports this module
+    from .multiconf import Environment
 
 SUPPORT_TWO_FOFC = 2.0  # σ: mean 2mFo-DFc at an alternative's moving atoms
 SUPPORT_FOFC = 2.5  # σ: mean mFo-DFc there that is support on its own (difference maps only)
@@ -43,46 +46,31 @@ class MapJudge:
 
     maps: MapPair
     d_min: float
-    tree: cKDTree  # over pos
-    pos: np.ndarray  # [A, 3] every atom of the input model, in Environment's order
-    electrons: np.ndarray  # [A] atomic number × occupancy (altlocs share their density)
+    # Every atom of the input model: its k-d tree, and its symmetry copies in the crystal
+    env: "Environment"
+    electrons: np.ndarray  # [A] atomic number × occupancy, in env's order (altlocs share)
     b: np.ndarray  # [A] B-factors
-    # Symmetry copies: a search over the model and its images in the crystal (None: a cryo-EM
-    # box, which has none), and the structure it reads atoms from (kept alive with it).
-    mates: gemmi.NeighborSearch | None = None
-    st: gemmi.Structure | None = None
 
     @classmethod
-    def of(cls, st: gemmi.Structure, maps: MapPair, d_min: float | None) -> "MapJudge":
+    def of(
+        cls, st: gemmi.Structure, env: "Environment", maps: MapPair, d_min: float | None
+    ) -> "MapJudge":
+        """The judge of `st`'s first model, whose atoms `env` (`Environment(st)`) holds."""
         atoms = [a for chain in st[0] for r in chain for a in r]
-        pos = np.array([a.pos.tolist() for a in atoms], dtype=np.float64).reshape(-1, 3)
+        if len(atoms) != len(env.pos):
+            raise ValueError(f"{len(atoms)} atoms in the model, {len(env.pos)} in its environment")
         z = np.array([a.element.atomic_number * a.occ for a in atoms], dtype=np.float64)
         b = np.array([a.b_iso for a in atoms], dtype=np.float64)
-        mates = None
-        if maps.two_fofc.periodic:
-            mates = gemmi.NeighborSearch(st[0], st.cell, FIXED_REACH).populate(include_h=True)
-        return cls(maps, d_min or DEFAULT_D_MIN, cKDTree(pos), pos, z, b, mates, st)
+        return cls(maps, d_min or DEFAULT_D_MIN, env, z, b)
 
     def symmetry_mates(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Atoms of the model's symmetry copies (not the model itself) within FIXED_REACH of any
-        of xyz [P, 3]: (positions [S, 3], electrons [S], B-factors [S]), each copy once."""
-        found: dict[tuple, tuple] = {}
-        if self.mates is not None:
-            cell = self.st.cell
-            for p in xyz:
-                q = gemmi.Position(*p)
-                for mark in self.mates.find_atoms(q, "\0", radius=FIXED_REACH):
-                    atom = mark.to_cra(self.st[0]).atom
-                    copy = cell.find_nearest_pbc_position(q, mark.pos, 0)  # the image near q
-                    if copy.dist(atom.pos) < 1e-3 or copy.dist(q) > FIXED_REACH:
-                        continue  # the atom itself (in pos already), or out of reach
-                    key = (mark.chain_idx, mark.residue_idx, mark.atom_idx,
-                           *np.round(copy.tolist(), 2))  # fmt: skip
-                    found[key] = (copy.tolist(), atom.element.atomic_number * atom.occ, atom.b_iso)
-        if not found:
+        of xyz [P, 3]: (positions [S, 3], electrons [S], B-factors [S]), each copy once; none
+        in a cryo-EM box, whose map holds no copies."""
+        if not self.maps.two_fofc.periodic:
             return np.empty((0, 3)), np.empty(0), np.empty(0)
-        xyz_s, z, b = zip(*found.values(), strict=True)
-        return np.array(xyz_s, dtype=np.float64), np.array(z, float), np.array(b, float)
+        atom, where = self.env.symmetry_copies(xyz, FIXED_REACH)
+        return where, self.electrons[atom], self.b[atom]
 
     def evidence(
         self, atoms: dict[str, np.ndarray], resname: str, chi_in: np.ndarray, chi: np.ndarray
@@ -107,7 +95,7 @@ class MapJudge:
     ) -> np.ndarray:
         """[K] occupancies fitted to the 2mFo-DFc map, summing to 1 (NaN: the map gives none)."""
         every = np.concatenate(conformers)  # [K·P, 3]
-        near = sorted({j for hits in self.tree.query_ball_point(every, FIXED_REACH)
+        near = sorted({j for hits in self.env.tree.query_ball_point(every, FIXED_REACH)
                        for j in hits})  # fmt: skip
         near = np.array([j for j in near if not own[j]], dtype=np.int64)
         mate_xyz, mate_z, mate_b = self.symmetry_mates(every)
@@ -117,7 +105,7 @@ class MapJudge:
             electrons,
             b,
             self.d_min,
-            fixed=np.concatenate([self.pos[near], mate_xyz]),
+            fixed=np.concatenate([self.env.pos[near], mate_xyz]),
             fixed_z=np.concatenate([self.electrons[near], mate_z]),
             fixed_b=np.concatenate([self.b[near], mate_b]),
         )

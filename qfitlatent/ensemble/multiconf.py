@@ -51,6 +51,7 @@ import functools
 import math
 import string
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import gemmi
 import numpy as np
@@ -59,6 +60,7 @@ from scipy.spatial import cKDTree
 
 from .. import residues
 from ..density.grid import MapPair
+from ..density.ringer import RingerScan
 from ..progress import Tick, no_tick
 from ..structure import ParsedStructure
 from .build import (
@@ -193,6 +195,16 @@ class MulticonformerModel:
         return self.n_split + self.n_observed_kept
 
 
+class Copies(NamedTuple):
+    """Symmetry copies found near some points (`Environment.copies`), one row per pair [H]."""
+
+    point: np.ndarray  # [H] index of the point searched around
+    atom: np.ndarray  # [H] index of the atom copied (a static atom, or a target)
+    distance: np.ndarray  # [H] Å from the point to the copy
+    op: np.ndarray  # [H] index into Environment.images: the operation g
+    shift: np.ndarray  # [H, 3] whole cells: the atom less this sits near g(point)
+
+
 def symmetry_images(st: gemmi.Structure) -> list[tuple[np.ndarray, np.ndarray]]:
     """The crystal's symmetry operations as Cartesian (R [3, 3], t [3]) with x' = x @ R.T + t,
     without lattice translations (`Environment` adds the ones it needs). The identity is first.
@@ -299,18 +311,19 @@ class Environment:
                 out |= (self.res[j] == r) & (alt == labels[0])
         return out
 
-    def copies(self, flat: np.ndarray, cutoff: float, targets: np.ndarray | None = None):
-        """Symmetry copies within `cutoff` Å of the points `flat` [Q, 3]: (point [H], atom [H],
-        distance Å [H]). An atom y has a copy g(y) near x exactly when g⁻¹(x) is near y, so
-        every operation g maps the points and the periodic tree finds the atoms near them in
-        any cell; the identity's own cell (the model itself) is left to the plain search.
-        `targets` [T, 3] (Å) are searched instead of the model's static atoms, by brute force.
-        A file that also holds symmetry-related chains (4YL3's three) meets its own duplicates
-        this way: one copy cannot be split alone, since its twin stays where the split would go.
+    def copies(self, flat: np.ndarray, cutoff: float, targets: np.ndarray | None = None) -> Copies:
+        """Symmetry copies within `cutoff` Å of the points `flat` [Q, 3], one row per (point,
+        copy). An atom y has a copy g(y) near x exactly when g⁻¹(x) is near y, so every
+        operation g maps the points and the periodic tree finds the atoms near them in any cell;
+        the identity's own cell (the model itself) is left to the plain search. `targets` [T, 3]
+        (Å) are searched instead of the model's static atoms, by brute force. A file that also
+        holds symmetry-related chains (4YL3's three) meets its own duplicates this way: one copy
+        cannot be split alone, since its twin stays where the split would go.
         """
-        src, dst, dist = [], [], []
+        src, dst, dist, ops, shifts = [], [], [], [], []
         if not self.images:
-            return (np.zeros(0, dtype=np.int64),) * 2 + (np.zeros(0),)
+            return Copies(*(np.zeros(0, dtype=np.int64),) * 2, np.zeros(0),
+                          np.zeros(0, dtype=np.int64), np.zeros((0, 3)))  # fmt: skip
         target_frac = None if targets is None else targets @ self.frac.T  # [T, 3]
         for k, (rot, tran) in enumerate(self.images):
             fq = (flat @ rot.T + tran) @ self.frac.T  # [Q, 3] fractional, g(x)
@@ -330,7 +343,33 @@ class Environment:
             src.append(s_[keep])
             dst.append(d_[keep])
             dist.append(gap[keep])
-        return np.concatenate(src), np.concatenate(dst), np.concatenate(dist)
+            ops.append(np.full(int(keep.sum()), k))
+            shifts.append(shift[keep])
+        return Copies(*(np.concatenate(x) for x in (src, dst, dist, ops, shifts)))
+
+    def copy_positions(self, found: Copies) -> np.ndarray:
+        """[H, 3] Å: where the static atoms' copies `found` (by `copies`, without targets) sit.
+        The atom y less `shift` cells lies near g(x) = x @ R.T + t, so its copy near x is
+        g⁻¹(y - shift) = (y - shift - t) @ R: a crystal operation's Cartesian rotation is
+        orthogonal."""
+        rot = np.stack([r for r, _ in self.images])[found.op]  # [H, 3, 3]
+        tran = np.stack([t for _, t in self.images])[found.op]  # [H, 3]
+        moved = self.pos[found.atom] - found.shift @ self.orth.T - tran  # [H, 3]
+        return np.einsum("hi,hij->hj", moved, rot)  # [H, 3]
+
+    def symmetry_copies(self, xyz: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+        """The model's symmetry copies within `cutoff` Å of any of xyz [P, 3], each copy once:
+        (static atom [S], where its copy sits, Å [S, 3]). An atom on a special position, which
+        an operation maps onto itself, is there already and is not a copy."""
+        found = self.copies(xyz, cutoff)
+        where = self.copy_positions(found)  # [H, 3]
+        moved = np.linalg.norm(where - self.pos[found.atom], axis=1) >= 1e-3
+        atom, where = found.atom[moved], where[moved]
+        # One copy found from several points, or by two operations of a special position
+        _, first = np.unique(np.column_stack([atom, np.round(where, 2)]), axis=0,
+                             return_index=True)  # fmt: skip
+        first.sort()
+        return atom[first], where[first]
 
     def near(
         self,
@@ -355,7 +394,7 @@ class Environment:
         keep = self.res[dst] != me
         src, dst = src[keep], dst[keep]
         d = np.linalg.norm(flat[src] - self.pos[dst], axis=1)
-        s_img, d_img, dist_img = self.copies(flat, cutoff)
+        s_img, d_img, dist_img, *_ = self.copies(flat, cutoff)
         # the copies of its own moving atoms are the input side chain: another altloc
         keep = ~((self.res[d_img] == me) & np.isin(self.name[d_img], list(moving)))
         src = np.concatenate([src, s_img[keep]])
@@ -400,7 +439,7 @@ class Environment:
         o = _overlap(radius[:, None], arad[None], kinds[:, None], akind[None], d)
         o[:, ares == me] = -math.inf
         pairs = [(False, o)]
-        s_img, d_img, dist_img = self.copies(pos, radius.max() + self.reach, targets=apos)
+        s_img, d_img, dist_img, *_ = self.copies(pos, radius.max() + self.reach, targets=apos)
         if len(s_img):  # and their symmetry copies, its own included
             o = np.full((len(pos), len(apos)), -math.inf)
             ov = _overlap(radius[s_img], arad[d_img], kinds[s_img], akind[d_img], dist_img)
@@ -500,10 +539,13 @@ def build_multiconformer(
     prior_draws: torch.Tensor | None = None,  # [C, N, D] draws of the library prior, if any
     maps: MapPair | None = None,
     tick: Tick = no_tick,
+    scans: list[RingerScan | None] | None = None,  # [N] Ringer scans on `maps`, if kept
 ) -> MulticonformerModel:
     """The multiconformer model and its report (see the module docstring for the rules). With
     `maps`, alternatives are kept only where the map supports them and occupancies are fitted
-    to it (`map_support`). `tick(done, total)` hears the side chains tried."""
+    to it (`map_support`); the map's proposals start from `scans` (`ResidueEvidence.scans`)
+    where they are of the input side chain, else scan it. `tick(done, total)` hears the side
+    chains tried."""
     options = (options or SplitOptions()).resolved()
     if len(score) != len(parsed.residues):
         raise ValueError(f"{len(score)} scores for {len(parsed.residues)} residues")
@@ -515,7 +557,7 @@ def build_multiconformer(
     kept = [i for i in range(len(parsed.residues)) if i not in collapse
             and any(a.has_altloc() for a in st[0][where[i][0]][where[i][1]])]  # fmt: skip
     env = Environment(st)
-    judge = None if maps is None else MapJudge.of(st, maps, parsed.resolution)
+    judge = None if maps is None else MapJudge.of(st, env, maps, parsed.resolution)
     rows: list[dict] = []
     written: dict[int, list[tuple[str, float, torch.Tensor]]] = {}
     n_chi = [residues.n_chi(rec.parent) if rec.parent else 0 for rec in parsed.residues]
@@ -533,7 +575,7 @@ def build_multiconformer(
     candidates = [i for i in above if i not in kept_set and i not in bonded]
     map_slot = -1  # the selection's slot that holds the map's proposals, -1 without
     if judge is not None and options.map_proposals:
-        selection, map_slot = _with_map_proposals(parsed, selection, candidates, maps)
+        selection, map_slot = _with_map_proposals(parsed, selection, candidates, maps, scans)
     prepared = _prepare(parsed, selection, candidates, prior_draws)
     for done, i in enumerate(sorted(candidates, key=lambda j: (-score[j], j))):
         tick(done, len(candidates))
@@ -725,7 +767,8 @@ def _map_occupancies(judge, env, rec, res, own, own_moving, prep, accepted, reje
     return rounded(fit, options.min_occupancy), mass
 
 
-def _with_map_proposals(parsed, selection: Selection, candidates: list[int], maps: MapPair):
+def _with_map_proposals(parsed, selection: Selection, candidates: list[int], maps: MapPair,
+                        scans: list[RingerScan | None] | None):  # fmt: skip
     """(`selection` with one more slot holding the map's proposal for each candidate residue,
     valid where the map made one; that slot's index)."""
     n, m, _ = selection.chi.shape
@@ -735,7 +778,7 @@ def _with_map_proposals(parsed, selection: Selection, candidates: list[int], map
         rec = parsed.residues[i]
         base = {k: v.numpy() for k, v in base_atoms(rec).items()}
         network = selection.chi[i][selection.valid[i]].double().numpy()  # [M_i, D]
-        chi = propose(base, rec.parent, network, maps)
+        chi = propose(base, rec.parent, network, maps, None if scans is None else scans[i])
         if chi is not None:
             extra[i, 0] = torch.as_tensor(chi, dtype=extra.dtype)
             valid[i, 0] = True

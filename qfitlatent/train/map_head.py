@@ -1,13 +1,14 @@
 """Fit the map head on synthetic maps: the command that makes `weights/map-head-v*.json`.
 
-    python -m qfitlatent.train.map_head RUN_DIR [--pretrain DIR] [--limit N] [--refine-b]
+    python -m qfitlatent.train.map_head RUN_DIR [--pretrain DIR] [--limit N] [--keep-b]
         [--fits v1|b|cv] [--out FILE]
 
-By default the single-conformer model keeps the B refined with its altlocs and the fits are v1's
-(the command that made `map-head-v1.json`). `--refine-b` refines them against the synthetic data
-first, as a user's refinement leaves them (`density.bfactor`), picks the fits by the one-SE rule
-on the grouped cross-validation (`choose_fit`) and writes `map-head-v2.json`: a refit never
-overwrites v1.
+By default the single-conformer model's B are refined against the synthetic data first, as a
+user's refinement leaves them (`density.bfactor`), the fits are picked by the one-SE rule on
+the grouped cross-validation (`choose_fit`), and the head is written to `map-head-v2.json` (the
+shipped head). `--keep-b` rebuilds v1's kind of head instead: the B as refined with the
+altlocs, v1's fits, written to `map-head-v1.json`. So a refit of either never overwrites the
+other.
 
 Structures: every X-ray entry of `pretrain/` with side-chain altlocs on at least 3 residues
 (MANIFEST `n_sc_altloc_res`), at most 2.5 Å and 600 residues, none of the entries with real maps
@@ -222,7 +223,9 @@ def threshold_table(prob: np.ndarray, y: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, with the defaults that --keep-b decides filled in: `refine_b`,
+    `fits` and `out`."""
     here = Path(__file__).resolve().parents[2]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="folder for the per-structure cache (resumable)")
@@ -230,8 +233,8 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N structures only")
     parser.add_argument(
         "--out", type=Path, default=None,
-        help="default: weights/map-head-v1.json, or weights/map-head-v2.json with --refine-b "
-        "(so refitting on consistent maps never overwrites v1)",
+        help="default: weights/map-head-v2.json, or weights/map-head-v1.json with --keep-b "
+        "(so a refit of one never overwrites the other)",
     )  # fmt: skip
     parser.add_argument(
         "--unmodelled", type=float, default=UNMODELLED,
@@ -239,19 +242,25 @@ def main(argv=None) -> int:
         "(density.synthetic.thin_side_chains); the cache of RUN_DIR was made with one value",
     )  # fmt: skip
     parser.add_argument(
-        "--refine-b", action="store_true",
-        help="refine the single-conformer model's B against the synthetic data (density.bfactor) "
-        "instead of keeping those refined with the altlocs (head v1)",
+        "--keep-b", action="store_true",
+        help="keep the single-conformer model's B as refined with its altlocs (head v1) "
+        "instead of refining them against the synthetic data (density.bfactor; head v2)",
     )  # fmt: skip
     parser.add_argument(
         "--fits", choices=[*sorted(SHIPPED), "cv"], default=None,
         help="which variants become the head's two fits (posterior.VARIANTS): v1's six map "
         "numbers, those and the model's side-chain B (b), or the one-SE rule on the synthetic "
-        "cross-validation (cv, choose_fit); default: v1, or cv with --refine-b",
+        "cross-validation (cv, choose_fit); default: cv, or v1 with --keep-b",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    fits_rule = args.fits or ("cv" if args.refine_b else "v1")
-    out = args.out or (V2_PATH if args.refine_b else V1_PATH)
+    args.refine_b = not args.keep_b
+    args.fits = args.fits or ("v1" if args.keep_b else "cv")
+    args.out = args.out or (V1_PATH if args.keep_b else V2_PATH)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     torch.set_num_threads(1)
     args.run.mkdir(parents=True, exist_ok=True)
     structures = collect(args.run, args.pretrain, args.limit, args.unmodelled, args.refine_b)
@@ -266,10 +275,10 @@ def main(argv=None) -> int:
     for name, v in per.items():
         se = v.std(ddof=1) / np.sqrt(len(v))
         print(f"{name:30s} cross-validated mean per-structure AUROC {v.mean():.3f} ± {se:.3f} SE")
-    if fits_rule == "cv":
+    if args.fits == "cv":
         diff_fit, two_fit = (choose_fit(per, CANDIDATES[k]) for k in CANDIDATES)
     else:
-        diff_fit, two_fit = SHIPPED[fits_rule]
+        diff_fit, two_fit = SHIPPED[args.fits]
     print(f"fits: {diff_fit} (with mFo-DFc), {two_fit} (2mFo-DFc only)")
     held_out = 1.0 / (1.0 + np.exp(-logits[diff_fit]))
     threshold = choose_threshold(held_out)
@@ -285,15 +294,15 @@ def main(argv=None) -> int:
             f"{np.nanmedian(r):.3f}; unmodelled disorder {args.unmodelled:g}; single-conformer "
             f"B {'refined against the data' if args.refine_b else 'as refined with altlocs'}; "
             f"fits {diff_fit} / {two_fit}"
-            f"{' by the one-SE rule on grouped CV' if fits_rule == 'cv' else ''}), network "
+            f"{' by the one-SE rule on grouped CV' if args.fits == 'cv' else ''}), network "
             f"{weights_label(default_weights())}"
         ),
         ablations={k: v for k, v in fits.items() if k not in (diff_fit, two_fit)},
         cross_validated_auroc=cv,
         split_threshold=threshold,
     )
-    head.save(out)
-    print(f"wrote {out}")
+    head.save(args.out)
+    print(f"wrote {args.out}")
     (args.run / "summary.json").write_text(json.dumps({"cv": cv, "n": len(y)}, indent=1))
     return 0
 
