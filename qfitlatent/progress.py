@@ -50,3 +50,18 @@ class Ticker:
 def ticker(report: Report | None, start: float, end: float, text: str, unit: str) -> Tick:
     """`Ticker(...)` for a step that is followed; `no_tick` for one that is not."""
     return no_tick if report is None else Ticker(report, start, end, text, unit)
+
+
+def within(tick: Tick, total: int, start: float, end: float) -> Tick:
+    """The `Tick` of one pass of a step that goes over its `total` items more than once
+    (featurising: the side chains' atoms, then the atoms around them): the pass's `(done, its
+    total)` told to `tick` as the step's count from `start * total` to `end * total`, where
+    [start, end] is the pass's share of the step's time. One count rises through the passes,
+    a residue's worth of the step's work at a time, rather than restarting at each pass."""
+    if tick is no_tick:
+        return no_tick
+
+    def in_pass(done: int, n: int) -> None:
+        tick(round(total * (start + (end - start) * (done / n if n > 0 else 1.0))), total)
+
+    return in_pass
