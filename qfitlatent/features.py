@@ -16,9 +16,9 @@ from .structure import ResidueId
 
 STRING_LISTS = ("chain_id", "icode", "resname")
 SEP = "\x1f"  # ASCII unit separator: in no chain id, insertion code or residue name
-# Where featurising's passes over the residues end, as shares of its time (one thread, 15,000
-# residues): the side chains' χ atoms, then the burial counts; the environment counts the rest.
-CHI_DONE, BURIAL_DONE = 0.15, 0.35
+# Where featurising's passes over the residues end, as shares of its time (CPU time, one thread,
+# 5,000 and 15,000 residues): the χ atoms, then the burial counts; the environment counts the rest.
+CHI_DONE, BURIAL_DONE = 0.1, 0.3
 
 
 @dataclass

@@ -5,8 +5,10 @@ A `Report` is `report(fraction, text)`: the share of the whole prediction done, 
 a line for a person ("Building the multiconformer model: 1,200 / 3,400 side chains"). predict
 calls it at each step; a long step's loop gets a `Tick` from `Ticker`, `tick(done, total)`,
 which turns its counts into reports inside the step's share of the bar, at most every 1 % of
-the total (about 100 reports a step, not one per residue of 50,000). The default everywhere is
-no progress at all (`no_tick`), so the command line, the archive and tests pay nothing.
+the total (about 100 reports a step, not one per residue of 50,000); a step that goes over its
+items in several passes (featurising) counts through them with `within`. The default
+everywhere is no progress at all (`no_tick`), so the command line, the archive and tests pay
+nothing.
 
 A report may raise: the app's job raises prediction_cache.Cancelled once no page follows it.
 The exception leaves the loop at that tick, so a long step is abandoned mid-way rather than at
