@@ -156,7 +156,7 @@ def test_a_large_structure_reports_a_bounded_number_of_times(tmp_path):
     assert build[-1][1] == total
     select = counts(said)["Selecting distinct conformers"]
     assert [d for _, d, _ in select] == [0, conformers.SELECT_CHUNK, n]  # a chunk at a time
-    # Reading ticks each of the 1,141 residues, featurising most of them: 1 % at a time.
+    # Reading and featurising tick per residue (and per chunk): reported 1 % at a time at most.
     for step in ("Reading the structure", "Computing features"):
         rows = counts(said)[step]
         assert 10 <= len(rows) <= REPORTS_PER_STEP + 1, step
