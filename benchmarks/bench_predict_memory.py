@@ -41,6 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "qfitlatent" / "data" / "3k0n_qfit.pdb.gz"
+COUNT = re.compile(r": [\d,]+ / [\d,]+ ")  # "Building …: 1,200 / 3,400 side chains"
 
 
 def big_structure(n_residues: int, out: Path) -> int:
@@ -153,6 +154,8 @@ def steps_worker(path: str) -> None:
     rows = []
 
     def step(_fraction, text):
+        if COUNT.search(text):  # a count within a step (progress.Ticker), not a step
+            return
         now, cpu = time.perf_counter(), time.process_time()
         if rows and "t0" in rows[-1]:  # the step before ends here
             last = rows[-1]
