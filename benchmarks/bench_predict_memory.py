@@ -41,6 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "qfitlatent" / "data" / "3k0n_qfit.pdb.gz"
+COUNT = re.compile(r": [\d,]+ / [\d,]+ ")  # "Building …: 1,200 / 3,400 side chains"
 
 
 def big_structure(n_residues: int, out: Path) -> int:
@@ -84,11 +85,27 @@ def big_structure(n_residues: int, out: Path) -> int:
     return copies * per_copy
 
 
-def measure(path: Path, weights: str | None, max_residues: int | None, code: Path = ROOT) -> dict:
-    """The whole command of the tree at `code` on `path` in a fresh process."""
+def fresh_env(path: Path, code: Path = ROOT) -> dict:
+    """The environment of a fresh process measured on `path`: one thread unless
+    OMP_NUM_THREADS says otherwise, the tree at `code` first on the path, and the file-size cap
+    (QFITLATENT_MAX_MB) raised to fit the file, whose size is not what is measured."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     env["PYTHONPATH"] = str(code) + os.pathsep + env.get("PYTHONPATH", "")
     env["QFITLATENT_MAX_MB"] = str(math.ceil(path.stat().st_size / 1e6) + 1)
+    return env
+
+
+def vm(key: str) -> float:
+    """This process's /proc/self/status `key` (VmRSS, VmHWM) in GB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 2**20  # kB → GB
+    return float("nan")
+
+
+def measure(path: Path, weights: str | None, max_residues: int | None, code: Path = ROOT) -> dict:
+    """The whole command of the tree at `code` on `path` in a fresh process."""
+    env = fresh_env(path, code)
     if max_residues is not None:
         env["QFITLATENT_MAX_RESIDUES"] = str(max_residues)
     with tempfile.TemporaryDirectory() as out:
@@ -134,15 +151,11 @@ def steps_worker(path: str) -> None:
     from qfitlatent.checkpoint import load_model
     from qfitlatent.predict import outputs, predict
 
-    def vm(key: str) -> float:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 2**20  # kB → GB
-        return float("nan")
-
     rows = []
 
     def step(_fraction, text):
+        if COUNT.search(text):  # a count within a step (progress.Ticker), not a step
+            return
         now, cpu = time.perf_counter(), time.process_time()
         if rows and "t0" in rows[-1]:  # the step before ends here
             last = rows[-1]
@@ -167,9 +180,7 @@ def steps_worker(path: str) -> None:
 def measure_steps(path: Path) -> list[dict]:
     import json
 
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["QFITLATENT_MAX_MB"] = str(math.ceil(path.stat().st_size / 1e6) + 1)
+    env = fresh_env(path)
     env["QFITLATENT_MAX_RESIDUES"] = "0"
     code = f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); "
     code += f"import bench_predict_memory as b; b.steps_worker({str(path)!r})"

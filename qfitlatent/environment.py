@@ -18,6 +18,7 @@ import torch
 
 from .geometry import place_atom, virtual_cb
 from .neighbours import count_per_row, pairs_within
+from .progress import Tick, no_tick
 
 N_CHI1_BINS = 12  # probes every 30° of χ1
 CHI1_ANGLES = torch.arange(N_CHI1_BINS, dtype=torch.float64) * (2 * math.pi / N_CHI1_BINS)
@@ -40,7 +41,11 @@ def probe_points(n: torch.Tensor, ca: torch.Tensor, rot: torch.Tensor) -> torch.
 
 
 def environment_counts(
-    probes: torch.Tensor, atoms: torch.Tensor, owner: torch.Tensor, chunk: int = 4096
+    probes: torch.Tensor,
+    atoms: torch.Tensor,
+    owner: torch.Tensor,
+    chunk: int = 1024,
+    tick: Tick = no_tick,
 ) -> torch.Tensor:
     """Atoms of other residues within each `PROBE_RADII` of each probe.
 
@@ -49,7 +54,8 @@ def environment_counts(
         atoms: [M, 3] heavy-atom positions of the whole structure.
         owner: [M] long, the residue index each atom belongs to.
         chunk: residues per step; only bounds memory (neighbour pairs come from a k-d tree, so
-            time and memory grow linearly with N, never an [N, M] matrix).
+            time and memory grow linearly with N, never an [N, M] matrix), and sets how often
+            `tick(done, N)` hears the residues counted (1024 costs no more time than 4096).
     Returns:
         [N, P, len(PROBE_RADII)] float counts.
     """
@@ -58,17 +64,26 @@ def environment_counts(
     own = owner.cpu().numpy()  # [M]
     out = np.zeros((n * p, len(PROBE_RADII)))
     found = pairs_within(flat, atoms.detach().cpu().double().numpy(), max(PROBE_RADII), chunk * p)
+    tick(0, n)
     for rows, i, j, d in found:
         other = own[j] != i // p  # [E]: the probe's own residue never counts
         for k, r in enumerate(PROBE_RADII):
             out[rows, k] = count_per_row(rows, i[other & (d < r)])
+        tick(rows.stop // p, n)
+    tick(n, n)
     return torch.from_numpy(out).float().reshape(n, p, len(PROBE_RADII))
 
 
 def environment_features(
-    n: torch.Tensor, ca: torch.Tensor, rot: torch.Tensor, atoms: torch.Tensor, owner: torch.Tensor
+    n: torch.Tensor,
+    ca: torch.Tensor,
+    rot: torch.Tensor,
+    atoms: torch.Tensor,
+    owner: torch.Tensor,
+    tick: Tick = no_tick,
 ) -> torch.Tensor:
-    """[N, N_ENV] counts per residue: 12 χ1 angles × (γ, δ) probes × radii, flattened."""
+    """[N, N_ENV] counts per residue: 12 χ1 angles × (γ, δ) probes × radii, flattened.
+    `tick(done, N)` hears the residues counted, a chunk at a time."""
     probes = probe_points(n, ca, rot)  # [N, 12, 2, 3]
-    counts = environment_counts(probes.flatten(1, 2), atoms, owner)  # [N, 24, R]
+    counts = environment_counts(probes.flatten(1, 2), atoms, owner, tick=tick)  # [N, 24, R]
     return counts.reshape(n.shape[0], N_ENV)

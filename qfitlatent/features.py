@@ -11,10 +11,14 @@ import torch
 from . import residues
 from .environment import environment_features
 from .geometry import backbone_frames, burial_counts, dihedral
+from .progress import Tick, no_tick, within
 from .structure import ResidueId
 
 STRING_LISTS = ("chain_id", "icode", "resname")
 SEP = "\x1f"  # ASCII unit separator: in no chain id, insertion code or residue name
+# Where featurising's passes over the residues end, as shares of its time (CPU time, one thread,
+# 5,000 and 15,000 residues): the χ atoms, then the burial counts; the environment counts the rest.
+CHI_DONE, BURIAL_DONE = 0.1, 0.3
 
 
 @dataclass
@@ -138,8 +142,13 @@ class Features:
         return cls(**kw)
 
 
-def featurize(parsed) -> Features:
-    """Tensors of a `structure.ParsedStructure` (SPEC §2, §5, §6)."""
+def featurize(parsed, tick: Tick = no_tick) -> Features:
+    """Tensors of a `structure.ParsedStructure` (SPEC §2, §5, §6).
+
+    `tick(done, N)` hears the residues featurised: one count through the passes over them (the
+    χ atoms residue by residue, the burial counts in one go, the environment counts a chunk of
+    residues at a time), each pass taking its share of the time in the count (CHI_DONE,
+    BURIAL_DONE)."""
     import numpy as np
 
     recs = parsed.residues
@@ -155,7 +164,9 @@ def featurize(parsed) -> Features:
     quads = np.zeros((n, a_max, residues.N_CHI_MAX, 4, 3))
     chi_mask = np.zeros((n, a_max, residues.N_CHI_MAX), dtype=bool)
     occ = np.zeros((n, a_max), dtype=np.float32)
+    side_chains = within(tick, n, 0.0, CHI_DONE)
     for i, rec in enumerate(recs):
+        side_chains(i, n)
         chi_atoms = residues.CHI_ATOMS.get(rec.parent, ())
         for a, conf in enumerate(rec.conformers):
             occ[i, a] = conf.occ
@@ -172,6 +183,10 @@ def featurize(parsed) -> Features:
     atoms, owner = _primary_atoms(recs)
     bb_angles, bb_mask = _backbone_torsions(bb, chain_break)
     chain_order = {c: k for k, c in enumerate(dict.fromkeys(r.chain for r in recs))}
+    burial = burial_counts(rot, trans)  # [N, 3]: one chunk below 65,536 residues, no count
+    tick(round(n * BURIAL_DONE), n)
+    around = within(tick, n, BURIAL_DONE, 1.0)
+    environment = environment_features(bb[:, 0], bb[:, 1], rot, atoms, owner, tick=around)
     return Features(
         name=parsed.name,
         aatype=torch.tensor([residues.token(r.parent) for r in recs]),
@@ -186,8 +201,8 @@ def featurize(parsed) -> Features:
         chain_break=chain_break,
         bb_angles=bb_angles.float(),
         bb_mask=bb_mask,
-        burial=burial_counts(rot, trans),
-        environment=environment_features(bb[:, 0], bb[:, 1], rot, atoms, owner).float(),
+        burial=burial,
+        environment=environment.float(),
         resolution=torch.full((n,), parsed.resolution or 0.0),
         chain_id=[r.chain for r in recs],
         icode=[r.icode for r in recs],

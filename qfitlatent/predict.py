@@ -164,7 +164,10 @@ def prepare(
     Raises StructureError / MapError / CheckpointError as `predict` does."""
     step = progress or (lambda fraction, text: None)
     step(0.0, "Reading the structure")
-    parsed = source if isinstance(source, ParsedStructure) else read_structure(source, name=name)
+    reading = ticker(progress, 0.0, 0.1 if map_file is None else 0.05, "Reading the structure",
+                     "residues")  # fmt: skip
+    parsed = (source if isinstance(source, ParsedStructure)
+              else read_structure(source, name=name, tick=reading))  # fmt: skip
     check_prediction_size(parsed)  # the operator's residue cap, before any tensor is built
     source_name = name or (Path(source).name if isinstance(source, (str, Path)) else parsed.name)
     n = len(parsed.residues)
@@ -180,7 +183,7 @@ def prepare(
         maps = read_maps(map_file, parsed.input_structure(), name=map_name,
                          from_data=map_from_data)  # fmt: skip
     step(0.1, f"Computing features of {n:,} residues")
-    features = featurize(parsed)
+    features = featurize(parsed, ticker(progress, 0.1, 0.25, "Computing features", "residues"))
     return Prepared(parsed, features, source_name, maps, map_head if maps is not None else None,
                     all_evidence)  # fmt: skip
 

@@ -81,6 +81,36 @@ def weights(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory.mktemp("w") / "tiny.pt")
 
 
+def job_on_a_fake_clock(compute, page, grace: float = 30.0):
+    """`compute(step)` (a prediction, `step(fraction, text)` its progress) run as the app runs
+    one: a job of prediction_cache.PredictionJobs whose clock is fake, the grace period `grace`
+    s. Each report goes to the job first (which raises Cancelled once no page has followed it
+    for `grace` s), then `page(text)` says what happens before the next: (seconds that pass,
+    whether a page follows the job now, as a page's poll does).
+
+    Returns (job, jobs, said): the finished job, its PredictionJobs, every text reported."""
+    from qfitlatent.prediction_cache import KeptResults, PredictionJobs, PredictionQueue
+
+    now = [0.0]
+    jobs = PredictionJobs(KeptResults(), PredictionQueue(), grace=grace, clock=lambda: now[0])
+    said: list[str] = []
+
+    def work(report):
+        def step(fraction, text):
+            report(fraction, text)
+            said.append(text)
+            seconds, follows = page(text)
+            now[0] += seconds
+            if follows:
+                jobs.find("key")[1].follow()
+
+        return compute(step)
+
+    job = jobs.start("key", work, limit=lambda: 1, budget=lambda: 2**30, queued=str)
+    assert job.done.wait(120), "the job did not finish"
+    return job, jobs, said
+
+
 def header_resolution(text: str) -> float | None:
     """The resolution as a reader of the raw header text sees it (no gemmi); None without one."""
     pdb = re.search(r"^REMARK   2 RESOLUTION\.\s+([0-9.]+)\s+ANGSTROMS", text, re.MULTILINE)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
-from conftest import data_file, tiny_checkpoint
+from conftest import data_file, job_on_a_fake_clock, tiny_checkpoint
 
 from qfitlatent.prediction_cache import (
     GEMMI_ATOM_BYTES,
@@ -190,36 +190,24 @@ def test_pages_with_the_same_inputs_share_one_prediction(ui, monkeypatch):
     assert predict_in_page(ui, SMALL, seed=1) is not out[0] and calls == [0, 1]
 
 
-def test_a_prediction_no_page_follows_stops_at_its_next_step(ui):
+def test_a_prediction_no_page_follows_stops_at_its_next_report(ui):
     """The visitor left (or chose another file): nobody follows the job for longer than the
-    grace period, so the step after that raises Cancelled, the queue place is given back and
-    nothing is kept. A followed job goes on to the end. A fake clock: each step takes 20 s."""
+    grace period, so the report after that (a step, or a count within one) raises Cancelled,
+    the queue place is given back and nothing is kept. A followed job goes on to the end. A
+    fake clock: 20 s pass after each report."""
     path = data_file(SMALL)
     data, weights = path.read_bytes(), ui.default_weights()
 
     def run(followed: bool):
-        now = [0.0]
-        jobs = PredictionJobs(KeptResults(), PredictionQueue(), grace=30, clock=lambda: now[0])
-        said: list[str] = []
-
-        def work(report):
-            def step(fraction, text):
-                report(fraction, text)
-                said.append(text)
-                now[0] += 20.0
-                if followed:
-                    jobs.find("key")[1].follow()  # what a page's poll does
-
+        def compute(step):
             return ui._compute(data, path.name, weights, "cpu", step, {"input_altlocs": "keep"},
                                n_samples=2, seed=0, temperature=1.0)  # fmt: skip
 
-        job = jobs.start("key", work, limit=lambda: 1, budget=lambda: 2**30, queued=str)
-        job.done.wait(120)
-        return job, jobs, said
+        return job_on_a_fake_clock(compute, lambda text: (20.0, followed))
 
     job, jobs, said = run(followed=False)
     assert isinstance(job.error, Cancelled) and job.result is None
-    assert said == ["Reading the structure", "Computing features of 46 residues"]
+    assert said == ["Reading the structure", "Reading the structure: 0 / 46 residues"]
     assert jobs.find("key") == (None, None) and jobs.queue.running == 0 and len(jobs.kept) == 0
     job, jobs, said = run(followed=True)
     assert job.error is None and jobs.find("key")[0] is job.result

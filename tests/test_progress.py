@@ -11,7 +11,7 @@ import gemmi
 import pytest
 import streamlit as st
 import torch
-from conftest import SHARED, data_file, tiny_checkpoint, tiny_model
+from conftest import SHARED, data_file, job_on_a_fake_clock, tiny_checkpoint, tiny_model
 
 from qfitlatent import predict as predict_module
 from qfitlatent import server_config
@@ -93,10 +93,19 @@ def test_predict_counts_within_its_long_steps_up_to_each_total():
     n = pred.features.n_res
     tried = sum(1 for r in pred.multiconformer.rows if r["status"] != "observed")
     assert set(steps) == {
+        "Reading the structure",
+        "Computing features",
         f"Predicting χ mixtures for {n:,} residues",
         "Selecting distinct conformers",
         "Building the multiconformer model",
     }
+    for step, start, end in (
+        ("Reading the structure", 0.0, 0.1),
+        ("Computing features", 0.1, 0.25),
+    ):
+        assert {t for _, _, t in steps[step]} == {n}, step
+        assert all(start <= f <= end for f, _, _ in steps[step]), step
+        assert steps[step][-1][0] == pytest.approx(end), step  # the step's whole share
     blocks = steps[f"Predicting χ mixtures for {n:,} residues"]
     assert [d for _, d, _ in blocks] == list(range(model.cfg.n_blocks + 1))
     assert {t for _, _, t in steps["Selecting distinct conformers"]} == {n}
@@ -147,6 +156,33 @@ def test_a_large_structure_reports_a_bounded_number_of_times(tmp_path):
     assert build[-1][1] == total
     select = counts(said)["Selecting distinct conformers"]
     assert [d for _, d, _ in select] == [0, conformers.SELECT_CHUNK, n]  # a chunk at a time
+    # Reading and featurising tick per residue (and per chunk): reported 1 % at a time at most.
+    for step in ("Reading the structure", "Computing features"):
+        rows = counts(said)[step]
+        assert 10 <= len(rows) <= REPORTS_PER_STEP + 1, step
+        assert rows[-1][1:] == (n, n), step
+
+
+def test_counting_while_reading_and_featurising_changes_nothing_read_or_computed():
+    """read_structure and featurize with a tick give the records and tensors they give without
+    one, and count their residues from 0 up to the total, never back."""
+    from qfitlatent.features import featurize
+    from qfitlatent.structure import read_structure
+
+    read: list[tuple[int, int]] = []
+    parsed = read_structure(EXAMPLE, tick=lambda d, t: read.append((d, t)))
+    plain = read_structure(EXAMPLE)
+    n = len(parsed.residues)
+    assert [r.id for r in parsed.residues] == [r.id for r in plain.residues]
+    assert read == [(d, n) for d in range(n + 1)]  # every residue; Ticker throttles
+    computed: list[tuple[int, int]] = []
+    f = featurize(parsed, tick=lambda d, t: computed.append((d, t)))
+    g = featurize(plain)
+    for name in ("rot", "chi", "occ", "burial", "environment", "bb_angles"):
+        assert torch.equal(getattr(f, name), getattr(g, name)), name
+    done = [d for d, _ in computed]
+    assert {t for _, t in computed} == {n} and done[0] == 0 and done[-1] == n
+    assert done == sorted(done) and len(set(done)) > n // 10  # it rises through the passes
 
 
 def test_selection_in_chunks_is_the_selection_whole(monkeypatch):
@@ -214,26 +250,41 @@ def test_a_job_nobody_follows_stops_inside_a_long_step():
     """Nobody follows the job from the 5th side chain of the multiconformer build on: it stops
     at the next tick, mid-step, and keeps nothing (before, only at the next step's start, after
     the whole build)."""
-    now = [0.0]
-    jobs = PredictionJobs(KeptResults(), PredictionQueue(), grace=30, clock=lambda: now[0])
-    said: list[str] = []
     model = tiny_model()
-
-    def work(report):
-        def step(fraction, text):
-            report(fraction, text)
-            said.append(text)
-            if text.startswith("Building the multiconformer model: 5 /"):
-                now[0] += 60.0  # the page went away here
-            elif not now[0]:
-                jobs.find("key")[1].follow()
-
-        return predict_module.predict(model, EXAMPLE, n_samples=2, progress=step)
-
-    job = jobs.start("key", work, limit=lambda: 1, budget=lambda: 2**30, queued=str)
-    assert job.done.wait(120)
+    job, jobs, said = job_on_a_fake_clock(
+        lambda step: predict_module.predict(model, EXAMPLE, n_samples=2, progress=step),
+        gone_at("Building the multiconformer model: 5 /"),
+    )
     assert isinstance(job.error, Cancelled) and job.result is None
     assert said[-1].startswith("Building the multiconformer model: 5 / ")
+    assert jobs.find("key") == (None, None) and jobs.queue.running == 0 and len(jobs.kept) == 0
+
+
+def gone_at(start: str):
+    """A page that follows the job until a report starts with `start`, then goes away for 60 s
+    (twice the grace period): job_on_a_fake_clock's `page`."""
+    return lambda text: (60.0, False) if text.startswith(start) else (0.0, True)
+
+
+@pytest.mark.parametrize(
+    ("gone", "next_step"),
+    [
+        ("Reading the structure: 2 /", "Computing features"),
+        ("Computing features: 2 /", "Predicting"),
+    ],
+)
+def test_a_job_nobody_follows_stops_while_reading_or_featurising(gone, next_step):
+    """The page goes away at a count inside reading (or featurising) the structure: the job
+    stops at the next count, inside that step, and never starts the next one (before, reading
+    and featurising had no count, so a job ran through each, ~8 s at 50,000 residues)."""
+    model = tiny_model()
+    job, jobs, said = job_on_a_fake_clock(
+        lambda step: predict_module.predict(model, EXAMPLE, n_samples=2, progress=step),
+        gone_at(gone),
+    )
+    assert isinstance(job.error, Cancelled) and job.result is None
+    assert said[-1].startswith(gone)
+    assert not [t for t in said if t.startswith(next_step)]
     assert jobs.find("key") == (None, None) and jobs.queue.running == 0 and len(jobs.kept) == 0
 
 
@@ -300,6 +351,8 @@ def test_the_pages_bar_shows_the_count_within_a_step(tmp_path, monkeypatch):
         st.cache_resource.clear()
     counted = [t for _, t in slot.shown if COUNT.match(t.removesuffix("…"))]
     assert "Selecting distinct conformers: 46 / 46 residues…" in counted
+    assert "Reading the structure: 23 / 46 residues…" in counted
+    assert "Computing features: 46 / 46 residues…" in counted
     assert "Predicting χ mixtures for 46 residues: 1 / 1 network blocks…" in counted
     assert any(t.startswith("Building the multiconformer model: ") for t in counted)
     values = [v for v, _ in slot.shown]
