@@ -24,7 +24,7 @@ __all__ = ["page", "pytestmark", "server"]  # fixtures and skip marks come from 
 # Bars of the profile that plotly draws at full strength while it dims others (its look for a
 # selected point), by label; [] when none is dimmed.
 STANDING_OUT = """() => {
-  const gd = [...document.querySelectorAll('.js-plotly-plot')]
+  const gd = qfitPlots()
     .find(g => g.layout.meta === 'profile');
   const bars = gd.data.filter(d => d.type === 'bar');
   const out = [], dim = [];
@@ -53,7 +53,7 @@ def test_after_a_table_click_the_profile_highlights_no_other_residue(server, pag
     wait_for_residue(page, clicked)
     click_table_row(page, 3)
     page.wait_for_function(  # the table's residue is shown
-        "(before) => { const g = [...document.querySelectorAll('.js-plotly-plot')]"
+        "(before) => { const g = qfitPlots()"
         ".find(g => g.layout && g.layout.meta === 'chi-circles');"
         " return g && !g.layout.annotations[0].text.includes(before); }",
         arg=clicked,
