@@ -10,6 +10,7 @@
   var CONFIG = { displaylogo: false, responsive: false };
   var shown = {}; // figure name -> the JSON text it last drew, so an unchanged figure is kept
   var renders = 0;
+  var draws = 0; // Plotly.react calls: an unchanged figure is not drawn again
 
   function send(type, data) {
     var msg = Object.assign({ isStreamlitMessage: true, type: type }, data || {});
@@ -55,6 +56,7 @@
       if (shown[name] === text) return el;
       shown[name] = text;
       var fig = JSON.parse(text);
+      window.qfitChiDraws = ++draws;
       return Plotly.react(el, fig.data, fig.layout, CONFIG);
     });
     Object.keys(shown).forEach(function (name) {
