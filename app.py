@@ -203,11 +203,8 @@ def residue_panel() -> None:
         st.caption("In the viewer (sampled conformers: darker green = higher occupancy)")
         st.html(viewer.legend_html(legend + ([colours.FLEX_LEGEND] if flex_colour else [])))
 
-    circle, torus = ui.residue_figures(fig_key, i, result)
-    st.plotly_chart(circle, key="circle", width="content")
+    ui.show_figures(ui.residue_figures(fig_key, i, result))
     st.caption(chi.COMPONENT_CAPTION)
-    if torus is not None:
-        st.plotly_chart(torus, key="torus", width="content")
 
     st.subheader("Flexibility table")
     st.caption("Click a row to show that residue above; click a column header to sort.")

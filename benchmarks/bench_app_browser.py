@@ -45,16 +45,22 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]  # fmt: skip
 
+# Every plotly chart of the page, those in the app's own components' iframes (the χ figures)
+# included: an expression for the scripts below.
+PLOTS = """[...document.querySelectorAll('.js-plotly-plot'),
+  ...[...document.querySelectorAll('iframe')].flatMap(f => { try {
+    return [...f.contentDocument.querySelectorAll('.js-plotly-plot')]; } catch (e) { return []; } })]"""
 # Works for the app before and after the layout of issue 13 (title vs first annotation).
-CIRCLE_TITLE = """() => { for (const g of document.querySelectorAll('.js-plotly-plot')) {
+CIRCLE_TITLE = """() => { for (const g of PLOTS) {
+  if (!g.layout) continue;
   const t = (g.layout.title && g.layout.title.text) || '';
   const a = ((g.layout.annotations || [])[0] || {}).text || '';
   for (const s of [t, a]) if (s.includes('predicted χ densities')) return s; }
-  return null; }"""
+  return null; }""".replace("PLOTS", PLOTS)
 FULL = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.dataset.testScriptState !== 'notRunning') return false;
-  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  const plots = PLOTS.filter(g => !g.closest('[hidden]'));
   if (plots.length < 2 || !plots.every(g => g.querySelector('.main-svg') && (g.data || []).length))
     return false;
   const title = (CIRCLE)();
@@ -64,7 +70,7 @@ FULL = """() => {
       return !!title && title.replace('<b>', '').split(' ')[0] === w.qfitFocus.join('');
     const c = d && d.readyState === 'complete' && d.querySelector('canvas');
     return c && c.width > 0; } catch (e) { return false; } });
-}""".replace("CIRCLE", CIRCLE_TITLE)
+}""".replace("CIRCLE", CIRCLE_TITLE).replace("PLOTS", PLOTS)
 # The tallest bar of the profile that is not the residue shown: its screen position and label.
 PROFILE_BAR = """(skip) => { const gd = [...document.querySelectorAll('.js-plotly-plot')]
     .find(g => g.layout.meta === 'profile');

@@ -432,14 +432,15 @@ def profile_chains(result: Result, tag: str) -> list[str] | None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=128)
-def residue_figures(key: str, i: int, _result: Result):
-    """display.residue_figures, built once per (result key, residue): building the plotly
-    figures costs ~0.4 s, so revisiting a residue or toggling a display option stays instant.
-    A resource, not st.cache_data: that unpickles a copy on every hit, and unpickling a plotly
-    figure validates it again (0.2–0.8 s for a residue with a torus, the build's own cost). The
-    figures are only read (st.plotly_chart serialises them), never changed, so one shared copy
-    is safe."""
-    return display.residue_figures(_result.pred, i)
+def residue_figures(key: str, i: int, _result: Result) -> list[tuple[str, str]]:
+    """display.residue_figures as [(name, figure JSON)] for show_figures, built once per (result
+    key, residue): building and writing the plotly figures costs 0.05-0.2 s, so revisiting a
+    residue or toggling a display option stays instant. A resource, not st.cache_data: the
+    texts are only read, so one shared copy is safe and a hit copies nothing."""
+    import plotly.io as pio
+
+    figures = zip(("circle", "torus"), display.residue_figures(_result.pred, i), strict=True)
+    return [(name, pio.to_json(fig, validate=False)) for name, fig in figures if fig is not None]
 
 
 # --- structure input ---------------------------------------------------------------------------
@@ -801,6 +802,26 @@ def _viewer_component():
 
     path = resources.files("qfitlatent.viz").joinpath("viewer_component")
     return components.declare_component("qfitlatent_viewer", path=str(path))
+
+
+PLOTLY_JS = "/app/static/plotly.min.js"  # plotly.js 4.1.1 (plotly 7.1's), served with the app
+
+
+@st.cache_resource(show_spinner=False)
+def _chi_component():
+    """The χ figures' component (viz/chi_component: an index.html and its script, no build
+    step), declared once per server."""
+    import streamlit.components.v1 as components
+
+    path = resources.files("qfitlatent.viz").joinpath("chi_component")
+    return components.declare_component("qfitlatent_chi", path=str(path))
+
+
+def show_figures(figures: list[tuple[str, str]]) -> None:
+    """Draw a residue's χ figures ([(name, figure JSON)], residue_figures) in the page's one χ
+    component: its iframe and plotly.js stay across reruns (a constant key), so a new residue
+    is one Plotly.react per figure, and a figure unchanged since the last run is not drawn."""
+    _chi_component()(figures=figures, js_url=PLOTLY_JS, key="chi", default=None)
 
 
 def show_view(scene: viewer.Scene, structure: str, focus: tuple[str, int, str]) -> None:

@@ -50,14 +50,26 @@ def example(env):
     return at
 
 
+def component_args(at, name: str) -> dict:
+    """What the page sent its component `name`: "viewer" (viz.viewer.Scene.message()) or "chi"
+    (the residue's χ figures)."""
+    return next(json.loads(c.proto.json_args) for c in at.get("component_instance")
+                if c.proto.component_name.endswith(f"qfitlatent_{name}"))  # fmt: skip
+
+
+def figures(at) -> list[dict]:
+    """Every plotly figure of the page: its charts (the profile), then the χ component's."""
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return charts + [json.loads(text) for _, text in component_args(at, "chi")["figures"]]
+
+
 def chart_traces(at) -> list[int]:
-    return [len(json.loads(c.proto.spec)["data"]) for c in at.get("plotly_chart")]
+    return [len(f["data"]) for f in figures(at)]
 
 
 def chart(at, meta: str) -> dict:
     """The plotly figure named `meta` in its layout: "chi-circles", "torus" or "profile"."""
-    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    return next(s for s in specs if s["layout"].get("meta") == meta)
+    return next(f for f in figures(at) if f["layout"].get("meta") == meta)
 
 
 def flex_table(at):
@@ -66,8 +78,7 @@ def flex_table(at):
 
 def viewer_args(at) -> dict:
     """What the page sent its viewer component: viz.viewer.Scene.message()."""
-    (component,) = at.get("component_instance")
-    return json.loads(component.proto.json_args)
+    return component_args(at, "viewer")
 
 
 def residue_box(at):

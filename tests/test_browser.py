@@ -100,6 +100,14 @@ def server(tmp_path_factory):
         log.close()
 
 
+# Every plotly chart shown, as `qfitPlots()` in the page's scripts: those of the page (the profile)
+# and those in the app's own components' iframes (the χ figures), hidden ones left out.
+PLOTS_JS = """window.qfitPlots = () => [document, ...[...document.querySelectorAll('iframe')]
+  .map(f => { try { return f.contentDocument; } catch (e) { return null; } })]
+  .flatMap(d => d ? [...d.querySelectorAll('.js-plotly-plot')] : [])
+  .filter(g => !g.closest('[hidden]'));"""
+
+
 @pytest.fixture(scope="module")
 def page(server):
     ARTIFACTS.mkdir(exist_ok=True)
@@ -107,6 +115,7 @@ def page(server):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
         pg = browser.new_page(viewport={"width": 1440, "height": 1000})
         pg.set_default_timeout(120_000)
+        pg.add_init_script(PLOTS_JS)
         yield pg
         browser.close()
 
@@ -167,9 +176,11 @@ def annotated_screenshot(page, path: Path, height: int = 3000) -> None:
     for n, what in README_MARKS:
         if what.startswith("plot:"):  # a plotly chart, found by the name in its layout
             box = page.evaluate(
-                "(m) => { const g = [...document.querySelectorAll('.js-plotly-plot')]"
+                "(m) => { const g = qfitPlots()"
                 ".find(g => g.layout && g.layout.meta === m); if (!g) return null;"
-                " const r = g.getBoundingClientRect(); return {x: r.left, y: r.top}; }",
+                " const r = g.getBoundingClientRect(), f = g.ownerDocument.defaultView.frameElement;"
+                " const o = f ? f.getBoundingClientRect() : {left: 0, top: 0};"
+                " return {x: r.left + o.left, y: r.top + o.top}; }",
                 what[5:],
             )
         else:
@@ -203,7 +214,7 @@ VIEWER_WINDOW = """(() => { const f = [...document.querySelectorAll('iframe')].f
   return f && f.contentWindow; })()"""
 # The viewer has drawn the residue the χ plots show (its last scene's focus).
 VIEWER_SHOWS_CHI_RESIDUE = f"""() => {{ const w = {VIEWER_WINDOW};
-  const g = [...document.querySelectorAll('.js-plotly-plot')]
+  const g = qfitPlots()
     .find(g => g.layout && g.layout.meta === 'chi-circles');
   if (!w || !w.qfitReady || !w.qfitFocus || !g) return false;
   const resid = g.layout.annotations[0].text.replace('<b>', '').split(' ')[0];
@@ -214,7 +225,7 @@ def wait_full_page(page) -> None:
     """Every chart drawn and the viewer drawn on the residue they show, the script idle."""
     wait_idle(page)
     page.wait_for_function(
-        "() => { const p = [...document.querySelectorAll('.js-plotly-plot')];"
+        "() => { const p = qfitPlots();"
         " return p.length >= 2"
         " && p.every(g => g.querySelector('.main-svg') && (g.data || []).length); }"
     )
@@ -247,7 +258,7 @@ RESIDUE_IN_VIEW = """([chain, resi]) => {
       && p.x <= canvas.width && p.y <= canvas.height)).length};
 }"""
 TEXT_PROBLEMS = """() => { const out = [];
-  for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+  for (const plot of qfitPlots()) {
     const frame = plot.querySelector('.main-svg').getBoundingClientRect();
     // Hover boxes are transient and drawn over everything on purpose: not part of the layout.
     const texts = [...plot.querySelectorAll('svg text')]
@@ -273,7 +284,7 @@ TEXT_PROBLEMS = """() => { const out = [];
 def selected_residue(page) -> tuple[str, int]:
     """(chain, number) of the residue the χ plots show, from their title ("A69 ARG: …")."""
     title = page.evaluate(
-        "() => [...document.querySelectorAll('.js-plotly-plot')]"
+        "() => qfitPlots()"
         ".find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text"
     )
     resid = title.replace("<b>", "").split()[0]
@@ -293,7 +304,7 @@ def click_profile_bar(page, skip: str, only: str | None = None) -> str:
     """Click the tallest bar of the profile that is not residue `skip` (and is residue `only`,
     when given); returns its label."""
     target = page.evaluate(
-        """([skip, only]) => { const gd = [...document.querySelectorAll('.js-plotly-plot')]
+        """([skip, only]) => { const gd = qfitPlots()
              .find(g => g.layout.meta === 'profile');
            gd.scrollIntoView({block: 'center'});
            let best = null, height = 0;
@@ -316,7 +327,7 @@ def click_profile_bar(page, skip: str, only: str | None = None) -> str:
 
 def wait_for_residue(page, label: str) -> None:
     page.wait_for_function(
-        "(lab) => { const g = [...document.querySelectorAll('.js-plotly-plot')]"
+        "(lab) => { const g = qfitPlots()"
         ".find(g => g.layout.meta === 'chi-circles');"
         " return g && g.layout.annotations[0].text.includes(lab); }",
         arg=label,
@@ -335,7 +346,7 @@ def test_example_renders_viewer_and_plots(server, page):
 
     assert canvas_variance(page) > 50.0, "the 3D viewer is blank"
     n_traces = page.evaluate(
-        "() => [...document.querySelectorAll('.js-plotly-plot')].map(p => (p.data || []).length)"
+        "() => qfitPlots().map(p => (p.data || []).length)"
     )
     assert n_traces and min(n_traces) > 0, "a plotly chart has no traces"
     scripts = page.evaluate(
@@ -350,7 +361,7 @@ def test_example_renders_viewer_and_plots(server, page):
 
 def circle_title(page) -> str:
     return page.evaluate(
-        "() => [...document.querySelectorAll('.js-plotly-plot')]"
+        "() => qfitPlots()"
         ".find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text"
     )
 
@@ -387,7 +398,7 @@ def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page
     page.mouse.click(*row3)
     # The chart may be absent for a moment while the page reruns: wait, do not fail, then.
     page.wait_for_function(
-        "(before) => { const g = [...document.querySelectorAll('.js-plotly-plot')]"
+        "(before) => { const g = qfitPlots()"
         ".find(g => g.layout && g.layout.meta === 'chi-circles');"
         " return g && g.layout.annotations[0].text != before; }",
         arg=before,
@@ -462,7 +473,7 @@ def test_large_structure_shows_the_residue_and_clean_plots(server, page):
     page.wait_for_selector(".js-plotly-plot .main-svg", timeout=300_000)
     wait_full_page(page)
     n_tracks = page.evaluate(
-        "() => Object.keys([...document.querySelectorAll('.js-plotly-plot')]"
+        "() => Object.keys(qfitPlots()"
         ".find(g => g.layout.meta === 'profile').layout).filter(k => /^yaxis\\d*$/.test(k)).length"
     )
     assert n_tracks == 10  # one track per chain

@@ -17,6 +17,7 @@ from test_browser import (
     server,
     wait_for_residue,
     wait_full_page,
+    wait_idle,
 )
 
 __all__ = ["page", "pytestmark", "server"]  # fixtures and skip marks come from test_browser
@@ -24,7 +25,7 @@ __all__ = ["page", "pytestmark", "server"]  # fixtures and skip marks come from 
 # Bars of the profile that plotly draws at full strength while it dims others (its look for a
 # selected point), by label; [] when none is dimmed.
 STANDING_OUT = """() => {
-  const gd = [...document.querySelectorAll('.js-plotly-plot')]
+  const gd = qfitPlots()
     .find(g => g.layout.meta === 'profile');
   const bars = gd.data.filter(d => d.type === 'bar');
   const out = [], dim = [];
@@ -53,7 +54,7 @@ def test_after_a_table_click_the_profile_highlights_no_other_residue(server, pag
     wait_for_residue(page, clicked)
     click_table_row(page, 3)
     page.wait_for_function(  # the table's residue is shown
-        "(before) => { const g = [...document.querySelectorAll('.js-plotly-plot')]"
+        "(before) => { const g = qfitPlots()"
         ".find(g => g.layout && g.layout.meta === 'chi-circles');"
         " return g && !g.layout.annotations[0].text.includes(before); }",
         arg=clicked,
@@ -131,3 +132,43 @@ def test_the_users_rotation_survives_a_reload_of_the_page(server, page):
     rotated = page.evaluate(ROTATION)
     open_example(page, server)  # loads the page again: a new viewer in a new Streamlit session
     assert page.evaluate(ROTATION) == pytest.approx(rotated, abs=1e-6), "the rotation was lost"
+
+
+# The χ component's window (viz/chi_component): its figures' divs and its count of draws.
+CHI_WINDOW = """(() => { const f = [...document.querySelectorAll('iframe')].find(f => { try {
+    return f.contentWindow.qfitChiRenders; } catch (e) { return false; } });
+  return f && f.contentWindow; })()"""
+CHI_STATE = f"""() => {{ const w = {CHI_WINDOW}, d = w.document.getElementById('figure-circle');
+  if (!d.__mark) d.__mark = Math.random();
+  return {{draws: w.qfitChiDraws, renders: w.qfitChiRenders, mark: d.__mark,
+          title: d.layout.annotations[0].text}}; }}"""
+VIEWER_RENDERS = """() => [...document.querySelectorAll('iframe')].map(f => { try {
+  return f.contentWindow.qfitRenders; } catch (e) { return undefined; } }).find(n => n)"""
+
+
+def test_the_chi_figures_stay_and_are_drawn_only_when_they_change(server, page):
+    """A display setting redraws the viewer, not the χ figures; a new residue draws them once,
+    into the same plot (not a new chart): as st.plotly_chart each change made new charts and
+    drew each twice."""
+    open_example(page, server)
+    before = page.evaluate(CHI_STATE)
+    renders = page.evaluate(VIEWER_RENDERS)
+    page.locator(".st-key-flex_colour label").first.click()
+    page.wait_for_function(f"(n) => ({VIEWER_RENDERS})() > n", arg=renders)
+    wait_idle(page)
+    after_toggle = page.evaluate(CHI_STATE)
+    assert after_toggle["draws"] == before["draws"], (before, after_toggle)
+    assert after_toggle["mark"] == before["mark"]
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Residue (most flexible")
+    box.click()
+    shown = residue_of(before["title"])
+    page.get_by_role("option").filter(has_not_text=shown).first.click()
+    page.wait_for_function(f"(t) => ({CHI_STATE})().title !== t", arg=before["title"])
+    wait_full_page(page)
+    changed = page.evaluate(CHI_STATE)
+    n_figures = page.evaluate(f"() => ({CHI_WINDOW}).document.querySelectorAll("
+                              "'#plots > div:not([hidden])').length")  # fmt: skip
+    assert changed["draws"] - before["draws"] == n_figures, (before, changed)
+    assert changed["mark"] == before["mark"], "the χ plot was made anew"
+    page.locator(".st-key-flex_colour label").first.click()  # back
+    wait_idle(page)

@@ -20,7 +20,7 @@ MAP_EXAMPLE = "Example with its map"
 VIEWER = """() => [...document.querySelectorAll('iframe')].map(f => { try {
     return f.contentWindow.qfitViewer; } catch (e) { return null; } }).find(v => v)"""
 SHAPES = f"() => ({VIEWER})().shapes.length"  # 3Dmol keeps each isosurface as a shape
-RINGER = """() => { const g = [...document.querySelectorAll('.js-plotly-plot')]
+RINGER = """() => { const g = qfitPlots()
     .find(g => g.layout.meta === 'chi-circles');
   return {traces: g.data.filter(d => d.meta === 'ringer').map(d => d.name),
           drawn: g.querySelectorAll('g.polar3 path.js-line').length,

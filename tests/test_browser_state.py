@@ -26,7 +26,7 @@ OTHER = "4l7k.pdb.gz"  # 12 chains, 1,486 residues
 RECORD = """() => {
   window.qfitTexts = []; window.qfitEarly = []; window.qfitBarSeen = false;
   window.qfitDrawn = false;  // once drawn, a chart's later redraw (it empties its svg) is no gap
-  const drawn = () => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  const drawn = () => { const plots = qfitPlots();
     return plots.length > 0 && plots.every(p => p.querySelector('.main-svg'))
       && [...document.querySelectorAll('iframe')].some(f => {
         try { return (f.contentWindow.qfitRenders || 0) > 0; } catch (e) { return false; } }); };

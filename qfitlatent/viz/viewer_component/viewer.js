@@ -68,6 +68,35 @@
     return script;
   }
 
+  // A 3Dmol viewer that draws again only when its size changes. 3Dmol resizes, and so draws the
+  // whole scene, on every window resize, every ResizeObserver and every IntersectionObserver
+  // callback: right after it is made both observers fire once, and the iframe's own resize
+  // (Streamlit setting its height) a third time, 0.3-0.4 s of redrawing an unchanged scene on
+  // software WebGL while the page is opening.
+  function quietViewer(el, config) {
+    var add = window.addEventListener;
+    window.addEventListener = function (type) {
+      if (type !== "resize") return add.apply(window, arguments);
+    };
+    var made;
+    try {
+      made = $3Dmol.createViewer(el, config);
+    } finally {
+      window.addEventListener = add;
+    }
+    if (made.divwatcher) made.divwatcher.disconnect();
+    if (made.intwatcher) made.intwatcher.disconnect();
+    var size = [el.clientWidth, el.clientHeight];
+    new ResizeObserver(function () {
+      var now = [el.clientWidth, el.clientHeight];
+      if (now[0] !== size[0] || now[1] !== size[1]) {
+        size = now;
+        made.resize();
+      }
+    }).observe(el);
+    return made;
+  }
+
   function draw(args) {
     var start = performance.now();
     var el = document.getElementById("viewer");
@@ -80,7 +109,7 @@
       // scales down, four times the pixels; on software WebGL (a server's headless browser, a
       // machine without a GPU driver) a draw took 3-4 times as long (0.9-1.2 s for the
       // example's scene against 0.24-0.34 s). A GPU draws it in milliseconds either way.
-      viewer = $3Dmol.createViewer(el, { backgroundColor: "white", antialias: !softwareGL() });
+      viewer = quietViewer(el, { backgroundColor: "white", antialias: !softwareGL() });
       window.qfitViewer = viewer; // for tests and for a curious user's console
       // A drag ends: keep the rotation for a reload (3Dmol has turned the view by then).
       ["mouseup", "touchend"].forEach(function (type) {
