@@ -100,12 +100,20 @@ def server(tmp_path_factory):
         log.close()
 
 
-# Every plotly chart shown, as `qfitPlots()` in the page's scripts: those of the page (the profile)
-# and those in the app's own components' iframes (the χ figures), hidden ones left out.
+# Every plotly chart shown, as `qfitPlots()` in the page's scripts: those of the page and those in
+# the app's own components' iframes (the profile, the χ figures), hidden ones left out; and
+# `qfitOnPage(el)`, an element's box on the page, inside an iframe too.
 PLOTS_JS = """window.qfitPlots = () => [document, ...[...document.querySelectorAll('iframe')]
   .map(f => { try { return f.contentDocument; } catch (e) { return null; } })]
   .flatMap(d => d ? [...d.querySelectorAll('.js-plotly-plot')] : [])
-  .filter(g => !g.closest('[hidden]'));"""
+  .filter(g => !g.closest('[hidden]'));
+window.qfitOnPage = (el) => {  // el's box in the page's coordinates, from inside an iframe too
+  const r = el.getBoundingClientRect(), f = el.ownerDocument.defaultView.frameElement;
+  const o = f ? f.getBoundingClientRect() : {left: 0, top: 0};
+  return {left: r.left + o.left, top: r.top + o.top, width: r.width, height: r.height}; };"""
+
+
+PLOT_DRAWN = "() => qfitPlots().some(g => g.querySelector('.main-svg'))"  # a first chart drawn
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +186,7 @@ def annotated_screenshot(page, path: Path, height: int = 3000) -> None:
             box = page.evaluate(
                 "(m) => { const g = qfitPlots()"
                 ".find(g => g.layout && g.layout.meta === m); if (!g) return null;"
-                " const r = g.getBoundingClientRect(), f = g.ownerDocument.defaultView.frameElement;"
-                " const o = f ? f.getBoundingClientRect() : {left: 0, top: 0};"
-                " return {x: r.left + o.left, y: r.top + o.top}; }",
+                " const r = qfitOnPage(g); return {x: r.left, y: r.top}; }",
                 what[5:],
             )
         else:
@@ -241,7 +247,7 @@ def open_example(page, url: str, button: str = EXAMPLE_BUTTON) -> float:
     wait_idle(page)
     t0 = time.perf_counter()
     button.click()
-    page.wait_for_selector(".js-plotly-plot .main-svg")
+    page.wait_for_function(PLOT_DRAWN)
     wait_full_page(page)
     return time.perf_counter() - t0
 
@@ -306,12 +312,12 @@ def click_profile_bar(page, skip: str, only: str | None = None) -> str:
     target = page.evaluate(
         """([skip, only]) => { const gd = qfitPlots()
              .find(g => g.layout.meta === 'profile');
-           gd.scrollIntoView({block: 'center'});
+           (gd.ownerDocument.defaultView.frameElement || gd).scrollIntoView({block: 'center'});
            let best = null, height = 0;
            gd.querySelectorAll('.trace.bars').forEach((trace, t) => {
              const bars = gd.data.filter(d => d.type === 'bar')[t];
              trace.querySelectorAll('.point path').forEach((p, k) => {
-               const b = p.getBoundingClientRect();
+               const b = qfitOnPage(p);
                const lab = bars.customdata[k][1];
                if (b.height > height && lab !== skip && (only === null || lab === only)) {
                  height = b.height;
@@ -470,7 +476,7 @@ def test_large_structure_shows_the_residue_and_clean_plots(server, page):
     page.wait_for_function(  # the start box goes at once; a progress bar says what runs
         "() => !document.body.innerText.includes('Open a bundled example')"
     )
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=300_000)
+    page.wait_for_function(PLOT_DRAWN, timeout=300_000)
     wait_full_page(page)
     n_tracks = page.evaluate(
         "() => Object.keys(qfitPlots()"
@@ -501,7 +507,7 @@ def test_bad_upload_shows_error_and_app_recovers(server, page, tmp_path):
     assert "cannot be used" in text and "Traceback" not in page.content()
     # The example still opens after the failed upload.
     page.get_by_role("button", name=EXAMPLE_BUTTON).click()
-    page.wait_for_selector(".js-plotly-plot .main-svg")
+    page.wait_for_function(PLOT_DRAWN)
     wait_idle(page)
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
 

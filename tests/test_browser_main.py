@@ -134,13 +134,13 @@ def test_the_users_rotation_survives_a_reload_of_the_page(server, page):
     assert page.evaluate(ROTATION) == pytest.approx(rotated, abs=1e-6), "the rotation was lost"
 
 
-# The χ component's window (viz/chi_component): its figures' divs and its count of draws.
+# The χ figures' plots component's window (viz/plots_component): its divs and count of draws.
 CHI_WINDOW = """(() => { const f = [...document.querySelectorAll('iframe')].find(f => { try {
-    return f.contentWindow.qfitChiRenders; } catch (e) { return false; } });
+    return f.contentDocument.getElementById('figure-circle'); } catch (e) { return false; } });
   return f && f.contentWindow; })()"""
 CHI_STATE = f"""() => {{ const w = {CHI_WINDOW}, d = w.document.getElementById('figure-circle');
   if (!d.__mark) d.__mark = Math.random();
-  return {{draws: w.qfitChiDraws, renders: w.qfitChiRenders, mark: d.__mark,
+  return {{draws: w.qfitPlotDraws, renders: w.qfitPlotRenders, mark: d.__mark,
           title: d.layout.annotations[0].text}}; }}"""
 VIEWER_RENDERS = """() => [...document.querySelectorAll('iframe')].map(f => { try {
   return f.contentWindow.qfitRenders; } catch (e) { return undefined; } }).find(n => n)"""
