@@ -160,13 +160,21 @@ class Scene:
         """The arguments of every call to `method`, in order."""
         return [args for name, args in self.calls if name == method]
 
-    def message(self, structure: str = "", focus: tuple[str, int, str] | None = None) -> dict:
+    def message(
+        self,
+        structure: str = "",
+        focus: tuple[str, int, str] | None = None,
+        held: str | None = None,
+    ) -> dict:
         """The component's arguments: the scene, its base text's hash, the structure it belongs
         to (a rotation is kept across residues of one structure) and the focus residue (for
-        tests to see which residue is drawn)."""
+        tests to see which residue is drawn). The base text itself is None when `held`, the hash
+        of the text the component holds, is its hash: a whole structure is tens of MB, and the
+        component would only drop it again."""
+        base_hash = hashlib.sha1(self.base.encode()).hexdigest()
         return {
-            "base": self.base,
-            "base_hash": hashlib.sha1(self.base.encode()).hexdigest(),
+            "base": None if base_hash == held else self.base,
+            "base_hash": base_hash,
             "calls": [[name, args] for name, args in self.calls],
             "height": self.height,
             "structure": structure,
