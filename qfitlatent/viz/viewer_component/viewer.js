@@ -119,12 +119,12 @@
         viewer.removeAllModels();
         viewer.addModel(args.base, "pdb");
         baseHash = args.base_hash;
-        if (textHash === baseHash) text = null; // model 0 holds it now (tens of MB, once is enough)
       } else {
         // Keep model 0; drop the conformers (removed from the end, so 3Dmol's list stays compact
         // and the scene's next addModel is model 1 again).
         for (var m = viewer.models.length - 1; m >= 1; m--) viewer.removeModel(m);
       }
+      if (textHash === baseHash) text = null; // model 0 holds it (tens of MB: once is enough)
       viewer.removeAllLabels();
       viewer.removeAllShapes();
       args.calls.forEach(function (call) {
