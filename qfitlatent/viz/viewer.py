@@ -183,11 +183,11 @@ class Scene:
         }
 
 
-def _sel(chain: str, resnum: int, icode: str = "") -> dict:
-    """The 3Dmol selection of exactly one residue. Its insertion code is always named, blank
-    too (3Dmol reads column 27 as is, so a blank one is " "): without it, residue 100 would
-    also select 100A and 100B."""
-    return {"chain": chain, "resi": int(resnum), "icode": icode or " "}
+def _sel(chain: str, resnum: int | list[int], icode: str = "") -> dict:
+    """The 3Dmol selection of exactly residue `resnum` (or each of a list of numbers) of `chain`
+    with insertion code `icode`. The code is always named, a blank one too (3Dmol reads column 27
+    as is: " "): without it, residue 100 would also select 100A and 100B."""
+    return {"chain": chain, "resi": resnum, "icode": icode or " "}
 
 
 CARTOON_A = 14.0  # Å: residues this close keep their cartoon when the rest is switched off
@@ -221,7 +221,7 @@ def _selections(residues: Iterable[tuple[str, int, str]]) -> list[dict]:
     groups: dict[tuple[str, str], list[int]] = {}
     for chain, resnum, icode in residues:
         groups.setdefault((chain, icode), []).append(int(resnum))
-    return [{**_sel(chain, 0, icode), "resi": resis} for (chain, icode), resis in groups.items()]
+    return [_sel(chain, resis, icode) for (chain, icode), resis in groups.items()]
 
 
 def ensemble_view(
