@@ -804,5 +804,17 @@ def show_figures(figures: list[tuple[str, str]], key: str, clickable: bool = Fal
 def show_view(scene: viewer.Scene, structure: str, focus: tuple[str, int, str]) -> None:
     """Draw a viewer scene in the page's one 3D viewer. Its iframe, 3Dmol.js and WebGL context
     stay across reruns (a constant key): a new residue only sends the new scene, and the user's
-    rotation is kept while `structure` (the result's key) stays the same."""
-    _viewer_component()(**scene.message(structure, focus), key="viewer", default=None)
+    rotation is kept while `structure` (the result's key) stays the same.
+
+    The structure's text goes only to an iframe that does not hold it: "viewer:held" is the hash
+    of the text last sent. A new iframe holds none: on a reload (a new session), after a page
+    without the viewer (the Train page, a prediction's progress: Streamlit then forgets the
+    component's state, so "viewer" is not in session_state), and whenever the iframe asks (its
+    value names a request not answered yet: any other rebuild)."""
+    state = st.session_state
+    ask = (state.get("viewer") or {}).get("ask")
+    if "viewer" not in state or ask != state.get("viewer:answered"):
+        state["viewer:held"], state["viewer:answered"] = None, ask
+    message = scene.message(structure, focus, held=state.get("viewer:held"))
+    state["viewer:held"] = message["base_hash"]
+    _viewer_component()(**message, key="viewer", default=None)

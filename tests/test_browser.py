@@ -532,3 +532,65 @@ def test_train_page_shows_the_inputs_of_the_chosen_data_source(server, page):
     assert dropzone.count() == 1 and bundled.count() == 0
     assert main.get_by_text("Structures (.pdb/.cif, .gz) or a .zip of them").count() == 1
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+# The number of atoms model 0 holds, and every 20th one's line: a sample of the structure's
+# text to look for in what the server sends.
+MODEL_LINES = f"""() => {{ const atoms = {VIEWER_WINDOW}.qfitViewer.getModel(0).selectedAtoms({{}});
+  return [atoms.length, atoms.filter((a, k) => k % 20 === 0).map(a => a.pdbline)]; }}"""
+
+
+def sidebar_nav(page, name: str) -> None:
+    """Go to another page of the app as a user does: its link in the sidebar (no reload)."""
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text=name).first.click()
+
+
+def test_whole_structure_text_is_sent_once_and_the_viewer_redrawn_after_train_and_reload(
+    server, page
+):
+    frames: list[bytes] = []  # what the server sends the page, frame by frame
+
+    def listen(ws):
+        ws.on("framereceived", lambda payload: frames.append(
+            payload if isinstance(payload, bytes) else payload.encode()))  # fmt: skip
+
+    page.on("websocket", listen)
+    open_example(page, server)
+    page.evaluate(WATCH_RUNS)
+    frames.clear()
+    page.get_by_text("whole structure (faded)").click()
+    page.wait_for_function(RERAN)
+    wait_full_page(page)
+    n_atoms, lines = page.evaluate(MODEL_LINES)
+    assert n_atoms > 1000  # the whole structure, not a neighbourhood of a few hundred atoms
+    sent = b"".join(frames)
+    assert all(line.encode() in sent for line in lines)  # the check sees text when it is sent
+    # A residue change in whole mode: the scene, not the structure's text again.
+    frames.clear()
+    shown = circle_title(page).replace("<b>", "").split(":")[0]
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Residue (most flexible")
+    box.click()
+    option = page.get_by_role("option").filter(has_not_text=shown).nth(2)
+    target = option.inner_text().strip()
+    option.click()
+    wait_for_residue(page, target)
+    sent = b"".join(frames)
+    print(f"\nwhole mode, residue change: {len(sent):,} bytes from the server")
+    assert not any(line.encode() in sent for line in lines), "the structure's text was re-sent"
+    assert_residue_in_view_and_text_clean(page)
+    # To the Train page and back: a new viewer iframe, which must be sent the text again.
+    sidebar_nav(page, "Train")
+    page.get_by_text("Fine-tune").first.wait_for()
+    wait_idle(page)
+    sidebar_nav(page, "app")
+    page.wait_for_selector(".js-plotly-plot .main-svg")
+    wait_full_page(page)
+    assert_residue_in_view_and_text_clean(page)
+    assert canvas_variance(page) > 50.0, "the 3D viewer is blank after a return from Train"
+    asks = page.evaluate(f"() => {VIEWER_WINDOW}.qfitAsks || 0")
+    print(f"after Train and back: drawn, {asks} request(s) for the text")
+    # A reload (open_example loads the page again): a new session, a new iframe.
+    open_example(page, server)
+    assert_residue_in_view_and_text_clean(page)
+    assert canvas_variance(page) > 50.0, "the 3D viewer is blank after a reload"
+    page.remove_listener("websocket", listen)

@@ -72,7 +72,7 @@ def test_scene_is_json_and_its_message_names_the_local_script_and_the_text_hash(
     assert msg["structure"] == "result-1" and msg["focus"] == ["A", 1, ""]
     # The structure's text is model 0; sampled and observed conformers are models after it.
     assert msg["base"] == scene.base and len(scene.calls_to("addModel")) == 2
-    assert msg["calls"][-1] == ["center", [{"model": 0, "chain": "A", "resi": 1}]]
+    assert msg["calls"][-1] == ["center", [{"model": 0, "chain": "A", "resi": 1, "icode": " "}]]
     # Equal for equal text, so the viewer re-parses the structure only when it changes.
     assert msg["base_hash"] == small_view("#56B4E9").message()["base_hash"]
     other = viewer.ensemble_view(scene.base + "REMARK\n", focus=("A", 1, ""))
@@ -141,7 +141,8 @@ def test_the_view_frames_the_residue_fades_the_cartoon_and_keeps_labels_off_atom
     # The camera frames the residue and what lies within FRAME_A of it, in every model (its
     # conformers are models of their own), not its 10 Å neighbourhood.
     ((frame,),) = [args for args in view.calls_to("zoomTo") if args]
-    assert "model" not in frame and frame["within"]["sel"] == {"chain": "A", "resi": 1}
+    assert "model" not in frame
+    assert frame["within"]["sel"] == {"chain": "A", "resi": 1, "icode": " "}
     assert frame["within"]["distance"] <= 4.0
     # Every cartoon drawn is see-through, so none hides the residue's side chain.
     cartoons = [args[1]["cartoon"] for args in view.calls_to("setStyle") if "cartoon" in args[1]]

@@ -7,6 +7,7 @@ Everything arrives as plain records: PDB text (only ever from `viewer_pdb`), res
 """
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html import escape
 
@@ -159,13 +160,21 @@ class Scene:
         """The arguments of every call to `method`, in order."""
         return [args for name, args in self.calls if name == method]
 
-    def message(self, structure: str = "", focus: tuple[str, int, str] | None = None) -> dict:
+    def message(
+        self,
+        structure: str = "",
+        focus: tuple[str, int, str] | None = None,
+        held: str | None = None,
+    ) -> dict:
         """The component's arguments: the scene, its base text's hash, the structure it belongs
         to (a rotation is kept across residues of one structure) and the focus residue (for
-        tests to see which residue is drawn)."""
+        tests to see which residue is drawn). The base text itself is None when `held`, the hash
+        of the text the component holds, is its hash: a whole structure is tens of MB, and the
+        component would only drop it again."""
+        base_hash = hashlib.sha1(self.base.encode()).hexdigest()
         return {
-            "base": self.base,
-            "base_hash": hashlib.sha1(self.base.encode()).hexdigest(),
+            "base": None if base_hash == held else self.base,
+            "base_hash": base_hash,
             "calls": [[name, args] for name, args in self.calls],
             "height": self.height,
             "structure": structure,
@@ -174,11 +183,11 @@ class Scene:
         }
 
 
-def _sel(chain: str, resnum: int, icode: str = "") -> dict:
-    sel = {"chain": chain, "resi": int(resnum)}
-    if icode:
-        sel["icode"] = icode
-    return sel
+def _sel(chain: str, resnum: int | list[int], icode: str = "") -> dict:
+    """The 3Dmol selection of exactly residue `resnum` (or each of a list of numbers) of `chain`
+    with insertion code `icode`. The code is always named, a blank one too (3Dmol reads column 27
+    as is: " "): without it, residue 100 would also select 100A and 100B."""
+    return {"chain": chain, "resi": resnum, "icode": icode or " "}
 
 
 CARTOON_A = 14.0  # Å: residues this close keep their cartoon when the rest is switched off
@@ -205,13 +214,14 @@ def drawn_pdb(index: PdbIndex, shown: list[tuple[str, int, str]], whole: bool = 
     return "\n".join(line for line in index.lines if line in parts) + "\nEND\n"
 
 
-def _by_chain(index: PdbIndex, residues: np.ndarray) -> dict[str, list[int]]:
-    """{chain: [resnum]} of residues (indices into index.keys), for 3Dmol selections."""
-    out: dict[str, list[int]] = {}
-    for r in residues:
-        chain, resnum, _icode = index.keys[r]
-        out.setdefault(chain, []).append(resnum)
-    return out
+def _selections(residues: Iterable[tuple[str, int, str]]) -> list[dict]:
+    """3Dmol selections of exactly these residues (chain, resnum, icode): one per chain and
+    insertion code, as `_sel` names them, since 3Dmol matches each listed property on its own
+    (a list of numbers with a list of codes would select every pairing of the two)."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for chain, resnum, icode in residues:
+        groups.setdefault((chain, icode), []).append(int(resnum))
+    return [_sel(chain, resis, icode) for (chain, icode), resis in groups.items()]
 
 
 def ensemble_view(
@@ -252,28 +262,29 @@ def ensemble_view(
     # (one per cartoon colour), which took seconds of each residue change on software WebGL.
     index = index or pdb_index(pdb_text)
     near, gap = residue_gaps(index, focus, CARTOON_A)  # [R], [R] Å
-    cartoon = _by_chain(index, near[gap <= CARTOON_A])  # {chain: [resnum]}
+    cartoon = {index.keys[r] for r in near[gap <= CARTOON_A]}  # (chain, resnum, icode)
     if whole:  # one opacity per model in 3Dmol, so the whole cartoon is faded alike
         view.setStyle({"model": 0}, {"cartoon": {"color": CARTOON_GREY, "opacity": 0.55}})
     else:
         view.setStyle({"model": 0}, {})
-        for chain, resis in cartoon.items():
-            grey = {"cartoon": {"color": CARTOON_GREY, "opacity": CARTOON_OPACITY}}
-            view.setStyle({"model": 0, "chain": chain, "resi": resis}, grey)
+        grey = {"cartoon": {"color": CARTOON_GREY, "opacity": CARTOON_OPACITY}}
+        for sel in _selections(sorted(cartoon)):
+            view.setStyle({"model": 0, **sel}, grey)
     if residue_colours:
-        by_colour: dict[tuple[str, str], list[int]] = {}
-        for (chain, resnum, _icode), colour in residue_colours.items():
-            if whole or int(resnum) in cartoon.get(chain, ()):
-                by_colour.setdefault((chain, colour), []).append(int(resnum))
+        by_colour: dict[str, list[tuple[str, int, str]]] = {}
+        for rid, colour in residue_colours.items():
+            if whole or rid in cartoon:
+                by_colour.setdefault(colour, []).append(rid)
         opacity = 0.55 if whole else CARTOON_OPACITY  # 3Dmol: one opacity per model
-        for (chain, colour), resis in by_colour.items():
-            view.setStyle({"model": 0, "chain": chain, "resi": resis},
-                          {"cartoon": {"color": colour, "opacity": opacity}})  # fmt: skip
+        for colour, rids in by_colour.items():
+            for sel in _selections(rids):
+                view.setStyle({"model": 0, **sel},
+                              {"cartoon": {"color": colour, "opacity": opacity}})  # fmt: skip
     # The neighbourhood in full: every residue with an atom within 6 Å of the focus residue
     # as thin lines (side chains and backbone), so contacts read without rotating.
-    for chain, resis in _by_chain(index, near[gap <= 6.0]).items():
+    for sel in _selections(index.keys[r] for r in near[gap <= 6.0]):
         view.addStyle(
-            {"model": 0, "chain": chain, "resi": resis},
+            {"model": 0, **sel},
             {"line": {"colorscheme": {"prop": "elem", "map": ELEMENT_COLOURS}, "opacity": 0.8}},
         )
     for conf in observed or ():

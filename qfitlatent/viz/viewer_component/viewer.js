@@ -1,9 +1,10 @@
 // A Streamlit component without a build step: it speaks the component protocol (version 1) by
 // postMessage. Streamlit keeps this iframe while the page reruns, so the 3Dmol.js viewer (and
 // its WebGL context) is made once; each render message replays a scene (viz/viewer.py, Scene)
-// on it. The structure's text is parsed again only when its hash changes, and the user's
-// rotation is kept across residues of one structure, and across a reload of the page (in the
-// tab's sessionStorage, per structure).
+// on it. The structure's text is sent only to an iframe that does not hold it (ui.show_view):
+// a scene without it that names text this iframe lacks (a new iframe) asks for it back. The text
+// is parsed again only when its hash changes, and the user's rotation is kept across residues of
+// one structure, and across a reload of the page (in the tab's sessionStorage, per structure).
 (function () {
   "use strict";
 
@@ -24,6 +25,10 @@
 
   var viewer = null; // made on the first render, kept for the page's life
   var baseHash = null; // the hash of the text that model 0 holds
+  var text = null; // the structure text last received, and its hash: a scene may come without
+  var textHash = null; // it, and is drawn after 3Dmol.js has loaded
+  var instance = Math.random().toString(36).slice(2); // this iframe, in its requests for text
+  var asks = 0;
   var structure = null; // the structure (result) the last scene belonged to
   var script = null; // a promise: 3Dmol.js, loaded once from the app's own static folder
   var renders = 0;
@@ -51,6 +56,17 @@
   function send(type, data) {
     var msg = Object.assign({ isStreamlitMessage: true, type: type }, data || {});
     window.parent.postMessage(msg, "*");
+  }
+
+  // The scene came without its structure's text, which this iframe does not hold: a new iframe
+  // on a page whose server still counts the old one as holding it. Ask for it: a new value makes
+  // Streamlit rerun, and the server answers a request it has not answered with the text.
+  function askForText(hash) {
+    window.qfitAsks = ++asks;
+    send("streamlit:setComponentValue", {
+      value: { ask: instance + ":" + asks, base_hash: hash },
+      dataType: "json",
+    });
   }
 
   function load(url) {
@@ -137,6 +153,7 @@
         // and the scene's next addModel is model 1 again).
         for (var m = viewer.models.length - 1; m >= 1; m--) viewer.removeModel(m);
       }
+      if (textHash === baseHash) text = null; // model 0 holds it (tens of MB: once is enough)
       viewer.removeAllLabels();
       viewer.removeAllShapes();
       args.calls.forEach(function (call) {
@@ -174,6 +191,15 @@
     if (!msg || msg.type !== "streamlit:render") return;
     var args = msg.args;
     send("streamlit:setFrameHeight", { height: args.height + 8 });
+    if (args.base != null) {
+      text = args.base;
+      textHash = args.base_hash;
+    } else if (args.base_hash === textHash) {
+      args.base = text; // null once model 0 holds it; else a draw still to come parses it
+    } else {
+      askForText(args.base_hash); // the scene cannot be drawn without it: keep the last one
+      return;
+    }
     load(args.js_url)
       .then(function () {
         draw(args);
