@@ -45,8 +45,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]  # fmt: skip
 
-# Every plotly chart of the page, those in the app's own components' iframes (the χ figures)
-# included: an expression for the scripts below.
+# Every plotly chart of the page, those in the app's own components' iframes (the profile, the
+# χ figures) included: an expression for the scripts below.
 PLOTS = """[...document.querySelectorAll('.js-plotly-plot'),
   ...[...document.querySelectorAll('iframe')].flatMap(f => { try {
     return [...f.contentDocument.querySelectorAll('.js-plotly-plot')]; } catch (e) { return []; } })]"""
@@ -259,7 +259,7 @@ def timeline(app_dir: Path, runs: int) -> None:
             button.click()
             page.wait_for_function(FULL)
             record = page.evaluate("() => window.__timeline")
-            frame = next(f for f in page.frames if "/component/" in (f.url or ""))
+            frame = next(f for f in page.frames if "qfitlatent_viewer" in (f.url or ""))
             events = record["events"] + frame.evaluate(IFRAME_TIMES, record["t0"])
             print("  ·  ".join(f"{e[0]} {e[1]}" + (f" (draw {e[2]})" if len(e) > 2 else "")
                                for e in sorted(events, key=lambda e: e[1])))  # fmt: skip

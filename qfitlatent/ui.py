@@ -510,15 +510,17 @@ def drawing(progress: Progress, tag: str) -> None:
     st.session_state["drawn"] = tag
 
 
-# Hides the note once the browser has drawn the page: every plotly chart has its SVG and the
-# viewer component has drawn a residue. The script's end is not that: a page of 1,486 residues
-# then stayed blank for 9 s in the browser. The viewer draws inside its own iframe, which no
-# mutation of this document reports, so this polls (5 times a second, for 10 minutes at most).
+# Hides the note once the browser has drawn the page: each plots component (profile, χ figures)
+# and the viewer component has drawn in its iframe (viz/*_component count their draws). The
+# script's end is not that: a page of 1,486 residues then stayed blank for 9 s in the browser.
+# The components draw inside their iframes, which no mutation of this document reports, so this
+# polls (5 times a second, for 10 minutes at most).
 _DRAWN_JS = """(() => {
-  const viewerDrawn = () => [...document.querySelectorAll('iframe')].some(f => {
-    try { return (f.contentWindow.qfitRenders || 0) > 0; } catch (e) { return false; } });
-  const drawn = () => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
-    return plots.length > 0 && plots.every(p => p.querySelector('.main-svg')) && viewerDrawn(); };
+  const drew = (kind, count) => [...document.querySelectorAll(`iframe[title$="${kind}"]`)]
+    .map(f => { try { return f.contentWindow[count] || 0; } catch (e) { return 0; } });
+  const drawn = () => { const plots = drew('qfitlatent_plots', 'qfitPlotRenders');
+    return plots.length > 0 && plots.every(n => n > 0)
+      && drew('qfitlatent_viewer', 'qfitRenders').some(n => n > 0); };
   const hide = () => { if (!drawn()) return false;
     const note = document.getElementById('NOTE'); if (note) note.style.display = 'none';
     return true; };

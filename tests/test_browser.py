@@ -113,6 +113,7 @@ window.qfitOnPage = (el) => {  // el's box in the page's coordinates, from insid
   return {left: r.left + o.left, top: r.top + o.top, width: r.width, height: r.height}; };"""
 
 
+VIEWER_FRAME = 'iframe[title$="qfitlatent_viewer"]'  # Streamlit titles a component's iframe
 PLOT_DRAWN = "() => qfitPlots().some(g => g.querySelector('.main-svg'))"  # a first chart drawn
 
 
@@ -207,7 +208,7 @@ def canvas_variance(page) -> float:
     import numpy as np
     from PIL import Image
 
-    shot = page.locator("iframe").first.screenshot()
+    shot = page.locator(VIEWER_FRAME).screenshot()
     return float(np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=float).var())
 
 
@@ -290,8 +291,7 @@ TEXT_PROBLEMS = """() => { const out = [];
 def selected_residue(page) -> tuple[str, int]:
     """(chain, number) of the residue the χ plots show, from their title ("A69 ARG: …")."""
     title = page.evaluate(
-        "() => qfitPlots()"
-        ".find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text"
+        "() => qfitPlots().find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text"
     )
     resid = title.replace("<b>", "").split()[0]
     num = "".join(c for c in resid[1:] if c.isdigit() or c == "-")
@@ -346,14 +346,12 @@ def test_example_renders_viewer_and_plots(server, page):
     cached = open_example(page, server)  # a fresh page: the prediction comes from the cache
     print(f"\nexample: click → viewer + plots drawn: {cold:.1f} s (first), {cached:.1f} s (cached)")
     page.wait_for_timeout(800)
-    page.locator("iframe").first.screenshot(path=str(ARTIFACTS / "app_viewer.png"))
+    page.locator(VIEWER_FRAME).screenshot(path=str(ARTIFACTS / "app_viewer.png"))
     full_screenshot(page, "app_example.png")
     annotated_screenshot(page, ARTIFACTS / "app_example_annotated.png")
 
     assert canvas_variance(page) > 50.0, "the 3D viewer is blank"
-    n_traces = page.evaluate(
-        "() => qfitPlots().map(p => (p.data || []).length)"
-    )
+    n_traces = page.evaluate("() => qfitPlots().map(p => (p.data || []).length)")
     assert n_traces and min(n_traces) > 0, "a plotly chart has no traces"
     scripts = page.evaluate(
         f"() => [...{VIEWER_WINDOW}.document.querySelectorAll('script[src]')].map(s => s.src)"
@@ -367,8 +365,7 @@ def test_example_renders_viewer_and_plots(server, page):
 
 def circle_title(page) -> str:
     return page.evaluate(
-        "() => qfitPlots()"
-        ".find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text"
+        "() => qfitPlots().find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text"
     )
 
 
@@ -434,7 +431,7 @@ ROTATION = """() => { const f = [...document.querySelectorAll('iframe')].find(f 
 def test_profile_click_selects_residue_and_keeps_the_users_rotation(server, page):
     before = circle_title(page)
     # Rotate the view as a user would: drag across the viewer.
-    box = page.locator("iframe").first.bounding_box()
+    box = page.locator(VIEWER_FRAME).bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx, cy)
     page.mouse.down()
@@ -583,7 +580,7 @@ def test_whole_structure_text_is_sent_once_and_the_viewer_redrawn_after_train_an
     page.get_by_text("Fine-tune").first.wait_for()
     wait_idle(page)
     sidebar_nav(page, "app")
-    page.wait_for_selector(".js-plotly-plot .main-svg")
+    page.wait_for_function(PLOT_DRAWN)
     wait_full_page(page)
     assert_residue_in_view_and_text_clean(page)
     assert canvas_variance(page) > 50.0, "the 3D viewer is blank after a return from Train"

@@ -7,6 +7,7 @@ import pytest
 from test_browser import (
     ARTIFACTS,
     ROTATION,
+    VIEWER_FRAME,
     assert_residue_in_view_and_text_clean,
     circle_title,
     click_profile_bar,
@@ -105,7 +106,7 @@ def test_the_viewer_opens_close_on_the_residue_with_the_cartoon_faded(server, pa
     seen = page.evaluate(RESIDUE_ON_SCREEN, [chain, resi])
     print(f"\nselected residue {chain}{resi}: {seen['span']:.0f} px of {seen['height']:.0f}")
     ARTIFACTS.mkdir(exist_ok=True)  # for a human to look at
-    page.locator("iframe").first.screenshot(path=str(ARTIFACTS / "app_viewer_close.png"))
+    page.locator(VIEWER_FRAME).screenshot(path=str(ARTIFACTS / "app_viewer_close.png"))
     # Close enough to tell its conformers apart: the residue spans a third of the viewer or more
     # (it was about 50 px of 500), and still lies wholly inside it.
     assert seen["span"] >= seen["height"] / 3, seen
@@ -120,7 +121,7 @@ def test_the_viewer_opens_close_on_the_residue_with_the_cartoon_faded(server, pa
 
 def test_the_users_rotation_survives_a_reload_of_the_page(server, page):
     open_example(page, server)
-    box = page.locator("iframe").first.bounding_box()  # drag across the viewer, as a user would
+    box = page.locator(VIEWER_FRAME).bounding_box()  # drag across the viewer, as a user would
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx, cy)
     page.mouse.down()
