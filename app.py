@@ -161,9 +161,8 @@ def residue_panel() -> None:
     picked = (st.session_state.get(f"table:{tag}") or {}).get("selection", {}).get("rows", [])
     if picked and ui.new_pick(f"table:{tag}", picked[0]):
         st.session_state[f"residue:{tag}"] = labels[picked[0]]
-        ui.fresh_profile(tag)
-    clicked = ui.profile_pick(ui.profile_key(tag))
-    if clicked in label_of and ui.new_pick(ui.profile_key(tag), clicked):
+    clicked = ui.profile_pick()
+    if clicked in label_of:
         st.session_state[f"residue:{tag}"] = label_of[clicked]
 
     overview = st.container()  # the whole structure first, then the selected residue
@@ -173,8 +172,6 @@ def residue_panel() -> None:
             "Residue (most flexible first)",
             labels,
             key=f"residue:{tag}",
-            on_change=ui.fresh_profile,
-            args=(tag,),
         )
         row = row_of[label]
         i = row["index"]
@@ -203,7 +200,7 @@ def residue_panel() -> None:
         st.caption("In the viewer (sampled conformers: darker green = higher occupancy)")
         st.html(viewer.legend_html(legend + ([colours.FLEX_LEGEND] if flex_colour else [])))
 
-    ui.show_figures(ui.residue_figures(fig_key, i, result))
+    ui.show_figures(ui.residue_figures(fig_key, i, result), key="chi")
     st.caption(chi.COMPONENT_CAPTION)
 
     st.subheader("Flexibility table")

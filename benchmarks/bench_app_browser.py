@@ -45,8 +45,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]  # fmt: skip
 
-# Every plotly chart of the page, those in the app's own components' iframes (the χ figures)
-# included: an expression for the scripts below.
+# Every plotly chart of the page, those in the app's own components' iframes (the profile, the
+# χ figures) included: an expression for the scripts below.
 PLOTS = """[...document.querySelectorAll('.js-plotly-plot'),
   ...[...document.querySelectorAll('iframe')].flatMap(f => { try {
     return [...f.contentDocument.querySelectorAll('.js-plotly-plot')]; } catch (e) { return []; } })]"""
@@ -72,17 +72,20 @@ FULL = """() => {
     return c && c.width > 0; } catch (e) { return false; } });
 }""".replace("CIRCLE", CIRCLE_TITLE).replace("PLOTS", PLOTS)
 # The tallest bar of the profile that is not the residue shown: its screen position and label.
-PROFILE_BAR = """(skip) => { const gd = [...document.querySelectorAll('.js-plotly-plot')]
-    .find(g => g.layout.meta === 'profile');
-  gd.scrollIntoView({block: 'center'});
+# (The profile may be in an iframe, the app's plots component: its box is offset by the frame's.)
+PROFILE_BAR = """(skip) => { const gd = PLOTS.find(g => g.layout.meta === 'profile');
+  const frame = gd.ownerDocument.defaultView.frameElement;
+  (frame || gd).scrollIntoView({block: 'center'});
+  const o = frame ? frame.getBoundingClientRect() : {left: 0, top: 0};
   let best = null, height = 0;
   gd.querySelectorAll('.trace.bars').forEach((trace, t) => {
     const bars = gd.data.filter(d => d.type === 'bar')[t];
     trace.querySelectorAll('.point path').forEach((p, k) => {
       const b = p.getBoundingClientRect(), lab = bars.customdata[k][1];
       if (b.height > height && !skip.includes(lab)) {
-        height = b.height; best = {x: b.left + b.width / 2, y: b.top + b.height / 2}; } }); });
-  return best; }"""
+        height = b.height;
+        best = {x: o.left + b.left + b.width / 2, y: o.top + b.top + b.height / 2}; } }); });
+  return best; }""".replace("PLOTS", PLOTS)
 
 
 def free_port() -> int:
@@ -183,12 +186,12 @@ TIMELINE = """() => { const app = document.querySelector('[data-testid="stApp"]'
   new MutationObserver(() => window.__timeline.events.push(['script ' + app.dataset.testScriptState,
     at()])).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
   const poll = setInterval(() => {
-    document.querySelectorAll('.js-plotly-plot').forEach(g => {
+    PLOTS.forEach(g => {
       if (g.querySelector('.main-svg') && g.layout) note('chart ' + g.layout.meta); });
     if (document.querySelector('[data-testid="stDataFrame"] canvas')) note('table');
     document.querySelectorAll('iframe').forEach(f => { try { const w = f.contentWindow;
       if (w.qfitRenders) { note('viewer drawn', [Math.round(w.qfitDrawMs)]); clearInterval(poll); }
-    } catch (e) {} }); }, 20); }"""
+    } catch (e) {} }); }, 20); }""".replace("PLOTS", PLOTS)
 # In the viewer's iframe: when it started loading and when it fetched its scripts, in ms from
 # the moment TIMELINE was installed (t0, an absolute time).
 IFRAME_TIMES = """(t0) => { const o = performance.timeOrigin - t0;
@@ -256,7 +259,7 @@ def timeline(app_dir: Path, runs: int) -> None:
             button.click()
             page.wait_for_function(FULL)
             record = page.evaluate("() => window.__timeline")
-            frame = next(f for f in page.frames if "/component/" in (f.url or ""))
+            frame = next(f for f in page.frames if "qfitlatent_viewer" in (f.url or ""))
             events = record["events"] + frame.evaluate(IFRAME_TIMES, record["t0"])
             print("  ·  ".join(f"{e[0]} {e[1]}" + (f" (draw {e[2]})" if len(e) > 2 else "")
                                for e in sorted(events, key=lambda e: e[1])))  # fmt: skip

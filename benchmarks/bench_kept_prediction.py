@@ -59,7 +59,7 @@ def main() -> None:
             data = (path if n > 163 else EXAMPLE).read_bytes()
             before = rss()
             result = ui._compute(data, path.name, weights, "cpu", None, split, **settings)
-            result.profiles[None] = display.profile_figure(result.pred)  # what the page adds
+            ui.profile_json(result)  # what the page adds: the profile, kept as figure JSON
             held = rss() - before
             files = sum(len(b) for b in result.downloads.values())
             rows.append((n_res, held, estimate_bytes(result), files))

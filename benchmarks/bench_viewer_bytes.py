@@ -18,7 +18,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from bench_app_browser import FULL, ROOT, change_residue, served_page
+from bench_app_browser import FULL, PLOTS, ROOT, change_residue, served_page
 
 # Records the script's states from now on; RERAN: one run started and ended since.
 WATCH_RUNS = """() => { const app = document.querySelector('[data-testid="stApp"]');
@@ -44,9 +44,7 @@ def measure(app_dir: Path, structure: Path, runs: int) -> dict[str, tuple[list, 
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
             str(structure)
         )
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('.js-plotly-plot')].length >= 2", timeout=900_000
-        )
+        page.wait_for_function(f"() => {PLOTS}.length >= 2", timeout=900_000)
         page.wait_for_function(FULL, timeout=900_000)
         for mode in ("neighbourhood", "whole"):
             if mode == "whole":

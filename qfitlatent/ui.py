@@ -346,23 +346,26 @@ PROFILE_CHAINS = 10  # a structure of more chains shows these many, the user pic
 PROFILES_KEPT = 8  # profile figures kept per result (each a choice of chains)
 
 
-def profile_figure(result: Result, chains: list[str] | None = None):
-    """The chain profile of a result (all chains, or `chains`), built once per choice of
-    chains: it does not mark the selected residue, so its figure stays the same while the user
-    moves between residues and a click on it never redraws it (thousands of bars across many
-    chains take seconds to redraw on 2 cores); only a residue chosen elsewhere does
-    (profile_key)."""
+def profile_json(result: Result, chains: list[str] | None = None) -> str:
+    """The chain profile of a result (all chains, or `chains`) as figure JSON, built once per
+    choice of chains: it does not mark the selected residue, so it stays the same while the
+    user moves between residues and the browser does not draw it again (thousands of bars
+    across many chains take seconds to draw on 2 cores)."""
+    import plotly.io as pio
+
     key = None if chains is None else tuple(chains)
     if key not in result.profiles:
         while len(result.profiles) >= PROFILES_KEPT:
             result.profiles.pop(next(iter(result.profiles)))
-        result.profiles[key] = display.profile_figure(result.pred, chains=chains)
+        figure = display.profile_figure(result.pred, chains=chains)
+        result.profiles[key] = pio.to_json(figure, validate=False)
     return result.profiles[key]
 
 
 def profile_section(result: Result, tag: str) -> None:
     """The profile: every chain's track, or, beyond PROFILE_CHAINS chains, a row per chain and
-    the tracks of the chains the user picks (first the ten most flexible)."""
+    the tracks of the chains the user picks (first the ten most flexible). A click on a bar is
+    read by profile_pick."""
     chains = profile_chains(result, tag)
     st.markdown(
         "**Flexibility along each chain** · click a bar to show that residue"
@@ -374,13 +377,7 @@ def profile_section(result: Result, tag: str) -> None:
     if chains == []:
         st.info("No chain chosen: pick one or more above to draw their tracks.")
         return
-    st.plotly_chart(
-        profile_figure(result, chains),
-        key=profile_key(tag),
-        on_select="rerun",
-        selection_mode="points",
-        config={"displayModeBar": False},
-    )
+    show_figures([("profile", profile_json(result, chains))], key=PROFILE, clickable=True)
 
 
 def profile_chains(result: Result, tag: str) -> list[str] | None:
@@ -397,35 +394,24 @@ def profile_chains(result: Result, tag: str) -> list[str] | None:
     key = f"chains:{tag}"
     if key not in st.session_state:
         st.session_state[key] = display.most_flexible_chains(stats, PROFILE_CHAINS)
+    clicked = _new_click(OVERVIEW)
+    if clicked and clicked[0] in names:
+        flip = set(st.session_state[key]) ^ {clicked[0]}
+        st.session_state[key] = [c for c in names if c in flip]
     shown = st.session_state[key]
-    # A new key per choice of chains: the chart starts with no selection, so a click on the
-    # same row again is a new click.
-    overview_key = f"chain-overview:{tag}:{'|'.join(shown)}"
-    points = ((st.session_state.get(overview_key) or {}).get("selection") or {}).get("points")
-    clicked = next((p["customdata"][0] for p in points or [] if p.get("customdata")), None)
-    if clicked in names:
-        flip = set(shown) ^ {clicked}
-        shown = st.session_state[key] = [c for c in names if c in flip]
-        fresh_profile(tag)
-        overview_key = f"chain-overview:{tag}:{'|'.join(shown)}"
     st.markdown(
         f"**{len(names)} chains** · bar: expected flexible residues (Σ flexibility), colour: "
         "mean flexibility · click a chain to show or hide its track below"
     )
-    st.plotly_chart(
-        display.chain_overview_figure(stats, shown),
-        key=overview_key,
-        on_select="rerun",
-        selection_mode="points",
-        config={"displayModeBar": False},
-    )
+    import plotly.io as pio
+
+    overview = pio.to_json(display.chain_overview_figure(stats, shown), validate=False)
+    show_figures([("chain-overview", overview)], key=OVERVIEW, clickable=True)
     st.multiselect(
         f"chains in the profile (first: the {PROFILE_CHAINS} with the most expected flexible "
         "residues)",
         names,
         key=key,
-        on_change=fresh_profile,
-        args=(tag,),
     )
     picked = set(st.session_state[key])
     return [c for c in names if c in picked]
@@ -524,15 +510,17 @@ def drawing(progress: Progress, tag: str) -> None:
     st.session_state["drawn"] = tag
 
 
-# Hides the note once the browser has drawn the page: every plotly chart has its SVG and the
-# viewer component has drawn a residue. The script's end is not that: a page of 1,486 residues
-# then stayed blank for 9 s in the browser. The viewer draws inside its own iframe, which no
-# mutation of this document reports, so this polls (5 times a second, for 10 minutes at most).
+# Hides the note once the browser has drawn the page: each plots component (profile, χ figures)
+# and the viewer component has drawn in its iframe (viz/*_component count their draws). The
+# script's end is not that: a page of 1,486 residues then stayed blank for 9 s in the browser.
+# The components draw inside their iframes, which no mutation of this document reports, so this
+# polls (5 times a second, for 10 minutes at most).
 _DRAWN_JS = """(() => {
-  const viewerDrawn = () => [...document.querySelectorAll('iframe')].some(f => {
-    try { return (f.contentWindow.qfitRenders || 0) > 0; } catch (e) { return false; } });
-  const drawn = () => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
-    return plots.length > 0 && plots.every(p => p.querySelector('.main-svg')) && viewerDrawn(); };
+  const drew = (kind, count) => [...document.querySelectorAll(`iframe[title$="${kind}"]`)]
+    .map(f => { try { return f.contentWindow[count] || 0; } catch (e) { return 0; } });
+  const drawn = () => { const plots = drew('qfitlatent_plots', 'qfitPlotRenders');
+    return plots.length > 0 && plots.every(n => n > 0)
+      && drew('qfitlatent_viewer', 'qfitRenders').some(n => n > 0); };
   const hide = () => { if (!drawn()) return false;
     const note = document.getElementById('NOTE'); if (note) note.style.display = 'none';
     return true; };
@@ -574,34 +562,23 @@ def new_pick(key: str, value) -> bool:
     return True
 
 
-def profile_key(tag: str) -> str:
-    """The profile chart's widget key for result `tag`. It changes when the residue is chosen
-    anywhere but on the profile (fresh_profile): the chart's selection lives in the browser and
-    would otherwise keep the bar clicked last highlighted, and a click on that bar again would
-    be no new selection, so it would not show that residue."""
-    return f"profile:{tag}:{st.session_state.get(f'profile-round:{tag}', 0)}"
+PROFILE, OVERVIEW = "profile", "chain-overview"  # the keys of their plots components
 
 
-def fresh_profile(tag: str) -> None:
-    """The profile's selection is no longer the residue shown (a residue chosen in the table
-    or the box, another chain shown or hidden): draw the profile with no selection. Only when
-    it has one: a new key makes the browser draw the chart again from scratch (seconds
-    for thousands of bars), and a chart with no selection has nothing to clear."""
-    selection = (st.session_state.get(profile_key(tag)) or {}).get("selection") or {}
-    if selection.get("points"):
-        st.session_state[f"profile-round:{tag}"] = (
-            st.session_state.get(f"profile-round:{tag}", 0) + 1
-        )
+def _new_click(key: str) -> list | None:
+    """The customdata of the point clicked last on the plots component `key`, once per click
+    (its value counts the clicks, so the same bar twice is two picks); None otherwise."""
+    value = st.session_state.get(key)
+    if not value or not new_pick(key, (value.get("view"), value.get("click"))):
+        return None
+    return value.get("customdata")
 
 
-def profile_pick(key: str) -> int | None:
-    """The residue index of the profile point clicked last (customdata[0]), or None."""
-    points = ((st.session_state.get(key) or {}).get("selection") or {}).get("points") or []
-    for point in points:
-        custom = point.get("customdata")
-        if custom:
-            return int(custom[0])
-    return None
+def profile_pick() -> int | None:
+    """The residue index (customdata[0]) of a bar clicked on the profile since the last run,
+    or None."""
+    custom = _new_click(PROFILE)
+    return int(custom[0]) if custom else None
 
 
 def error_box(err: Exception, log: bool = False) -> None:
@@ -808,20 +785,22 @@ PLOTLY_JS = "/app/static/plotly.min.js"  # plotly.js 4.1.1 (plotly 7.1's), serve
 
 
 @st.cache_resource(show_spinner=False)
-def _chi_component():
-    """The χ figures' component (viz/chi_component: an index.html and its script, no build
-    step), declared once per server."""
+def _plots_component():
+    """The plots component (viz/plots_component: an index.html and its script, no build step),
+    declared once per server."""
     import streamlit.components.v1 as components
 
-    path = resources.files("qfitlatent.viz").joinpath("chi_component")
-    return components.declare_component("qfitlatent_chi", path=str(path))
+    path = resources.files("qfitlatent.viz").joinpath("plots_component")
+    return components.declare_component("qfitlatent_plots", path=str(path))
 
 
-def show_figures(figures: list[tuple[str, str]]) -> None:
-    """Draw a residue's χ figures ([(name, figure JSON)], residue_figures) in the page's one χ
-    component: its iframe and plotly.js stay across reruns (a constant key), so a new residue
-    is one Plotly.react per figure, and a figure unchanged since the last run is not drawn."""
-    _chi_component()(figures=figures, js_url=PLOTLY_JS, key="chi", default=None)
+def show_figures(figures: list[tuple[str, str]], key: str, clickable: bool = False):
+    """Draw plotly figures ([(name, figure JSON)]) in the plots component `key`: its iframe and
+    plotly.js stay across reruns, a changed figure is one Plotly.react into its div and an
+    unchanged one is not drawn. With `clickable`, a click on a point is its value
+    ({figure, customdata, click, view}; read it with _new_click)."""
+    return _plots_component()(figures=figures, js_url=PLOTLY_JS, clickable=clickable, key=key,
+                              default=None)  # fmt: skip
 
 
 def show_view(scene: viewer.Scene, structure: str, focus: tuple[str, int, str]) -> None:

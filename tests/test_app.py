@@ -51,16 +51,18 @@ def example(env):
 
 
 def component_args(at, name: str) -> dict:
-    """What the page sent its component `name`: "viewer" (viz.viewer.Scene.message()) or "chi"
-    (the residue's χ figures)."""
+    """What the page sent its component `name`: "viewer" (viz.viewer.Scene.message())."""
     return next(json.loads(c.proto.json_args) for c in at.get("component_instance")
                 if c.proto.component_name.endswith(f"qfitlatent_{name}"))  # fmt: skip
 
 
 def figures(at) -> list[dict]:
-    """Every plotly figure of the page: its charts (the profile), then the χ component's."""
+    """Every plotly figure of the page: its charts, then its plots components' (the chain
+    overview, the profile, the χ figures)."""
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    return charts + [json.loads(text) for _, text in component_args(at, "chi")["figures"]]
+    shown = [json.loads(c.proto.json_args)["figures"] for c in at.get("component_instance")
+             if c.proto.component_name.endswith("qfitlatent_plots")]  # fmt: skip
+    return charts + [json.loads(text) for figs in shown for _, text in figs]
 
 
 def chart_traces(at) -> list[int]:
@@ -162,51 +164,58 @@ def test_table_row_selection_selects_the_residue(example):
     assert box.value == box.options[4] == flex_table(example).value.residue[4]
 
 
+def click(at, key: str, customdata: list) -> None:
+    """What a click on a point of the plots component `key` sends (viz/plots_component): its
+    customdata and a count of the clicks in that view."""
+    count = (at.session_state[key] or {}).get("click", 0) if key in at.session_state else 0
+    at.session_state[key] = {"figure": key, "customdata": customdata, "click": count + 1,
+                             "view": "test"}  # fmt: skip
+    at.run()
+
+
 def test_profile_click_selects_the_residue(example):
-    # The profile's key is the table's tag and how often a residue was chosen elsewhere (earlier
-    # tests here did), as ui.profile_key makes it.
-    tag = flex_table(example).key.split(":", 1)[1]
-    rounds = f"profile-round:{tag}"
-    key = f"profile:{tag}:{example.session_state[rounds] if rounds in example.session_state else 0}"
     box = residue_box(example)
     target = box.options[7]
     points = chart(example, "profile")["data"][0]["customdata"]
     index = next(c[0] for c in points if c[1] == target) if any(
         c[1] == target for c in points) else None  # fmt: skip
     assert index is not None  # the profile's first track (chain A) holds every residue here
-    # What a click on that bar sends: the point with its customdata [residue index, label].
-    example.session_state[key] = {"selection": {"points": [{"customdata": [index, target]}]}}
-    example.run()
+    click(example, "profile", [index, target])
     assert not example.exception
     assert residue_box(example).value == target
     assert any(target in a["text"] for a in chart(example, "chi-circles")["layout"]["annotations"])
-
-
-def profile_id(at) -> str:
-    """The profile chart's element id: a new id is a new chart, which the browser draws again
-    from scratch."""
-    return next(c.proto.id for c in at.get("plotly_chart")
-                if json.loads(c.proto.spec)["layout"].get("meta") == "profile")  # fmt: skip
-
-
-def test_the_profile_is_made_anew_only_to_clear_a_bar_clicked_on_it(example):
-    box = residue_box(example)
-    box.set_value(box.options[2]).run()  # clears a selection an earlier test may have left
-    before = profile_id(example)
+    # Another residue chosen in the box, then the same bar clicked again: shown again.
     residue_box(example).set_value(box.options[3]).run()
-    assert profile_id(example) == before  # nothing selected on it: the same chart stays
-    # A bar clicked on the profile, then a residue chosen in the box: a new chart, unselected.
-    tag = flex_table(example).key.split(":", 1)[1]
-    rounds = f"profile-round:{tag}"
-    key = f"profile:{tag}:{example.session_state[rounds] if rounds in example.session_state else 0}"
+    click(example, "profile", [index, target])
+    assert residue_box(example).value == target
+    # A rerun with no new click (a display setting) leaves the box where the user put it.
+    residue_box(example).set_value(box.options[3]).run()
+    example.toggle(key="flex_colour").set_value(False).run()
+    assert residue_box(example).value == box.options[3]
+    example.toggle(key="flex_colour").set_value(True).run()
+
+
+def profile_args(at) -> str:
+    return next(c.proto.json_args for c in at.get("component_instance")
+                if c.proto.component_name.endswith("qfitlatent_plots")
+                and json.loads(c.proto.json_args)["figures"][0][0] == "profile")  # fmt: skip
+
+
+def test_the_profile_stays_the_same_figure_across_residues(example):
+    """The profile marks no residue, so a residue chosen anywhere sends it unchanged (the
+    browser does not draw it again); before, a residue chosen in the box or table after a bar
+    click made a new chart to clear the bar's selection."""
+    box = residue_box(example)
+    before = profile_args(example)
+    residue_box(example).set_value(box.options[3]).run()
     target = box.options[5]
     index = next(c[0] for c in chart(example, "profile")["data"][0]["customdata"] if c[1] == target)
-    example.session_state[key] = {"selection": {"points": [{"customdata": [index, target]}]}}
-    example.run()
+    click(example, "profile", [index, target])
     assert residue_box(example).value == target
     residue_box(example).set_value(box.options[3]).run()
     assert not example.exception
-    assert profile_id(example) != before
+    assert profile_args(example) == before
+    assert chart(example, "profile")["layout"]["clickmode"] == "event"  # nothing stays selected
 
 
 def test_unseen_example_opens_and_says_it_is_unseen(env):
@@ -261,9 +270,9 @@ def test_bad_uploads_show_an_error_and_the_app_keeps_working(env, name, data, ex
     at.file_uploader(key="upload").set_value((name, data, "application/octet-stream")).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.error and expect in at.error[0].value, [e.value for e in at.error]
-    assert not at.get("plotly_chart")
+    assert not figures(at)
     at.button(key="example").click().run()  # still usable afterwards
-    assert not at.exception and not at.error and at.get("plotly_chart")
+    assert not at.exception and not at.error and figures(at)
 
 
 def test_train_page_runs_a_tiny_fine_tune_that_appears_in_the_model_choice(env):
@@ -609,22 +618,15 @@ def test_a_click_on_a_chain_of_the_overview_shows_or_hides_its_track(many_chains
     box = next(m for m in at.multiselect if m.key.startswith("chains:"))
     shown = list(box.value)
     hidden = next(c for c in box.options if c not in shown)
-    key = next(c.key for c in at.get("plotly_chart") if json.loads(c.proto.spec)["layout"].get(
-        "meta") == "chain-overview")  # fmt: skip
-    at.session_state[key] = {"selection": {"points": [{"customdata": [hidden]}]}}
-    at.run()
+    click(at, "chain-overview", [hidden])
     assert not at.exception
     tracks = profile_tracks(chart(at, "profile"))
     assert hidden in tracks and set(tracks) == {*shown, hidden}
-    key = next(c.key for c in at.get("plotly_chart") if json.loads(c.proto.spec)["layout"].get(
-        "meta") == "chain-overview")  # fmt: skip
-    at.session_state[key] = {"selection": {"points": [{"customdata": [hidden]}]}}
-    at.run()
+    click(at, "chain-overview", [hidden])
     assert set(profile_tracks(chart(at, "profile"))) == set(shown)
 
 
 def test_a_structure_of_ten_chains_or_fewer_draws_every_track_and_no_overview(example):
     assert not [m for m in example.multiselect if m.key and m.key.startswith("chains:")]
-    assert not any(json.loads(c.proto.spec)["layout"].get("meta") == "chain-overview"
-                   for c in example.get("plotly_chart"))  # fmt: skip
+    assert not any(f["layout"].get("meta") == "chain-overview" for f in figures(example))
     assert profile_tracks(chart(example, "profile")) == ["A"]

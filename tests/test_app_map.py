@@ -41,16 +41,16 @@ def flex_table(at):
     return next(d for d in at.dataframe if d.key and d.key.startswith("table:"))
 
 
-def component_args(at, name: str) -> str:
-    """What the page sent its component `name` ("viewer" or "chi"), as JSON text."""
-    return next(c.proto.json_args for c in at.get("component_instance")
-                if c.proto.component_name.endswith(f"qfitlatent_{name}"))  # fmt: skip
+def component_args(at, name: str) -> list[str]:
+    """What the page sent its components named `name` ("viewer", "plots"), as JSON texts."""
+    return [c.proto.json_args for c in at.get("component_instance")
+            if c.proto.component_name.endswith(f"qfitlatent_{name}")]  # fmt: skip
 
 
 def circle(at) -> dict:
-    """The χ circles figure, as the page sent it to its χ component."""
-    figures = dict(json.loads(component_args(at, "chi"))["figures"])
-    return json.loads(figures["circle"])
+    """The χ circles figure, as the page sent it to its plots component."""
+    shown = dict(f for args in component_args(at, "plots") for f in json.loads(args)["figures"])
+    return json.loads(shown["circle"])
 
 
 def values(array) -> list:
@@ -66,7 +66,8 @@ def values(array) -> list:
 
 def viewer_html(at) -> str:
     """The scene the page sent its viewer component, as JSON text."""
-    return component_args(at, "viewer")
+    (scene,) = component_args(at, "viewer")
+    return scene
 
 
 def upload_map(at, name: str, data: bytes):
@@ -170,7 +171,7 @@ def test_a_map_that_cannot_be_used_leaves_the_prediction_and_says_why(env, name,
     assert expect in why and name in why, why
     assert not at.error  # a warning: the page goes on
     # The structure's prediction is all there, from the model alone.
-    assert at.get("plotly_chart") and circle(at)["data"] and "addModel" in viewer_html(at)
+    assert circle(at)["data"] and "addModel" in viewer_html(at)
     assert "call from" not in flex_table(at).value
     assert not any(t.get("meta") == "ringer" for t in circle(at)["data"])
     assert "addVolumetricData" not in viewer_html(at)

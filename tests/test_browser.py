@@ -100,12 +100,21 @@ def server(tmp_path_factory):
         log.close()
 
 
-# Every plotly chart shown, as `qfitPlots()` in the page's scripts: those of the page (the profile)
-# and those in the app's own components' iframes (the χ figures), hidden ones left out.
+# Every plotly chart shown, as `qfitPlots()` in the page's scripts: those of the page and those in
+# the app's own components' iframes (the profile, the χ figures), hidden ones left out; and
+# `qfitOnPage(el)`, an element's box on the page, inside an iframe too.
 PLOTS_JS = """window.qfitPlots = () => [document, ...[...document.querySelectorAll('iframe')]
   .map(f => { try { return f.contentDocument; } catch (e) { return null; } })]
   .flatMap(d => d ? [...d.querySelectorAll('.js-plotly-plot')] : [])
-  .filter(g => !g.closest('[hidden]'));"""
+  .filter(g => !g.closest('[hidden]'));
+window.qfitOnPage = (el) => {  // el's box in the page's coordinates, from inside an iframe too
+  const r = el.getBoundingClientRect(), f = el.ownerDocument.defaultView.frameElement;
+  const o = f ? f.getBoundingClientRect() : {left: 0, top: 0};
+  return {left: r.left + o.left, top: r.top + o.top, width: r.width, height: r.height}; };"""
+
+
+VIEWER_FRAME = 'iframe[title$="qfitlatent_viewer"]'  # Streamlit titles a component's iframe
+PLOT_DRAWN = "() => qfitPlots().some(g => g.querySelector('.main-svg'))"  # a first chart drawn
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +187,7 @@ def annotated_screenshot(page, path: Path, height: int = 3000) -> None:
             box = page.evaluate(
                 "(m) => { const g = qfitPlots()"
                 ".find(g => g.layout && g.layout.meta === m); if (!g) return null;"
-                " const r = g.getBoundingClientRect(), f = g.ownerDocument.defaultView.frameElement;"
-                " const o = f ? f.getBoundingClientRect() : {left: 0, top: 0};"
-                " return {x: r.left + o.left, y: r.top + o.top}; }",
+                " const r = qfitOnPage(g); return {x: r.left, y: r.top}; }",
                 what[5:],
             )
         else:
@@ -201,7 +208,7 @@ def canvas_variance(page) -> float:
     import numpy as np
     from PIL import Image
 
-    shot = page.locator("iframe").first.screenshot()
+    shot = page.locator(VIEWER_FRAME).screenshot()
     return float(np.asarray(Image.open(io.BytesIO(shot)).convert("L"), dtype=float).var())
 
 
@@ -241,7 +248,7 @@ def open_example(page, url: str, button: str = EXAMPLE_BUTTON) -> float:
     wait_idle(page)
     t0 = time.perf_counter()
     button.click()
-    page.wait_for_selector(".js-plotly-plot .main-svg")
+    page.wait_for_function(PLOT_DRAWN)
     wait_full_page(page)
     return time.perf_counter() - t0
 
@@ -284,8 +291,7 @@ TEXT_PROBLEMS = """() => { const out = [];
 def selected_residue(page) -> tuple[str, int]:
     """(chain, number) of the residue the χ plots show, from their title ("A69 ARG: …")."""
     title = page.evaluate(
-        "() => qfitPlots()"
-        ".find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text"
+        "() => qfitPlots().find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text"
     )
     resid = title.replace("<b>", "").split()[0]
     num = "".join(c for c in resid[1:] if c.isdigit() or c == "-")
@@ -306,12 +312,12 @@ def click_profile_bar(page, skip: str, only: str | None = None) -> str:
     target = page.evaluate(
         """([skip, only]) => { const gd = qfitPlots()
              .find(g => g.layout.meta === 'profile');
-           gd.scrollIntoView({block: 'center'});
+           (gd.ownerDocument.defaultView.frameElement || gd).scrollIntoView({block: 'center'});
            let best = null, height = 0;
            gd.querySelectorAll('.trace.bars').forEach((trace, t) => {
              const bars = gd.data.filter(d => d.type === 'bar')[t];
              trace.querySelectorAll('.point path').forEach((p, k) => {
-               const b = p.getBoundingClientRect();
+               const b = qfitOnPage(p);
                const lab = bars.customdata[k][1];
                if (b.height > height && lab !== skip && (only === null || lab === only)) {
                  height = b.height;
@@ -340,14 +346,12 @@ def test_example_renders_viewer_and_plots(server, page):
     cached = open_example(page, server)  # a fresh page: the prediction comes from the cache
     print(f"\nexample: click → viewer + plots drawn: {cold:.1f} s (first), {cached:.1f} s (cached)")
     page.wait_for_timeout(800)
-    page.locator("iframe").first.screenshot(path=str(ARTIFACTS / "app_viewer.png"))
+    page.locator(VIEWER_FRAME).screenshot(path=str(ARTIFACTS / "app_viewer.png"))
     full_screenshot(page, "app_example.png")
     annotated_screenshot(page, ARTIFACTS / "app_example_annotated.png")
 
     assert canvas_variance(page) > 50.0, "the 3D viewer is blank"
-    n_traces = page.evaluate(
-        "() => qfitPlots().map(p => (p.data || []).length)"
-    )
+    n_traces = page.evaluate("() => qfitPlots().map(p => (p.data || []).length)")
     assert n_traces and min(n_traces) > 0, "a plotly chart has no traces"
     scripts = page.evaluate(
         f"() => [...{VIEWER_WINDOW}.document.querySelectorAll('script[src]')].map(s => s.src)"
@@ -361,8 +365,7 @@ def test_example_renders_viewer_and_plots(server, page):
 
 def circle_title(page) -> str:
     return page.evaluate(
-        "() => qfitPlots()"
-        ".find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text"
+        "() => qfitPlots().find(g => g.layout.meta === 'chi-circles').layout.annotations[0].text"
     )
 
 
@@ -428,7 +431,7 @@ ROTATION = """() => { const f = [...document.querySelectorAll('iframe')].find(f 
 def test_profile_click_selects_residue_and_keeps_the_users_rotation(server, page):
     before = circle_title(page)
     # Rotate the view as a user would: drag across the viewer.
-    box = page.locator("iframe").first.bounding_box()
+    box = page.locator(VIEWER_FRAME).bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx, cy)
     page.mouse.down()
@@ -470,7 +473,7 @@ def test_large_structure_shows_the_residue_and_clean_plots(server, page):
     page.wait_for_function(  # the start box goes at once; a progress bar says what runs
         "() => !document.body.innerText.includes('Open a bundled example')"
     )
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=300_000)
+    page.wait_for_function(PLOT_DRAWN, timeout=300_000)
     wait_full_page(page)
     n_tracks = page.evaluate(
         "() => Object.keys(qfitPlots()"
@@ -501,7 +504,7 @@ def test_bad_upload_shows_error_and_app_recovers(server, page, tmp_path):
     assert "cannot be used" in text and "Traceback" not in page.content()
     # The example still opens after the failed upload.
     page.get_by_role("button", name=EXAMPLE_BUTTON).click()
-    page.wait_for_selector(".js-plotly-plot .main-svg")
+    page.wait_for_function(PLOT_DRAWN)
     wait_idle(page)
     assert page.locator('[data-testid="stAlertContentError"]').count() == 0
 
@@ -577,7 +580,7 @@ def test_whole_structure_text_is_sent_once_and_the_viewer_redrawn_after_train_an
     page.get_by_text("Fine-tune").first.wait_for()
     wait_idle(page)
     sidebar_nav(page, "app")
-    page.wait_for_selector(".js-plotly-plot .main-svg")
+    page.wait_for_function(PLOT_DRAWN)
     wait_full_page(page)
     assert_residue_in_view_and_text_clean(page)
     assert canvas_variance(page) > 50.0, "the 3D viewer is blank after a return from Train"

@@ -7,6 +7,7 @@ import pytest
 from test_browser import (
     ARTIFACTS,
     ROTATION,
+    VIEWER_FRAME,
     assert_residue_in_view_and_text_clean,
     circle_title,
     click_profile_bar,
@@ -105,7 +106,7 @@ def test_the_viewer_opens_close_on_the_residue_with_the_cartoon_faded(server, pa
     seen = page.evaluate(RESIDUE_ON_SCREEN, [chain, resi])
     print(f"\nselected residue {chain}{resi}: {seen['span']:.0f} px of {seen['height']:.0f}")
     ARTIFACTS.mkdir(exist_ok=True)  # for a human to look at
-    page.locator("iframe").first.screenshot(path=str(ARTIFACTS / "app_viewer_close.png"))
+    page.locator(VIEWER_FRAME).screenshot(path=str(ARTIFACTS / "app_viewer_close.png"))
     # Close enough to tell its conformers apart: the residue spans a third of the viewer or more
     # (it was about 50 px of 500), and still lies wholly inside it.
     assert seen["span"] >= seen["height"] / 3, seen
@@ -120,7 +121,7 @@ def test_the_viewer_opens_close_on_the_residue_with_the_cartoon_faded(server, pa
 
 def test_the_users_rotation_survives_a_reload_of_the_page(server, page):
     open_example(page, server)
-    box = page.locator("iframe").first.bounding_box()  # drag across the viewer, as a user would
+    box = page.locator(VIEWER_FRAME).bounding_box()  # drag across the viewer, as a user would
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx, cy)
     page.mouse.down()
@@ -134,13 +135,13 @@ def test_the_users_rotation_survives_a_reload_of_the_page(server, page):
     assert page.evaluate(ROTATION) == pytest.approx(rotated, abs=1e-6), "the rotation was lost"
 
 
-# The χ component's window (viz/chi_component): its figures' divs and its count of draws.
+# The χ figures' plots component's window (viz/plots_component): its divs and count of draws.
 CHI_WINDOW = """(() => { const f = [...document.querySelectorAll('iframe')].find(f => { try {
-    return f.contentWindow.qfitChiRenders; } catch (e) { return false; } });
+    return f.contentDocument.getElementById('figure-circle'); } catch (e) { return false; } });
   return f && f.contentWindow; })()"""
 CHI_STATE = f"""() => {{ const w = {CHI_WINDOW}, d = w.document.getElementById('figure-circle');
   if (!d.__mark) d.__mark = Math.random();
-  return {{draws: w.qfitChiDraws, renders: w.qfitChiRenders, mark: d.__mark,
+  return {{draws: w.qfitPlotDraws, renders: w.qfitPlotRenders, mark: d.__mark,
           title: d.layout.annotations[0].text}}; }}"""
 VIEWER_RENDERS = """() => [...document.querySelectorAll('iframe')].map(f => { try {
   return f.contentWindow.qfitRenders; } catch (e) { return undefined; } }).find(n => n)"""

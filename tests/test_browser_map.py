@@ -8,6 +8,7 @@ Screenshots go to test-artifacts/. Every wait is for a state of the page, never 
 from test_browser import (  # noqa: F401  (server and page are fixtures)
     ARTIFACTS,
     TEXT_PROBLEMS,
+    VIEWER_FRAME,
     full_screenshot,
     open_example,
     page,
@@ -46,7 +47,7 @@ def test_example_with_its_map_shows_meshes_ringer_and_call_from(server, page):  
     assert page.get_by_text("Does the crystal show a second conformer?").count() >= 1
     page.mouse.move(2, 2)
     assert page.evaluate(TEXT_PROBLEMS) == []  # the σ lines fit beside everything else
-    page.locator("iframe").first.screenshot(path=str(ARTIFACTS / "app_map_viewer.png"))
+    page.locator(VIEWER_FRAME).screenshot(path=str(ARTIFACTS / "app_map_viewer.png"))
     full_screenshot(page, "app_map_example.png")
 
     mesh_switch(page).click()

@@ -6,6 +6,7 @@ MutationObserver installed before each click records every state of the page it 
 from conftest import data_file
 from test_browser import (
     ARTIFACTS,
+    PLOT_DRAWN,
     full_screenshot,
     page,
     pytestmark,
@@ -68,7 +69,7 @@ def test_done_shows_only_when_the_page_is_drawn(server, page):
     wait_idle(page)
     page.evaluate(RECORD)
     upload(page, OTHER)
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=300_000)
+    page.wait_for_function(PLOT_DRAWN, timeout=300_000)
     wait_full_page(page)
     texts, early = recorded(page)
     assert texts, "no progress bar was seen: the prediction was kept from an earlier test"
@@ -93,7 +94,7 @@ def test_a_display_toggle_during_a_prediction_does_not_restart_it(server, page):
     )
     page.evaluate(RECORD)
     page.get_by_text("whole structure (faded)").click()
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=300_000)
+    page.wait_for_function(PLOT_DRAWN, timeout=300_000)
     wait_full_page(page)
     texts, _ = recorded(page)
     print("\nprogress after the toggle:", texts)
@@ -113,10 +114,10 @@ def test_many_chains_show_an_overview_and_the_ten_most_flexible(server, page):
     page.wait_for_selector('[data-testid="stApp"]')
     wait_idle(page)
     upload(page, MANY_CHAINS)
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=300_000)
+    page.wait_for_function(PLOT_DRAWN, timeout=300_000)
     wait_full_page(page)
     charts = page.evaluate(
-        "() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')]"
+        "() => Object.fromEntries(qfitPlots()"
         ".map(g => [g.layout.meta, g]).filter(([m]) => m === 'profile' || m === 'chain-overview')"
         ".map(([m, g]) => [m, m === 'profile'"
         " ? Object.keys(g.layout).filter(k => /^yaxis\\d*$/.test(k)).length"
@@ -125,7 +126,7 @@ def test_many_chains_show_an_overview_and_the_ten_most_flexible(server, page):
     assert charts == {"profile": 10, "chain-overview": 16}, charts
     # Each overview row is readable: its chain label does not overlap the next one.
     labels = page.evaluate(
-        "() => [...[...document.querySelectorAll('.js-plotly-plot')]"
+        "() => [...qfitPlots()"
         ".find(g => g.layout.meta === 'chain-overview').querySelectorAll('.ytick text')]"
         ".map(t => { const b = t.getBoundingClientRect(); return [b.top, b.bottom]; })"
     )

@@ -57,7 +57,7 @@ def flexibility_profile(
         paper_bgcolor="white",
         plot_bgcolor="white",
         showlegend=False,
-        clickmode="event+select",
+        clickmode="event",  # a click picks the residue (ui.profile_pick); nothing stays selected
         dragmode=False,
         hovermode="closest",
         meta="profile",  # names the chart for tests and page scripts
@@ -179,7 +179,7 @@ def chain_overview(
         bargap=0.25,
         paper_bgcolor="white",
         plot_bgcolor="white",
-        clickmode="event+select",
+        clickmode="event",  # a click picks the residue (ui.profile_pick); nothing stays selected
         dragmode=False,
         hovermode="closest",
         meta="chain-overview",

@@ -1,16 +1,23 @@
 // A Streamlit component without a build step (component protocol version 1, by postMessage):
-// the selected residue's χ figures. Streamlit keeps this iframe while the page reruns, so each
-// figure's div stays and a new residue is one Plotly.react into it. As a st.plotly_chart each
-// residue change mounted a new chart (its element id comes from the figure) and drew every
-// figure twice (once more after Streamlit's theme pass): 0.2-0.5 s of the browser's one thread
-// per change on 2 cores.
+// plotly figures that stay for the page's life (the profile, the χ figures). Streamlit keeps
+// this iframe while the page reruns, so each figure's div stays and a new figure is one
+// Plotly.react into it; a figure whose JSON has not changed is not drawn again. As
+// st.plotly_chart each new figure mounted a new chart (its element id comes from the figure)
+// and drew it twice (once more after Streamlit's theme pass), and clearing a bar clicked on the
+// profile meant a new chart: 0.2-0.5 s of the browser's one thread per residue on 2 cores.
+// A click on a point of a figure shown with `clickable` is the component's value:
+// {figure, customdata, click, view}: `click` counts the clicks, so the same bar twice is two
+// picks, and `view` names this iframe's life, as the count starts again in a new one.
 (function () {
   "use strict";
 
-  var CONFIG = { displaylogo: false, responsive: false };
-  var shown = {}; // figure name -> the JSON text it last drew, so an unchanged figure is kept
+  var CONFIG = { displaylogo: false, responsive: true }; // a figure without a width follows the page
+  var shown = {}; // figure name -> the JSON text it last drew
+  var clickable = false;
+  var clicks = 0;
+  var VIEW = Math.random().toString(36).slice(2); // this iframe's life: its clicks count anew
   var renders = 0;
-  var draws = 0; // Plotly.react calls: an unchanged figure is not drawn again
+  var draws = 0; // Plotly.react calls
 
   function send(type, data) {
     var msg = Object.assign({ isStreamlitMessage: true, type: type }, data || {});
@@ -44,6 +51,19 @@
     return el;
   }
 
+  function listen(el, name) {
+    if (el.qfitListens) return; // plotly keeps its handlers across react calls
+    el.qfitListens = true;
+    el.on("plotly_click", function (event) {
+      var point = event.points && event.points[0];
+      if (!clickable || !point || point.customdata === undefined) return;
+      send("streamlit:setComponentValue", {
+        value: { figure: name, customdata: point.customdata, click: ++clicks, view: VIEW },
+        dataType: "json",
+      });
+    });
+  }
+
   // figures: [[name, figure JSON text], ...] in page order; a name not in the list is hidden
   // (a residue with one χ has no torus) and drawn again when it is back. Resolves once all are
   // drawn, with the frame's new height sent.
@@ -56,8 +76,10 @@
       if (shown[name] === text) return el;
       shown[name] = text;
       var fig = JSON.parse(text);
-      window.qfitChiDraws = ++draws;
-      return Plotly.react(el, fig.data, fig.layout, CONFIG);
+      window.qfitPlotDraws = ++draws;
+      return Plotly.react(el, fig.data, fig.layout, CONFIG).then(function () {
+        listen(el, name);
+      });
     });
     Object.keys(shown).forEach(function (name) {
       if (!names[name]) div(name).hidden = true;
@@ -66,7 +88,7 @@
       var height = document.getElementById("plots").getBoundingClientRect().height;
       send("streamlit:setFrameHeight", { height: Math.ceil(height) });
       document.getElementById("problem").hidden = true;
-      window.qfitChiRenders = ++renders;
+      window.qfitPlotRenders = ++renders;
     });
   }
 
@@ -74,13 +96,14 @@
     var msg = event.data;
     if (!msg || msg.type !== "streamlit:render") return;
     var args = msg.args;
+    clickable = !!args.clickable;
     load(args.js_url)
       .then(function () {
         return draw(args.figures);
       })
       .catch(function (err) {
         var box = document.getElementById("problem");
-        box.textContent = "The χ plots could not be drawn: " + String(err.message || err);
+        box.textContent = "These plots could not be drawn: " + String(err.message || err);
         box.hidden = false;
         send("streamlit:setFrameHeight", { height: 60 });
       });
