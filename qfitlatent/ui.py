@@ -172,7 +172,7 @@ class Result:
     pred: object  # predict.Prediction
     viewer_pdb: object  # viewer.PdbIndex of the input re-written by gemmi (never the raw upload)
     downloads: dict[str, bytes]  # file name -> bytes: predict.outputs
-    # The chain profile figures, by the chains shown, built on first use (profile_figure).
+    # The chain profile figures' JSON, by the chains shown, built on first use (profile_json).
     profiles: dict = field(default_factory=dict)
     chain_stats: list | None = None  # display.chain_flexibility, on first use (profile_chains)
 
@@ -346,19 +346,24 @@ PROFILE_CHAINS = 10  # a structure of more chains shows these many, the user pic
 PROFILES_KEPT = 8  # profile figures kept per result (each a choice of chains)
 
 
+def figure_json(figure) -> str:
+    """A plotly figure as the JSON text show_figures sends: not validated again (the viz
+    functions built it from validated traces), numpy arrays as packed binary."""
+    import plotly.io as pio
+
+    return pio.to_json(figure, validate=False)
+
+
 def profile_json(result: Result, chains: list[str] | None = None) -> str:
     """The chain profile of a result (all chains, or `chains`) as figure JSON, built once per
     choice of chains: it does not mark the selected residue, so it stays the same while the
     user moves between residues and the browser does not draw it again (thousands of bars
     across many chains take seconds to draw on 2 cores)."""
-    import plotly.io as pio
-
     key = None if chains is None else tuple(chains)
     if key not in result.profiles:
         while len(result.profiles) >= PROFILES_KEPT:
             result.profiles.pop(next(iter(result.profiles)))
-        figure = display.profile_figure(result.pred, chains=chains)
-        result.profiles[key] = pio.to_json(figure, validate=False)
+        result.profiles[key] = figure_json(display.profile_figure(result.pred, chains=chains))
     return result.profiles[key]
 
 
@@ -403,9 +408,7 @@ def profile_chains(result: Result, tag: str) -> list[str] | None:
         f"**{len(names)} chains** · bar: expected flexible residues (Σ flexibility), colour: "
         "mean flexibility · click a chain to show or hide its track below"
     )
-    import plotly.io as pio
-
-    overview = pio.to_json(display.chain_overview_figure(stats, shown), validate=False)
+    overview = figure_json(display.chain_overview_figure(stats, shown))
     show_figures([("chain-overview", overview)], key=OVERVIEW, clickable=True)
     st.multiselect(
         f"chains in the profile (first: the {PROFILE_CHAINS} with the most expected flexible "
@@ -423,10 +426,8 @@ def residue_figures(key: str, i: int, _result: Result) -> list[tuple[str, str]]:
     key, residue): building and writing the plotly figures costs 0.05-0.2 s, so revisiting a
     residue or toggling a display option stays instant. A resource, not st.cache_data: the
     texts are only read, so one shared copy is safe and a hit copies nothing."""
-    import plotly.io as pio
-
     figures = zip(("circle", "torus"), display.residue_figures(_result.pred, i), strict=True)
-    return [(name, pio.to_json(fig, validate=False)) for name, fig in figures if fig is not None]
+    return [(name, figure_json(fig)) for name, fig in figures if fig is not None]
 
 
 # --- structure input ---------------------------------------------------------------------------
