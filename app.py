@@ -158,9 +158,9 @@ def residue_panel() -> None:
     A fragment: a residue chosen in any of them reruns only this, not the page above it."""
     # A click in the table or on the profile (both below) selects that residue in the box
     # (above): their selections are in session_state before this run reaches the box.
-    picked = (st.session_state.get(f"table:{tag}") or {}).get("selection", {}).get("rows", [])
-    if picked and ui.new_pick(f"table:{tag}", picked[0]):
-        st.session_state[f"residue:{tag}"] = labels[picked[0]]
+    picked = ui.table_pick(f"table:{tag}")
+    if picked is not None and picked < len(labels):
+        st.session_state[f"residue:{tag}"] = labels[picked]
     clicked = ui.profile_pick()
     if clicked in label_of:
         st.session_state[f"residue:{tag}"] = label_of[clicked]
@@ -206,7 +206,8 @@ def residue_panel() -> None:
     st.subheader("Flexibility table")
     st.caption("Click a row to show that residue above; click a column header to sort.")
     st.caption(ui_map.TWO_QUESTIONS)
-    ui.flexibility_table(rows, labels, key=f"table:{tag}", extra=ui_map.table_columns(rows))
+    ui.flexibility_table(rows, labels, key=f"table:{tag}", shown=labels.index(label),
+                         result_key=fig_key, extra=ui_map.table_columns(rows))  # fmt: skip
 
 
 residue_panel()

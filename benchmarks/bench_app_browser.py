@@ -49,7 +49,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 # χ figures) included: an expression for the scripts below.
 PLOTS = """[...document.querySelectorAll('.js-plotly-plot'),
   ...[...document.querySelectorAll('iframe')].flatMap(f => { try {
-    return [...f.contentDocument.querySelectorAll('.js-plotly-plot')]; } catch (e) { return []; } })]"""
+    return [...f.contentDocument.querySelectorAll('.js-plotly-plot')];
+  } catch (e) { return []; } })]"""
 # Works for the app before and after the layout of issue 13 (title vs first annotation).
 CIRCLE_TITLE = """() => { for (const g of PLOTS) {
   if (!g.layout) continue;
@@ -86,6 +87,19 @@ PROFILE_BAR = """(skip) => { const gd = PLOTS.find(g => g.layout.meta === 'profi
         height = b.height;
         best = {x: o.left + b.left + b.width / 2, y: o.top + b.top + b.height / 2}; } }); });
   return best; }""".replace("PLOTS", PLOTS)
+
+
+# Row k of the flexibility table's component (viz/table_component), the residue shown left out:
+# its centre on the page, or null on a checkout whose table is a st.dataframe grid.
+TABLE_ROW = """([k, shown]) => {
+  const f = document.querySelector('iframe[title$="qfitlatent_table"]');
+  if (!f) return null;
+  f.scrollIntoView({block: 'center'});
+  const o = f.getBoundingClientRect();
+  const rows = [...f.contentDocument.querySelectorAll('tr.row')]
+    .filter(r => r.cells[1].textContent !== shown);
+  const r = rows[k].getBoundingClientRect();
+  return {x: o.left + r.left + 60, y: o.top + r.top + r.height / 2}; }"""
 
 
 def free_port() -> int:
@@ -151,7 +165,10 @@ def change_residue(page, how: str, k: int) -> float:
     """Seconds from a residue change (`how`: table, profile or box) to the full page."""
     before = page.evaluate(CIRCLE_TITLE)
     shown = before.replace("<b>", "").split(":")[0]  # "A69 ARG"
-    if how == "table":
+    if how == "table" and (row := page.evaluate(TABLE_ROW, [k % 6, shown])):
+        t0 = time.perf_counter()
+        page.mouse.click(row["x"], row["y"])
+    elif how == "table":  # the st.dataframe grid of older checkouts: its row's selection box
         grid = page.locator('[data-testid="stDataFrame"]').last
         grid.scroll_into_view_if_needed()
         box = grid.bounding_box()
@@ -189,6 +206,8 @@ TIMELINE = """() => { const app = document.querySelector('[data-testid="stApp"]'
     PLOTS.forEach(g => {
       if (g.querySelector('.main-svg') && g.layout) note('chart ' + g.layout.meta); });
     if (document.querySelector('[data-testid="stDataFrame"] canvas')) note('table');
+    if (document.querySelector('iframe[title$="qfitlatent_table"]')?.contentWindow
+          ?.qfitTableRenders) note('table');
     document.querySelectorAll('iframe').forEach(f => { try { const w = f.contentWindow;
       if (w.qfitRenders) { note('viewer drawn', [Math.round(w.qfitDrawMs)]); clearInterval(poll); }
     } catch (e) {} }); }, 20); }""".replace("PLOTS", PLOTS)

@@ -41,7 +41,7 @@ def main() -> None:
 
     import gemmi
 
-    from qfitlatent import display, ui
+    from qfitlatent import ui
     from qfitlatent.prediction_cache import estimate_bytes
 
     weights = ui.default_weights()

@@ -26,7 +26,7 @@ from .prediction_cache import (
 )
 from .progress import ticker
 from .train import jobs
-from .viz import viewer
+from .viz import table, viewer
 
 WEIGHTS_ENV = "QFITLATENT_WEIGHTS"  # overrides the shipped weights (tests, private models)
 
@@ -400,8 +400,9 @@ def profile_chains(result: Result, tag: str) -> list[str] | None:
     if key not in st.session_state:
         st.session_state[key] = display.most_flexible_chains(stats, PROFILE_CHAINS)
     clicked = _new_click(OVERVIEW)
-    if clicked and clicked[0] in names:
-        flip = set(st.session_state[key]) ^ {clicked[0]}
+    chain = clicked["customdata"][0] if clicked else None
+    if chain in names:
+        flip = set(st.session_state[key]) ^ {chain}
         st.session_state[key] = [c for c in names if c in flip]
     shown = st.session_state[key]
     st.markdown(
@@ -566,20 +567,21 @@ def new_pick(key: str, value) -> bool:
 PROFILE, OVERVIEW = "profile", "chain-overview"  # the keys of their plots components
 
 
-def _new_click(key: str) -> list | None:
-    """The customdata of the point clicked last on the plots component `key`, once per click
-    (its value counts the clicks, so the same bar twice is two picks); None otherwise."""
+def _new_click(key: str) -> dict | None:
+    """The value of the component `key` (a plots or the table component) once per click on it:
+    its value counts the clicks within the iframe's life (`view`), so the same bar twice is two
+    picks; None otherwise (no click, or a value that asks for data: no "click")."""
     value = st.session_state.get(key)
-    if not value or not new_pick(key, (value.get("view"), value.get("click"))):
+    if not value or "click" not in value:
         return None
-    return value.get("customdata")
+    return value if new_pick(key, (value.get("view"), value.get("click"))) else None
 
 
 def profile_pick() -> int | None:
     """The residue index (customdata[0]) of a bar clicked on the profile since the last run,
     or None."""
-    custom = _new_click(PROFILE)
-    return int(custom[0]) if custom else None
+    value = _new_click(PROFILE)
+    return int(value["customdata"][0]) if value else None
 
 
 def error_box(err: Exception, log: bool = False) -> None:
@@ -676,80 +678,44 @@ def split_summary(pred) -> str:
     )
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _table_payload(key: str, _rows, _labels, _extra) -> dict:
+    """viz.table.payload, made once per result `key` (fig_key), not on every residue change:
+    50,000 rows took 0.7 s to make and hash (3.1 MB of JSON; 2 shared cores)."""
+    return table.payload(_rows, _labels, _extra)
+
+
 def flexibility_table(
-    rows: list[dict], labels: list[str], key: str, extra: tuple[list[dict], dict] | None = None
+    rows: list[dict],
+    labels: list[str],
+    key: str,
+    shown: int,
+    result_key: str,
+    extra: tuple[list[dict], list] | None = None,
 ) -> None:
-    """The sortable per-residue table; a row click reruns with the selection under `key`.
-    `extra`: ([per row {column: value}], {column: config}) appended (the map's, ui_map)."""
-    import pandas as pd
-
-    more, more_config = extra or ([{} for _ in rows], {})
-
-    table = pd.DataFrame(
-        [
-            {
-                "rank": r["rank"],
-                "residue": lab,
-                "n_chi": r["n_chi"],
-                "flexibility": r["flexibility"],
-                **m,  # beside flexibility: where the call comes from, the network's own value
-                "entropy / χ": r["entropy_per_chi"],
-                "entropy": r["entropy"],
-                "modes": r["n_modes"],
-                "χ1 spread (°)": r["chi1_spread_deg"],
-                "input altlocs": r["n_obs"],
-                "written conformers": r["n_conformers"],
-                "rejected (clash)": r["rejected_clash"],
-            }
-            for r, lab, m in zip(rows, labels, more, strict=True)
-        ]
-    )
-    number = st.column_config.NumberColumn
-    st.dataframe(
-        table,
+    """The sortable per-residue table (viz/table_component), with row `shown` (a position in
+    `rows`) highlighted; a click on a row is the component's value (read it with table_pick).
+    `extra`: ([per row {column: value}], [viz.table.Column]) after flexibility (the map's,
+    ui_map.table_columns). The rows go only to an iframe that does not hold them."""
+    body = _table_payload(result_key, rows, labels, extra)
+    send = _held(key) != body["hash"]
+    st.session_state[f"{key}:held"] = body["hash"]
+    _table_component()(
+        columns=body["columns"] if send else None,
+        rows=body["rows"] if send else None,
+        hash=body["hash"],
+        selected=shown,
+        height=TABLE_HEIGHT,
         key=key,
-        on_select="rerun",
-        selection_mode="single-row",
-        height=320,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "flexibility": st.column_config.ProgressColumn(
-                "flexibility",
-                format="%.2f",
-                min_value=0.0,
-                max_value=1.0,
-                help="Does the crystal show a second conformer? The probability that the side "
-                "chain has ≥ 2 conformers (p_flexible; with a map, the posterior given the map's "
-                "evidence; for weights without a flexibility head, the mixture weight off the "
-                "dominant rotamer). The table is ranked by it.",
-            ),
-            "entropy / χ": number(
-                format="%.2f",
-                help="How much does this side chain move? Entropy divided by the number of χ: "
-                "comparable across residue types",
-            ),
-            "entropy": number(
-                format="%.2f",
-                help="How much does this side chain move? Differential entropy over the "
-                "residue's χ (nats); it sums over χ, so 4-χ residues score higher whether or "
-                "not they move",
-            ),
-            "χ1 spread (°)": number(
-                format="%.0f°",
-                help="How much does this side chain move? Circular SD of the χ1 marginal",
-            ),
-            "modes": number(help="mixture components with weight ≥ 10%"),
-            "input altlocs": number(help="distinct side-chain conformers modelled in the file"),
-            "written conformers": number(
-                help="side-chain conformers in multiconformer.pdb (1: not split)"
-            ),
-            "rejected (clash)": number(
-                help="predicted alternatives not written: heavy-atom overlap ≥ 0.4 Å"
-            ),
-            **more_config,
-        },
+        default=None,
     )
+
+
+def table_pick(key: str) -> int | None:
+    """The position (in the rows sent) of a row clicked in the table `key` since the last run,
+    or None."""
+    value = _new_click(key)
+    return int(value["row"]) if value else None
 
 
 def downloads(result: Result) -> None:
@@ -795,6 +761,19 @@ def _plots_component():
     return components.declare_component("qfitlatent_plots", path=str(path))
 
 
+TABLE_HEIGHT = 320  # px: the flexibility table's frame; its rows scroll inside
+
+
+@st.cache_resource(show_spinner=False)
+def _table_component():
+    """The table component (viz/table_component: an index.html and its script, no build step),
+    declared once per server."""
+    import streamlit.components.v1 as components
+
+    path = resources.files("qfitlatent.viz").joinpath("table_component")
+    return components.declare_component("qfitlatent_table", path=str(path))
+
+
 def show_figures(figures: list[tuple[str, str]], key: str, clickable: bool = False):
     """Draw plotly figures ([(name, figure JSON)]) in the plots component `key`: its iframe and
     plotly.js stay across reruns, a changed figure is one Plotly.react into its div and an
@@ -804,20 +783,26 @@ def show_figures(figures: list[tuple[str, str]], key: str, clickable: bool = Fal
                               default=None)  # fmt: skip
 
 
+def _held(key: str) -> str | None:
+    """The hash of the data the iframe of component `key` holds, as far as the server knows
+    (the caller sets f"{key}:held" to what it sends). None for an iframe that holds none: a new
+    one on a reload (a new session), after a page without the component (Streamlit then forgets
+    its state, so `key` is not in session_state), and one whose value names a request not
+    answered yet ({"ask": ...}: any other rebuild)."""
+    state = st.session_state
+    ask = (state.get(key) or {}).get("ask")
+    if key not in state or ask != state.get(f"{key}:answered"):
+        state[f"{key}:held"], state[f"{key}:answered"] = None, ask
+    return state.get(f"{key}:held")
+
+
 def show_view(scene: viewer.Scene, structure: str, focus: tuple[str, int, str]) -> None:
     """Draw a viewer scene in the page's one 3D viewer. Its iframe, 3Dmol.js and WebGL context
     stay across reruns (a constant key): a new residue only sends the new scene, and the user's
     rotation is kept while `structure` (the result's key) stays the same.
 
-    The structure's text goes only to an iframe that does not hold it: "viewer:held" is the hash
-    of the text last sent. A new iframe holds none: on a reload (a new session), after a page
-    without the viewer (the Train page, a prediction's progress: Streamlit then forgets the
-    component's state, so "viewer" is not in session_state), and whenever the iframe asks (its
-    value names a request not answered yet: any other rebuild)."""
-    state = st.session_state
-    ask = (state.get("viewer") or {}).get("ask")
-    if "viewer" not in state or ask != state.get("viewer:answered"):
-        state["viewer:held"], state["viewer:answered"] = None, ask
-    message = scene.message(structure, focus, held=state.get("viewer:held"))
-    state["viewer:held"] = message["base_hash"]
+    The structure's text goes only to an iframe that does not hold it (_held: not after the
+    Train page or a prediction's progress, which have no viewer, nor when the iframe asks)."""
+    message = scene.message(structure, focus, held=_held("viewer"))
+    st.session_state["viewer:held"] = message["base_hash"]
     _viewer_component()(**message, key="viewer", default=None)

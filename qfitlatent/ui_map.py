@@ -17,6 +17,7 @@ import streamlit as st
 from . import server_config, ui
 from .errors import CheckpointError, MapError, StructureError
 from .viz import density_mesh
+from .viz.table import Column
 
 # The two questions a visitor may ask, and the numbers that answer each: said in the table's
 # caption, its column help and the residue's metrics, so one is never read as the other.
@@ -217,16 +218,14 @@ def add_meshes(view, legend: list, key: str, i: int, pred) -> None:
     legend += [(m["name"], m["colour"]) for m in items]
 
 
-def table_columns(rows: list[dict]) -> tuple[list[dict], dict]:
-    """The map's columns of the flexibility table: ([per row], column config); none without a
-    map."""
+def table_columns(rows: list[dict]) -> tuple[list[dict], list[Column]]:
+    """The map's columns of the flexibility table: ([per row {name: value}], their columns);
+    none without a map."""
     if not rows or "call_from" not in rows[0]:
-        return [{} for _ in rows], {}
+        return [{} for _ in rows], []
     values = [
         {"call from": r["call_from"], "network p_flexible": r["p_flexible_network"]} for r in rows
     ]
-    config = {
-        "call from": st.column_config.TextColumn(help=CALL_FROM_HELP),
-        "network p_flexible": st.column_config.NumberColumn(format="%.2f", help=NETWORK_HELP),
-    }
-    return values, config
+    columns = [Column("call from", "text", help=CALL_FROM_HELP),
+               Column("network p_flexible", help=NETWORK_HELP)]  # fmt: skip
+    return values, columns

@@ -135,3 +135,28 @@ def data_dir(tmp_path):
     d.mkdir()
     (d / "x.pdb").write_text("ATOM\n")
     return d
+
+
+_asks = iter(range(1, 1_000_000))
+
+
+def flex_table(at):
+    """The flexibility table an AppTest page sent its table component (viz.table.payload), as
+    a DataFrame. Rows the component holds already are not sent again: they are asked for, as a
+    new iframe asks (table_component/table.js), and the page run again."""
+    import json
+
+    import pandas as pd
+
+    def sent() -> dict:
+        return next(json.loads(c.proto.json_args) for c in at.get("component_instance")
+                    if c.proto.component_name.endswith("qfitlatent_table"))  # fmt: skip
+
+    args = sent()
+    if args["rows"] is None:
+        box = next(s for s in at.selectbox if s.key and s.key.startswith("residue:"))
+        key = "table:" + box.key.split(":", 1)[1]  # both keyed by the result's tag (app.py)
+        at.session_state[key] = {"ask": f"test:{next(_asks)}", "hash": args["hash"]}
+        at.run()
+        args = sent()
+    return pd.DataFrame(args["rows"], columns=[c["name"] for c in args["columns"]])

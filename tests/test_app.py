@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from conftest import tiny_checkpoint
+from conftest import flex_table, tiny_checkpoint
 from streamlit.testing.v1 import AppTest
 
 from qfitlatent.server_config import load as server_settings
@@ -74,10 +74,6 @@ def chart(at, meta: str) -> dict:
     return next(f for f in figures(at) if f["layout"].get("meta") == meta)
 
 
-def flex_table(at):
-    return next(d for d in at.dataframe if d.key and d.key.startswith("table:"))
-
-
 def viewer_args(at) -> dict:
     """What the page sent its viewer component: viz.viewer.Scene.message()."""
     return component_args(at, "viewer")
@@ -97,21 +93,21 @@ def test_example_predicts_and_draws(example):
     assert not example.error
     # χ circles, the χ1–χ2 torus where the first residue has ≥ 2 χ, and the profile.
     traces = chart_traces(example)
-    n_chi = int(flex_table(example).value.n_chi[0])
+    n_chi = int(flex_table(example).n_chi[0])
     assert len(traces) == (3 if n_chi >= 2 else 2) and min(traces) > 0
     scene = viewer_args(example)
     assert scene["js_url"] == "/app/static/3Dmol-min.js"  # the app's own copy: works offline
     assert "ATOM" in scene["base"]  # the structure, then predicted + observed conformers
     assert sum(name == "addModel" for name, _ in scene["calls"]) >= 2
     # Input conformers of the residue, what the multiconformer model did with it (report rows,
-    # or the selector's proposals where it was not split), then the flexibility table.
-    assert len(example.dataframe) == 3
+    # or the selector's proposals where it was not split); the flexibility table is a component.
+    assert len(example.dataframe) == 2
     predicted = example.dataframe[1].value
     if "status" in predicted:  # the report's rows (they carry a mass column too)
         assert {"status", "source", "mass", "note"} <= set(predicted)
     else:  # the selector's proposals
         assert predicted["mass"].sum() <= 1.0 + 1e-6
-    table = flex_table(example).value
+    table = flex_table(example)
     assert list(table.residue) == residue_box(example).options
     assert list(table.flexibility) == sorted(table.flexibility, reverse=True)  # default sort
     assert any("residues split" in m.value for m in example.markdown)
@@ -153,15 +149,54 @@ def test_selecting_a_residue_updates_plots_and_viewer(example):
     assert ["center", [centre]] in scene["calls"]
 
 
-def test_table_row_selection_selects_the_residue(example):
+def table_click(at, row: int) -> None:
+    """What a click on a row of the table component sends (viz/table_component): the row's
+    position in the rows as sent and a count of the clicks in that view."""
+    key = "table:" + residue_box(at).key.split(":", 1)[1]
+    count = (at.session_state[key] or {}).get("click", 0) if key in at.session_state else 0
+    at.session_state[key] = {"row": row, "click": count + 1, "view": "test", "ask": None}
+    at.run()
+
+
+def table_args(at) -> dict:
+    return component_args(at, "table")
+
+
+def test_table_row_click_selects_the_residue_and_the_table_marks_it(example):
     table = flex_table(example)
-    key = table.key
-    # What a click on the fifth row sends (rows are positions in the unsorted table).
-    example.session_state[key] = {"selection": {"rows": [4], "columns": [], "cells": []}}
-    example.run()
+    table_click(example, 4)  # the fifth row as sent (most flexible first), however it is sorted
     assert not example.exception
     box = residue_box(example)
-    assert box.value == box.options[4] == flex_table(example).value.residue[4]
+    assert box.value == box.options[4] == table.residue[4]
+    assert table_args(example)["selected"] == 4
+    # A residue chosen elsewhere (the box) is the one the table marks.
+    box.set_value(box.options[9]).run()
+    assert table_args(example)["selected"] == 9
+    # The same row clicked again is a new choice: it shows that residue again.
+    table_click(example, 4)
+    assert residue_box(example).value == box.options[4]
+
+
+def test_the_table_rows_are_sent_once_and_again_when_asked(example):
+    example.run()
+    first = table_args(example)
+    assert first["rows"] is None  # the component holds them since an earlier run
+    residue_box(example).set_value(residue_box(example).options[2]).run()
+    assert table_args(example)["rows"] is None and table_args(example)["hash"] == first["hash"]
+    # A new iframe (a rebuilt one) asks: the rows are sent, once.
+    key = "table:" + residue_box(example).key.split(":", 1)[1]
+    example.session_state[key] = {"ask": "iframe-2:1", "hash": first["hash"]}
+    example.run()
+    again = table_args(example)
+    assert again["rows"] is not None and len(again["rows"]) == len(residue_box(example).options)
+    example.run()
+    assert table_args(example)["rows"] is None
+    # A click from that iframe carries its last request along (table.js): not a new request,
+    # so nothing is sent again.
+    example.session_state[key] = {"row": 3, "click": 1, "view": "iframe-2", "ask": "iframe-2:1"}
+    example.run()
+    assert table_args(example)["rows"] is None
+    assert residue_box(example).value == residue_box(example).options[3]
 
 
 def click(at, key: str, customdata: list) -> None:

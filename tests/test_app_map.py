@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from conftest import tiny_checkpoint
+from conftest import flex_table, tiny_checkpoint
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +35,6 @@ def env(tmp_path_factory):
 
 def app() -> AppTest:
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
-
-
-def flex_table(at):
-    return next(d for d in at.dataframe if d.key and d.key.startswith("table:"))
 
 
 def component_args(at, name: str) -> list[str]:
@@ -92,7 +88,7 @@ def test_the_example_with_its_map_reads_it_and_says_so(with_map):
     assert not with_map.error and not refusal(with_map), refusal(with_map)
     line = next(m.value for m in with_map.markdown if m.value.startswith("**Map**"))
     assert "3k0n_maps.mtz.gz" in line and "FWT/PHWT" in line and "DELFWT/PHDELWT" in line
-    table = flex_table(with_map).value
+    table = flex_table(with_map)
     assert set(table["call from"]) <= {"map", "model"} and (table["call from"] == "map").sum() > 50
     assert table["network p_flexible"].between(0, 1).all()
     assert any("given the network and the map" in c.value for c in with_map.caption)  # profile
@@ -104,7 +100,7 @@ def test_the_example_with_its_map_reads_it_and_says_so(with_map):
 
 def test_the_selected_residue_gets_its_ringer_curve_and_map_meshes(with_map):
     box = next(s for s in with_map.selectbox if s.key and s.key.startswith("residue:"))
-    table = flex_table(with_map).value
+    table = flex_table(with_map)
     target = table.residue[(table["call from"] == "map").idxmax()]  # a residue the map speaks for
     box.set_value(target).run()
     fig = circle(with_map)
@@ -128,11 +124,11 @@ def test_a_map_uploaded_after_the_structure_is_used_and_keyed_by_its_bytes(env):
     at.file_uploader(key="upload").set_value(
         (structure.name, structure.read_bytes(), "application/gzip")
     ).run()
-    assert "call from" not in flex_table(at).value  # no map yet: the network alone
+    assert "call from" not in flex_table(at)  # no map yet: the network alone
     assert not at.get("toggle") or all(t.key != "map_mesh" for t in at.get("toggle"))
     upload_map(at, "mine.mtz.gz", (DATA / "3k0n_maps.mtz.gz").read_bytes())
     assert not refusal(at), refusal(at)
-    assert "call from" in flex_table(at).value  # a new prediction, not the kept one
+    assert "call from" in flex_table(at)  # a new prediction, not the kept one
 
 
 BAD_MAPS = [
@@ -172,7 +168,7 @@ def test_a_map_that_cannot_be_used_leaves_the_prediction_and_says_why(env, name,
     assert not at.error  # a warning: the page goes on
     # The structure's prediction is all there, from the model alone.
     assert circle(at)["data"] and "addModel" in viewer_html(at)
-    assert "call from" not in flex_table(at).value
+    assert "call from" not in flex_table(at)
     assert not any(t.get("meta") == "ringer" for t in circle(at)["data"])
     assert "addVolumetricData" not in viewer_html(at)
     at.run()  # a rerun shows the same reason (remembered, not read again)
@@ -229,5 +225,5 @@ def test_a_data_only_mtz_gets_maps_computed_and_the_r_work_reported(env, tmp_pat
     assert "computed by servalcat from FP/SIGFP" in line, line
     r_work = float(re.search(r"R-work (\d\.\d+)", line).group(1))
     assert 0.1 < r_work < 0.35  # a refined model against its own data (0.203 measured)
-    table = flex_table(at).value
+    table = flex_table(at)
     assert (table["call from"] == "map").sum() > 50 and "network p_flexible" in table

@@ -114,6 +114,7 @@ window.qfitOnPage = (el) => {  // el's box in the page's coordinates, from insid
 
 
 VIEWER_FRAME = 'iframe[title$="qfitlatent_viewer"]'  # Streamlit titles a component's iframe
+TABLE_FRAME = 'iframe[title$="qfitlatent_table"]'  # the flexibility table (viz/table_component)
 PLOT_DRAWN = "() => qfitPlots().some(g => g.querySelector('.main-svg'))"  # a first chart drawn
 
 
@@ -155,11 +156,11 @@ def full_screenshot(page, name: str, height: int = 2900) -> None:
 README_MARKS = [
     (1, ".st-key-example"),
     (2, "plot:profile"),
-    (3, "iframe"),
+    (3, VIEWER_FRAME),
     (4, "[data-testid=stMain] [data-testid=stSelectbox]"),
     (5, "plot:chi-circles"),
     (6, "plot:torus"),
-    (7, "[data-testid=stDataFrame] >> nth=-1"),
+    (7, TABLE_FRAME),
     (8, "[data-testid=stDownloadButton]"),
 ]
 
@@ -394,11 +395,12 @@ RERAN = (
 def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page):
     before = circle_title(page)
     page.evaluate(MARK_VIEWER)
-    grid = page.locator('[data-testid="stDataFrame"]').last  # the flexibility table
-    grid.scroll_into_view_if_needed()
-    box = grid.bounding_box()
-    row3 = (box["x"] + 20, box["y"] + 36 * 3 + 18)  # selection checkbox of the third data row
-    page.mouse.click(*row3)
+    table = page.frame_locator(TABLE_FRAME)
+    rows_received = table.locator("body").evaluate("() => window.qfitTableData")
+    row = table.locator("tr.row").nth(3)  # the table's fourth row
+    row.scroll_into_view_if_needed()
+    label = row.locator("td").nth(1).inner_text()
+    row.click()
     # The chart may be absent for a moment while the page reruns: wait, do not fail, then.
     page.wait_for_function(
         "(before) => { const g = qfitPlots()"
@@ -408,7 +410,8 @@ def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page
     )
     wait_full_page(page)  # the viewer too draws the new residue
     after = circle_title(page)
-    assert after != before
+    assert after != before and label in after
+    assert table.locator("tr.selected td").nth(1).inner_text() == label
     assert_residue_in_view_and_text_clean(page)
     # The new residue went to the viewer that was there: same window, viewer and WebGL canvas.
     assert page.evaluate(KEPT), "the viewer was rebuilt for a change of residue"
@@ -421,6 +424,8 @@ def test_table_row_click_selects_residue_and_viewer_keeps_its_state(server, page
     wait_full_page(page)
     assert circle_title(page) == after
     assert page.evaluate(KEPT), "the viewer was reloaded by a rerun that did not change it"
+    # The table kept its rows through the click and the rerun: they were not sent again.
+    assert table.locator("body").evaluate("() => window.qfitTableData") == rows_received
 
 
 ROTATION = """() => { const f = [...document.querySelectorAll('iframe')].find(f => { try {

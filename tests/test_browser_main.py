@@ -38,11 +38,10 @@ STANDING_OUT = """() => {
 
 
 def click_table_row(page, n: int) -> None:
-    """Tick the selection box of data row `n` of the flexibility table (a canvas grid)."""
-    grid = page.locator('[data-testid="stDataFrame"]').last
-    grid.scroll_into_view_if_needed()
-    box = grid.bounding_box()
-    page.mouse.click(box["x"] + 20, box["y"] + 36 * n + 18)
+    """Click row `n` (from 0, as drawn) of the flexibility table (viz/table_component)."""
+    row = page.frame_locator('iframe[title$="qfitlatent_table"]').locator("tr.row").nth(n)
+    row.scroll_into_view_if_needed()
+    row.click()
 
 
 def residue_of(title: str) -> str:

@@ -7,6 +7,7 @@ Screenshots go to test-artifacts/. Every wait is for a state of the page, never 
 
 from test_browser import (  # noqa: F401  (server and page are fixtures)
     ARTIFACTS,
+    TABLE_FRAME,
     TEXT_PROBLEMS,
     VIEWER_FRAME,
     full_screenshot,
@@ -42,7 +43,7 @@ def test_example_with_its_map_shows_meshes_ringer_and_call_from(server, page):  
     assert ringer["traces"] == ["2mFo-DFc at γ (σ, Ringer)", "mFo-DFc at γ (σ, Ringer)"]
     assert ringer["drawn"] >= 2  # plotly drew both curves on the overlaid σ axis
     assert any(n.startswith("radius") and "σ at the rim" in n for n in ringer["notes"])
-    headers = page.locator("[role=columnheader]").all_inner_texts()
+    headers = page.frame_locator(TABLE_FRAME).locator("th").all_inner_texts()
     assert "call from" in headers and "network p_flexible" in headers
     assert page.get_by_text("Does the crystal show a second conformer?").count() >= 1
     page.mouse.move(2, 2)

@@ -34,8 +34,11 @@ def page(tmp_path_factory):
 
 def sent(at) -> dict:
     """What the page sent its viewer component last: viz.viewer.Scene.message()."""
-    (component,) = [c for c in at.get("component_instance")
-                    if c.proto.component_name.endswith("qfitlatent_viewer")]
+    (component,) = [
+        c
+        for c in at.get("component_instance")
+        if c.proto.component_name.endswith("qfitlatent_viewer")
+    ]
     return json.loads(component.proto.json_args)
 
 

@@ -8,6 +8,8 @@ one into what these take). Pure: no streamlit here. One module per job:
 - `rotamers`: rotamer-library names (p, t, m; "mt−80") for wells and mixture components.
 - `placement`: pixel boxes of labels and a greedy placer that keeps them apart.
 - `profile`: the flexibility of every residue along its chain.
+- `table`: the flexibility table's columns and rows as its component (`table_component/`)
+  draws them.
 - `curves`: a training run's loss curves.
 - `colours`: palettes and value → colour maps shared by all of the above.
 """
