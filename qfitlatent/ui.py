@@ -78,8 +78,56 @@ EXAMPLE_TITLE = EXAMPLES["example"].title
 SHIPPED = f"{shipped_weights().stem.replace('-', ' ')} (shipped weights)"
 
 
+# Widgets whose values outlive a visit to the other page: Streamlit forgets the state of a widget
+# that a run does not draw, so coming back from Train reset every setting, toggle and the residue
+# (and settings that change the prediction then computed another one). Not buttons or uploaders
+# (their state cannot be set; kept_file keeps an upload), nor components: a component's state
+# gone is how _held knows its iframe is new.
+KEPT_WIDGETS = ("weights", "samples", "temperature", "seed", "threshold", "max_conformers",
+                "input_altlocs", "top_n", "flex_colour", "observed", "whole", "map_mesh",
+                "data_kind", "init", "folder", "run_name", "epochs", "lr", "freeze", "extra",
+                "detail")  # fmt: skip
+KEPT_PREFIXES = ("residue:", "chains:")  # per result
+
+
+def keep_widgets() -> None:
+    """Keep the KEPT_WIDGETS' values through runs that do not draw them (Streamlit's own
+    recipe: a value set by the script is the script's, not the widget's, and stays)."""
+    state = st.session_state
+    for key in list(state.keys()):
+        if key in KEPT_WIDGETS or key.startswith(KEPT_PREFIXES):
+            state[key] = state[key]
+
+
+def kept_file(key: str, upload) -> tuple[str, bytes] | None:
+    """(name, bytes) of the file in uploader `key`, kept beyond the uploader: Streamlit forgets
+    an uploader's file on a page that does not draw it, so a visitor back from Train found their
+    structure gone. The uploader's on_change calls forget_file (a new file, or the box
+    cleared)."""
+    state = st.session_state
+    kept = state.get(f"{key}:kept")
+    if upload is not None and (kept is None or kept[0] != upload.file_id):
+        kept = state[f"{key}:kept"] = (upload.file_id, upload.name, upload.getvalue())
+    return kept[1:] if kept else None
+
+
+def forget_file(key: str) -> None:
+    st.session_state.pop(f"{key}:kept", None)
+
+
+def kept_note(key: str, upload, what: str) -> None:
+    """Under an uploader whose box is empty while its file is kept (after the Train page): say
+    which file is in use, and offer to drop it."""
+    kept = st.session_state.get(f"{key}:kept")
+    if upload is None and kept is not None:
+        st.sidebar.caption(f"In use: your {what} **{kept[1]}** (uploaded before).")
+        st.sidebar.button(f"Remove this {what}", key=f"{key}:forget", on_click=forget_file,
+                          args=(key,), icon=":material/close:")  # fmt: skip
+
+
 def page_setup(title: str) -> None:
     st.set_page_config(page_title=f"qfitlatent · {title}", page_icon="🧬", layout="wide")
+    keep_widgets()
     # Tighter top padding and tabular numbers: this is a dense scientific page.
     st.markdown(
         "<style>.block-container{padding-top:2.2rem}"
@@ -445,6 +493,8 @@ def example_for(name: str) -> Example | None:
 
 def _choose(source: str) -> None:
     st.session_state["source"] = source
+    if source == "upload":  # a new file, or the box cleared
+        forget_file("upload")
     if source in EXAMPLES:  # an example opened after a map upload brings its own map, if any
         st.session_state.pop("map_choice", None)
 
@@ -476,12 +526,12 @@ def structure_input() -> tuple[str, bytes] | None:
         "Waters, ligands and hydrogens are ignored; altlocs are kept and shown.",
     )
     st.sidebar.caption(f"PDB or mmCIF, optionally gzipped · up to {max_mb} MB uncompressed")
+    kept = kept_file("upload", upload)
     source = st.session_state.get("source")
     if source in EXAMPLES:
         return EXAMPLES[source].file, example_bytes(source)
-    if upload is not None:
-        return upload.name, upload.getvalue()
-    return None
+    kept_note("upload", upload, "structure")
+    return kept
 
 
 class Progress:

@@ -45,6 +45,7 @@ REFUSED_KEPT = 64  # unusable maps remembered by (structure, map, weights): a re
 
 def _chose_map_upload() -> None:
     st.session_state["map_choice"] = "upload"
+    ui.forget_file("map_upload")  # a new file, or the box cleared
 
 
 def map_input() -> tuple[str, bytes] | None:
@@ -68,12 +69,14 @@ def map_input() -> tuple[str, bytes] | None:
         "map, flexibility becomes the posterior given the map's evidence.",
     )
     st.sidebar.caption(f"MTZ, CCP4/MRC map, optionally gzipped · {limit}")
+    kept = ui.kept_file("map_upload", upload)
+    ui.kept_note("map_upload", upload, "map")
     # The example opened last (ui.structure_input's choice), not a file of the same name: an
     # upload called 3k0n_single.pdb.gz is the visitor's own and gets no map of ours.
     example = ui.EXAMPLES.get(st.session_state.get("source"))
     own = example is not None and example.map_file is not None
-    if upload is not None and (st.session_state.get("map_choice") == "upload" or not own):
-        return upload.name, upload.getvalue()
+    if kept is not None and (st.session_state.get("map_choice") == "upload" or not own):
+        return kept
     if own:
         return example.map_file, _bundled(example.map_file)
     return None

@@ -599,6 +599,49 @@ def test_prediction_settings_wait_for_apply_and_display_settings_do_not(env, mon
     assert calls[before:] == [7] and not at.exception
 
 
+def test_a_visit_to_the_train_page_keeps_the_upload_settings_and_residue(env, monkeypatch):
+    """Streamlit forgets the state of widgets a page does not draw: back from Train, the upload
+    was gone (the start box again), and every setting and the residue were back to their
+    defaults; with other prediction settings that was also a new prediction."""
+    from qfitlatent import predict
+
+    calls, real = [], predict.predict
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["seed"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict", counted)
+    at = app(env)
+    at.file_uploader(key="upload").set_value(
+        ("mine.pdb.gz", (ROOT / "qfitlatent/data/3k0n_single.pdb.gz").read_bytes(),
+         "application/gzip")).run()  # fmt: skip
+    at.number_input(key="seed").set_value(5)
+    next(b for b in at.get("form_submit_button") if "recompute" in b.proto.label).click().run()
+    box = residue_box(at)
+    box.set_value(box.options[6]).run()
+    at.toggle(key="whole").set_value(True).run()
+    at.slider(key="top_n").set_value(2).run()
+    before = (len(calls), residue_box(at).value, viewer_args(at)["focus"])
+    assert not at.exception and calls[-1] == 5
+
+    at.switch_page("pages/1_Train.py").run()
+    at.radio(key="data_kind").set_value("upload structures or a .zip").run()
+    at.switch_page("app.py").run()
+    assert not at.exception and not at.info  # not the start box: the structure is there
+    assert any(m.value.startswith("**mine**") for m in at.markdown)
+    assert at.number_input(key="seed").value == 5 and at.toggle(key="whole").value
+    assert at.slider(key="top_n").value == 2
+    assert (len(calls), residue_box(at).value, viewer_args(at)["focus"]) == before  # no new one
+    assert any("In use: your structure **mine.pdb.gz**" in c.value for c in at.sidebar.caption)
+    at.switch_page("pages/1_Train.py").run()
+    assert at.radio(key="data_kind").value == "upload structures or a .zip"  # kept there too
+    # The kept upload can be removed: the start box again.
+    at.switch_page("app.py").run()
+    at.button(key="upload:forget").click().run()
+    assert any("Open a bundled example" in i.value for i in at.info)
+
+
 MANY_CHAINS = "3cyq.pdb.gz"  # 16 protein chains, 2,123 residues
 
 

@@ -596,3 +596,44 @@ def test_whole_structure_text_is_sent_once_and_the_viewer_redrawn_after_train_an
     assert_residue_in_view_and_text_clean(page)
     assert canvas_variance(page) > 50.0, "the 3D viewer is blank after a reload"
     page.remove_listener("websocket", listen)
+
+
+def test_a_visit_to_train_keeps_the_upload_the_display_settings_and_the_residue(
+    server, page, tmp_path
+):
+    """Streamlit forgets the widgets of a page it leaves: back from Train, the upload was gone
+    (the start box again), and the toggles and the residue were back to their defaults."""
+    mine = tmp_path / "mine.pdb.gz"
+    mine.write_bytes((ROOT / "qfitlatent/data/3k0n_single.pdb.gz").read_bytes())
+    page.goto(server)
+    page.wait_for_selector('[data-testid="stApp"]')
+    wait_idle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(mine))
+    page.wait_for_function(PLOT_DRAWN, timeout=300_000)
+    wait_full_page(page)
+    shown = circle_title(page).replace("<b>", "").split(":")[0]
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Residue (most flexible")
+    box.click()
+    option = page.get_by_role("option").filter(has_not_text=shown).nth(3)
+    target = option.inner_text().strip()
+    option.click()
+    wait_for_residue(page, target)
+    switch = page.locator(".st-key-flex_colour input")
+    page.evaluate(WATCH_RUNS)
+    page.locator(".st-key-flex_colour label").first.click()
+    page.wait_for_function(RERAN)
+    assert not switch.is_checked()
+
+    sidebar_nav(page, "Train")
+    page.get_by_text("Fine-tune").first.wait_for()
+    wait_idle(page)
+    sidebar_nav(page, "app")
+    page.get_by_text("Open an example").first.wait_for()  # the main page's sidebar
+    wait_idle(page)
+    assert page.get_by_text("Open a bundled example").count() == 0  # not the start box
+    assert page.get_by_text("In use: your structure").count() == 1
+    page.wait_for_function(PLOT_DRAWN)
+    wait_full_page(page)
+    assert target in circle_title(page)
+    assert not page.locator(".st-key-flex_colour input").is_checked()
+    assert_residue_in_view_and_text_clean(page)

@@ -80,5 +80,7 @@ def test_a_return_from_the_train_page_sends_the_text_again(page):
     assert not page.get("component_instance")  # no viewer there: Streamlit drops its iframe
     page.switch_page("app.py").run()
     assert not page.exception
-    # (The sidebar's toggle is back to its default there too: the neighbourhood's text.)
-    assert sent(page)["base"] is not None
+    # The toggle kept its value (ui.keep_widgets): the same whole text, sent again to the new
+    # iframe although its hash has not changed.
+    assert page.toggle(key="whole").value
+    assert sent(page)["base"] is not None and sent(page)["base"].count("ATOM") > 1000
