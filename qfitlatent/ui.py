@@ -26,7 +26,7 @@ from .prediction_cache import (
 )
 from .progress import ticker
 from .train import jobs
-from .viz import table, viewer
+from .viz import summary, table, viewer
 
 WEIGHTS_ENV = "QFITLATENT_WEIGHTS"  # overrides the shipped weights (tests, private models)
 
@@ -128,10 +128,9 @@ def kept_note(key: str, upload, what: str) -> None:
 def page_setup(title: str) -> None:
     st.set_page_config(page_title=f"qfitlatent · {title}", page_icon="🧬", layout="wide")
     keep_widgets()
-    # Tighter top padding and tabular numbers: this is a dense scientific page.
+    # Tighter top padding: this is a dense scientific page.
     st.markdown(
-        "<style>.block-container{padding-top:2.2rem}"
-        "[data-testid=stMetricValue]{font-variant-numeric:tabular-nums;font-size:1.5rem}</style>",
+        "<style>.block-container{padding-top:2.2rem}</style>",
         unsafe_allow_html=True,
     )
 
@@ -660,32 +659,23 @@ def error_box(err: Exception, log: bool = False) -> None:
 
 def residue_summary(pred, row: dict) -> None:
     """Key numbers of the selected residue, χ of its input conformers, and what the
-    multiconformer model did with it (written and rejected alternatives)."""
-    import pandas as pd
-
-    m1, m2, m3, m4 = st.columns(4)
+    multiconformer model did with it (written and rejected alternatives): one st.html
+    (viz/summary.py)."""
     p_flex = row["p_flexible"]
-    m1.metric(
-        "flexibility",
-        f"{row['flexibility']:.2f}",
-        help="Does the crystal show a second conformer? Probability of ≥ 2 side-chain "
-        "conformers: p_flexible"
-        + (" given the network and the map" if row.get("call_from") == "map" else
-           " (the network's)" if isinstance(p_flex, float) and not math.isnan(p_flex) else
-           " (these weights have none: mixture weight off the dominant rotamer)"),
-    )  # fmt: skip
-    m2.metric(
-        "entropy / χ",
-        f"{row['entropy_per_chi']:.2f}",
-        help=f"How much does this side chain move? {row['entropy']:.2f} nats over "
-        f"{row['n_chi']} χ; entropy grows with the χ count",
-    )
-    m3.metric(
-        "χ1 spread",
-        f"{row['chi1_spread_deg']:.0f}°",
-        help="How much does this side chain move? Circular SD of the χ1 marginal",
-    )
-    m4.metric("altlocs", row["n_obs"], help="side-chain conformers modelled in the input file")
+    metrics = [
+        ("flexibility", f"{row['flexibility']:.2f}",
+         "Does the crystal show a second conformer? Probability of ≥ 2 side-chain conformers: "
+         "p_flexible"
+         + (" given the network and the map" if row.get("call_from") == "map" else
+            " (the network's)" if isinstance(p_flex, float) and not math.isnan(p_flex) else
+            " (these weights have none: mixture weight off the dominant rotamer)")),
+        ("entropy / χ", f"{row['entropy_per_chi']:.2f}",
+         f"How much does this side chain move? {row['entropy']:.2f} nats over {row['n_chi']} χ; "
+         "entropy grows with the χ count"),
+        ("χ1 spread", f"{row['chi1_spread_deg']:.0f}°",
+         "How much does this side chain move? Circular SD of the χ1 marginal"),
+        ("altlocs", str(row["n_obs"]), "side-chain conformers modelled in the input file"),
+    ]  # fmt: skip
     n_chi, i = row["n_chi"], row["index"]
 
     def chis(chi, mask) -> dict:
@@ -695,25 +685,29 @@ def residue_summary(pred, row: dict) -> None:
         {"input": c["altloc"] or "–", "occ": round(c["occ"], 2), **chis(c["chi"], c["mask"])}
         for c in display.observed_altlocs(pred, i)
     ]
-    st.caption("Input side-chain conformers (χ in degrees)")
-    st.dataframe(pd.DataFrame(observed), hide_index=True, width="stretch")
+    parts = [
+        summary.STYLE,
+        summary.metrics_html(metrics),
+        summary.table_html(observed, "Input side-chain conformers (χ in degrees)"),
+    ]
     report = [r for r in pred.multiconformer.rows if r["index"] == i]
     if report:
-        st.caption("In multiconformer.pdb (the report's rows for this residue)")
         shown = [{"altloc": r["altloc"] or "–", "occ": r["occupancy"], "mass": r["mass"],
                   **{f"χ{d + 1}": r[f"chi{d + 1}"] for d in range(n_chi)},
                   "source": r["source"], "status": r["status"], "overlap (Å)": r["overlap"],
                   "partner": r["partner"], "note": r["note"]} for r in report]  # fmt: skip
-        st.dataframe(pd.DataFrame(shown).astype(str), hide_index=True, width="stretch")
+        parts.append(summary.table_html(
+            shown, "In multiconformer.pdb (the report's rows for this residue)"))  # fmt: skip
     else:
         t = pred.multiconformer.options.threshold
-        st.caption(f"Not split in multiconformer.pdb (flexibility below {t:g}, or kept as "
-                   "observed). The selector's conformers, with their mixture mass:")  # fmt: skip
         chi, mass = pred.selection.conformers(i)
         m = pred.multiconformer.options.max_conformers
         proposed = [{"proposed": k + 1, "mass": round(float(o), 2), **chis(c, [True] * n_chi)}
                     for k, (c, o) in enumerate(zip(chi[:m], mass[:m], strict=True))]  # fmt: skip
-        st.dataframe(pd.DataFrame(proposed), hide_index=True, width="stretch")
+        parts.append(summary.table_html(
+            proposed, f"Not split in multiconformer.pdb (flexibility below {t:g}, or kept as "
+            "observed). The selector's conformers, with their mixture mass:"))  # fmt: skip
+    st.html("".join(parts))
 
 
 def split_summary(pred) -> str:

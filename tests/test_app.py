@@ -8,6 +8,7 @@ to a temporary QFITLATENT_RUNS, so nothing here depends on or touches the real m
 import gzip
 import json
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,55 @@ def chart(at, meta: str) -> dict:
     return next(f for f in figures(at) if f["layout"].get("meta") == meta)
 
 
+class _Tables(HTMLParser):
+    """The tables and big numbers of the residue summary (viz/summary.py), read back from its
+    HTML by the standard library's parser: [[{column: cell}]] and {label: value}."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.metrics, self.cell, self.row, self.klass = [], {}, None, None, []
+
+    def handle_starttag(self, tag, attrs):
+        self.klass.append(dict(attrs).get("class", ""))
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.row = []
+        elif tag in ("td", "th") or self.klass[-1] in ("l", "v"):
+            self.cell = ""
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+    def handle_endtag(self, tag):
+        klass = self.klass.pop()
+        if tag in ("td", "th"):
+            self.row.append(self.cell)
+            self.cell = None
+        elif tag == "tr":
+            self.tables[-1].append(self.row)
+        elif klass == "l":
+            self.label, self.cell = self.cell, None
+        elif klass == "v":
+            self.metrics[self.label], self.cell = self.cell, None
+
+
+def _summary(at) -> _Tables:
+    (html,) = [h.proto.body for h in at.get("html") if "qfl-metrics" in h.proto.body]
+    parser = _Tables()
+    parser.feed(html)
+    return parser
+
+
+def summary_tables(at) -> list[list[dict]]:
+    return [[dict(zip(t[0], r, strict=True)) for r in t[1:]] for t in _summary(at).tables]
+
+
+def summary_metrics(at) -> dict[str, str]:
+    return _summary(at).metrics
+
+
 def viewer_args(at) -> dict:
     """What the page sent its viewer component: viz.viewer.Scene.message()."""
     return component_args(at, "viewer")
@@ -101,12 +151,17 @@ def test_example_predicts_and_draws(example):
     assert sum(name == "addModel" for name, _ in scene["calls"]) >= 2
     # Input conformers of the residue, what the multiconformer model did with it (report rows,
     # or the selector's proposals where it was not split); the flexibility table is a component.
-    assert len(example.dataframe) == 2
-    predicted = example.dataframe[1].value
-    if "status" in predicted:  # the report's rows (they carry a mass column too)
-        assert {"status", "source", "mass", "note"} <= set(predicted)
+    observed, predicted = summary_tables(example)
+    assert observed and {"input", "occ", "χ1"} <= set(observed[0])
+    if "status" in predicted[0]:  # the report's rows (they carry a mass column too)
+        assert {"status", "source", "mass", "note"} <= set(predicted[0])
     else:  # the selector's proposals
-        assert predicted["mass"].sum() <= 1.0 + 1e-6
+        assert sum(float(r["mass"]) for r in predicted) <= 1.0 + 1e-6
+    metrics = summary_metrics(example)
+    assert list(metrics) == ["flexibility", "entropy / χ", "χ1 spread", "altlocs"]
+    assert float(metrics["flexibility"]) == pytest.approx(
+        flex_table(example).flexibility[0], abs=0.006
+    )
     table = flex_table(example)
     assert list(table.residue) == residue_box(example).options
     assert list(table.flexibility) == sorted(table.flexibility, reverse=True)  # default sort
