@@ -115,7 +115,8 @@ def test_drawn_pdb_is_the_union_of_the_shown_residues_neighbourhoods():
     full = viewer.viewer_pdb(gemmi.read_structure(str(ROOT / "qfitlatent/data/3k0n_qfit.pdb.gz")))
     index = viewer.pdb_index(full)
     shown = [("A", 99, ""), ("A", 10, "")]
-    text = viewer.drawn_pdb(index, shown)
+    drawn = viewer.drawn_pdb(index, shown)
+    text = drawn.text
     chain = gemmi.read_pdb_string(full)[0]["A"]
     res = {r.seqid.num: r for r in chain}
     radius = viewer.CARTOON_A + 2.0
@@ -128,8 +129,9 @@ def test_drawn_pdb_is_the_union_of_the_shown_residues_neighbourhoods():
     assert kept == near(99) | near(10) and len(kept) < len(res)
     lines = text.splitlines()[:-1]
     assert lines == [line for line in index.lines if line in set(lines)]  # file order kept
+    assert drawn.chain_ids == {"A": "A"}
     whole = viewer.drawn_pdb(index, shown, whole=True)
-    assert whole.splitlines()[:-1] == index.lines
+    assert whole.text.splitlines()[:-1] == index.lines
 
 
 @pytest.mark.parametrize("whole", [False, True])
