@@ -71,13 +71,16 @@ def test_viewer_ids_are_one_printable_character_each_distinct_up_to_92_chains():
     assert len(set(many.values())) == 92  # past 92 they repeat, still one character each
 
 
-def test_a_long_chain_name_is_drawn_with_one_id_in_text_focus_and_conformers(tmp_path):
+def test_a_long_chain_name_is_drawn_with_one_id_in_text_focus_and_conformers():
     from qfitlatent.predict import predict
 
     pred = predict(tiny_model(), data_file(LONG_NAME), n_samples=8)
     index = viewer.viewer_index(pred.parsed.structure)
-    i = next(j for j in range(pred.features.n_res)
-             if pred.parsed.residues[j].n_obs >= 2 and pred.features.chi_defined[j].any())  # fmt: skip
+    i = next(
+        j
+        for j in range(pred.features.n_res)
+        if pred.parsed.residues[j].n_obs >= 2 and pred.features.chi_defined[j].any()
+    )
     chain, resnum, icode = display.residue_id(pred, i)
     assert chain == "AAA" and (chain, resnum, icode) in index.keys
     view, _ = display.structure_view(pred, index, i)
@@ -184,4 +187,5 @@ def test_the_app_shows_a_structure_whose_chain_name_is_three_characters(page_env
     assert scene["focus"][0] == "AAA"
     centre = next(args[0] for name, args in scene["calls"] if name == "center")
     assert len(centre["chain"]) == 1
-    assert residues_of(atoms_3dmol(scene["base"]), centre) == {(centre["chain"], *scene["focus"][1:])}
+    focus = (centre["chain"], *scene["focus"][1:])  # the residue, by its ID
+    assert residues_of(atoms_3dmol(scene["base"]), centre) == {focus}

@@ -107,7 +107,10 @@ def pdb_index(text: str) -> PdbIndex:
     chains = [line[20:22].strip() for line in lines]
     chain_ids = viewer_chain_ids(chains)
     if any(name != cid for name, cid in chain_ids.items()):  # "AB" or blank: not 3Dmol's
-        lines = [line[:20] + " " + chain_ids[c] + line[22:] for line, c in zip(lines, chains)]
+        lines = [
+            line[:20] + " " + chain_ids[c] + line[22:]
+            for line, c in zip(lines, chains, strict=True)
+        ]
     return _index(lines, chains, chain_ids)
 
 
@@ -292,7 +295,8 @@ def drawn_pdb(index: PdbIndex, shown: list[tuple[str, int, str]], whole: bool = 
     kept = np.flatnonzero(np.isin(index.residue, np.concatenate(near)))  # [L] lines, file order
     chains = [index.keys[r][0] for r in index.residue[kept]]  # [L] chain names
     ids = _scene_ids(list(dict.fromkeys(chains)), index.chain_ids)
-    lines = (index.lines[m][:21] + ids[c] + index.lines[m][22:] for m, c in zip(kept, chains))
+    rows = zip(kept, chains, strict=True)
+    lines = (index.lines[m][:21] + ids[c] + index.lines[m][22:] for m, c in rows)
     return Drawn("\n".join(lines) + "\nEND\n", ids)
 
 
