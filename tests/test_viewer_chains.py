@@ -102,6 +102,9 @@ def test_a_long_chain_name_is_drawn_with_one_id_in_text_focus_and_conformers():
     whole, _ = display.structure_view(pred, index, i, whole=True)
     assert whole.calls_to("center")[0][0]["chain"] == cid
     assert {line[21] for line in whole.base.splitlines() if line.startswith("ATOM")} == {cid}
+    # … with the same text for every residue, so the page sends it once.
+    other, _ = display.structure_view(pred, index, (i + 50) % pred.features.n_res, whole=True)
+    assert other.base == whole.base
 
 
 def test_chains_b_and_ab_keep_their_residues_apart():

@@ -3,7 +3,9 @@ of a residue in its neighbourhood with conformers overlaid, as a JSON-able list 
 that the app's viewer component (viewer_component/) draws. Pure: no streamlit here.
 
 Everything arrives as plain records: PDB text (only ever from `viewer_pdb`), residue ids
-(chain, resnum, icode), conformers as {"pdb": ATOM text, "colour": hex}.
+(chain, resnum, icode), conformers as {"pdb": ATOM text, "colour": hex}. Residue ids carry the
+real chain names; the text names each chain by a one-character ID (`viewer_chain_ids`), the one
+that selections and conformers sent to 3Dmol use.
 """
 
 import hashlib
