@@ -162,18 +162,6 @@ def residue_gaps(
     return residues, gap
 
 
-def neighbourhood_pdb(index: PdbIndex, focus: tuple[str, int, str], radius: float) -> str:
-    """PDB text of the residues with an atom within `radius` Å of the focus residue's atoms.
-
-    The viewer then parses a few hundred atoms instead of a whole structure: on a structure of
-    thousands of residues this is what keeps a change of residue quick in the browser.
-    """
-    if focus not in index.keys:  # not in the text (should not happen): draw everything
-        return "\n".join(index.lines) + "\nEND\n"
-    keep = np.isin(index.residue, near_residues(index, focus, radius))
-    return "\n".join(line for line, k in zip(index.lines, keep, strict=True) if k) + "\nEND\n"
-
-
 def _safe(text: str, width: int) -> str:
     """A name for a fixed PDB column: printable ASCII without '<' or '>'."""
     out = "".join(c if c.isascii() and c.isprintable() and c not in "<>" else "_" for c in text)
@@ -285,7 +273,8 @@ class Drawn:
 def drawn_pdb(index: PdbIndex, shown: list[tuple[str, int, str]], whole: bool = False) -> Drawn:
     """The PDB text `ensemble_view` needs for residues `shown`: all of it with `whole`, else only
     the neighbourhoods of the shown residues (a margin past CARTOON_A, so the cartoon kept
-    around each has its whole residues), in file order.
+    around each has its whole residues), in file order: the browser then parses a few hundred
+    atoms instead of a whole structure, which keeps a change of residue quick there.
 
     The whole text keeps the index's IDs, so it is the same for every residue of a structure
     and the page sends it once. A neighbourhood's chains get IDs of their own in it, distinct up
