@@ -120,6 +120,8 @@ def structure_view(
 ) -> tuple[viewer.Scene, list[tuple[str, str]]]:
     """The 3D view of residue i (and residues `also`) with sampled and observed conformers.
 
+    `viewer_text` is the viewer's index of the prediction's structure (`viewer.viewer_index`),
+    or `viewer.viewer_pdb` text of a structure whose chain names are one character.
     Returns the view and legend items (label, colour) for the selected residue's conformers.
     """
     # Imported on use: predict loads the ensemble builders, which every page importing ui (and
@@ -127,9 +129,13 @@ def structure_view(
     from .predict import residue_proposals
 
     shown = [i, *[j for j in also if j != i]]
+    index = (viewer_text if isinstance(viewer_text, viewer.PdbIndex)
+             else viewer.pdb_index(viewer_text))  # fmt: skip
+    drawn = viewer.drawn_pdb(index, [residue_id(pred, j) for j in shown], whole)
     sampled, observed, legend = [], [], []
     for j in shown:
         chain, resnum, icode = residue_id(pred, j)
+        chain = drawn.chain_ids.get(chain, chain)  # the ID the drawn text names the chain by
         resname = pred.features.resname[j]
         for label, occ, atoms, written in residue_proposals(pred, j):
             colour = occupancy_colour(occ)
@@ -162,12 +168,11 @@ def structure_view(
             residue_id(pred, j): flexibility_colour(v) for j, v in zip(idx, scaled, strict=True)
         }
     labels = [(residue_id(pred, j), residue_label(pred, j)) for j in shown]
-    index = (viewer_text if isinstance(viewer_text, viewer.PdbIndex)
-             else viewer.pdb_index(viewer_text))  # fmt: skip
     view = viewer.ensemble_view(
-        viewer.drawn_pdb(index, [residue_id(pred, j) for j in shown], whole),
+        drawn.text,
         focus=residue_id(pred, i),
         index=index,
+        chain_ids=drawn.chain_ids,
         sampled=sampled,
         observed=observed,
         residue_colours=colours,

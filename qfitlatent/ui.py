@@ -273,7 +273,7 @@ def _compute(data, name, weights: Path, dev: str, progress, split: dict, **setti
         raise OutputError(f"the prediction ran, but its files could not be made "
                           f"({type(err).__name__}: {err})") from err  # fmt: skip
     say(0.95, "Preparing the 3D viewer")
-    return Result(pred, viewer.pdb_index(viewer.viewer_pdb(pred.parsed.structure)), downloads)
+    return Result(pred, viewer.viewer_index(pred.parsed.structure), downloads)
 
 
 APPLY = "Apply: recompute the prediction"

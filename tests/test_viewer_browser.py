@@ -128,3 +128,32 @@ def test_a_scene_without_text_is_drawn_on_the_text_held_and_a_new_iframe_asks(br
     rendered(page, 2)
     assert len(page.evaluate("() => window.__asks")) == 1
     page.close()
+
+
+def test_3dmol_focuses_chain_ab_residue_not_chain_b_one_of_the_same_number(browser):
+    # 3Dmol reads a PDB chain from column 22 alone: written as is, "AB" would read as "B".
+    from test_viewer_chains import two_chains_sharing_numbers
+
+    st = two_chains_sharing_numbers()
+    index = viewer.viewer_index(st)
+    focus = ("AB", 99, "")
+    ab = next(r for r in st[0]["AB"] if r.seqid.num == 99)
+    # 3Dmol keeps altloc A (or none) of each atom: those, by position.
+    expected = sorted((round(a.pos.x, 3), round(a.pos.y, 3), round(a.pos.z, 3))
+                      for a in ab if a.altloc in "\0A")  # fmt: skip
+    page = open_component(browser)
+    for n, whole in enumerate([False, True], start=1):  # the whole text holds chain B too
+        drawn = viewer.drawn_pdb(index, [focus], whole)
+        scene = viewer.ensemble_view(drawn.text, focus=focus, index=index,
+                                     chain_ids=drawn.chain_ids, whole=whole)  # fmt: skip
+        render(page, scene.message("two-chains", focus))
+        rendered(page, n)
+        centre = scene.calls_to("center")[0][0]
+        seen = page.evaluate(
+            "(s) => window.qfitViewer.selectedAtoms(s).map(a => [a.x, a.y, a.z])", centre
+        )
+        assert sorted(tuple(round(v, 3) for v in xyz) for xyz in seen) == expected, whole
+        back = {cid: name for name, cid in drawn.chain_ids.items()}
+        lines = {(back[c], n, i) for c, n, i in residues(page.evaluate(STYLED)["line"])}
+        assert lines == within(st, focus, 6.0), whole
+    page.close()

@@ -86,17 +86,14 @@ def test_legend_html_escapes_labels():
     assert "<b>A</b>" not in html and "&lt;b&gt;" in html
 
 
-def test_neighbourhood_pdb_keeps_exactly_the_residues_within_the_radius():
+def test_near_residues_are_exactly_the_residues_within_the_radius():
     full = viewer.viewer_pdb(gemmi.read_structure(str(ROOT / "qfitlatent/data/3k0n_qfit.pdb.gz")))
     index = viewer.pdb_index(full)
-    st = gemmi.read_pdb_string(full)
-    focus = ("A", 99, "")
-    text = viewer.neighbourhood_pdb(index, focus, 8.0)
-    kept = {(r.name, r.seqid.num) for r in gemmi.read_pdb_string(text)[0]["A"]}
+    chain = gemmi.read_pdb_string(full)[0]["A"]
+    kept = {index.keys[r] for r in viewer.near_residues(index, ("A", 99, ""), 8.0)}
     # Reference: gemmi's own distances, residue by residue, over every atom of every altloc.
-    res = {r.seqid.num: r for r in st[0]["A"]}
-    centre = [a.pos for a in res[99]]
-    expected = {(r.name, r.seqid.num) for r in st[0]["A"]
+    centre = [a.pos for r in chain if r.seqid.num == 99 for a in r]
+    expected = {("A", r.seqid.num, r.seqid.icode.strip()) for r in chain
                 if min(a.pos.dist(c) for a in r for c in centre) <= 8.0}  # fmt: skip
     assert kept == expected and 5 < len(kept) < 60  # a neighbourhood, not the protein
 
@@ -115,7 +112,8 @@ def test_drawn_pdb_is_the_union_of_the_shown_residues_neighbourhoods():
     full = viewer.viewer_pdb(gemmi.read_structure(str(ROOT / "qfitlatent/data/3k0n_qfit.pdb.gz")))
     index = viewer.pdb_index(full)
     shown = [("A", 99, ""), ("A", 10, "")]
-    text = viewer.drawn_pdb(index, shown)
+    drawn = viewer.drawn_pdb(index, shown)
+    text = drawn.text
     chain = gemmi.read_pdb_string(full)[0]["A"]
     res = {r.seqid.num: r for r in chain}
     radius = viewer.CARTOON_A + 2.0
@@ -128,8 +126,9 @@ def test_drawn_pdb_is_the_union_of_the_shown_residues_neighbourhoods():
     assert kept == near(99) | near(10) and len(kept) < len(res)
     lines = text.splitlines()[:-1]
     assert lines == [line for line in index.lines if line in set(lines)]  # file order kept
+    assert drawn.chain_ids == {"A": "A"}
     whole = viewer.drawn_pdb(index, shown, whole=True)
-    assert whole.splitlines()[:-1] == index.lines
+    assert whole.text.splitlines()[:-1] == index.lines
 
 
 @pytest.mark.parametrize("whole", [False, True])
