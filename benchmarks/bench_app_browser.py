@@ -72,20 +72,22 @@ FULL = """() => {
     const c = d && d.readyState === 'complete' && d.querySelector('canvas');
     return c && c.width > 0; } catch (e) { return false; } });
 }""".replace("CIRCLE", CIRCLE_TITLE).replace("PLOTS", PLOTS)
-# The tallest bar of the profile that is not the residue shown: its screen position and label.
-# (The profile may be in an iframe, the app's plots component: its box is offset by the frame's.)
+# The tallest bar of the profile that is not the residue shown: its screen position, from the
+# data and plotly's axes (the profile may be in an iframe, the app's plots component: its box is
+# offset by the frame's).
 PROFILE_BAR = """(skip) => { const gd = PLOTS.find(g => g.layout.meta === 'profile');
   const frame = gd.ownerDocument.defaultView.frameElement;
   (frame || gd).scrollIntoView({block: 'center'});
   const o = frame ? frame.getBoundingClientRect() : {left: 0, top: 0};
-  let best = null, height = 0;
-  gd.querySelectorAll('.trace.bars').forEach((trace, t) => {
-    const bars = gd.data.filter(d => d.type === 'bar')[t];
-    trace.querySelectorAll('.point path').forEach((p, k) => {
-      const b = p.getBoundingClientRect(), lab = bars.customdata[k][1];
-      if (b.height > height && !skip.includes(lab)) {
-        height = b.height;
-        best = {x: o.left + b.left + b.width / 2, y: o.top + b.top + b.height / 2}; } }); });
+  const r = gd.getBoundingClientRect(), L = gd._fullLayout;
+  let best = null, top = -1;
+  gd._fullData.filter(d => d.type === 'bar').forEach(d => {
+    const xa = L[d.xaxis.replace('x', 'xaxis')], ya = L[d.yaxis.replace('y', 'yaxis')];
+    for (let k = 0; k < d.y.length; k++) {
+      if (!(d.y[k] > top) || skip.includes(d.customdata[k][1])) continue;
+      top = d.y[k];
+      best = {x: o.left + r.left + xa._offset + xa.l2p(d.x[k]),
+              y: o.top + r.top + ya._offset + ya.l2p(d.y[k] / 2)}; } });
   return best; }""".replace("PLOTS", PLOTS)
 
 

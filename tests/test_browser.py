@@ -307,10 +307,10 @@ def assert_residue_in_view_and_text_clean(page) -> None:
     assert page.evaluate(TEXT_PROBLEMS) == []
 
 
-def click_profile_bar(page, skip: str, only: str | None = None) -> str:
-    """Click the tallest bar of the profile that is not residue `skip` (and is residue `only`,
-    when given); returns its label."""
-    target = page.evaluate(
+def profile_bar(page, skip: list[str], only: str | None = None) -> dict:
+    """{x, y, label}: the page position of the tallest bar of the profile whose residue is not in
+    `skip` (and is `only`, when given)."""
+    return page.evaluate(
         """([skip, only]) => { const gd = qfitPlots()
              .find(g => g.layout.meta === 'profile');
            (gd.ownerDocument.defaultView.frameElement || gd).scrollIntoView({block: 'center'});
@@ -320,7 +320,7 @@ def click_profile_bar(page, skip: str, only: str | None = None) -> str:
              trace.querySelectorAll('.point path').forEach((p, k) => {
                const b = qfitOnPage(p);
                const lab = bars.customdata[k][1];
-               if (b.height > height && lab !== skip && (only === null || lab === only)) {
+               if (b.height > height && !skip.includes(lab) && (only === null || lab === only)) {
                  height = b.height;
                  best = {x: b.left + b.width / 2, y: b.top + b.height / 2,
                          label: bars.customdata[k][1]};
@@ -328,6 +328,12 @@ def click_profile_bar(page, skip: str, only: str | None = None) -> str:
            return best; }""",
         [skip, only],
     )
+
+
+def click_profile_bar(page, skip: str, only: str | None = None) -> str:
+    """Click the tallest bar of the profile that is not residue `skip` (and is residue `only`,
+    when given); returns its label."""
+    target = profile_bar(page, [skip], only)
     page.mouse.click(target["x"], target["y"])
     return target["label"]
 

@@ -13,6 +13,7 @@ from test_browser import (
     click_profile_bar,
     open_example,
     page,
+    profile_bar,
     pytestmark,
     selected_residue,
     server,
@@ -97,6 +98,31 @@ CANVAS_SCALE = """() => {
   return {scale: c.width / c.getBoundingClientRect().width, dpr: f.contentWindow.devicePixelRatio,
           renderer: info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : null};
 }"""
+
+
+PROFILE_GD = "qfitPlots().find(g => g.layout.meta === 'profile')"
+
+
+def test_two_profile_bars_clicked_one_after_the_other_both_count(server, page):
+    """plotly takes a second click within its doubleClickDelay (500 ms by default) as a double
+    click: no click event, the axes reset. The profile stays across residue changes, so a bar
+    clicked within half a second of the last was lost and the page kept the first residue."""
+    open_example(page, server)
+    # The profile's plotly counts every click as one (the mode bar's home button resets axes).
+    assert page.evaluate(f"() => {PROFILE_GD}._context.doubleClickDelay") < 50
+    shown = residue_of(circle_title(page))
+    first = profile_bar(page, [shown])
+    second = profile_bar(page, [shown, first["label"]])
+    page.mouse.click(first["x"], first["y"])
+    # At once to the second bar; plotly clicks what it last hovered, so wait for that hover.
+    page.mouse.move(second["x"], second["y"])
+    page.wait_for_function(
+        f"(lab) => ({PROFILE_GD}._hoverdata || []).some(p => p.customdata[1] === lab)",
+        arg=second["label"],
+    )
+    page.mouse.click(second["x"], second["y"])
+    wait_for_residue(page, second["label"])
+    assert residue_of(circle_title(page)) == second["label"]
 
 
 def test_the_viewer_opens_close_on_the_residue_with_the_cartoon_faded(server, page):

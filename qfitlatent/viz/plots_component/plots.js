@@ -12,6 +12,11 @@
   "use strict";
 
   var CONFIG = { displaylogo: false, responsive: true }; // a figure without a width follows the page
+  // Where a click picks a residue: plotly takes a second click within doubleClickDelay (500 ms)
+  // of the first as a double click (axes reset, no plotly_click), and the profile stays across
+  // residue changes now, so a bar clicked within half a second of the last was lost. The home
+  // button of the mode bar still resets the axes.
+  var CLICK_CONFIG = Object.assign({}, CONFIG, { doubleClickDelay: 1 });
   var shown = {}; // figure name -> the JSON text it last drew
   var clickable = false;
   var clicks = 0;
@@ -77,7 +82,8 @@
       shown[name] = text;
       var fig = JSON.parse(text);
       window.qfitPlotDraws = ++draws;
-      return Plotly.react(el, fig.data, fig.layout, CONFIG).then(function () {
+      var config = clickable ? CLICK_CONFIG : CONFIG;
+      return Plotly.react(el, fig.data, fig.layout, config).then(function () {
         listen(el, name);
       });
     });
