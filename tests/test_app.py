@@ -626,19 +626,25 @@ def test_train_page_shows_only_the_chosen_sources_inputs(env):
     assert all(helps[k] for k in ("Epochs", "Learning rate", "Start from"))
 
 
-def test_prediction_settings_wait_for_apply_and_display_settings_do_not(env, monkeypatch):
-    """Settings that change the prediction sit in a form: moved, nothing is predicted until
-    Apply, whose label says it recomputes (before, each one predicted again at once). Display
-    settings never predict."""
+@pytest.fixture
+def calls(monkeypatch) -> list[int]:
+    """The seed of every prediction the page makes from here on (predict.predict, counted)."""
     from qfitlatent import predict
 
-    calls, real = [], predict.predict
+    seen, real = [], predict.predict
 
     def counted(*args, **kwargs):
-        calls.append(kwargs["seed"])
+        seen.append(kwargs["seed"])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(predict, "predict", counted)
+    return seen
+
+
+def test_prediction_settings_wait_for_apply_and_display_settings_do_not(env, calls):
+    """Settings that change the prediction sit in a form: moved, nothing is predicted until
+    Apply, whose label says it recomputes (before, each one predicted again at once). Display
+    settings never predict."""
     at = app(env)
     at.button(key="example").click().run()
     before = len(calls)  # 0 when an earlier test kept the example's prediction
@@ -654,19 +660,10 @@ def test_prediction_settings_wait_for_apply_and_display_settings_do_not(env, mon
     assert calls[before:] == [7] and not at.exception
 
 
-def test_a_visit_to_the_train_page_keeps_the_upload_settings_and_residue(env, monkeypatch):
+def test_a_visit_to_the_train_page_keeps_the_upload_settings_and_residue(env, calls):
     """Streamlit forgets the state of widgets a page does not draw: back from Train, the upload
     was gone (the start box again), and every setting and the residue were back to their
     defaults; with other prediction settings that was also a new prediction."""
-    from qfitlatent import predict
-
-    calls, real = [], predict.predict
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs["seed"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(predict, "predict", counted)
     at = app(env)
     at.file_uploader(key="upload").set_value(
         ("mine.pdb.gz", (ROOT / "qfitlatent/data/3k0n_single.pdb.gz").read_bytes(),

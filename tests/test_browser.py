@@ -548,6 +548,19 @@ MODEL_LINES = f"""() => {{ const atoms = {VIEWER_WINDOW}.qfitViewer.getModel(0).
   return [atoms.length, atoms.filter((a, k) => k % 20 === 0).map(a => a.pdbline)]; }}"""
 
 
+def choose_in_the_box(page, k: int) -> str:
+    """Choose the residue `k` places down the residue box (the one shown left out), as a user
+    does, and wait until the page shows it; returns its label."""
+    shown = circle_title(page).replace("<b>", "").split(":")[0]
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Residue (most flexible")
+    box.click()
+    option = page.get_by_role("option").filter(has_not_text=shown).nth(k)
+    target = option.inner_text().strip()
+    option.click()
+    wait_for_residue(page, target)
+    return target
+
+
 def sidebar_nav(page, name: str) -> None:
     """Go to another page of the app as a user does: its link in the sidebar (no reload)."""
     page.locator('[data-testid="stSidebarNav"] a').filter(has_text=name).first.click()
@@ -575,13 +588,7 @@ def test_whole_structure_text_is_sent_once_and_the_viewer_redrawn_after_train_an
     assert all(line.encode() in sent for line in lines)  # the check sees text when it is sent
     # A residue change in whole mode: the scene, not the structure's text again.
     frames.clear()
-    shown = circle_title(page).replace("<b>", "").split(":")[0]
-    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Residue (most flexible")
-    box.click()
-    option = page.get_by_role("option").filter(has_not_text=shown).nth(2)
-    target = option.inner_text().strip()
-    option.click()
-    wait_for_residue(page, target)
+    choose_in_the_box(page, 2)
     sent = b"".join(frames)
     print(f"\nwhole mode, residue change: {len(sent):,} bytes from the server")
     assert not any(line.encode() in sent for line in lines), "the structure's text was re-sent"
@@ -617,13 +624,7 @@ def test_a_visit_to_train_keeps_the_upload_the_display_settings_and_the_residue(
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(mine))
     page.wait_for_function(PLOT_DRAWN, timeout=300_000)
     wait_full_page(page)
-    shown = circle_title(page).replace("<b>", "").split(":")[0]
-    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Residue (most flexible")
-    box.click()
-    option = page.get_by_role("option").filter(has_not_text=shown).nth(3)
-    target = option.inner_text().strip()
-    option.click()
-    wait_for_residue(page, target)
+    target = choose_in_the_box(page, 3)
     switch = page.locator(".st-key-flex_colour input")
     page.evaluate(WATCH_RUNS)
     page.locator(".st-key-flex_colour label").first.click()

@@ -4,10 +4,21 @@ component itself: tests/test_table_browser.py)."""
 import json
 import math
 
-from test_table_browser import rows_like_the_apps
-
 from qfitlatent.viz import table
 from qfitlatent.viz.table import Column
+
+
+def rows_like_the_apps(n: int) -> tuple[list[dict], list[str]]:
+    """n flexibility rows, most flexible first, every 7th without a χ1 spread (NaN)."""
+    rows = [
+        {"rank": k + 1, "n_chi": 1 + k % 4, "flexibility": 1.0 - k / n,
+         "entropy_per_chi": (k % 13) / 5, "entropy": (k % 13) / 2.5, "n_modes": 1 + k % 3,
+         "chi1_spread_deg": math.nan if k % 7 == 3 else float(k % 90), "n_obs": 1 + (k % 5 == 0),
+         "n_conformers": 1 + (k % 4 == 0), "rejected_clash": k % 2}
+        for k in range(n)
+    ]  # fmt: skip
+    labels = [f"{'ABCD'[k % 4]}{k + 1} LYS" for k in range(n)]
+    return rows, labels
 
 
 def test_rows_keep_their_order_and_columns_their_place_with_the_maps_after_flexibility():

@@ -9,62 +9,30 @@ at once as its position in the rows as sent, and ask for rows it does not hold i
 drawing nothing. The server's side: tests/test_app.py.
 """
 
-import math
-import os
-import shutil
 from pathlib import Path
 
-import pytest
+from test_table import rows_like_the_apps
+from test_viewer_browser import RENDER, browser, pytestmark  # chromium, as for the viewer
 
 from qfitlatent.viz import table
 
+__all__ = ["browser", "pytestmark"]  # the fixture and the skip mark come from there
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 COMPONENT = ROOT / "qfitlatent" / "viz" / "table_component" / "index.html"
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = pytest.mark.skipif(
-    not (os.path.exists(CHROMIUM) or shutil.which("chromium")),
-    reason="chromium is not installed (apt-get install chromium; `make test` does it as root)",
-)
 
 # The component posts to window.parent, which is the page itself here: keep its values.
 LISTEN = """() => { window.__values = [];
   window.addEventListener('message', (e) => {
     if (e.data && e.data.type === 'streamlit:setComponentValue') window.__values.push(e.data.value);
   }); }"""
-RENDER = "(args) => window.postMessage({type: 'streamlit:render', args: args}, '*')"
 SHOWN = """() => [...document.querySelectorAll('tr.row')].map(r => Number(r.dataset.row))"""
 TO_THE_END = "() => { const w = document.getElementById('wrap'); w.scrollTop = w.scrollHeight; }"
-
-
-def rows_like_the_apps(n: int) -> tuple[list[dict], list[str]]:
-    """n flexibility rows, most flexible first, every 7th without a χ1 spread (NaN)."""
-    rows = [
-        {"rank": k + 1, "n_chi": 1 + k % 4, "flexibility": 1.0 - k / n,
-         "entropy_per_chi": (k % 13) / 5, "entropy": (k % 13) / 2.5, "n_modes": 1 + k % 3,
-         "chi1_spread_deg": math.nan if k % 7 == 3 else float(k % 90), "n_obs": 1 + (k % 5 == 0),
-         "n_conformers": 1 + (k % 4 == 0), "rejected_clash": k % 2}
-        for k in range(n)
-    ]  # fmt: skip
-    labels = [f"{'ABCD'[k % 4]}{k + 1} LYS" for k in range(n)]
-    return rows, labels
 
 
 def args(n: int, selected: int = 0, send: bool = True) -> dict:
     body = table.payload(*rows_like_the_apps(n))
     return {"columns": body["columns"] if send else None, "rows": body["rows"] if send else None,
             "hash": body["hash"], "selected": selected, "height": 320}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield b
-        b.close()
 
 
 def open_component(browser):
