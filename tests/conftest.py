@@ -2,6 +2,7 @@
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,23 @@ def tiny_checkpoint(path: Path) -> Path:
     torch.manual_seed(0)
     cfg = ModelConfig(d_s=16, d_z=8, n_blocks=1, dropout=0.0)
     return save_checkpoint(path, model_cfg=cfg, model=QFitLatent(cfg), meta={"note": "test"})
+
+
+@contextmanager
+def tiny_app_env(tmp: Path):
+    """The environment of an AppTest page: tiny_checkpoint for the shipped weights, runs and the
+    prediction cache under `tmp`, one torch thread, and Streamlit's caches emptied (they outlive
+    AppTest instances within one pytest process). Undone when the block ends."""
+    import streamlit as st
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QFITLATENT_WEIGHTS", str(tiny_checkpoint(tmp / "tiny.pt")))
+        mp.setenv("QFITLATENT_RUNS", str(tmp / "runs"))
+        mp.setenv("QFITLATENT_CACHE", str(tmp / "cache"))
+        mp.setenv("OMP_NUM_THREADS", "1")
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from conftest import flex_table, tiny_checkpoint
+from conftest import flex_table, tiny_app_env
 from streamlit.testing.v1 import AppTest
 
 from qfitlatent.server_config import load as server_settings
@@ -28,13 +27,7 @@ MAX_BYTES = server_settings().max_mb * 2**20  # the reader's limit, uncompressed
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("QFITLATENT_WEIGHTS", str(tiny_checkpoint(tmp / "tiny.pt")))
-        mp.setenv("QFITLATENT_RUNS", str(tmp / "runs"))
-        mp.setenv("QFITLATENT_CACHE", str(tmp / "cache"))
-        mp.setenv("OMP_NUM_THREADS", "1")
-        st.cache_data.clear()  # caches outlive AppTest instances within one pytest process
-        st.cache_resource.clear()
+    with tiny_app_env(tmp):
         yield tmp
 
 

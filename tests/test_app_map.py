@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from conftest import flex_table, tiny_checkpoint
+from conftest import flex_table, tiny_app_env
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,13 +22,7 @@ REFUSED = "The map cannot be used"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("app-map")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("QFITLATENT_WEIGHTS", str(tiny_checkpoint(tmp / "tiny.pt")))
-        mp.setenv("QFITLATENT_RUNS", str(tmp / "runs"))
-        mp.setenv("QFITLATENT_CACHE", str(tmp / "cache"))
-        mp.setenv("OMP_NUM_THREADS", "1")
-        st.cache_data.clear()
-        st.cache_resource.clear()
+    with tiny_app_env(tmp):
         yield tmp
 
 

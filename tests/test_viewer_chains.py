@@ -11,8 +11,7 @@ from pathlib import Path
 
 import gemmi
 import pytest
-import streamlit as st
-from conftest import data_file, tiny_checkpoint, tiny_model
+from conftest import data_file, tiny_app_env, tiny_model
 from streamlit.testing.v1 import AppTest
 from test_viewer_exact import atoms_3dmol, residues_of, within
 
@@ -169,12 +168,7 @@ def test_atoms_pdb_refuses_a_chain_name_it_would_cut():
 @pytest.fixture(scope="module")
 def page_env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("viewer-chains")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("QFITLATENT_WEIGHTS", str(tiny_checkpoint(tmp / "tiny.pt")))
-        mp.setenv("QFITLATENT_RUNS", str(tmp / "runs"))
-        mp.setenv("QFITLATENT_CACHE", str(tmp / "cache"))
-        st.cache_data.clear()  # caches outlive AppTest instances within one pytest process
-        st.cache_resource.clear()
+    with tiny_app_env(tmp):
         yield tmp
 
 

@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from conftest import tiny_checkpoint
+from conftest import tiny_app_env
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,12 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def page(tmp_path_factory):
     """The example open in whole-structure mode."""
     tmp = tmp_path_factory.mktemp("viewer-text")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("QFITLATENT_WEIGHTS", str(tiny_checkpoint(tmp / "tiny.pt")))
-        mp.setenv("QFITLATENT_RUNS", str(tmp / "runs"))
-        mp.setenv("QFITLATENT_CACHE", str(tmp / "cache"))
-        st.cache_data.clear()  # caches outlive AppTest instances within one pytest process
-        st.cache_resource.clear()
+    with tiny_app_env(tmp):
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
         at.button(key="example").click().run()
         at.toggle(key="whole").set_value(True).run()
