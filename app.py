@@ -207,7 +207,7 @@ def residue_panel() -> None:
     st.caption("Click a row to show that residue above; click a column header to sort.")
     st.caption(ui_map.TWO_QUESTIONS)
     ui.flexibility_table(rows, labels, key=f"table:{tag}", shown=labels.index(label),
-                         result_key=fig_key, extra=ui_map.table_columns(rows))  # fmt: skip
+                         result_key=fig_key, extra=ui_map.table_columns)  # fmt: skip
 
 
 residue_panel()

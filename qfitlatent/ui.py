@@ -8,6 +8,7 @@ import math
 import os
 import re
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -725,8 +726,9 @@ def split_summary(pred) -> str:
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _table_payload(key: str, _rows, _labels, _extra) -> dict:
     """viz.table.payload, made once per result `key` (fig_key), not on every residue change:
-    50,000 rows took 0.7 s to make and hash (3.1 MB of JSON; 2 shared cores)."""
-    return table.payload(_rows, _labels, _extra)
+    50,000 rows took 0.7 s to make and hash (3.1 MB of JSON; 2 shared cores). The extra columns
+    are made here too, on a miss only."""
+    return table.payload(_rows, _labels, _extra(_rows) if _extra else None)
 
 
 def flexibility_table(
@@ -735,11 +737,11 @@ def flexibility_table(
     key: str,
     shown: int,
     result_key: str,
-    extra: tuple[list[dict], list] | None = None,
+    extra: Callable[[list[dict]], tuple[list[dict], list]] | None = None,
 ) -> None:
     """The sortable per-residue table (viz/table_component), with row `shown` (a position in
     `rows`) highlighted; a click on a row is the component's value (read it with table_pick).
-    `extra`: ([per row {column: value}], [viz.table.Column]) after flexibility (the map's,
+    `extra(rows)`: ([per row {column: value}], [viz.table.Column]) after flexibility (the map's:
     ui_map.table_columns). The rows go only to an iframe that does not hold them."""
     body = _table_payload(result_key, rows, labels, extra)
     send = _held(key) != body["hash"]
