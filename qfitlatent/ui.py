@@ -560,18 +560,21 @@ def drawing(progress: Progress, tag: str) -> None:
     if progress.shown or st.session_state.get("drawn") != tag:
         progress(1.0, "Drawing the page")
     st.session_state["drawn"] = tag
+    st.session_state["plots:drawn"] = 0  # the plots components this run shows (show_figures)
 
 
 # Hides the note once the browser has drawn the page: each plots component (profile, χ figures)
 # and the viewer component has drawn in its iframe (viz/*_component count their draws). The
 # script's end is not that: a page of 1,486 residues then stayed blank for 9 s in the browser.
 # The components draw inside their iframes, which no mutation of this document reports, so this
-# polls (5 times a second, for 10 minutes at most).
+# polls (5 times a second, for 10 minutes at most). PLOTS is how many plots components the run
+# showed: an iframe the browser has not made yet is not in the page, so "all drawn" over the
+# iframes there could hide the note before the χ figures were drawn.
 _DRAWN_JS = """(() => {
   const drew = (kind, count) => [...document.querySelectorAll(`iframe[title$="${kind}"]`)]
     .map(f => { try { return f.contentWindow[count] || 0; } catch (e) { return 0; } });
   const drawn = () => { const plots = drew('qfitlatent_plots', 'qfitPlotRenders');
-    return plots.length > 0 && plots.every(n => n > 0)
+    return plots.length >= PLOTS && plots.every(n => n > 0)
       && drew('qfitlatent_viewer', 'qfitRenders').some(n => n > 0); };
   const hide = () => { if (!drawn()) return false;
     const note = document.getElementById('NOTE'); if (note) note.style.display = 'none';
@@ -591,9 +594,10 @@ def finish(progress: Progress) -> None:
     import secrets
 
     note = f"qfit-drawing-{secrets.token_hex(4)}"
+    plots = max(1, st.session_state.get("plots:drawn", 1))
     progress.slot.html(
         f'<div id="{note}" class="qfit-drawing" style="font-size:14px">Drawing the page…</div>'
-        f"<script>{_DRAWN_JS.replace('NOTE', note)}</script>",
+        f"<script>{_DRAWN_JS.replace('NOTE', note).replace('PLOTS', str(plots))}</script>",
         unsafe_allow_javascript=True,
     )
 
@@ -825,6 +829,7 @@ def show_figures(figures: list[tuple[str, str]], key: str, clickable: bool = Fal
     plotly.js stay across reruns, a changed figure is one Plotly.react into its div and an
     unchanged one is not drawn. With `clickable`, a click on a point is its value
     ({figure, customdata, click, view}; read it with _new_click)."""
+    st.session_state["plots:drawn"] = st.session_state.get("plots:drawn", 0) + 1
     return _plots_component()(figures=figures, js_url=PLOTLY_JS, clickable=clickable, key=key,
                               default=None)  # fmt: skip
 
